@@ -1,0 +1,177 @@
+"""Incidents and their closed-loop lifecycle, as pure functions over plain data.
+
+    open ─ acknowledge ─▶ acknowledged ─ dispatch ─▶ dispatched ─ arrive ─▶ on_scene
+      │                        │                          │                    │
+      └──────── dispatch ──────┘            resolve ◀─────┴────────────────────┘
+                                               ▼
+                                            resolved ─ verify ─▶ closed
+    any active state ─ false_alarm ─▶ false_alarm      open/acknowledged ─ merge ─▶ merged
+
+发现 → 上报 → 派单 → 处置 → 核查 → 结案: a rule discovers and reports (open), an operator
+dispatches, responders handle (on scene, resolved), a person verifies and closes. Every
+change is an ``AuditEntry``: who, when, from which state to which, and a note.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from devices.hierarchy import Location
+from wanli.errors import IllegalTransition
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.CRITICAL: 3, Severity.HIGH: 2, Severity.WARNING: 1, Severity.INFO: 0}
+
+
+class State(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    DISPATCHED = "dispatched"
+    ON_SCENE = "on_scene"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    FALSE_ALARM = "false_alarm"
+    MERGED = "merged"
+
+    @property
+    def is_active(self) -> bool:
+        return self not in (State.CLOSED, State.FALSE_ALARM, State.MERGED)
+
+
+class Action(StrEnum):
+    ACKNOWLEDGE = "acknowledge"
+    DISPATCH = "dispatch"
+    ARRIVE = "arrive"
+    RESOLVE = "resolve"
+    VERIFY = "verify"
+    FALSE_ALARM = "false_alarm"
+    MERGE = "merge"
+    NOTE = "note"
+
+
+_ACTIVE_BEFORE_RESOLVED = (State.OPEN, State.ACKNOWLEDGED, State.DISPATCHED, State.ON_SCENE)
+TRANSITIONS: dict[Action, tuple[tuple[State, ...], State | None]] = {
+    Action.ACKNOWLEDGE: ((State.OPEN,), State.ACKNOWLEDGED),
+    Action.DISPATCH: ((State.OPEN, State.ACKNOWLEDGED), State.DISPATCHED),
+    Action.ARRIVE: ((State.DISPATCHED,), State.ON_SCENE),
+    Action.RESOLVE: ((State.ACKNOWLEDGED, State.DISPATCHED, State.ON_SCENE), State.RESOLVED),
+    Action.VERIFY: ((State.RESOLVED,), State.CLOSED),
+    Action.FALSE_ALARM: (_ACTIVE_BEFORE_RESOLVED + (State.RESOLVED,), State.FALSE_ALARM),
+    Action.MERGE: ((State.OPEN, State.ACKNOWLEDGED), State.MERGED),
+    Action.NOTE: (tuple(State), None),  # a note changes nothing but the trail
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """What a rule says: this device is in this condition now. The engine turns it into an incident."""
+
+    device_id: str
+    kind: str
+    condition: str  # stable code, part of the dedup key: smoke_alarm, low_battery, ...
+    category: str  # fire, maintenance, welfare, hazard, charging
+    severity: Severity
+    title: str  # for people, in Chinese
+    at_ms: int  # the device's time of the message that raised it
+    detail: str = ""  # why, for people
+
+    @property
+    def key(self) -> str:
+        return f"{self.device_id}:{self.condition}"
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    id: str
+    key: str
+    device_id: str
+    kind: str
+    condition: str
+    category: str
+    severity: Severity
+    state: State
+    title: str
+    detail: str
+    location: Location
+    opened_ms: int  # when the system opened it (server clock)
+    first_event_ms: int  # the device's time of the first message
+    last_event_ms: int
+    updated_ms: int
+    event_count: int = 1
+    acknowledged_ms: int | None = None
+    acknowledged_by: str = ""
+    closed_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    incident_id: str
+    at_ms: int
+    actor: str
+    action: str
+    from_state: State | None
+    to_state: State
+    note: str = ""
+
+
+def new_incident_id() -> str:
+    return "inc_" + secrets.token_hex(6)
+
+
+def open_or_update(current: Incident | None, signal: Signal, location: Location, now_ms: int,
+                   new_id: str) -> tuple[Incident, AuditEntry | None]:
+    """Open an incident for a signal, or fold a repeat into the active one with the same key.
+
+    A repeat raises severity if the signal is more severe, counts the event and moves the
+    last-event time; it writes no audit entry unless it escalates severity.
+    """
+    if current is None or not current.state.is_active:
+        incident = Incident(
+            id=new_id, key=signal.key, device_id=signal.device_id, kind=signal.kind, condition=signal.condition,
+            category=signal.category, severity=signal.severity, state=State.OPEN, title=signal.title,
+            detail=signal.detail, location=location, opened_ms=now_ms, first_event_ms=signal.at_ms,
+            last_event_ms=signal.at_ms, updated_ms=now_ms,
+        )
+        return incident, AuditEntry(incident.id, now_ms, "system", "open", None, State.OPEN, signal.detail)
+    escalates = signal.severity.rank > current.severity.rank
+    updated = replace(
+        current,
+        event_count=current.event_count + 1,
+        last_event_ms=max(current.last_event_ms, signal.at_ms),
+        updated_ms=now_ms,
+        severity=signal.severity if escalates else current.severity,
+        detail=signal.detail if escalates else current.detail,
+        title=signal.title if escalates else current.title,
+    )
+    if escalates:
+        note = f"severity {current.severity} → {signal.severity}: {signal.detail}"
+        return updated, AuditEntry(current.id, now_ms, "system", "escalate_severity", current.state, current.state, note)
+    return updated, None
+
+
+def transition(incident: Incident, action: Action, actor: str, note: str, now_ms: int) -> tuple[Incident, AuditEntry]:
+    """Apply a person's action, or raise ``IllegalTransition`` naming the state and the action."""
+    allowed_from, to_state = TRANSITIONS[action]
+    if incident.state not in allowed_from:
+        raise IllegalTransition(incident.id, incident.state.value, action.value)
+    new_state = to_state or incident.state
+    changes: dict[str, object] = {"state": new_state, "updated_ms": now_ms}
+    if action in (Action.ACKNOWLEDGE, Action.DISPATCH) and incident.acknowledged_ms is None:
+        changes.update(acknowledged_ms=now_ms, acknowledged_by=actor)
+    if not new_state.is_active:
+        changes["closed_ms"] = now_ms
+    updated = replace(incident, **changes)  # type: ignore[arg-type]
+    return updated, AuditEntry(incident.id, now_ms, actor, action.value, incident.state, new_state, note)

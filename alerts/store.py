@@ -1,0 +1,154 @@
+"""Incidents and their audit trail in SQL (SQLite by default, PostgreSQL in production)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+
+from sqlalchemy import Column, Engine, Index, Integer, String, Table, Text, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from alerts.incidents import AuditEntry, Incident, Severity, State
+from devices.hierarchy import Location
+from wanli.db import METADATA
+from wanli.errors import NotFound
+
+incidents_table = Table(
+    "incidents",
+    METADATA,
+    Column("id", String(32), primary_key=True),
+    Column("key", String(160), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("condition", String(64), nullable=False),
+    Column("category", String(32), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("street_id", String(32), nullable=False),
+    Column("area_id", String(64), nullable=False),
+    Column("community_id", String(64), nullable=False),
+    Column("building_id", String(64), nullable=False),
+    Column("floor", Integer, nullable=True),
+    Column("unit", String(16), nullable=False),
+    Column("location_json", Text, nullable=False),
+    Column("opened_ms", Integer, nullable=False),
+    Column("first_event_ms", Integer, nullable=False),
+    Column("last_event_ms", Integer, nullable=False),
+    Column("updated_ms", Integer, nullable=False),
+    Column("event_count", Integer, nullable=False),
+    Column("acknowledged_ms", Integer, nullable=True),
+    Column("acknowledged_by", String(100), nullable=False),
+    Column("closed_ms", Integer, nullable=True),
+    Index("ix_incidents_state", "state"),
+    Index("ix_incidents_key", "key"),
+    Index("ix_incidents_building", "building_id"),
+)
+
+incident_audit_table = Table(
+    "incident_audit",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", String(32), nullable=False),
+    Column("at_ms", Integer, nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("from_state", String(16), nullable=True),
+    Column("to_state", String(16), nullable=False),
+    Column("note", Text, nullable=False),
+    Index("ix_incident_audit_incident", "incident_id"),
+)
+
+ACTIVE_STATES = tuple(s.value for s in State if s.is_active)
+
+
+class IncidentStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+
+    def save(self, incidents: Iterable[Incident], audit: Sequence[AuditEntry]) -> None:
+        """Upsert the incidents and append the audit entries in one transaction."""
+        rows = [_row(i) for i in incidents]
+        with self._engine.begin() as conn:
+            if rows:
+                conn.execute(self._upsert(), rows)
+            if audit:
+                conn.execute(incident_audit_table.insert(), [
+                    {"incident_id": a.incident_id, "at_ms": a.at_ms, "actor": a.actor, "action": a.action,
+                     "from_state": a.from_state.value if a.from_state else None, "to_state": a.to_state.value,
+                     "note": a.note}
+                    for a in audit
+                ])
+
+    def _upsert(self):  # type: ignore[no-untyped-def]
+        insert = (postgresql if self._dialect == "postgresql" else sqlite).insert(incidents_table)
+        updatable = {c.name: insert.excluded[c.name] for c in incidents_table.columns if c.name != "id"}
+        return insert.on_conflict_do_update(index_elements=["id"], set_=updatable)
+
+    def active(self) -> list[Incident]:
+        return self._select(incidents_table.c.state.in_(ACTIVE_STATES), limit=None)
+
+    def list(self, states: Sequence[str] = (), building_id: str = "", limit: int = 200) -> list[Incident]:
+        clauses = []
+        if states:
+            clauses.append(incidents_table.c.state.in_(list(states)))
+        if building_id:
+            clauses.append(incidents_table.c.building_id == building_id)
+        return self._select(*clauses, limit=limit)
+
+    def get(self, incident_id: str) -> Incident:
+        found = self._select(incidents_table.c.id == incident_id, limit=1)
+        if not found:
+            raise NotFound("incident", incident_id)
+        return found[0]
+
+    def audit(self, incident_id: str) -> list[AuditEntry]:
+        t = incident_audit_table
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(t).where(t.c.incident_id == incident_id).order_by(t.c.id)).mappings().all()
+        return [
+            AuditEntry(r["incident_id"], r["at_ms"], r["actor"], r["action"],
+                       State(r["from_state"]) if r["from_state"] else None, State(r["to_state"]), r["note"])
+            for r in rows
+        ]
+
+    def _select(self, *clauses, limit: int | None) -> list[Incident]:  # type: ignore[no-untyped-def]
+        t = incidents_table
+        q = select(t).where(*clauses).order_by(t.c.updated_ms.desc())
+        if limit is not None:
+            q = q.limit(limit)
+        with self._engine.connect() as conn:
+            return [_incident(r) for r in conn.execute(q).mappings().all()]
+
+
+def _row(i: Incident) -> dict[str, object]:
+    loc = i.location
+    return {
+        "id": i.id, "key": i.key, "device_id": i.device_id, "kind": i.kind, "condition": i.condition,
+        "category": i.category, "severity": i.severity.value, "state": i.state.value, "title": i.title,
+        "detail": i.detail, "street_id": loc.street_id, "area_id": loc.area_id, "community_id": loc.community_id,
+        "building_id": loc.building_id, "floor": loc.floor, "unit": loc.unit,
+        "location_json": json.dumps(_location_dict(loc), ensure_ascii=False),
+        "opened_ms": i.opened_ms, "first_event_ms": i.first_event_ms, "last_event_ms": i.last_event_ms,
+        "updated_ms": i.updated_ms, "event_count": i.event_count, "acknowledged_ms": i.acknowledged_ms,
+        "acknowledged_by": i.acknowledged_by, "closed_ms": i.closed_ms,
+    }
+
+
+def _location_dict(loc: Location) -> dict[str, object]:
+    return {f: getattr(loc, f) for f in loc.__slots__}  # type: ignore[attr-defined]
+
+
+def _incident(r: Mapping[str, object]) -> Incident:
+    loc = Location(**json.loads(str(r["location_json"])))
+    return Incident(
+        id=str(r["id"]), key=str(r["key"]), device_id=str(r["device_id"]), kind=str(r["kind"]),
+        condition=str(r["condition"]), category=str(r["category"]), severity=Severity(str(r["severity"])),
+        state=State(str(r["state"])), title=str(r["title"]), detail=str(r["detail"]), location=loc,
+        opened_ms=int(r["opened_ms"]), first_event_ms=int(r["first_event_ms"]),  # type: ignore[arg-type]
+        last_event_ms=int(r["last_event_ms"]), updated_ms=int(r["updated_ms"]),  # type: ignore[arg-type]
+        event_count=int(r["event_count"]), acknowledged_ms=r["acknowledged_ms"],  # type: ignore[arg-type]
+        acknowledged_by=str(r["acknowledged_by"]), closed_ms=r["closed_ms"],  # type: ignore[arg-type]
+    )

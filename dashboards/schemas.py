@@ -1,0 +1,125 @@
+"""What the API shows of the domain objects (layered like the FastAPI template: *Public models)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, Field
+
+from alerts.incidents import Action, AuditEntry, Incident
+from devices.hierarchy import Location
+from devices.registry import DeviceRecord
+from ingest.dead_letters import DeadLetter
+
+
+def ms_to_dt(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+class LocationPublic(BaseModel):
+    street_id: str
+    street: str
+    area_id: str
+    area: str
+    community_id: str
+    community: str
+    building_id: str
+    building: str
+    floor: int | None
+    unit: str
+    label: str
+
+    @classmethod
+    def of(cls, loc: Location) -> LocationPublic:
+        return cls(label=loc.label(), **{f: getattr(loc, f) for f in Location.__slots__})  # type: ignore[attr-defined]
+
+
+class IncidentPublic(BaseModel):
+    id: str
+    title: str
+    detail: str
+    severity: str
+    state: str
+    category: str
+    condition: str
+    device_id: str
+    kind: str
+    location: LocationPublic
+    opened_at: datetime
+    first_event_at: datetime
+    last_event_at: datetime
+    updated_at: datetime
+    event_count: int
+    acknowledged_at: datetime | None
+    acknowledged_by: str
+    closed_at: datetime | None
+
+    @classmethod
+    def of(cls, i: Incident) -> IncidentPublic:
+        return cls(
+            id=i.id, title=i.title, detail=i.detail, severity=i.severity.value, state=i.state.value,
+            category=i.category, condition=i.condition, device_id=i.device_id, kind=i.kind,
+            location=LocationPublic.of(i.location), opened_at=ms_to_dt(i.opened_ms),  # type: ignore[arg-type]
+            first_event_at=ms_to_dt(i.first_event_ms), last_event_at=ms_to_dt(i.last_event_ms),  # type: ignore[arg-type]
+            updated_at=ms_to_dt(i.updated_ms), event_count=i.event_count,  # type: ignore[arg-type]
+            acknowledged_at=ms_to_dt(i.acknowledged_ms), acknowledged_by=i.acknowledged_by,
+            closed_at=ms_to_dt(i.closed_ms),
+        )
+
+
+class AuditEntryPublic(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    from_state: str | None
+    to_state: str
+    note: str
+
+    @classmethod
+    def of(cls, a: AuditEntry) -> AuditEntryPublic:
+        return cls(at=ms_to_dt(a.at_ms), actor=a.actor, action=a.action,  # type: ignore[arg-type]
+                   from_state=a.from_state.value if a.from_state else None, to_state=a.to_state.value, note=a.note)
+
+
+class IncidentDetail(IncidentPublic):
+    audit: list[AuditEntryPublic]
+
+
+class IncidentActionRequest(BaseModel):
+    action: Action
+    actor: str = Field(min_length=1, max_length=100)
+    note: str = Field(default="", max_length=2000)
+
+
+class DevicePublic(BaseModel):
+    device_id: str
+    kind: str
+    status: str
+    label: str
+    location: LocationPublic
+    registered_at: datetime
+    last_seen_at: datetime | None
+    last_type: str | None
+
+    @classmethod
+    def of(cls, d: DeviceRecord, loc: Location) -> DevicePublic:
+        return cls(device_id=d.device_id, kind=d.kind, status=d.status.value, label=d.label,
+                   location=LocationPublic.of(loc), registered_at=ms_to_dt(d.registered_ms),  # type: ignore[arg-type]
+                   last_seen_at=ms_to_dt(d.last_seen_ms), last_type=d.last_type)
+
+
+class DeadLetterPublic(BaseModel):
+    id: int
+    received_at: datetime
+    topic: str
+    device_id: str
+    reason: str
+    detail: str
+    payload_size: int
+    payload_preview: str
+
+    @classmethod
+    def of(cls, d: DeadLetter) -> DeadLetterPublic:
+        return cls(id=d.id or 0, received_at=ms_to_dt(d.received_ms), topic=d.topic,  # type: ignore[arg-type]
+                   device_id=d.device_id, reason=d.reason, detail=d.detail, payload_size=d.payload_size,
+                   payload_preview=d.payload[:500].decode("utf-8", "replace"))

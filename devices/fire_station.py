@@ -1,0 +1,70 @@
+"""Micro fire station duty terminal (微型消防站): who is on duty, equipment, and dispatch handling.
+
+Dispatch steps (acknowledge, depart, on scene, finished) carry the dispatch id the alert
+engine sent; their device timestamps measure the 1-minute / 3-minute rule.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from devices.messages import Count, DeviceKind, Message, ShortText
+from devices.topics import MessageClass
+
+DispatchId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+IsoDate = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+
+
+class DutyStatus(Message, tag="duty_status"):
+    CLASS = MessageClass.TELEMETRY
+    staff_on_duty: Count
+    ready: bool
+
+
+class EquipmentItem(msgspec.Struct, kw_only=True, frozen=True):
+    item: ShortText  # e.g. extinguisher, hose, breathing_set
+    status: Literal["ok", "missing", "expired", "damaged"]
+    quantity: Count = 1
+    expires_on: IsoDate | None = None
+
+
+class EquipmentCheck(Message, tag="equipment_check"):
+    CLASS = MessageClass.EVENT
+    items: Annotated[list[EquipmentItem], msgspec.Meta(max_length=200)]
+    checked_by: ShortText = ""
+
+
+class ShiftChange(Message, tag="shift_change"):
+    CLASS = MessageClass.EVENT
+    staff_on_duty: Count
+    leader: ShortText = ""
+
+
+class _DispatchStep(Message):
+    CLASS = MessageClass.EVENT
+    dispatch_id: DispatchId
+
+
+class DispatchAck(_DispatchStep, tag="dispatch_ack"):
+    pass
+
+
+class DispatchDepart(_DispatchStep, tag="dispatch_depart"):
+    pass
+
+
+class DispatchOnScene(_DispatchStep, tag="dispatch_on_scene"):
+    pass
+
+
+class DispatchFinished(_DispatchStep, tag="dispatch_finished"):
+    outcome: ShortText = ""
+
+
+KIND = DeviceKind(
+    name="fire_station",
+    label_zh="微型消防站",
+    messages=(DutyStatus, EquipmentCheck, ShiftChange, DispatchAck, DispatchDepart, DispatchOnScene, DispatchFinished),
+)

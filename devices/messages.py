@@ -1,0 +1,125 @@
+"""The payload envelope every device message shares, and what a device kind is.
+
+A payload is one JSON object. Every message carries the envelope fields
+
+    v    schema version of the payload contract (1)
+    ts   the device's own clock: milliseconds since the Unix epoch, UTC
+    seq  the device's sequence number: +1 per message, across all its topics
+    type which message of the kind's vocabulary this is (the union's tag)
+
+and then the fields of its type. Decoding uses msgspec tagged unions: one decoder per
+(kind, topic class), so a payload is parsed and validated in one pass in C.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, ClassVar, Union
+
+import msgspec
+
+from devices.topics import MessageClass
+from wanli.errors import PayloadError
+
+SCHEMA_VERSION = 1
+
+Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
+Dbm = Annotated[int, msgspec.Meta(ge=-150, le=0)]
+Celsius = Annotated[float, msgspec.Meta(ge=-60, le=1200)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+ShortText = Annotated[str, msgspec.Meta(max_length=200)]
+LongText = Annotated[str, msgspec.Meta(max_length=2000)]
+
+Scalar = int | float | bool | str
+Point = tuple[dict[str, str], dict[str, Scalar]]  # (extra tags, fields) of one time-series point
+
+
+class Message(msgspec.Struct, kw_only=True, tag_field="type", frozen=True):
+    """Envelope fields. Subclasses set ``tag`` (the ``type`` value) and ``CLASS``."""
+
+    CLASS: ClassVar[MessageClass]
+
+    v: Annotated[int, msgspec.Meta(ge=1, le=SCHEMA_VERSION)]
+    ts: Annotated[int, msgspec.Meta(ge=0, le=10**14)]
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+
+    @property
+    def type(self) -> str:
+        return self.__struct_config__.tag  # type: ignore[return-value]
+
+    def points(self) -> list[Point]:
+        """The time-series points this message becomes; one point of its scalar fields by default."""
+        return [({}, scalar_fields(self))]
+
+
+_ENVELOPE_SKIP = frozenset({"v", "ts"})
+
+
+def scalar_fields(msg: msgspec.Struct, skip: frozenset[str] = _ENVELOPE_SKIP) -> dict[str, Scalar]:
+    """Fields worth storing as time-series values: numbers, booleans and short strings."""
+    out: dict[str, Scalar] = {}
+    for name in msg.__struct_fields__:
+        if name in skip:
+            continue
+        value = getattr(msg, name)
+        if isinstance(value, (int, float, bool, str)):
+            out[name] = value
+    return out
+
+
+# Status messages are common to every kind: a device publishes `online` when it connects
+# and sets `offline` as its MQTT last will, so the broker announces a lost connection.
+class Online(Message, tag="online"):
+    CLASS = MessageClass.STATUS
+    firmware: ShortText = ""
+
+
+class Offline(Message, tag="offline"):
+    CLASS = MessageClass.STATUS
+    reason: Annotated[str, msgspec.Meta(max_length=64)] = "connection_lost"
+
+
+STATUS_MESSAGES: tuple[type[Message], ...] = (Online, Offline)
+
+
+@dataclass(frozen=True)
+class DeviceKind:
+    """A kind of device: its name on the wire, its label for people, and its vocabulary."""
+
+    name: str
+    label_zh: str
+    messages: tuple[type[Message], ...]
+    _decoders: dict[MessageClass, msgspec.json.Decoder] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        decoders: dict[MessageClass, msgspec.json.Decoder] = {}
+        for cls in MessageClass:
+            members = [m for m in (*self.messages, *STATUS_MESSAGES) if m.CLASS is cls]
+            if members:
+                decoders[cls] = msgspec.json.Decoder(Union[tuple(members)])  # noqa: UP007 - runtime union of types
+        object.__setattr__(self, "_decoders", decoders)
+
+    def message_types(self, msg_class: MessageClass | None = None) -> list[str]:
+        return [m.__struct_config__.tag for m in (*self.messages, *STATUS_MESSAGES) if msg_class in (None, m.CLASS)]  # type: ignore[misc]
+
+    def decode(self, msg_class: MessageClass, payload: bytes) -> Message:
+        """Parse and validate one payload published on a topic of ``msg_class``."""
+        decoder = self._decoders.get(msg_class)
+        if decoder is None:
+            raise PayloadError(f"{self.name} publishes nothing on {msg_class.value} topics", reason="wrong_class")
+        try:
+            return decoder.decode(payload)
+        except msgspec.ValidationError as exc:
+            text = str(exc)
+            if "Invalid value" in text and "`$.type`" in text:
+                raise PayloadError(
+                    f"{text}; {msg_class.value} messages of {self.name} are: {', '.join(self.message_types(msg_class))}",
+                    reason="unknown_type",
+                ) from None
+            if text.startswith("Object missing required field"):
+                raise PayloadError(text, reason="missing_field") from None
+            raise PayloadError(text, reason="invalid_field") from None
+        except msgspec.DecodeError as exc:
+            raise PayloadError(f"not valid JSON: {exc}", reason="bad_json") from None
+

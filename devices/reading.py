@@ -1,0 +1,30 @@
+"""A decoded, validated device message with its address: what ingest hands on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from devices.messages import Message
+from devices.topics import MessageClass
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    street: str
+    kind: str
+    device_id: str
+    msg_class: MessageClass
+    message: Message
+    received_ms: int  # when ingest received it (the device's own time is message.ts)
+
+    @property
+    def type(self) -> str:
+        return self.message.type
+
+    @property
+    def ts_ms(self) -> int:
+        return self.message.ts
+
+    @property
+    def seq(self) -> int:
+        return self.message.seq

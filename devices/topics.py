@@ -1,0 +1,79 @@
+"""The MQTT topic contract, as pure functions (documented in docs/mqtt-contract.md).
+
+    safety/v1/{street}/{kind}/{device_id}/{class}
+
+``street`` and ``kind`` are lower-case identifiers, ``device_id`` is the device's
+registered id (letters, digits, ``-`` and ``_``, at most 64), ``class`` is one of
+``telemetry``, ``event`` and ``status``. Every segment is fixed in position so that a
+broker ACL can pin a device to its own topics (``safety/v1/+/+/%u/#`` style) and a
+shared subscription can be split by street or kind.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from wanli.errors import TopicError
+
+ROOT = "safety"
+VERSION = "v1"
+_IDENT = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class MessageClass(StrEnum):
+    TELEMETRY = "telemetry"  # periodic readings: heartbeats, port measurements
+    EVENT = "event"  # something happened: alarm, press, fault, dispatch step
+    STATUS = "status"  # connection state: online, offline (the device's last will)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicAddress:
+    street: str
+    kind: str
+    device_id: str
+    msg_class: MessageClass
+
+    def __post_init__(self) -> None:
+        if not _IDENT.match(self.street):
+            raise TopicError(f"street {self.street!r} is not a lower-case identifier")
+        if not _IDENT.match(self.kind):
+            raise TopicError(f"kind {self.kind!r} is not a lower-case identifier")
+        if not _DEVICE_ID.match(self.device_id):
+            raise TopicError(f"device id {self.device_id!r} is not 1-64 of [A-Za-z0-9_-]")
+
+    @property
+    def topic(self) -> str:
+        return f"{ROOT}/{VERSION}/{self.street}/{self.kind}/{self.device_id}/{self.msg_class.value}"
+
+
+def parse_topic(topic: str) -> TopicAddress:
+    """Split a topic into its address, or raise ``TopicError`` saying which part is wrong."""
+    parts = topic.split("/")
+    if len(parts) != 6:
+        raise TopicError(f"expected 6 segments {ROOT}/{VERSION}/street/kind/device/class, got {len(parts)}", topic=topic)
+    root, version, street, kind, device_id, msg_class = parts
+    if root != ROOT:
+        raise TopicError(f"topic must start with {ROOT}/", topic=topic)
+    if version != VERSION:
+        raise TopicError(f"unsupported contract version {version!r}", topic=topic)
+    try:
+        cls = MessageClass(msg_class)
+    except ValueError:
+        raise TopicError(f"class {msg_class!r} is not one of telemetry, event, status", topic=topic) from None
+    try:
+        return TopicAddress(street, kind, device_id, cls)
+    except TopicError as exc:
+        exc.topic = topic
+        raise
+
+
+def subscription(street: str = "+", kind: str = "+") -> str:
+    """The topic filter ingest subscribes to (one street or all, one kind or all)."""
+    return f"{ROOT}/{VERSION}/{street}/{kind}/+/+"
+
+
+def device_topic(street: str, kind: str, device_id: str, msg_class: MessageClass) -> str:
+    return TopicAddress(street, kind, device_id, msg_class).topic

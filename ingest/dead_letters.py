@@ -1,0 +1,85 @@
+"""The dead-letter store: every message ingest could not accept, with its raw bytes and reason.
+
+Nothing rejected is dropped: maintainers list these through the API, counted per reason.
+Messages from devices that are not registered are kept here too, under the reason
+``unregistered_device`` (the quarantine), and never reach the alert engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Column, Engine, Index, Integer, LargeBinary, String, Table, func, select
+
+from wanli.db import METADATA
+
+KEEP_BYTES = 65_536  # an oversized payload is kept truncated; its real size is recorded
+
+dead_letters_table = Table(
+    "dead_letters",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_ms", Integer, nullable=False),
+    Column("topic", String(512), nullable=False),
+    Column("device_id", String(64), nullable=False, default=""),
+    Column("reason", String(32), nullable=False),
+    Column("detail", String(1000), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("payload_size", Integer, nullable=False),
+    Index("ix_dead_letters_reason", "reason"),
+    Index("ix_dead_letters_device", "device_id"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    received_ms: int
+    topic: str
+    device_id: str
+    reason: str
+    detail: str
+    payload: bytes
+    payload_size: int
+    id: int | None = None
+
+
+class DeadLetterStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def add_batch(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        rows = [
+            {
+                "received_ms": d.received_ms, "topic": d.topic[:512], "device_id": d.device_id[:64], "reason": d.reason,
+                "detail": d.detail[:1000], "payload": d.payload[:KEEP_BYTES], "payload_size": d.payload_size,
+            }
+            for d in letters
+        ]
+        with self._engine.begin() as conn:
+            conn.execute(dead_letters_table.insert(), rows)
+
+    def list(self, reason: str = "", device_id: str = "", limit: int = 100, before_id: int | None = None) -> list[DeadLetter]:
+        t = dead_letters_table
+        q = select(t).order_by(t.c.id.desc()).limit(limit)
+        if reason:
+            q = q.where(t.c.reason == reason)
+        if device_id:
+            q = q.where(t.c.device_id == device_id)
+        if before_id is not None:
+            q = q.where(t.c.id < before_id)
+        with self._engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+        return [
+            DeadLetter(r["received_ms"], r["topic"], r["device_id"], r["reason"], r["detail"], bytes(r["payload"]),
+                       r["payload_size"], r["id"])
+            for r in rows
+        ]
+
+    def counts(self) -> dict[str, int]:
+        t = dead_letters_table
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(t.c.reason, func.count()).group_by(t.c.reason)).all()
+        return {reason: n for reason, n in rows}

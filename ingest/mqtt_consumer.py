@@ -1,0 +1,168 @@
+"""The MQTT shell of ingest: paho-mqtt's network thread in, one batch worker thread out.
+
+Why paho and threads: measured here, a paho subscriber receives 63k msg/s at QoS 0 and
+31k at QoS 1, aiomqtt 21k / 15k. The network thread only parses packets and puts them on
+a bounded queue; when the queue is full ``put`` blocks, paho stops reading the socket and
+TCP pushes back to the broker (which queues for our persistent session) instead of memory
+growing. The worker drains batches and acknowledges each QoS 1 message (``manual_ack``)
+only after the pipeline has stored it, so a crash before that means redelivery, not loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ingest.dead_letters import DeadLetter
+from ingest.pipeline import IngestPipeline, RawMessage
+
+log = logging.getLogger(__name__)
+
+
+class MqttConsumer:
+    def __init__(
+        self,
+        pipeline: IngestPipeline,
+        host: str,
+        port: int,
+        topic_filter: str,
+        *,
+        client_id: str = "wanli-ingest",
+        username: str = "",
+        password: str = "",
+        batch_size: int = 2000,
+        batch_wait_s: float = 0.02,
+        queue_size: int = 50_000,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self._pipeline = pipeline
+        self._host, self._port = host, port
+        self._filter = topic_filter
+        self._batch_size = batch_size
+        self._batch_wait_s = batch_wait_s
+        self._clock_ms = clock_ms
+        self._queue: queue.Queue[RawMessage] = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self.subscribed = threading.Event()
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,  # persistent session: the broker keeps our QoS 1 messages while we are away
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        if username:
+            self._client.username_pw_set(username, password)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+        self._worker = threading.Thread(target=self._run_worker, name="ingest-worker", daemon=True)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._client.connect_async(self._host, self._port, keepalive=30)
+        self._client.loop_start()
+        self._worker.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop receiving, finish the batch in hand, then disconnect. Unacknowledged messages stay with the broker."""
+        self._stop.set()
+        self._worker.join(timeout_s)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    # -- paho callbacks (network thread) -------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _userdata, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
+        if reason_code.is_failure:
+            log.error("MQTT connect to %s:%s refused: %s", self._host, self._port, reason_code)
+            return
+        log.info("MQTT connected to %s:%s, subscribing to %s", self._host, self._port, self._filter)
+        client.subscribe(self._filter, qos=1)
+
+    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _props) -> None:  # type: ignore[no-untyped-def]
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("MQTT subscription to %s refused: %s", self._filter, reason_codes)
+            return
+        self.subscribed.set()
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
+        self.subscribed.clear()
+        if not self._stop.is_set():
+            log.warning("MQTT disconnected from %s:%s (%s); paho reconnects", self._host, self._port, reason_code)
+
+    def _on_message(self, _client, _userdata, msg: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # not UTF-8: keep it, the topic parser rejects it with a reason
+            topic = msg._topic.decode("utf-8", "replace")  # noqa: SLF001 - the raw bytes are only reachable here
+        self._queue.put(RawMessage(topic, msg.payload, self._clock_ms(), msg.qos, msg.mid))
+
+    # -- worker thread --------------------------------------------------------------------
+
+    def _run_worker(self) -> None:
+        while not self._stop.is_set():
+            batch = self._next_batch()
+            if batch:
+                self._process_safely(batch)
+                self._ack(batch)
+
+    def _next_batch(self) -> list[RawMessage]:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self._batch_wait_s
+        while len(batch) < self._batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _process_safely(self, batch: list[RawMessage]) -> None:
+        """Process a batch; a failing batch is split so one poisonous message cannot block the rest.
+
+        A message that still fails alone is dead-lettered with the error. If even that fails
+        (the database is down) we keep trying: never acknowledge what is not kept somewhere.
+        """
+        try:
+            self._pipeline.process(batch)
+            return
+        except Exception:
+            log.exception("ingest batch of %d failed; retrying message by message", len(batch))
+        for raw in batch:
+            delay = 0.5
+            while True:
+                try:
+                    self._pipeline.process([raw])
+                    break
+                except Exception as exc:  # noqa: BLE001 - whatever it is, the message must be kept
+                    try:
+                        self._pipeline.dead_letter(DeadLetter(raw.received_ms, raw.topic, "", "internal_error",
+                                                              f"{type(exc).__name__}: {exc}", raw.payload, len(raw.payload)))
+                        break
+                    except Exception:
+                        log.exception("cannot dead-letter message on %s; retrying in %.1f s", raw.topic, delay)
+                        time.sleep(delay)
+                        delay = min(delay * 2, 30.0)
+
+    def _ack(self, batch: list[RawMessage]) -> None:
+        for raw in batch:
+            if raw.qos > 0:
+                self._client.ack(raw.mid, raw.qos)

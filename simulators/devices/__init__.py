@@ -1,0 +1,1 @@
+"""Simulated devices, one module per kind, publishing only through the MQTT contract."""

@@ -1,0 +1,204 @@
+"""Composition of the main job: every piece built from one ``Settings`` and started in order.
+
+    embedded broker (if no WANLI_MQTT_URL) → stores → alert engine → ingest consumer
+    → HTTP API and operations screen → simulated building (if enabled)
+
+and stopped in the reverse order, so nothing in flight is cut off: the consumer finishes
+its batch and leaves the rest with the broker for next time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import uvicorn
+from sqlalchemy import Engine
+
+from alerts.service import AlertService
+from alerts.store import IncidentStore
+from dashboards.api import AppContext, create_app
+from dashboards.live import LiveFeed
+from devices.catalog import KINDS
+from devices.hierarchy import Hierarchy, load_hierarchy
+from devices.registry import DeviceRegistry
+from devices.topics import subscription
+from ingest.dead_letters import DeadLetterStore
+from ingest.decode import DecodeLimits
+from ingest.embedded_broker import EmbeddedBroker
+from ingest.mqtt_consumer import MqttConsumer
+from ingest.pipeline import IngestPipeline
+from ingest.telemetry import InfluxV1TelemetryStore, InfluxV2TelemetryStore, SqliteTelemetryStore, TelemetryStore
+from simulators.building import BuildingSimulation, run_building
+from wanli.db import create_schema, make_engine
+from wanli.errors import StoreUnavailable
+from wanli.settings import Settings, TelemetryBackend
+
+log = logging.getLogger(__name__)
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def make_telemetry_store(settings: Settings) -> TelemetryStore:
+    match settings.telemetry_backend:
+        case TelemetryBackend.SQLITE:
+            return SqliteTelemetryStore(settings.telemetry_sqlite_path)
+        case TelemetryBackend.INFLUXDB1:
+            store = InfluxV1TelemetryStore(settings.influx_url, settings.influx_database,
+                                           settings.influx_username, settings.influx_password)
+            try:
+                store.ensure_database()
+            except StoreUnavailable as exc:  # ingest retries its writes; do not refuse to start alerting
+                log.error("cannot create InfluxDB database %s yet: %s", settings.influx_database, exc)
+            return store
+        case TelemetryBackend.INFLUXDB2:
+            return InfluxV2TelemetryStore(settings.influx_url, settings.influx_org, settings.influx_bucket,
+                                          settings.influx_token)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    hierarchy: Hierarchy
+    registry: DeviceRegistry
+    telemetry: TelemetryStore
+    dead_letters: DeadLetterStore
+    incidents: IncidentStore
+    alerts: AlertService
+    pipeline: IngestPipeline
+    feed: LiveFeed
+
+
+def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    create_schema(engine)
+    hierarchy = load_hierarchy()
+    registry = DeviceRegistry(engine, hierarchy)
+    incidents = IncidentStore(engine)
+
+    def locate(device_id: str):  # type: ignore[no-untyped-def]
+        rec = registry.find(device_id)
+        return registry.location(rec) if rec else hierarchy.locate()
+
+    alerts = AlertService(incidents, locate)
+    telemetry = make_telemetry_store(settings)
+    dead_letters = DeadLetterStore(engine)
+    pipeline = IngestPipeline(KINDS, registry, telemetry, dead_letters, alerts,
+                              DecodeLimits(max_payload_bytes=settings.max_payload_bytes), clock_ms=clock_ms)
+    return Services(settings, engine, hierarchy, registry, telemetry, dead_letters, incidents, alerts, pipeline, LiveFeed())
+
+
+class WanliService:
+    """The whole main job in one process. ``start`` returns once everything listens."""
+
+    def __init__(self, settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+        self.settings = settings
+        self._clock_ms = clock_ms
+        self.services = build_services(settings, clock_ms)
+        self.broker: EmbeddedBroker | None = None
+        self.consumer: MqttConsumer | None = None
+        self._server: uvicorn.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop_sim = asyncio.Event()
+        self.http_url = ""
+
+    async def start(self) -> None:
+        s, svc = self.settings, self.services
+        if s.uses_embedded_broker:
+            self.broker = EmbeddedBroker(s.embedded_broker_host, s.embedded_broker_port)
+            await self.broker.start()
+        host, port = s.mqtt_host_port
+        svc.feed.bind(asyncio.get_running_loop())
+        self.consumer = MqttConsumer(
+            svc.pipeline, host, port, subscription(), client_id=s.mqtt_client_id, username=s.mqtt_username,
+            password=s.mqtt_password, batch_size=s.ingest_batch_size, batch_wait_s=s.ingest_batch_wait_ms / 1000,
+            queue_size=s.ingest_queue_size, clock_ms=self._clock_ms,
+        )
+        self.consumer.start()
+        consumer = self.consumer
+        ctx = AppContext(svc.alerts, svc.incidents, svc.registry, svc.dead_letters, svc.feed, svc.pipeline.counters,
+                         ingest_ready=consumer.subscribed.is_set, clock_ms=self._clock_ms)
+        config = uvicorn.Config(create_app(ctx), host=s.http_host, port=s.http_port, log_level="warning",
+                                lifespan="off", timeout_graceful_shutdown=2)
+        self._server = uvicorn.Server(config)
+        self._tasks.append(asyncio.create_task(self._server.serve(), name="http"))
+        while not self._server.started:
+            if self._tasks[0].done():
+                self._tasks[0].result()  # raises why the server could not start
+            await asyncio.sleep(0.02)
+        bound_port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.http_url = f"http://{s.http_host}:{bound_port}"
+        await asyncio.get_running_loop().run_in_executor(None, consumer.subscribed.wait, 30)
+        if s.simulate_building:
+            self._start_simulated_building(host, port)
+
+    def _start_simulated_building(self, host: str, port: int) -> None:
+        s, svc = self.settings, self.services
+        building = svc.hierarchy.building("xq-01")
+        sim = BuildingSimulation(building, street=s.street)
+        svc.registry.register_many(sim.records(self._clock_ms()))
+        self._tasks.append(asyncio.create_task(
+            run_building(sim, host, port, heartbeat_s=s.simulate_heartbeat_seconds,
+                         alarm_every_s=s.simulate_alarm_every_seconds, stop=self._stop_sim, clock_ms=self._clock_ms),
+            name="simulated-building"))
+
+    async def stop(self) -> None:
+        self._stop_sim.set()
+        if self._server is not None:
+            self._server.should_exit = True
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.consumer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.consumer.stop)
+        if self.broker is not None:
+            await self.broker.stop()
+        self.services.telemetry.close()
+        self.services.engine.dispose()
+
+
+@contextlib.contextmanager
+def running_in_thread(settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms,
+                      start_timeout_s: float = 60.0) -> Iterator[WanliService]:
+    """Run the whole service on an event loop in a background thread (for tests, drills and benchmarks)."""
+    ready = threading.Event()
+    holder: dict[str, object] = {}
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        holder["stop"], holder["loop"] = stop, asyncio.get_running_loop()
+        service = WanliService(settings, clock_ms)
+        try:
+            await service.start()
+            holder["service"] = service
+        except BaseException as exc:
+            holder["error"] = exc
+            ready.set()
+            await service.stop()
+            return
+        ready.set()
+        await stop.wait()
+        await service.stop()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), name="wanli-service", daemon=True)
+    thread.start()
+    if not ready.wait(start_timeout_s):
+        raise TimeoutError("the service did not start in time")
+    if "error" in holder:
+        thread.join(10)
+        raise RuntimeError("the service failed to start") from holder["error"]  # type: ignore[misc]
+    try:
+        yield holder["service"]  # type: ignore[misc]
+    finally:
+        loop: asyncio.AbstractEventLoop = holder["loop"]  # type: ignore[assignment]
+        loop.call_soon_threadsafe(holder["stop"].set)  # type: ignore[attr-defined]
+        thread.join(30)

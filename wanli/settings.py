@@ -1,0 +1,98 @@
+"""All configuration in one place.
+
+Every setting can be given as an environment variable with the ``WANLI_`` prefix
+(``WANLI_MQTT_URL=mqtt://127.0.0.1:1883``) or as a ``wanli run`` flag. Core logic never
+imports this module: the runtime reads one ``Settings`` object and passes the pieces
+each constructor needs.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TelemetryBackend(StrEnum):
+    SQLITE = "sqlite"
+    INFLUXDB1 = "influxdb1"
+    INFLUXDB2 = "influxdb2"
+
+
+class Mode(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WANLI_", extra="forbid")
+
+    mode: Mode = Mode.DEVELOPMENT
+    street: str = Field(default="wanli", pattern=r"^[a-z0-9_-]{1,32}$")
+    data_dir: Path = Path("var")
+
+    # MQTT. Empty URL means: start the embedded amqtt broker on embedded_broker_port.
+    mqtt_url: str = ""
+    mqtt_username: str = ""
+    mqtt_password: str = ""
+    mqtt_client_id: str = "wanli-ingest"
+    embedded_broker_host: str = "127.0.0.1"
+    embedded_broker_port: int = 1883
+
+    # Registry, incidents, dead letters. Empty URL means SQLite under data_dir.
+    database_url: str = ""
+
+    telemetry_backend: TelemetryBackend = TelemetryBackend.SQLITE
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_database: str = "wanli"  # InfluxDB 1.x database
+    influx_username: str = ""
+    influx_password: str = ""
+    influx_org: str = "wanli"  # InfluxDB 2.x
+    influx_bucket: str = "wanli"
+    influx_token: str = ""
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+
+    # Ingest batching: a batch closes at this many messages or after this long.
+    ingest_batch_size: int = Field(default=2000, ge=1, le=50_000)
+    ingest_batch_wait_ms: int = Field(default=20, ge=1, le=5_000)
+    ingest_queue_size: int = Field(default=50_000, ge=100)
+    max_payload_bytes: int = Field(default=16_384, ge=256)
+
+    # The simulated building started by `wanli run` (0 disables it).
+    simulate_building: bool = True
+    simulate_heartbeat_seconds: float = Field(default=30.0, gt=0)
+    simulate_alarm_every_seconds: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_urls(self) -> "Settings":
+        if self.mqtt_url:
+            parts = urlsplit(self.mqtt_url)
+            if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+                raise ValueError(f"WANLI_MQTT_URL must look like mqtt://host:port, got {self.mqtt_url!r}")
+        if self.mode is Mode.PRODUCTION and self.telemetry_backend is TelemetryBackend.INFLUXDB2 and not self.influx_token:
+            raise ValueError("WANLI_INFLUX_TOKEN is required for InfluxDB 2.x in production mode")
+        return self
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return not self.mqtt_url
+
+    @property
+    def mqtt_host_port(self) -> tuple[str, int]:
+        if self.uses_embedded_broker:
+            return self.embedded_broker_host, self.embedded_broker_port
+        parts = urlsplit(self.mqtt_url)
+        return parts.hostname or "127.0.0.1", parts.port or 1883
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'wanli.db'}"
+
+    @property
+    def telemetry_sqlite_path(self) -> Path:
+        return self.data_dir / "telemetry.db"
