@@ -70,9 +70,13 @@ def parse_topic(topic: str) -> TopicAddress:
         raise
 
 
-def subscription(street: str = "+", kind: str = "+") -> str:
-    """The topic filter ingest subscribes to (one street or all, one kind or all)."""
-    return f"{ROOT}/{VERSION}/{street}/{kind}/+/+"
+def subscription(street: str = "") -> str:
+    """The topic filter ingest subscribes to: everything under the root (or one street's part).
+
+    Deliberately wider than the contract: a device publishing a malformed topic under
+    ``safety/`` must reach ingest so it is dead-lettered with a reason, not silently unseen.
+    """
+    return f"{ROOT}/{VERSION}/{street}/#" if street else f"{ROOT}/#"
 
 
 def device_topic(street: str, kind: str, device_id: str, msg_class: MessageClass) -> str:

@@ -1,0 +1,117 @@
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from devices import charging_station, elderly_alarm, fire_station, inspection_report, smoke_detector
+from devices.catalog import KINDS
+from devices.topics import MessageClass
+from ingest.decode import DAY_MS, MINUTE_MS, DecodeLimits, decode_message
+from wanli.errors import PayloadError, RejectedMessage, TopicError
+
+NOW = 1_795_000_000_000
+TOPIC = "safety/v1/wanli/smoke_detector/SD-XQ01-0101/event"
+
+
+def payload(**fields):
+    body = {"v": 1, "ts": NOW - 1000, "seq": 7}
+    body.update(fields)
+    return json.dumps(body).encode()
+
+
+def test_decodes_a_smoke_alarm_into_a_reading():
+    r = decode_message(TOPIC, payload(type="alarm", smoke_density=0.3), NOW, KINDS)
+    assert (r.street, r.kind, r.device_id, r.msg_class) == ("wanli", "smoke_detector", "SD-XQ01-0101", MessageClass.EVENT)
+    assert isinstance(r.message, smoke_detector.Alarm)
+    assert r.message.smoke_density == 0.3
+    assert (r.type, r.seq, r.ts_ms, r.received_ms) == ("alarm", 7, NOW - 1000, NOW)
+
+
+@pytest.mark.parametrize(
+    ("kind", "cls", "body", "expected"),
+    [
+        ("smoke_detector", "telemetry", {"type": "heartbeat", "battery_pct": 88, "rssi_dbm": -90}, smoke_detector.Heartbeat),
+        ("smoke_detector", "event", {"type": "tamper", "state": "removed"}, smoke_detector.Tamper),
+        ("smoke_detector", "event", {"type": "silenced", "duration_s": 60}, smoke_detector.Silenced),
+        ("smoke_detector", "status", {"type": "offline"}, None),
+        ("charging_station", "telemetry", {"type": "station_status", "ports": [{"port": 1, "state": "full", "power_w": 12}]},
+         charging_station.StationStatus),
+        ("charging_station", "event", {"type": "overcurrent", "port": 3, "current_a": 9.5}, charging_station.Overcurrent),
+        ("fire_station", "event", {"type": "dispatch_ack", "dispatch_id": "d-1"}, fire_station.DispatchAck),
+        ("fire_station", "event", {"type": "equipment_check",
+                                   "items": [{"item": "extinguisher", "status": "expired", "expires_on": "2026-01-01"}]},
+         fire_station.EquipmentCheck),
+        ("elderly_alarm", "event", {"type": "press"}, elderly_alarm.Press),
+        ("elderly_alarm", "telemetry", {"type": "activity", "source": "water"}, elderly_alarm.Activity),
+        ("inspection_report", "event", {"type": "hazard_report", "report_id": "r1", "category": "flying_wire_charging",
+                                        "photos": ["p/1.jpg"], "note": "三楼窗口飞线"}, inspection_report.HazardReport),
+    ],
+)
+def test_every_kind_decodes_its_messages(kind, cls, body, expected):
+    r = decode_message(f"safety/v1/wanli/{kind}/DEV-1/{cls}", payload(**body), NOW, KINDS)
+    assert r.type == body["type"]
+    if expected is not None:
+        assert isinstance(r.message, expected)
+
+
+@pytest.mark.parametrize(
+    ("topic", "raw", "reason", "fragment"),
+    [
+        (TOPIC, b"{not json", "bad_json", "not valid JSON"),
+        (TOPIC, b"[1, 2]", "invalid_field", "Expected `object`"),
+        (TOPIC, payload(type="alarm", smoke_density="high"), "invalid_field", "$.smoke_density"),
+        (TOPIC, json.dumps({"v": 1, "ts": NOW, "type": "alarm"}).encode(), "missing_field", "`seq`"),
+        (TOPIC, payload(type="meltdown"), "unknown_type", "alarm, alarm_cleared"),
+        (TOPIC, payload(type="heartbeat", battery_pct=50, rssi_dbm=-80), "unknown_type", "event messages"),
+        (TOPIC, payload(type="alarm", v=2), "invalid_field", "$.v"),
+        (TOPIC, payload(type="alarm", seq=-1), "invalid_field", "$.seq"),
+        (TOPIC, payload(type="low_battery", battery_pct=140), "invalid_field", "$.battery_pct"),
+        ("safety/v1/wanli/toaster/T-1/event", payload(type="alarm"), "unknown_kind", "unknown device kind 'toaster'"),
+        ("safety/v1/wanli/inspection_report/R-1/telemetry", payload(type="hazard_report"), "wrong_class", "publishes nothing"),
+        ("not/a/topic", payload(type="alarm"), "bad_topic", "expected 6 segments"),
+        (TOPIC, payload(type="alarm", ts=NOW + 6 * MINUTE_MS), "ts_future", "in the future"),
+        (TOPIC, payload(type="alarm", ts=NOW - 8 * DAY_MS), "ts_past", "days in the past"),
+        (TOPIC, payload(type="alarm", pad="x" * 20_000), "oversized", "exceeds the limit"),
+    ],
+)
+def test_bad_messages_are_rejected_with_a_reason(topic, raw, reason, fragment):
+    with pytest.raises(RejectedMessage) as caught:
+        decode_message(topic, raw, NOW, KINDS)
+    assert caught.value.reason == reason
+    assert fragment in str(caught.value)
+    assert caught.value.topic == topic
+
+
+def test_rejections_name_the_device_when_the_topic_did():
+    with pytest.raises(PayloadError) as caught:
+        decode_message(TOPIC, b"{", NOW, KINDS)
+    assert caught.value.device_id == "SD-XQ01-0101"
+
+
+def test_size_limit_is_configurable():
+    with pytest.raises(PayloadError):
+        decode_message(TOPIC, payload(type="alarm"), NOW, KINDS, DecodeLimits(max_payload_bytes=256 // 8))
+
+
+def test_unknown_extra_fields_are_tolerated_for_forward_compatibility():
+    r = decode_message(TOPIC, payload(type="alarm", firmware_extra={"a": 1}), NOW, KINDS)
+    assert r.type == "alarm"
+
+
+@given(st.binary(max_size=400), st.sampled_from(list(KINDS)), st.sampled_from(list(MessageClass)))
+def test_arbitrary_bytes_never_escape_as_anything_but_a_rejection(raw, kind, cls):
+    try:
+        decode_message(f"safety/v1/wanli/{kind}/D-1/{cls.value}", raw, NOW, KINDS)
+    except (PayloadError, TopicError):
+        pass
+
+
+@given(st.dictionaries(st.sampled_from(["v", "ts", "seq", "type", "smoke_density", "battery_pct", "state"]),
+                       st.one_of(st.none(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20), st.booleans()),
+                       max_size=7))
+def test_arbitrary_json_objects_decode_or_are_rejected(body):
+    try:
+        decode_message(TOPIC, json.dumps(body).encode(), NOW, KINDS)
+    except PayloadError as exc:
+        assert exc.reason in {"bad_json", "invalid_field", "missing_field", "unknown_type", "ts_future", "ts_past"}

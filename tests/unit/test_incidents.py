@@ -1,0 +1,94 @@
+import pytest
+
+from alerts.incidents import Action, Severity, Signal, State, open_or_update, transition
+from devices.hierarchy import Location
+from wanli.errors import IllegalTransition
+
+LOC = Location("wanli", "万里街道", building_id="xq-01", building="香泉 1号楼", floor=3, unit="0301")
+
+
+def signal(severity=Severity.HIGH, at=1000, condition="smoke_alarm"):
+    return Signal("SD-1", "smoke_detector", condition, "fire", severity, "烟感报警", at, "detail")
+
+
+def opened():
+    incident, entry = open_or_update(None, signal(), LOC, now_ms=2000, new_id="inc_1")
+    return incident, entry
+
+
+def test_a_signal_opens_an_incident_with_an_audit_entry():
+    incident, entry = opened()
+    assert (incident.id, incident.state, incident.severity, incident.key) == ("inc_1", State.OPEN, Severity.HIGH, "SD-1:smoke_alarm")
+    assert (incident.opened_ms, incident.first_event_ms, incident.event_count) == (2000, 1000, 1)
+    assert entry is not None and (entry.action, entry.from_state, entry.to_state, entry.actor) == ("open", None, State.OPEN, "system")
+
+
+def test_a_repeat_updates_the_open_incident_instead_of_opening_another():
+    incident, _ = opened()
+    again, entry = open_or_update(incident, signal(at=5000), LOC, now_ms=6000, new_id="inc_2")
+    assert again.id == "inc_1" and again.event_count == 2 and again.last_event_ms == 5000 and again.updated_ms == 6000
+    assert entry is None
+
+
+def test_a_more_severe_repeat_raises_severity_and_says_so():
+    incident, _ = opened()
+    again, entry = open_or_update(incident, signal(Severity.CRITICAL), LOC, now_ms=3000, new_id="x")
+    assert again.severity is Severity.CRITICAL
+    assert entry is not None and entry.action == "escalate_severity" and "high → critical" in entry.note
+
+
+def test_a_less_severe_repeat_never_lowers_severity():
+    incident, _ = opened()
+    again, _ = open_or_update(incident, signal(Severity.WARNING), LOC, now_ms=3000, new_id="x")
+    assert again.severity is Severity.HIGH
+
+
+def test_a_signal_after_closure_opens_a_new_incident():
+    incident, _ = opened()
+    closed, _ = transition(incident, Action.FALSE_ALARM, "op", "kitchen steam", 3000)
+    fresh, _ = open_or_update(closed, signal(), LOC, now_ms=4000, new_id="inc_2")
+    assert fresh.id == "inc_2" and fresh.state is State.OPEN and fresh.event_count == 1
+
+
+def test_the_closed_loop_from_open_to_verified_closure():
+    incident, _ = opened()
+    trail = []
+    for t, action in enumerate([Action.ACKNOWLEDGE, Action.DISPATCH, Action.ARRIVE, Action.RESOLVE, Action.VERIFY]):
+        incident, entry = transition(incident, action, f"person{t}", f"note {t}", 3000 + t)
+        trail.append((entry.from_state, entry.to_state, entry.actor))
+    assert [to for _, to, _ in trail] == [State.ACKNOWLEDGED, State.DISPATCHED, State.ON_SCENE, State.RESOLVED, State.CLOSED]
+    assert incident.acknowledged_ms == 3000 and incident.acknowledged_by == "person0"
+    assert incident.closed_ms == 3004 and not incident.state.is_active
+
+
+def test_dispatching_without_acknowledging_counts_as_acknowledgement():
+    incident, _ = opened()
+    incident, _ = transition(incident, Action.DISPATCH, "op", "", 2500)
+    assert incident.acknowledged_ms == 2500 and incident.state is State.DISPATCHED
+
+
+@pytest.mark.parametrize(
+    ("steps", "illegal"),
+    [
+        ([], Action.VERIFY),  # closing needs a resolution first (核查 before 结案)
+        ([], Action.RESOLVE),  # nobody has acknowledged it
+        ([], Action.ARRIVE),
+        ([Action.ACKNOWLEDGE], Action.ACKNOWLEDGE),
+        ([Action.FALSE_ALARM], Action.ACKNOWLEDGE),
+        ([Action.ACKNOWLEDGE, Action.RESOLVE, Action.VERIFY], Action.FALSE_ALARM),
+    ],
+)
+def test_illegal_transitions_are_refused_with_state_and_action(steps, illegal):
+    incident, _ = opened()
+    for step in steps:
+        incident, _ = transition(incident, step, "op", "", 3000)
+    with pytest.raises(IllegalTransition) as caught:
+        transition(incident, illegal, "op", "", 4000)
+    assert caught.value.state == incident.state.value and caught.value.action == illegal.value
+    assert f"cannot {illegal.value} when {incident.state.value}" in str(caught.value)
+
+
+def test_a_note_is_allowed_in_any_state_and_changes_nothing_else():
+    incident, _ = opened()
+    noted, entry = transition(incident, Action.NOTE, "op", "called the resident", 2100)
+    assert noted.state is State.OPEN and entry.note == "called the resident" and entry.from_state == entry.to_state

@@ -1,0 +1,43 @@
+from devices import charging_station, smoke_detector
+from devices.reading import Reading
+from devices.topics import MessageClass
+from ingest.line_protocol import encode, reading_lines
+
+
+def reading(message, kind="smoke_detector", device="SD-XQ01-0101", cls=MessageClass.EVENT):
+    return Reading("wanli", kind, device, cls, message, received_ms=message.ts + 5)
+
+
+def test_an_alarm_becomes_one_point_with_tags_and_typed_fields():
+    lines = reading_lines(reading(smoke_detector.Alarm(v=1, ts=1_700_000_000_123, seq=42, smoke_density=0.25)))
+    assert lines == [
+        "smoke_detector,street=wanli,device=SD-XQ01-0101,type=alarm,class=event smoke_density=0.25,seq=42i 1700000000123"
+    ]
+
+
+def test_booleans_strings_and_special_characters_are_escaped():
+    msg = smoke_detector.Fault(v=1, ts=1, seq=1, code='E 1,"x"', detail="line\nbreak")
+    (line,) = reading_lines(reading(msg, device="D,1 =x"))
+    assert r"device=D\,1\ \=x" in line
+    assert r'code="E 1,\"x\""' in line
+    assert r'detail="line\nbreak"' in line
+
+
+def test_a_station_snapshot_becomes_one_point_per_port_tagged_with_the_port():
+    msg = charging_station.StationStatus(
+        v=1, ts=10, seq=3, ambient_temp_c=21.0, smoke=False, mains_power=True,
+        ports=[charging_station.Port(port=1, state="charging", temperature_c=41.5, power_w=180.0),
+               charging_station.Port(port=2, state="idle")],
+    )
+    lines = reading_lines(reading(msg, kind="charging_station", device="CS-1", cls=MessageClass.TELEMETRY))
+    assert len(lines) == 3
+    assert "smoke=false,mains_power=true" in lines[0] and "port_count=2i" in lines[0]
+    assert lines[1].startswith("charging_station,street=wanli,device=CS-1,type=station_status,class=telemetry,port=1 ")
+    assert 'state="charging"' in lines[1] and "temperature_c=41.5" in lines[1] and "seq=3i" in lines[1]
+    assert "temperature_c" not in lines[2]  # a port that reports no temperature writes none
+
+
+def test_encode_concatenates_readings_in_order():
+    a = reading(smoke_detector.Alarm(v=1, ts=1, seq=1))
+    b = reading(smoke_detector.AlarmCleared(v=1, ts=2, seq=2))
+    assert [line.rsplit(" ", 1)[1] for line in encode([a, b])] == ["1", "2"]
