@@ -5,7 +5,15 @@ Adding a kind is one new module in ``devices/`` defining ``KIND`` and one line h
 
 from __future__ import annotations
 
-from devices import charging_station, elderly_alarm, fire_station, inspection_report, smoke_detector
+from devices import (
+    charging_station,
+    elderly_alarm,
+    fire_station,
+    inspection_report,
+    lift_camera,
+    smoke_detector,
+    water_meter,
+)
 from devices.messages import DeviceKind
 
 KINDS: dict[str, DeviceKind] = {
@@ -16,5 +24,7 @@ KINDS: dict[str, DeviceKind] = {
         fire_station.KIND,
         elderly_alarm.KIND,
         inspection_report.KIND,
+        water_meter.KIND,
+        lift_camera.KIND,
     )
 }

@@ -10,11 +10,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from devices.messages import Count, DeviceKind, Message, ShortText
+from devices.messages import Count, DeviceKind, IsoDate, Message, ShortText
 from devices.topics import MessageClass
 
 DispatchId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-IsoDate = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 
 
 class DutyStatus(Message, tag="duty_status"):

@@ -74,8 +74,9 @@ class Settings(BaseSettings):
             parts = urlsplit(self.mqtt_url)
             if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
                 raise ValueError(f"WANLI_MQTT_URL must look like mqtt://host:port, got {self.mqtt_url!r}")
-        if self.mode is Mode.PRODUCTION and self.telemetry_backend is TelemetryBackend.INFLUXDB2 and not self.influx_token:
-            raise ValueError("WANLI_INFLUX_TOKEN is required for InfluxDB 2.x in production mode")
+        if self.mode is Mode.PRODUCTION and self.telemetry_backend is TelemetryBackend.INFLUXDB2:
+            if not self.influx_token or "development-only" in self.influx_token:
+                raise ValueError("WANLI_INFLUX_TOKEN must be set to a real secret for InfluxDB 2.x in production mode")
         return self
 
     @property

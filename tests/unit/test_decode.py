@@ -115,3 +115,24 @@ def test_arbitrary_json_objects_decode_or_are_rejected(body):
         decode_message(TOPIC, json.dumps(body).encode(), NOW, KINDS)
     except PayloadError as exc:
         assert exc.reason in {"bad_json", "invalid_field", "missing_field", "unknown_type", "ts_future", "ts_past"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "cls", "body"),
+    [
+        ("water_meter", "telemetry", {"type": "reading", "total_l": 58231.5, "interval_l": 0.0, "interval_s": 3600}),
+        ("water_meter", "telemetry", {"type": "daily_usage", "date": "2026-11-22", "litres": 3.5}),
+        ("water_meter", "event", {"type": "leak", "flow_l_per_min": 6.0, "duration_s": 7200}),
+        ("lift_camera", "event", {"type": "ebike_detected", "confidence": 0.93, "lift": "A"}),
+        ("lift_camera", "telemetry", {"type": "heartbeat", "detections_today": 2}),
+    ],
+)
+def test_kinds_added_by_one_module_and_one_line_decode(kind, cls, body):
+    assert decode_message(f"safety/v1/wanli/{kind}/DEV-9/{cls}", payload(**body), NOW, KINDS).type == body["type"]
+
+
+def test_a_water_meter_date_must_be_a_date():
+    with pytest.raises(PayloadError) as caught:
+        decode_message("safety/v1/wanli/water_meter/W-1/telemetry", payload(type="daily_usage", date="yesterday", litres=1),
+                       NOW, KINDS)
+    assert caught.value.reason == "invalid_field"

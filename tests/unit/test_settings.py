@@ -1,0 +1,29 @@
+import pytest
+from pydantic import ValidationError
+
+from wanli.settings import Settings
+
+
+def test_embedded_defaults_need_nothing_installed(tmp_path):
+    s = Settings(data_dir=tmp_path)
+    assert s.uses_embedded_broker and s.mqtt_host_port == ("127.0.0.1", 1883)
+    assert s.telemetry_backend == "sqlite" and s.resolved_database_url == f"sqlite:///{tmp_path / 'wanli.db'}"
+
+
+def test_an_external_broker_url_is_parsed(monkeypatch):
+    monkeypatch.setenv("WANLI_MQTT_URL", "mqtt://broker.local:11883")
+    s = Settings()
+    assert not s.uses_embedded_broker and s.mqtt_host_port == ("broker.local", 11883)
+
+
+@pytest.mark.parametrize("url", ["http://x:1", "broker:1883", "mqtt://"])
+def test_a_bad_broker_url_is_refused_with_the_setting_named(url):
+    with pytest.raises(ValidationError, match="WANLI_MQTT_URL"):
+        Settings(mqtt_url=url)
+
+
+@pytest.mark.parametrize("token", ["", "wanli-dev-token-development-only"])
+def test_production_refuses_a_missing_or_development_influx_token(token):
+    with pytest.raises(ValidationError, match="WANLI_INFLUX_TOKEN"):
+        Settings(mode="production", telemetry_backend="influxdb2", influx_token=token)
+    Settings(mode="development", telemetry_backend="influxdb2", influx_token=token)  # fine on a laptop
