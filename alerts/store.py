@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import Column, Engine, Index, Integer, String, Table, Text, select
+from sqlalchemy import BigInteger, Column, Engine, Index, Integer, String, Table, Text, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts.incidents import AuditEntry, Incident, Severity, State
 from devices.hierarchy import Location
-from wanli.db import METADATA
+from wanli.db import METADATA, BigId
 from wanli.errors import NotFound
 
 incidents_table = Table(
@@ -33,14 +33,14 @@ incidents_table = Table(
     Column("floor", Integer, nullable=True),
     Column("unit", String(16), nullable=False),
     Column("location_json", Text, nullable=False),
-    Column("opened_ms", Integer, nullable=False),
-    Column("first_event_ms", Integer, nullable=False),
-    Column("last_event_ms", Integer, nullable=False),
-    Column("updated_ms", Integer, nullable=False),
+    Column("opened_ms", BigInteger, nullable=False),
+    Column("first_event_ms", BigInteger, nullable=False),
+    Column("last_event_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
     Column("event_count", Integer, nullable=False),
-    Column("acknowledged_ms", Integer, nullable=True),
+    Column("acknowledged_ms", BigInteger, nullable=True),
     Column("acknowledged_by", String(100), nullable=False),
-    Column("closed_ms", Integer, nullable=True),
+    Column("closed_ms", BigInteger, nullable=True),
     Index("ix_incidents_state", "state"),
     Index("ix_incidents_key", "key"),
     Index("ix_incidents_building", "building_id"),
@@ -49,9 +49,9 @@ incidents_table = Table(
 incident_audit_table = Table(
     "incident_audit",
     METADATA,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", BigId, primary_key=True, autoincrement=True),
     Column("incident_id", String(32), nullable=False),
-    Column("at_ms", Integer, nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
     Column("actor", String(100), nullable=False),
     Column("action", String(32), nullable=False),
     Column("from_state", String(16), nullable=True),

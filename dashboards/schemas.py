@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field
 
 from alerts.incidents import Action, AuditEntry, Incident
 from devices.hierarchy import Location
-from devices.registry import DeviceRecord
+from devices.catalog import KINDS
+from devices.csv_import import ImportReport
+from devices.registry import DeviceRecord, HistoryEntry, health
 from ingest.dead_letters import DeadLetter
 
 
@@ -94,18 +98,91 @@ class IncidentActionRequest(BaseModel):
 class DevicePublic(BaseModel):
     device_id: str
     kind: str
-    status: str
+    kind_label: str
+    lifecycle: str
+    health: list[str]
     label: str
     location: LocationPublic
     registered_at: datetime
+    retired_at: datetime | None
     last_seen_at: datetime | None
     last_type: str | None
+    battery_pct: float | None
+    tampered: bool
+    connected: bool | None
 
     @classmethod
-    def of(cls, d: DeviceRecord, loc: Location) -> DevicePublic:
-        return cls(device_id=d.device_id, kind=d.kind, status=d.status.value, label=d.label,
+    def of(cls, d: DeviceRecord, loc: Location, now_ms: int) -> DevicePublic:
+        return cls(device_id=d.device_id, kind=d.kind, kind_label=KINDS[d.kind].label_zh if d.kind in KINDS else d.kind,
+                   lifecycle=d.lifecycle.value, health=sorted(h.value for h in health(d, now_ms)), label=d.label,
                    location=LocationPublic.of(loc), registered_at=ms_to_dt(d.registered_ms),  # type: ignore[arg-type]
-                   last_seen_at=ms_to_dt(d.last_seen_ms), last_type=d.last_type)
+                   retired_at=ms_to_dt(d.retired_ms), last_seen_at=ms_to_dt(d.last_seen_ms), last_type=d.last_type,
+                   battery_pct=d.battery_pct, tampered=d.tampered, connected=d.connected)
+
+
+Actor = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class DeviceCreate(BaseModel):
+    device_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", examples=["SD-XQ01-0101"])
+    kind: str = Field(examples=["smoke_detector"])
+    building_id: str = Field(default="", max_length=64, examples=["xq-01"])
+    floor: int | None = Field(default=None, ge=-5, le=200)
+    unit: str = Field(default="", max_length=16, examples=["0101"])
+    label: str = Field(default="", max_length=200)
+    actor: Actor = "maintainer"
+
+
+class DeviceMove(BaseModel):
+    building_id: str = Field(max_length=64)
+    floor: int | None = Field(default=None, ge=-5, le=200)
+    unit: str = Field(default="", max_length=16)
+    label: str | None = Field(default=None, max_length=200)
+    actor: Actor = "maintainer"
+
+
+class DeviceRetire(BaseModel):
+    reason: str = Field(default="", max_length=500)
+    actor: Actor = "maintainer"
+
+
+class DeviceHistoryEntry(BaseModel):
+    at: datetime
+    action: str
+    actor: str
+    detail: str
+
+    @classmethod
+    def of(cls, h: HistoryEntry) -> DeviceHistoryEntry:
+        return cls(at=ms_to_dt(h.at_ms), action=h.action, actor=h.actor, detail=h.detail)  # type: ignore[arg-type]
+
+
+class RowErrorPublic(BaseModel):
+    line: int
+    device_id: str
+    reason: str
+
+
+class ImportReportPublic(BaseModel):
+    rows: int
+    created: int
+    unchanged: int
+    reactivated: int
+    rejected: list[RowErrorPublic]
+
+    @classmethod
+    def of(cls, r: ImportReport) -> ImportReportPublic:
+        return cls(rows=r.rows, created=r.created, unchanged=r.unchanged, reactivated=r.reactivated,
+                   rejected=[RowErrorPublic(line=e.line, device_id=e.device_id, reason=e.reason) for e in r.rejected])
+
+
+class QuarantinedDevice(BaseModel):
+    device_id: str
+    kind: str
+    reason: str
+    messages: int
+    first_seen_at: datetime
+    last_seen_at: datetime
 
 
 class DeadLetterPublic(BaseModel):

@@ -96,4 +96,5 @@ KIND = DeviceKind(
     label_zh="电动车充电桩",
     messages=(StationStatus, SmokeDetected, SmokeCleared, PowerLost, PowerRestored, Overcurrent, PortFault,
               SessionStarted, SessionEnded),
+    heartbeat_s=60,
 )

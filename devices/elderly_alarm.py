@@ -48,4 +48,5 @@ KIND = DeviceKind(
     name="elderly_alarm",
     label_zh="一键通",
     messages=(Heartbeat, Activity, Press, Cancel, Fall, LowBattery),
+    heartbeat_s=3600,
 )

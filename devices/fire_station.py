@@ -66,4 +66,5 @@ KIND = DeviceKind(
     name="fire_station",
     label_zh="微型消防站",
     messages=(DutyStatus, EquipmentCheck, ShiftChange, DispatchAck, DispatchDepart, DispatchOnScene, DispatchFinished),
+    heartbeat_s=300,
 )

@@ -25,4 +25,4 @@ class Heartbeat(Message, tag="heartbeat"):
     detections_today: int = 0
 
 
-KIND = DeviceKind(name="lift_camera", label_zh="电梯阻车摄像头", messages=(EbikeDetected, Heartbeat))
+KIND = DeviceKind(name="lift_camera", label_zh="电梯阻车摄像头", messages=(EbikeDetected, Heartbeat), heartbeat_s=600)

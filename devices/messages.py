@@ -91,6 +91,7 @@ class DeviceKind:
     name: str
     label_zh: str
     messages: tuple[type[Message], ...]
+    heartbeat_s: int | None = None  # nominal interval of its periodic telemetry; None: it reports only events
     _decoders: dict[MessageClass, msgspec.json.Decoder] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -1,28 +1,61 @@
-"""The device registry: which devices exist, what kind they are and where they are installed.
+"""The device registry: which devices exist, what kind they are, where they are installed,
+and how healthy they look.
 
 Ingest asks it, for every message, whether the device is registered and where it is; so
-the registered devices are held in memory (tens of thousands of small records) and the
-database is written through on every change.
+the registrations are held in memory (tens of thousands of small records) and written
+through to the database on every change. Maintainers register, move and retire devices;
+each of those is kept in the device's history. Health (last seen, battery, tamper,
+connection) is folded in from the readings ingest hands over, one transaction per batch.
 """
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from sqlalchemy import Column, Engine, Index, Integer, String, Table, bindparam, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    select,
+    update,
+)
 
+from devices import smoke_detector
 from devices.catalog import KINDS
 from devices.hierarchy import Hierarchy, Location
-from wanli.db import METADATA
-from wanli.errors import Conflict, NotFound
+from devices.messages import Offline, Online
+from devices.reading import Reading
+from wanli.db import METADATA, BigId
+from wanli.errors import Conflict, Invalid, NotFound
+
+LOW_BATTERY_PCT = 20.0
+SILENT_INTERVALS = 3  # a device that missed this many heartbeats counts as offline
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # the topic contract's rule
 
 
-class DeviceStatus(StrEnum):
+class Lifecycle(StrEnum):
     ACTIVE = "active"
     RETIRED = "retired"
+
+
+class Health(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    LOW_BATTERY = "low_battery"
+    TAMPERED = "tampered"
+    NEVER_SEEN = "never_seen"
 
 
 devices_table = Table(
@@ -31,16 +64,32 @@ devices_table = Table(
     Column("device_id", String(64), primary_key=True),
     Column("kind", String(32), nullable=False),
     Column("street_id", String(32), nullable=False),
-    Column("building_id", String(64), nullable=False, default=""),
+    Column("building_id", String(64), nullable=False),
     Column("floor", Integer, nullable=True),
-    Column("unit", String(16), nullable=False, default=""),
-    Column("label", String(200), nullable=False, default=""),
-    Column("status", String(16), nullable=False, default=DeviceStatus.ACTIVE.value),
-    Column("registered_ms", Integer, nullable=False),
-    Column("last_seen_ms", Integer, nullable=True),
+    Column("unit", String(16), nullable=False),
+    Column("label", String(200), nullable=False),
+    Column("lifecycle", String(16), nullable=False),
+    Column("registered_ms", BigInteger, nullable=False),
+    Column("retired_ms", BigInteger, nullable=True),
+    Column("last_seen_ms", BigInteger, nullable=True),
     Column("last_type", String(32), nullable=True),
+    Column("battery_pct", Float, nullable=True),
+    Column("tampered", Boolean, nullable=False),
+    Column("connected", Boolean, nullable=True),
     Index("ix_devices_building", "building_id"),
     Index("ix_devices_kind", "kind"),
+)
+
+device_history_table = Table(
+    "device_history",
+    METADATA,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("device_id", String(64), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_device_history_device", "device_id"),
 )
 
 
@@ -53,17 +102,82 @@ class DeviceRecord:
     floor: int | None = None
     unit: str = ""
     label: str = ""
-    status: DeviceStatus = DeviceStatus.ACTIVE
+    lifecycle: Lifecycle = Lifecycle.ACTIVE
     registered_ms: int = 0
+    retired_ms: int | None = None
     last_seen_ms: int | None = None
     last_type: str | None = None
+    battery_pct: float | None = None
+    tampered: bool = False
+    connected: bool | None = None
+
+    @property
+    def placement(self) -> tuple[str, str, str, int | None, str]:
+        return (self.kind, self.street_id, self.building_id, self.floor, self.unit)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    device_id: str
+    at_ms: int
+    action: str
+    actor: str
+    detail: str
+
+
+class RegisterOutcome(StrEnum):
+    CREATED = "created"
+    UNCHANGED = "unchanged"
+    REACTIVATED = "reactivated"
+
+
+# -- pure parts ------------------------------------------------------------------------
+
+
+def health(rec: DeviceRecord, now_ms: int) -> frozenset[Health]:
+    """What a maintainer's list shows for a device now; a device can be online and low on battery at once."""
+    flags: set[Health] = set()
+    if rec.last_seen_ms is None:
+        flags.add(Health.NEVER_SEEN)
+    else:
+        heartbeat_s = KINDS[rec.kind].heartbeat_s if rec.kind in KINDS else None
+        silent = heartbeat_s is not None and now_ms - rec.last_seen_ms > SILENT_INTERVALS * heartbeat_s * 1000
+        flags.add(Health.OFFLINE if rec.connected is False or silent else Health.ONLINE)
+    if rec.battery_pct is not None and rec.battery_pct < LOW_BATTERY_PCT:
+        flags.add(Health.LOW_BATTERY)
+    if rec.tampered:
+        flags.add(Health.TAMPERED)
+    return frozenset(flags)
+
+
+def observe(rec: DeviceRecord, reading: Reading) -> DeviceRecord:
+    """Fold one reading into a device's health. Older readings (buffered, replayed) never move it back."""
+    msg = reading.message
+    if rec.last_seen_ms is not None and msg.ts < rec.last_seen_ms:
+        return rec
+    changes: dict[str, object] = {"last_seen_ms": msg.ts, "last_type": msg.type,
+                                  "connected": not isinstance(msg, Offline)}
+    battery = getattr(msg, "battery_pct", None)
+    if battery is not None:
+        changes["battery_pct"] = float(battery)
+    if isinstance(msg, smoke_detector.Tamper):
+        changes["tampered"] = msg.state == "removed"
+    if isinstance(msg, Online | Offline):
+        changes["connected"] = isinstance(msg, Online)
+    return replace(rec, **changes)  # type: ignore[arg-type]
+
+
+# -- the registry ----------------------------------------------------------------------
+
+ChangeListener = Callable[[Sequence[DeviceRecord]], None]
 
 
 class DeviceRegistry:
     def __init__(self, engine: Engine, hierarchy: Hierarchy) -> None:
         self._engine = engine
         self._hierarchy = hierarchy
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._listeners: list[ChangeListener] = []
         with engine.connect() as conn:
             rows = conn.execute(select(devices_table)).mappings().all()
         self._by_id: dict[str, DeviceRecord] = {r["device_id"]: _record(r) for r in rows}
@@ -72,36 +186,119 @@ class DeviceRegistry:
     def hierarchy(self) -> Hierarchy:
         return self._hierarchy
 
-    def register(self, record: DeviceRecord) -> DeviceRecord:
-        """Register a device, or return the existing identical registration (idempotent)."""
-        return self.register_many([record])[0]
+    def subscribe(self, listener: ChangeListener) -> None:
+        """Be told of registrations, moves and retirements (e.g. to regenerate broker credentials)."""
+        self._listeners.append(listener)
 
-    def register_many(self, records: Iterable[DeviceRecord]) -> list[DeviceRecord]:
-        out: list[DeviceRecord] = []
-        new: list[DeviceRecord] = []
-        with self._lock:
-            for rec in records:
-                self._check(rec)
-                existing = self._by_id.get(rec.device_id)
-                if existing is not None:
-                    if _placement(existing) != _placement(rec):
-                        raise Conflict(f"device {rec.device_id} is already registered as {existing.kind} at {existing.building_id}")
-                    out.append(existing)
-                    continue
-                new.append(rec)
-                out.append(rec)
-            if new:
-                with self._engine.begin() as conn:
-                    conn.execute(devices_table.insert(), [_row(r) for r in new])
-                for rec in new:
-                    self._by_id[rec.device_id] = rec
-        return out
+    # -- maintainers' operations --
 
-    def _check(self, rec: DeviceRecord) -> None:
+    def validate(self, rec: DeviceRecord) -> None:
+        """Raise ``Invalid`` if the record's values cannot be right, ``Conflict`` if it clashes with the registry."""
+        if not _DEVICE_ID.match(rec.device_id):
+            raise Invalid(f"device id {rec.device_id!r} must be 1-64 of [A-Za-z0-9_-], starting with a letter or digit")
         if rec.kind not in KINDS:
-            raise Conflict(f"unknown device kind {rec.kind!r}; known: {', '.join(KINDS)}")
-        if rec.building_id:
-            self._hierarchy.building(rec.building_id)  # raises NotFound
+            raise Invalid(f"unknown device kind {rec.kind!r}; known: {', '.join(KINDS)}")
+        if rec.street_id != self._hierarchy.street_id:
+            raise Invalid(f"street {rec.street_id!r} is not this registry's street {self._hierarchy.street_id!r}")
+        if len(rec.label) > 200:
+            raise Invalid("label is longer than 200 characters")
+        self._check_place(rec.building_id, rec.floor, rec.unit)
+        existing = self._by_id.get(rec.device_id)
+        if existing is None:
+            return
+        if existing.kind != rec.kind:
+            raise Conflict(f"device {rec.device_id} is registered as a {existing.kind}, not a {rec.kind}")
+        if existing.lifecycle is Lifecycle.ACTIVE and existing.placement != rec.placement:
+            raise Conflict(f"device {rec.device_id} is already registered at {self.location(existing).label()}; "
+                           "move it instead")
+
+    def _check_place(self, building_id: str, floor: int | None, unit: str) -> None:
+        if not building_id:
+            if floor is not None or unit:
+                raise Invalid("a floor or unit needs a building")
+            return
+        building = self._hierarchy.buildings.get(building_id)
+        if building is None:
+            raise Invalid(f"unknown building {building_id!r}")
+        if floor is not None and (floor == 0 or not -5 <= floor <= building.floors):
+            raise Invalid(f"floor {floor} is outside {building.name} (floors 1-{building.floors}, basements -1..-5)")
+        if len(unit) > 16:
+            raise Invalid(f"unit {unit!r} is longer than 16 characters")
+
+    def register_many(self, records: Sequence[DeviceRecord], actor: str, now_ms: int) -> list[RegisterOutcome]:
+        """Register devices; idempotent for an identical registration, a conflict for a different one.
+
+        All or nothing: every record is validated before anything is written.
+        """
+        with self._lock:
+            outcomes: list[RegisterOutcome] = []
+            writes: list[DeviceRecord] = []
+            history: list[HistoryEntry] = []
+            seen: set[str] = set()
+            for rec in records:
+                self.validate(rec)
+                if rec.device_id in seen:
+                    raise Invalid(f"device {rec.device_id} appears twice")
+                seen.add(rec.device_id)
+                existing = self._by_id.get(rec.device_id)
+                if existing is None:
+                    outcome = RegisterOutcome.CREATED
+                    write = replace(rec, lifecycle=Lifecycle.ACTIVE, registered_ms=now_ms, retired_ms=None)
+                elif existing.lifecycle is Lifecycle.RETIRED:
+                    outcome = RegisterOutcome.REACTIVATED
+                    write = replace(existing, building_id=rec.building_id, floor=rec.floor, unit=rec.unit,
+                                    label=rec.label, lifecycle=Lifecycle.ACTIVE, retired_ms=None)
+                else:
+                    outcomes.append(RegisterOutcome.UNCHANGED)
+                    continue
+                outcomes.append(outcome)
+                writes.append(write)
+                history.append(HistoryEntry(rec.device_id, now_ms, outcome.value, actor, self.location(write).label()))
+            if writes:
+                self._write(writes, history)
+        self._notify(writes)
+        return outcomes
+
+    def register(self, rec: DeviceRecord, actor: str, now_ms: int) -> RegisterOutcome:
+        return self.register_many([rec], actor, now_ms)[0]
+
+    def move(self, device_id: str, building_id: str, floor: int | None, unit: str, actor: str, now_ms: int,
+             label: str | None = None) -> DeviceRecord:
+        """Move an active device to another place. Incidents already open keep the place they happened at."""
+        with self._lock:
+            rec = self._active(device_id, "move")
+            self._check_place(building_id, floor, unit)
+            before = self.location(rec).label()
+            moved = replace(rec, building_id=building_id, floor=floor, unit=unit,
+                            label=rec.label if label is None else label)
+            self._write([moved], [HistoryEntry(device_id, now_ms, "moved", actor,
+                                               f"{before} → {self.location(moved).label()}")])
+        self._notify([moved])
+        return moved
+
+    def retire(self, device_id: str, actor: str, now_ms: int, reason: str = "") -> DeviceRecord:
+        """Retire a device: its messages are no longer accepted (they go to quarantine) and its credentials lapse."""
+        with self._lock:
+            rec = self._active(device_id, "retire")
+            retired = replace(rec, lifecycle=Lifecycle.RETIRED, retired_ms=now_ms)
+            self._write([retired], [HistoryEntry(device_id, now_ms, "retired", actor, reason)])
+        self._notify([retired])
+        return retired
+
+    def _active(self, device_id: str, action: str) -> DeviceRecord:
+        rec = self.get(device_id)
+        if rec.lifecycle is Lifecycle.RETIRED:
+            raise Conflict(f"device {device_id} is retired; cannot {action} it")
+        return rec
+
+    def history(self, device_id: str) -> list[HistoryEntry]:
+        self.get(device_id)
+        t = device_history_table
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(t).where(t.c.device_id == device_id).order_by(t.c.id)).mappings().all()
+        return [HistoryEntry(r["device_id"], r["at_ms"], r["action"], r["actor"], r["detail"]) for r in rows]
+
+    # -- queries --
 
     def get(self, device_id: str) -> DeviceRecord:
         rec = self._by_id.get(device_id)
@@ -112,62 +309,99 @@ class DeviceRegistry:
     def find(self, device_id: str) -> DeviceRecord | None:
         """The active registration of a device, or None (the hot-path lookup)."""
         rec = self._by_id.get(device_id)
-        return rec if rec is not None and rec.status is DeviceStatus.ACTIVE else None
+        return rec if rec is not None and rec.lifecycle is Lifecycle.ACTIVE else None
+
+    def is_retired(self, device_id: str) -> bool:
+        rec = self._by_id.get(device_id)
+        return rec is not None and rec.lifecycle is Lifecycle.RETIRED
 
     def location(self, rec: DeviceRecord) -> Location:
         return self._hierarchy.locate(rec.building_id, rec.floor, rec.unit)
 
-    def list(self, kind: str = "", building_id: str = "", community_id: str = "", limit: int = 1000) -> list[DeviceRecord]:
-        buildings = set(self._hierarchy.communities[community_id].building_ids) if community_id in self._hierarchy.communities else None
-        if community_id and buildings is None:
-            return []
-        out = []
-        for rec in self._by_id.values():
-            if kind and rec.kind != kind:
-                continue
-            if building_id and rec.building_id != building_id:
+    def list(self, *, now_ms: int, kind: str = "", building_id: str = "", community_id: str = "",
+             health_flag: Health | None = None, lifecycle: Lifecycle | None = Lifecycle.ACTIVE,
+             limit: int = 1000, offset: int = 0) -> list[DeviceRecord]:
+        """Devices matching every given filter, ordered by id."""
+        buildings: set[str] | None = None
+        if community_id:
+            community = self._hierarchy.communities.get(community_id)
+            if community is None:
+                raise NotFound("community", community_id)
+            buildings = set(community.building_ids)
+        out: list[DeviceRecord] = []
+        for rec in sorted(self._by_id.values(), key=lambda r: r.device_id):
+            if (kind and rec.kind != kind) or (building_id and rec.building_id != building_id):
                 continue
             if buildings is not None and rec.building_id not in buildings:
                 continue
+            if lifecycle is not None and rec.lifecycle is not lifecycle:
+                continue
+            if health_flag is not None and health_flag not in health(rec, now_ms):
+                continue
             out.append(rec)
-            if len(out) >= limit:
-                break
-        return out
+        return out[offset: offset + limit]
 
-    def mark_seen(self, seen: Mapping[str, tuple[int, str]]) -> None:
-        """Record the last message time and type per device (one UPDATE per device, one transaction)."""
-        if not seen:
-            return
+    def count(self) -> int:
+        return len(self._by_id)
+
+    # -- ingest's hand-over --
+
+    def observe_batch(self, readings: Iterable[Reading]) -> None:
+        """Fold a batch of readings into device health: one UPDATE per changed device, one transaction."""
+        changed: dict[str, DeviceRecord] = {}
         with self._lock:
-            for device_id, (ts_ms, msg_type) in seen.items():
-                rec = self._by_id.get(device_id)
+            for reading in readings:
+                rec = changed.get(reading.device_id) or self._by_id.get(reading.device_id)
                 if rec is not None:
-                    self._by_id[device_id] = replace(rec, last_seen_ms=ts_ms, last_type=msg_type)
+                    changed[reading.device_id] = observe(rec, reading)
+            if not changed:
+                return
+            with self._engine.begin() as conn:
+                conn.execute(
+                    update(devices_table).where(devices_table.c.device_id == bindparam("b_id")).values(
+                        last_seen_ms=bindparam("b_seen"), last_type=bindparam("b_type"),
+                        battery_pct=bindparam("b_battery"), tampered=bindparam("b_tampered"),
+                        connected=bindparam("b_connected")),
+                    [{"b_id": r.device_id, "b_seen": r.last_seen_ms, "b_type": r.last_type, "b_battery": r.battery_pct,
+                      "b_tampered": r.tampered, "b_connected": r.connected} for r in changed.values()],
+                )
+            self._by_id.update(changed)
+
+    # -- storage --
+
+    def _write(self, records: Sequence[DeviceRecord], history: Sequence[HistoryEntry]) -> None:
         with self._engine.begin() as conn:
-            conn.execute(
-                update(devices_table).where(devices_table.c.device_id == bindparam("b_device_id")).values(
-                    last_seen_ms=bindparam("b_ts"), last_type=bindparam("b_type")),
-                [{"b_device_id": d, "b_ts": ts, "b_type": t} for d, (ts, t) in seen.items()],
-            )
+            existing = {r for r in (rec.device_id for rec in records) if r in self._by_id}
+            new = [_row(r) for r in records if r.device_id not in existing]
+            if new:
+                conn.execute(devices_table.insert(), new)
+            for rec in records:
+                if rec.device_id in existing:
+                    row = _row(rec)
+                    conn.execute(update(devices_table).where(devices_table.c.device_id == rec.device_id).values(**row))
+            if history:
+                conn.execute(device_history_table.insert(), [
+                    {"device_id": h.device_id, "at_ms": h.at_ms, "action": h.action, "actor": h.actor, "detail": h.detail}
+                    for h in history])
+        for rec in records:
+            self._by_id[rec.device_id] = rec
 
-
-def _placement(rec: DeviceRecord) -> tuple[object, ...]:
-    return (rec.kind, rec.street_id, rec.building_id, rec.floor, rec.unit)
+    def _notify(self, records: Sequence[DeviceRecord]) -> None:
+        if records:
+            for listener in self._listeners:
+                listener(records)
 
 
 def _row(rec: DeviceRecord) -> dict[str, object]:
     return {
         "device_id": rec.device_id, "kind": rec.kind, "street_id": rec.street_id, "building_id": rec.building_id,
-        "floor": rec.floor, "unit": rec.unit, "label": rec.label, "status": rec.status.value,
-        "registered_ms": rec.registered_ms, "last_seen_ms": rec.last_seen_ms, "last_type": rec.last_type,
+        "floor": rec.floor, "unit": rec.unit, "label": rec.label, "lifecycle": rec.lifecycle.value,
+        "registered_ms": rec.registered_ms, "retired_ms": rec.retired_ms, "last_seen_ms": rec.last_seen_ms,
+        "last_type": rec.last_type, "battery_pct": rec.battery_pct, "tampered": rec.tampered, "connected": rec.connected,
     }
 
 
 def _record(row: Mapping[str, object]) -> DeviceRecord:
-    return DeviceRecord(
-        device_id=str(row["device_id"]), kind=str(row["kind"]), street_id=str(row["street_id"]),
-        building_id=str(row["building_id"] or ""), floor=row["floor"],  # type: ignore[arg-type]
-        unit=str(row["unit"] or ""), label=str(row["label"] or ""), status=DeviceStatus(str(row["status"])),
-        registered_ms=int(row["registered_ms"]), last_seen_ms=row["last_seen_ms"],  # type: ignore[arg-type]
-        last_type=row["last_type"],  # type: ignore[arg-type]
-    )
+    values = dict(row)
+    values["lifecycle"] = Lifecycle(str(values["lifecycle"]))
+    return DeviceRecord(**values)  # type: ignore[arg-type]

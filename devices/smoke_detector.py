@@ -71,4 +71,5 @@ KIND = DeviceKind(
     name="smoke_detector",
     label_zh="烟感探测器",
     messages=(Heartbeat, Alarm, AlarmCleared, Fault, LowBattery, Tamper, SelfTest, Silenced),
+    heartbeat_s=4 * 3600,
 )

@@ -34,4 +34,4 @@ class Leak(Message, tag="leak"):
     duration_s: Count
 
 
-KIND = DeviceKind(name="water_meter", label_zh="智能水表", messages=(Reading, DailyUsage, Leak))
+KIND = DeviceKind(name="water_meter", label_zh="智能水表", messages=(Reading, DailyUsage, Leak), heartbeat_s=3600)

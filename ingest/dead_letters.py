@@ -9,18 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import Column, Engine, Index, Integer, LargeBinary, String, Table, func, select
+from sqlalchemy import BigInteger, Column, Engine, Index, Integer, LargeBinary, String, Table, func, select
 
-from wanli.db import METADATA
+from wanli.db import METADATA, BigId
 
-KEEP_BYTES = 65_536  # an oversized payload is kept truncated; its real size is recorded
+KEEP_BYTES = 65_536
+QUARANTINE_REASONS = ("unregistered_device", "retired_device", "kind_mismatch")  # an oversized payload is kept truncated; its real size is recorded
 
 dead_letters_table = Table(
     "dead_letters",
     METADATA,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("received_ms", Integer, nullable=False),
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("received_ms", BigInteger, nullable=False),
     Column("topic", String(512), nullable=False),
     Column("device_id", String(64), nullable=False, default=""),
     Column("reason", String(32), nullable=False),
@@ -78,8 +80,33 @@ class DeadLetterStore:
             for r in rows
         ]
 
+    def quarantined(self, limit: int = 500) -> list[dict[str, object]]:
+        """Devices whose messages are held because they are not (or no longer) registered, most recent first."""
+        t = dead_letters_table
+        q = (
+            select(t.c.device_id, t.c.reason, func.min(t.c.topic).label("topic"), func.count().label("messages"),
+                   func.min(t.c.received_ms).label("first_ms"), func.max(t.c.received_ms).label("last_ms"))
+            .where(t.c.reason.in_(QUARANTINE_REASONS))
+            .group_by(t.c.device_id, t.c.reason)
+            .order_by(func.max(t.c.received_ms).desc())
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+        return [
+            {"device_id": r["device_id"], "reason": r["reason"], "kind": _kind_of(r["topic"]), "messages": r["messages"],
+             "first_seen_at": datetime.fromtimestamp(r["first_ms"] / 1000, UTC),
+             "last_seen_at": datetime.fromtimestamp(r["last_ms"] / 1000, UTC)}
+            for r in rows
+        ]
+
     def counts(self) -> dict[str, int]:
         t = dead_letters_table
         with self._engine.connect() as conn:
             rows = conn.execute(select(t.c.reason, func.count()).group_by(t.c.reason)).all()
         return {reason: n for reason, n in rows}
+
+
+def _kind_of(topic: str) -> str:
+    parts = topic.split("/")
+    return parts[3] if len(parts) == 6 else ""

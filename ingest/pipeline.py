@@ -83,9 +83,7 @@ class IngestPipeline:
         for raw in batch:
             try:
                 reading = decode_message(raw.topic, raw.payload, raw.received_ms, self._kinds, self._limits)
-                if self._registry.find(reading.device_id) is None:
-                    raise UnregisteredDevice(f"device {reading.device_id} is not registered (quarantined)",
-                                             topic=raw.topic, device_id=reading.device_id)
+                self._check_registered(reading, raw.topic)
                 readings.append(reading)
             except RejectedMessage as exc:
                 letters.append(DeadLetter(raw.received_ms, raw.topic, exc.device_id, exc.reason, exc.detail,
@@ -93,7 +91,7 @@ class IngestPipeline:
         changes = self._alerts.handle_batch(readings, self._clock_ms()) if readings else []
         stored = self._write_telemetry(readings)
         self._dead_letters.add_batch(letters)
-        self._registry.mark_seen({r.device_id: (r.ts_ms, r.type) for r in readings})
+        self._registry.observe_batch(readings)
 
         c = self.counters
         c.received += len(batch)
@@ -105,6 +103,20 @@ class IngestPipeline:
         for d in letters:
             log.warning("rejected message topic=%s device=%s reason=%s: %s", d.topic, d.device_id, d.reason, d.detail)
         return BatchResult(len(readings), len(letters), stored, len(changes))
+
+    def _check_registered(self, reading: Reading, topic: str) -> None:
+        """Only active devices publishing as what they were registered as get through; the rest wait in quarantine."""
+        rec = self._registry.find(reading.device_id)
+        if rec is None:
+            retired = self._registry.is_retired(reading.device_id)
+            raise UnregisteredDevice(
+                f"device {reading.device_id} is {'retired' if retired else 'not registered'} (quarantined)",
+                topic=topic, device_id=reading.device_id, reason="retired_device" if retired else None)
+        if rec.kind != reading.kind or rec.street_id != reading.street:
+            raise UnregisteredDevice(
+                f"device {reading.device_id} is registered as {rec.kind} in {rec.street_id}, "
+                f"but published as {reading.kind} in {reading.street}",
+                topic=topic, device_id=reading.device_id, reason="kind_mismatch")
 
     def dead_letter(self, letter: DeadLetter) -> None:
         """Keep one message that could not be processed at all (the consumer's last resort)."""

@@ -61,9 +61,9 @@ class BuildingSimulation:
             self.placed.append(Placed(ElderlyAlarmSim(f"EA-{code}-{unit}", street=self.street, seed=self.seed,
                                                       seq=start_seq), floor, unit))
 
-    def records(self, now_ms: int) -> list[DeviceRecord]:
+    def records(self) -> list[DeviceRecord]:
         return [DeviceRecord(p.device.device_id, p.device.kind, self.street, self.building.id, p.floor, p.unit,
-                             label=f"{self.building.name} {p.unit}".strip(), registered_ms=now_ms) for p in self.placed]
+                             label=f"{self.building.name} {p.unit}".strip()) for p in self.placed]
 
     def random_alarm(self, now_ms: int) -> Publication:
         """A drill: one detector of the building, chosen by the seeded RNG, starts sounding."""

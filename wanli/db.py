@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import BigInteger, Engine, Integer, MetaData, create_engine, event
 
 METADATA = MetaData()
+
+# Row ids that may grow past 2^31 (dead letters under attack, audit trails over years):
+# BIGINT in PostgreSQL, and SQLite's INTEGER PRIMARY KEY so it stays the rowid alias.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def make_engine(url: str) -> Engine:

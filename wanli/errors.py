@@ -6,6 +6,7 @@
     │   ├── PayloadError           JSON, schema, size or time is wrong
     │   └── UnregisteredDevice     well-formed, but the device is not in the registry
     ├── NotFound                   an incident, device or place that does not exist
+    ├── Invalid                    a request whose values cannot be right (unknown building, bad floor)
     ├── Conflict                   the request contradicts the current state
     │   └── IllegalTransition      an incident cannot move from its state by that action
     └── StoreUnavailable           a backing server (InfluxDB, database) did not answer
@@ -56,6 +57,10 @@ class NotFound(WanliError):
         super().__init__(f"{what} {key!r} not found")
         self.what = what
         self.key = key
+
+
+class Invalid(WanliError):
+    pass
 
 
 class Conflict(WanliError):

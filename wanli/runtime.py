@@ -22,7 +22,8 @@ from sqlalchemy import Engine
 
 from alerts.service import AlertService
 from alerts.store import IncidentStore
-from dashboards.api import AppContext, create_app
+from dashboards.api import create_app
+from dashboards.deps import AppContext
 from dashboards.live import LiveFeed
 from devices.catalog import KINDS
 from devices.hierarchy import Hierarchy, load_hierarchy
@@ -145,7 +146,7 @@ class WanliService:
         s, svc = self.settings, self.services
         building = svc.hierarchy.building("xq-01")
         sim = BuildingSimulation(building, street=s.street)
-        svc.registry.register_many(sim.records(self._clock_ms()))
+        svc.registry.register_many(sim.records(), actor="simulator", now_ms=self._clock_ms())
         self._tasks.append(asyncio.create_task(
             run_building(sim, host, port, heartbeat_s=s.simulate_heartbeat_seconds,
                          alarm_every_s=s.simulate_alarm_every_seconds, stop=self._stop_sim, clock_ms=self._clock_ms),

@@ -40,7 +40,7 @@ class Env:
 @pytest.fixture
 def env(tmp_path):
     e = Env(tmp_path)
-    e.registry.register(DeviceRecord("SD-XQ01-0301", "smoke_detector", "wanli", "xq-01", 3, "0301", registered_ms=NOW))
+    e.registry.register(DeviceRecord("SD-XQ01-0301", "smoke_detector", "wanli", "xq-01", 3, "0301"), "test", NOW)
     return e
 
 
@@ -124,7 +124,7 @@ def test_an_unavailable_telemetry_store_delays_storage_but_not_the_incident(tmp_
     env.alerts.subscribe(lambda changes: seen_incident_before_store.append(env.telemetry.failures))
     env.pipeline = IngestPipeline(KINDS, env.registry, env.telemetry, env.dead, env.alerts,
                                   clock_ms=lambda: NOW, sleep=lambda _s: None)
-    env.registry.register(DeviceRecord("SD-XQ01-0301", "smoke_detector", "wanli", "xq-01", 3, "0301", registered_ms=NOW))
+    env.registry.register(DeviceRecord("SD-XQ01-0301", "smoke_detector", "wanli", "xq-01", 3, "0301"), "test", NOW)
     result = env.pipeline.process([RawMessage(ALARM_TOPIC, body(1), NOW)])
     assert result.stored_points == 1 and env.pipeline.counters.store_retries == 3
     assert seen_incident_before_store == [3]  # the incident was out while the store still refused

@@ -1,0 +1,36 @@
+"""What every route depends on: the application context, built by the runtime (or a test)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from alerts.service import AlertService
+from alerts.store import IncidentStore
+from dashboards.live import LiveFeed
+from devices.registry import DeviceRegistry
+from ingest.dead_letters import DeadLetterStore
+from ingest.pipeline import IngestCounters
+
+
+@dataclass
+class AppContext:
+    alerts: AlertService
+    incidents: IncidentStore
+    registry: DeviceRegistry
+    dead_letters: DeadLetterStore
+    feed: LiveFeed
+    counters: IngestCounters
+    ingest_ready: Callable[[], bool] = lambda: True
+    clock_ms: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)
+
+
+def get_ctx(request: Request) -> AppContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+Ctx = Annotated[AppContext, Depends(get_ctx)]

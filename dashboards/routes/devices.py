@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from dashboards.deps import Ctx
+from dashboards.schemas import (
+    DeviceCreate,
+    DeviceHistoryEntry,
+    DeviceMove,
+    DevicePublic,
+    DeviceRetire,
+    ImportReportPublic,
+)
+from devices.csv_import import import_csv
+from devices.registry import DeviceRecord, Health, Lifecycle, RegisterOutcome
+from wanli.errors import Invalid
+
+MAX_CSV_BYTES = 32 * 1024 * 1024
+
+router = APIRouter(prefix="/api/devices", tags=["devices"])
+
+
+def _public(ctx: Ctx, rec: DeviceRecord) -> DevicePublic:
+    return DevicePublic.of(rec, ctx.registry.location(rec), ctx.clock_ms())
+
+
+@router.get("", response_model=list[DevicePublic])
+def list_devices(ctx: Ctx, kind: str = "", building_id: str = "", community_id: str = "",
+                 health: Health | None = None, lifecycle: Lifecycle | None = Lifecycle.ACTIVE,
+                 limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+                 offset: Annotated[int, Query(ge=0)] = 0) -> list[DevicePublic]:
+    """Devices by kind, place and health (online, offline, low_battery, tampered, never_seen)."""
+    recs = ctx.registry.list(now_ms=ctx.clock_ms(), kind=kind, building_id=building_id, community_id=community_id,
+                             health_flag=health, lifecycle=lifecycle, limit=limit, offset=offset)
+    return [_public(ctx, r) for r in recs]
+
+
+@router.post("", response_model=DevicePublic, status_code=status.HTTP_201_CREATED,
+             responses={200: {"description": "already registered exactly so; nothing changed"}})
+def register_device(ctx: Ctx, body: DeviceCreate, response: Response) -> DevicePublic:
+    rec = DeviceRecord(body.device_id, body.kind, ctx.registry.hierarchy.street_id, body.building_id, body.floor,
+                       body.unit, body.label)
+    if ctx.registry.register(rec, body.actor, ctx.clock_ms()) is RegisterOutcome.UNCHANGED:
+        response.status_code = status.HTTP_200_OK
+    return _public(ctx, ctx.registry.get(body.device_id))
+
+
+@router.post("/import", response_model=ImportReportPublic)
+async def import_devices(ctx: Ctx, request: Request, actor: str = "maintainer") -> ImportReportPublic:
+    """Bulk registration: the request body is a UTF-8 CSV file. Bad rows are reported; good rows land."""
+    body = await request.body()
+    if len(body) > MAX_CSV_BYTES:
+        raise Invalid(f"the CSV file is larger than {MAX_CSV_BYTES // (1024 * 1024)} MiB; split it")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Invalid(f"the CSV file is not UTF-8 (byte {exc.start}); save it as UTF-8") from None
+    report = import_csv(ctx.registry, text.splitlines(), actor=actor, now_ms=ctx.clock_ms())
+    return ImportReportPublic.of(report)
+
+
+@router.get("/{device_id}", response_model=DevicePublic)
+def get_device(ctx: Ctx, device_id: str) -> DevicePublic:
+    return _public(ctx, ctx.registry.get(device_id))
+
+
+@router.get("/{device_id}/history", response_model=list[DeviceHistoryEntry])
+def device_history(ctx: Ctx, device_id: str) -> list[DeviceHistoryEntry]:
+    return [DeviceHistoryEntry.of(h) for h in ctx.registry.history(device_id)]
+
+
+@router.post("/{device_id}/move", response_model=DevicePublic)
+def move_device(ctx: Ctx, device_id: str, body: DeviceMove) -> DevicePublic:
+    """Install a device somewhere else. Incidents already open keep the place they happened at."""
+    return _public(ctx, ctx.registry.move(device_id, body.building_id, body.floor, body.unit, body.actor,
+                                          ctx.clock_ms(), body.label))
+
+
+@router.post("/{device_id}/retire", response_model=DevicePublic)
+def retire_device(ctx: Ctx, device_id: str, body: DeviceRetire) -> DevicePublic:
+    """Retire a device: from now on its messages are quarantined and its broker credentials revoked."""
+    return _public(ctx, ctx.registry.retire(device_id, body.actor, ctx.clock_ms(), body.reason))
