@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from dashboards.deps import AppContext
-from dashboards.routes import dead_letters, devices, incidents, live
+from dashboards.routes import dead_letters, devices, incidents, live, places
 from wanli.errors import Conflict, Invalid, NotFound, StoreUnavailable, WanliError
 
 _STATUS: list[tuple[type[WanliError], int]] = [(NotFound, 404), (Invalid, 422), (Conflict, 409), (StoreUnavailable, 503)]
@@ -27,7 +27,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     for error, code in _STATUS:
         app.add_exception_handler(error, _handler(code))
-    for module in (incidents, devices, dead_letters, live):
+    for module in (incidents, devices, dead_letters, places, live):
         app.include_router(module.router)
 
     @app.get("/healthz", include_in_schema=False)

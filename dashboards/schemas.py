@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from alerts.incidents import Action, AuditEntry, Incident
-from devices.hierarchy import Location
+from devices.hierarchy import FireStation, Hierarchy, Location, Responder
 from devices.catalog import KINDS
 from devices.csv_import import ImportReport
 from devices.registry import DeviceRecord, HistoryEntry, health
@@ -200,3 +200,68 @@ class DeadLetterPublic(BaseModel):
         return cls(id=d.id or 0, received_at=ms_to_dt(d.received_ms), topic=d.topic,  # type: ignore[arg-type]
                    device_id=d.device_id, reason=d.reason, detail=d.detail, payload_size=d.payload_size,
                    payload_preview=d.payload[:500].decode("utf-8", "replace"))
+
+
+class ResponderPublic(BaseModel):
+    role: str
+    role_zh: str
+    name: str
+    phone: str
+
+    @classmethod
+    def of(cls, r: Responder) -> ResponderPublic:
+        return cls(role=r.role, role_zh=r.role_zh, name=r.name, phone=r.phone)
+
+
+class TierPublic(BaseModel):
+    tier: str
+    tier_zh: str
+    place_id: str
+    place: str
+    responders: list[ResponderPublic]
+
+
+class StationPublic(BaseModel):
+    id: str
+    name: str
+    distance_m: float
+    responders: list[ResponderPublic]
+
+
+class HouseholdPublic(BaseModel):
+    unit: str
+    resident: str
+    contacts: list[ResponderPublic]
+
+
+class BuildingDetail(BaseModel):
+    id: str
+    name: str
+    floors: int
+    units_per_floor: int
+    location: LocationPublic
+    chain: list[TierPublic]
+    nearest_station: StationPublic | None
+    stations: list[StationPublic]
+    households: list[HouseholdPublic]
+
+    @classmethod
+    def of(cls, h: Hierarchy, building_id: str) -> BuildingDetail:
+        b = h.building(building_id)
+
+        def station(s: FireStation) -> StationPublic:
+            return StationPublic(id=s.id, name=s.name, distance_m=round(h.distance_m(s, b.id), 1),
+                                 responders=[ResponderPublic.of(r) for r in s.responders])
+
+        nearest = h.nearest_station(b.id)
+        return cls(
+            id=b.id, name=b.name, floors=b.floors, units_per_floor=b.units_per_floor,
+            location=LocationPublic.of(h.locate(b.id)),
+            chain=[TierPublic(tier=t.tier.name.lower(), tier_zh=t.tier.label_zh, place_id=t.place_id, place=t.place,
+                              responders=[ResponderPublic.of(r) for r in t.responders]) for t in h.chain(b.id)],
+            nearest_station=station(nearest) if nearest else None,
+            stations=sorted((station(s) for s in h.stations_covering(b.id)), key=lambda s: s.distance_m),
+            households=[HouseholdPublic(unit=hh.unit, resident=hh.resident,
+                                        contacts=[ResponderPublic.of(c) for c in hh.contacts])
+                        for (bid, _unit), hh in sorted(h.households.items()) if bid == b.id],
+        )

@@ -2,6 +2,8 @@
 
     wanli run                      the whole main job on embedded defaults (broker, SQLite, screen, a building)
     wanli simulate alarm DEVICE    publish one smoke alarm as that device would
+    wanli street generate          the full street's hierarchy as JSON
+    wanli devices …                register, import, move, retire and list devices (through the API)
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from wanli.registry_commands import add_commands
 from wanli.settings import Settings
 
 
@@ -32,7 +35,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "mqtt_url": args.mqtt_url, "telemetry_backend": args.telemetry, "influx_url": args.influx_url,
         "http_host": args.host, "http_port": args.port, "data_dir": args.data_dir,
         "simulate_building": False if args.no_simulate else None, "simulate_alarm_every_seconds": args.alarm_every,
-        "embedded_broker_port": args.broker_port,
+        "embedded_broker_port": args.broker_port, "hierarchy_file": args.hierarchy,
     })
 
     async def main() -> None:
@@ -96,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", help="where SQLite files live (default ./var)")
     run.add_argument("--no-simulate", action="store_true", help="do not start the simulated building")
     run.add_argument("--alarm-every", type=float, help="drill: a random detector alarms every N seconds")
+    run.add_argument("--hierarchy", help="the street's hierarchy JSON (default: the built-in sample of Wanli)")
     run.set_defaults(func=_cmd_run)
 
     sim = sub.add_parser("simulate", help="publish simulated device messages")
@@ -104,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     alarm.add_argument("device", help="device id, e.g. SD-XQ01-0101")
     alarm.add_argument("--mqtt-url", help="broker (default: the embedded broker's address)")
     alarm.set_defaults(func=_cmd_simulate_alarm)
+
+    defaults = Settings()
+    add_commands(sub, f"http://{defaults.http_host}:{defaults.http_port}")
     return parser
 
 

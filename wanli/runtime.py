@@ -82,7 +82,7 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     create_schema(engine)
-    hierarchy = load_hierarchy()
+    hierarchy = load_hierarchy(settings.hierarchy_file)
     registry = DeviceRegistry(engine, hierarchy)
     incidents = IncidentStore(engine)
 

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     mode: Mode = Mode.DEVELOPMENT
     street: str = Field(default="wanli", pattern=r"^[a-z0-9_-]{1,32}$")
     data_dir: Path = Path("var")
+    hierarchy_file: Path | None = None  # the street's hierarchy; None: the built-in sample of Wanli
 
     # MQTT. Empty URL means: start the embedded amqtt broker on embedded_broker_port.
     mqtt_url: str = ""

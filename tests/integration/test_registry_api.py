@@ -1,0 +1,83 @@
+"""The registry through the HTTP API and the `wanli devices` command line, on a running service."""
+
+import httpx
+import pytest
+
+from devices.topics import MessageClass, device_topic
+from tests.fixtures.service import now_ms, publish, register_building, wait_for
+from wanli.cli import main
+
+
+def test_register_move_retire_and_history_through_the_api(service_factory):
+    api = service_factory().http_url + "/api/devices"
+    body = {"device_id": "SD-XQ02-0301", "kind": "smoke_detector", "building_id": "xq-02", "floor": 3, "unit": "0301",
+            "actor": "维护员 刘"}
+    created = httpx.post(api, json=body)
+    assert created.status_code == 201 and created.json()["health"] == ["never_seen"]
+    assert httpx.post(api, json=body).status_code == 200  # same again: nothing changed
+    clash = httpx.post(api, json={**body, "floor": 4, "unit": "0401"})
+    assert clash.status_code == 409 and "move it instead" in clash.json()["detail"]
+    bad = httpx.post(api, json={**body, "device_id": "SD-2", "building_id": "xq-99"})
+    assert bad.status_code == 422 and "unknown building 'xq-99'" in bad.json()["detail"]
+    assert httpx.post(api, json={**body, "device_id": "bad id"}).status_code == 422
+
+    moved = httpx.post(f"{api}/SD-XQ02-0301/move", json={"building_id": "xq-02", "floor": 5, "unit": "0501"})
+    assert moved.status_code == 200 and moved.json()["location"]["label"] == "香泉居民区 香泉 2号楼 5层 0501室"
+    assert httpx.post(f"{api}/SD-XQ02-0301/retire", json={"reason": "更换"}).json()["lifecycle"] == "retired"
+    assert httpx.post(f"{api}/SD-XQ02-0301/move", json={"building_id": "xq-02"}).status_code == 409
+    assert [d["device_id"] for d in httpx.get(api).json()] == []
+    assert [d["device_id"] for d in httpx.get(api, params={"lifecycle": "retired"}).json()] == ["SD-XQ02-0301"]
+    history = httpx.get(f"{api}/SD-XQ02-0301/history").json()
+    assert [(h["action"], h["actor"]) for h in history] == [("created", "维护员 刘"), ("moved", "maintainer"), ("retired", "maintainer")]
+    assert httpx.get(f"{api}/NOPE/history").status_code == 404
+
+
+def test_health_lists_and_quarantine_through_the_api(service_factory):
+    service = service_factory()
+    sim = register_building(service)
+    api = service.http_url + "/api"
+    online = sim.smoke_detectors()[0]
+    stranger = device_topic("wanli", "smoke_detector", "SD-STRANGER-1", MessageClass.EVENT)
+    publish(service.broker.host, service.broker.port,
+            [online.heartbeat(now_ms()), (stranger, b'{"v":1,"ts":%d,"seq":1,"type":"alarm"}' % now_ms())])
+    wait_for(lambda: httpx.get(f"{api}/devices", params={"health": "online"}).json())
+    assert [d["device_id"] for d in httpx.get(f"{api}/devices", params={"health": "online"}).json()] == [online.device_id]
+    never = httpx.get(f"{api}/devices", params={"health": "never_seen", "limit": 10_000}).json()
+    assert len(never) == len(sim.placed) - 1
+    held = wait_for(lambda: httpx.get(f"{api}/quarantine").json())
+    assert [(q["device_id"], q["kind"], q["reason"], q["messages"]) for q in held] == [
+        ("SD-STRANGER-1", "smoke_detector", "unregistered_device", 1)]
+    assert httpx.get(f"{api}/incidents").json() == []  # quarantined alarms raise nothing
+    assert httpx.get(f"{api}/devices", params={"health": "sleepy"}).status_code == 422
+
+
+def test_building_detail_gives_the_chain_and_stations(service_factory):
+    api = service_factory().http_url + "/api"
+    detail = httpx.get(f"{api}/buildings/fp-01").json()
+    assert [t["tier_zh"] for t in detail["chain"]] == ["楼栋", "居民区", "片区", "街道", "区"]
+    assert detail["nearest_station"]["id"] == "MFS-YH"
+    assert [s["id"] for s in detail["stations"]] == ["MFS-YH", "MFS-XQ"]
+    households = httpx.get(f"{api}/buildings/xq-01").json()["households"]
+    assert [h["unit"] for h in households] == ["0601", "1201", "1801"]
+    assert httpx.get(f"{api}/buildings/none").status_code == 404
+    tree = httpx.get(f"{api}/hierarchy").json()
+    assert [a["name"] for a in tree["areas"]] == ["颐华片区", "中浩云片区"]
+
+
+def test_the_cli_imports_a_csv_with_bad_rows_and_reports_them(service_factory, tmp_path, capsys):
+    service = service_factory()
+    csv_file = tmp_path / "devices.csv"
+    csv_file.write_text("device_id,kind,building_id,floor,unit,label\n"
+                        "SD-YH01-0101,smoke_detector,yh-01,1,0101,\n"
+                        "SD-YH01-0102,smoke_detector,yh-01,99,0102,\n"
+                        "EA-YH01-0201,elderly_alarm,yh-01,2,0201,独居\n", "utf-8")
+    assert main(["devices", "import", str(csv_file), "--api", service.http_url]) == 1  # a rejected row fails the command
+    out, err = capsys.readouterr()
+    assert "line 3: SD-YH01-0102: floor 99 is outside" in out
+    assert "3 rows" in err and "2 created" in err and "1 rejected" in err
+    assert main(["devices", "list", "--api", service.http_url, "--building", "yh-01"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].startswith("device_id") and [line.split("\t")[0] for line in listed[1:]] == ["EA-YH01-0201", "SD-YH01-0101"]
+    with pytest.raises(SystemExit, match="refused \\(409\\)"):
+        main(["devices", "register", "SD-YH01-0101", "--kind", "smoke_detector", "--building", "yh-01", "--floor", "3",
+              "--api", service.http_url])

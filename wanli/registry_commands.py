@@ -1,0 +1,189 @@
+"""``wanli devices …`` and ``wanli street …``: the maintainers' command line.
+
+Device commands speak to the running service's HTTP API (``--api``), never to its database
+behind its back: the service holds the registry in memory and must be the only writer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devices.street_generator import device_rows, generate_street
+
+IMPORT_CHUNK_ROWS = 5000
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    return httpx.Client(base_url=args.api, timeout=120)
+
+
+def _fail_on_error(resp: httpx.Response) -> Any:
+    if resp.status_code >= 400:
+        try:
+            detail = resp.json().get("detail")
+        except ValueError:
+            detail = resp.text
+        raise SystemExit(f"wanli: {resp.request.method} {resp.request.url.path} refused ({resp.status_code}): {detail}")
+    return resp.json()
+
+
+def cmd_street_generate(args: argparse.Namespace) -> int:
+    street = generate_street(seed=args.seed, high_rise=args.high_rise, low_rise=args.low_rise)
+    text = json.dumps(street, ensure_ascii=False, indent=1)
+    if args.out:
+        Path(args.out).write_text(text, "utf-8")
+        buildings = sum(len(c["buildings"]) for a in street["areas"] for c in a["communities"])
+        print(f"wrote {args.out}: {buildings} buildings, {len(street['fire_stations'])} micro fire stations, "
+              f"{len(street['households'])} elderly households", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+def cmd_devices_csv(args: argparse.Namespace) -> int:
+    """Every device of a street as an import CSV (for drills, simulators and the import benchmark)."""
+    street = json.loads(Path(args.street).read_text("utf-8")) if args.street else generate_street(seed=args.seed)
+    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        writer = csv.writer(out)
+        writer.writerow(["device_id", "kind", "building_id", "floor", "unit", "label"])
+        writer.writerows(device_rows(street))
+    finally:
+        if args.out:
+            out.close()
+    return 0
+
+
+def cmd_devices_import(args: argparse.Namespace) -> int:
+    """Upload a CSV in chunks, showing progress; print every rejected row with its line and reason."""
+    path = Path(args.file)
+    text = path.read_text("utf-8-sig")
+    lines = text.splitlines()
+    if not lines:
+        raise SystemExit(f"wanli: {path} is empty")
+    header, rows = lines[0], lines[1:]
+    totals = {"rows": 0, "created": 0, "unchanged": 0, "reactivated": 0}
+    rejected: list[dict[str, Any]] = []
+    started = time.monotonic()
+    with _client(args) as client:
+        for start in range(0, len(rows), IMPORT_CHUNK_ROWS):
+            chunk = "\n".join([header, *rows[start:start + IMPORT_CHUNK_ROWS]])
+            report = _fail_on_error(client.post("/api/devices/import", content=chunk.encode(), params={"actor": args.actor},
+                                                headers={"content-type": "text/csv"}))
+            for key in totals:
+                totals[key] += report[key]
+            rejected += [{**r, "line": r["line"] + start} for r in report["rejected"]]
+            done = min(start + IMPORT_CHUNK_ROWS, len(rows))
+            rate = done / max(time.monotonic() - started, 1e-9)
+            print(f"\r{done}/{len(rows)} rows ({100 * done / len(rows):.0f}%, {rate:,.0f} rows/s)", end="", file=sys.stderr)
+    elapsed = time.monotonic() - started
+    print(file=sys.stderr)
+    for r in rejected:
+        print(f"line {r['line']}: {r['device_id'] or '-'}: {r['reason']}")
+    print(f"{totals['rows']} rows in {elapsed:.1f} s ({totals['rows'] / max(elapsed, 1e-9):,.0f} rows/s): "
+          f"{totals['created']} created, {totals['unchanged']} unchanged, {totals['reactivated']} reactivated, "
+          f"{len(rejected)} rejected", file=sys.stderr)
+    return 1 if rejected else 0
+
+
+def cmd_devices_register(args: argparse.Namespace) -> int:
+    body = {"device_id": args.device_id, "kind": args.kind, "building_id": args.building, "floor": args.floor,
+            "unit": args.unit or "", "label": args.label or "", "actor": args.actor}
+    with _client(args) as client:
+        print(json.dumps(_fail_on_error(client.post("/api/devices", json=body)), ensure_ascii=False, indent=1))
+    return 0
+
+
+def cmd_devices_move(args: argparse.Namespace) -> int:
+    body = {"building_id": args.building, "floor": args.floor, "unit": args.unit or "", "actor": args.actor}
+    with _client(args) as client:
+        moved = _fail_on_error(client.post(f"/api/devices/{args.device_id}/move", json=body))
+    print(f"{args.device_id} now at {moved['location']['label']}")
+    return 0
+
+
+def cmd_devices_retire(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _fail_on_error(client.post(f"/api/devices/{args.device_id}/retire", json={"reason": args.reason, "actor": args.actor}))
+    print(f"{args.device_id} retired")
+    return 0
+
+
+def cmd_devices_list(args: argparse.Namespace) -> int:
+    params = {k: v for k, v in {"kind": args.kind, "building_id": args.building, "community_id": args.community,
+                                "health": args.health, "limit": args.limit}.items() if v}
+    with _client(args) as client:
+        found = _fail_on_error(client.get("/api/devices", params=params))
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+    writer.writerow(["device_id", "kind", "health", "battery", "last_seen", "location"])
+    for d in found:
+        writer.writerow([d["device_id"], d["kind"], ",".join(d["health"]), d["battery_pct"] if d["battery_pct"] is not None else "",
+                         d["last_seen_at"] or "never", d["location"]["label"]])
+    print(out.getvalue(), end="")
+    return 0
+
+
+def add_commands(sub: Any, default_api: str) -> None:
+    street = sub.add_parser("street", help="the street's hierarchy").add_subparsers(dest="what", required=True)
+    gen = street.add_parser("generate", help="generate the full street (477 high-rise buildings and neighbours) as JSON")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--high-rise", type=int, default=477)
+    gen.add_argument("--low-rise", type=int, default=160)
+    gen.add_argument("--out", help="write here instead of standard output")
+    gen.set_defaults(func=cmd_street_generate)
+
+    dev = sub.add_parser("devices", help="register, import, move, retire and list devices").add_subparsers(dest="what", required=True)
+
+    def with_api(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--api", default=default_api, help=f"the running service (default {default_api})")
+        p.add_argument("--actor", default="maintainer", help="who does this (kept in the device's history)")
+        return p
+
+    c = dev.add_parser("csv", help="every device of a street as an import CSV")
+    c.add_argument("--street", help="a street JSON from 'wanli street generate' (default: generate with --seed)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out")
+    c.set_defaults(func=cmd_devices_csv)
+
+    imp = with_api(dev.add_parser("import", help="bulk-register devices from a CSV file"))
+    imp.add_argument("file")
+    imp.set_defaults(func=cmd_devices_import)
+
+    reg = with_api(dev.add_parser("register", help="register one device"))
+    reg.add_argument("device_id")
+    reg.add_argument("--kind", required=True)
+    reg.add_argument("--building", default="")
+    reg.add_argument("--floor", type=int)
+    reg.add_argument("--unit")
+    reg.add_argument("--label")
+    reg.set_defaults(func=cmd_devices_register)
+
+    mv = with_api(dev.add_parser("move", help="install a device somewhere else"))
+    mv.add_argument("device_id")
+    mv.add_argument("--building", required=True)
+    mv.add_argument("--floor", type=int)
+    mv.add_argument("--unit")
+    mv.set_defaults(func=cmd_devices_move)
+
+    rt = with_api(dev.add_parser("retire", help="retire a device"))
+    rt.add_argument("device_id")
+    rt.add_argument("--reason", default="")
+    rt.set_defaults(func=cmd_devices_retire)
+
+    ls = with_api(dev.add_parser("list", help="list devices (tab-separated)"))
+    ls.add_argument("--kind")
+    ls.add_argument("--building")
+    ls.add_argument("--community")
+    ls.add_argument("--health", choices=["online", "offline", "low_battery", "tampered", "never_seen"])
+    ls.add_argument("--limit", type=int, default=1000)
+    ls.set_defaults(func=cmd_devices_list)
