@@ -1,16 +1,21 @@
 """The alert engine's shell: rules → incidents → store → listeners.
 
-Holds the active incidents by dedup key in memory (loaded from the store at start), so a
-batch of readings costs one transaction however many alarms it carries. Listeners (the
-live screen's feed) are told of every change after it is committed, never before.
+Holds the active incidents by dedup key in memory (loaded from the store at start). Ingest
+evaluates a batch inside an ``AlertBatch``: the incidents it changes are written in the
+caller's transaction (together with the dead letters and the devices' sequence state) and
+reach memory and the listeners only once that transaction has committed. Listeners (the
+live screen) are never told of a change that could still be rolled back.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+from sqlalchemy import Connection
 
 from alerts.incidents import Action, AuditEntry, Incident, new_incident_id, open_or_update, transition
 from alerts.rules import DEFAULT_RULES, Rule, evaluate
@@ -31,49 +36,81 @@ Listener = Callable[[Sequence[IncidentChange]], None]
 Locator = Callable[[str], Location]  # device id → where it is
 
 
+class AlertBatch:
+    """The incidents one ingest batch opens or updates, pending until the caller's transaction commits."""
+
+    def __init__(self, service: AlertService, now_ms: int) -> None:
+        self._service = service
+        self._now_ms = now_ms
+        self.pending: dict[str, Incident] = {}  # by dedup key
+        self.audit: list[AuditEntry] = []
+        self.created: set[str] = set()
+        self.committed = False
+
+    def evaluate(self, readings: Sequence[Reading]) -> None:
+        svc = self._service
+        for signal in evaluate(readings, svc.rules):
+            current = self.pending.get(signal.key) or svc.active_by_key(signal.key)
+            incident, entry = open_or_update(current, signal, svc.locate(signal.device_id), self._now_ms, svc.new_id())
+            if current is None or not current.state.is_active:
+                self.created.add(incident.id)
+            self.pending[signal.key] = incident
+            if entry is not None:
+                self.audit.append(entry)
+
+    def write(self, conn: Connection) -> None:
+        if self.pending:
+            self._service.store.save(self.pending.values(), self.audit, conn)
+
+    @property
+    def changes(self) -> list[IncidentChange]:
+        return [IncidentChange(i, i.id in self.created) for i in self.pending.values()]
+
+
 class AlertService:
     def __init__(self, store: IncidentStore, locate: Locator, rules: Mapping[str, Sequence[Rule]] = DEFAULT_RULES,
                  new_id: Callable[[], str] = new_incident_id) -> None:
-        self._store = store
-        self._locate = locate
-        self._rules = rules
-        self._new_id = new_id
-        self._lock = threading.Lock()
+        self.store = store
+        self.locate = locate
+        self.rules = rules
+        self.new_id = new_id
+        self._lock = threading.RLock()
         self._listeners: list[Listener] = []
         self._active: dict[str, Incident] = {i.key: i for i in store.active()}
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def handle_batch(self, readings: Sequence[Reading], now_ms: int) -> list[IncidentChange]:
-        signals = evaluate(readings, self._rules)
-        if not signals:
-            return []
+    def active_by_key(self, key: str) -> Incident | None:
+        return self._active.get(key)
+
+    @contextmanager
+    def batch(self, now_ms: int) -> Iterator[AlertBatch]:
+        """Evaluate readings under the lock; memory and listeners see the result only if ``committed`` is set."""
         with self._lock:
-            pending: dict[str, Incident] = {}  # by key; memory moves only once the store has committed
-            created: set[str] = set()
-            audit: list[AuditEntry] = []
-            for signal in signals:
-                current = pending.get(signal.key) or self._active.get(signal.key)
-                incident, entry = open_or_update(current, signal, self._locate(signal.device_id), now_ms, self._new_id())
-                if current is None or not current.state.is_active:
-                    created.add(incident.id)
-                pending[signal.key] = incident
-                if entry is not None:
-                    audit.append(entry)
-            self._store.save(pending.values(), audit)
-            self._active.update(pending)
-            latest = {i.id: i for i in pending.values()}
-        changes = [IncidentChange(i, i.id in created) for i in latest.values()]
-        self._notify(changes)
-        return changes
+            alerts = AlertBatch(self, now_ms)
+            yield alerts
+            if alerts.committed:
+                self._active.update(alerts.pending)
+        if alerts.committed and alerts.pending:
+            self._notify(alerts.changes)
+
+    def handle_batch(self, readings: Sequence[Reading], now_ms: int) -> list[IncidentChange]:
+        """Evaluate and store readings in a transaction of their own (for callers outside ingest)."""
+        with self.batch(now_ms) as alerts:
+            alerts.evaluate(readings)
+            with self.store.transaction() as conn:
+                alerts.write(conn)
+            alerts.committed = True
+        return alerts.changes
 
     def act(self, incident_id: str, action: Action, actor: str, note: str, now_ms: int) -> Incident:
         """A person's action on an incident; raises NotFound or IllegalTransition."""
         with self._lock:
-            current = next((i for i in self._active.values() if i.id == incident_id), None) or self._store.get(incident_id)
+            current = next((i for i in self._active.values() if i.id == incident_id), None) or self.store.get(incident_id)
             updated, entry = transition(current, action, actor, note, now_ms)
-            self._store.save([updated], [entry])
+            with self.store.transaction() as conn:
+                self.store.save([updated], [entry], conn)
             if updated.state.is_active:
                 self._active[updated.key] = updated
             elif self._active.get(updated.key, updated).id == updated.id:
@@ -91,4 +128,3 @@ class AlertService:
                 listener(changes)
             except Exception:  # a broken screen must never stop alerting
                 log.exception("incident listener failed")
-

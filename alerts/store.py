@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 
-from sqlalchemy import BigInteger, Column, Engine, Index, Integer, String, Table, Text, select
+from sqlalchemy import BigInteger, Column, Connection, Engine, Index, Integer, String, Table, Text, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts.incidents import AuditEntry, Incident, Severity, State
@@ -68,19 +69,24 @@ class IncidentStore:
         self._engine = engine
         self._dialect = engine.dialect.name
 
-    def save(self, incidents: Iterable[Incident], audit: Sequence[AuditEntry]) -> None:
-        """Upsert the incidents and append the audit entries in one transaction."""
+    def transaction(self) -> AbstractContextManager[Connection]:
+        return self._engine.begin()
+
+    def save(self, incidents: Iterable[Incident], audit: Sequence[AuditEntry], conn: Connection | None = None) -> None:
+        """Upsert the incidents and append the audit entries, in the caller's transaction or one of their own."""
+        if conn is None:
+            with self.transaction() as own:
+                return self.save(incidents, audit, own)
         rows = [_row(i) for i in incidents]
-        with self._engine.begin() as conn:
-            if rows:
-                conn.execute(self._upsert(), rows)
-            if audit:
-                conn.execute(incident_audit_table.insert(), [
-                    {"incident_id": a.incident_id, "at_ms": a.at_ms, "actor": a.actor, "action": a.action,
-                     "from_state": a.from_state.value if a.from_state else None, "to_state": a.to_state.value,
-                     "note": a.note}
-                    for a in audit
-                ])
+        if rows:
+            conn.execute(self._upsert(), rows)
+        if audit:
+            conn.execute(incident_audit_table.insert(), [
+                {"incident_id": a.incident_id, "at_ms": a.at_ms, "actor": a.actor, "action": a.action,
+                 "from_state": a.from_state.value if a.from_state else None, "to_state": a.to_state.value,
+                 "note": a.note}
+                for a in audit
+            ])
 
     def _upsert(self):  # type: ignore[no-untyped-def]
         insert = (postgresql if self._dialect == "postgresql" else sqlite).insert(incidents_table)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -20,6 +21,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     Engine,
     Float,
     Index,
@@ -37,6 +39,7 @@ from devices.catalog import KINDS
 from devices.hierarchy import Hierarchy, Location
 from devices.messages import Offline, Online
 from devices.reading import Reading
+from ingest.sequence import SeqState, Verdict, judge
 from wanli.db import METADATA, BigId
 from wanli.errors import Conflict, Invalid, NotFound
 
@@ -76,6 +79,8 @@ devices_table = Table(
     Column("battery_pct", Float, nullable=True),
     Column("tampered", Boolean, nullable=False),
     Column("connected", Boolean, nullable=True),
+    Column("seq_highest", BigInteger, nullable=True),
+    Column("seq_window", BigInteger, nullable=False),
     Index("ix_devices_building", "building_id"),
     Index("ix_devices_kind", "kind"),
 )
@@ -110,6 +115,12 @@ class DeviceRecord:
     battery_pct: float | None = None
     tampered: bool = False
     connected: bool | None = None
+    seq_highest: int | None = None  # the sequence-number state (ingest/sequence.py), kept with the device
+    seq_window: int = 0
+
+    @property
+    def seq_state(self) -> SeqState | None:
+        return None if self.seq_highest is None else SeqState(self.seq_highest, self.seq_window)
 
     @property
     def placement(self) -> tuple[str, str, str, int | None, str]:
@@ -168,6 +179,41 @@ def observe(rec: DeviceRecord, reading: Reading) -> DeviceRecord:
 
 
 # -- the registry ----------------------------------------------------------------------
+
+
+class DeviceBatch:
+    """The devices touched by one ingest batch: sequence verdicts and health, pending until committed."""
+
+    def __init__(self, by_id: Mapping[str, DeviceRecord]) -> None:
+        self._by_id = by_id
+        self.changed: dict[str, DeviceRecord] = {}
+        self.committed = False
+
+    def admit(self, reading: Reading) -> Verdict:
+        """Judge the reading's sequence number; fold a new one into the device's health and sequence state."""
+        rec = self.changed.get(reading.device_id) or self._by_id.get(reading.device_id)
+        if rec is None:
+            return Verdict.NEW
+        verdict, state = judge(rec.seq_state, reading.seq)
+        if verdict in (Verdict.NEW, Verdict.RESET):
+            assert state is not None
+            self.changed[reading.device_id] = replace(observe(rec, reading), seq_highest=state.highest,
+                                                      seq_window=state.window)
+        return verdict
+
+    def write(self, conn: Connection) -> None:
+        if not self.changed:
+            return
+        conn.execute(
+            update(devices_table).where(devices_table.c.device_id == bindparam("b_id")).values(
+                last_seen_ms=bindparam("b_seen"), last_type=bindparam("b_type"), battery_pct=bindparam("b_battery"),
+                tampered=bindparam("b_tampered"), connected=bindparam("b_connected"),
+                seq_highest=bindparam("b_seq"), seq_window=bindparam("b_window")),
+            [{"b_id": r.device_id, "b_seen": r.last_seen_ms, "b_type": r.last_type, "b_battery": r.battery_pct,
+              "b_tampered": r.tampered, "b_connected": r.connected, "b_seq": r.seq_highest, "b_window": r.seq_window}
+             for r in self.changed.values()],
+        )
+
 
 ChangeListener = Callable[[Sequence[DeviceRecord]], None]
 
@@ -247,7 +293,8 @@ class DeviceRegistry:
                 elif existing.lifecycle is Lifecycle.RETIRED:
                     outcome = RegisterOutcome.REACTIVATED
                     write = replace(existing, building_id=rec.building_id, floor=rec.floor, unit=rec.unit,
-                                    label=rec.label, lifecycle=Lifecycle.ACTIVE, retired_ms=None)
+                                    label=rec.label, lifecycle=Lifecycle.ACTIVE, retired_ms=None,
+                                    seq_highest=None, seq_window=0)  # perhaps new hardware under the old id
                 else:
                     outcomes.append(RegisterOutcome.UNCHANGED)
                     continue
@@ -346,26 +393,23 @@ class DeviceRegistry:
 
     # -- ingest's hand-over --
 
-    def observe_batch(self, readings: Iterable[Reading]) -> None:
-        """Fold a batch of readings into device health: one UPDATE per changed device, one transaction."""
-        changed: dict[str, DeviceRecord] = {}
+    @contextmanager
+    def batch(self) -> Iterator[DeviceBatch]:
+        """A batch of readings to admit: judged and folded under the lock, applied to memory only if committed."""
         with self._lock:
+            devices = DeviceBatch(self._by_id)
+            yield devices
+            if devices.committed:
+                self._by_id.update(devices.changed)
+
+    def observe_batch(self, readings: Iterable[Reading]) -> None:
+        """Fold readings into device health in their own transaction (for callers outside ingest's batches)."""
+        with self.batch() as devices:
             for reading in readings:
-                rec = changed.get(reading.device_id) or self._by_id.get(reading.device_id)
-                if rec is not None:
-                    changed[reading.device_id] = observe(rec, reading)
-            if not changed:
-                return
+                devices.admit(reading)
             with self._engine.begin() as conn:
-                conn.execute(
-                    update(devices_table).where(devices_table.c.device_id == bindparam("b_id")).values(
-                        last_seen_ms=bindparam("b_seen"), last_type=bindparam("b_type"),
-                        battery_pct=bindparam("b_battery"), tampered=bindparam("b_tampered"),
-                        connected=bindparam("b_connected")),
-                    [{"b_id": r.device_id, "b_seen": r.last_seen_ms, "b_type": r.last_type, "b_battery": r.battery_pct,
-                      "b_tampered": r.tampered, "b_connected": r.connected} for r in changed.values()],
-                )
-            self._by_id.update(changed)
+                devices.write(conn)
+            devices.committed = True
 
     # -- storage --
 
@@ -398,6 +442,7 @@ def _row(rec: DeviceRecord) -> dict[str, object]:
         "floor": rec.floor, "unit": rec.unit, "label": rec.label, "lifecycle": rec.lifecycle.value,
         "registered_ms": rec.registered_ms, "retired_ms": rec.retired_ms, "last_seen_ms": rec.last_seen_ms,
         "last_type": rec.last_type, "battery_pct": rec.battery_pct, "tampered": rec.tampered, "connected": rec.connected,
+        "seq_highest": rec.seq_highest, "seq_window": rec.seq_window,
     }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, Engine, Index, Integer, LargeBinary, String, Table, func, select
+from sqlalchemy import BigInteger, Column, Connection, Engine, Index, Integer, LargeBinary, String, Table, func, select
 
 from wanli.db import METADATA, BigId
 
@@ -50,7 +50,8 @@ class DeadLetterStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def add_batch(self, letters: Sequence[DeadLetter]) -> None:
+    def add_batch(self, letters: Sequence[DeadLetter], conn: Connection | None = None) -> None:
+        """Keep the letters, in the caller's transaction if one is given."""
         if not letters:
             return
         rows = [
@@ -60,8 +61,11 @@ class DeadLetterStore:
             }
             for d in letters
         ]
-        with self._engine.begin() as conn:
+        if conn is not None:
             conn.execute(dead_letters_table.insert(), rows)
+            return
+        with self._engine.begin() as own:
+            own.execute(dead_letters_table.insert(), rows)
 
     def list(self, reason: str = "", device_id: str = "", limit: int = 100, before_id: int | None = None) -> list[DeadLetter]:
         t = dead_letters_table

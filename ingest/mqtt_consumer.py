@@ -12,17 +12,28 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy.exc import OperationalError
 
 from ingest.dead_letters import DeadLetter
 from ingest.pipeline import IngestPipeline, RawMessage
+from ingest.spool import SpoolFull
+from wanli.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+# Failures that pass by themselves: wait and retry the same batch rather than give up on it.
+TRANSIENT = (SpoolFull, StoreUnavailable, OperationalError, sqlite3.OperationalError)
+
+
+class ConsumerStopped(Exception):
+    """The consumer is stopping with a batch in hand: leave it unacknowledged for the broker to redeliver."""
 
 
 class MqttConsumer:
@@ -116,9 +127,13 @@ class MqttConsumer:
     def _run_worker(self) -> None:
         while not self._stop.is_set():
             batch = self._next_batch()
-            if batch:
+            if not batch:
+                continue
+            try:
                 self._process_safely(batch)
-                self._ack(batch)
+            except ConsumerStopped:
+                return
+            self._ack(batch)
 
     def _next_batch(self) -> list[RawMessage]:
         try:
@@ -136,31 +151,48 @@ class MqttConsumer:
         return batch
 
     def _process_safely(self, batch: list[RawMessage]) -> None:
-        """Process a batch; a failing batch is split so one poisonous message cannot block the rest.
+        """Process a batch; return only once every message in it is kept somewhere.
 
-        A message that still fails alone is dead-lettered with the error. If even that fails
-        (the database is down) we keep trying: never acknowledge what is not kept somewhere.
+        A transient failure (the spool is full, the database is unreachable) is waited out,
+        retrying the whole batch: nothing is acknowledged meanwhile, so the broker holds the
+        rest (backpressure). Any other failure splits the batch so that one poisonous message
+        cannot block the others; a message that still fails alone is dead-lettered.
         """
-        try:
-            self._pipeline.process(batch)
-            return
-        except Exception:
-            log.exception("ingest batch of %d failed; retrying message by message", len(batch))
-        for raw in batch:
-            delay = 0.5
-            while True:
+        delay = 0.2
+        while not self._stop.is_set():
+            try:
+                self._pipeline.process(batch)
+                return
+            except TRANSIENT as exc:
+                log.error("ingest waiting %.1f s: %s: %s", delay, type(exc).__name__, exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+            except Exception:
+                log.exception("ingest batch of %d failed; processing its messages one by one", len(batch))
+                for raw in batch:
+                    self._process_alone(raw)
+                return
+        raise ConsumerStopped  # stopping: leave the batch unacknowledged for next time
+
+    def _process_alone(self, raw: RawMessage) -> None:
+        delay = 0.2
+        while not self._stop.is_set():
+            try:
+                self._pipeline.process([raw])
+                return
+            except TRANSIENT:
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+            except Exception as exc:  # noqa: BLE001 - whatever it is, the message must be kept
+                letter = DeadLetter(raw.received_ms, raw.topic, "", "internal_error", f"{type(exc).__name__}: {exc}",
+                                    raw.payload, len(raw.payload))
                 try:
-                    self._pipeline.process([raw])
-                    break
-                except Exception as exc:  # noqa: BLE001 - whatever it is, the message must be kept
-                    try:
-                        self._pipeline.dead_letter(DeadLetter(raw.received_ms, raw.topic, "", "internal_error",
-                                                              f"{type(exc).__name__}: {exc}", raw.payload, len(raw.payload)))
-                        break
-                    except Exception:
-                        log.exception("cannot dead-letter message on %s; retrying in %.1f s", raw.topic, delay)
-                        time.sleep(delay)
-                        delay = min(delay * 2, 30.0)
+                    self._pipeline.dead_letter(letter)
+                    return
+                except TRANSIENT:
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 10.0)
+        raise ConsumerStopped
 
     def _ack(self, batch: list[RawMessage]) -> None:
         for raw in batch:

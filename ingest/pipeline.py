@@ -1,10 +1,21 @@
-"""One batch of raw MQTT messages through decode → registry → alerts → telemetry → dead letters.
+"""One batch of raw MQTT messages through decode → registry → sequence check → alerts → spool → commit.
 
 No MQTT here: the consumer hands in batches and acknowledges them to the broker only after
-``process`` returns, so a batch that raises is redelivered rather than lost.
+``process`` returns, so a batch that raises is redelivered rather than lost. For each batch:
 
-Order matters for "100-1=0": alarms reach the alert engine before telemetry is written, so
-a slow or absent InfluxDB delays the time series, never an incident.
+1. decode and validate every message; check its device is registered (else quarantine) and
+   judge its sequence number (a duplicate is dropped and counted, one going backwards is
+   dead-lettered);
+2. evaluate the alert rules on what is new;
+3. append its time-series points to the durable spool (fsynced), which a drainer moves to
+   the telemetry store: a slow or absent InfluxDB never delays an alarm;
+4. commit, in ONE database transaction, the incidents, the dead letters and the devices'
+   health and sequence state; only then do memory and the live screens see the changes.
+
+A crash anywhere before 4 redelivers the batch and it is judged afresh (the spool may then
+hold its points twice: every store writes a point idempotently). A crash after 4 but before
+the acknowledgement redelivers messages that the sequence state now recognises as seen:
+each is evaluated once, and its points are already spooled.
 """
 
 from __future__ import annotations
@@ -15,14 +26,18 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import Engine
+
 from alerts.service import AlertService
 from devices.messages import DeviceKind
 from devices.reading import Reading
-from devices.registry import DeviceRegistry
+from devices.registry import DeviceBatch, DeviceRegistry
 from ingest.dead_letters import DeadLetter, DeadLetterStore
 from ingest.decode import DecodeLimits, decode_message
-from ingest.telemetry import TelemetryStore
-from wanli.errors import RejectedMessage, StoreUnavailable, UnregisteredDevice
+from ingest.points import points_of_all
+from ingest.sequence import Verdict
+from ingest.spool import Spool
+from wanli.errors import PayloadError, RejectedMessage, UnregisteredDevice
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +54,22 @@ class RawMessage:
 @dataclass
 class IngestCounters:
     received: int = 0
-    stored_points: int = 0
     readings: int = 0
+    spooled_points: int = 0
     incidents_changed: int = 0
+    duplicates: int = 0
+    seq_resets: int = 0
+    batches: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     by_kind: Counter[str] = field(default_factory=Counter)
-    store_retries: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     readings: int
     rejected: int
-    stored_points: int
+    duplicates: int
+    spooled_points: int
     incidents_changed: int
 
 
@@ -59,50 +77,79 @@ class IngestPipeline:
     def __init__(
         self,
         kinds: Mapping[str, DeviceKind],
+        engine: Engine,
         registry: DeviceRegistry,
-        telemetry: TelemetryStore,
+        spool: Spool,
         dead_letters: DeadLetterStore,
         alerts: AlertService,
         limits: DecodeLimits = DecodeLimits(),
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-        sleep: Callable[[float], None] = time.sleep,
+        on_spooled: Callable[[], None] = lambda: None,
     ) -> None:
         self._kinds = kinds
+        self._engine = engine
         self._registry = registry
-        self._telemetry = telemetry
+        self._spool = spool
         self._dead_letters = dead_letters
         self._alerts = alerts
         self._limits = limits
         self._clock_ms = clock_ms
-        self._sleep = sleep
+        self._on_spooled = on_spooled
         self.counters = IngestCounters()
 
     def process(self, batch: Sequence[RawMessage]) -> BatchResult:
-        readings: list[Reading] = []
-        letters: list[DeadLetter] = []
-        for raw in batch:
-            try:
-                reading = decode_message(raw.topic, raw.payload, raw.received_ms, self._kinds, self._limits)
-                self._check_registered(reading, raw.topic)
-                readings.append(reading)
-            except RejectedMessage as exc:
-                letters.append(DeadLetter(raw.received_ms, raw.topic, exc.device_id, exc.reason, exc.detail,
-                                          raw.payload, len(raw.payload)))
-        changes = self._alerts.handle_batch(readings, self._clock_ms()) if readings else []
-        stored = self._write_telemetry(readings)
-        self._dead_letters.add_batch(letters)
-        self._registry.observe_batch(readings)
+        now_ms = self._clock_ms()
+        with self._registry.batch() as devices, self._alerts.batch(now_ms) as alerts:
+            readings, letters, duplicates, resets = self._admit(batch, devices)
+            alerts.evaluate(readings)
+            points = points_of_all(readings)
+            self._spool.append(points, now_ms)  # raises SpoolFull: nothing is acknowledged, the broker keeps it
+            with self._engine.begin() as conn:
+                alerts.write(conn)
+                devices.write(conn)
+                self._dead_letters.add_batch(letters, conn)
+            devices.committed = alerts.committed = True
+        if points:
+            self._on_spooled()
 
         c = self.counters
+        c.batches += 1
         c.received += len(batch)
         c.readings += len(readings)
-        c.stored_points += stored
-        c.incidents_changed += len(changes)
+        c.spooled_points += len(points)
+        c.incidents_changed += len(alerts.pending)
+        c.duplicates += duplicates
+        c.seq_resets += resets
         c.rejected.update(d.reason for d in letters)
         c.by_kind.update(r.kind for r in readings)
         for d in letters:
             log.warning("rejected message topic=%s device=%s reason=%s: %s", d.topic, d.device_id, d.reason, d.detail)
-        return BatchResult(len(readings), len(letters), stored, len(changes))
+        return BatchResult(len(readings), len(letters), duplicates, len(points), len(alerts.pending))
+
+    def _admit(self, batch: Sequence[RawMessage], devices: DeviceBatch) -> tuple[list[Reading], list[DeadLetter], int, int]:
+        readings: list[Reading] = []
+        letters: list[DeadLetter] = []
+        duplicates = resets = 0
+        for raw in batch:
+            try:
+                reading = decode_message(raw.topic, raw.payload, raw.received_ms, self._kinds, self._limits)
+                self._check_registered(reading, raw.topic)
+                verdict = devices.admit(reading)
+                if verdict is Verdict.DUPLICATE:
+                    duplicates += 1
+                    continue
+                if verdict is Verdict.BACKWARDS:
+                    raise PayloadError(f"sequence number {reading.seq} is behind what device {reading.device_id} "
+                                       "already sent (a replay, or a lost counter)",
+                                       topic=raw.topic, device_id=reading.device_id, reason="seq_backwards")
+                if verdict is Verdict.RESET:
+                    resets += 1
+                    log.warning("device=%s restarted its sequence numbers at %d", reading.device_id, reading.seq)
+                readings.append(reading)
+            except RejectedMessage as exc:
+                letters.append(DeadLetter(raw.received_ms, raw.topic, exc.device_id, exc.reason, exc.detail,
+                                          raw.payload, len(raw.payload)))
+        return readings, letters, duplicates, resets
 
     def _check_registered(self, reading: Reading, topic: str) -> None:
         """Only active devices publishing as what they were registered as get through; the rest wait in quarantine."""
@@ -122,17 +169,3 @@ class IngestPipeline:
         """Keep one message that could not be processed at all (the consumer's last resort)."""
         self._dead_letters.add_batch([letter])
         self.counters.rejected[letter.reason] += 1
-
-    def _write_telemetry(self, readings: Sequence[Reading]) -> int:
-        """Write, retrying with backoff while the store is down; the batch stays unacknowledged meanwhile."""
-        if not readings:
-            return 0
-        delay = 0.5
-        while True:
-            try:
-                return self._telemetry.write_batch(readings)
-            except StoreUnavailable as exc:
-                self.counters.store_retries += 1
-                log.error("telemetry store %s unavailable, retrying in %.1f s: %s", self._telemetry.name, delay, exc.detail)
-                self._sleep(delay)
-                delay = min(delay * 2, 30.0)

@@ -6,7 +6,7 @@
 * ``InfluxV2TelemetryStore``: InfluxDB 2.x through influxdb-client's write API (also what
   VictoriaMetrics accepts at ``/api/v2/write``).
 
-Writes take a whole batch of readings and make one round trip. A store that cannot write
+Writes take a whole batch of points and make one round trip. A store that cannot write
 raises ``StoreUnavailable``; the caller decides whether to retry or spool.
 """
 
@@ -22,8 +22,8 @@ from typing import Protocol
 
 import httpx
 
-from devices.reading import Reading
 from ingest.line_protocol import encode
+from ingest.points import TelemetryPoint
 from wanli.errors import StoreUnavailable
 
 
@@ -41,8 +41,8 @@ class StoredPoint:
 class TelemetryStore(Protocol):
     name: str
 
-    def write_batch(self, readings: Sequence[Reading]) -> int:
-        """Store the readings; return how many points were written. Raise ``StoreUnavailable``."""
+    def write_points(self, points: Sequence[TelemetryPoint]) -> int:
+        """Store the points (idempotently: the same point twice is stored once); return how many. Raise ``StoreUnavailable``."""
         ...
 
     def recent(self, device_id: str, limit: int = 100) -> list[StoredPoint]:
@@ -65,19 +65,20 @@ class SqliteTelemetryStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS readings (ts_ms INTEGER NOT NULL, kind TEXT NOT NULL, device_id TEXT NOT NULL,"
-            " type TEXT NOT NULL, seq INTEGER NOT NULL, fields TEXT NOT NULL)"
+            " type TEXT NOT NULL, port TEXT NOT NULL, fields TEXT NOT NULL,"
+            " PRIMARY KEY (device_id, ts_ms, type, port))"  # like a series key + time in InfluxDB: a rewrite replaces
         )
-        self._conn.execute("CREATE INDEX IF NOT EXISTS ix_readings_device_ts ON readings (device_id, ts_ms)")
 
-    def write_batch(self, readings: Sequence[Reading]) -> int:
-        rows = []
-        for r in readings:
-            for tags, fields in r.message.points():
-                rows.append((r.ts_ms, r.kind, r.device_id, r.type, r.seq, json.dumps({**tags, **fields}, ensure_ascii=False)))
+    def write_points(self, points: Sequence[TelemetryPoint]) -> int:
+        rows = [
+            (p.ts_ms, p.measurement, p.tags["device"], p.tags["type"], p.tags.get("port", ""),
+             json.dumps({**_extra_tags(p), **p.fields}, ensure_ascii=False))
+            for p in points
+        ]
         with self._lock:
             try:
                 self._conn.execute("BEGIN")
-                self._conn.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?)", rows)
+                self._conn.executemany("INSERT OR REPLACE INTO readings VALUES (?, ?, ?, ?, ?, ?)", rows)
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._conn.execute("ROLLBACK")
@@ -97,6 +98,10 @@ class SqliteTelemetryStore:
             self._conn.close()
 
 
+def _extra_tags(p: TelemetryPoint) -> dict[str, str]:
+    return {k: v for k, v in p.tags.items() if k not in ("street", "device", "type", "class")}
+
+
 class InfluxV1TelemetryStore:
     """InfluxDB 1.x HTTP API: line protocol to ``/write``, InfluxQL to ``/query``."""
 
@@ -111,8 +116,8 @@ class InfluxV1TelemetryStore:
         """Create the database if it does not exist (CREATE DATABASE is idempotent in InfluxQL)."""
         self._post_query(f'CREATE DATABASE "{self._database}"')
 
-    def write_batch(self, readings: Sequence[Reading]) -> int:
-        lines = encode(readings)
+    def write_points(self, points: Sequence[TelemetryPoint]) -> int:
+        lines = encode(points)
         if not lines:
             return 0
         try:
@@ -176,11 +181,11 @@ class InfluxV2TelemetryStore:
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         self._org, self._bucket, self._precision = org, bucket, WritePrecision.MS
 
-    def write_batch(self, readings: Sequence[Reading]) -> int:
+    def write_points(self, points: Sequence[TelemetryPoint]) -> int:
         from influxdb_client.rest import ApiException
         from urllib3.exceptions import HTTPError as Urllib3Error
 
-        lines = encode(readings)
+        lines = encode(points)
         if not lines:
             return 0
         try:

@@ -34,6 +34,7 @@ from ingest.decode import DecodeLimits
 from ingest.embedded_broker import EmbeddedBroker
 from ingest.mqtt_consumer import MqttConsumer
 from ingest.pipeline import IngestPipeline
+from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import InfluxV1TelemetryStore, InfluxV2TelemetryStore, SqliteTelemetryStore, TelemetryStore
 from simulators.building import BuildingSimulation, run_building
 from wanli.db import create_schema, make_engine
@@ -71,6 +72,8 @@ class Services:
     hierarchy: Hierarchy
     registry: DeviceRegistry
     telemetry: TelemetryStore
+    spool: Spool
+    drainer: SpoolDrainer
     dead_letters: DeadLetterStore
     incidents: IncidentStore
     alerts: AlertService
@@ -92,10 +95,14 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
 
     alerts = AlertService(incidents, locate)
     telemetry = make_telemetry_store(settings)
+    spool = Spool(settings.data_dir / "spool.db", max_points=settings.spool_max_points)
+    drainer = SpoolDrainer(spool, telemetry)
     dead_letters = DeadLetterStore(engine)
-    pipeline = IngestPipeline(KINDS, registry, telemetry, dead_letters, alerts,
-                              DecodeLimits(max_payload_bytes=settings.max_payload_bytes), clock_ms=clock_ms)
-    return Services(settings, engine, hierarchy, registry, telemetry, dead_letters, incidents, alerts, pipeline, LiveFeed())
+    pipeline = IngestPipeline(KINDS, engine, registry, spool, dead_letters, alerts,
+                              DecodeLimits(max_payload_bytes=settings.max_payload_bytes), clock_ms=clock_ms,
+                              on_spooled=drainer.wake)
+    return Services(settings, engine, hierarchy, registry, telemetry, spool, drainer, dead_letters, incidents, alerts,
+                    pipeline, LiveFeed())
 
 
 class WanliService:
@@ -119,6 +126,7 @@ class WanliService:
             await self.broker.start()
         host, port = s.mqtt_host_port
         svc.feed.bind(asyncio.get_running_loop())
+        svc.drainer.start()
         self.consumer = MqttConsumer(
             svc.pipeline, host, port, subscription(), client_id=s.mqtt_client_id, username=s.mqtt_username,
             password=s.mqtt_password, batch_size=s.ingest_batch_size, batch_wait_s=s.ingest_batch_wait_ms / 1000,
@@ -163,6 +171,8 @@ class WanliService:
             await asyncio.get_running_loop().run_in_executor(None, self.consumer.stop)
         if self.broker is not None:
             await self.broker.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.services.drainer.stop)
+        self.services.spool.close()
         self.services.telemetry.close()
         self.services.engine.dispose()
 

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     ingest_batch_wait_ms: int = Field(default=20, ge=1, le=5_000)
     ingest_queue_size: int = Field(default=50_000, ge=100)
     max_payload_bytes: int = Field(default=16_384, ge=256)
+    # Points waiting on local disk while the telemetry store is away (about 100 bytes each).
+    spool_max_points: int = Field(default=20_000_000, ge=1000)
 
     # The simulated building started by `wanli run` (0 disables it).
     simulate_building: bool = True

@@ -36,7 +36,7 @@ def stats(ctx: Ctx) -> dict[str, Any]:
     """Ingest counters since start."""
     c = ctx.counters
     return {
-        "received": c.received, "readings": c.readings, "stored_points": c.stored_points,
-        "incidents_changed": c.incidents_changed, "rejected": dict(c.rejected), "by_kind": dict(c.by_kind),
-        "store_retries": c.store_retries, "live_screens": ctx.feed.subscriber_count,
+        "received": c.received, "readings": c.readings, "spooled_points": c.spooled_points,
+        "incidents_changed": c.incidents_changed, "duplicates": c.duplicates, "seq_resets": c.seq_resets,
+        "rejected": dict(c.rejected), "by_kind": dict(c.by_kind), "live_screens": ctx.feed.subscriber_count,
     }

@@ -12,6 +12,7 @@ from devices.hierarchy import load_hierarchy
 from devices.registry import DeviceRecord, DeviceRegistry
 from ingest.dead_letters import DeadLetterStore
 from ingest.pipeline import IngestPipeline, RawMessage
+from ingest.spool import Spool, SpoolDrainer, SpoolFull
 from ingest.telemetry import SqliteTelemetryStore
 from wanli.db import create_schema, make_engine
 from wanli.errors import StoreUnavailable
@@ -25,6 +26,8 @@ def body(seq, type_="alarm", ts=NOW - 500, **fields):
 
 
 class Env:
+    """The pipeline with its real embedded stores; ``drain()`` moves the spool to the telemetry store."""
+
     def __init__(self, tmp_path, telemetry=None):
         self.engine = make_engine(f"sqlite:///{tmp_path / 'wanli.db'}")
         create_schema(self.engine)
@@ -32,9 +35,17 @@ class Env:
         self.incidents = IncidentStore(self.engine)
         self.alerts = AlertService(self.incidents, lambda d: self.registry.location(self.registry.get(d)))
         self.telemetry = telemetry or SqliteTelemetryStore(tmp_path / "telemetry.db")
+        self.spool = Spool(tmp_path / "spool.db")
+        self.drainer = SpoolDrainer(self.spool, self.telemetry)
         self.dead = DeadLetterStore(self.engine)
-        self.pipeline = IngestPipeline(KINDS, self.registry, self.telemetry, self.dead, self.alerts,
-                                       clock_ms=lambda: NOW, sleep=lambda _s: None)
+        self.pipeline = IngestPipeline(KINDS, self.engine, self.registry, self.spool, self.dead, self.alerts,
+                                       clock_ms=lambda: NOW)
+
+    def drain(self):
+        moved = 0
+        while n := self.drainer.drain_once():
+            moved += n
+        return moved
 
 
 @pytest.fixture
@@ -46,7 +57,8 @@ def env(tmp_path):
 
 def test_an_alarm_is_stored_raises_an_incident_located_in_the_street_and_marks_the_device_seen(env):
     result = env.pipeline.process([RawMessage(ALARM_TOPIC, body(1, smoke_density=0.4), NOW)])
-    assert (result.readings, result.rejected, result.stored_points, result.incidents_changed) == (1, 0, 1, 1)
+    assert (result.readings, result.rejected, result.spooled_points, result.incidents_changed) == (1, 0, 1, 1)
+    assert env.spool.state().points == 1 and env.drain() == 1 and env.spool.state().points == 0
     (incident,) = env.incidents.list()
     assert incident.state is State.OPEN and incident.device_id == "SD-XQ01-0301"
     assert incident.location.label() == "香泉居民区 香泉 1号楼 3层 0301室"
@@ -57,8 +69,8 @@ def test_an_alarm_is_stored_raises_an_incident_located_in_the_street_and_marks_t
 
 
 def test_repeated_alarms_update_one_incident(env):
-    env.pipeline.process([RawMessage(ALARM_TOPIC, body(1), NOW), RawMessage(ALARM_TOPIC, body(2), NOW)])
-    env.pipeline.process([RawMessage(ALARM_TOPIC, body(3), NOW)])
+    env.pipeline.process([RawMessage(ALARM_TOPIC, body(1), NOW), RawMessage(ALARM_TOPIC, body(2, ts=NOW - 400), NOW)])
+    env.pipeline.process([RawMessage(ALARM_TOPIC, body(3, ts=NOW - 300), NOW)])
     (incident,) = env.incidents.list()
     assert incident.event_count == 3
     assert [a.action for a in env.incidents.audit(incident.id)] == ["open"]
@@ -104,11 +116,11 @@ class FlakyStore:
     def __init__(self, inner, failures):
         self.inner, self.failures = inner, failures
 
-    def write_batch(self, readings):
+    def write_points(self, points):
         if self.failures:
             self.failures -= 1
             raise StoreUnavailable(self.name, "connection refused")
-        return self.inner.write_batch(readings)
+        return self.inner.write_points(points)
 
     def recent(self, device_id, limit=100):
         return self.inner.recent(device_id, limit)
@@ -117,15 +129,67 @@ class FlakyStore:
         self.inner.close()
 
 
-def test_an_unavailable_telemetry_store_delays_storage_but_not_the_incident(tmp_path):
-    env = Env(tmp_path)
-    env.telemetry = FlakyStore(SqliteTelemetryStore(tmp_path / "t.db"), failures=3)
-    seen_incident_before_store = []
-    env.alerts.subscribe(lambda changes: seen_incident_before_store.append(env.telemetry.failures))
-    env.pipeline = IngestPipeline(KINDS, env.registry, env.telemetry, env.dead, env.alerts,
-                                  clock_ms=lambda: NOW, sleep=lambda _s: None)
+def test_an_unavailable_telemetry_store_holds_points_in_the_spool_but_never_the_incident(tmp_path):
+    env = Env(tmp_path, telemetry=FlakyStore(SqliteTelemetryStore(tmp_path / "t.db"), failures=2))
     env.registry.register(DeviceRecord("SD-XQ01-0301", "smoke_detector", "wanli", "xq-01", 3, "0301"), "test", NOW)
-    result = env.pipeline.process([RawMessage(ALARM_TOPIC, body(1), NOW)])
-    assert result.stored_points == 1 and env.pipeline.counters.store_retries == 3
-    assert seen_incident_before_store == [3]  # the incident was out while the store still refused
-    assert len(env.telemetry.recent("SD-XQ01-0301")) == 1
+    env.pipeline.process([RawMessage(ALARM_TOPIC, body(i, ts=NOW - 1000 + i), NOW) for i in range(1, 4)])
+    assert len(env.incidents.list()) == 1  # the alarm is out while the store is away
+    for _ in range(2):
+        with pytest.raises(StoreUnavailable):
+            env.drainer.drain_once()
+        assert env.spool.state().points == 3
+    assert env.drain() == 3
+    assert [p.ts_ms for p in env.telemetry.recent("SD-XQ01-0301")] == [NOW - 997, NOW - 998, NOW - 999]
+
+
+def test_the_spool_survives_a_restart_and_keeps_order(tmp_path):
+    env = Env(tmp_path, telemetry=FlakyStore(SqliteTelemetryStore(tmp_path / "t.db"), failures=10**6))
+    env.registry.register(DeviceRecord("SD-XQ01-0301", "smoke_detector", "wanli", "xq-01", 3, "0301"), "test", NOW)
+    for i in range(1, 6):
+        env.pipeline.process([RawMessage(ALARM_TOPIC, body(i, ts=NOW - 100 + i), NOW)])
+    env.spool.close()
+    reopened = Spool(tmp_path / "spool.db")
+    assert reopened.state().points == 5 and reopened.state().batches == 5
+    store = SqliteTelemetryStore(tmp_path / "t2.db")
+    drainer = SpoolDrainer(reopened, store, batch_points=2)
+    while drainer.drain_once():
+        pass
+    assert [p.ts_ms for p in reversed(store.recent("SD-XQ01-0301"))] == [NOW - 100 + i for i in range(1, 6)]
+
+
+def test_a_full_spool_refuses_the_batch_and_commits_nothing(tmp_path):
+    env = Env(tmp_path)
+    env.spool.max_points = 2
+    env.registry.register(DeviceRecord("SD-XQ01-0301", "smoke_detector", "wanli", "xq-01", 3, "0301"), "test", NOW)
+    with pytest.raises(SpoolFull):
+        env.pipeline.process([RawMessage(ALARM_TOPIC, body(i, ts=NOW - 100 + i), NOW) for i in range(1, 4)])
+    assert env.incidents.list() == [] and env.registry.get("SD-XQ01-0301").seq_highest is None
+    env.spool.max_points = 100  # room again: the redelivered batch goes through, once
+    result = env.pipeline.process([RawMessage(ALARM_TOPIC, body(i, ts=NOW - 100 + i), NOW) for i in range(1, 4)])
+    assert result.readings == 3 and env.incidents.list()[0].event_count == 3
+
+
+def test_redelivered_and_resent_messages_are_evaluated_and_stored_once_even_after_a_restart(tmp_path):
+    env = Env(tmp_path)
+    env.registry.register(DeviceRecord("SD-XQ01-0301", "smoke_detector", "wanli", "xq-01", 3, "0301"), "test", NOW)
+    batch = [RawMessage(ALARM_TOPIC, body(i, ts=NOW - 100 + i), NOW) for i in (1, 2, 3)]
+    first = env.pipeline.process(batch + batch[:1])  # a device re-sending inside one batch
+    assert (first.readings, first.duplicates) == (3, 1)
+
+    restarted = Env(tmp_path, telemetry=env.telemetry)  # the process died before acknowledging: redelivery
+    again = restarted.pipeline.process(batch)
+    assert (again.readings, again.duplicates, again.spooled_points, again.incidents_changed) == (0, 3, 0, 0)
+    (incident,) = restarted.incidents.list()
+    assert incident.event_count == 3
+    restarted.drain()
+    assert len(restarted.telemetry.recent("SD-XQ01-0301")) == 3
+
+
+def test_sequence_numbers_going_backwards_are_dead_lettered_and_a_counter_restart_is_accepted(env):
+    env.pipeline.process([RawMessage(ALARM_TOPIC, body(5000, ts=NOW - 50), NOW)])
+    result = env.pipeline.process([RawMessage(ALARM_TOPIC, body(4000, ts=NOW - 40), NOW)])
+    assert result.rejected == 1
+    (letter,) = env.dead.list(reason="seq_backwards")
+    assert "4000 is behind" in letter.detail
+    restarted = env.pipeline.process([RawMessage(ALARM_TOPIC, body(1, ts=NOW - 30), NOW)])
+    assert restarted.readings == 1 and env.pipeline.counters.seq_resets == 1

@@ -102,6 +102,7 @@ def test_alarm_over_real_mosquitto_is_stored_in_real_influxdb_1x(service_factory
 def test_influxdb_client_write_path_against_real_victoria_metrics(victoria_metrics):
     from devices import charging_station
     from devices.reading import Reading
+    from ingest.points import points_of
     from ingest.telemetry import InfluxV2TelemetryStore
 
     store = InfluxV2TelemetryStore(victoria_metrics.url, org="wanli", bucket="wanli", token="unused-by-vm")
@@ -110,7 +111,7 @@ def test_influxdb_client_write_path_against_real_victoria_metrics(victoria_metri
         charging_station.Port(port=1, state="charging", temperature_c=41.0, power_w=180.0),
         charging_station.Port(port=2, state="idle", temperature_c=22.0),
     ])
-    written = store.write_batch([Reading("wanli", "charging_station", "CS-VM-1", MessageClass.TELEMETRY, msg, t)])
+    written = store.write_points(points_of(Reading("wanli", "charging_station", "CS-VM-1", MessageClass.TELEMETRY, msg, t)))
     store.close()
     assert written == 3
 

@@ -1,11 +1,16 @@
 from devices import charging_station, smoke_detector
 from devices.reading import Reading
 from devices.topics import MessageClass
-from ingest.line_protocol import encode, reading_lines
+from ingest.line_protocol import encode
+from ingest.points import pack, points_of, points_of_all, unpack
 
 
 def reading(message, kind="smoke_detector", device="SD-XQ01-0101", cls=MessageClass.EVENT):
     return Reading("wanli", kind, device, cls, message, received_ms=message.ts + 5)
+
+
+def reading_lines(r):
+    return encode(points_of(r))
 
 
 def test_an_alarm_becomes_one_point_with_tags_and_typed_fields():
@@ -40,4 +45,11 @@ def test_a_station_snapshot_becomes_one_point_per_port_tagged_with_the_port():
 def test_encode_concatenates_readings_in_order():
     a = reading(smoke_detector.Alarm(v=1, ts=1, seq=1))
     b = reading(smoke_detector.AlarmCleared(v=1, ts=2, seq=2))
-    assert [line.rsplit(" ", 1)[1] for line in encode([a, b])] == ["1", "2"]
+    assert [line.rsplit(" ", 1)[1] for line in encode(points_of_all([a, b]))] == ["1", "2"]
+
+
+def test_points_survive_the_spool_encoding_unchanged():
+    msg = charging_station.StationStatus(v=1, ts=10, seq=3, ports=[charging_station.Port(port=4, state="full")])
+    points = points_of(reading(msg, kind="charging_station", device="CS-1", cls=MessageClass.TELEMETRY))
+    assert unpack(pack(points)) == points
+    assert points[1].tags["port"] == "4" and points[1].fields["state"] == "full"
