@@ -55,18 +55,17 @@ class Message(msgspec.Struct, kw_only=True, tag_field="type", frozen=True):
 
 
 _ENVELOPE_SKIP = frozenset({"v", "ts"})
+_SCALAR_TYPES = frozenset({int, float, bool, str})
+_FIELD_NAMES: dict[tuple[type, frozenset[str]], tuple[str, ...]] = {}
 
 
 def scalar_fields(msg: msgspec.Struct, skip: frozenset[str] = _ENVELOPE_SKIP) -> dict[str, Scalar]:
-    """Fields worth storing as time-series values: numbers, booleans and short strings."""
-    out: dict[str, Scalar] = {}
-    for name in msg.__struct_fields__:
-        if name in skip:
-            continue
-        value = getattr(msg, name)
-        if isinstance(value, (int, float, bool, str)):
-            out[name] = value
-    return out
+    """Fields worth storing as time-series values: numbers, booleans and short strings (None and lists left out)."""
+    key = (type(msg), skip)
+    names = _FIELD_NAMES.get(key)
+    if names is None:
+        names = _FIELD_NAMES[key] = tuple(n for n in msg.__struct_fields__ if n not in skip)
+    return {n: v for n in names if type(v := getattr(msg, n)) in _SCALAR_TYPES}
 
 
 # Status messages are common to every kind: a device publishes `online` when it connects

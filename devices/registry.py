@@ -29,7 +29,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    bindparam,
     select,
     update,
 )
@@ -119,10 +118,6 @@ class DeviceRecord:
     seq_window: int = 0
 
     @property
-    def seq_state(self) -> SeqState | None:
-        return None if self.seq_highest is None else SeqState(self.seq_highest, self.seq_window)
-
-    @property
     def placement(self) -> tuple[str, str, str, int | None, str]:
         return (self.kind, self.street_id, self.building_id, self.floor, self.unit)
 
@@ -147,35 +142,72 @@ class RegisterOutcome(StrEnum):
 
 def health(rec: DeviceRecord, now_ms: int) -> frozenset[Health]:
     """What a maintainer's list shows for a device now; a device can be online and low on battery at once."""
+    return _health(rec.kind, rec.last_seen_ms, rec.connected, rec.battery_pct, rec.tampered, now_ms)
+
+
+def _health(kind: str, last_seen_ms: int | None, connected: bool | None, battery_pct: float | None, tampered: bool,
+            now_ms: int) -> frozenset[Health]:
     flags: set[Health] = set()
-    if rec.last_seen_ms is None:
+    if last_seen_ms is None:
         flags.add(Health.NEVER_SEEN)
     else:
-        heartbeat_s = KINDS[rec.kind].heartbeat_s if rec.kind in KINDS else None
-        silent = heartbeat_s is not None and now_ms - rec.last_seen_ms > SILENT_INTERVALS * heartbeat_s * 1000
-        flags.add(Health.OFFLINE if rec.connected is False or silent else Health.ONLINE)
-    if rec.battery_pct is not None and rec.battery_pct < LOW_BATTERY_PCT:
+        heartbeat_s = KINDS[kind].heartbeat_s if kind in KINDS else None
+        silent = heartbeat_s is not None and now_ms - last_seen_ms > SILENT_INTERVALS * heartbeat_s * 1000
+        flags.add(Health.OFFLINE if connected is False or silent else Health.ONLINE)
+    if battery_pct is not None and battery_pct < LOW_BATTERY_PCT:
         flags.add(Health.LOW_BATTERY)
-    if rec.tampered:
+    if tampered:
         flags.add(Health.TAMPERED)
     return frozenset(flags)
 
 
-def observe(rec: DeviceRecord, reading: Reading) -> DeviceRecord:
-    """Fold one reading into a device's health. Older readings (buffered, replayed) never move it back."""
-    msg = reading.message
-    if rec.last_seen_ms is not None and msg.ts < rec.last_seen_ms:
-        return rec
-    changes: dict[str, object] = {"last_seen_ms": msg.ts, "last_type": msg.type,
-                                  "connected": not isinstance(msg, Offline)}
-    battery = getattr(msg, "battery_pct", None)
-    if battery is not None:
-        changes["battery_pct"] = float(battery)
-    if isinstance(msg, smoke_detector.Tamper):
-        changes["tampered"] = msg.state == "removed"
-    if isinstance(msg, Online | Offline):
-        changes["connected"] = isinstance(msg, Online)
-    return replace(rec, **changes)  # type: ignore[arg-type]
+class DeviceState:
+    """What ingest learns about a device from its messages: health and sequence state.
+
+    Mutable on purpose: it changes with every message, so it is copied once per device per
+    batch and changed in place, rather than rebuilding an immutable record per message.
+    """
+
+    __slots__ = ("last_seen_ms", "last_type", "battery_pct", "tampered", "connected", "seq_highest", "seq_window")
+    FIELDS = __slots__
+
+    def __init__(self, last_seen_ms: int | None = None, last_type: str | None = None, battery_pct: float | None = None,
+                 tampered: bool = False, connected: bool | None = None, seq_highest: int | None = None,
+                 seq_window: int = 0) -> None:
+        self.last_seen_ms, self.last_type, self.battery_pct = last_seen_ms, last_type, battery_pct
+        self.tampered, self.connected = tampered, connected
+        self.seq_highest, self.seq_window = seq_highest, seq_window
+
+    def copy(self) -> DeviceState:
+        return DeviceState(*self.values())
+
+    def values(self) -> tuple[object, ...]:
+        return (self.last_seen_ms, self.last_type, self.battery_pct, self.tampered, self.connected,
+                self.seq_highest, self.seq_window)
+
+    def judge(self, seq: int) -> Verdict:
+        """Judge a sequence number and remember it if it is new."""
+        current = None if self.seq_highest is None else SeqState(self.seq_highest, self.seq_window)
+        verdict, after = judge(current, seq)
+        if after is not None and verdict in (Verdict.NEW, Verdict.RESET):
+            self.seq_highest, self.seq_window = after.highest, after.window
+        return verdict
+
+    def fold(self, reading: Reading) -> None:
+        """Fold one reading into health. An older reading (buffered, replayed) never moves it back."""
+        msg = reading.message
+        if self.last_seen_ms is not None and msg.ts < self.last_seen_ms:
+            return
+        self.last_seen_ms, self.last_type = msg.ts, msg.type
+        battery = getattr(msg, "battery_pct", None)
+        if battery is not None:
+            self.battery_pct = float(battery)
+        if isinstance(msg, smoke_detector.Tamper):
+            self.tampered = msg.state == "removed"
+        if isinstance(msg, Online | Offline):
+            self.connected = isinstance(msg, Online)
+        else:
+            self.connected = True
 
 
 # -- the registry ----------------------------------------------------------------------
@@ -184,35 +216,42 @@ def observe(rec: DeviceRecord, reading: Reading) -> DeviceRecord:
 class DeviceBatch:
     """The devices touched by one ingest batch: sequence verdicts and health, pending until committed."""
 
-    def __init__(self, by_id: Mapping[str, DeviceRecord]) -> None:
-        self._by_id = by_id
-        self.changed: dict[str, DeviceRecord] = {}
+    def __init__(self, states: Mapping[str, DeviceState]) -> None:
+        self._states = states
+        self.pending: dict[str, DeviceState] = {}
+        self.written: set[str] = set()
         self.committed = False
 
     def admit(self, reading: Reading) -> Verdict:
         """Judge the reading's sequence number; fold a new one into the device's health and sequence state."""
-        rec = self.changed.get(reading.device_id) or self._by_id.get(reading.device_id)
-        if rec is None:
-            return Verdict.NEW
-        verdict, state = judge(rec.seq_state, reading.seq)
+        device_id = reading.device_id
+        state = self.pending.get(device_id)
+        if state is None:
+            current = self._states.get(device_id)
+            if current is None:
+                return Verdict.NEW
+            state = self.pending[device_id] = current.copy()
+        verdict = state.judge(reading.seq)
         if verdict in (Verdict.NEW, Verdict.RESET):
-            assert state is not None
-            self.changed[reading.device_id] = replace(observe(rec, reading), seq_highest=state.highest,
-                                                      seq_window=state.window)
+            state.fold(reading)
         return verdict
 
-    def write(self, conn: Connection) -> None:
-        if not self.changed:
-            return
-        conn.execute(
-            update(devices_table).where(devices_table.c.device_id == bindparam("b_id")).values(
-                last_seen_ms=bindparam("b_seen"), last_type=bindparam("b_type"), battery_pct=bindparam("b_battery"),
-                tampered=bindparam("b_tampered"), connected=bindparam("b_connected"),
-                seq_highest=bindparam("b_seq"), seq_window=bindparam("b_window")),
-            [{"b_id": r.device_id, "b_seen": r.last_seen_ms, "b_type": r.last_type, "b_battery": r.battery_pct,
-              "b_tampered": r.tampered, "b_connected": r.connected, "b_seq": r.seq_highest, "b_window": r.seq_window}
-             for r in self.changed.values()],
-        )
+    def write(self, conn: Connection, device_ids: Iterable[str]) -> None:
+        """Write these devices' pending state in the caller's transaction (those whose messages changed incidents)."""
+        ids = [d for d in device_ids if d in self.pending]
+        write_states(conn, [(d, self.pending[d]) for d in ids])
+        self.written.update(ids)
+
+
+_STATE_UPDATE = ("UPDATE devices SET last_seen_ms = {p}, last_type = {p}, battery_pct = {p}, tampered = {p}, "
+                 "connected = {p}, seq_highest = {p}, seq_window = {p} WHERE device_id = {p}")
+
+
+def write_states(conn: Connection, states: Sequence[tuple[str, DeviceState]]) -> None:
+    """One UPDATE per device through the driver's executemany: the ingest hot path, so no per-row ORM work."""
+    if states:
+        marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        conn.exec_driver_sql(_STATE_UPDATE.format(p=marker), [(*st.values(), d) for d, st in states])
 
 
 ChangeListener = Callable[[Sequence[DeviceRecord]], None]
@@ -226,7 +265,12 @@ class DeviceRegistry:
         self._listeners: list[ChangeListener] = []
         with engine.connect() as conn:
             rows = conn.execute(select(devices_table)).mappings().all()
-        self._by_id: dict[str, DeviceRecord] = {r["device_id"]: _record(r) for r in rows}
+        # Registrations (what maintainers change) and states (what messages change) are held apart:
+        # the hot path touches only states, and a registration write never overwrites health.
+        self._by_id: dict[str, DeviceRecord] = {r["device_id"]: _registration(r) for r in rows}
+        self._states: dict[str, DeviceState] = {r["device_id"]: DeviceState(*(r[f] for f in DeviceState.FIELDS))
+                                                for r in rows}
+        self._dirty: set[str] = set()
 
     @property
     def hierarchy(self) -> Hierarchy:
@@ -293,8 +337,10 @@ class DeviceRegistry:
                 elif existing.lifecycle is Lifecycle.RETIRED:
                     outcome = RegisterOutcome.REACTIVATED
                     write = replace(existing, building_id=rec.building_id, floor=rec.floor, unit=rec.unit,
-                                    label=rec.label, lifecycle=Lifecycle.ACTIVE, retired_ms=None,
-                                    seq_highest=None, seq_window=0)  # perhaps new hardware under the old id
+                                    label=rec.label, lifecycle=Lifecycle.ACTIVE, retired_ms=None)
+                    state = self._states.setdefault(rec.device_id, DeviceState())
+                    state.seq_highest, state.seq_window = None, 0  # perhaps new hardware under the old id
+                    self._dirty.add(rec.device_id)
                 else:
                     outcomes.append(RegisterOutcome.UNCHANGED)
                     continue
@@ -348,10 +394,15 @@ class DeviceRegistry:
     # -- queries --
 
     def get(self, device_id: str) -> DeviceRecord:
+        """The device's registration with its current health (a snapshot)."""
         rec = self._by_id.get(device_id)
         if rec is None:
             raise NotFound("device", device_id)
-        return rec
+        return self._snapshot(rec)
+
+    def _snapshot(self, rec: DeviceRecord) -> DeviceRecord:
+        state = self._states.get(rec.device_id)
+        return rec if state is None else replace(rec, **dict(zip(DeviceState.FIELDS, state.values(), strict=True)))
 
     def find(self, device_id: str) -> DeviceRecord | None:
         """The active registration of a device, or None (the hot-path lookup)."""
@@ -383,10 +434,12 @@ class DeviceRegistry:
                 continue
             if lifecycle is not None and rec.lifecycle is not lifecycle:
                 continue
-            if health_flag is not None and health_flag not in health(rec, now_ms):
-                continue
+            if health_flag is not None:
+                st = self._states.get(rec.device_id) or DeviceState()
+                if health_flag not in _health(rec.kind, st.last_seen_ms, st.connected, st.battery_pct, st.tampered, now_ms):
+                    continue
             out.append(rec)
-        return out[offset: offset + limit]
+        return [self._snapshot(r) for r in out[offset: offset + limit]]
 
     def count(self) -> int:
         return len(self._by_id)
@@ -395,40 +448,61 @@ class DeviceRegistry:
 
     @contextmanager
     def batch(self) -> Iterator[DeviceBatch]:
-        """A batch of readings to admit: judged and folded under the lock, applied to memory only if committed."""
+        """A batch of readings to admit: judged and folded under the lock, applied to memory only if committed.
+
+        States not written in the batch's own transaction are flushed later (``flush_states``).
+        """
         with self._lock:
-            devices = DeviceBatch(self._by_id)
+            devices = DeviceBatch(self._states)
             yield devices
             if devices.committed:
-                self._by_id.update(devices.changed)
+                self._states.update(devices.pending)
+                self._dirty.update(devices.pending.keys() - devices.written)
+                self._dirty.difference_update(devices.written)
 
     def observe_batch(self, readings: Iterable[Reading]) -> None:
-        """Fold readings into device health in their own transaction (for callers outside ingest's batches)."""
+        """Fold readings into device state and write it at once (for callers outside ingest's batches)."""
         with self.batch() as devices:
             for reading in readings:
                 devices.admit(reading)
             with self._engine.begin() as conn:
-                devices.write(conn)
+                devices.write(conn, list(devices.pending))
             devices.committed = True
+
+    def flush_states(self) -> int:
+        """Write the states changed since the last flush; return how many devices."""
+        with self._lock:
+            dirty = [(d, self._states[d].copy()) for d in self._dirty if d in self._states]
+            self._dirty.clear()
+        if dirty:
+            try:
+                with self._engine.begin() as conn:
+                    write_states(conn, dirty)
+            except Exception:
+                with self._lock:
+                    self._dirty.update(d for d, _ in dirty)
+                raise
+        return len(dirty)
 
     # -- storage --
 
     def _write(self, records: Sequence[DeviceRecord], history: Sequence[HistoryEntry]) -> None:
+        """Write registrations (never the state columns of an existing device) and their history."""
         with self._engine.begin() as conn:
-            existing = {r for r in (rec.device_id for rec in records) if r in self._by_id}
-            new = [_row(r) for r in records if r.device_id not in existing]
+            new = [r for r in records if r.device_id not in self._by_id]
             if new:
-                conn.execute(devices_table.insert(), new)
+                conn.execute(devices_table.insert(), [{**_registration_row(r), **_EMPTY_STATE} for r in new])
             for rec in records:
-                if rec.device_id in existing:
-                    row = _row(rec)
-                    conn.execute(update(devices_table).where(devices_table.c.device_id == rec.device_id).values(**row))
+                if rec.device_id in self._by_id:
+                    conn.execute(update(devices_table).where(devices_table.c.device_id == rec.device_id)
+                                 .values(**_registration_row(rec)))
             if history:
                 conn.execute(device_history_table.insert(), [
                     {"device_id": h.device_id, "at_ms": h.at_ms, "action": h.action, "actor": h.actor, "detail": h.detail}
                     for h in history])
         for rec in records:
             self._by_id[rec.device_id] = rec
+            self._states.setdefault(rec.device_id, DeviceState())
 
     def _notify(self, records: Sequence[DeviceRecord]) -> None:
         if records:
@@ -436,17 +510,18 @@ class DeviceRegistry:
                 listener(records)
 
 
-def _row(rec: DeviceRecord) -> dict[str, object]:
-    return {
-        "device_id": rec.device_id, "kind": rec.kind, "street_id": rec.street_id, "building_id": rec.building_id,
-        "floor": rec.floor, "unit": rec.unit, "label": rec.label, "lifecycle": rec.lifecycle.value,
-        "registered_ms": rec.registered_ms, "retired_ms": rec.retired_ms, "last_seen_ms": rec.last_seen_ms,
-        "last_type": rec.last_type, "battery_pct": rec.battery_pct, "tampered": rec.tampered, "connected": rec.connected,
-        "seq_highest": rec.seq_highest, "seq_window": rec.seq_window,
-    }
+_REGISTRATION_FIELDS = ("device_id", "kind", "street_id", "building_id", "floor", "unit", "label", "lifecycle",
+                        "registered_ms", "retired_ms")
+_EMPTY_STATE = dict(zip(DeviceState.FIELDS, DeviceState().values(), strict=True))
 
 
-def _record(row: Mapping[str, object]) -> DeviceRecord:
-    values = dict(row)
+def _registration_row(rec: DeviceRecord) -> dict[str, object]:
+    row = {f: getattr(rec, f) for f in _REGISTRATION_FIELDS}
+    row["lifecycle"] = rec.lifecycle.value
+    return row
+
+
+def _registration(row: Mapping[str, object]) -> DeviceRecord:
+    values = {f: row[f] for f in _REGISTRATION_FIELDS}
     values["lifecycle"] = Lifecycle(str(values["lifecycle"]))
     return DeviceRecord(**values)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from enum import StrEnum
 
 from wanli.errors import TopicError
@@ -49,8 +50,13 @@ class TopicAddress:
         return f"{ROOT}/{VERSION}/{self.street}/{self.kind}/{self.device_id}/{self.msg_class.value}"
 
 
+@lru_cache(maxsize=1 << 18)
 def parse_topic(topic: str) -> TopicAddress:
-    """Split a topic into its address, or raise ``TopicError`` saying which part is wrong."""
+    """Split a topic into its address, or raise ``TopicError`` saying which part is wrong.
+
+    Cached: a street's devices publish on a few hundred thousand topics over and over, and
+    an address is immutable (a rejected topic raises, so it is never cached).
+    """
     parts = topic.split("/")
     if len(parts) != 6:
         raise TopicError(f"expected 6 segments {ROOT}/{VERSION}/street/kind/device/class, got {len(parts)}", topic=topic)

@@ -50,6 +50,7 @@ class MqttConsumer:
         batch_size: int = 2000,
         batch_wait_s: float = 0.02,
         queue_size: int = 50_000,
+        state_flush_s: float = 1.0,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._pipeline = pipeline
@@ -57,6 +58,7 @@ class MqttConsumer:
         self._filter = topic_filter
         self._batch_size = batch_size
         self._batch_wait_s = batch_wait_s
+        self._state_flush_s = state_flush_s
         self._clock_ms = clock_ms
         self._queue: queue.Queue[RawMessage] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
@@ -125,15 +127,27 @@ class MqttConsumer:
     # -- worker thread --------------------------------------------------------------------
 
     def _run_worker(self) -> None:
-        while not self._stop.is_set():
-            batch = self._next_batch()
-            if not batch:
-                continue
-            try:
-                self._process_safely(batch)
-            except ConsumerStopped:
-                return
-            self._ack(batch)
+        last_flush = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                batch = self._next_batch()
+                if batch:
+                    try:
+                        self._process_safely(batch)
+                    except ConsumerStopped:
+                        return
+                    self._ack(batch)
+                if time.monotonic() - last_flush >= self._state_flush_s:
+                    self._flush_states()
+                    last_flush = time.monotonic()
+        finally:
+            self._flush_states()
+
+    def _flush_states(self) -> None:
+        try:
+            self._pipeline.flush_device_states()
+        except Exception:  # kept dirty in memory; the next flush tries again
+            log.exception("could not write device states; will retry")
 
     def _next_batch(self) -> list[RawMessage]:
         try:

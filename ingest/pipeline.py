@@ -9,8 +9,11 @@ No MQTT here: the consumer hands in batches and acknowledges them to the broker 
 2. evaluate the alert rules on what is new;
 3. append its time-series points to the durable spool (fsynced), which a drainer moves to
    the telemetry store: a slow or absent InfluxDB never delays an alarm;
-4. commit, in ONE database transaction, the incidents, the dead letters and the devices'
-   health and sequence state; only then do memory and the live screens see the changes.
+4. commit, in ONE database transaction, the incidents, the dead letters and the sequence
+   state of the devices whose messages changed incidents; only then do memory and the live
+   screens see the changes. Other devices' health and sequence state are flushed about once
+   a second (``flush_device_states``): for them a redelivery after a crash can at worst
+   re-spool points the store already has, which it writes idempotently.
 
 A crash anywhere before 4 redelivers the batch and it is judged afresh (the spool may then
 hold its points twice: every store writes a point idempotently). A crash after 4 but before
@@ -104,10 +107,11 @@ class IngestPipeline:
             alerts.evaluate(readings)
             points = points_of_all(readings)
             self._spool.append(points, now_ms)  # raises SpoolFull: nothing is acknowledged, the broker keeps it
-            with self._engine.begin() as conn:
-                alerts.write(conn)
-                devices.write(conn)
-                self._dead_letters.add_batch(letters, conn)
+            if alerts.pending or letters:
+                with self._engine.begin() as conn:
+                    alerts.write(conn)
+                    devices.write(conn, {i.device_id for i in alerts.pending.values()})
+                    self._dead_letters.add_batch(letters, conn)
             devices.committed = alerts.committed = True
         if points:
             self._on_spooled()
@@ -164,6 +168,9 @@ class IngestPipeline:
                 f"device {reading.device_id} is registered as {rec.kind} in {rec.street_id}, "
                 f"but published as {reading.kind} in {reading.street}",
                 topic=topic, device_id=reading.device_id, reason="kind_mismatch")
+
+    def flush_device_states(self) -> int:
+        return self._registry.flush_states()
 
     def dead_letter(self, letter: DeadLetter) -> None:
         """Keep one message that could not be processed at all (the consumer's last resort)."""
