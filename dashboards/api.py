@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from dashboards.deps import AppContext
-from dashboards.routes import dead_letters, devices, incidents, live, places
+from dashboards.routes import dead_letters, devices, health, incidents, live, places
 from wanli.errors import Conflict, Invalid, NotFound, StoreUnavailable, WanliError
 
 _STATUS: list[tuple[type[WanliError], int]] = [(NotFound, 404), (Invalid, 422), (Conflict, 409), (StoreUnavailable, 503)]
@@ -27,17 +27,8 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     for error, code in _STATUS:
         app.add_exception_handler(error, _handler(code))
-    for module in (incidents, devices, dead_letters, places, live):
+    for module in (incidents, devices, dead_letters, places, live, health):
         app.include_router(module.router)
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", include_in_schema=False)
-    def readyz() -> JSONResponse:
-        ready = ctx.ingest_ready()
-        return JSONResponse({"ingest": "subscribed" if ready else "not subscribed"}, status_code=200 if ready else 503)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

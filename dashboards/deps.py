@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -14,7 +14,6 @@ from alerts.store import IncidentStore
 from dashboards.live import LiveFeed
 from devices.registry import DeviceRegistry
 from ingest.dead_letters import DeadLetterStore
-from ingest.pipeline import IngestCounters
 
 
 @dataclass
@@ -24,7 +23,7 @@ class AppContext:
     registry: DeviceRegistry
     dead_letters: DeadLetterStore
     feed: LiveFeed
-    counters: IngestCounters
+    snapshot: Callable[[], dict[str, Any]]  # counters, spool and latency figures (see wanli.runtime.Snapshot)
     ingest_ready: Callable[[], bool] = lambda: True
     clock_ms: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)
 

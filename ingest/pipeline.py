@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from sqlalchemy import Engine
 
 from alerts.service import AlertService
@@ -41,6 +42,7 @@ from ingest.points import points_of_all
 from ingest.sequence import Verdict
 from ingest.spool import Spool
 from wanli.errors import PayloadError, RejectedMessage, UnregisteredDevice
+from wanli.metrics import LatencyWindow
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,8 @@ class IngestPipeline:
         self._clock_ms = clock_ms
         self._on_spooled = on_spooled
         self.counters = IngestCounters()
+        # device clock → incident committed and points spooled: what an alarm waits before the screens see it
+        self.publish_to_committed = LatencyWindow()
 
     def process(self, batch: Sequence[RawMessage]) -> BatchResult:
         now_ms = self._clock_ms()
@@ -115,6 +119,10 @@ class IngestPipeline:
             devices.committed = alerts.committed = True
         if points:
             self._on_spooled()
+        if readings:
+            done_ms = self._clock_ms()
+            sent = np.fromiter((r.message.ts for r in readings), np.int64, len(readings))
+            self.publish_to_committed.add(done_ms - sent)
 
         c = self.counters
         c.batches += 1

@@ -17,12 +17,16 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from ingest.points import TelemetryPoint, pack, unpack
 from ingest.telemetry import TelemetryStore
 from wanli.errors import StoreUnavailable, WanliError
+from wanli.metrics import LatencyWindow
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +131,7 @@ class SpoolDrainer:
         self.store_failures = 0
         self.store_up = True
         self.last_error = ""
+        self.publish_to_stored = LatencyWindow()  # device clock → the store acknowledged the point
 
     def start(self) -> None:
         self._thread.start()
@@ -147,6 +152,8 @@ class SpoolDrainer:
             return 0
         self._store.write_points(points)
         self._spool.release(last_id)
+        stored_ms = time.time_ns() // 1_000_000
+        self.publish_to_stored.add(stored_ms - np.fromiter((p.ts_ms for p in points), np.int64, len(points)))
         return len(points)
 
     def _run(self) -> None:

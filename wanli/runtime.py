@@ -134,7 +134,7 @@ class WanliService:
         )
         self.consumer.start()
         consumer = self.consumer
-        ctx = AppContext(svc.alerts, svc.incidents, svc.registry, svc.dead_letters, svc.feed, svc.pipeline.counters,
+        ctx = AppContext(svc.alerts, svc.incidents, svc.registry, svc.dead_letters, svc.feed, self.snapshot,
                          ingest_ready=consumer.subscribed.is_set, clock_ms=self._clock_ms)
         config = uvicorn.Config(create_app(ctx), host=s.http_host, port=s.http_port, log_level="warning",
                                 lifespan="off", timeout_graceful_shutdown=2)
@@ -149,6 +149,23 @@ class WanliService:
         await asyncio.get_running_loop().run_in_executor(None, consumer.subscribed.wait, 30)
         if s.simulate_building:
             self._start_simulated_building(host, port)
+
+    def snapshot(self) -> dict[str, object]:
+        """Counters, spool and latency figures for /api/stats, /metrics and the benchmarks."""
+        svc = self.services
+        c, spool = svc.pipeline.counters, svc.spool.state()
+        now = self._clock_ms()
+        return {
+            "received": c.received, "readings": c.readings, "batches": c.batches, "by_kind": dict(c.by_kind),
+            "rejected": dict(c.rejected), "duplicates": c.duplicates, "seq_resets": c.seq_resets,
+            "incidents_changed": c.incidents_changed, "spooled_points": c.spooled_points,
+            "drained_points": svc.spool.drained_points, "spool_points": spool.points,
+            "spool_age_s": (now - spool.oldest_ms) / 1000 if spool.oldest_ms else 0.0, "spool_fill": spool.fill,
+            "store_up": int(svc.drainer.store_up), "store_failures": svc.drainer.store_failures,
+            "store_error": svc.drainer.last_error, "backlog": self.consumer.backlog if self.consumer else 0,
+            "latency": {"publish_to_committed": svc.pipeline.publish_to_committed.percentiles(),
+                        "publish_to_stored": svc.drainer.publish_to_stored.percentiles()},
+        }
 
     def _start_simulated_building(self, host: str, port: int) -> None:
         s, svc = self.settings, self.services

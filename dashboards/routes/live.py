@@ -29,14 +29,3 @@ async def stream(ctx: Ctx) -> AsyncIterable[ServerSentEvent]:
             if event is OVERFLOW:
                 return
             yield ServerSentEvent(event="incident", data=event)
-
-
-@router.get("/stats")
-def stats(ctx: Ctx) -> dict[str, Any]:
-    """Ingest counters since start."""
-    c = ctx.counters
-    return {
-        "received": c.received, "readings": c.readings, "spooled_points": c.spooled_points,
-        "incidents_changed": c.incidents_changed, "duplicates": c.duplicates, "seq_resets": c.seq_resets,
-        "rejected": dict(c.rejected), "by_kind": dict(c.by_kind), "live_screens": ctx.feed.subscriber_count,
-    }

@@ -134,3 +134,24 @@ def test_api_rejects_bad_requests_with_4xx_and_a_message(service_factory):
     assert bad.status_code == 422 and "detail" in bad.json()
     assert json.loads(httpx.get(f"{base}/healthz").text) == {"status": "ok"}
     assert httpx.get(f"{base}/readyz").status_code == 200
+
+
+def test_metrics_and_stats_count_what_happened(service_factory):
+    service = service_factory()
+    sim = register_building(service)
+    detector = sim.smoke_detectors()[3]
+    alarm = detector.alarm(now_ms())
+    publish(service.broker.host, service.broker.port, [detector.heartbeat(now_ms()), alarm, alarm,
+                                                       ("safety/v1/wanli/smoke_detector/X/event", b"{")])
+    stats = wait_for(lambda: (s := httpx.get(f"{service.http_url}/api/stats").json())["received"] == 4
+                     and s["drained_points"] == 2 and s)
+    assert stats["readings"] == 2 and stats["duplicates"] == 1 and stats["rejected"] == {"bad_json": 1}
+    assert stats["spool_points"] == 0 and stats["store_up"] == 1
+    assert 0 <= stats["latency"]["publish_to_committed"]["p50"] < 10_000
+    assert 0 <= stats["latency"]["publish_to_stored"]["p99"] < 10_000
+    text = httpx.get(f"{service.http_url}/metrics").text
+    assert 'wanli_messages_total{kind="smoke_detector"} 2.0' in text
+    assert 'wanli_messages_rejected_total{reason="bad_json"} 1.0' in text
+    assert "wanli_messages_duplicate_total 1.0" in text
+    assert 'wanli_latency_ms{quantile="p99",stage="publish_to_stored"}' in text
+    assert "wanli_spool_points 0.0" in text

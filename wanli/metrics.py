@@ -1,0 +1,100 @@
+"""Measurements: latency windows and the Prometheus exposition.
+
+Latencies are recorded per batch as numpy arrays into fixed-size ring buffers (no
+per-message Python work), and read as percentiles by ``/api/stats``, the benchmarks and
+Prometheus. Counters already kept by ingest and the spool are read at scrape time by a
+collector, so the hot path never touches a Prometheus object.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import numpy as np
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+class LatencyWindow:
+    """The last ``size`` latencies (milliseconds) of one stage, as a ring buffer."""
+
+    def __init__(self, size: int = 200_000) -> None:
+        self._buf = np.zeros(size, dtype=np.float64)
+        self._next = 0
+        self._filled = 0
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def add(self, values_ms: np.ndarray) -> None:
+        n = len(values_ms)
+        if n == 0:
+            return
+        size = len(self._buf)
+        if n >= size:
+            values_ms, n = values_ms[-size:], size
+        with self._lock:
+            end = self._next + n
+            if end <= size:
+                self._buf[self._next:end] = values_ms
+            else:
+                first = size - self._next
+                self._buf[self._next:] = values_ms[:first]
+                self._buf[: n - first] = values_ms[first:]
+            self._next = end % size
+            self._filled = min(size, self._filled + n)
+            self.count += n
+
+    def percentiles(self, qs: tuple[float, ...] = (50, 99)) -> dict[str, float]:
+        with self._lock:
+            data = self._buf[: self._filled].copy()
+        if data.size == 0:
+            return {}
+        return {f"p{q:g}": float(v) for q, v in zip(qs, np.percentile(data, qs), strict=True)}
+
+    def reset(self) -> None:
+        with self._lock:
+            self._next = self._filled = 0
+            self.count = 0
+
+
+class WanliCollector(Collector):
+    """Reads the service's counters and gauges when Prometheus scrapes."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, object]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        s = self._snapshot()
+        received = CounterMetricFamily("wanli_messages", "MQTT messages accepted by ingest, per device kind",
+                                       labels=["kind"])
+        for kind, n in s["by_kind"].items():  # type: ignore[attr-defined]
+            received.add_metric([kind], n)
+        yield received
+        rejected = CounterMetricFamily("wanli_messages_rejected", "messages dead-lettered, per reason", labels=["reason"])
+        for reason, n in s["rejected"].items():  # type: ignore[attr-defined]
+            rejected.add_metric([reason], n)
+        yield rejected
+        for name, key, help_text in (
+            ("wanli_messages_duplicate", "duplicates", "messages recognised as already seen and dropped"),
+            ("wanli_sequence_resets", "seq_resets", "devices whose sequence numbers restarted near zero"),
+            ("wanli_incident_changes", "incidents_changed", "incidents opened or updated by ingest"),
+            ("wanli_spool_points_in", "spooled_points", "time-series points appended to the spool"),
+            ("wanli_spool_points_out", "drained_points", "points moved from the spool to the telemetry store"),
+            ("wanli_store_failures", "store_failures", "failed writes to the telemetry store"),
+        ):
+            yield CounterMetricFamily(name, help_text, value=s[key])  # type: ignore[arg-type]
+        for name, key, help_text in (
+            ("wanli_spool_points", "spool_points", "points waiting in the spool"),
+            ("wanli_spool_oldest_age_seconds", "spool_age_s", "age of the oldest point waiting in the spool"),
+            ("wanli_spool_fill_ratio", "spool_fill", "spool points over its bound (an alarm is raised at 0.8)"),
+            ("wanli_ingest_backlog", "backlog", "messages received but not yet processed"),
+            ("wanli_telemetry_store_up", "store_up", "1 while the telemetry store accepts writes"),
+        ):
+            yield GaugeMetricFamily(name, help_text, value=float(s[key]))  # type: ignore[arg-type]
+        latency = GaugeMetricFamily("wanli_latency_ms", "latency percentiles over the last 200,000 messages",
+                                    labels=["stage", "quantile"])
+        for stage, pcts in s["latency"].items():  # type: ignore[attr-defined]
+            for q, v in pcts.items():
+                latency.add_metric([stage, q], v)
+        yield latency
