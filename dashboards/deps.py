@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from alerts.service import AlertService
 from alerts.store import IncidentStore
 from dashboards.live import LiveFeed
+from devices.broker_access import BrokerAccess
 from devices.registry import DeviceRegistry
 from ingest.dead_letters import DeadLetterStore
 
@@ -23,7 +24,8 @@ class AppContext:
     registry: DeviceRegistry
     dead_letters: DeadLetterStore
     feed: LiveFeed
-    snapshot: Callable[[], dict[str, Any]]  # counters, spool and latency figures (see wanli.runtime.Snapshot)
+    snapshot: Callable[[], dict[str, Any]]  # counters, spool and latency figures (WanliService.snapshot)
+    broker_access: BrokerAccess
     ingest_ready: Callable[[], bool] = lambda: True
     clock_ms: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)
 

@@ -146,6 +146,14 @@ class DeviceRetire(BaseModel):
     actor: Actor = "maintainer"
 
 
+class CredentialsPublic(BaseModel):
+    device_id: str
+    username: str
+    password: str
+    publish_filter: str
+    broker_updated: bool  # false: the broker is not managed by this service; give it the credentials yourself
+
+
 class DeviceHistoryEntry(BaseModel):
     at: datetime
     action: str

@@ -10,7 +10,6 @@ connection) is folded in from the readings ingest hands over, one transaction pe
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -38,13 +37,13 @@ from devices.catalog import KINDS
 from devices.hierarchy import Hierarchy, Location
 from devices.messages import Offline, Online
 from devices.reading import Reading
+from devices.topics import is_device_id
 from ingest.sequence import SeqState, Verdict, judge
 from wanli.db import METADATA, BigId
 from wanli.errors import Conflict, Invalid, NotFound
 
 LOW_BATTERY_PCT = 20.0
 SILENT_INTERVALS = 3  # a device that missed this many heartbeats counts as offline
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # the topic contract's rule
 
 
 class Lifecycle(StrEnum):
@@ -284,7 +283,7 @@ class DeviceRegistry:
 
     def validate(self, rec: DeviceRecord) -> None:
         """Raise ``Invalid`` if the record's values cannot be right, ``Conflict`` if it clashes with the registry."""
-        if not _DEVICE_ID.match(rec.device_id):
+        if not is_device_id(rec.device_id):
             raise Invalid(f"device id {rec.device_id!r} must be 1-64 of [A-Za-z0-9_-], starting with a letter or digit")
         if rec.kind not in KINDS:
             raise Invalid(f"unknown device kind {rec.kind!r}; known: {', '.join(KINDS)}")
@@ -440,6 +439,10 @@ class DeviceRegistry:
                     continue
             out.append(rec)
         return [self._snapshot(r) for r in out[offset: offset + limit]]
+
+    def active(self) -> list[DeviceRecord]:
+        """Every active registration (without health: cheap, for rendering broker ACLs)."""
+        return [r for r in self._by_id.values() if r.lifecycle is Lifecycle.ACTIVE]
 
     def count(self) -> int:
         return len(self._by_id)

@@ -20,8 +20,8 @@ from wanli.errors import TopicError
 
 ROOT = "safety"
 VERSION = "v1"
-_IDENT = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_IDENT = re.compile(r"[a-z][a-z0-9_]{0,31}")  # used with fullmatch: "$" would let a trailing newline in
+_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class MessageClass(StrEnum):
@@ -38,16 +38,21 @@ class TopicAddress:
     msg_class: MessageClass
 
     def __post_init__(self) -> None:
-        if not _IDENT.match(self.street):
+        if not _IDENT.fullmatch(self.street):
             raise TopicError(f"street {self.street!r} is not a lower-case identifier")
-        if not _IDENT.match(self.kind):
+        if not _IDENT.fullmatch(self.kind):
             raise TopicError(f"kind {self.kind!r} is not a lower-case identifier")
-        if not _DEVICE_ID.match(self.device_id):
+        if not _DEVICE_ID.fullmatch(self.device_id):
             raise TopicError(f"device id {self.device_id!r} is not 1-64 of [A-Za-z0-9_-]")
 
     @property
     def topic(self) -> str:
         return f"{ROOT}/{VERSION}/{self.street}/{self.kind}/{self.device_id}/{self.msg_class.value}"
+
+
+def is_device_id(text: str) -> bool:
+    """Whether ``text`` can be a device id under the contract (1-64 of [A-Za-z0-9_-], not starting with - or _)."""
+    return _DEVICE_ID.fullmatch(text) is not None
 
 
 @lru_cache(maxsize=1 << 18)

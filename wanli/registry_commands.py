@@ -118,6 +118,15 @@ def cmd_devices_retire(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices_credentials(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        issued = _fail_on_error(client.post(f"/api/devices/{args.device_id}/credentials"))
+    print(f"username: {issued['username']}\npassword: {issued['password']}\npublish under: {issued['publish_filter']}")
+    if not issued["broker_updated"]:
+        print("note: this service does not manage the broker's password file; install them there", file=sys.stderr)
+    return 0
+
+
 def cmd_devices_list(args: argparse.Namespace) -> int:
     params = {k: v for k, v in {"kind": args.kind, "building_id": args.building, "community_id": args.community,
                                 "health": args.health, "limit": args.limit}.items() if v}
@@ -179,6 +188,10 @@ def add_commands(sub: Any, default_api: str) -> None:
     rt.add_argument("device_id")
     rt.add_argument("--reason", default="")
     rt.set_defaults(func=cmd_devices_retire)
+
+    cr = with_api(dev.add_parser("credentials", help="issue (or rotate) a device's MQTT credentials; shown once"))
+    cr.add_argument("device_id")
+    cr.set_defaults(func=cmd_devices_credentials)
 
     ls = with_api(dev.add_parser("list", help="list devices (tab-separated)"))
     ls.add_argument("--kind")

@@ -25,7 +25,9 @@ from alerts.store import IncidentStore
 from dashboards.api import create_app
 from dashboards.deps import AppContext
 from dashboards.live import LiveFeed
+from devices.broker_access import BrokerAccess
 from devices.catalog import KINDS
+from devices.credentials import BrokerAuthFiles, CredentialStore, ServiceAccount
 from devices.hierarchy import Hierarchy, load_hierarchy
 from devices.registry import DeviceRegistry
 from devices.topics import subscription
@@ -79,6 +81,7 @@ class Services:
     alerts: AlertService
     pipeline: IngestPipeline
     feed: LiveFeed
+    broker_access: BrokerAccess
 
 
 def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms) -> Services:
@@ -101,8 +104,15 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     pipeline = IngestPipeline(KINDS, engine, registry, spool, dead_letters, alerts,
                               DecodeLimits(max_payload_bytes=settings.max_payload_bytes), clock_ms=clock_ms,
                               on_spooled=drainer.wake)
+    access = BrokerAccess(
+        registry, CredentialStore(engine), clock_ms,
+        files=BrokerAuthFiles(settings.broker_auth_dir) if settings.broker_auth_dir else None,
+        pid_file=settings.broker_pid_file,
+        service_accounts={ServiceAccount(settings.mqtt_username or settings.mqtt_client_id, read=("safety/#",)):
+                          settings.mqtt_password} if settings.broker_auth_dir else None,
+    )
     return Services(settings, engine, hierarchy, registry, telemetry, spool, drainer, dead_letters, incidents, alerts,
-                    pipeline, LiveFeed())
+                    pipeline, LiveFeed(), access)
 
 
 class WanliService:
@@ -124,6 +134,8 @@ class WanliService:
         if s.uses_embedded_broker:
             self.broker = EmbeddedBroker(s.embedded_broker_host, s.embedded_broker_port)
             await self.broker.start()
+        elif svc.broker_access.manages_broker:
+            svc.broker_access.sync()  # the broker's files follow the registry from the start
         host, port = s.mqtt_host_port
         svc.feed.bind(asyncio.get_running_loop())
         svc.drainer.start()
@@ -135,7 +147,7 @@ class WanliService:
         self.consumer.start()
         consumer = self.consumer
         ctx = AppContext(svc.alerts, svc.incidents, svc.registry, svc.dead_letters, svc.feed, self.snapshot,
-                         ingest_ready=consumer.subscribed.is_set, clock_ms=self._clock_ms)
+                         svc.broker_access, ingest_ready=consumer.subscribed.is_set, clock_ms=self._clock_ms)
         config = uvicorn.Config(create_app(ctx), host=s.http_host, port=s.http_port, log_level="warning",
                                 lifespan="off", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     mqtt_username: str = ""
     mqtt_password: str = ""
     mqtt_client_id: str = "wanli-ingest"
+    # When set, the service keeps an external Mosquitto's password and ACL files (in this
+    # directory) in step with the registry and signals the process in the pid file to reload.
+    broker_auth_dir: Path | None = None
+    broker_pid_file: Path | None = None
     embedded_broker_host: str = "127.0.0.1"
     embedded_broker_port: int = 1883
 

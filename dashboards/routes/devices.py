@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from dashboards.deps import Ctx
 from dashboards.schemas import (
+    CredentialsPublic,
     DeviceCreate,
     DeviceHistoryEntry,
     DeviceMove,
@@ -76,6 +77,14 @@ def move_device(ctx: Ctx, device_id: str, body: DeviceMove) -> DevicePublic:
     """Install a device somewhere else. Incidents already open keep the place they happened at."""
     return _public(ctx, ctx.registry.move(device_id, body.building_id, body.floor, body.unit, body.actor,
                                           ctx.clock_ms(), body.label))
+
+
+@router.post("/{device_id}/credentials", response_model=CredentialsPublic, status_code=status.HTTP_201_CREATED)
+def issue_credentials(ctx: Ctx, device_id: str) -> CredentialsPublic:
+    """New MQTT credentials for a device (any earlier ones stop working). The password is shown only here, once."""
+    issued = ctx.broker_access.issue(device_id)
+    return CredentialsPublic(device_id=issued.device_id, username=issued.username, password=issued.password,
+                             publish_filter=issued.publish_filter, broker_updated=ctx.broker_access.manages_broker)
 
 
 @router.post("/{device_id}/retire", response_model=DevicePublic)

@@ -193,3 +193,8 @@ def test_lists_filter_by_kind_place_and_health(registry):
     assert ids(limit=1, offset=1) == ["SD-1"]
     with pytest.raises(NotFound):
         registry.list(now_ms=NOW, community_id="atlantis")
+
+
+def test_a_device_id_with_a_trailing_newline_is_refused(registry):
+    with pytest.raises(Invalid, match="device id"):
+        registry.register(sd(device_id="SD-1\n"), "x", NOW)

@@ -26,6 +26,8 @@ def test_parses_a_contract_topic():
         ("safety/v1/wanli/smoke_detector/SD 1/event", "device id 'SD 1'"),
         ("safety/v1/wanli/smoke_detector/" + "x" * 65 + "/event", "device id"),
         ("", "expected 6 segments"),
+        ("safety/v1/wanli/smoke_detector/SD-1\n/event", "device id 'SD-1\\n'"),
+        ("safety/v1/wanli\n/smoke_detector/SD-1/event", "street 'wanli\\n'"),
     ],
 )
 def test_rejects_topics_outside_the_contract_and_says_why(topic, fragment):

@@ -1,0 +1,346 @@
+"""Per-device MQTT credentials, and the Mosquitto password and ACL files made from them.
+
+Why: the topic contract gives every device its own topic family
+``safety/v1/{street}/{kind}/{device_id}/{class}``, but on an open broker any client may
+publish under any id, so one broken or hostile device could raise (or clear) another's
+alarms. Each registered device therefore gets its own password, and the broker's ACL lets
+it write only under its own street, kind and id.
+
+What, from the inside out:
+
+- ``mosquitto_password_hash`` / ``verify_mosquitto_password``: Mosquitto 2.0's
+  PBKDF2-SHA512 format (``$7$<iterations>$<salt>$<hash>``), byte-compatible with
+  ``mosquitto_passwd``, so no broker plugin is needed.
+- ``CredentialStore``: the ``device_credentials`` table. It keeps only hashes; ``issue``
+  returns the plaintext once, for the installer to put into the device.
+- ``render_password_file`` / ``render_acl`` / ``render_broker_auth``: pure functions from
+  credentials and topic owners to the two files' text. Every value that lands in a file is
+  checked to be one token, so a crafted id cannot add a line (a user, a rule) to either.
+- ``BrokerAuthFiles``: writes the files atomically and signals the broker (SIGHUP), which
+  makes Mosquitto 2.0 re-read both files and disconnect clients whose password no longer
+  checks out.
+- ``sync_broker_auth``: all of the above in one call, after a device is added, rotated or
+  retired.
+
+Errors: a value that cannot go into the files raises ``ValueError``; revoking credentials
+that were never issued raises ``wanli.errors.NotFound``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import signal
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import BigInteger, Column, Engine, String, Table, select, update
+
+from devices.topics import MessageClass, device_topic, subscription
+from wanli.db import METADATA
+from wanli.errors import NotFound, TopicError
+
+log = logging.getLogger(__name__)
+
+# --- Mosquitto's password hash -----------------------------------------------------
+
+# mosquitto_passwd 2.0 defaults (its -H sha512-pbkdf2): PBKDF2-HMAC-SHA512, 101 iterations,
+# a 12-byte random salt, the full 64-byte digest, both in standard base64 with padding.
+# The broker refuses (drops, with a log line) an entry whose salt is not 12 bytes.
+PBKDF2_SHA512_ID = "7"
+DEFAULT_ITERATIONS = 101
+SALT_BYTES = 12
+HASH_BYTES = 64
+MAX_ITERATIONS = 999_999_999  # the broker reads the count with atoi(): keep it inside a C int
+_ENCODED = re.compile(rf"\${PBKDF2_SHA512_ID}\$([1-9][0-9]{{0,8}})\$([A-Za-z0-9+/]+={{0,2}})\$([A-Za-z0-9+/]+={{0,2}})")
+
+PASSWORD_BYTES = 24  # secrets.token_urlsafe: 192 random bits, 32 URL-safe characters
+
+
+def mosquitto_password_hash(password: str, *, salt: bytes | None = None, iterations: int = DEFAULT_ITERATIONS) -> str:
+    """``password`` hashed the way ``mosquitto_passwd -b`` does, ready for a password file."""
+    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
+    if len(salt) != SALT_BYTES:
+        raise ValueError(f"Mosquitto 2.0 only accepts a {SALT_BYTES}-byte salt, got {len(salt)} bytes")
+    if not 1 <= iterations <= MAX_ITERATIONS:
+        raise ValueError(f"iterations must be 1 to {MAX_ITERATIONS}, got {iterations}")
+    digest = _pbkdf2(password, salt, iterations)
+    return f"${PBKDF2_SHA512_ID}${iterations}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_mosquitto_password(password: str, encoded: str) -> bool:
+    """True when ``password`` matches ``encoded`` (a ``$7$`` hash); ValueError if malformed."""
+    iterations, salt, expected = _decode_hash(encoded)
+    return hmac.compare_digest(_pbkdf2(password, salt, iterations), expected)
+
+
+def _pbkdf2(password: str, salt: bytes, iterations: int) -> bytes:
+    # The broker hashes strlen(password) bytes: a NUL would silently cut the password short.
+    if "\0" in password:
+        raise ValueError("a Mosquitto password cannot contain a NUL character")
+    return hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, dklen=HASH_BYTES)
+
+
+def _decode_hash(encoded: str) -> tuple[int, bytes, bytes]:
+    match = _ENCODED.fullmatch(encoded)
+    if match is None:
+        raise ValueError(f"not a Mosquitto PBKDF2-SHA512 hash ($7$<iterations>$<salt>$<hash>): {encoded!r}")
+    try:
+        salt = base64.b64decode(match[2], validate=True)
+        digest = base64.b64decode(match[3], validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"bad base64 in Mosquitto hash {encoded!r}: {exc}") from None
+    if (len(salt), len(digest)) != (SALT_BYTES, HASH_BYTES):
+        raise ValueError(f"Mosquitto hash needs a {SALT_BYTES}-byte salt and {HASH_BYTES}-byte digest: {encoded!r}")
+    return int(match[1]), salt, digest
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+# --- the credentials table ----------------------------------------------------------
+
+device_credentials = Table(
+    "device_credentials",
+    METADATA,
+    Column("device_id", String(64), primary_key=True),
+    Column("password_hash", String(200), nullable=False),
+    Column("issued_ms", BigInteger, nullable=False),
+    Column("revoked_ms", BigInteger, nullable=True),
+)
+
+
+class CredentialStore:
+    """One password per device, stored as its Mosquitto hash only."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def issue(self, device_id: str, now_ms: int) -> str:
+        """Create or rotate ``device_id``'s password and return it: the only time it is seen.
+
+        Rotating replaces the old password and lifts a revocation.
+        """
+        _check_username(device_id)
+        password = secrets.token_urlsafe(PASSWORD_BYTES)
+        values = {"password_hash": mosquitto_password_hash(password), "issued_ms": now_ms, "revoked_ms": None}
+        with self._engine.begin() as conn:
+            rotated = conn.execute(
+                update(device_credentials).where(device_credentials.c.device_id == device_id).values(**values)
+            ).rowcount
+            if not rotated:
+                conn.execute(device_credentials.insert().values(device_id=device_id, **values))
+        log.info("device credentials %s device=%s", "rotated" if rotated else "issued", device_id)
+        return password
+
+    def revoke(self, device_id: str, now_ms: int) -> None:
+        """Revoke ``device_id``'s password (idempotent: the first revocation time is kept)."""
+        with self._engine.begin() as conn:
+            revoked = conn.execute(
+                update(device_credentials)
+                .where(device_credentials.c.device_id == device_id, device_credentials.c.revoked_ms.is_(None))
+                .values(revoked_ms=now_ms)
+            ).rowcount
+            if not revoked and conn.execute(
+                select(device_credentials.c.device_id).where(device_credentials.c.device_id == device_id)
+            ).first() is None:
+                raise NotFound("device credentials", device_id)
+        if revoked:
+            log.info("device credentials revoked device=%s", device_id)
+
+    def active_hashes(self) -> dict[str, str]:
+        """device id -> password hash, for every device whose credentials are not revoked."""
+        query = select(device_credentials.c.device_id, device_credentials.c.password_hash).where(
+            device_credentials.c.revoked_ms.is_(None)
+        )
+        with self._engine.connect() as conn:
+            return {device_id: password_hash for device_id, password_hash in conn.execute(query)}
+
+
+# --- what goes into the files -------------------------------------------------------
+
+# Covers every contract device id ([A-Za-z0-9][A-Za-z0-9_-]{0,63}) and service names like
+# "wanli-ingest"; nothing that could end a line, split a "user:hash" pair or start a comment.
+_USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _check_username(username: str) -> None:
+    if not _USERNAME.fullmatch(username):
+        raise ValueError(f"MQTT username {username!r} must be 1-64 of [A-Za-z0-9_.-], starting with a letter or digit")
+
+
+def _check_token(value: str, what: str) -> None:
+    if not value or any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ValueError(f"{what} {value!r} must be one token, without spaces or control characters")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTopicOwner:
+    """A device and the one topic family it may publish under."""
+
+    street: str
+    kind: str
+    device_id: str
+
+    def __post_init__(self) -> None:
+        # The contract's own checks first, then ours: its patterns let a trailing newline through.
+        try:
+            self._status_topic()
+        except TopicError as exc:
+            raise ValueError(str(exc)) from None
+        _check_username(self.device_id)
+        _check_token(self.street, "street")
+        _check_token(self.kind, "kind")
+
+    @property
+    def publish_filter(self) -> str:
+        """``safety/v1/{street}/{kind}/{device_id}/+``: every class of this device's topics."""
+        return self._status_topic().rsplit("/", 1)[0] + "/+"
+
+    def _status_topic(self) -> str:
+        return device_topic(self.street, self.kind, self.device_id, MessageClass.STATUS)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAccount:
+    """A platform client (ingest, a dispatcher) with the topic filters it reads and writes."""
+
+    username: str
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_username(self.username)
+        for pattern in (*self.read, *self.write):
+            _check_token(pattern, "topic filter")
+
+
+# Its username doubles as its MQTT client id (the broker config sets use_username_as_clientid),
+# which matches the ingest service's default WANLI_MQTT_CLIENT_ID.
+INGEST_ACCOUNT = ServiceAccount("wanli-ingest", read=(subscription(),))
+
+
+def render_password_file(entries: Mapping[str, str]) -> str:
+    """Mosquitto's password file: one ``username:hash`` line per entry, sorted by username."""
+    lines = []
+    for username in sorted(entries):
+        _check_username(username)
+        _decode_hash(entries[username])  # refuses anything but one well-formed hash
+        lines.append(f"{username}:{entries[username]}\n")
+    return "".join(lines)
+
+
+def render_acl(devices: Iterable[DeviceTopicOwner], service_accounts: Iterable[ServiceAccount]) -> str:
+    """Mosquitto's ACL file: service accounts, then one block per device, each sorted by name.
+
+    Each device gets its own ``user`` block rather than one ``pattern write
+    safety/v1/+/+/%u/+`` line: the pattern would pin only the id, letting a device publish
+    as itself under any street or kind (a smoke detector posing as a one-touch alarm, say).
+    The explicit line pins street, kind and id to what the registry says.
+    """
+    accounts = sorted(service_accounts, key=lambda a: a.username)
+    owners = sorted(devices, key=lambda d: d.device_id)
+    _refuse_duplicates([a.username for a in accounts] + [d.device_id for d in owners])
+    blocks = [
+        "# Generated by devices/credentials.py from the device registry: edits here are overwritten.\n",
+        *(_acl_block(a.username, read=a.read, write=a.write) for a in accounts),
+        *(_acl_block(d.device_id, read=(), write=(d.publish_filter,)) for d in owners),
+    ]
+    return "\n".join(blocks)
+
+
+def render_broker_auth(
+    owners: Iterable[DeviceTopicOwner], hashes: Mapping[str, str], service_accounts: Mapping[ServiceAccount, str]
+) -> tuple[str, str]:
+    """The password file and ACL text: devices that are both registered and hold credentials.
+
+    ``service_accounts`` maps each account to its plaintext password, hashed here.
+    """
+    admitted = [owner for owner in owners if owner.device_id in hashes]
+    acl_text = render_acl(admitted, service_accounts)  # first: it refuses a name used twice
+    passwords = {owner.device_id: hashes[owner.device_id] for owner in admitted}
+    passwords |= {account.username: mosquitto_password_hash(pw) for account, pw in service_accounts.items()}
+    return render_password_file(passwords), acl_text
+
+
+def _acl_block(username: str, *, read: Iterable[str], write: Iterable[str]) -> str:
+    rules = [f"topic read {pattern}\n" for pattern in read] + [f"topic write {pattern}\n" for pattern in write]
+    return f"user {username}\n" + "".join(rules)
+
+
+def _refuse_duplicates(usernames: list[str]) -> None:
+    duplicates = sorted(name for name, count in Counter(usernames).items() if count > 1)
+    if duplicates:
+        raise ValueError(f"MQTT usernames used more than once: {', '.join(duplicates)}")
+
+
+# --- the files on disk and the broker process ---------------------------------------
+
+
+class BrokerAuthFiles:
+    """Mosquitto's ``password_file`` and ``acl_file`` in ``directory``.
+
+    Each file is replaced atomically: Mosquitto that reloads while a file is missing or
+    half written refuses every client until the next reload.
+    """
+
+    PASSWORD_MODE = 0o600  # hashes only, but still nobody else's business
+    ACL_MODE = 0o644
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.password_path = directory / "passwords"
+        self.acl_path = directory / "acl"
+
+    def write(self, password_text: str, acl_text: str) -> None:
+        # Rules before identities: a reload between the two replaces sees a new ACL with the
+        # old passwords, which admits nobody new and forbids a revoked device everything.
+        _replace_atomically(self.acl_path, acl_text, self.ACL_MODE)
+        _replace_atomically(self.password_path, password_text, self.PASSWORD_MODE)
+
+    def reload(self, pid: int) -> None:
+        """Ask the broker to re-read both files (SIGHUP); it does so between network events."""
+        os.kill(pid, signal.SIGHUP)
+
+
+def _replace_atomically(path: Path, text: str, mode: int) -> None:
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as temp:
+            temp.write(text)
+            temp.flush()
+            os.fsync(temp.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def sync_broker_auth(
+    owners: Iterable[DeviceTopicOwner],
+    store: CredentialStore,
+    files: BrokerAuthFiles,
+    pid: int,
+    service_accounts: Mapping[ServiceAccount, str],
+) -> None:
+    """Rewrite the broker's password and ACL files and make it reload them.
+
+    ``owners`` are the registry's active devices (retired ones get no lines); only those
+    with unrevoked credentials are let in. ``service_accounts`` maps each account to its
+    plaintext password.
+    """
+    hashes = store.active_hashes()
+    files.write(*render_broker_auth(owners, hashes, service_accounts))
+    files.reload(pid)
+    log.info("broker auth synced: %d unrevoked device credentials, broker pid %d", len(hashes), pid)

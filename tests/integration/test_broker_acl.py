@@ -1,0 +1,377 @@
+"""Per-device credentials against a real Mosquitto 2.0: who may connect, and publish where.
+
+Each test runs its own broker (allow_anonymous false, config/mosquitto/auth.conf) whose
+password and ACL files devices/credentials.py generated, with two smoke detectors A and B
+and the ingest service account. Changes go through ``sync_broker_auth`` (rewrite + SIGHUP)
+on the running broker, as in production.
+
+Mosquitto answers a forbidden QoS 1 publish from an MQTT 3.1.1 client with an ordinary
+PUBACK and drops it, and grants a forbidden subscription, delivering nothing. So
+non-delivery is shown against a positive control: a permitted message sent after the
+forbidden one over the same connection arrives, and the broker keeps per-connection
+order, so the forbidden one would have arrived first.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from devices.credentials import (
+    INGEST_ACCOUNT,
+    BrokerAuthFiles,
+    CredentialStore,
+    DeviceTopicOwner,
+    render_broker_auth,
+    sync_broker_auth,
+)
+from devices.topics import MessageClass, device_topic
+from tests.fixtures.servers import MosquittoServer, free_port
+from wanli import db
+
+pytestmark = pytest.mark.mosquitto
+
+MQTT_TIMEOUT_S = 10.0
+NOW_MS = 1_795_000_000_000
+
+A = DeviceTopicOwner("wanli", "smoke_detector", "SD-XQ01-0101")
+B = DeviceTopicOwner("wanli", "smoke_detector", "SD-XQ01-0102")
+
+
+def topic(owner: DeviceTopicOwner, msg_class: MessageClass = MessageClass.EVENT) -> str:
+    return device_topic(owner.street, owner.kind, owner.device_id, msg_class)
+
+
+def payload(seq: int, msg_type: str = "alarm") -> bytes:
+    return json.dumps({"v": 1, "ts": NOW_MS, "seq": seq, "type": msg_type}).encode()
+
+
+class Login:
+    """A paho 2.x client logged in as one MQTT user, driven synchronously."""
+
+    def __init__(
+        self,
+        broker: MosquittoServer,
+        username: str | None,
+        password: str | None,
+        *,
+        client_id: str = "",
+        will_topic: str = "",
+    ) -> None:
+        self._broker = broker
+        self.username = username
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            reconnect_on_failure=False,  # a dropped or refused login stays so, for the test to see
+        )
+        if username is not None:
+            self._client.username_pw_set(username, password)
+        if will_topic:
+            self._client.will_set(will_topic, payload(0, "offline"), qos=1)
+        self._changed = threading.Condition()
+        self.connacks: list[ReasonCode] = []
+        self.disconnects: list[ReasonCode] = []
+        self.messages: list[mqtt.MQTTMessage] = []
+        self._subacks: dict[int, list[ReasonCode]] = {}
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+
+    # -- paho callbacks (its network thread)
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._record(self.connacks.append, reason_code)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags, reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._record(self.disconnects.append, reason_code)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, reason_codes: list[ReasonCode], properties: Properties | None
+    ) -> None:
+        self._record(lambda codes: self._subacks.__setitem__(mid, codes), reason_codes)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self._record(self.messages.append, message)
+
+    def _record(self, store: Callable[[object], None], value: object) -> None:
+        with self._changed:
+            store(value)
+            self._changed.notify_all()
+
+    def _wait(self, condition: Callable[[], bool], what: str) -> None:
+        with self._changed:
+            if not self._changed.wait_for(condition, timeout=MQTT_TIMEOUT_S):
+                raise AssertionError(f"{self.username}: timed out after {MQTT_TIMEOUT_S} s waiting for {what}")
+
+    # -- what tests do
+
+    def connect(self) -> ReasonCode:
+        """Connect and return the CONNACK's reason code (success or why not)."""
+        self._client.connect(self._broker.host, self._broker.port, keepalive=30)
+        self._client.loop_start()
+        self._wait(lambda: bool(self.connacks), "CONNACK")
+        return self.connacks[0]
+
+    def publish(self, topic: str, body: bytes) -> None:
+        """Publish at QoS 1 and return once the broker has acknowledged it."""
+        info = self._client.publish(topic, body, qos=1)
+        info.wait_for_publish(timeout=MQTT_TIMEOUT_S)
+        assert info.is_published(), f"{self.username}: no PUBACK for {topic}"
+
+    def subscribe(self, topic_filter: str) -> list[ReasonCode]:
+        _, mid = self._client.subscribe(topic_filter, qos=1)
+        self._wait(lambda: mid in self._subacks, f"SUBACK for {topic_filter}")
+        return self._subacks[mid]
+
+    def wait_for_message(self, body: bytes) -> list[mqtt.MQTTMessage]:
+        """Every message received up to and including the one carrying ``body``."""
+        self._wait(lambda: any(m.payload == body for m in self.messages), f"message {body!r}")
+        with self._changed:
+            return self.messages[: next(i for i, m in enumerate(self.messages) if m.payload == body) + 1]
+
+    def wait_for_disconnect(self) -> ReasonCode:
+        self._wait(lambda: bool(self.disconnects), "the broker to drop the connection")
+        return self.disconnects[0]
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@contextmanager
+def logged_in(broker: MosquittoServer, username: str, password: str, **options: str) -> Iterator[Login]:
+    login = Login(broker, username, password, **options)
+    try:
+        reason = login.connect()
+        assert not reason.is_failure, f"{username} was refused: {reason}"
+        yield login
+    finally:
+        login.close()
+
+
+def refusal(broker: MosquittoServer, username: str | None, password: str | None) -> ReasonCode:
+    """The CONNACK a login gets (the test expects a refusal)."""
+    login = Login(broker, username, password)
+    try:
+        return login.connect()
+    finally:
+        login.close()
+
+
+@dataclass
+class SecuredBroker:
+    """A broker whose password and ACL files come from a credential store and a device list."""
+
+    server: MosquittoServer
+    store: CredentialStore
+    files: BrokerAuthFiles
+    owners: list[DeviceTopicOwner]
+    passwords: dict[str, str]  # username -> plaintext, as the installer would hold them
+
+    def login(self, username: str, **options: str) -> AbstractContextManager[Login]:
+        return logged_in(self.server, username, self.passwords[username], **options)
+
+    def ingest(self) -> AbstractContextManager[Login]:
+        return self.login(INGEST_ACCOUNT.username)
+
+    def sync(self) -> None:
+        """``sync_broker_auth`` against the running broker; returns once it has reloaded."""
+        reloads = self.server.reloads_logged()
+        sync_broker_auth(
+            self.owners, self.store, self.files, self._pid(), {INGEST_ACCOUNT: self.passwords[INGEST_ACCOUNT.username]}
+        )
+        self.server.wait_for_reload(reloads)
+
+    def _pid(self) -> int:
+        pid = self.server.pid
+        assert pid is not None, "broker is not running"
+        return pid
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[SecuredBroker]:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    db.METADATA.create_all(engine)
+    store = CredentialStore(engine)
+    passwords = {owner.device_id: store.issue(owner.device_id, NOW_MS) for owner in (A, B)}
+    passwords[INGEST_ACCOUNT.username] = secrets.token_urlsafe(24)
+    files = BrokerAuthFiles(tmp_path / "auth")
+    files.directory.mkdir()
+    files.write(*render_broker_auth([A, B], store.active_hashes(), {INGEST_ACCOUNT: passwords[INGEST_ACCOUNT.username]}))
+    server = MosquittoServer(
+        tmp_path / "broker", port=free_port(), password_file=files.password_path, acl_file=files.acl_path
+    )
+    server.start()
+    try:
+        yield SecuredBroker(server, store, files, [A, B], passwords)
+    finally:
+        server.stop()
+        engine.dispose()
+
+
+def test_device_publishes_on_its_own_topics_and_ingest_receives_them(broker: SecuredBroker) -> None:
+    """The broker accepts passwords hashed by devices.credentials (the devices' and ingest's)."""
+    sent = [(topic(A, msg_class), payload(seq)) for seq, msg_class in enumerate(MessageClass, start=1)]
+    with broker.ingest() as ingest, broker.login(A.device_id) as device:
+        assert [code.value for code in ingest.subscribe("safety/#")] == [1]
+        for t, body in sent:
+            device.publish(t, body)
+        received = ingest.wait_for_message(sent[-1][1])
+
+    assert [(m.topic, m.payload, m.qos) for m in received] == [(t, body, 1) for t, body in sent]
+
+
+@pytest.mark.parametrize(
+    "forbidden_topic",
+    [
+        topic(B),  # the other device's own topic
+        device_topic("wanli", "elderly_alarm", A.device_id, MessageClass.EVENT),  # its id under another kind
+        device_topic("fuping", A.kind, A.device_id, MessageClass.EVENT),  # its id and kind in another street
+        topic(A) + "/extra",  # below its topics
+        "safety/v1/wanli/smoke_detector",  # outside the contract
+    ],
+    ids=["other-device", "other-kind", "other-street", "deeper", "outside-contract"],
+)
+def test_device_cannot_publish_outside_its_own_topics(broker: SecuredBroker, forbidden_topic: str) -> None:
+    with broker.ingest() as ingest, broker.login(A.device_id) as device:
+        ingest.subscribe("safety/#")
+        device.publish(forbidden_topic, payload(1, "forged"))  # acknowledged all the same
+        device.publish(topic(A), payload(2))
+        received = ingest.wait_for_message(payload(2))
+
+    assert [(m.topic, m.payload) for m in received] == [(topic(A), payload(2))]
+
+
+def test_device_cannot_read_other_devices_messages(broker: SecuredBroker) -> None:
+    with broker.ingest() as ingest, broker.login(A.device_id) as eavesdropper, broker.login(B.device_id) as other:
+        ingest.subscribe("safety/#")
+        # Granted (MQTT 3.1.1 SUBACK QoS 1), yet nothing is delivered: reads are checked per message.
+        assert [code.value for code in eavesdropper.subscribe("safety/#")] == [1]
+        other.publish(topic(B), payload(1))
+        ingest.wait_for_message(payload(1))
+        # A PUBACK on the eavesdropper's own connection comes after anything queued to it before.
+        eavesdropper.publish(topic(A), payload(2))
+
+        assert eavesdropper.messages == []
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [
+        (A.device_id, "wrong-password"),
+        (A.device_id, ""),
+        ("SD-NOT-ISSUED", "anything"),
+        (None, None),  # anonymous
+    ],
+    ids=["wrong-password", "empty-password", "unknown-user", "anonymous"],
+)
+def test_connection_without_valid_credentials_is_refused(
+    broker: SecuredBroker, username: str | None, password: str | None
+) -> None:
+    reason = refusal(broker.server, username, password)
+
+    assert (reason.is_failure, reason.getName()) == (True, "Not authorized")
+
+
+def test_device_cannot_knock_another_off_by_taking_its_client_id(broker: SecuredBroker) -> None:
+    """use_username_as_clientid: A's client id becomes "SD-XQ01-0101", whatever A asks for."""
+    victim_login = broker.login(B.device_id, client_id=B.device_id, will_topic=topic(B, MessageClass.STATUS))
+    with broker.ingest() as ingest, victim_login as victim:
+        ingest.subscribe("safety/#")
+        with broker.login(A.device_id, client_id=B.device_id):
+            victim.publish(topic(B), payload(1))
+            received = ingest.wait_for_message(payload(1))
+
+        assert victim.disconnects == []
+        assert [m.topic for m in received] == [topic(B)]  # B's last will was not set off
+
+
+@pytest.mark.parametrize("how", ["revoked", "retired"])
+def test_device_shut_out_by_sync_is_dropped_and_refused_while_others_stay(broker: SecuredBroker, how: str) -> None:
+    with broker.ingest() as ingest, broker.login(A.device_id) as staying, broker.login(B.device_id) as leaving:
+        ingest.subscribe("safety/#")
+        if how == "revoked":
+            broker.store.revoke(B.device_id, NOW_MS + 1)  # its registration stays
+        else:
+            broker.owners.remove(B)  # retired in the registry, credentials not (yet) revoked
+        pid = broker.server.pid
+
+        broker.sync()
+
+        leaving.wait_for_disconnect()  # Mosquitto re-checks connected clients on reload
+        staying.publish(topic(A), payload(1))
+        assert [m.payload for m in ingest.wait_for_message(payload(1))] == [payload(1)]
+    assert broker.server.pid == pid  # reloaded, not restarted
+    assert refusal(broker.server, B.device_id, broker.passwords[B.device_id]).getName() == "Not authorized"
+    with broker.login(A.device_id):
+        pass
+
+
+def test_device_added_after_start_connects_after_sync_without_restart(broker: SecuredBroker) -> None:
+    c = DeviceTopicOwner("wanli", "charging_station", "CS-XQ01-01")
+    broker.passwords[c.device_id] = broker.store.issue(c.device_id, NOW_MS + 1)
+    broker.owners.append(c)
+    pid = broker.server.pid
+    assert refusal(broker.server, c.device_id, broker.passwords[c.device_id]).getName() == "Not authorized"
+
+    broker.sync()
+
+    with broker.ingest() as ingest, broker.login(c.device_id) as charger:
+        ingest.subscribe("safety/#")
+        charger.publish(topic(c, MessageClass.TELEMETRY), payload(1, "station_status"))
+        [message] = ingest.wait_for_message(payload(1, "station_status"))
+    assert message.topic == "safety/v1/wanli/charging_station/CS-XQ01-01/telemetry"
+    assert broker.server.pid == pid
+
+
+def test_rotated_password_replaces_the_old_one_after_sync(broker: SecuredBroker) -> None:
+    old = broker.passwords[A.device_id]
+    broker.passwords[A.device_id] = broker.store.issue(A.device_id, NOW_MS + 1)
+
+    broker.sync()
+
+    assert refusal(broker.server, A.device_id, old).getName() == "Not authorized"
+    with broker.login(A.device_id):
+        pass
+
+
+def test_reload_with_the_password_file_missing_shuts_everyone_out(broker: SecuredBroker) -> None:
+    """Why BrokerAuthFiles replaces files atomically: Mosquitto 2.0 fails closed.
+
+    It logs 'Error: Unable to open pwfile', drops every connected client (ingest too) and
+    refuses every login until a reload finds the file again.
+    """
+    saved = broker.files.password_path.read_text()
+    with broker.ingest() as ingest:
+        broker.files.password_path.unlink()
+        broker.server.reload()
+
+        ingest.wait_for_disconnect()
+    assert refusal(broker.server, A.device_id, broker.passwords[A.device_id]).getName() == "Not authorized"
+    assert "Unable to open pwfile" in broker.server.log_tail()
+
+    broker.files.write(saved, broker.files.acl_path.read_text())
+    broker.server.reload()
+
+    with broker.login(A.device_id):
+        pass

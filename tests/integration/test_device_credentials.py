@@ -1,0 +1,71 @@
+"""Credentials through the running service: issued by the API, enforced by a real Mosquitto, revoked on retirement."""
+
+import json
+import secrets
+
+import httpx
+import pytest
+
+from devices.credentials import INGEST_ACCOUNT, BrokerAuthFiles, render_broker_auth
+from tests.fixtures.servers import MosquittoServer, free_port
+from tests.fixtures.service import now_ms, wait_for
+from tests.integration.test_broker_acl import logged_in, refusal
+
+pytestmark = pytest.mark.mosquitto
+
+
+def alarm(seq: int) -> bytes:
+    return json.dumps({"v": 1, "ts": now_ms(), "seq": seq, "type": "alarm"}).encode()
+
+
+@pytest.fixture
+def secured(tmp_path):
+    """A Mosquitto that admits only the ingest account until the service writes its files."""
+    ingest_password = secrets.token_urlsafe(24)
+    files = BrokerAuthFiles(tmp_path / "auth")
+    files.directory.mkdir()
+    files.write(*render_broker_auth([], {}, {INGEST_ACCOUNT: ingest_password}))
+    server = MosquittoServer(tmp_path / "broker", port=free_port(), password_file=files.password_path,
+                             acl_file=files.acl_path)
+    server.start()
+    pid_file = tmp_path / "mosquitto.pid"
+    pid_file.write_text(str(server.pid))
+    try:
+        yield server, files, pid_file, ingest_password
+    finally:
+        server.stop()
+
+
+def test_a_device_publishes_with_issued_credentials_only_as_itself_until_retired(service_factory, secured):
+    server, files, pid_file, ingest_password = secured
+    service = service_factory(mqtt_url=server.url, mqtt_username=INGEST_ACCOUNT.username, mqtt_password=ingest_password,
+                              mqtt_client_id=INGEST_ACCOUNT.username, broker_auth_dir=files.directory,
+                              broker_pid_file=pid_file)
+    api = service.http_url + "/api/devices"
+    for device_id, floor in (("SD-XQ01-0101", 1), ("SD-XQ01-0201", 2)):
+        body = {"device_id": device_id, "kind": "smoke_detector", "building_id": "xq-01", "floor": floor,
+                "unit": f"0{floor}01"}
+        assert httpx.post(api, json=body).status_code == 201
+    assert refusal(server, "SD-XQ01-0101", "guess").is_failure  # registered is not yet allowed in
+
+    reloads = server.reloads_logged()
+    issued = httpx.post(f"{api}/SD-XQ01-0101/credentials")
+    assert issued.status_code == 201
+    creds = issued.json()
+    assert creds["publish_filter"] == "safety/v1/wanli/smoke_detector/SD-XQ01-0101/+" and creds["broker_updated"]
+    server.wait_for_reload(reloads)
+
+    own = "safety/v1/wanli/smoke_detector/SD-XQ01-0101/event"
+    other = "safety/v1/wanli/smoke_detector/SD-XQ01-0201/event"
+    with logged_in(server, creds["username"], creds["password"]) as device:
+        device.publish(other, alarm(1))  # spoofing the neighbour: the broker drops it
+        device.publish(own, alarm(2))
+    (incident,) = wait_for(lambda: httpx.get(f"{service.http_url}/api/incidents").json())
+    assert incident["device_id"] == "SD-XQ01-0101"
+    assert httpx.get(f"{service.http_url}/api/dead-letters").json() == []  # the spoof never reached ingest
+
+    reloads = server.reloads_logged()
+    assert httpx.post(f"{api}/SD-XQ01-0101/retire", json={"reason": "replaced"}).status_code == 200
+    server.wait_for_reload(reloads)
+    assert refusal(server, creds["username"], creds["password"]).is_failure
+    assert httpx.post(f"{api}/SD-XQ01-0101/credentials").status_code == 409
