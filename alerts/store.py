@@ -122,7 +122,7 @@ class IncidentStore:
 
     def _select(self, *clauses, limit: int | None) -> list[Incident]:  # type: ignore[no-untyped-def]
         t = incidents_table
-        q = select(t).where(*clauses).order_by(t.c.updated_ms.desc())
+        q = select(t).where(*clauses).order_by(t.c.updated_ms.desc(), t.c.id)  # id: the same order on every database
         if limit is not None:
             q = q.limit(limit)
         with self._engine.connect() as conn:

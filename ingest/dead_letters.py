@@ -56,8 +56,9 @@ class DeadLetterStore:
             return
         rows = [
             {
-                "received_ms": d.received_ms, "topic": d.topic[:512], "device_id": d.device_id[:64], "reason": d.reason,
-                "detail": d.detail[:1000], "payload": d.payload[:KEEP_BYTES], "payload_size": d.payload_size,
+                "received_ms": d.received_ms, "topic": _text(d.topic, 512), "device_id": _text(d.device_id, 64),
+                "reason": d.reason, "detail": _text(d.detail, 1000), "payload": d.payload[:KEEP_BYTES],
+                "payload_size": d.payload_size,
             }
             for d in letters
         ]
@@ -114,3 +115,8 @@ class DeadLetterStore:
 def _kind_of(topic: str) -> str:
     parts = topic.split("/")
     return parts[3] if len(parts) == 6 else ""
+
+
+def _text(value: str, limit: int) -> str:
+    """Text a database will take whatever arrived: PostgreSQL refuses NUL characters (shown as U+2400 ␀)."""
+    return value[:limit].replace("\x00", "\u2400")

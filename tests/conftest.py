@@ -6,6 +6,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+from tests.fixtures.postgres import database_url, postgres, postgres_url, sql_engine  # noqa: F401 - fixtures
 from tests.fixtures.servers import free_port, influxdb_v1, mosquitto, victoria_metrics  # noqa: F401 - fixtures
 from tests.fixtures.service import service_factory  # noqa: F401 - fixture
 

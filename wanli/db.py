@@ -1,21 +1,40 @@
-"""One SQLAlchemy engine for the registry, incidents and dead letters.
+"""One SQLAlchemy engine for the registry, incidents and dead letters, and its schema migrations.
 
 SQLite by default (a file under the data dir, WAL mode so the API reads while ingest
 writes); any SQLAlchemy URL (PostgreSQL in production) otherwise. Each domain module
-declares its tables on the shared ``METADATA``.
+declares its tables on the shared ``METADATA``; the schema itself is built by the Alembic
+revisions in ``wanli/migrations/versions``, which ``create_schema`` applies on every start.
+After changing a table, add a revision (``wanli/migrations/env.py`` says how);
+``tests/integration/test_migrations.py`` fails until the revisions match ``METADATA``.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Engine, Integer, MetaData, create_engine, event
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import BigInteger, Connection, Engine, Integer, MetaData, create_engine, event, inspect, text
 
 METADATA = MetaData()
 
 # Row ids that may grow past 2^31 (dead letters under attack, audit trails over years):
 # BIGINT in PostgreSQL, and SQLite's INTEGER PRIMARY KEY so it stays the rowid alias.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# Any fixed number works as long as nothing else in the database uses it: "wanli" in ASCII.
+_SCHEMA_LOCK_ID = 0x77616E6C69
+
+# The modules that declare tables on METADATA.
+_TABLE_MODULES = ("alerts.store", "devices.credentials", "devices.registry", "ingest.dead_letters")
+
+
+class SchemaError(RuntimeError):
+    """The database cannot be brought to the current schema as it is."""
 
 
 def make_engine(url: str) -> Engine:
@@ -36,10 +55,61 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def create_schema(engine: Engine) -> None:
-    # Import the modules that declare tables so METADATA knows them all.
-    import alerts.store  # noqa: F401
-    import devices.registry  # noqa: F401
-    import ingest.dead_letters  # noqa: F401
+def load_tables() -> MetaData:
+    """Import every module that declares tables, so ``METADATA`` knows them all."""
+    for name in _TABLE_MODULES:
+        importlib.import_module(name)
+    return METADATA
 
-    METADATA.create_all(engine)
+
+def create_schema(engine: Engine) -> None:
+    """Upgrade the database to the newest schema revision: creates a new database, a no-op on a current one.
+
+    Safe on every start, and when several processes start at once: they take turns.
+    """
+    with schema_lock(engine) as conn:
+        _refuse_unversioned(conn)
+        command.upgrade(alembic_config(conn), "head")
+
+
+def alembic_config(connection: Connection | None = None, url: str = "") -> Config:
+    """Alembic's configuration, built in code: the installed package needs no alembic.ini.
+
+    Given a connection, commands run on it (in its transaction); given a URL, env.py opens one.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))  # ConfigParser interpolates %
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@contextmanager
+def schema_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection whose transaction holds the database's schema lock, committed on success.
+
+    PostgreSQL: a transaction-level advisory lock, so a second process starting at the same
+    moment waits and then finds the schema current (its DDL is transactional too).
+    SQLite: BEGIN IMMEDIATE takes the write lock up front for the same effect.
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SCHEMA_LOCK_ID})
+        elif conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        yield conn
+        conn.commit()
+
+
+def _refuse_unversioned(conn: Connection) -> None:
+    """Fail clearly, rather than on "table already exists", for a database made before migrations."""
+    tables = set(inspect(conn).get_table_names())
+    if "alembic_version" not in tables and tables & set(load_tables().tables):
+        url = conn.engine.url.render_as_string(hide_password=True)
+        raise SchemaError(
+            f"{url} has wanli's tables but no migration history (it was created before schema migrations). "
+            "Development data: delete it. Data to keep whose tables match the first revision: "
+            "python -m wanli.migrations -x url=URL stamp 0001, then start again."
+        )
