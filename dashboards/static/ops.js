@@ -1,5 +1,10 @@
 // The live incident wall. State comes from the server over SSE (/api/stream): a snapshot on
 // every (re)connect, then one event per change. Nothing here polls or reloads.
+//
+// The wall is watched all day and clicked now and then, so: rows are updated in place (a click is
+// never lost to a redraw), a button that just appeared or moved under the pointer waits a moment
+// before it takes clicks, nothing on it ever blocks (no alert()/confirm()), and while the link is
+// down it says so instead of showing an all-clear ("100-1=0").
 "use strict";
 
 const SEVERITY = { critical: "紧急", high: "高", warning: "中", info: "低" };
@@ -7,12 +12,36 @@ const SEVERITY_ORDER = { critical: 0, high: 1, warning: 2, info: 3 };
 const STATE = { open: "待响应", acknowledged: "已确认", dispatched: "已派单", on_scene: "已到场",
                 resolved: "已处置", closed: "已结案", false_alarm: "误报", merged: "已合并" };
 const KIND = { smoke_detector: "烟感", charging_station: "充电桩", fire_station: "微型消防站",
-               elderly_alarm: "一键通", inspection_report: "巡查上报" };
-const ACTIVE = new Set(["open", "acknowledged", "dispatched", "on_scene", "resolved"]);
-const ACK_LATE_SECONDS = 60;  // the street's 1-minute rule
+               elderly_alarm: "一键通", inspection_report: "巡查上报", water_meter: "水表", lift_camera: "电梯摄像头" };
+// The closed loop 发现 → 上报 → 派单 → 处置 → 核查 → 结案: one next step per state, one button per row.
+const NEXT_STEP = {
+  open: { action: "acknowledge", label: "确认", hint: "确认已看到此警情（响应计时到此为止）" },
+  acknowledged: { action: "dispatch", label: "派单", hint: "已派出处置力量" },
+  dispatched: { action: "arrive", label: "到场", hint: "处置人员已到达现场" },
+  on_scene: { action: "resolve", label: "处置完毕", hint: "现场处置完毕，等待核查" },
+  resolved: { action: "verify", label: "核查结案", hint: "核查无误，结案" },
+};
+const ACTIVE = new Set(Object.keys(NEXT_STEP));
+const ACTION_ZH = { acknowledge: "确认", dispatch: "派单", arrive: "到场", resolve: "处置完毕", verify: "核查结案",
+                    false_alarm: "标记误报" };
 
-const incidents = new Map();
-const fresh = new Set();
+const ACK_LATE_SECONDS = 60;  // the street's 1-minute rule
+const FRESH_MS = 3000;        // how long a new incident's row flashes
+const ARM_MS = 700;           // a button that just appeared, moved or changed waits this long before it takes clicks
+const CONFIRM_MS = 3000;      // 误报 asks once more; the question stands this long
+const RECONNECT_MS = 3000;    // after the browser has given up on the stream
+const NOTICE_MS = 8000;
+const HEARTBEAT_TIMEOUT_MS = 45000;  // only once the server has been seen sending "heartbeat" events
+
+const incidents = new Map();  // id → the incident as the server last described it
+const rows = new Map();       // id → the row's elements and its buttons' state
+const fresh = new Set();      // ids of incidents that are new to this screen: their row flashes once
+let link = "connecting";      // connecting | up | down
+let everSynced = false;       // a snapshot has arrived at least once
+let settled = false;          // the first snapshot is on the table: changes from now on happen under the pointer
+window.wanliBeeps = 0;        // alarm sounds actually played (the tests read it)
+
+const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -24,9 +53,16 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-function waited(inc) {
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+// -- time ---------------------------------------------------------------------------------------
+
+// Seconds from opening to acknowledgement; until then, to now. It stops counting when someone responds.
+function waited(inc, now = Date.now()) {
   const since = Date.parse(inc.opened_at);
-  const until = inc.acknowledged_at ? Date.parse(inc.acknowledged_at) : Date.now();
+  const until = inc.acknowledged_at ? Date.parse(inc.acknowledged_at) : now;
   return Math.max(0, Math.floor((until - since) / 1000));
 }
 
@@ -36,76 +72,376 @@ function fmtDuration(s) {
   return h > 0 ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
 }
 
-async function act(id, action) {
+// -- acting on an incident -----------------------------------------------------------------------
+
+// The server's refusal in Chinese; its own words go small underneath.
+function refusal(status, detail) {
+  const m = /cannot (\w+) when (\w+)/.exec(detail);
+  if (status === 409 && m) {
+    return `未能${ACTION_ZH[m[1]] || m[1]}：该警情已是“${STATE[m[2]] || m[2]}”，可能已由他人处理`;
+  }
+  if (status === 409) return "操作未执行：警情状态已变化，可能已由他人处理";
+  if (status === 404) return "操作未执行：找不到该警情";
+  if (status === 422) return "操作未执行：请求内容有误";
+  if (status >= 500) return `操作未执行：服务器出错（${status}）`;
+  return `操作未执行（${status}）`;
+}
+
+async function act(id, action, button) {
+  button.disabled = true;  // at once: a second click must not send a second action
+  const r = rows.get(id);
+  if (r) { r.busy = true; r.busyButton = button; syncButtons(r); }
   const actor = localStorage.getItem("wanli.operator") || "城运中心值班员";
-  const resp = await fetch(`/api/incidents/${encodeURIComponent(id)}/actions`, {
-    method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ action, actor, note: "" }),
-  });
+  let resp;
+  try {
+    resp = await fetch(`/api/incidents/${encodeURIComponent(id)}/actions`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ action, actor, note: "" }),
+    });
+  } catch (err) {
+    actionFailed(id, button, "操作未执行：无法连接服务器", String(err.message || err));
+    return;
+  }
   if (!resp.ok) {
     const body = await resp.json().catch(() => ({}));
-    alert(`操作失败：${body.detail || resp.status}`);
+    const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || "");
+    actionFailed(id, button, refusal(resp.status, detail), detail);
+    return;
+  }
+  // The answer is the incident as it now stands: show it without waiting for the stream's event.
+  const updated = await resp.json().catch(() => null);
+  if (updated) receive(updated);
+  render();
+  if (r) { r.busy = false; syncButtons(r); }  // still waits if the row has just changed step or moved
+}
+
+function actionFailed(id, button, text, detail) {
+  const r = rows.get(id);
+  if (r) { r.busy = false; syncButtons(r); } else button.disabled = false;
+  notify(text, detail);
+}
+
+let noticeTimer = 0;
+function notify(text, detail = "") {
+  const box = $("notice");
+  box.replaceChildren(el("span", { class: "text" }, text), ...(detail ? [el("span", { class: "raw" }, detail)] : []));
+  box.hidden = false;
+  box.classList.remove("fading");
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => {
+    box.classList.add("fading");  // fades out (ops.css), then leaves the layout
+    noticeTimer = setTimeout(() => { box.hidden = true; box.classList.remove("fading"); }, 1000);
+  }, NOTICE_MS);
+}
+
+// 误报 closes the incident for good, so it asks once more, on the button itself: a second click
+// within CONFIRM_MS (not sooner than ARM_MS, so a double click is not a confirmation) means yes.
+function falseAlarmClicked(id, button) {
+  const r = rows.get(id);
+  if (!r) return;
+  if (!r.confirming) {
+    r.confirming = true;
+    button.classList.add("confirming");
+    setText(button, "确认误报？");
+    arm(r);
+    clearTimeout(r.confirmTimer);
+    r.confirmTimer = setTimeout(() => stopConfirming(r), CONFIRM_MS);
+    return;
+  }
+  stopConfirming(r);
+  act(id, "false_alarm", button);
+}
+
+function stopConfirming(r) {
+  clearTimeout(r.confirmTimer);
+  r.confirming = false;
+  r.falseAlarm.classList.remove("confirming");
+  setText(r.falseAlarm, "误报");
+}
+
+// -- the rows -----------------------------------------------------------------------------------
+
+function arm(r) {
+  r.armedAt = performance.now() + ARM_MS;
+  syncButtons(r);
+  clearTimeout(r.armTimer);
+  r.armTimer = setTimeout(() => syncButtons(r), ARM_MS + 20);
+}
+
+// Disabled while an action is on its way (and then dimmed), or for a moment after the row changed
+// under the pointer (not dimmed: a flicker on every change would only distract).
+function syncButtons(r) {
+  const waiting = r.busy || performance.now() < r.armedAt;
+  r.primary.disabled = waiting;
+  r.falseAlarm.disabled = waiting;
+  r.primary.classList.toggle("busy", r.busy && r.busyButton === r.primary);
+  r.falseAlarm.classList.toggle("busy", r.busy && r.busyButton === r.falseAlarm);
+}
+
+function createRow(inc) {
+  const r = {
+    id: inc.id, busy: false, armedAt: 0, armTimer: 0, confirming: false, confirmTimer: 0, step: null, index: -1,
+    badge: el("span", { class: "badge" }),
+    title: el("div", { class: "title" }), detail: el("div", { class: "detail" }),
+    place: el("td", { class: "place" }), device: el("td", { class: "device" }),
+    stateLabel: el("span", { class: "state-label" }), by: el("div", { class: "detail by" }),
+    waited: el("td", { class: "waited" }), count: el("td", { class: "count" }),
+  };
+  r.primary = el("button", { type: "button", class: "step", onclick: () => act(r.id, r.step.action, r.primary) });
+  r.falseAlarm = el("button", { type: "button", class: "false-alarm", "data-action": "false_alarm",
+                                title: "标记为误报并结束此警情（需再点一次确认）",
+                                onclick: () => falseAlarmClicked(r.id, r.falseAlarm) }, "误报");
+  r.tr = el("tr", { id: `inc-${inc.id}` },
+    el("td", { class: "sev" }, r.badge),
+    el("td", { class: "what" }, r.title, r.detail),
+    r.place, r.device,
+    el("td", { class: "state" }, r.stateLabel, r.by),
+    r.waited, r.count,
+    el("td", { class: "actions" }, r.primary, r.falseAlarm));
+  if (fresh.has(inc.id)) {
+    r.tr.classList.add("fresh");
+    setTimeout(() => { r.tr.classList.remove("fresh"); fresh.delete(inc.id); }, FRESH_MS);
+  }
+  return r;
+}
+
+function updateRow(r, inc) {
+  r.tr.className = `sev-${inc.severity}${r.tr.classList.contains("fresh") ? " fresh" : ""}`;
+  r.tr.dataset.state = inc.state;
+  r.badge.className = `badge ${inc.severity}`;
+  setText(r.badge, SEVERITY[inc.severity] || inc.severity);
+  setText(r.title, inc.title);
+  setText(r.detail, inc.detail);
+  setText(r.place, inc.location.label);
+  setText(r.device, `${KIND[inc.kind] || inc.kind} ${inc.device_id}`);
+  setText(r.stateLabel, STATE[inc.state] || inc.state);
+  setText(r.by, inc.acknowledged_by || "");  // who responded, whatever the step now
+  r.by.title = inc.acknowledged_by ? `确认人：${inc.acknowledged_by}` : "";
+  setText(r.count, String(inc.event_count));
+  updateWaited(r, inc);
+  const step = NEXT_STEP[inc.state];
+  if (step !== r.step) {
+    r.step = step;
+    r.primary.dataset.action = step.action;
+    setText(r.primary, step.label);
+    r.primary.title = step.hint;
+    if (r.confirming) stopConfirming(r);
+    if (settled) arm(r);  // a new step under the pointer: no double click walks two steps
   }
 }
 
-function row(inc) {
-  const w = waited(inc);
-  const late = !inc.acknowledged_at && w >= ACK_LATE_SECONDS;
-  const ackButton = el("button", { "data-action": "acknowledge", onclick: () => act(inc.id, "acknowledge") }, "确认");
-  if (inc.state !== "open") ackButton.disabled = true;
-  return el("tr", { id: `inc-${inc.id}`, class: `sev-${inc.severity}${fresh.has(inc.id) ? " fresh" : ""}`,
-                    "data-state": inc.state },
-    el("td", {}, el("span", { class: `badge ${inc.severity}` }, SEVERITY[inc.severity] || inc.severity)),
-    el("td", {}, el("div", { class: "title" }, inc.title), el("div", { class: "detail" }, inc.detail)),
-    el("td", {}, inc.location.label),
-    el("td", {}, `${KIND[inc.kind] || inc.kind} ${inc.device_id}`),
-    el("td", { class: "state" }, STATE[inc.state] || inc.state,
-       inc.acknowledged_by ? el("div", { class: "detail" }, inc.acknowledged_by) : ""),
-    el("td", { class: `waited${late ? " late" : ""}`, "data-opened": inc.opened_at }, fmtDuration(w)),
-    el("td", { class: "count" }, inc.event_count),
-    el("td", {}, ackButton),
-  );
+function updateWaited(r, inc, now = Date.now()) {
+  const w = waited(inc, now);
+  const cell = r.waited;
+  if (inc.acknowledged_at) {
+    // Frozen at acknowledgement: how long the response took, muted; past the rule it stays marked.
+    const text = `响应 ${fmtDuration(w)}`;
+    if (cell.textContent !== text) cell.replaceChildren(el("span", { class: "prefix" }, "响应 "), fmtDuration(w));
+    cell.className = `waited acked${w >= ACK_LATE_SECONDS ? " slow" : ""}`;
+  } else {
+    setText(cell, fmtDuration(w));
+    cell.className = `waited${w >= ACK_LATE_SECONDS ? " late" : ""}`;
+  }
 }
 
+const byUrgency = (a, b) => (SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity])
+  || (Date.parse(a.opened_at) - Date.parse(b.opened_at)) || (a.id < b.id ? -1 : 1);
+
+// Brings the table to the incidents in place: rows are created, updated, moved and removed one by
+// one, never rebuilt, so a click in progress lands where it started.
 function render() {
-  const list = [...incidents.values()].filter((i) => ACTIVE.has(i.state)).sort((a, b) =>
-    (SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity]) || (Date.parse(a.opened_at) - Date.parse(b.opened_at)));
-  document.getElementById("incidents").replaceChildren(...list.map(row));
-  document.getElementById("empty").hidden = list.length > 0;
-  document.getElementById("count-active").textContent = list.length;
-  document.getElementById("count-critical").textContent = list.filter((i) => i.severity === "critical").length;
-  document.getElementById("count-high").textContent = list.filter((i) => i.severity === "high").length;
+  const list = [...incidents.values()].filter((i) => ACTIVE.has(i.state)).sort(byUrgency);
+  const wanted = new Set(list.map((i) => i.id));
+  for (const [id, r] of rows) {
+    if (!wanted.has(id)) {
+      r.tr.remove();
+      clearTimeout(r.armTimer);
+      clearTimeout(r.confirmTimer);
+      rows.delete(id);
+    }
+  }
+  const body = $("incidents");
+  let previous = null;
+  list.forEach((inc, index) => {
+    let r = rows.get(inc.id);
+    if (!r) {
+      r = createRow(inc);
+      rows.set(inc.id, r);
+    }
+    updateRow(r, inc);
+    const place = previous ? previous.nextElementSibling : body.firstElementChild;
+    if (place !== r.tr) body.insertBefore(r.tr, place);
+    if (r.index !== index) {
+      if (r.index !== -1 && settled) arm(r);  // it moved: what was under the pointer is not this row any more
+      r.index = index;
+    }
+    previous = r.tr;
+  });
+
+  const critical = list.filter((i) => i.severity === "critical").length;
+  const high = list.filter((i) => i.severity === "high").length;
+  setText($("count-active"), String(list.length));
+  setText($("count-critical"), String(critical));
+  setText($("count-high"), String(high));
+  $("count-critical").parentElement.classList.toggle("zero", critical === 0);
+  $("count-high").parentElement.classList.toggle("zero", high === 0);
+  document.querySelector("#wall thead").hidden = list.length === 0;
+
+  // Never an all-clear that is not known to be true.
+  const empty = $("empty");
+  empty.hidden = list.length > 0;
+  empty.className = link === "down" ? "empty alarm" : "empty";
+  setText(empty, link === "up" ? "当前没有未结警情" : link === "down" ? "连接中断，警情可能未显示" : "正在连接服务器…");
+  $("offline-note").hidden = !(link === "down" && list.length > 0);
 }
 
 function tick() {
-  document.getElementById("clock").textContent = new Date().toLocaleTimeString("zh-CN", { hour12: false });
-  for (const cell of document.querySelectorAll("td.waited")) {
-    const inc = incidents.get(cell.parentElement.id.slice(4));
-    if (!inc) continue;
-    const w = waited(inc);
-    cell.textContent = fmtDuration(w);
-    cell.classList.toggle("late", !inc.acknowledged_at && w >= ACK_LATE_SECONDS);
+  setText($("clock"), new Date().toLocaleTimeString("zh-CN", { hour12: false }));
+  const now = Date.now();
+  for (const r of rows.values()) {
+    const inc = incidents.get(r.id);
+    if (inc && !inc.acknowledged_at) updateWaited(r, inc, now);
   }
 }
 
-function connect() {
-  const link = document.getElementById("link");
-  const source = new EventSource("/api/stream");
-  source.addEventListener("open", () => { link.textContent = "实时连接"; link.className = "link up"; });
-  source.addEventListener("error", () => { link.textContent = "连接中断，重连中…"; link.className = "link down"; });
-  source.addEventListener("snapshot", (e) => {
-    incidents.clear();
-    for (const inc of JSON.parse(e.data).incidents) incidents.set(inc.id, inc);
-    render();
-  });
-  source.addEventListener("incident", (e) => {
-    const { created, incident } = JSON.parse(e.data);
-    incidents.set(incident.id, incident);
-    if (created) { fresh.add(incident.id); setTimeout(() => fresh.delete(incident.id), 3000); }
-    render();
-  });
+// -- news from the server -----------------------------------------------------------------------
+
+// Takes an incident as the server describes it, unless what we hold is newer (the answer to our own
+// action and the stream's event about it can arrive in either order).
+function receive(inc) {
+  const held = incidents.get(inc.id);
+  if (held && Date.parse(held.updated_at) > Date.parse(inc.updated_at)) return;
+  if (becameCritical(inc, held)) alarmSound();
+  incidents.set(inc.id, inc);
 }
 
+// New and critical, or raised to critical by a repeat (a one-touch press after a smoke alarm, say).
+function becameCritical(inc, held) {
+  return inc.severity === "critical" && ACTIVE.has(inc.state) && (!held || held.severity !== "critical");
+}
+
+function announce(inc) {
+  if (ACTIVE.has(inc.state)) fresh.add(inc.id);
+}
+
+function onSnapshot(list) {
+  const before = new Map(incidents);
+  incidents.clear();
+  for (const inc of list) {
+    // After a reconnect, what opened while the link was down is new to this screen: it flashes and,
+    // if critical, sounds. The first snapshot after loading is just how things stand.
+    const held = before.get(inc.id);
+    if (everSynced && !held) announce(inc);
+    if (everSynced && becameCritical(inc, held)) alarmSound();
+    incidents.set(inc.id, inc);
+  }
+  everSynced = true;
+}
+
+// -- the link -----------------------------------------------------------------------------------
+
+let source = null;
+let retryTimer = 0;
+let lastHeard = 0;
+let heartbeats = false;
+
+function setLink(state) {
+  link = state;
+  const node = $("link");
+  node.textContent = state === "up" ? "实时连接" : state === "down" ? "连接中断，重连中…" : "连接中…";
+  node.className = state === "up" ? "link up" : "link down";
+  document.body.classList.toggle("offline", state === "down");
+  document.body.classList.toggle("connecting", state === "connecting");
+  render();
+}
+
+function connect() {
+  clearTimeout(retryTimer);
+  if (source) source.close();
+  const s = new EventSource("/api/stream");
+  source = s;
+  const current = (handler) => (e) => { if (s === source) { lastHeard = Date.now(); handler(e); } };
+  s.addEventListener("error", current(() => {
+    setLink("down");
+    // A refused stream (e.g. a proxy's 502 while the service restarts) makes the browser give up
+    // for good; a dropped one it retries by itself.
+    if (s.readyState === EventSource.CLOSED) {
+      s.close();
+      retryTimer = setTimeout(connect, RECONNECT_MS);
+    }
+  }));
+  s.addEventListener("snapshot", current((e) => {
+    onSnapshot(JSON.parse(e.data).incidents);
+    setLink("up");  // up once the screen is current, not merely connected
+    settled = true;
+  }));
+  s.addEventListener("incident", current((e) => {
+    const { created, incident } = JSON.parse(e.data);
+    if (created) announce(incident);
+    receive(incident);
+    render();
+  }));
+  s.addEventListener("heartbeat", current(() => { heartbeats = true; }));
+}
+
+// A stream that stalls without breaking looks like a quiet night. If the server sends heartbeats,
+// their absence counts as a broken link.
+function watchdog() {
+  if (heartbeats && link === "up" && Date.now() - lastHeard > HEARTBEAT_TIMEOUT_MS) {
+    setLink("down");
+    connect();
+  }
+}
+
+// -- sound --------------------------------------------------------------------------------------
+
+// Browsers allow sound only after a click on the page, so the operator switches it on once.
+const sound = { ctx: null, on: false };
+
+function toggleSound() {
+  const button = $("sound");
+  if (!sound.ctx) {
+    const Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context) { notify("此浏览器不支持提示音"); return; }
+    sound.ctx = new Context();
+  }
+  sound.on = !sound.on;
+  if (sound.on) {
+    sound.ctx.resume();
+    tone(sound.ctx.currentTime, 1320, 0.08);  // a short chirp: the speakers work
+  }
+  button.setAttribute("aria-pressed", String(sound.on));
+  button.textContent = sound.on ? "声音已开" : "开启声音";
+}
+
+function tone(at, frequency, seconds) {
+  const osc = sound.ctx.createOscillator(), gain = sound.ctx.createGain();
+  osc.type = "square";
+  osc.frequency.value = frequency;
+  gain.gain.setValueAtTime(0.0001, at);
+  gain.gain.exponentialRampToValueAtTime(0.2, at + 0.01);
+  gain.gain.exponentialRampToValueAtTime(0.0001, at + seconds);
+  osc.connect(gain).connect(sound.ctx.destination);
+  osc.start(at);
+  osc.stop(at + seconds + 0.02);
+}
+
+// A new critical incident: three high-low pairs, about a second and a half, no audio file needed.
+function alarmSound() {
+  if (!sound.on || !sound.ctx) return;
+  const t0 = sound.ctx.currentTime + 0.02;
+  for (let i = 0; i < 3; i++) {
+    tone(t0 + i * 0.5, 988, 0.2);
+    tone(t0 + i * 0.5 + 0.22, 740, 0.2);
+  }
+  window.wanliBeeps += 1;
+}
+
+// -- start --------------------------------------------------------------------------------------
+
+$("sound").addEventListener("click", toggleSound);
 connect();
+render();
 tick();
 setInterval(tick, 1000);
+setInterval(watchdog, 5000);
