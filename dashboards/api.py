@@ -29,6 +29,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         app.add_exception_handler(error, _handler(code))
     for module in (incidents, devices, dead_letters, places, live, health):
         app.include_router(module.router)
+    app.include_router(devices.kinds_router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

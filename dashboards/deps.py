@@ -24,7 +24,7 @@ class AppContext:
     registry: DeviceRegistry
     dead_letters: DeadLetterStore
     feed: LiveFeed
-    snapshot: Callable[[], dict[str, Any]]  # counters, spool and latency figures (WanliService.snapshot)
+    snapshot: Callable[..., dict[str, Any]]  # counters, spool and latency figures (WanliService.snapshot)
     broker_access: BrokerAccess
     ingest_ready: Callable[[], bool] = lambda: True
     clock_ms: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)

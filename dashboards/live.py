@@ -16,7 +16,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-OVERFLOW: Any = object()
+OVERFLOW: Any = object()  # this screen fell behind: end its stream, it reconnects with a fresh snapshot
+CLOSED: Any = object()  # the service is stopping: end every stream now rather than wait for a timeout
 
 
 class LiveFeed:
@@ -51,6 +52,14 @@ class LiveFeed:
                 self._subscribers.discard(q)
                 q.get_nowait()
                 q.put_nowait(OVERFLOW)
+
+    def close(self) -> None:
+        """End every open stream (call on the event loop, before the HTTP server stops)."""
+        for q in list(self._subscribers):
+            while not q.empty():
+                q.get_nowait()
+            q.put_nowait(CLOSED)
+        self._subscribers.clear()
 
     @asynccontextmanager
     async def subscription(self) -> AsyncIterator[asyncio.Queue[Any]]:

@@ -12,7 +12,7 @@ from alerts.incidents import Action, AuditEntry, Incident
 from devices.hierarchy import FireStation, Hierarchy, Location, Responder
 from devices.catalog import KINDS
 from devices.csv_import import ImportReport
-from devices.registry import DeviceRecord, HistoryEntry, health
+from devices.registry import DeviceRecord, HistoryEntry, Lifecycle, health
 from ingest.dead_letters import DeadLetter
 
 
@@ -113,8 +113,10 @@ class DevicePublic(BaseModel):
 
     @classmethod
     def of(cls, d: DeviceRecord, loc: Location, now_ms: int) -> DevicePublic:
+        active = d.lifecycle is Lifecycle.ACTIVE  # a retired device's health means nothing any more
         return cls(device_id=d.device_id, kind=d.kind, kind_label=KINDS[d.kind].label_zh if d.kind in KINDS else d.kind,
-                   lifecycle=d.lifecycle.value, health=sorted(h.value for h in health(d, now_ms)), label=d.label,
+                   lifecycle=d.lifecycle.value, health=sorted(h.value for h in health(d, now_ms)) if active else [],
+                   label=d.label,
                    location=LocationPublic.of(loc), registered_at=ms_to_dt(d.registered_ms),  # type: ignore[arg-type]
                    retired_at=ms_to_dt(d.retired_ms), last_seen_at=ms_to_dt(d.last_seen_ms), last_type=d.last_type,
                    battery_pct=d.battery_pct, tampered=d.tampered, connected=d.connected)
@@ -146,6 +148,22 @@ class DeviceRetire(BaseModel):
     actor: Actor = "maintainer"
 
 
+class DeviceCounts(BaseModel):
+    total: int
+    online: int
+    offline: int
+    low_battery: int
+    tampered: int
+    never_seen: int
+
+
+class DeviceKindPublic(BaseModel):
+    name: str
+    label_zh: str
+    heartbeat_s: int | None
+    messages: list[str]
+
+
 class CredentialsPublic(BaseModel):
     device_id: str
     username: str
@@ -171,17 +189,27 @@ class RowErrorPublic(BaseModel):
     reason: str
 
 
+def _shift_line_refs(reason: str, offset: int) -> str:
+    """'duplicate of line N' refers to the same piece; make N the whole file's line too."""
+    prefix = "duplicate of line "
+    if offset and reason.startswith(prefix) and reason[len(prefix):].isdigit():
+        return f"{prefix}{int(reason[len(prefix):]) + offset}"
+    return reason
+
+
 class ImportReportPublic(BaseModel):
     rows: int
     created: int
     unchanged: int
     reactivated: int
+    updated: int
     rejected: list[RowErrorPublic]
 
     @classmethod
-    def of(cls, r: ImportReport) -> ImportReportPublic:
-        return cls(rows=r.rows, created=r.created, unchanged=r.unchanged, reactivated=r.reactivated,
-                   rejected=[RowErrorPublic(line=e.line, device_id=e.device_id, reason=e.reason) for e in r.rejected])
+    def of(cls, r: ImportReport, line_offset: int = 0) -> ImportReportPublic:
+        return cls(rows=r.rows, created=r.created, unchanged=r.unchanged, reactivated=r.reactivated, updated=r.updated,
+                   rejected=[RowErrorPublic(line=e.line + line_offset, device_id=e.device_id,
+                                            reason=_shift_line_refs(e.reason, line_offset)) for e in r.rejected])
 
 
 class QuarantinedDevice(BaseModel):

@@ -34,6 +34,7 @@ class ImportReport:
     rows: int = 0
     created: int = 0
     unchanged: int = 0
+    updated: int = 0
     reactivated: int = 0
     rejected: list[RowError] = field(default_factory=list)
 
@@ -104,6 +105,8 @@ def import_csv(
                         report.created += 1
                     case RegisterOutcome.UNCHANGED:
                         report.unchanged += 1
+                    case RegisterOutcome.UPDATED:
+                        report.updated += 1
                     case RegisterOutcome.REACTIVATED:
                         report.reactivated += 1
             chunk.clear()

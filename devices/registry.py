@@ -133,6 +133,7 @@ class HistoryEntry:
 class RegisterOutcome(StrEnum):
     CREATED = "created"
     UNCHANGED = "unchanged"
+    UPDATED = "updated"  # same place, new label
     REACTIVATED = "reactivated"
 
 
@@ -340,6 +341,9 @@ class DeviceRegistry:
                     state = self._states.setdefault(rec.device_id, DeviceState())
                     state.seq_highest, state.seq_window = None, 0  # perhaps new hardware under the old id
                     self._dirty.add(rec.device_id)
+                elif existing.label != rec.label:
+                    outcome = RegisterOutcome.UPDATED
+                    write = replace(existing, label=rec.label)
                 else:
                     outcomes.append(RegisterOutcome.UNCHANGED)
                     continue
@@ -419,13 +423,28 @@ class DeviceRegistry:
              health_flag: Health | None = None, lifecycle: Lifecycle | None = Lifecycle.ACTIVE,
              limit: int = 1000, offset: int = 0) -> list[DeviceRecord]:
         """Devices matching every given filter, ordered by id."""
+        out = [rec for rec, flags in self._matching(now_ms, kind, building_id, community_id, lifecycle)
+               if health_flag is None or health_flag in flags]
+        return [self._snapshot(r) for r in out[offset: offset + limit]]
+
+    def count_health(self, *, now_ms: int, kind: str = "", building_id: str = "", community_id: str = "",
+                     lifecycle: Lifecycle | None = Lifecycle.ACTIVE) -> dict[str, int]:
+        """How many devices match, in all and per health flag."""
+        counts = {"total": 0, **{h.value: 0 for h in Health}}
+        for _rec, flags in self._matching(now_ms, kind, building_id, community_id, lifecycle):
+            counts["total"] += 1
+            for flag in flags:
+                counts[flag.value] += 1
+        return counts
+
+    def _matching(self, now_ms: int, kind: str, building_id: str, community_id: str,
+                  lifecycle: Lifecycle | None) -> Iterator[tuple[DeviceRecord, frozenset[Health]]]:
         buildings: set[str] | None = None
         if community_id:
             community = self._hierarchy.communities.get(community_id)
             if community is None:
                 raise NotFound("community", community_id)
             buildings = set(community.building_ids)
-        out: list[DeviceRecord] = []
         for rec in sorted(self._by_id.values(), key=lambda r: r.device_id):
             if (kind and rec.kind != kind) or (building_id and rec.building_id != building_id):
                 continue
@@ -433,12 +452,11 @@ class DeviceRegistry:
                 continue
             if lifecycle is not None and rec.lifecycle is not lifecycle:
                 continue
-            if health_flag is not None:
-                st = self._states.get(rec.device_id) or DeviceState()
-                if health_flag not in _health(rec.kind, st.last_seen_ms, st.connected, st.battery_pct, st.tampered, now_ms):
-                    continue
-            out.append(rec)
-        return [self._snapshot(r) for r in out[offset: offset + limit]]
+            if rec.lifecycle is not Lifecycle.ACTIVE:
+                yield rec, frozenset()  # a retired device's health means nothing any more
+                continue
+            st = self._states.get(rec.device_id) or DeviceState()
+            yield rec, _health(rec.kind, st.last_seen_ms, st.connected, st.battery_pct, st.tampered, now_ms)
 
     def active(self) -> list[DeviceRecord]:
         """Every active registration (without health: cheap, for rendering broker ACLs)."""

@@ -26,4 +26,6 @@ def dead_letter_counts(ctx: Ctx) -> dict[str, int]:
 @router.get("/quarantine", response_model=list[QuarantinedDevice])
 def quarantine(ctx: Ctx, limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> list[QuarantinedDevice]:
     """Devices seen but not registered (or retired): their messages are kept, never alerted on."""
-    return [QuarantinedDevice(**q) for q in ctx.dead_letters.quarantined(limit)]
+    held = [QuarantinedDevice(**q) for q in ctx.dead_letters.quarantined(limit)]
+    # A device registered (or reactivated) since is no longer waiting; its held messages stay as history.
+    return [q for q in held if ctx.registry.find(q.device_id) is None or q.reason == "kind_mismatch"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -7,13 +8,16 @@ from fastapi import APIRouter, Query, Request, Response, status
 from dashboards.deps import Ctx
 from dashboards.schemas import (
     CredentialsPublic,
+    DeviceCounts,
     DeviceCreate,
+    DeviceKindPublic,
     DeviceHistoryEntry,
     DeviceMove,
     DevicePublic,
     DeviceRetire,
     ImportReportPublic,
 )
+from devices.catalog import KINDS
 from devices.csv_import import import_csv
 from devices.registry import DeviceRecord, Health, Lifecycle, RegisterOutcome
 from wanli.errors import Invalid
@@ -38,19 +42,35 @@ def list_devices(ctx: Ctx, kind: str = "", building_id: str = "", community_id: 
     return [_public(ctx, r) for r in recs]
 
 
+@router.get("/counts", response_model=DeviceCounts)
+def count_devices(ctx: Ctx, kind: str = "", building_id: str = "", community_id: str = "",
+                  lifecycle: Lifecycle | None = Lifecycle.ACTIVE) -> DeviceCounts:
+    """How many devices match, in all and per health flag: the maintainers' lists at a glance."""
+    counts = ctx.registry.count_health(now_ms=ctx.clock_ms(), kind=kind, building_id=building_id,
+                                       community_id=community_id, lifecycle=lifecycle)
+    return DeviceCounts(**counts)
+
+
 @router.post("", response_model=DevicePublic, status_code=status.HTTP_201_CREATED,
-             responses={200: {"description": "already registered exactly so; nothing changed"}})
+             responses={200: {"description": "already registered there: nothing changed, or only its label"}})
 def register_device(ctx: Ctx, body: DeviceCreate, response: Response) -> DevicePublic:
     rec = DeviceRecord(body.device_id, body.kind, ctx.registry.hierarchy.street_id, body.building_id, body.floor,
                        body.unit, body.label)
-    if ctx.registry.register(rec, body.actor, ctx.clock_ms()) is RegisterOutcome.UNCHANGED:
+    outcome = ctx.registry.register(rec, body.actor, ctx.clock_ms())
+    response.headers["X-Register-Outcome"] = outcome.value  # created, reactivated, updated or unchanged
+    if outcome in (RegisterOutcome.UNCHANGED, RegisterOutcome.UPDATED):
         response.status_code = status.HTTP_200_OK
     return _public(ctx, ctx.registry.get(body.device_id))
 
 
 @router.post("/import", response_model=ImportReportPublic)
-async def import_devices(ctx: Ctx, request: Request, actor: str = "maintainer") -> ImportReportPublic:
-    """Bulk registration: the request body is a UTF-8 CSV file. Bad rows are reported; good rows land."""
+async def import_devices(ctx: Ctx, request: Request, actor: Annotated[str, Query(min_length=1, max_length=100)] = "maintainer",
+                         first_line: Annotated[int, Query(ge=1)] = 1) -> ImportReportPublic:
+    """Bulk registration: the request body is a UTF-8 CSV file. Bad rows are reported; good rows land.
+
+    ``first_line``: the line number of this body's header in the whole file, for a client that
+    uploads a large file in pieces, so that reported line numbers are the file's own.
+    """
     body = await request.body()
     if len(body) > MAX_CSV_BYTES:
         raise Invalid(f"the CSV file is larger than {MAX_CSV_BYTES // (1024 * 1024)} MiB; split it")
@@ -58,8 +78,9 @@ async def import_devices(ctx: Ctx, request: Request, actor: str = "maintainer") 
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise Invalid(f"the CSV file is not UTF-8 (byte {exc.start}); save it as UTF-8") from None
-    report = import_csv(ctx.registry, text.splitlines(), actor=actor, now_ms=ctx.clock_ms())
-    return ImportReportPublic.of(report)
+    # newline="" lets the csv module see a quoted field's own line breaks; splitlines() would cut it
+    report = import_csv(ctx.registry, io.StringIO(text, newline=""), actor=actor, now_ms=ctx.clock_ms())
+    return ImportReportPublic.of(report, line_offset=first_line - 1)
 
 
 @router.get("/{device_id}", response_model=DevicePublic)
@@ -91,3 +112,13 @@ def issue_credentials(ctx: Ctx, device_id: str) -> CredentialsPublic:
 def retire_device(ctx: Ctx, device_id: str, body: DeviceRetire) -> DevicePublic:
     """Retire a device: from now on its messages are quarantined and its broker credentials revoked."""
     return _public(ctx, ctx.registry.retire(device_id, body.actor, ctx.clock_ms(), body.reason))
+
+
+kinds_router = APIRouter(prefix="/api", tags=["devices"])
+
+
+@kinds_router.get("/device-kinds", response_model=list[DeviceKindPublic])
+def device_kinds() -> list[DeviceKindPublic]:
+    """Every device kind the system understands, with its label and message types."""
+    return [DeviceKindPublic(name=k.name, label_zh=k.label_zh, heartbeat_s=k.heartbeat_s, messages=k.message_types())
+            for k in KINDS.values()]

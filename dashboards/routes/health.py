@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -13,9 +13,13 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/api/stats")
-def stats(ctx: Ctx) -> dict[str, Any]:
-    """Ingest counters, the spool, the telemetry store and latency percentiles (milliseconds)."""
-    return {**ctx.snapshot(), "live_screens": ctx.feed.subscriber_count}
+def stats(ctx: Ctx, last: Annotated[int | None, Query(ge=1, le=200_000)] = None, latency: bool = True) -> dict[str, Any]:
+    """Ingest counters, the spool, the telemetry store and latency percentiles (milliseconds).
+
+    ``last``: latency percentiles over only the last N messages; ``latency=false``: leave them
+    out (they sort up to 200,000 numbers; a poller asking often should not pay for that).
+    """
+    return {**ctx.snapshot(last=last, latency=latency), "live_screens": ctx.feed.subscriber_count}
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable
 from typing import Any
 
@@ -8,10 +9,11 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from alerts.service import IncidentChange
 from dashboards.deps import Ctx
-from dashboards.live import OVERFLOW
+from dashboards.live import CLOSED, OVERFLOW
 from dashboards.schemas import IncidentPublic
 
 router = APIRouter(prefix="/api", tags=["live"])
+HEARTBEAT_S = 15.0
 
 
 def incident_event(change: IncidentChange) -> dict[str, Any]:
@@ -25,7 +27,13 @@ async def stream(ctx: Ctx) -> AsyncIterable[ServerSentEvent]:
         snapshot = [IncidentPublic.of(i).model_dump(mode="json") for i in ctx.alerts.active()]
         yield ServerSentEvent(event="snapshot", data={"incidents": snapshot}, retry=2000)
         while True:
-            event = await q.get()
-            if event is OVERFLOW:
+            try:
+                event = await asyncio.wait_for(q.get(), HEARTBEAT_S)
+            except TimeoutError:
+                # A named event the page can see (a comment ping it cannot): silence for longer
+                # than this means a stalled stream, not a quiet night.
+                yield ServerSentEvent(event="heartbeat", data={})
+                continue
+            if event is OVERFLOW or event is CLOSED:
                 return
             yield ServerSentEvent(event="incident", data=event)
