@@ -27,12 +27,35 @@ def _field_value(value: object) -> str:
     return f'"{text}"'
 
 
-def line(point: TelemetryPoint) -> str:
+_SERIES: dict[tuple[str, ...], str] = {}  # a series' escaped "measurement,tags" prefix (devices repeat all day)
+_KEYS: dict[str, str] = {}  # escaped field names
+_MAX_SERIES = 1 << 20
+
+
+def _series(point: TelemetryPoint) -> str:
     tags = point.tags
-    ordered = [k for k in _FIRST_TAGS if k in tags] + sorted(k for k in tags if k not in _FIRST_TAGS)
-    tag_text = "".join(f",{k.translate(_TAG_ESCAPE)}={tags[k].translate(_TAG_ESCAPE)}" for k in ordered)
-    body = ",".join(f"{k.translate(_TAG_ESCAPE)}={_field_value(v)}" for k, v in point.fields.items())
-    return f"{point.measurement.translate(_MEASUREMENT_ESCAPE)}{tag_text} {body} {point.ts_ms}"
+    key = (point.measurement, *tags.values(), *tags)
+    prefix = _SERIES.get(key)
+    if prefix is None:
+        ordered = [k for k in _FIRST_TAGS if k in tags] + sorted(k for k in tags if k not in _FIRST_TAGS)
+        tag_text = "".join(f",{k.translate(_TAG_ESCAPE)}={tags[k].translate(_TAG_ESCAPE)}" for k in ordered)
+        prefix = f"{point.measurement.translate(_MEASUREMENT_ESCAPE)}{tag_text}"
+        if len(_SERIES) >= _MAX_SERIES:
+            _SERIES.clear()
+        _SERIES[key] = prefix
+    return prefix
+
+
+def _key(name: str) -> str:
+    escaped = _KEYS.get(name)
+    if escaped is None:
+        escaped = _KEYS[name] = name.translate(_TAG_ESCAPE)
+    return escaped
+
+
+def line(point: TelemetryPoint) -> str:
+    body = ",".join(f"{_key(k)}={_field_value(v)}" for k, v in point.fields.items())
+    return f"{_series(point)} {body} {point.ts_ms}"
 
 
 def encode(points: Iterable[TelemetryPoint]) -> list[str]:

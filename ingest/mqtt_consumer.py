@@ -42,20 +42,23 @@ class MqttConsumer:
         pipeline: IngestPipeline,
         host: str,
         port: int,
-        topic_filter: str,
+        topic_filters: list[str],
         *,
+        share_group: str = "",
         client_id: str = "wanli-ingest",
         username: str = "",
         password: str = "",
         batch_size: int = 2000,
         batch_wait_s: float = 0.02,
         queue_size: int = 50_000,
-        state_flush_s: float = 1.0,
+        state_flush_s: float = 10.0,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._pipeline = pipeline
         self._host, self._port = host, port
-        self._filter = topic_filter
+        # A shared subscription per family: a replacement worker can join the group before the
+        # old one leaves, and the broker keeps the family's messages for the group meanwhile.
+        self._filters = [f"$share/{share_group}/{f}" if share_group else f for f in topic_filters]
         self._batch_size = batch_size
         self._batch_wait_s = batch_wait_s
         self._state_flush_s = state_flush_s
@@ -78,6 +81,7 @@ class MqttConsumer:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         self._worker = threading.Thread(target=self._run_worker, name="ingest-worker", daemon=True)
+        self._flusher = threading.Thread(target=self._run_state_flusher, name="ingest-state-flusher", daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -85,11 +89,14 @@ class MqttConsumer:
         self._client.connect_async(self._host, self._port, keepalive=30)
         self._client.loop_start()
         self._worker.start()
+        self._flusher.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop receiving, finish the batch in hand, then disconnect. Unacknowledged messages stay with the broker."""
         self._stop.set()
         self._worker.join(timeout_s)
+        self._flusher.join(timeout_s)
+        self._flush_states()
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -103,12 +110,12 @@ class MqttConsumer:
         if reason_code.is_failure:
             log.error("MQTT connect to %s:%s refused: %s", self._host, self._port, reason_code)
             return
-        log.info("MQTT connected to %s:%s, subscribing to %s", self._host, self._port, self._filter)
-        client.subscribe(self._filter, qos=1)
+        log.info("MQTT connected to %s:%s, subscribing to %s", self._host, self._port, ", ".join(self._filters))
+        client.subscribe([(f, 1) for f in self._filters])
 
     def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _props) -> None:  # type: ignore[no-untyped-def]
         if any(rc.is_failure for rc in reason_codes):
-            log.error("MQTT subscription to %s refused: %s", self._filter, reason_codes)
+            log.error("MQTT subscription to %s refused: %s", self._filters, reason_codes)
             return
         self.subscribed.set()
 
@@ -127,20 +134,18 @@ class MqttConsumer:
     # -- worker thread --------------------------------------------------------------------
 
     def _run_worker(self) -> None:
-        last_flush = time.monotonic()
-        try:
-            while not self._stop.is_set():
-                batch = self._next_batch()
-                if batch:
-                    try:
-                        self._process_safely(batch)
-                    except ConsumerStopped:
-                        return
-                    self._ack(batch)
-                if time.monotonic() - last_flush >= self._state_flush_s:
-                    self._flush_states()
-                    last_flush = time.monotonic()
-        finally:
+        while not self._stop.is_set():
+            batch = self._next_batch()
+            if batch:
+                try:
+                    self._process_safely(batch)
+                except ConsumerStopped:
+                    return
+                self._ack(batch)
+
+    def _run_state_flusher(self) -> None:
+        """Write device health and sequence state now and then, off the worker's path (a street is 50,000 rows)."""
+        while not self._stop.wait(self._state_flush_s):
             self._flush_states()
 
     def _flush_states(self) -> None:

@@ -11,8 +11,8 @@ No MQTT here: the consumer hands in batches and acknowledges them to the broker 
    the telemetry store: a slow or absent InfluxDB never delays an alarm;
 4. commit, in ONE database transaction, the incidents, the dead letters and the sequence
    state of the devices whose messages changed incidents; only then do memory and the live
-   screens see the changes. Other devices' health and sequence state are flushed about once
-   a second (``flush_device_states``): for them a redelivery after a crash can at worst
+   screens see the changes. Other devices' health and sequence state are flushed every ten
+   seconds or so (``flush_device_states``): for them a redelivery after a crash can at worst
    re-spool points the store already has, which it writes idempotently.
 
 A crash anywhere before 4 redelivers the batch and it is judged afresh (the spool may then
@@ -65,6 +65,7 @@ class IngestCounters:
     duplicates: int = 0
     seq_resets: int = 0
     batches: int = 0
+    first_received_ms: int | None = None  # when this process received its first message (benchmarks time from here)
     rejected: Counter[str] = field(default_factory=Counter)
     by_kind: Counter[str] = field(default_factory=Counter)
 
@@ -125,6 +126,8 @@ class IngestPipeline:
             self.publish_to_committed.add(done_ms - sent)
 
         c = self.counters
+        if c.first_received_ms is None and batch:
+            c.first_received_ms = batch[0].received_ms
         c.batches += 1
         c.received += len(batch)
         c.readings += len(readings)

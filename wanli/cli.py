@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from wanli.bench import add_commands as add_bench_commands
 from wanli.registry_commands import add_commands
 from wanli.settings import Settings
 
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     defaults = Settings()
     add_commands(sub, f"http://{defaults.http_host}:{defaults.http_port}")
+    add_bench_commands(sub)
     return parser
 
 

@@ -45,9 +45,15 @@ class LatencyWindow:
             self._filled = min(size, self._filled + n)
             self.count += n
 
-    def percentiles(self, qs: tuple[float, ...] = (50, 99)) -> dict[str, float]:
+    def percentiles(self, qs: tuple[float, ...] = (50, 99), last: int | None = None) -> dict[str, float]:
+        """Percentiles over the window, or over only the ``last`` latencies recorded."""
         with self._lock:
-            data = self._buf[: self._filled].copy()
+            if last is None or last >= self._filled:
+                data = self._buf[: self._filled].copy()
+            elif last <= self._next:
+                data = self._buf[self._next - last: self._next].copy()
+            else:
+                data = np.concatenate((self._buf[len(self._buf) - (last - self._next):], self._buf[: self._next]))
         if data.size == 0:
             return {}
         return {f"p{q:g}": float(v) for q, v in zip(qs, np.percentile(data, qs), strict=True)}

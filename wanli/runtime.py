@@ -30,7 +30,6 @@ from devices.catalog import KINDS
 from devices.credentials import BrokerAuthFiles, CredentialStore, ServiceAccount
 from devices.hierarchy import Hierarchy, load_hierarchy
 from devices.registry import DeviceRegistry
-from devices.topics import subscription
 from ingest.dead_letters import DeadLetterStore
 from ingest.decode import DecodeLimits
 from ingest.embedded_broker import EmbeddedBroker
@@ -140,7 +139,8 @@ class WanliService:
         svc.feed.bind(asyncio.get_running_loop())
         svc.drainer.start()
         self.consumer = MqttConsumer(
-            svc.pipeline, host, port, subscription(), client_id=s.mqtt_client_id, username=s.mqtt_username,
+            svc.pipeline, host, port, s.ingest_topic_filters, share_group=s.ingest_share_group,
+            client_id=s.mqtt_client_id, username=s.mqtt_username,
             password=s.mqtt_password, batch_size=s.ingest_batch_size, batch_wait_s=s.ingest_batch_wait_ms / 1000,
             queue_size=s.ingest_queue_size, clock_ms=self._clock_ms,
         )
@@ -162,21 +162,25 @@ class WanliService:
         if s.simulate_building:
             self._start_simulated_building(host, port)
 
-    def snapshot(self) -> dict[str, object]:
-        """Counters, spool and latency figures for /api/stats, /metrics and the benchmarks."""
+    def snapshot(self, last: int | None = None, latency: bool = True) -> dict[str, object]:
+        """Counters, spool and latency figures for /api/stats, /metrics and the benchmarks.
+
+        ``last``: latency percentiles over only the last N messages (a benchmark's own run).
+        """
         svc = self.services
         c, spool = svc.pipeline.counters, svc.spool.state()
         now = self._clock_ms()
         return {
             "received": c.received, "readings": c.readings, "batches": c.batches, "by_kind": dict(c.by_kind),
+            "first_received_ms": c.first_received_ms,
             "rejected": dict(c.rejected), "duplicates": c.duplicates, "seq_resets": c.seq_resets,
             "incidents_changed": c.incidents_changed, "spooled_points": c.spooled_points,
             "drained_points": svc.spool.drained_points, "spool_points": spool.points,
             "spool_age_s": (now - spool.oldest_ms) / 1000 if spool.oldest_ms else 0.0, "spool_fill": spool.fill,
             "store_up": int(svc.drainer.store_up), "store_failures": svc.drainer.store_failures,
             "store_error": svc.drainer.last_error, "backlog": self.consumer.backlog if self.consumer else 0,
-            "latency": {"publish_to_committed": svc.pipeline.publish_to_committed.percentiles(),
-                        "publish_to_stored": svc.drainer.publish_to_stored.percentiles()},
+            "latency": {"publish_to_committed": svc.pipeline.publish_to_committed.percentiles(last=last),
+                        "publish_to_stored": svc.drainer.publish_to_stored.percentiles(last=last)} if latency else {},
         }
 
     def _start_simulated_building(self, host: str, port: int) -> None:
@@ -191,6 +195,7 @@ class WanliService:
 
     async def stop(self) -> None:
         self._stop_sim.set()
+        self.services.feed.close()  # open screens' streams end now; browsers reconnect to whoever serves next
         if self._server is not None:
             self._server.should_exit = True
         for task in self._tasks:

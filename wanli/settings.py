@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from devices.topics import subscription
+
 
 class TelemetryBackend(StrEnum):
     SQLITE = "sqlite"
@@ -62,6 +64,12 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
 
+    # Scale-out: which topic families this ingest worker takes (comma-separated filters under
+    # safety/), and the shared-subscription group they are taken in (empty: plain subscriptions).
+    # Partition devices across workers by family (docs/scaling.md): one device, one worker.
+    ingest_topics: str = subscription()  # safety/#: everything, so a malformed topic is dead-lettered too
+    ingest_share_group: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,64}$")
+
     # Ingest batching: a batch closes at this many messages or after this long.
     ingest_batch_size: int = Field(default=2000, ge=1, le=50_000)
     ingest_batch_wait_ms: int = Field(default=20, ge=1, le=5_000)
@@ -77,6 +85,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_urls(self) -> "Settings":
+        for topic_filter in self.ingest_topic_filters:
+            if not topic_filter.startswith("safety/") or "$" in topic_filter:
+                raise ValueError(f"WANLI_INGEST_TOPICS: {topic_filter!r} is not a filter under safety/")
+        if not self.ingest_topic_filters:
+            raise ValueError("WANLI_INGEST_TOPICS names no topic filter")
         if self.mqtt_url:
             parts = urlsplit(self.mqtt_url)
             if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
@@ -85,6 +98,10 @@ class Settings(BaseSettings):
             if not self.influx_token or "development-only" in self.influx_token:
                 raise ValueError("WANLI_INFLUX_TOKEN must be set to a real secret for InfluxDB 2.x in production mode")
         return self
+
+    @property
+    def ingest_topic_filters(self) -> list[str]:
+        return [f.strip() for f in self.ingest_topics.split(",") if f.strip()]
 
     @property
     def uses_embedded_broker(self) -> bool:
