@@ -87,10 +87,18 @@ class Signal:
     title: str  # for people, in Chinese
     at_ms: int  # the device's time of the message that raised it
     detail: str = ""  # why, for people
+    # A signal about more than one device (a suspected fire in a building, a thousand
+    # detectors offline at once) names its scope, e.g. "building:xq-01" or "street:wanli",
+    # and the devices it concerns; one incident per scope and condition.
+    scope: str = ""
+    members: tuple[str, ...] = ()
+    # A rule may lower an active incident's severity only by saying so (an elderly person's
+    # press cancelled within the grace period): the record stays, the trail says why.
+    downgrade: bool = False
 
     @property
     def key(self) -> str:
-        return f"{self.device_id}:{self.condition}"
+        return f"{self.scope or self.device_id}:{self.condition}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +122,11 @@ class Incident:
     acknowledged_ms: int | None = None
     acknowledged_by: str = ""
     closed_ms: int | None = None
+    scope: str = ""  # "" for one device; "building:xq-01", "street:wanli" for a group
+    members: tuple[str, ...] = ()  # the devices a group incident gathers
+
+
+MAX_MEMBERS = 2000  # a storm incident names its devices up to here; its count goes on
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +156,15 @@ def open_or_update(current: Incident | None, signal: Signal, location: Location,
             id=new_id, key=signal.key, device_id=signal.device_id, kind=signal.kind, condition=signal.condition,
             category=signal.category, severity=signal.severity, state=State.OPEN, title=signal.title,
             detail=signal.detail, location=location, opened_ms=now_ms, first_event_ms=signal.at_ms,
-            last_event_ms=signal.at_ms, updated_ms=now_ms,
+            last_event_ms=signal.at_ms, updated_ms=now_ms, scope=signal.scope, members=signal.members[:MAX_MEMBERS],
         )
         return incident, AuditEntry(incident.id, now_ms, "system", "open", None, State.OPEN, signal.detail)
+    if signal.downgrade:
+        if signal.severity.rank >= current.severity.rank:
+            return current, None
+        lowered = replace(current, severity=signal.severity, detail=signal.detail, updated_ms=now_ms)
+        note = f"severity {current.severity} → {signal.severity}: {signal.detail}"
+        return lowered, AuditEntry(current.id, now_ms, "system", "downgrade_severity", current.state, current.state, note)
     escalates = signal.severity.rank > current.severity.rank
     updated = replace(
         current,
@@ -153,13 +172,20 @@ def open_or_update(current: Incident | None, signal: Signal, location: Location,
         last_event_ms=max(current.last_event_ms, signal.at_ms),
         updated_ms=now_ms,
         severity=signal.severity if escalates else current.severity,
-        detail=signal.detail if escalates else current.detail,
+        detail=signal.detail if escalates or current.scope else current.detail,
         title=signal.title if escalates else current.title,
+        members=_merged(current.members, signal.members),
     )
     if escalates:
         note = f"severity {current.severity} → {signal.severity}: {signal.detail}"
         return updated, AuditEntry(current.id, now_ms, "system", "escalate_severity", current.state, current.state, note)
     return updated, None
+
+
+def _merged(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
+    if not new or set(new) <= set(old):
+        return old
+    return tuple(sorted(set(old) | set(new)))[:MAX_MEMBERS]
 
 
 def transition(incident: Incident, action: Action, actor: str, note: str, now_ms: int) -> tuple[Incident, AuditEntry]:

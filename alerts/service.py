@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from alerts.incidents import Action, AuditEntry, Incident, new_incident_id, open_or_update, transition
-from alerts.rules import DEFAULT_RULES, Rule, evaluate
+from alerts.incidents import Action, AuditEntry, Incident, Signal, new_incident_id, open_or_update, transition
+from alerts.rules import default_rules
+from alerts.rules.base import Rule, RuleContext
 from alerts.store import IncidentStore
 from devices.hierarchy import Location
 from devices.reading import Reading
@@ -33,7 +34,7 @@ class IncidentChange:
 
 
 Listener = Callable[[Sequence[IncidentChange]], None]
-Locator = Callable[[str], Location]  # device id → where it is
+Locator = Callable[[str, str], Location]  # (device id, scope) → where the incident is
 
 
 class AlertBatch:
@@ -48,10 +49,20 @@ class AlertBatch:
         self.committed = False
 
     def evaluate(self, readings: Sequence[Reading]) -> None:
+        """Hand each reading to the rules that watch its kind, and fold what they say into incidents."""
         svc = self._service
-        for signal in evaluate(readings, svc.rules):
+        signals: list[Signal] = []
+        for reading in readings:
+            for rule in svc.rules_for(reading.kind):
+                signals.extend(rule.on_reading(reading, svc.ctx, self._now_ms))
+        self.apply(signals)
+
+    def apply(self, signals: Sequence[Signal]) -> None:
+        svc = self._service
+        for signal in signals:
             current = self.pending.get(signal.key) or svc.active_by_key(signal.key)
-            incident, entry = open_or_update(current, signal, svc.locate(signal.device_id), self._now_ms, svc.new_id())
+            location = svc.locate(signal.device_id, signal.scope)
+            incident, entry = open_or_update(current, signal, location, self._now_ms, svc.new_id())
             if current is None or not current.state.is_active:
                 self.created.add(incident.id)
             self.pending[signal.key] = incident
@@ -68,11 +79,16 @@ class AlertBatch:
 
 
 class AlertService:
-    def __init__(self, store: IncidentStore, locate: Locator, rules: Mapping[str, Sequence[Rule]] = DEFAULT_RULES,
+    def __init__(self, store: IncidentStore, locate: Locator, ctx: RuleContext, rules: Sequence[Rule] | None = None,
                  new_id: Callable[[], str] = new_incident_id) -> None:
         self.store = store
         self.locate = locate
-        self.rules = rules
+        self.ctx = ctx
+        self.rules = list(default_rules() if rules is None else rules)
+        self._by_kind: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            for kind in rule.kinds:
+                self._by_kind.setdefault(kind, []).append(rule)
         self.new_id = new_id
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
@@ -83,6 +99,19 @@ class AlertService:
 
     def active_by_key(self, key: str) -> Incident | None:
         return self._active.get(key)
+
+    def rules_for(self, kind: str) -> Sequence[Rule]:
+        return self._by_kind.get(kind, ())
+
+    def tick(self, now_ms: int) -> list[IncidentChange]:
+        """Let every rule look at the time (silence, overdue steps); store what they say."""
+        with self.batch(now_ms) as alerts:
+            alerts.apply([s for rule in self.rules for s in rule.on_tick(self.ctx, now_ms)])
+            if alerts.pending:
+                with self.store.transaction() as conn:
+                    alerts.write(conn)
+            alerts.committed = True
+        return alerts.changes
 
     @contextmanager
     def batch(self, now_ms: int) -> Iterator[AlertBatch]:

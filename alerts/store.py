@@ -42,6 +42,8 @@ incidents_table = Table(
     Column("acknowledged_ms", BigInteger, nullable=True),
     Column("acknowledged_by", String(100), nullable=False),
     Column("closed_ms", BigInteger, nullable=True),
+    Column("scope", String(100), nullable=False, server_default=""),
+    Column("members_json", Text, nullable=False, server_default="[]"),
     Index("ix_incidents_state", "state"),
     Index("ix_incidents_key", "key"),
     Index("ix_incidents_building", "building_id"),
@@ -139,7 +141,8 @@ def _row(i: Incident) -> dict[str, object]:
         "location_json": json.dumps(_location_dict(loc), ensure_ascii=False),
         "opened_ms": i.opened_ms, "first_event_ms": i.first_event_ms, "last_event_ms": i.last_event_ms,
         "updated_ms": i.updated_ms, "event_count": i.event_count, "acknowledged_ms": i.acknowledged_ms,
-        "acknowledged_by": i.acknowledged_by, "closed_ms": i.closed_ms,
+        "acknowledged_by": i.acknowledged_by, "closed_ms": i.closed_ms, "scope": i.scope,
+        "members_json": json.dumps(list(i.members)),
     }
 
 
@@ -157,4 +160,5 @@ def _incident(r: Mapping[str, object]) -> Incident:
         last_event_ms=int(r["last_event_ms"]), updated_ms=int(r["updated_ms"]),  # type: ignore[arg-type]
         event_count=int(r["event_count"]), acknowledged_ms=r["acknowledged_ms"],  # type: ignore[arg-type]
         acknowledged_by=str(r["acknowledged_by"]), closed_ms=r["closed_ms"],  # type: ignore[arg-type]
+        scope=str(r["scope"]), members=tuple(json.loads(str(r["members_json"]))),
     )

@@ -20,7 +20,10 @@ from dataclasses import dataclass
 import uvicorn
 from sqlalchemy import Engine
 
+from alerts.context import RegistryContext
+from alerts.rules import default_rules
 from alerts.service import AlertService
+from alerts.thresholds import Thresholds, load_overrides
 from alerts.store import IncidentStore
 from dashboards.api import create_app
 from dashboards.deps import AppContext
@@ -91,11 +94,11 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     registry = DeviceRegistry(engine, hierarchy)
     incidents = IncidentStore(engine)
 
-    def locate(device_id: str):  # type: ignore[no-untyped-def]
-        rec = registry.find(device_id)
-        return registry.location(rec) if rec else hierarchy.locate()
-
-    alerts = AlertService(incidents, locate)
+    rules = default_rules()
+    thresholds = Thresholds(rules, lambda d: (rec.building_id if (rec := registry.find(d)) else ""),
+                            load_overrides(settings.thresholds_file))
+    ctx = RegistryContext(registry, thresholds)
+    alerts = AlertService(incidents, ctx.locate, ctx, rules)
     telemetry = make_telemetry_store(settings)
     spool = Spool(settings.data_dir / "spool.db", max_points=settings.spool_max_points)
     drainer = SpoolDrainer(spool, telemetry)

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     street: str = Field(default="wanli", pattern=r"^[a-z0-9_-]{1,32}$")
     data_dir: Path = Path("var")
     hierarchy_file: Path | None = None  # the street's hierarchy; None: the built-in sample of Wanli
+    thresholds_file: Path | None = None  # alert thresholds overridden per building and device (alerts/thresholds.py)
 
     # MQTT. Empty URL means: start the embedded amqtt broker on embedded_broker_port.
     mqtt_url: str = ""

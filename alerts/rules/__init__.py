@@ -1,31 +1,16 @@
-"""Alert rules, one module per device kind. A rule is pure: ``(reading) -> signals``.
+"""Alert rules, one module per device kind (``base.py`` says what a rule is).
 
-Rules that need memory across messages (windows, dead-man timers, flapping) are small
-state machines with the clock passed in; they live beside the stateless ones in the
-kind's module and are registered the same way.
+Each module lists its rule classes in ``RULES``; adding a module is one line here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-
-from alerts.incidents import Signal
 from alerts.rules import charging_station, elderly_alarm, smoke_detector
-from devices.reading import Reading
+from alerts.rules.base import Rule
 
-Rule = Callable[[Reading], Iterable[Signal]]
-
-DEFAULT_RULES: Mapping[str, Sequence[Rule]] = {
-    "smoke_detector": smoke_detector.RULES,
-    "charging_station": charging_station.RULES,
-    "elderly_alarm": elderly_alarm.RULES,
-}
+RULE_MODULES = (smoke_detector, charging_station, elderly_alarm)
 
 
-def evaluate(readings: Iterable[Reading], rules: Mapping[str, Sequence[Rule]] = DEFAULT_RULES) -> list[Signal]:
-    """Every signal the readings raise, in reading order."""
-    out: list[Signal] = []
-    for reading in readings:
-        for rule in rules.get(reading.kind, ()):
-            out.extend(rule(reading))
-    return out
+def default_rules() -> list[Rule]:
+    """A fresh instance of every rule (rules hold state: one set per engine)."""
+    return [rule() for module in RULE_MODULES for rule in module.RULES]

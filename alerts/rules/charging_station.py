@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from alerts.incidents import Severity, Signal
+from alerts.rules.base import Rule, RuleContext
 from devices import charging_station as cs
 from devices.reading import Reading
 
 
-def shed_smoke(reading: Reading) -> Iterator[Signal]:
+class ShedSmoke(Rule):
     """Smoke in a charging shed is treated as a lithium-battery fire until verified."""
-    msg = reading.message
-    if isinstance(msg, cs.SmokeDetected):
-        yield Signal(reading.device_id, reading.kind, "shed_smoke", "fire", Severity.CRITICAL, "充电棚烟雾报警",
-                     reading.ts_ms, f"充电站 {reading.device_id} 烟雾传感器报警")
+
+    kinds = frozenset({"charging_station"})
+
+    def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
+        if not isinstance(reading.message, cs.SmokeDetected):
+            return []
+        return [Signal(reading.device_id, reading.kind, "shed_smoke", "fire", Severity.CRITICAL, "充电棚烟雾报警",
+                       reading.ts_ms, f"充电站 {reading.device_id} 烟雾传感器报警")]
 
 
-RULES = (shed_smoke,)
+RULES: tuple[type[Rule], ...] = (ShedSmoke,)

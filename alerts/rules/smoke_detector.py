@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from alerts.incidents import Severity, Signal
+from alerts.rules.base import Rule, RuleContext
 from devices import smoke_detector as sd
 from devices.reading import Reading
 
 
-def smoke_alarm(reading: Reading) -> Iterator[Signal]:
+class SmokeAlarm(Rule):
     """A detector sounding is a possible fire until a person says otherwise."""
-    msg = reading.message
-    if isinstance(msg, sd.Alarm):
+
+    kinds = frozenset({"smoke_detector"})
+
+    def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
+        msg = reading.message
+        if not isinstance(msg, sd.Alarm):
+            return []
         density = f"，烟雾浓度 {msg.smoke_density:g} dB/m" if msg.smoke_density is not None else ""
-        yield Signal(reading.device_id, reading.kind, "smoke_alarm", "fire", Severity.HIGH, "烟感报警",
-                     reading.ts_ms, f"探测器 {reading.device_id} 报警{density}")
+        return [Signal(reading.device_id, reading.kind, "smoke_alarm", "fire", Severity.HIGH, "烟感报警",
+                       reading.ts_ms, f"探测器 {reading.device_id} 报警{density}")]
 
 
-RULES = (smoke_alarm,)
+RULES: tuple[type[Rule], ...] = (SmokeAlarm,)

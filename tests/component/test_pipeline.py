@@ -5,7 +5,10 @@ import json
 import pytest
 
 from alerts.incidents import Action, State
+from alerts.context import RegistryContext
+from alerts.rules import default_rules
 from alerts.service import AlertService
+from alerts.thresholds import Thresholds
 from alerts.store import IncidentStore
 from devices.catalog import KINDS
 from devices.hierarchy import load_hierarchy
@@ -33,7 +36,9 @@ class Env:
         create_schema(self.engine)
         self.registry = DeviceRegistry(self.engine, load_hierarchy())
         self.incidents = IncidentStore(self.engine)
-        self.alerts = AlertService(self.incidents, lambda d: self.registry.location(self.registry.get(d)))
+        rules = default_rules()
+        self.ctx = RegistryContext(self.registry, Thresholds(rules, lambda d: ""))
+        self.alerts = AlertService(self.incidents, self.ctx.locate, self.ctx, rules)
         self.telemetry = telemetry or SqliteTelemetryStore(tmp_path / "telemetry.db")
         self.spool = Spool(tmp_path / "spool.db")
         self.drainer = SpoolDrainer(self.spool, self.telemetry)

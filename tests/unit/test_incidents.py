@@ -92,3 +92,24 @@ def test_a_note_is_allowed_in_any_state_and_changes_nothing_else():
     incident, _ = opened()
     noted, entry = transition(incident, Action.NOTE, "op", "called the resident", 2100)
     assert noted.state is State.OPEN and entry.note == "called the resident" and entry.from_state == entry.to_state
+
+
+def test_only_a_signal_that_says_so_lowers_severity_and_the_trail_keeps_why():
+    incident, _ = opened()
+    lower = Signal("SD-1", "smoke_detector", "smoke_alarm", "fire", Severity.WARNING, "t", 3000, "cancelled in time",
+                   downgrade=True)
+    lowered, entry = open_or_update(incident, lower, LOC, now_ms=3000, new_id="x")
+    assert lowered.severity is Severity.WARNING and lowered.event_count == 1 and lowered.id == incident.id
+    assert entry is not None and entry.action == "downgrade_severity" and "high → warning" in entry.note
+    assert open_or_update(lowered, lower, LOC, now_ms=3100, new_id="y") == (lowered, None)  # already that low
+
+
+def test_a_group_signal_gathers_its_members_in_one_incident():
+    first = Signal("SD-1", "smoke_detector", "suspected_fire", "fire", Severity.CRITICAL, "疑似火灾", 1000,
+                   scope="building:xq-01", members=("SD-1", "SD-2"))
+    incident, _ = open_or_update(None, first, LOC, now_ms=1000, new_id="inc_b")
+    assert incident.key == "building:xq-01:suspected_fire" and incident.members == ("SD-1", "SD-2")
+    more = Signal("SD-3", "smoke_detector", "suspected_fire", "fire", Severity.CRITICAL, "疑似火灾", 2000,
+                  scope="building:xq-01", members=("SD-3",))
+    again, _ = open_or_update(incident, more, LOC, now_ms=2000, new_id="x")
+    assert again.id == "inc_b" and again.members == ("SD-1", "SD-2", "SD-3") and again.event_count == 2

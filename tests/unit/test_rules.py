@@ -1,5 +1,5 @@
 from alerts.incidents import Severity
-from alerts.rules import evaluate
+from alerts.rules import default_rules
 from devices import charging_station, elderly_alarm, smoke_detector
 from devices.reading import Reading
 from devices.topics import MessageClass
@@ -7,6 +7,11 @@ from devices.topics import MessageClass
 
 def reading(kind, message, cls=MessageClass.EVENT, device="D-1"):
     return Reading("wanli", kind, device, cls, message, received_ms=message.ts)
+
+
+def evaluate(readings):
+    rules = default_rules()
+    return [s for r in readings for rule in rules if r.kind in rule.kinds for s in rule.on_reading(r, None, r.ts_ms)]
 
 
 def test_a_smoke_alarm_signals_a_possible_fire():

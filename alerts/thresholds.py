@@ -1,0 +1,69 @@
+"""Thresholds of the alert rules: defaults per kind, overridden per building and per device.
+
+The defaults live with the rules (each rule class's ``THRESHOLDS``); overrides come from a
+JSON file (``WANLI_THRESHOLDS_FILE``):
+
+    {"buildings": {"xq-01": {"charging_station": {"port_temp_c": 55}}},
+     "devices": {"CS-XQ01-01": {"port_temp_c": 50}}}
+
+A device's own value wins over its building's, which wins over the kind's default.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from alerts.rules.base import Rule
+from wanli.errors import Invalid
+
+
+class Thresholds:
+    def __init__(self, rules: Iterable[Rule], building_of: Callable[[str], str],
+                 overrides: Mapping[str, object] | None = None) -> None:
+        self._defaults: dict[str, dict[str, float]] = {}
+        for rule in rules:
+            for kind, values in rule.THRESHOLDS.items():
+                self._defaults.setdefault(kind, {}).update(values)
+        self._building_of = building_of
+        raw = dict(overrides or {})
+        self._buildings: dict[str, dict[str, dict[str, float]]] = raw.get("buildings", {})  # type: ignore[assignment]
+        self._devices: dict[str, dict[str, float]] = raw.get("devices", {})  # type: ignore[assignment]
+        self._check()
+
+    def _check(self) -> None:
+        known = {name for values in self._defaults.values() for name in values}
+        for building, kinds in self._buildings.items():
+            for kind, values in kinds.items():
+                unknown = set(values) - set(self._defaults.get(kind, {}))
+                if unknown:
+                    raise Invalid(f"thresholds for building {building}: {kind} has no threshold {sorted(unknown)}")
+        for device, values in self._devices.items():
+            unknown = set(values) - known
+            if unknown:
+                raise Invalid(f"thresholds for device {device}: no rule has a threshold {sorted(unknown)}")
+
+    def get(self, kind: str, name: str, device_id: str) -> float:
+        own = self._devices.get(device_id)
+        if own is not None and name in own:
+            return float(own[name])
+        building = self._buildings.get(self._building_of(device_id), {}).get(kind)
+        if building is not None and name in building:
+            return float(building[name])
+        try:
+            return self._defaults[kind][name]
+        except KeyError:
+            raise Invalid(f"no threshold {name!r} for {kind}") from None
+
+    def defaults(self) -> dict[str, dict[str, float]]:
+        return {k: dict(v) for k, v in self._defaults.items()}
+
+
+def load_overrides(path: Path | None) -> dict[str, object]:
+    if path is None:
+        return {}
+    try:
+        return json.loads(path.read_text("utf-8"))  # type: ignore[no-any-return]
+    except (OSError, ValueError) as exc:
+        raise Invalid(f"cannot read thresholds file {path}: {exc}") from exc
