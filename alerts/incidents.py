@@ -124,6 +124,12 @@ class Incident:
     closed_ms: int | None = None
     scope: str = ""  # "" for one device; "building:xq-01", "street:wanli" for a group
     members: tuple[str, ...] = ()  # the devices a group incident gathers
+    # Escalation (alerts/escalation.py): the policy, its current step and the tier it reached,
+    # and when the step's acknowledgement deadline passes (None once acknowledged).
+    escalation_policy: str = ""
+    escalation_step: int = 0
+    tier: str = ""
+    next_deadline_ms: int | None = None
 
 
 MAX_MEMBERS = 2000  # a storm incident names its devices up to here; its count goes on
@@ -197,6 +203,8 @@ def transition(incident: Incident, action: Action, actor: str, note: str, now_ms
     changes: dict[str, object] = {"state": new_state, "updated_ms": now_ms}
     if action in (Action.ACKNOWLEDGE, Action.DISPATCH) and incident.acknowledged_ms is None:
         changes.update(acknowledged_ms=now_ms, acknowledged_by=actor)
+    if new_state is not State.OPEN:
+        changes["next_deadline_ms"] = None  # somebody has it: the climb stops
     if not new_state.is_active:
         changes["closed_ms"] = now_ms
     updated = replace(incident, **changes)  # type: ignore[arg-type]

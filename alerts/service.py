@@ -17,11 +17,14 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
+from alerts import escalation
+from alerts.escalation import Notice
 from alerts.incidents import Action, AuditEntry, Incident, Signal, new_incident_id, open_or_update, transition
+from alerts.outbox import Outbox
 from alerts.rules import default_rules
 from alerts.rules.base import Rule, RuleContext
 from alerts.store import IncidentStore
-from devices.hierarchy import Location
+from devices.hierarchy import Hierarchy, Location
 from devices.reading import Reading
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ class AlertBatch:
         self._now_ms = now_ms
         self.pending: dict[str, Incident] = {}  # by dedup key
         self.audit: list[AuditEntry] = []
+        self.notices: list[Notice] = []
         self.created: set[str] = set()
         self.committed = False
 
@@ -63,15 +67,34 @@ class AlertBatch:
             current = self.pending.get(signal.key) or svc.active_by_key(signal.key)
             location = svc.locate(signal.device_id, signal.scope)
             incident, entry = open_or_update(current, signal, location, self._now_ms, svc.new_id())
-            if current is None or not current.state.is_active:
-                self.created.add(incident.id)
-            self.pending[signal.key] = incident
             if entry is not None:
                 self.audit.append(entry)
+            if current is None or not current.state.is_active:
+                self.created.add(incident.id)
+                incident = self._escalate(escalation.start(incident, svc.hierarchy, self._now_ms))
+            elif entry is not None and entry.action == "escalate_severity":
+                rescaled = escalation.rescale(incident, svc.hierarchy, self._now_ms)
+                incident = self._escalate(rescaled) if rescaled else incident
+            self.pending[signal.key] = incident
+
+    def escalate_due(self) -> None:
+        """Every incident whose acknowledgement deadline passed climbs a step (late ones at once after a restart)."""
+        for incident in list(self._service.active_incidents()):
+            if escalation.due(incident, self._now_ms):
+                self.pending[incident.key] = self._escalate(escalation.advance(incident, self._service.hierarchy,
+                                                                               self._now_ms))
+
+    def _escalate(self, step: tuple[Incident, list[Notice], AuditEntry]) -> Incident:
+        incident, notices, entry = step
+        self.notices += notices
+        self.audit.append(entry)
+        return incident
 
     def write(self, conn: Connection) -> None:
         if self.pending:
             self._service.store.save(self.pending.values(), self.audit, conn)
+        if self.notices and self._service.outbox is not None:
+            self._service.outbox.add(self.notices, self._now_ms, conn)
 
     @property
     def changes(self) -> list[IncidentChange]:
@@ -79,9 +102,13 @@ class AlertBatch:
 
 
 class AlertService:
-    def __init__(self, store: IncidentStore, locate: Locator, ctx: RuleContext, rules: Sequence[Rule] | None = None,
-                 new_id: Callable[[], str] = new_incident_id) -> None:
+    def __init__(self, store: IncidentStore, locate: Locator, ctx: RuleContext, hierarchy: Hierarchy,
+                 rules: Sequence[Rule] | None = None, outbox: Outbox | None = None,
+                 on_notices: Callable[[], None] = lambda: None, new_id: Callable[[], str] = new_incident_id) -> None:
         self.store = store
+        self.hierarchy = hierarchy
+        self.outbox = outbox
+        self._on_notices = on_notices
         self.locate = locate
         self.ctx = ctx
         self.rules = list(default_rules() if rules is None else rules)
@@ -103,10 +130,14 @@ class AlertService:
     def rules_for(self, kind: str) -> Sequence[Rule]:
         return self._by_kind.get(kind, ())
 
+    def active_incidents(self) -> list[Incident]:
+        return list(self._active.values())
+
     def tick(self, now_ms: int) -> list[IncidentChange]:
-        """Let every rule look at the time (silence, overdue steps); store what they say."""
+        """Let every rule look at the time (silence, overdue steps), climb overdue escalations; store what they say."""
         with self.batch(now_ms) as alerts:
             alerts.apply([s for rule in self.rules for s in rule.on_tick(self.ctx, now_ms)])
+            alerts.escalate_due()
             if alerts.pending:
                 with self.store.transaction() as conn:
                     alerts.write(conn)
@@ -121,8 +152,20 @@ class AlertService:
             yield alerts
             if alerts.committed:
                 self._active.update(alerts.pending)
+                self._expect_dispatches(alerts.notices, now_ms)
+        if alerts.committed and alerts.notices:
+            self._on_notices()
         if alerts.committed and alerts.pending:
             self._notify(alerts.changes)
+
+    def _expect_dispatches(self, notices: Sequence[Notice], now_ms: int) -> None:
+        """Tell the rules that time responses (a micro fire station's 1 and 3 minutes) that a dispatch went out."""
+        for n in notices:
+            if n.dispatch_id:
+                for rule in self.rules:
+                    expect = getattr(rule, "expect_dispatch", None)
+                    if expect is not None:
+                        expect(n.dispatch_id, n.place_id, n.incident_id, now_ms)
 
     def handle_batch(self, readings: Sequence[Reading], now_ms: int) -> list[IncidentChange]:
         """Evaluate and store readings in a transaction of their own (for callers outside ingest)."""

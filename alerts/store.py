@@ -42,8 +42,12 @@ incidents_table = Table(
     Column("acknowledged_ms", BigInteger, nullable=True),
     Column("acknowledged_by", String(100), nullable=False),
     Column("closed_ms", BigInteger, nullable=True),
-    Column("scope", String(100), nullable=False, server_default=""),
-    Column("members_json", Text, nullable=False, server_default="[]"),
+    Column("scope", String(100), nullable=False),
+    Column("members_json", Text, nullable=False),
+    Column("escalation_policy", String(32), nullable=False),
+    Column("escalation_step", Integer, nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("next_deadline_ms", BigInteger, nullable=True),
     Index("ix_incidents_state", "state"),
     Index("ix_incidents_key", "key"),
     Index("ix_incidents_building", "building_id"),
@@ -142,7 +146,8 @@ def _row(i: Incident) -> dict[str, object]:
         "opened_ms": i.opened_ms, "first_event_ms": i.first_event_ms, "last_event_ms": i.last_event_ms,
         "updated_ms": i.updated_ms, "event_count": i.event_count, "acknowledged_ms": i.acknowledged_ms,
         "acknowledged_by": i.acknowledged_by, "closed_ms": i.closed_ms, "scope": i.scope,
-        "members_json": json.dumps(list(i.members)),
+        "members_json": json.dumps(list(i.members)), "escalation_policy": i.escalation_policy,
+        "escalation_step": i.escalation_step, "tier": i.tier, "next_deadline_ms": i.next_deadline_ms,
     }
 
 
@@ -161,4 +166,6 @@ def _incident(r: Mapping[str, object]) -> Incident:
         event_count=int(r["event_count"]), acknowledged_ms=r["acknowledged_ms"],  # type: ignore[arg-type]
         acknowledged_by=str(r["acknowledged_by"]), closed_ms=r["closed_ms"],  # type: ignore[arg-type]
         scope=str(r["scope"]), members=tuple(json.loads(str(r["members_json"]))),
+        escalation_policy=str(r["escalation_policy"]), escalation_step=int(r["escalation_step"]),  # type: ignore[arg-type]
+        tier=str(r["tier"]), next_deadline_ms=r["next_deadline_ms"],  # type: ignore[arg-type]
     )

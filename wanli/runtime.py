@@ -21,6 +21,8 @@ import uvicorn
 from sqlalchemy import Engine
 
 from alerts.context import RegistryContext
+from alerts.dispatch import Dispatcher, MqttPublisher
+from alerts.outbox import Outbox
 from alerts.rules import default_rules
 from alerts.service import AlertService
 from alerts.thresholds import Thresholds, load_overrides
@@ -84,6 +86,8 @@ class Services:
     pipeline: IngestPipeline
     feed: LiveFeed
     broker_access: BrokerAccess
+    outbox: Outbox
+    dispatcher: Dispatcher
 
 
 def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms) -> Services:
@@ -98,7 +102,12 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     thresholds = Thresholds(rules, lambda d: (rec.building_id if (rec := registry.find(d)) else ""),
                             load_overrides(settings.thresholds_file))
     ctx = RegistryContext(registry, thresholds)
-    alerts = AlertService(incidents, ctx.locate, ctx, rules)
+    outbox = Outbox(engine, webhook=bool(settings.webhook_url))
+    host, port = settings.mqtt_host_port
+    dispatcher = Dispatcher(outbox, MqttPublisher(host, port, client_id=f"{settings.mqtt_client_id}-dispatch",
+                                                  username=settings.mqtt_username, password=settings.mqtt_password),
+                            settings.webhook_url, clock_ms)
+    alerts = AlertService(incidents, ctx.locate, ctx, hierarchy, rules, outbox, on_notices=dispatcher.wake)
     telemetry = make_telemetry_store(settings)
     spool = Spool(settings.data_dir / "spool.db", max_points=settings.spool_max_points)
     drainer = SpoolDrainer(spool, telemetry)
@@ -114,7 +123,7 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
                           settings.mqtt_password} if settings.broker_auth_dir else None,
     )
     return Services(settings, engine, hierarchy, registry, telemetry, spool, drainer, dead_letters, incidents, alerts,
-                    pipeline, LiveFeed(), access)
+                    pipeline, LiveFeed(), access, outbox, dispatcher)
 
 
 class WanliService:
@@ -129,6 +138,8 @@ class WanliService:
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_sim = asyncio.Event()
+        self._stop_ticker = threading.Event()
+        self._ticker: threading.Thread | None = None
         self.http_url = ""
 
     async def start(self) -> None:
@@ -141,6 +152,9 @@ class WanliService:
         host, port = s.mqtt_host_port
         svc.feed.bind(asyncio.get_running_loop())
         svc.drainer.start()
+        svc.dispatcher.start()
+        self._ticker = threading.Thread(target=self._tick_alerts, name="alert-ticker", daemon=True)
+        self._ticker.start()
         self.consumer = MqttConsumer(
             svc.pipeline, host, port, s.ingest_topic_filters, share_group=s.ingest_share_group,
             client_id=s.mqtt_client_id, username=s.mqtt_username,
@@ -164,6 +178,14 @@ class WanliService:
         await asyncio.get_running_loop().run_in_executor(None, consumer.subscribed.wait, 30)
         if s.simulate_building:
             self._start_simulated_building(host, port)
+
+    def _tick_alerts(self) -> None:
+        """Rules look at the time and escalations climb, every alert_tick_s, until the service stops."""
+        while not self._stop_ticker.wait(self.settings.alert_tick_s):
+            try:
+                self.services.alerts.tick(self._clock_ms())
+            except Exception:  # the database is away, a rule failed: try again next tick
+                log.exception("alert tick failed")
 
     def snapshot(self, last: int | None = None, latency: bool = True) -> dict[str, object]:
         """Counters, spool and latency figures for /api/stats, /metrics and the benchmarks.
@@ -208,6 +230,10 @@ class WanliService:
             await asyncio.get_running_loop().run_in_executor(None, self.consumer.stop)
         if self.broker is not None:
             await self.broker.stop()
+        self._stop_ticker.set()
+        if self._ticker is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._ticker.join, 10)
+        await asyncio.get_running_loop().run_in_executor(None, self.services.dispatcher.stop)
         await asyncio.get_running_loop().run_in_executor(None, self.services.drainer.stop)
         self.services.spool.close()
         self.services.telemetry.close()

@@ -38,7 +38,7 @@ class Env:
         self.incidents = IncidentStore(self.engine)
         rules = default_rules()
         self.ctx = RegistryContext(self.registry, Thresholds(rules, lambda d: ""))
-        self.alerts = AlertService(self.incidents, self.ctx.locate, self.ctx, rules)
+        self.alerts = AlertService(self.incidents, self.ctx.locate, self.ctx, self.registry.hierarchy, rules)
         self.telemetry = telemetry or SqliteTelemetryStore(tmp_path / "telemetry.db")
         self.spool = Spool(tmp_path / "spool.db")
         self.drainer = SpoolDrainer(self.spool, self.telemetry)
@@ -78,7 +78,7 @@ def test_repeated_alarms_update_one_incident(env):
     env.pipeline.process([RawMessage(ALARM_TOPIC, body(3, ts=NOW - 300), NOW)])
     (incident,) = env.incidents.list()
     assert incident.event_count == 3
-    assert [a.action for a in env.incidents.audit(incident.id)] == ["open"]
+    assert [a.action for a in env.incidents.audit(incident.id)] == ["open", "notify"]  # repeats add no entries
 
 
 def test_bad_messages_go_to_dead_letters_with_reason_and_raw_bytes_and_the_good_ones_still_land(env):
@@ -110,7 +110,8 @@ def test_incidents_survive_a_restart_and_repeats_still_fold_into_them(env, tmp_p
     restarted.pipeline.process([RawMessage(ALARM_TOPIC, body(2), NOW)])
     (again,) = restarted.incidents.list()
     assert again.id == first.id and again.event_count == 2 and again.state is State.ACKNOWLEDGED
-    assert [(a.action, a.actor) for a in restarted.incidents.audit(first.id)] == [("open", "system"), ("acknowledge", "值班员 王")]
+    assert [(a.action, a.actor) for a in restarted.incidents.audit(first.id)] == [
+        ("open", "system"), ("notify", "system"), ("acknowledge", "值班员 王")]
 
 
 class FlakyStore:

@@ -64,7 +64,8 @@ def test_operator_actions_follow_the_lifecycle_and_illegal_ones_are_refused(serv
         assert resp.status_code == 200, resp.text
     detail = httpx.get(url).json()
     assert detail["state"] == "closed" and detail["closed_at"] is not None
-    assert [a["action"] for a in detail["audit"]] == ["open", "acknowledge", "dispatch", "arrive", "resolve", "verify"]
+    assert [a["action"] for a in detail["audit"]] == ["open", "notify", "acknowledge", "dispatch", "arrive", "resolve",
+                                                      "verify"]
     assert incidents(service, active=True) == []
 
 

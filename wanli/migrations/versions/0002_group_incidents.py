@@ -17,9 +17,13 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # The defaults fill the rows that exist already; the columns keep none (the code always writes them).
     with op.batch_alter_table('incidents', schema=None) as batch_op:
         batch_op.add_column(sa.Column('scope', sa.String(length=100), server_default='', nullable=False))
         batch_op.add_column(sa.Column('members_json', sa.Text(), server_default='[]', nullable=False))
+    with op.batch_alter_table('incidents', schema=None) as batch_op:
+        batch_op.alter_column('scope', server_default=None)
+        batch_op.alter_column('members_json', server_default=None)
 
 
 

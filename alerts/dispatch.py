@@ -1,0 +1,120 @@
+"""The dispatcher: sends the outbox's pending notices, over MQTT to each responder's topic and to
+the city platform's webhook, and marks them sent; what fails stays pending and is retried.
+
+A responder's app (or a micro fire station's duty terminal) subscribes to its own topic,
+``dispatch/v1/{street}/{tier}/{place}/{role}`` (``…/fire_station/{station}/duty`` for a
+station), and acknowledges through the API or, for a station, with its ``dispatch_ack``
+message on its own device topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from alerts.outbox import CHANNEL_MQTT, Outbox
+
+log = logging.getLogger(__name__)
+
+
+class MqttPublisher:
+    """One paho connection for outgoing notices, QoS 1, waiting for the broker's acknowledgement."""
+
+    def __init__(self, host: str, port: int, *, client_id: str, username: str = "", password: str = "",
+                 timeout_s: float = 5.0) -> None:
+        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                                   protocol=mqtt.MQTTv311)
+        if username:
+            self._client.username_pw_set(username, password)
+        self._host, self._port, self._timeout_s = host, port, timeout_s
+        self._started = False
+        self._connected = threading.Event()
+        self._client.on_connect = lambda _c, _u, _f, rc, _p: self._connected.set() if not rc.is_failure else None
+        self._client.on_disconnect = lambda *_a: self._connected.clear()
+
+    def publish(self, topic: str, payload: str) -> None:
+        if not self._started:
+            self._client.connect_async(self._host, self._port, keepalive=30)
+            self._client.loop_start()
+            self._started = True
+        if not self._connected.wait(self._timeout_s):
+            raise ConnectionError(f"not connected to the broker at {self._host}:{self._port}")
+        info = self._client.publish(topic, payload.encode(), qos=1)
+        info.wait_for_publish(self._timeout_s)
+        if not info.is_published():
+            raise ConnectionError(f"the broker did not acknowledge the notice on {topic} within {self._timeout_s} s")
+
+    def close(self) -> None:
+        if self._started:
+            self._client.disconnect()
+            self._client.loop_stop()
+
+
+class Dispatcher:
+    def __init__(self, outbox: Outbox, publisher: MqttPublisher, webhook_url: str = "",
+                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+        self._outbox = outbox
+        self._publisher = publisher
+        self._webhook_url = webhook_url
+        self._http = httpx.Client(timeout=10) if webhook_url else None
+        self._clock_ms = clock_ms
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
+        self.sent = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout_s)
+        self._publisher.close()
+        if self._http is not None:
+            self._http.close()
+
+    def send_pending(self) -> int:
+        """One round: send what is pending, mark what went; return how many went."""
+        sent: list[int] = []
+        for row in self._outbox.pending():
+            try:
+                if row.channel == CHANNEL_MQTT:
+                    self._publisher.publish(row.topic, row.payload)
+                else:
+                    self._post(row.payload)
+                sent.append(row.id)
+            except Exception as exc:  # noqa: BLE001 - every failure is retried; say which
+                self.failures += 1
+                log.warning("notice %s for incident=%s via %s not sent: %s", row.id, row.incident_id, row.channel, exc)
+                self._outbox.mark_failed(row.id, f"{type(exc).__name__}: {exc}")
+        self._outbox.mark_sent(sent, self._clock_ms())
+        self.sent += len(sent)
+        return len(sent)
+
+    def _post(self, payload: str) -> None:
+        assert self._http is not None
+        resp = self._http.post(self._webhook_url, content=payload.encode(), headers={"content-type": "application/json"})
+        resp.raise_for_status()
+
+    def _run(self) -> None:
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                self.send_pending()
+                delay = 1.0 if not self._outbox.pending(1) else min(delay * 2, 30.0)
+            except Exception:  # the database is away: try again later; nothing is marked sent
+                log.exception("dispatcher round failed")
+                delay = min(delay * 2, 30.0)
+            self._wake.wait(delay)
+            self._wake.clear()

@@ -1,0 +1,107 @@
+"""The notification outbox: what must be sent, kept in the same transaction as the incident change.
+
+An incident opened or escalated and its notices commit together, so a crash between the
+two cannot lose a notice; the dispatcher sends pending rows and marks them sent (a crash
+between sending and marking sends one again: receivers see the same incident id and step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import BigInteger, Column, Connection, Engine, Index, Integer, String, Table, Text, select, update
+
+from alerts.escalation import Notice
+from wanli.db import METADATA, BigId
+
+CHANNEL_MQTT = "mqtt"
+CHANNEL_WEBHOOK = "webhook"
+
+notifications_table = Table(
+    "notifications",
+    METADATA,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("incident_id", String(32), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("topic", String(300), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("place_id", String(64), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("recipient", String(200), nullable=False),
+    Column("phone", String(32), nullable=False),
+    Column("dispatch_id", String(64), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("sent_ms", BigInteger, nullable=True),
+    Column("last_error", String(500), nullable=False),
+    Index("ix_notifications_pending", "sent_ms", "id"),
+    Index("ix_notifications_incident", "incident_id"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    incident_id: str
+    channel: str
+    topic: str
+    payload: str
+    attempts: int
+    recipient: str
+    role: str
+    tier: str
+    step: int
+    sent_ms: int | None
+    dispatch_id: str
+
+
+class Outbox:
+    def __init__(self, engine: Engine, webhook: bool = False) -> None:
+        self._engine = engine
+        self._webhook = webhook
+
+    def add(self, notices: Sequence[Notice], now_ms: int, conn: Connection) -> None:
+        if not notices:
+            return
+        rows = [_row(n, CHANNEL_MQTT, n.topic, now_ms) for n in notices]
+        if self._webhook:  # the city platform gets every notice too
+            rows += [_row(n, CHANNEL_WEBHOOK, "", now_ms) for n in notices]
+        conn.execute(notifications_table.insert(), rows)
+
+    def pending(self, limit: int = 500) -> list[OutboxRow]:
+        t = notifications_table
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(t).where(t.c.sent_ms.is_(None)).order_by(t.c.id).limit(limit)).mappings().all()
+        return [_outbox_row(r) for r in rows]
+
+    def for_incident(self, incident_id: str) -> list[OutboxRow]:
+        t = notifications_table
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(t).where(t.c.incident_id == incident_id).order_by(t.c.id)).mappings().all()
+        return [_outbox_row(r) for r in rows]
+
+    def mark_sent(self, ids: Sequence[int], now_ms: int) -> None:
+        if ids:
+            with self._engine.begin() as conn:
+                conn.execute(update(notifications_table).where(notifications_table.c.id.in_(ids)).values(sent_ms=now_ms))
+
+    def mark_failed(self, row_id: int, error: str) -> None:
+        t = notifications_table
+        with self._engine.begin() as conn:
+            conn.execute(update(t).where(t.c.id == row_id).values(attempts=t.c.attempts + 1, last_error=error[:500]))
+
+
+def _row(n: Notice, channel: str, topic: str, now_ms: int) -> dict[str, object]:
+    return {"incident_id": n.incident_id, "created_ms": now_ms, "channel": channel, "topic": topic,
+            "payload": n.payload, "step": n.step, "tier": n.tier, "place_id": n.place_id, "role": n.role,
+            "recipient": n.name, "phone": n.phone, "dispatch_id": n.dispatch_id, "attempts": 0, "sent_ms": None,
+            "last_error": ""}
+
+
+def _outbox_row(r: object) -> OutboxRow:
+    m = r  # a RowMapping
+    return OutboxRow(m["id"], m["incident_id"], m["channel"], m["topic"], m["payload"], m["attempts"],  # type: ignore[index]
+                     m["recipient"], m["role"], m["tier"], m["step"], m["sent_ms"], m["dispatch_id"])  # type: ignore[index]

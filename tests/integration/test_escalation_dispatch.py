@@ -1,0 +1,124 @@
+"""Escalation through the running service: notices over real MQTT and to a webhook, deadlines that survive a restart.
+
+The service runs on a fake clock the test moves forward, so a one-minute deadline passes
+without waiting a minute; MQTT, the database and the webhook are real.
+"""
+
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.fixtures.servers import free_port
+from tests.fixtures.service import now_ms, publish, register_building, wait_for
+from wanli.runtime import running_in_thread
+from wanli.settings import Settings
+
+pytestmark = pytest.mark.mosquitto
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.offset_ms = 0
+
+    def __call__(self) -> int:
+        return now_ms() + self.offset_ms
+
+    def advance(self, seconds: float) -> None:
+        self.offset_ms += int(seconds * 1000)
+
+
+class Inbox:
+    """A subscriber to every dispatch topic, as responders' apps would be."""
+
+    def __init__(self, broker) -> None:
+        self.messages: list[tuple[str, dict]] = []
+        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"inbox-{uuid.uuid4().hex[:6]}")
+        self._client.on_message = lambda _c, _u, m: self.messages.append((m.topic, json.loads(m.payload)))
+        subscribed = threading.Event()
+        self._client.on_subscribe = lambda *_a: subscribed.set()
+        self._client.connect(broker.host, broker.port)
+        self._client.loop_start()
+        self._client.subscribe("dispatch/#", qos=1)
+        assert subscribed.wait(10)
+
+    def topics(self) -> set[str]:
+        return {t for t, _ in self.messages}
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@pytest.fixture
+def webhook():
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server name
+            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/notify", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_alarm_is_dispatched_escalates_when_nobody_answers_even_across_a_restart(tmp_path, mosquitto, webhook):
+    url, posted = webhook
+    clock = FakeClock()
+    settings = Settings(data_dir=tmp_path / "data", mqtt_url=mosquitto.url, mqtt_client_id=f"w-{uuid.uuid4().hex[:6]}",
+                        http_port=free_port(), simulate_building=False, webhook_url=url, alert_tick_s=0.1)
+    inbox = Inbox(mosquitto)
+    try:
+        with running_in_thread(settings, clock) as service:
+            detector = register_building(service).smoke_detectors()[8]  # 3层 0301
+            publish(mosquitto.host, mosquitto.port, [detector.alarm(now_ms())])
+            station = "dispatch/v1/wanli/fire_station/MFS-XQ/duty"
+            leader = "dispatch/v1/wanli/building/xq-01/building_leader"
+            wait_for(lambda: {station, leader} <= inbox.topics())
+            (incident,) = httpx.get(f"{service.http_url}/api/incidents").json()
+            body = dict(inbox.messages)[station]
+            assert body["incident_id"] == incident["id"] and body["dispatch_id"] == f"{incident['id']}-0"
+            assert body["location"] == "香泉居民区 香泉 1号楼 3层 0301室"
+            wait_for(lambda: len(posted) >= 3)  # the city platform got every notice too
+            assert {p["role"] for p in posted} >= {"building_leader", "property", "fire_station_duty"}
+
+            clock.advance(61)  # nobody acknowledged within a minute
+            community = "dispatch/v1/wanli/community/xiangquan/residents_committee"
+            wait_for(lambda: community in inbox.topics())
+
+        clock.advance(600)  # the service was down for ten minutes: the next deadline passed meanwhile
+        with running_in_thread(settings, clock) as service:
+            area = "dispatch/v1/wanli/area/yihua/grid_patroller"
+            wait_for(lambda: area in inbox.topics(), 10)  # late ones fire at once
+            detail = httpx.get(f"{service.http_url}/api/incidents/{incident['id']}").json()
+            actions = [a["action"] for a in detail["audit"]]
+            assert actions == ["open", "notify", "escalate", "escalate"]
+            resp = httpx.post(f"{service.http_url}/api/incidents/{incident['id']}/actions",
+                              json={"action": "acknowledge", "actor": "网格员 张伟"})
+            assert resp.status_code == 200
+            def about_it():
+                return [m for _t, m in inbox.messages if m["incident_id"] == incident["id"]]
+
+            seen = len(about_it())
+            clock.advance(3600)  # (other devices' silence may page people meanwhile: not this incident's business)
+            time.sleep(0.5)  # several ticks: an acknowledged incident climbs no further
+            assert len(about_it()) == seen
+    finally:
+        inbox.close()
