@@ -24,8 +24,10 @@ from alerts.outbox import Outbox
 from alerts.rules import default_rules
 from alerts.rules.base import Rule, RuleContext
 from alerts.store import IncidentStore
+from devices import fire_station as fs
 from devices.hierarchy import Hierarchy, Location
 from devices.reading import Reading
+from wanli.errors import IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +59,32 @@ class AlertBatch:
         svc = self._service
         signals: list[Signal] = []
         for reading in readings:
+            if isinstance(reading.message, fs.DispatchStep):
+                self._station_step(reading)
             for rule in svc.rules_for(reading.kind):
                 signals.extend(rule.on_reading(reading, svc.ctx, self._now_ms))
         self.apply(signals)
+
+    def _station_step(self, reading: Reading) -> None:
+        """A micro fire station answering a dispatch moves the incident: accepted, left, on scene, finished.
+
+        A step that does not fit the incident's state (an operator was quicker) is kept as a note.
+        """
+        msg = reading.message
+        incident_id = msg.dispatch_id.rsplit("-", 1)[0]  # type: ignore[attr-defined]
+        current = next((i for i in (*self.pending.values(), *self._service.active_incidents())
+                        if i.id == incident_id), None)
+        if current is None:
+            return
+        action = _STATION_ACTIONS[type(msg)]
+        label = _STATION_LABELS[type(msg)]
+        actor = f"微型消防站 {reading.device_id}"
+        try:
+            updated, entry = transition(current, action, actor, label, self._now_ms)
+        except IllegalTransition:
+            updated, entry = transition(current, Action.NOTE, actor, f"{label}（状态为 {current.state.value}）", self._now_ms)
+        self.pending[updated.key] = updated
+        self.audit.append(entry)
 
     def apply(self, signals: Sequence[Signal]) -> None:
         svc = self._service
@@ -99,6 +124,15 @@ class AlertBatch:
     @property
     def changes(self) -> list[IncidentChange]:
         return [IncidentChange(i, i.id in self.created) for i in self.pending.values()]
+
+
+_STATION_ACTIONS: dict[type, Action] = {
+    fs.DispatchAck: Action.ACKNOWLEDGE, fs.DispatchDepart: Action.DISPATCH,
+    fs.DispatchOnScene: Action.ARRIVE, fs.DispatchFinished: Action.RESOLVE,
+}
+_STATION_LABELS: dict[type, str] = {
+    fs.DispatchAck: "确认出动", fs.DispatchDepart: "出发", fs.DispatchOnScene: "到达现场", fs.DispatchFinished: "处置完毕",
+}
 
 
 class AlertService:

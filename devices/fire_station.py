@@ -41,24 +41,24 @@ class ShiftChange(Message, tag="shift_change"):
     leader: ShortText = ""
 
 
-class _DispatchStep(Message):
+class DispatchStep(Message):
     CLASS = MessageClass.EVENT
     dispatch_id: DispatchId
 
 
-class DispatchAck(_DispatchStep, tag="dispatch_ack"):
+class DispatchAck(DispatchStep, tag="dispatch_ack"):
     pass
 
 
-class DispatchDepart(_DispatchStep, tag="dispatch_depart"):
+class DispatchDepart(DispatchStep, tag="dispatch_depart"):
     pass
 
 
-class DispatchOnScene(_DispatchStep, tag="dispatch_on_scene"):
+class DispatchOnScene(DispatchStep, tag="dispatch_on_scene"):
     pass
 
 
-class DispatchFinished(_DispatchStep, tag="dispatch_finished"):
+class DispatchFinished(DispatchStep, tag="dispatch_finished"):
     outcome: ShortText = ""
 
 

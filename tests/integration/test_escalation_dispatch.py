@@ -122,3 +122,28 @@ def test_an_alarm_is_dispatched_escalates_when_nobody_answers_even_across_a_rest
             assert len(about_it()) == seen
     finally:
         inbox.close()
+
+
+def test_a_micro_fire_station_answers_over_mqtt_and_the_incident_follows(service_factory, mosquitto):
+    service = service_factory(mqtt_url=mosquitto.url)
+    detector = register_building(service).smoke_detectors()[0]
+    api = service.http_url + "/api"
+    assert httpx.post(f"{api}/devices", json={"device_id": "MFS-XQ", "kind": "fire_station", "building_id": "xq-01"}
+                      ).status_code == 201
+    publish(mosquitto.host, mosquitto.port, [detector.alarm(now_ms())])
+    (incident,) = wait_for(lambda: [i for i in httpx.get(f"{api}/incidents").json() if i["condition"] == "smoke_alarm"])
+    dispatch_id = f"{incident['id']}-0"
+    station = "safety/v1/wanli/fire_station/MFS-XQ/event"
+    seq = now_ms()
+
+    def step(n, kind):
+        return station, json.dumps({"v": 1, "ts": now_ms(), "seq": seq + n, "type": kind, "dispatch_id": dispatch_id}).encode()
+
+    publish(mosquitto.host, mosquitto.port, [step(1, "dispatch_ack"), step(2, "dispatch_depart"),
+                                             step(3, "dispatch_on_scene"), step(4, "dispatch_finished")])
+    detail = wait_for(lambda: (d := httpx.get(f"{api}/incidents/{incident['id']}").json())["state"] == "resolved" and d)
+    trail = [(a["action"], a["actor"]) for a in detail["audit"]][2:]
+    assert trail == [(a, "微型消防站 MFS-XQ") for a in ("acknowledge", "dispatch", "arrive", "resolve")]
+    assert detail["acknowledged_by"] == "微型消防站 MFS-XQ"
+    # A person still verifies before closure (核查 → 结案).
+    assert httpx.post(f"{api}/incidents/{incident['id']}/actions", json={"action": "verify", "actor": "值班长"}).status_code == 200
