@@ -79,6 +79,12 @@ POLICIES: dict[tuple[str, Severity], Policy] = {
         Step((S,), 60 * MINUTE),
     )),
 }
+# A responder who did not answer in time (a micro fire station late to acknowledge or to
+# arrive): the people who chase responders, never another dispatch of the same station.
+_RESPONSE_BREACH = Policy("response-breach", (
+    Step((C, S), 2 * MINUTE),
+    Step((A, D), 5 * MINUTE),
+))
 _MAINTENANCE = Policy("maintenance", (
     Step((C,), 24 * 60 * MINUTE, roles=("property",)),
     Step((A,), 48 * 60 * MINUTE),
@@ -86,8 +92,10 @@ _MAINTENANCE = Policy("maintenance", (
 ))
 
 
-def policy_for(category: str, severity: Severity) -> Policy:
+def policy_for(category: str, severity: Severity, condition: str = "") -> Policy:
     """The policy for a category at a severity; lower severities of a category share its HIGH policy."""
+    if condition.startswith("dispatch_"):
+        return _RESPONSE_BREACH
     for sev in (severity, Severity.HIGH):
         if (category, sev) in POLICIES:
             return POLICIES[(category, sev)]
@@ -157,7 +165,7 @@ def _notice(incident: Incident, step_no: int, tier: str, place_id: str, who: Res
 
 def start(incident: Incident, hierarchy: Hierarchy, now_ms: int) -> tuple[Incident, list[Notice], AuditEntry]:
     """A new incident: the policy's first step, its notices, and its deadline."""
-    policy = policy_for(incident.category, incident.severity)
+    policy = policy_for(incident.category, incident.severity, incident.condition)
     return _at_step(incident, policy, 0, hierarchy, now_ms, "notify")
 
 
@@ -168,14 +176,14 @@ def due(incident: Incident, now_ms: int) -> bool:
 
 def advance(incident: Incident, hierarchy: Hierarchy, now_ms: int) -> tuple[Incident, list[Notice], AuditEntry]:
     """The deadline passed unacknowledged: the next step (the last step's deadline only repeats it)."""
-    policy = policy_for(incident.category, incident.severity)
+    policy = policy_for(incident.category, incident.severity, incident.condition)
     step_no = min(incident.escalation_step + 1, len(policy.steps) - 1)
     return _at_step(incident, policy, step_no, hierarchy, now_ms, "escalate")
 
 
 def rescale(incident: Incident, hierarchy: Hierarchy, now_ms: int) -> tuple[Incident, list[Notice], AuditEntry] | None:
     """Severity rose (a single alarm became a suspected fire): restart at the new policy's first step if it reaches higher."""
-    policy = policy_for(incident.category, incident.severity)
+    policy = policy_for(incident.category, incident.severity, incident.condition)
     if incident.state is not State.OPEN or policy.name == incident.escalation_policy:
         return None
     return _at_step(incident, policy, 0, hierarchy, now_ms, "notify")

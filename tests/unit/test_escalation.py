@@ -85,3 +85,10 @@ def test_a_severity_rise_restarts_at_the_higher_policy():
 ])
 def test_every_category_and_severity_has_a_policy(category, severity, policy):
     assert escalation.policy_for(category, severity).name == policy
+
+
+def test_a_late_station_is_chased_by_people_never_dispatched_again():
+    late = incident("dispatch_ack_late:inc_1-0", "fire", Severity.HIGH)
+    inc, notices, _ = escalation.start(late, H, T0)
+    assert inc.escalation_policy == "response-breach"
+    assert not any(n.dispatch_id for n in notices) and "street_ops" in {n.role for n in notices}
