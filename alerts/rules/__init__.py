@@ -5,10 +5,19 @@ Each module lists its rule classes in ``RULES``; adding a module is one line her
 
 from __future__ import annotations
 
-from alerts.rules import charging_station, elderly_alarm, smoke_detector
+from alerts.rules import (
+    charging_station,
+    elderly_alarm,
+    fire_station,
+    inspection_report,
+    lift_camera,
+    smoke_detector,
+    water_meter,
+)
 from alerts.rules.base import Rule
 
-RULE_MODULES = (smoke_detector, charging_station, elderly_alarm)
+RULE_MODULES = (smoke_detector, charging_station, elderly_alarm, fire_station, water_meter, lift_camera,
+                inspection_report)
 
 
 def default_rules() -> list[Rule]:

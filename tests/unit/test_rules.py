@@ -1,5 +1,6 @@
 from alerts.incidents import Severity
 from alerts.rules import default_rules
+from alerts.thresholds import Thresholds
 from devices import charging_station, elderly_alarm, smoke_detector
 from devices.reading import Reading
 from devices.topics import MessageClass
@@ -9,9 +10,26 @@ def reading(kind, message, cls=MessageClass.EVENT, device="D-1"):
     return Reading("wanli", kind, device, cls, message, received_ms=message.ts)
 
 
+class DefaultsOnly:
+    """A rule context with every rule's default thresholds and no registered places."""
+
+    def __init__(self, rules):
+        self._thresholds = Thresholds(rules, lambda device_id: "")
+
+    def place(self, device_id):
+        return None
+
+    def devices(self, kind):
+        return []
+
+    def threshold(self, kind, name, device_id):
+        return self._thresholds.get(kind, name, device_id)
+
+
 def evaluate(readings):
     rules = default_rules()
-    return [s for r in readings for rule in rules if r.kind in rule.kinds for s in rule.on_reading(r, None, r.ts_ms)]
+    ctx = DefaultsOnly(rules)
+    return [s for r in readings for rule in rules if r.kind in rule.kinds for s in rule.on_reading(r, ctx, r.ts_ms)]
 
 
 def test_a_smoke_alarm_signals_a_possible_fire():
