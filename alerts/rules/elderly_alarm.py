@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from alerts.incidents import Severity, Signal
 from alerts.rules.base import Rule, RuleContext
-from alerts.rules.charging_station import SilenceWatch
+from alerts.rules.silence import SilenceWatch
 from devices import elderly_alarm as ea
 from devices.reading import Reading
 
