@@ -19,32 +19,16 @@ from alerts.rules.charging_station import (
 from devices import charging_station as cs
 from devices.messages import Offline, Online
 from devices.reading import Reading
+from tests.unit.rule_world import RuleWorld
 
 T0 = 1_772_352_000_000  # 2026-03-01 08:00 UTC
 MIN = 60_000
 KIND = "charging_station"
 
 
-class Ctx:
-    """The rules' world in miniature: registered places, and thresholds from the rules' defaults plus overrides."""
-
-    def __init__(self, rules=RULES, places=(), overrides=None):
-        self.defaults = {}
-        for rule in rules:
-            for kind, values in rule.THRESHOLDS.items():
-                self.defaults.setdefault(kind, {}).update(values)
-        self.places = {p.device_id: p for p in places}
-        self.overrides = overrides or {}
-
-    def place(self, device_id):
-        return self.places.get(device_id)
-
-    def devices(self, kind):
-        return [p for p in self.places.values() if p.kind == kind]
-
-    def threshold(self, kind, name, device_id):
-        return float(self.overrides.get(device_id, {}).get(name, self.defaults[kind][name]))
-
+def Ctx(rules=RULES, places=(), overrides=None):  # noqa: N802 - reads like the class it stands for
+    """Overrides per device: {device_id: {threshold: value}}."""
+    return RuleWorld(rules, places, {"devices": overrides or {}})
 
 def stations(n):
     return [Place(f"CS-{i:04d}", KIND, f"b-{i % 477:03d}", None, "") for i in range(n)]

@@ -5,6 +5,7 @@ from alerts.rules import default_rules
 from alerts.rules.fire_station import RULES, DispatchResponse, Equipment, Readiness, shanghai_date
 from devices import fire_station as fs
 from devices.reading import Reading
+from tests.unit.rule_world import RuleWorld
 
 T0 = 1_772_352_000_000  # 2026-03-01 08:00 UTC, 16:00 in Shanghai
 S = 1000
@@ -12,26 +13,9 @@ KIND = "fire_station"
 STATION = "MFS-XQ"
 
 
-class Ctx:
-    """The rules' world in miniature: registered places, and thresholds from the rules' defaults plus overrides."""
-
-    def __init__(self, rules=RULES, places=(), overrides=None):
-        self.defaults = {}
-        for rule in rules:
-            for kind, values in rule.THRESHOLDS.items():
-                self.defaults.setdefault(kind, {}).update(values)
-        self.places = {p.device_id: p for p in places}
-        self.overrides = overrides or {}
-
-    def place(self, device_id):
-        return self.places.get(device_id)
-
-    def devices(self, kind):
-        return [p for p in self.places.values() if p.kind == kind]
-
-    def threshold(self, kind, name, device_id):
-        return float(self.overrides.get(device_id, {}).get(name, self.defaults[kind][name]))
-
+def Ctx(rules=RULES, places=(), overrides=None):  # noqa: N802 - reads like the class it stands for
+    """Overrides per device: {device_id: {threshold: value}}."""
+    return RuleWorld(rules, places, {"devices": overrides or {}})
 
 def reading(message, device=STATION):
     return Reading("wanli", KIND, device, message.CLASS, message, received_ms=message.ts)

@@ -15,6 +15,7 @@ from alerts.rules.inspection_report import (
 )
 from devices import inspection_report as ir
 from devices.reading import Reading
+from tests.unit.rule_world import RuleWorld
 
 T0 = 1_772_352_000_000  # 2026-03-01 08:00 UTC = 16:00 in Shanghai
 H, D = 3_600_000, 86_400_000
@@ -22,26 +23,9 @@ KIND = "inspection_report"
 REPORTER = "IR-RIDER-07"
 
 
-class Ctx:
-    """The rules' world in miniature: registered places, and thresholds from the rules' defaults plus overrides."""
-
-    def __init__(self, rules=RULES, places=(), overrides=None):
-        self.defaults = {}
-        for rule in rules:
-            for kind, values in rule.THRESHOLDS.items():
-                self.defaults.setdefault(kind, {}).update(values)
-        self.places = {p.device_id: p for p in places}
-        self.overrides = overrides or {}
-
-    def place(self, device_id):
-        return self.places.get(device_id)
-
-    def devices(self, kind):
-        return [p for p in self.places.values() if p.kind == kind]
-
-    def threshold(self, kind, name, device_id):
-        return float(self.overrides.get(device_id, {}).get(name, self.defaults[kind][name]))
-
+def Ctx(rules=RULES, places=(), overrides=None):  # noqa: N802 - reads like the class it stands for
+    """Overrides per device: {device_id: {threshold: value}}."""
+    return RuleWorld(rules, places, {"devices": overrides or {}})
 
 _ids = iter(range(10**9))
 

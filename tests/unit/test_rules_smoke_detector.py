@@ -23,6 +23,7 @@ from devices import smoke_detector as sd
 from devices.hierarchy import Location
 from devices.messages import Offline, Online
 from devices.reading import Reading
+from tests.unit.rule_world import RuleWorld
 
 T0 = 1_795_000_000_000
 S, MIN, H = 1000, 60_000, 3_600_000
@@ -41,26 +42,8 @@ PLACES = [
 ]
 
 
-class Ctx:
-    """The rules' world in miniature: registered places, and the real thresholds (defaults, building, device)."""
-
-    def __init__(self, places=PLACES, overrides=None):
-        self.places = {p.device_id: p for p in places}
-        self._thresholds = Thresholds(RULES, self._building_of, overrides)
-
-    def _building_of(self, device_id):
-        place = self.places.get(device_id)
-        return place.building_id if place else ""
-
-    def place(self, device_id):
-        return self.places.get(device_id)
-
-    def devices(self, kind):
-        return [p for p in self.places.values() if p.kind == kind]
-
-    def threshold(self, kind, name, device_id):
-        return self._thresholds.get(kind, name, device_id)
-
+def Ctx(places=PLACES, overrides=None):  # noqa: N802 - reads like the class it stands for
+    return RuleWorld(RULES, places, overrides)
 
 def detectors(n, prefix="SD"):
     return [Place(f"{prefix}-{i:05d}", KIND, f"b-{i % 477:03d}", 1 + i % 30, f"{1 + i % 30:02d}01") for i in range(n)]

@@ -1,0 +1,30 @@
+"""The rules' world in miniature, shared by the rule tests: registered places and the real thresholds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from alerts.rules.base import Place, Rule
+from alerts.thresholds import Thresholds
+
+
+class RuleWorld:
+    """A RuleContext over a few places; ``overrides`` as in WANLI_THRESHOLDS_FILE ({"devices": …, "buildings": …})."""
+
+    def __init__(self, rules: Iterable[type[Rule]], places: Iterable[Place] = (),
+                 overrides: Mapping[str, object] | None = None) -> None:
+        self.places = {p.device_id: p for p in places}
+        self._thresholds = Thresholds([r() for r in rules], self._building_of, overrides)
+
+    def _building_of(self, device_id: str) -> str:
+        place = self.places.get(device_id)
+        return place.building_id if place else ""
+
+    def place(self, device_id: str) -> Place | None:
+        return self.places.get(device_id)
+
+    def devices(self, kind: str) -> list[Place]:
+        return [p for p in self.places.values() if p.kind == kind]
+
+    def threshold(self, kind: str, name: str, device_id: str) -> float:
+        return self._thresholds.get(kind, name, device_id)
