@@ -67,9 +67,9 @@ def send(service: WanliService, *messages: Publication) -> None:
 
 
 def active_incident_id(service: WanliService, device_id: str) -> str:
-    """The device's active incident, once the service has opened it."""
+    """The device's own active incident (not a building's it belongs to), once the service has opened it."""
     def find() -> str | None:
-        found = [i.id for i in service.services.alerts.active() if i.device_id == device_id]
+        found = [i.id for i in service.services.alerts.active() if i.device_id == device_id and not i.scope]
         assert len(found) <= 1, found
         return found[0] if found else None
     return wait_for(find, timeout_s=SCREEN_TIMEOUT_MS / 1000)
@@ -259,7 +259,7 @@ def test_a_quick_second_click_sends_one_action(
     expect(ops.rows.locator("td.state")).to_contain_text("已确认")
     expect(ops.page.locator("#notice")).to_be_hidden()
     assert [a[0] for a in audit_actions(service, active_incident_id(service, detector.device_id))] == [
-        "open", "acknowledge"]
+        "open", "notify", "acknowledge"]
 
 
 def test_the_wall_walks_the_closed_loop_to_closure(
@@ -287,6 +287,7 @@ def test_the_wall_walks_the_closed_loop_to_closure(
     expect(ops.page.locator("#empty")).to_have_text("当前没有未结警情")
     assert audit_actions(service, incident_id) == [
         ("open", "system", None, "open"),
+        ("notify", "system", "open", "open"),
         ("acknowledge", OPERATOR, "open", "acknowledged"),
         ("dispatch", OPERATOR, "acknowledged", "dispatched"),
         ("arrive", OPERATOR, "dispatched", "on_scene"),
@@ -319,7 +320,7 @@ def test_false_alarm_asks_once_more_on_the_button(
     button.click()  # Playwright waits until it takes clicks again: a double click is no answer
     expect(row).to_have_count(0)
     assert service.services.incidents.get(incident_id).state.value == "false_alarm"
-    assert [a[0] for a in audit_actions(service, incident_id)] == ["open", "false_alarm"]
+    assert [a[0] for a in audit_actions(service, incident_id)] == ["open", "notify", "false_alarm"]
 
 
 def test_a_refused_action_shows_a_fading_notice_not_a_dialog(
@@ -436,10 +437,14 @@ def test_wall_with_incidents_at_every_stage(
     active_incident_id(service, elderly_alarm(building).device_id)
     ops.open()
 
-    expect(ops.rows).to_have_count(4)
-    expect(ops.rows.locator("td.state .state-label")).to_have_text(["待响应", "待响应", "已确认", "已派单"])
-    expect(ops.rows.locator("button.step")).to_have_text(["确认", "确认", "派单", "到场"])
+    # Three detectors alarming in one building are also a suspected fire: critical, first on the wall.
+    expect(ops.rows).to_have_count(5)
+    expect(ops.rows.locator(".title")).to_have_text(["疑似火灾：相邻楼层多个烟感报警", "一键通紧急呼叫", "烟感报警", "烟感报警", "烟感报警"],
+                                                     use_inner_text=True)
+    expect(ops.rows.locator("td.state .state-label")).to_have_text(["待响应", "待响应", "待响应", "已确认", "已派单"])
+    expect(ops.rows.locator("button.step")).to_have_text(["确认", "确认", "确认", "派单", "到场"])
     expect(ops.rows.nth(0).locator(".badge")).to_have_text("紧急")
+    expect(ops.rows.nth(1).locator(".badge")).to_have_text("紧急")
     ops.screenshot("ops-wall.png")
 
 
