@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.outbox import CHANNEL_MQTT, Outbox
+from wanli.background import WakeableLoop
 
 log = logging.getLogger(__name__)
 
@@ -56,30 +57,20 @@ class MqttPublisher:
             self._client.loop_stop()
 
 
-class Dispatcher:
+class Dispatcher(WakeableLoop):
     def __init__(self, outbox: Outbox, publisher: MqttPublisher, webhook_url: str = "",
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+        super().__init__("dispatcher")
         self._outbox = outbox
         self._publisher = publisher
         self._webhook_url = webhook_url
         self._http = httpx.Client(timeout=10) if webhook_url else None
         self._clock_ms = clock_ms
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
         self.sent = 0
         self.failures = 0
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
     def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout_s)
+        super().stop(timeout_s)
         self._publisher.close()
         if self._http is not None:
             self._http.close()
@@ -116,5 +107,4 @@ class Dispatcher:
             except Exception:  # the database is away: try again later; nothing is marked sent
                 log.exception("dispatcher round failed")
                 delay = min(delay * 2, 30.0)
-            self._wake.wait(delay)
-            self._wake.clear()
+            self._pause(delay)

@@ -25,6 +25,7 @@ import numpy as np
 
 from ingest.points import TelemetryPoint, pack, unpack
 from ingest.telemetry import TelemetryStore
+from wanli.background import WakeableLoop
 from wanli.errors import StoreUnavailable, WanliError
 from wanli.metrics import LatencyWindow
 
@@ -119,31 +120,20 @@ class Spool:
             self._conn.close()
 
 
-class SpoolDrainer:
-    """A thread that moves spooled points to the store in order, retrying with backoff while it is away."""
+class SpoolDrainer(WakeableLoop):
+    """A thread that moves spooled points to the store in order, retrying with backoff while it is away.
+
+    ``wake()`` when new points were appended: it drains now rather than at the next poll.
+    """
 
     def __init__(self, spool: Spool, store: TelemetryStore, *, batch_points: int = 5000) -> None:
+        super().__init__("spool-drainer")
         self._spool, self._store = spool, store
         self._batch_points = batch_points
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="spool-drainer", daemon=True)
         self.store_failures = 0
         self.store_up = True
         self.last_error = ""
         self.publish_to_stored = LatencyWindow()  # device clock → the store acknowledged the point
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        """New points were appended: drain now rather than at the next poll."""
-        self._wake.set()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout_s)
 
     def drain_once(self) -> int:
         """Move one round of points; return how many (0 when empty). Raises ``StoreUnavailable``."""
@@ -177,5 +167,4 @@ class SpoolDrainer:
                 log.warning("telemetry store %s is back; draining the spool", self._store.name)
             self.store_up, delay = True, 0.2
             if moved == 0:
-                self._wake.wait(0.5)
-                self._wake.clear()
+                self._pause(0.5)

@@ -1,0 +1,33 @@
+"""A background loop on its own named thread: sleeps until woken or a timeout, stops cleanly."""
+
+from __future__ import annotations
+
+import threading
+
+
+class WakeableLoop:
+    """Subclasses write ``_run``, looping while ``not self._stop.is_set()`` and pausing with ``_pause``."""
+
+    def __init__(self, name: str) -> None:
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """There is work now: end the current pause early."""
+        self._wake.set()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout_s)
+
+    def _pause(self, seconds: float) -> None:
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def _run(self) -> None:
+        raise NotImplementedError
