@@ -57,6 +57,12 @@ class IncidentPublic(BaseModel):
     acknowledged_at: datetime | None
     acknowledged_by: str
     closed_at: datetime | None
+    scope: str = Field(description='"" for one device; "building:xq-01", "street:wanli" for a group incident')
+    members: list[str] = Field(description="the devices a group incident gathers")
+    escalation_policy: str
+    escalation_step: int
+    tier: str = Field(description="the highest tier told so far: building, community, area, street or district")
+    next_escalation_at: datetime | None = Field(description="when it climbs a tier unless acknowledged")
 
     @classmethod
     def of(cls, i: Incident) -> IncidentPublic:
@@ -67,7 +73,9 @@ class IncidentPublic(BaseModel):
             first_event_at=ms_to_dt(i.first_event_ms), last_event_at=ms_to_dt(i.last_event_ms),  # type: ignore[arg-type]
             updated_at=ms_to_dt(i.updated_ms), event_count=i.event_count,  # type: ignore[arg-type]
             acknowledged_at=ms_to_dt(i.acknowledged_ms), acknowledged_by=i.acknowledged_by,
-            closed_at=ms_to_dt(i.closed_ms),
+            closed_at=ms_to_dt(i.closed_ms), scope=i.scope, members=list(i.members),
+            escalation_policy=i.escalation_policy, escalation_step=i.escalation_step, tier=i.tier,
+            next_escalation_at=ms_to_dt(i.next_deadline_ms),
         )
 
 

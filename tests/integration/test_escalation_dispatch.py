@@ -93,6 +93,8 @@ def test_an_alarm_is_dispatched_escalates_when_nobody_answers_even_across_a_rest
             leader = "dispatch/v1/wanli/building/xq-01/building_leader"
             wait_for(lambda: {station, leader} <= inbox.topics())
             (incident,) = httpx.get(f"{service.http_url}/api/incidents").json()
+            assert (incident["escalation_policy"], incident["tier"]) == ("fire", "community")
+            assert incident["next_escalation_at"] is not None
             body = dict(inbox.messages)[station]
             assert body["incident_id"] == incident["id"] and body["dispatch_id"] == f"{incident['id']}-0"
             assert body["location"] == "香泉居民区 香泉 1号楼 3层 0301室"
