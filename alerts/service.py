@@ -224,6 +224,11 @@ class AlertService:
         self._notify([IncidentChange(updated, False)])
         return updated
 
+    def response_times(self) -> list[dict[str, object]]:
+        """Every micro fire station dispatch the rules remember: seconds to acknowledge and to arrive."""
+        with self._lock:
+            return [row for rule in self.rules if hasattr(rule, "response_times") for row in rule.response_times()]
+
     def active(self) -> list[Incident]:
         with self._lock:
             return sorted(self._active.values(), key=lambda i: i.updated_ms, reverse=True)

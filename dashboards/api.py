@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from dashboards.deps import AppContext
-from dashboards.routes import dead_letters, devices, health, incidents, live, places
+from dashboards.routes import dead_letters, devices, health, incidents, kpi, live, places
 from wanli.errors import Conflict, Invalid, NotFound, StoreUnavailable, WanliError
 
 _STATUS: list[tuple[type[WanliError], int]] = [(NotFound, 404), (Invalid, 422), (Conflict, 409), (StoreUnavailable, 503)]
@@ -27,7 +27,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     for error, code in _STATUS:
         app.add_exception_handler(error, _handler(code))
-    for module in (incidents, devices, dead_letters, places, live, health):
+    for module in (incidents, devices, dead_letters, places, kpi, live, health):
         app.include_router(module.router)
     app.include_router(devices.kinds_router)
 

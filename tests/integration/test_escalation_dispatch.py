@@ -147,5 +147,9 @@ def test_a_micro_fire_station_answers_over_mqtt_and_the_incident_follows(service
     trail = [(a["action"], a["actor"]) for a in detail["audit"]][2:]
     assert trail == [(a, "微型消防站 MFS-XQ") for a in ("acknowledge", "dispatch", "arrive", "resolve")]
     assert detail["acknowledged_by"] == "微型消防站 MFS-XQ"
+    kpi = httpx.get(f"{api}/kpi").json()
+    assert kpi["dispatches"] == 1 and kpi["acknowledged_within_1_min"] == 1 and kpi["arrived_within_3_min"] == 1
+    (row,) = kpi["recent_dispatches"]
+    assert row["dispatch_id"] == dispatch_id and row["ack_s"] is not None and row["ack_s"] < 60
     # A person still verifies before closure (核查 → 结案).
     assert httpx.post(f"{api}/incidents/{incident['id']}/actions", json={"action": "verify", "actor": "值班长"}).status_code == 200
