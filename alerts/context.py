@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from alerts.rules.base import Place
 from alerts.thresholds import Thresholds
 from devices.hierarchy import Location
-from devices.registry import DeviceRegistry
+from devices.registry import DeviceRecord, DeviceRegistry
 
 
 class RegistryContext:
@@ -17,17 +17,15 @@ class RegistryContext:
 
     def place(self, device_id: str) -> Place | None:
         rec = self._registry.find(device_id)
-        if rec is None:
-            return None
-        community = self._registry.hierarchy.buildings.get(rec.building_id)
-        return Place(rec.device_id, rec.kind, rec.building_id, rec.floor, rec.unit,
-                     community.community_id if community else "")
+        return None if rec is None else self._place(rec)
 
     def devices(self, kind: str) -> Sequence[Place]:
-        h = self._registry.hierarchy
-        return [Place(r.device_id, r.kind, r.building_id, r.floor, r.unit,
-                      h.buildings[r.building_id].community_id if r.building_id in h.buildings else "")
-                for r in self._registry.active() if r.kind == kind]
+        return [self._place(r) for r in self._registry.active() if r.kind == kind]
+
+    def _place(self, rec: DeviceRecord) -> Place:
+        building = self._registry.hierarchy.buildings.get(rec.building_id)
+        return Place(rec.device_id, rec.kind, rec.building_id, rec.floor, rec.unit,
+                     building.community_id if building else "")
 
     def threshold(self, kind: str, name: str, device_id: str) -> float:
         return self._thresholds.get(kind, name, device_id)

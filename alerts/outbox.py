@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Column, Connection, Engine, Index, Integer, String, Table, Text, select, update
+from sqlalchemy import BigInteger, Column, Connection, Engine, Index, Integer, RowMapping, String, Table, Text, select, update
 
 from alerts.escalation import Notice
 from wanli.db import METADATA, BigId
@@ -101,7 +101,6 @@ def _row(n: Notice, channel: str, topic: str, now_ms: int) -> dict[str, object]:
             "last_error": ""}
 
 
-def _outbox_row(r: object) -> OutboxRow:
-    m = r  # a RowMapping
-    return OutboxRow(m["id"], m["incident_id"], m["channel"], m["topic"], m["payload"], m["attempts"],  # type: ignore[index]
-                     m["recipient"], m["role"], m["tier"], m["step"], m["sent_ms"], m["dispatch_id"])  # type: ignore[index]
+def _outbox_row(r: RowMapping) -> OutboxRow:
+    return OutboxRow(r["id"], r["incident_id"], r["channel"], r["topic"], r["payload"], r["attempts"],
+                     r["recipient"], r["role"], r["tier"], r["step"], r["sent_ms"], r["dispatch_id"])
