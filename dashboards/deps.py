@@ -15,6 +15,7 @@ from dashboards.live import LiveFeed
 from devices.broker_access import BrokerAccess
 from devices.registry import DeviceRegistry
 from ingest.dead_letters import DeadLetterStore
+from ingest.telemetry import TelemetryStore
 
 
 @dataclass
@@ -28,6 +29,7 @@ class AppContext:
     broker_access: BrokerAccess
     ingest_ready: Callable[[], bool] = lambda: True
     clock_ms: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)
+    telemetry: TelemetryStore | None = None  # read back for the building profile's charts
 
 
 def get_ctx(request: Request) -> AppContext:
