@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.topics import subscription
@@ -27,6 +27,10 @@ class TelemetryBackend(StrEnum):
 class Mode(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+# Public, so refused outside development mode (see _check_auth).
+DEVELOPMENT_SECRET_KEY = "wanli-development-only-secret-key-not-for-production"
 
 
 class Settings(BaseSettings):
@@ -101,6 +105,29 @@ class Settings(BaseSettings):
             if not self.influx_token or "development-only" in self.influx_token:
                 raise ValueError("WANLI_INFLUX_TOKEN must be set to a real secret for InfluxDB 2.x in production mode")
         return self
+
+    # --- Access (docs/access.md): people sign in for a session cookie, machines send a Bearer token.
+    # The key turns session ids and API tokens into the digests the database keeps: someone with a
+    # copy of the database alone can neither use nor check one. Changing it signs everybody out and
+    # voids every token. Production refuses the development key, an empty one or a short one.
+    auth_secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
+    auth_session_idle_hours: float = Field(default=12.0, gt=0, le=24 * 30)  # unused this long: signed out
+    auth_session_max_days: float = Field(default=30.0, gt=0, le=365)  # signed out this long after login anyway
+    auth_cookie_secure: bool | None = None  # None: Secure cookies in production (behind HTTPS), not in development
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> "Settings":
+        key = self.auth_secret_key.get_secret_value()
+        if not key and self.mode is Mode.DEVELOPMENT:  # e.g. WANLI_AUTH_SECRET_KEY= passed through empty by compose
+            self.auth_secret_key = SecretStr(DEVELOPMENT_SECRET_KEY)
+        elif self.mode is Mode.PRODUCTION and (len(key) < 32 or "development-only" in key):
+            raise ValueError("WANLI_AUTH_SECRET_KEY must be set to a secret of at least 32 characters in production "
+                             "mode (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return self
+
+    @property
+    def auth_cookie_is_secure(self) -> bool:
+        return self.mode is Mode.PRODUCTION if self.auth_cookie_secure is None else self.auth_cookie_secure
 
     @property
     def ingest_topic_filters(self) -> list[str]:
