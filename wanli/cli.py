@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from wanli.bench import add_commands as add_bench_commands
+from wanli.chaos import add_commands as add_chaos_commands
 from wanli.registry_commands import add_commands
 from wanli.settings import Settings
 
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = Settings()
     add_commands(sub, f"http://{defaults.http_host}:{defaults.http_port}")
     add_bench_commands(sub)
+    add_chaos_commands(sub)
     return parser
 
 
