@@ -13,7 +13,17 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from dashboards.deps import AppContext
-from dashboards.routes import dead_letters, devices, health, incidents, kpi, live, places
+from dashboards.routes import (
+    buildings,
+    dead_letters,
+    devices,
+    health,
+    incidents,
+    kpi,
+    live,
+    notifications,
+    places,
+)
 from wanli.errors import Conflict, Invalid, NotFound, StoreUnavailable, WanliError
 
 _STATUS: list[tuple[type[WanliError], int]] = [(NotFound, 404), (Invalid, 422), (Conflict, 409), (StoreUnavailable, 503)]
@@ -30,6 +40,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     for module in (incidents, devices, dead_letters, places, kpi, live, health):
         app.include_router(module.router)
     app.include_router(devices.kinds_router)
+    app.include_router(buildings.router)
+    app.include_router(notifications.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
