@@ -20,12 +20,14 @@ class RegistryContext:
         return None if rec is None else self._place(rec)
 
     def devices(self, kind: str) -> Sequence[Place]:
-        return [self._place(r) for r in self._registry.active() if r.kind == kind]
+        """With each device's last-seen time from its health (what a dead-man timer starts from after a restart)."""
+        get = self._registry.get
+        return [self._place(get(r.device_id)) for r in self._registry.active() if r.kind == kind]
 
     def _place(self, rec: DeviceRecord) -> Place:
         building = self._registry.hierarchy.buildings.get(rec.building_id)
         return Place(rec.device_id, rec.kind, rec.building_id, rec.floor, rec.unit,
-                     building.community_id if building else "")
+                     building.community_id if building else "", rec.street_id, rec.last_seen_ms)
 
     def threshold(self, kind: str, name: str, device_id: str) -> float:
         return self._thresholds.get(kind, name, device_id)

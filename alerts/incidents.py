@@ -95,6 +95,9 @@ class Signal:
     # A rule may lower an active incident's severity only by saying so (an elderly person's
     # press cancelled within the grace period): the record stays, the trail says why.
     downgrade: bool = False
+    # News about an incident that may already be closed (devices of a storm back online):
+    # it updates the active incident with this key, and never opens one.
+    update_only: bool = False
 
     @property
     def key(self) -> str:

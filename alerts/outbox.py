@@ -56,6 +56,8 @@ class OutboxRow:
     step: int
     sent_ms: int | None
     dispatch_id: str
+    place_id: str = ""
+    created_ms: int = 0
 
 
 class Outbox:
@@ -83,6 +85,15 @@ class Outbox:
             rows = conn.execute(select(t).where(t.c.incident_id == incident_id).order_by(t.c.id)).mappings().all()
         return [_outbox_row(r) for r in rows]
 
+    def dispatches_since(self, since_ms: int) -> list[OutboxRow]:
+        """Micro fire station dispatches written at or after ``since_ms`` (what a restart must still time)."""
+        t = notifications_table
+        q = (select(t).where(t.c.dispatch_id != "", t.c.channel == CHANNEL_MQTT, t.c.created_ms >= since_ms)
+             .order_by(t.c.id))
+        with self._engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+        return [_outbox_row(r) for r in rows]
+
     def mark_sent(self, ids: Sequence[int], now_ms: int) -> None:
         if ids:
             with self._engine.begin() as conn:
@@ -103,4 +114,5 @@ def _row(n: Notice, channel: str, topic: str, now_ms: int) -> dict[str, object]:
 
 def _outbox_row(r: RowMapping) -> OutboxRow:
     return OutboxRow(r["id"], r["incident_id"], r["channel"], r["topic"], r["payload"], r["attempts"],
-                     r["recipient"], r["role"], r["tier"], r["step"], r["sent_ms"], r["dispatch_id"])
+                     r["recipient"], r["role"], r["tier"], r["step"], r["sent_ms"], r["dispatch_id"], r["place_id"],
+                     r["created_ms"])

@@ -5,12 +5,21 @@ evaluates a batch inside an ``AlertBatch``: the incidents it changes are written
 caller's transaction (together with the dead letters and the devices' sequence state) and
 reach memory and the listeners only once that transaction has committed. Listeners (the
 live screen) are never told of a change that could still be rolled back.
+
+Rule state survives restarts. Every ``CHECKPOINT_EVERY_MS`` the ticker writes each stateful
+rule's snapshot to the ``rule_state`` table (``checkpoint``, also for whoever stops the
+engine); a rule that must lose nothing even to a crash (a dispatch being timed) is written
+right after each batch that changed it. At start the rules get their snapshots back, and
+dispatches the outbox holds that are newer than the last snapshot are expected again, so
+a 1-minute / 3-minute deadline pending at a crash still fires.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,6 +99,8 @@ class AlertBatch:
         svc = self._service
         for signal in signals:
             current = self.pending.get(signal.key) or svc.active_by_key(signal.key)
+            if signal.update_only and (current is None or not current.state.is_active):
+                continue  # news for an incident a person has already closed
             location = svc.locate(signal.device_id, signal.scope)
             incident, entry = open_or_update(current, signal, location, self._now_ms, svc.new_id())
             if entry is not None:
@@ -136,9 +147,13 @@ _STATION_LABELS: dict[type, str] = {
 
 
 class AlertService:
+    CHECKPOINT_EVERY_MS = 10_000  # rule state lost to a crash: at most this much (dispatches: nothing)
+    RECOVER_DISPATCHES_MS = 10 * 60_000  # with no checkpoint at all, dispatches this recent are timed again
+
     def __init__(self, store: IncidentStore, locate: Locator, ctx: RuleContext, hierarchy: Hierarchy,
                  rules: Sequence[Rule] | None = None, outbox: Outbox | None = None,
-                 on_notices: Callable[[], None] = lambda: None, new_id: Callable[[], str] = new_incident_id) -> None:
+                 on_notices: Callable[[], None] = lambda: None, new_id: Callable[[], str] = new_incident_id,
+                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
         self.store = store
         self.hierarchy = hierarchy
         self.outbox = outbox
@@ -154,6 +169,51 @@ class AlertService:
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
         self._active: dict[str, Incident] = {i.key: i for i in store.active()}
+        self._next_checkpoint_ms = 0
+        self._restore_rules(clock_ms())
+
+    def _restore_rules(self, now_ms: int) -> None:
+        """Give each rule its last snapshot back, and expect again the dispatches newer than it."""
+        states = self.store.rule_states()
+        for rule in self.rules:
+            saved = states.get(rule.name)
+            if saved is not None:
+                rule.restore(saved[1])
+        for rule in self.rules:
+            expect = getattr(rule, "expect_dispatch", None)
+            if expect is None or self.outbox is None:
+                continue
+            saved = states.get(rule.name)
+            since = saved[0] if saved else now_ms - self.RECOVER_DISPATCHES_MS
+            for row in self.outbox.dispatches_since(since):
+                expect(row.dispatch_id, row.place_id, row.incident_id, row.created_ms)
+        if states:
+            log.info("alert rules restored from their checkpoints: %s", ", ".join(sorted(states)))
+
+    def checkpoint(self, now_ms: int) -> None:
+        """Write every stateful rule's snapshot (the ticker does, every CHECKPOINT_EVERY_MS; so may a stop)."""
+        with self._lock:
+            snapshots = {rule.name: rule.snapshot() for rule in self.rules}
+            for rule in self.rules:
+                rule.changed = False
+        states = {name: None if snap is None else json.dumps(snap, separators=(",", ":"))
+                  for name, snap in snapshots.items()}
+        self.store.save_rule_states(states, now_ms)
+
+    def _persist_urgent(self, now_ms: int) -> None:
+        """Rules that must lose nothing to a crash: their snapshot, right after the batch that changed them."""
+        urgent = [rule for rule in self.rules if rule.persist_at_once and rule.changed]
+        if not urgent:
+            return
+        try:
+            snaps = {rule.name: rule.snapshot() for rule in urgent}
+            self.store.save_rule_states({n: None if s is None else json.dumps(s, separators=(",", ":"))
+                                         for n, s in snaps.items()}, now_ms)
+        except Exception:  # committed incidents stand; the next tick's checkpoint tries again
+            log.exception("could not write the state of %s", ", ".join(r.name for r in urgent))
+            return
+        for rule in urgent:
+            rule.changed = False
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -176,6 +236,9 @@ class AlertService:
                 with self.store.transaction() as conn:
                     alerts.write(conn)
             alerts.committed = True
+        if now_ms >= self._next_checkpoint_ms:
+            self._next_checkpoint_ms = now_ms + self.CHECKPOINT_EVERY_MS
+            self.checkpoint(now_ms)
         return alerts.changes
 
     @contextmanager
@@ -187,6 +250,7 @@ class AlertService:
             if alerts.committed:
                 self._active.update(alerts.pending)
                 self._expect_dispatches(alerts.notices, now_ms)
+                self._persist_urgent(now_ms)
         if alerts.committed and alerts.notices:
             self._on_notices()
         if alerts.committed and alerts.pending:

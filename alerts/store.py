@@ -1,12 +1,14 @@
-"""Incidents and their audit trail in SQL (SQLite by default, PostgreSQL in production)."""
+"""Incidents and their audit trail in SQL (SQLite by default, PostgreSQL in production), and the
+rules' checkpoints: each stateful rule's snapshot as JSON, one row per rule (``alerts/service.py``)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, Engine, Index, Integer, String, Table, Text, select
+from sqlalchemy import BigInteger, Column, Connection, Engine, Index, Integer, String, Table, Text, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts.incidents import AuditEntry, Incident, Severity, State
@@ -67,6 +69,14 @@ incident_audit_table = Table(
     Index("ix_incident_audit_incident", "incident_id"),
 )
 
+rule_state_table = Table(
+    "rule_state",
+    METADATA,
+    Column("rule", String(100), primary_key=True),  # module.Class, e.g. smoke_detector.SuspectedFire
+    Column("saved_ms", BigInteger, nullable=False),  # the engine's clock when it was written
+    Column("state", Text, nullable=False),  # the rule's snapshot, JSON
+)
+
 ACTIVE_STATES = tuple(s.value for s in State if s.is_active)
 
 
@@ -125,6 +135,30 @@ class IncidentStore:
                        State(r["from_state"]) if r["from_state"] else None, State(r["to_state"]), r["note"])
             for r in rows
         ]
+
+    # -- the rules' checkpoints --
+
+    def rule_states(self) -> dict[str, tuple[int, dict[str, Any]]]:
+        """Every rule's last snapshot: rule name → (when it was saved, the snapshot)."""
+        t = rule_state_table
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(t)).mappings().all()
+        return {str(r["rule"]): (int(r["saved_ms"]), json.loads(str(r["state"]))) for r in rows}
+
+    def save_rule_states(self, states: Mapping[str, str | None], saved_ms: int, conn: Connection | None = None) -> None:
+        """Write rules' snapshots (already JSON); None deletes the rule's row (it has nothing to keep)."""
+        if conn is None:
+            with self.transaction() as own:
+                return self.save_rule_states(states, saved_ms, own)
+        t = rule_state_table
+        gone = [rule for rule, state in states.items() if state is None]
+        if gone:
+            conn.execute(delete(t).where(t.c.rule.in_(gone)))
+        rows = [{"rule": rule, "saved_ms": saved_ms, "state": state} for rule, state in states.items() if state is not None]
+        if rows:
+            insert = (postgresql if self._dialect == "postgresql" else sqlite).insert(t)
+            conn.execute(insert.on_conflict_do_update(index_elements=["rule"], set_={
+                "saved_ms": insert.excluded.saved_ms, "state": insert.excluded.state}), rows)
 
     def _select(self, *clauses, limit: int | None) -> list[Incident]:  # type: ignore[no-untyped-def]
         t = incidents_table

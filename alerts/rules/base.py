@@ -8,6 +8,13 @@ dispatch not acknowledged within a minute). It answers with ``Signal``s; the eng
 them into incidents, deduplicated by key, and escalates them. Rules keep their windows in
 numpy arrays where they compute over many readings.
 
+A rule that keeps state (windows, timers, expected dispatches) hands it out as plain data
+(``snapshot``, JSON-able) and takes it back (``restore``): the engine checkpoints the
+snapshots to SQL and restores them at start, so a restart forgets no window and no
+deadline (``alerts/service.py``). A rule whose state must never be lost even to a crash
+between checkpoints (a dispatch being timed) sets ``persist_at_once`` and ``changed``: its
+snapshot is written right after each batch that changed it.
+
 A rule reads thresholds through its context, so each can be changed per kind and
 overridden per building or per device (``alerts/thresholds.py``) without touching code.
 """
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from alerts.incidents import Signal
 from devices.reading import Reading
@@ -32,6 +39,10 @@ class Place:
     floor: int | None
     unit: str
     community_id: str = ""
+    street_id: str = ""
+    # The device's last message as the registry last wrote it down (its own clock; None: never
+    # heard from). What a dead-man timer starts from after a restart (alerts/rules/silence.py).
+    last_seen_ms: int | None = None
 
 
 class RuleContext(Protocol):
@@ -53,9 +64,23 @@ class Rule:
 
     kinds: ClassVar[frozenset[str]] = frozenset()
     THRESHOLDS: ClassVar[Mapping[str, Mapping[str, float]]] = {}  # kind → {name: default}
+    persist_at_once: ClassVar[bool] = False
+    changed: bool = False  # set by a persist_at_once rule when its state changed, cleared once it is written
+
+    @property
+    def name(self) -> str:
+        """The rule's name in the checkpoint table: its module and class."""
+        return f"{type(self).__module__.rsplit('.', 1)[-1]}.{type(self).__name__}"
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         return []
 
     def on_tick(self, ctx: RuleContext, now_ms: int) -> list[Signal]:
         return []
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """The rule's state as plain JSON-able data, or None when there is nothing to keep."""
+        return None
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take back what ``snapshot`` handed out before a restart."""

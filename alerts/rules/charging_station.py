@@ -7,25 +7,27 @@ session) are level-triggered: every snapshot that still shows the condition says
 and the engine folds the repeats into the open incident. A station that stops reporting is
 noticed by ``StationOffline`` from the clock, not from a message.
 
-``SilenceWatch`` (the vectorised dead-man timer) lives here and is shared with the one-touch
-alarm's inactivity rule.
+``StationOffline`` is the shared dead-man timer (``alerts/rules/silence.py``): a station
+silent past its heartbeats is offline, and many at once (a power cut across a community)
+are one street incident, not one page per shed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from alerts.incidents import Severity, Signal
 from alerts.rules.base import Rule, RuleContext
-from alerts.rules.silence import SilenceWatch
+from alerts.rules.silence import DeadMan
 from devices import charging_station as cs
-from devices.messages import Offline
 from devices.reading import Reading
 
 KIND = "charging_station"
+_STALE_MS = 3_600_000  # a station's temperature window is forgotten an hour after its last snapshot
 _STATE_ZH = {"idle": "空闲", "charging": "充电中", "full": "已充满", "fault": "故障"}
 
 
@@ -149,6 +151,19 @@ class _PortTemperatures:
                 out.append((port, float(slopes[col]), float(temps[np.argmax(t)])))
         return out
 
+    def dump(self) -> dict[str, Any]:
+        return {"t_ms": self.t_ms.tolist(), "columns": [[port, col] for port, col in self.column.items()],
+                "temps": [[None if np.isnan(v) else float(v) for v in row] for row in self.temps]}
+
+    @classmethod
+    def load(cls, data: Mapping[str, Any]) -> _PortTemperatures:
+        station = cls()
+        station.t_ms = np.array(data["t_ms"], dtype=np.int64)
+        station.column = {int(port): int(col) for port, col in data["columns"]}
+        station.temps = np.array([[np.nan if v is None else v for v in row] for row in data["temps"]],
+                                 dtype=np.float64).reshape(len(station.t_ms), len(station.column))
+        return station
+
 
 class ThermalRunaway(Rule):
     """A port whose temperature climbs fast is the first sign of lithium thermal runaway, before any smoke.
@@ -179,6 +194,18 @@ class ThermalRunaway(Rule):
                        "请立即断电、疏散并派微型消防站")
                 for port, slope, latest in station.rising(min_span_ms) if slope > limit]
 
+    def on_tick(self, ctx: RuleContext, now_ms: int) -> list[Signal]:
+        # A station that stopped sending snapshots keeps no window (its samples are minutes old).
+        for dev in [d for d, st in self._stations.items() if not st.t_ms.size or now_ms - int(st.t_ms.max()) > _STALE_MS]:
+            del self._stations[dev]
+        return []
+
+    def snapshot(self) -> dict[str, Any] | None:
+        return {"stations": {d: st.dump() for d, st in self._stations.items()}} if self._stations else None
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self._stations = {d: _PortTemperatures.load(st) for d, st in state.get("stations", {}).items()}
+
 
 class MainsPower(Rule):
     """A station without mains power stops charging and, worse, stops reporting its smoke sensor."""
@@ -197,36 +224,14 @@ class MainsPower(Rule):
                        reading.ts_ms, f"充电站 {reading.device_id} {why}，充电与烟雾监测可能中断，请物业检查供电")]
 
 
-class StationOffline(Rule):
+class StationOffline(DeadMan):
     """No message from a station for several heartbeats: its smoke sensor and ports are no longer watched."""
 
-    kinds = frozenset({KIND})
-    THRESHOLDS = {KIND: {"offline_after_heartbeats": 3.0}}
-
-    def __init__(self) -> None:
-        self._watch = SilenceWatch()
-
-    def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
-        # The broker's last will is news of a lost connection, not a sign of life. The
-        # engine's time, not the device's, so a station with a wrong clock is not offline.
-        if not isinstance(reading.message, Offline):
-            self._watch.seen(reading.device_id, now_ms)
-        return []
-
-    def on_tick(self, ctx: RuleContext, now_ms: int) -> list[Signal]:
-        heartbeat_s = cs.KIND.heartbeat_s or 60
-        self._watch.follow(lambda: ctx.devices(KIND), lambda d: ctx.threshold(KIND, "offline_after_heartbeats", d)
-                           * heartbeat_s * 1000, now_ms)
-        out = []
-        for i in self._watch.overdue(now_ms):
-            dev = self._watch.ids[i]
-            silent_min = (now_ms - int(self._watch.last_ms[i])) / 60_000
-            since = "自监测开始" if self._watch.never_seen[i] else "已"
-            n = ctx.threshold(KIND, "offline_after_heartbeats", dev)
-            out.append(Signal(dev, KIND, "offline", "maintenance", Severity.WARNING, "充电站离线", now_ms,
-                              f"充电站 {dev} {since} {silent_min:.0f} 分钟无任何上报（心跳 {heartbeat_s} 秒，"
-                              f"超过 {n:g} 个心跳周期），烟雾与过热监测失效，请检查网络与供电"))
-        return out
+    KIND = KIND
+    HEARTBEAT_MS = (cs.KIND.heartbeat_s or 60) * 1000
+    THRESHOLDS = {KIND: {"offline_after_heartbeats": 3.0, "storm_count": 10.0, "storm_window_s": 120.0}}
+    NOUN = "充电站"
+    ADVICE = "烟雾与过热监测失效，请检查网络与供电"
 
 
 RULES: tuple[type[Rule], ...] = (ShedSmoke, PortConditions, ThermalRunaway, MainsPower, StationOffline)

@@ -4,16 +4,23 @@ A standardised station answers a dispatch within 1 minute and is on scene within
 engine tells ``DispatchResponse`` when it dispatches a station (``expect_dispatch``); the
 station's duty terminal then reports acknowledge / depart / on scene / finished with the
 dispatch id. A step that has not come by its deadline raises an incident at once, from the
-clock, and the times feed the KPI screen (``response_times``).
+clock, and the times feed the KPI screen (``response_times``). Expected dispatches are
+written to SQL right after the batch that made them (``persist_at_once``): a deadline
+pending when the service stops or crashes still fires after the restart, on time or at
+once if it passed meanwhile. A duty terminal that stopped reporting is offline
+(``TerminalOffline``, the shared dead-man timer).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 from alerts.incidents import Severity, Signal
 from alerts.rules.base import Rule, RuleContext
+from alerts.rules.silence import DeadMan
 from devices import fire_station as fs
 from devices.reading import Reading
 
@@ -105,6 +112,7 @@ class DispatchResponse(Rule):
 
     kinds = frozenset({KIND})
     THRESHOLDS = {KIND: {"ack_within_s": 60.0, "arrive_within_s": 180.0}}
+    persist_at_once = True
 
     def __init__(self) -> None:
         self._dispatches: dict[str, _Dispatch] = {}  # every remembered dispatch, oldest first
@@ -116,6 +124,7 @@ class DispatchResponse(Rule):
             self._dispatches[dispatch_id] = self._waiting[dispatch_id] = _Dispatch(dispatch_id, station_id,
                                                                                    incident_id, now_ms)
             self._forget_oldest_finished()
+            self.changed = True
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         msg = reading.message
@@ -123,7 +132,8 @@ class DispatchResponse(Rule):
             return []
         d = self._dispatches.get(msg.dispatch_id)
         if d is None or d.station != reading.device_id:
-            return []  # not a dispatch of ours to this station (another station's id, or from before a restart)
+            return []  # not a dispatch of ours to this station (another station's id, or one long forgotten)
+        self.changed = True
         at_ms = max(d.dispatched_ms, min(reading.ts_ms, now_ms))
         if d.ack_ms is None:
             d.ack_ms = at_ms
@@ -151,6 +161,8 @@ class DispatchResponse(Rule):
                                     f"微型消防站 {d.station} 未在 {_duration_zh(arrive_s)}内到达现场{took}"))
         if (d.ack_late or d.ack_ms is not None) and (d.arrive_late or d.arrive_ms is not None):  # nothing left to catch
             self._waiting.pop(d.dispatch_id, None)
+        if out:
+            self.changed = True
         return out
 
     @staticmethod
@@ -168,6 +180,18 @@ class DispatchResponse(Rule):
             out.append(row)
         return out
 
+    def snapshot(self) -> dict[str, Any] | None:
+        if not self._dispatches:
+            return None
+        return {"dispatches": [asdict(d) for d in self._dispatches.values()], "waiting": list(self._waiting)}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        names = {f.name for f in fields(_Dispatch)}
+        restored = [_Dispatch(**{k: v for k, v in d.items() if k in names}) for d in state.get("dispatches", [])]
+        # Dispatches expected since the engine started (none, normally) stay; the snapshot fills in the rest.
+        self._dispatches = {d.dispatch_id: d for d in restored} | self._dispatches
+        self._waiting = {k: self._dispatches[k] for k in state.get("waiting", []) if k in self._dispatches} | self._waiting
+
     def _forget_oldest_finished(self) -> None:
         """Keep memory bounded: the oldest finished dispatches go first, then (never in practice) the oldest of all."""
         excess = len(self._dispatches) - MAX_DISPATCHES
@@ -181,4 +205,15 @@ class DispatchResponse(Rule):
             self._waiting.pop(dispatch_id, None)
 
 
-RULES: tuple[type[Rule], ...] = (Readiness, Equipment, DispatchResponse)
+class TerminalOffline(DeadMan):
+    """A station's duty terminal silent for several heartbeats: the station cannot be dispatched by the engine."""
+
+    KIND = KIND
+    HEARTBEAT_MS = (fs.KIND.heartbeat_s or 300) * 1000
+    THRESHOLDS = {KIND: {"offline_after_heartbeats": 3.0, "storm_count": 3.0, "storm_window_s": 120.0}}
+    NOUN = "微型消防站值守终端"
+    ADVICE = "派单将无法送达，请街道城运中心电话联系该站并检查终端网络与供电"
+    OFFLINE_SEVERITY = Severity.HIGH
+
+
+RULES: tuple[type[Rule], ...] = (Readiness, Equipment, DispatchResponse, TerminalOffline)

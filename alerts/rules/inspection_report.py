@@ -10,8 +10,9 @@ list has to shrink, not repeat).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from typing import get_args
+from typing import Any, get_args
 
 from alerts.incidents import Severity, Signal
 from alerts.rules.base import Rule, RuleContext
@@ -100,6 +101,16 @@ class RecurringHazard(Rule):
                        reading.ts_ms, f"楼栋 {msg.building} {zh_number(round(days))}天内第{zh_number(n)}次上报{name}，"
                        "整改未见效，请居民区与物业约谈责任方并复查",
                        scope=f"building:{msg.building}", members=(dev,))]
+
+    def snapshot(self) -> dict[str, Any] | None:
+        if not self._history:
+            return None
+        return {"history": [[building, category, [list(h) for h in history]]
+                            for (building, category), history in self._history.items()]}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self._history = {(b, c): deque((int(ms), str(rid)) for ms, rid in history)
+                         for b, c, history in state.get("history", [])}
 
 
 RULES: tuple[type[Rule], ...] = (HazardReported, RecurringHazard)

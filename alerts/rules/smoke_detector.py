@@ -38,26 +38,28 @@ goes out: if in the meantime more than ``storm_count`` detectors of its street w
 overdue within ``storm_window_s`` (a network or power outage), they all go into one
 ``mass_offline`` incident instead, and so do those that follow while the storm lasts.
 Five minutes late on twelve hours of silence costs nothing; paging 45,000 times does.
-Detectors never heard from since the engine started count from its first tick, so a
-restart does not page everything at once. A detector that reports again is online again;
-a person closes the storm incident.
+A detector that reports again is online again; the storm incident says how many are back
+and drops to a warning once all are, and a person closes it. The timer and the storm are
+shared with the other kinds' offline rules (``alerts/rules/silence.py``).
 
 State is bounded: per-device entries only for registered detectors, windows trimmed by
-time, and what outlives its window swept once a minute.
+time, and what outlives its window swept once a minute. Every rule hands its state out as
+plain data (``snapshot``) and takes it back after a restart (``restore``): a second
+detector alarming a minute after a restart still makes a suspected fire.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-import numpy as np
-import numpy.typing as npt
+from typing import Any
 
 from alerts.incidents import Severity, Signal
 from alerts.rules.base import Place, Rule, RuleContext
+from alerts.rules.silence import DeadMan
+from alerts.rules.silence import duration_zh as _duration_zh
 from devices import smoke_detector as sd
-from devices.messages import Offline
 from devices.reading import Reading
 
 KIND = sd.KIND.name
@@ -69,15 +71,6 @@ MAX_EVENTS_PER_DEVICE = 64  # a detector's window of silences or toggles never g
 
 def _threshold(ctx: RuleContext, name: str, device_id: str) -> float:
     return ctx.threshold(KIND, name, device_id)
-
-
-def _duration_zh(ms: int) -> str:
-    s = ms / 1000
-    if s < 120:
-        return f"{s:.0f} 秒"
-    if s < 2 * 3600:
-        return f"{s / 60:.0f} 分钟"
-    return f"{round(s / 3600, 1):g} 小时"
 
 
 def _floor_zh(floor: int | None) -> str:
@@ -112,6 +105,21 @@ class _Recent:
 
     def stale(self, now_ms: int) -> bool:
         return not self.at_ms or now_ms - self.at_ms[-1] > self.window_ms + LATE_MS
+
+    def dump(self) -> list[Any]:
+        return [self.window_ms, list(self.at_ms)]
+
+    @classmethod
+    def load(cls, data: list[Any]) -> _Recent:
+        return cls(int(data[0]), [int(t) for t in data[1]])
+
+
+def _dump_recent(recent: dict[str, _Recent]) -> dict[str, list[Any]]:
+    return {device: r.dump() for device, r in recent.items()}
+
+
+def _load_recent(data: Mapping[str, list[Any]]) -> dict[str, _Recent]:
+    return {device: _Recent.load(r) for device, r in data.items()}
 
 
 class SmokeAlarm(Rule):
@@ -184,6 +192,14 @@ class SuspectedFire(Rule):
                 if not alarms:
                     del self._alarms[building]
         return []
+
+    def snapshot(self) -> dict[str, Any] | None:
+        return {"alarms": {b: {d: [a.ts_ms, a.floor, a.unit, a.window_ms] for d, a in alarms.items()}
+                           for b, alarms in self._alarms.items()}} if self._alarms else None
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self._alarms = {b: {d: _Alarmed(int(a[0]), a[1], str(a[2]), int(a[3])) for d, a in alarms.items()}
+                        for b, alarms in state.get("alarms", {}).items()}
 
     @staticmethod
     def _adjacent(alarms: Iterable[_Alarmed], floors_apart: float) -> bool:
@@ -261,6 +277,12 @@ class DetectorMaintenance(Rule):
                 del self._silenced[device]
         return []
 
+    def snapshot(self) -> dict[str, Any] | None:
+        return {"silenced": _dump_recent(self._silenced)} if self._silenced else None
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self._silenced = _load_recent(state.get("silenced", {}))
+
 
 # -- flapping: alarm ⇄ clear again and again ------------------------------------------------------------------------
 
@@ -308,197 +330,27 @@ class AlarmFlapping(Rule):
                 del self._switches[device]
         return []
 
+    def snapshot(self) -> dict[str, Any] | None:
+        if not self._switches and not self._alarming:
+            return None
+        return {"alarming": sorted(self._alarming), "switches": _dump_recent(self._switches)}
 
-# -- silence: the dead-man timer and the storm ----------------------------------------------------------------------
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self._alarming = set(state.get("alarming", ()))
+        self._switches = _load_recent(state.get("switches", {}))
 
-_ONLINE, _HELD, _OFFLINE, _IN_STORM = 0, 1, 2, 3  # HELD: overdue, waiting storm_window_s to see whether a storm forms
-_NEVER = np.iinfo(np.int64).max
+
+# -- silence: the dead-man timer and the storm (alerts/rules/silence.py) ---------------------------------------------
 
 
-class DetectorSilence(Rule):
-    """Detectors that stopped reporting, one by one, or many at once as one street incident (module docstring).
+class DetectorSilence(DeadMan):
+    """Detectors that stopped reporting, one by one, or many at once as one street incident (module docstring)."""
 
-    The population (``ctx.devices``) is re-read every ``REFRESH_EVERY_MS``; between refreshes a
-    tick costs one comparison unless some detector's deadline has passed, and then one
-    vectorised pass over the population's deadlines.
-    """
-
-    kinds = frozenset({KIND})
+    KIND = KIND
+    HEARTBEAT_MS = HEARTBEAT_MS
     THRESHOLDS = {KIND: {"offline_after_heartbeats": 3.0, "storm_count": 50.0, "storm_window_s": 300.0}}
-    REFRESH_EVERY_MS = 60_000
-    # Place has no street; a detector's street is learnt from its readings. One never heard from
-    # belongs to the street most detectors are heard from, or this one before any is.
-    DEFAULT_STREET = "wanli"
-
-    def __init__(self) -> None:
-        self._next_refresh_ms = 0
-        self._slot: dict[str, int] = {}
-        self._ids: list[str] = []
-        self._buildings: list[str] = []
-        self._last_seen = np.empty(0, np.int64)  # engine clock; the start (or when it was registered) if never seen
-        self._seen = np.empty(0, np.bool_)
-        self._limit_ms = np.empty(0, np.int64)
-        self._deadline = np.empty(0, np.int64)  # last seen + limit while online, _NEVER otherwise
-        self._state = np.empty(0, np.int8)
-        self._overdue_ms = np.empty(0, np.int64)
-        self._street = np.empty(0, np.int32)  # into _streets; -1 not known yet
-        self._streets: list[str] = []
-        self._street_code: dict[str, int] = {}
-        self._next_due_ms = _NEVER  # no deadline passes before this: the quiet tick's one comparison
-        self._any_held = False
-        self._unindexed: dict[str, tuple[int, int]] = {}  # heard from, not in the population yet → (seen, street)
-        self._storm_last_ms: dict[int, int] = {}  # street → when a detector last joined its storm
-        self._storm_size: dict[int, int] = {}  # street → detectors in its current storm
-
-    # readings: every one but the broker's last will is a sign of life
-
-    def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
-        if isinstance(reading.message, Offline):
-            return []  # the broker speaking for a lost connection, not the detector
-        street = self._code(reading.street)
-        slot = self._slot.get(reading.device_id)
-        if slot is None:
-            self._unindexed[reading.device_id] = (now_ms, street)
-            return []
-        self._heard(slot, now_ms, street)
-        return []
-
-    def _heard(self, slot: int, now_ms: int, street: int) -> None:
-        seen = max(int(self._last_seen[slot]), now_ms)
-        self._last_seen[slot] = seen
-        self._seen[slot] = True
-        self._street[slot] = street
-        self._state[slot] = _ONLINE
-        deadline = seen + int(self._limit_ms[slot])
-        self._deadline[slot] = deadline
-        if deadline < self._next_due_ms:
-            self._next_due_ms = deadline
-
-    # ticks
-
-    def on_tick(self, ctx: RuleContext, now_ms: int) -> list[Signal]:
-        if now_ms >= self._next_refresh_ms:
-            self._refresh(ctx, now_ms)
-        if now_ms > self._next_due_ms:
-            overdue = np.flatnonzero(self._deadline < now_ms)
-            self._state[overdue] = _HELD
-            self._overdue_ms[overdue] = now_ms
-            self._deadline[overdue] = _NEVER
-            self._any_held |= overdue.size > 0
-            self._next_due_ms = int(self._deadline.min()) if self._deadline.size else _NEVER
-        return self._settle_held(ctx, now_ms) if self._any_held else []
-
-    def _settle_held(self, ctx: RuleContext, now_ms: int) -> list[Signal]:
-        """Held detectors join their street's storm, or, held a full window without one, go offline on their own."""
-        held = np.flatnonzero(self._state == _HELD)
-        if held.size == 0:
-            self._any_held = False
-            return []
-        window_ms = int(_threshold(ctx, "storm_window_s", "") * 1000)  # street-wide: the kind's (no device's) value
-        storm_count = _threshold(ctx, "storm_count", "")
-        streets = self._streets_resolved()
-        went_silent = ((self._state == _HELD) | (self._state == _IN_STORM)) & (self._overdue_ms > now_ms - window_ms)
-        per_street = np.bincount(streets[went_silent], minlength=len(self._streets))
-        signals: list[Signal] = []
-        for street in np.unique(streets[held]).tolist():
-            members = held[streets[held] == street]
-            last_joined = self._storm_last_ms.get(street)
-            ongoing = last_joined is not None and now_ms - last_joined <= window_ms
-            if ongoing or per_street[street] > storm_count:
-                signals.append(self._storm(street, members, ongoing, storm_count, window_ms, now_ms))
-                continue
-            due = members[self._overdue_ms[members] <= now_ms - window_ms]
-            self._state[due] = _OFFLINE
-            signals.extend(self._offline(i, ctx, now_ms) for i in due.tolist())
-        return signals
-
-    def _storm(self, street: int, members: npt.NDArray[np.intp], ongoing: bool, storm_count: float, window_ms: int,
-               now_ms: int) -> Signal:
-        self._state[members] = _IN_STORM
-        self._storm_last_ms[street] = now_ms
-        size = self._storm_size[street] = (self._storm_size.get(street, 0) if ongoing else 0) + members.size
-        ids = sorted(self._ids[i] for i in members.tolist())
-        name = self._streets[street]
-        return Signal(ids[0], KIND, "mass_offline", "maintenance", Severity.HIGH, "大面积烟感离线（疑似网络或供电中断）",
-                      now_ms,
-                      f"街道 {name}：{size} 个烟感探测器相继失联（{_duration_zh(window_ms)}内超过 {storm_count:g} 个即视为成片离线），"
-                      f"疑似网络或供电大面积中断，请联系运营商和物业排查；这些探测器不再逐个告警，恢复上报后自动解除离线",
-                      scope=f"street:{name}", members=tuple(ids))
-
-    def _offline(self, i: int, ctx: RuleContext, now_ms: int) -> Signal:
-        device = self._ids[i]
-        silent = _duration_zh(now_ms - int(self._last_seen[i]))
-        beats = _threshold(ctx, "offline_after_heartbeats", device)
-        since = f"已 {silent}没有任何上报" if self._seen[i] else f"自告警引擎开始监视（{silent}前）以来没有任何上报"
-        return Signal(device, KIND, "offline", "maintenance", Severity.WARNING, "烟感离线", now_ms,
-                      f"探测器 {device} {since}（心跳每 {_duration_zh(HEARTBEAT_MS)}一次，已超过 {beats:g} 个周期）："
-                      f"可能电池耗尽、断电、被拆除或网络故障，离线期间无法报警，请上门检查")
-
-    def _streets_resolved(self) -> npt.NDArray[np.int32]:
-        """Every slot's street; one never heard from gets the street most detectors are heard from."""
-        unknown = self._street < 0
-        if not unknown.any():
-            return self._street
-        known = self._street[~unknown]
-        if known.size:
-            home = int(np.bincount(known).argmax())
-        else:
-            home = self._code(self.DEFAULT_STREET)
-        return np.where(unknown, np.int32(home), self._street)
-
-    def _code(self, street: str) -> int:
-        code = self._street_code.get(street)
-        if code is None:
-            code = self._street_code[street] = len(self._streets)
-            self._streets.append(street)
-        return code
-
-    # the population
-
-    def _refresh(self, ctx: RuleContext, now_ms: int) -> None:
-        """Re-read the registered detectors: newcomers count from now, the retired are forgotten."""
-        self._next_refresh_ms = now_ms + self.REFRESH_EVERY_MS
-        places: Sequence[Place] = ctx.devices(KIND)
-        n = len(places)
-        ids = [p.device_id for p in places]
-        buildings = [p.building_id for p in places]
-        if ids == self._ids and buildings == self._buildings:  # the usual minute: nobody registered, moved or retired
-            self._merge_unindexed()
-            return
-        old = np.fromiter((self._slot.get(d, -1) for d in ids), np.int64, n)
-        kept = np.flatnonzero(old >= 0)
-        src = old[kept]
-
-        last_seen = np.full(n, now_ms, np.int64)
-        seen = np.zeros(n, np.bool_)
-        state = np.full(n, _ONLINE, np.int8)
-        overdue = np.zeros(n, np.int64)
-        street = np.full(n, -1, np.int32)
-        limit = np.full(n, -1, np.int64)
-        last_seen[kept], seen[kept], state[kept] = self._last_seen[src], self._seen[src], self._state[src]
-        overdue[kept], street[kept], limit[kept] = self._overdue_ms[src], self._street[src], self._limit_ms[src]
-        # Thresholds are looked up again only where they may have changed: new detectors and moved ones.
-        old_buildings = self._buildings
-        for i, j in zip(kept.tolist(), src.tolist(), strict=True):
-            if old_buildings[j] != buildings[i]:
-                limit[i] = -1
-        for i in np.flatnonzero(limit < 0).tolist():
-            limit[i] = int(_threshold(ctx, "offline_after_heartbeats", ids[i]) * HEARTBEAT_MS)
-
-        self._ids, self._buildings, self._slot = ids, buildings, {d: i for i, d in enumerate(ids)}
-        self._last_seen, self._seen, self._state, self._overdue_ms = last_seen, seen, state, overdue
-        self._street, self._limit_ms = street, limit
-        self._deadline = np.where(state == _ONLINE, last_seen + limit, _NEVER)
-        self._next_due_ms = int(self._deadline.min()) if n else _NEVER
-        self._any_held = bool((state == _HELD).any())
-        self._merge_unindexed()
-
-    def _merge_unindexed(self) -> None:
-        for device, (at_ms, code) in self._unindexed.items():
-            slot = self._slot.get(device)
-            if slot is not None:
-                self._heard(slot, at_ms, code)
-        self._unindexed.clear()
+    NOUN = "烟感探测器"
+    ADVICE = "可能电池耗尽、断电、被拆除或网络故障，离线期间无法报警，请上门检查"
 
 
 RULES: tuple[type[Rule], ...] = (SmokeAlarm, SuspectedFire, DetectorMaintenance, AlarmFlapping, DetectorSilence)

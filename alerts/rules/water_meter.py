@@ -8,6 +8,9 @@ on half a window.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from alerts.incidents import Severity, Signal
@@ -44,6 +47,17 @@ class _Usage:
         share = np.divide(overlap, length, out=np.zeros(len(overlap)), where=length > 0)
         return float((self.litres * share).sum()), float(overlap.sum()) / window_ms
 
+    def dump(self) -> list[list[Any]]:
+        return [self.start_ms.tolist(), self.end_ms.tolist(), self.litres.tolist()]
+
+    @classmethod
+    def load(cls, data: list[list[Any]]) -> _Usage:
+        usage = cls()
+        usage.start_ms = np.array(data[0], dtype=np.int64)
+        usage.end_ms = np.array(data[1], dtype=np.int64)
+        usage.litres = np.array(data[2], dtype=np.float64)
+        return usage
+
 
 class LowWaterUse(Rule):
     """Less than a few litres in twelve hours, over a fully covered window: a welfare check."""
@@ -69,6 +83,12 @@ class LowWaterUse(Rule):
         return [Signal(dev, KIND, "low_water_use", "welfare", Severity.HIGH, "独居老人家中用水异常", reading.ts_ms,
                        f"独居老人家中{hours:g}小时几乎未用水，请上门查看（水表 {dev}：近 {hours:g} 小时用水 "
                        f"{litres:.1f} 升，低于 {limit:g} 升）")]
+
+    def snapshot(self) -> dict[str, Any] | None:
+        return {"meters": {d: u.dump() for d, u in self._meters.items()}} if self._meters else None
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self._meters = {d: _Usage.load(u) for d, u in state.get("meters", {}).items()}
 
 
 class Leak(Rule):

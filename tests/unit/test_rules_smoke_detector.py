@@ -419,14 +419,21 @@ def test_detectors_that_come_back_after_a_storm_are_online_again():
     back = T0 + H + LIMIT + H
     for p in places[:59]:  # the network returns for all but the last
         heard(rule, ctx, p.device_id, back)
-    assert tick(rule, ctx, back + 1) == []
+    (update,) = tick(rule, ctx, back + 1)  # the storm incident hears who is back
+    assert (update.key, update.update_only, update.severity) == ("street:wanli:mass_offline", True, Severity.HIGH)
+    assert "60 个烟感探测器中已有 59 个恢复上报，仍有 1 个离线" in update.detail
     for beat in (back + 4 * H, back + 8 * H, back + 12 * H):  # they report again; places[0] stops after its return
         for p in places[1:59]:
             heard(rule, ctx, p.device_id, beat)
-        assert tick(rule, ctx, beat) == []
+        assert tick(rule, ctx, beat) == []  # nothing new to tell
     assert tick(rule, ctx, back + LIMIT + 1) == []
     (s,) = tick(rule, ctx, back + LIMIT + 1 + HOLD)  # alone this time, long after the storm: offline on its own
     assert (s.device_id, s.condition) == (places[0].device_id, "offline")
+    heard(rule, ctx, places[59].device_id, back + 13 * H)  # the last one of the storm is back
+    (done,) = tick(rule, ctx, back + 13 * H + 1)
+    assert (done.key, done.downgrade, done.update_only, done.severity) == ("street:wanli:mass_offline", True, True,
+                                                                         Severity.WARNING)
+    assert "60 个烟感探测器已全部恢复上报" in done.detail
 
 
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 6 * H)), max_size=40),
