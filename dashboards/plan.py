@@ -41,10 +41,10 @@ class PlanPoint:
 def layout(buildings: Sequence[PlanInput]) -> dict[str, PlanPoint]:
     """Where to draw every building, by id."""
     out: dict[str, PlanPoint] = {b.id: PlanPoint(b.x, b.y, False) for b in buildings if b.located}
-    unlocated: dict[tuple[str, str], list[PlanInput]] = {}
+    unlocated: dict[str, list[PlanInput]] = {}
     for b in buildings:
         if not b.located:
-            unlocated.setdefault((b.area_id, b.community_id), []).append(b)
+            unlocated.setdefault(b.community_id, []).append(b)
     if not unlocated:
         return out
     located_by_community: dict[str, list[PlanPoint]] = {}
@@ -55,12 +55,12 @@ def layout(buildings: Sequence[PlanInput]) -> dict[str, PlanPoint]:
     min_y = min((p.y for p in out.values()), default=0.0)
 
     # Communities with located buildings: the missing ones in rows under their neighbours.
-    orphans: list[tuple[tuple[str, str], list[PlanInput]]] = []
-    for key in sorted(unlocated):
-        members = sorted(unlocated[key], key=lambda b: b.id)
-        anchors = located_by_community.get(key[1])
+    orphans: list[list[PlanInput]] = []
+    for community in sorted(unlocated, key=lambda c: (min(b.area_id for b in unlocated[c]), c)):
+        members = sorted(unlocated[community], key=lambda b: b.id)
+        anchors = located_by_community.get(community)
         if not anchors:
-            orphans.append((key, members))
+            orphans.append(members)
             continue
         left = min(p.x for p in anchors)
         below = max(p.y for p in anchors) + SPACING_M
@@ -71,11 +71,11 @@ def layout(buildings: Sequence[PlanInput]) -> dict[str, PlanPoint]:
 
     # Communities with none: square blocks on a grid to the right of everything located.
     if orphans:
-        side = max(max(1, math.ceil(math.sqrt(len(m)))) for _, m in orphans)
+        side = max(max(1, math.ceil(math.sqrt(len(m)))) for m in orphans)
         block = side * SPACING_M + BLOCK_GAP_M
         cols = max(1, math.ceil(math.sqrt(len(orphans))))
         origin_x = (max_x + BLOCK_GAP_M) if out else 0.0
-        for n, (_key, members) in enumerate(orphans):
+        for n, members in enumerate(orphans):
             bx, by = origin_x + (n % cols) * block, min_y + (n // cols) * block
             per_row = max(1, math.ceil(math.sqrt(len(members))))
             for i, b in enumerate(members):
