@@ -10,8 +10,8 @@ from importlib import resources
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
-from fastapi.staticfiles import StaticFiles
 
+from dashboards.auth import Access, GuardedPages, document_access, operation_id
 from dashboards.deps import AppContext
 from dashboards.routes import (
     buildings,
@@ -24,6 +24,8 @@ from dashboards.routes import (
     notifications,
     places,
 )
+from dashboards.routes import auth as auth_routes
+from dashboards.routes import exports
 from wanli.errors import Conflict, Invalid, NotFound, StoreUnavailable, WanliError
 
 _STATUS: list[tuple[type[WanliError], int]] = [(NotFound, 404), (Invalid, 422), (Conflict, 409), (StoreUnavailable, 503)]
@@ -31,8 +33,15 @@ _STATUS: list[tuple[type[WanliError], int]] = [(NotFound, 404), (Invalid, 422), 
 
 def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(title="Wanli Safety", version="0.1.0",
-                  description="Community safety sensing for 万里街道: incidents, devices, dead letters, live stream.")
+                  description="Community safety sensing for 万里街道: incidents, devices, dead letters, live stream. "
+                              "People sign in for a session cookie, machines send a Bearer token; "
+                              "`x-required-roles` names the roles an operation needs (docs/access.md).",
+                  generate_unique_id_function=operation_id)
     app.state.ctx = ctx
+    if ctx.settings is None or ctx.engine is None:
+        raise ValueError("the API needs the settings and the database engine for its accounts")
+    app.state.access = access = Access.from_settings(ctx.engine, ctx.settings, ctx.clock_ms)
+    access.ensure_development_account(ctx.settings.http_host)
     ctx.alerts.subscribe(lambda changes: _publish_changes(ctx, changes))
 
     for error, code in _STATUS:
@@ -42,12 +51,15 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(devices.kinds_router)
     app.include_router(buildings.router)
     app.include_router(notifications.router)
+    for router in (auth_routes.router, auth_routes.admin_router, exports.router):
+        app.include_router(router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
         return RedirectResponse("/ops/")
 
-    app.mount("/ops", StaticFiles(directory=str(resources.files("dashboards").joinpath("static")), html=True), name="ops")
+    app.mount("/ops", GuardedPages(directory=str(resources.files("dashboards").joinpath("static")), html=True), name="ops")
+    document_access(app)
     return app
 
 

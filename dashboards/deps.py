@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy import Engine
 
 from alerts.service import AlertService
 from alerts.store import IncidentStore
@@ -16,6 +17,7 @@ from devices.broker_access import BrokerAccess
 from devices.registry import DeviceRegistry
 from ingest.dead_letters import DeadLetterStore
 from ingest.telemetry import TelemetryStore
+from wanli.settings import Settings
 
 
 @dataclass
@@ -30,6 +32,8 @@ class AppContext:
     ingest_ready: Callable[[], bool] = lambda: True
     clock_ms: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)
     telemetry: TelemetryStore | None = None  # read back for the building profile's charts
+    settings: Settings | None = None  # the API's access rules (mode, secret key, sessions)
+    engine: Engine | None = None  # the database its accounts, sessions and tokens live in
 
 
 def get_ctx(request: Request) -> AppContext:

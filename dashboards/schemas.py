@@ -99,7 +99,9 @@ class IncidentDetail(IncidentPublic):
 
 class IncidentActionRequest(BaseModel):
     action: Action
-    actor: str = Field(min_length=1, max_length=100)
+    actor: str = Field(default="", max_length=100,
+                       description="ignored for a person signed in (their account is recorded); "
+                                   "a machine token acting for a person may name them here")
     note: str = Field(default="", max_length=2000)
 
 
@@ -130,7 +132,9 @@ class DevicePublic(BaseModel):
                    battery_pct=d.battery_pct, tampered=d.tampered, connected=d.connected)
 
 
-Actor = Annotated[str, Field(min_length=1, max_length=100)]
+Actor = Annotated[str, Field(max_length=100,
+                            description="ignored for a person signed in (their account is recorded); "
+                                        "a machine token acting for a person may name them here")]
 
 
 class DeviceCreate(BaseModel):
@@ -140,7 +144,7 @@ class DeviceCreate(BaseModel):
     floor: int | None = Field(default=None, ge=-5, le=200)
     unit: str = Field(default="", max_length=16, examples=["0101"])
     label: str = Field(default="", max_length=200)
-    actor: Actor = "maintainer"
+    actor: Actor = ""
 
 
 class DeviceMove(BaseModel):
@@ -148,12 +152,12 @@ class DeviceMove(BaseModel):
     floor: int | None = Field(default=None, ge=-5, le=200)
     unit: str = Field(default="", max_length=16)
     label: str | None = Field(default=None, max_length=200)
-    actor: Actor = "maintainer"
+    actor: Actor = ""
 
 
 class DeviceRetire(BaseModel):
     reason: str = Field(default="", max_length=500)
-    actor: Actor = "maintainer"
+    actor: Actor = ""
 
 
 class DeviceCounts(BaseModel):

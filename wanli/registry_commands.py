@@ -10,6 +10,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,8 @@ IMPORT_CHUNK_ROWS = 5000
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
-    return httpx.Client(base_url=args.api, timeout=120)
+    token = os.environ.get("WANLI_TOKEN", "")  # an API token with the maintainer role (docs/access.md)
+    return httpx.Client(base_url=args.api, timeout=120, headers={"Authorization": f"Bearer {token}"} if token else None)
 
 
 def _fail_on_error(resp: httpx.Response) -> Any:

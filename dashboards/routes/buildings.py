@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 
 from alerts.incidents import Incident, Severity
 from dashboards import building_profile as bp
+from dashboards.auth import VIEWER_ONLY
 from dashboards.building_schemas import (
     BuildingOnMap,
     BuildingProfile,
@@ -33,7 +34,7 @@ from dashboards.schemas import BuildingDetail, DevicePublic, IncidentPublic, ms_
 from devices.catalog import KINDS
 from devices.registry import Health, health
 
-router = APIRouter(prefix="/api", tags=["buildings"])
+router = APIRouter(prefix="/api", tags=["buildings"], dependencies=VIEWER_ONLY)
 SHANGHAI = timezone(timedelta(hours=8))
 MAX_ATTENTION = 200
 MAX_DETECTOR_SERIES = 8

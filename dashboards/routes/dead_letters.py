@@ -4,10 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from dashboards.auth import VIEWER_ONLY
 from dashboards.deps import Ctx
 from dashboards.schemas import DeadLetterPublic, QuarantinedDevice
 
-router = APIRouter(prefix="/api", tags=["dead letters"])
+router = APIRouter(prefix="/api", tags=["dead letters"], dependencies=VIEWER_ONLY)
 
 
 @router.get("/dead-letters", response_model=list[DeadLetterPublic])

@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
+from dashboards.auth import VIEWER_ONLY, Maintainer, actor_of
 from dashboards.deps import Ctx
 from dashboards.schemas import (
     CredentialsPublic,
@@ -24,7 +25,7 @@ from wanli.errors import Invalid
 
 MAX_CSV_BYTES = 32 * 1024 * 1024
 
-router = APIRouter(prefix="/api/devices", tags=["devices"])
+router = APIRouter(prefix="/api/devices", tags=["devices"], dependencies=VIEWER_ONLY)
 
 
 def _public(ctx: Ctx, rec: DeviceRecord) -> DevicePublic:
@@ -53,10 +54,10 @@ def count_devices(ctx: Ctx, kind: str = "", building_id: str = "", community_id:
 
 @router.post("", response_model=DevicePublic, status_code=status.HTTP_201_CREATED,
              responses={200: {"description": "already registered there: nothing changed, or only its label"}})
-def register_device(ctx: Ctx, body: DeviceCreate, response: Response) -> DevicePublic:
+def register_device(ctx: Ctx, body: DeviceCreate, response: Response, who: Maintainer) -> DevicePublic:
     rec = DeviceRecord(body.device_id, body.kind, ctx.registry.hierarchy.street_id, body.building_id, body.floor,
                        body.unit, body.label)
-    outcome = ctx.registry.register(rec, body.actor, ctx.clock_ms())
+    outcome = ctx.registry.register(rec, actor_of(who, body.actor), ctx.clock_ms())
     response.headers["X-Register-Outcome"] = outcome.value  # created, reactivated, updated or unchanged
     if outcome in (RegisterOutcome.UNCHANGED, RegisterOutcome.UPDATED):
         response.status_code = status.HTTP_200_OK
@@ -64,7 +65,8 @@ def register_device(ctx: Ctx, body: DeviceCreate, response: Response) -> DeviceP
 
 
 @router.post("/import", response_model=ImportReportPublic)
-async def import_devices(ctx: Ctx, request: Request, actor: Annotated[str, Query(min_length=1, max_length=100)] = "maintainer",
+async def import_devices(ctx: Ctx, request: Request, who: Maintainer,
+                         actor: Annotated[str, Query(max_length=100, description="for a machine token: the person it acts for")] = "",
                          first_line: Annotated[int, Query(ge=1)] = 1) -> ImportReportPublic:
     """Bulk registration: the request body is a UTF-8 CSV file. Bad rows are reported; good rows land.
 
@@ -79,7 +81,7 @@ async def import_devices(ctx: Ctx, request: Request, actor: Annotated[str, Query
     except UnicodeDecodeError as exc:
         raise Invalid(f"the CSV file is not UTF-8 (byte {exc.start}); save it as UTF-8") from None
     # newline="" lets the csv module see a quoted field's own line breaks; splitlines() would cut it
-    report = import_csv(ctx.registry, io.StringIO(text, newline=""), actor=actor, now_ms=ctx.clock_ms())
+    report = import_csv(ctx.registry, io.StringIO(text, newline=""), actor=actor_of(who, actor), now_ms=ctx.clock_ms())
     return ImportReportPublic.of(report, line_offset=first_line - 1)
 
 
@@ -94,14 +96,14 @@ def device_history(ctx: Ctx, device_id: str) -> list[DeviceHistoryEntry]:
 
 
 @router.post("/{device_id}/move", response_model=DevicePublic)
-def move_device(ctx: Ctx, device_id: str, body: DeviceMove) -> DevicePublic:
+def move_device(ctx: Ctx, device_id: str, body: DeviceMove, who: Maintainer) -> DevicePublic:
     """Install a device somewhere else. Incidents already open keep the place they happened at."""
-    return _public(ctx, ctx.registry.move(device_id, body.building_id, body.floor, body.unit, body.actor,
+    return _public(ctx, ctx.registry.move(device_id, body.building_id, body.floor, body.unit, actor_of(who, body.actor),
                                           ctx.clock_ms(), body.label))
 
 
 @router.post("/{device_id}/credentials", response_model=CredentialsPublic, status_code=status.HTTP_201_CREATED)
-def issue_credentials(ctx: Ctx, device_id: str) -> CredentialsPublic:
+def issue_credentials(ctx: Ctx, device_id: str, _who: Maintainer) -> CredentialsPublic:
     """New MQTT credentials for a device (any earlier ones stop working). The password is shown only here, once."""
     issued = ctx.broker_access.issue(device_id)
     return CredentialsPublic(device_id=issued.device_id, username=issued.username, password=issued.password,
@@ -109,12 +111,12 @@ def issue_credentials(ctx: Ctx, device_id: str) -> CredentialsPublic:
 
 
 @router.post("/{device_id}/retire", response_model=DevicePublic)
-def retire_device(ctx: Ctx, device_id: str, body: DeviceRetire) -> DevicePublic:
+def retire_device(ctx: Ctx, device_id: str, body: DeviceRetire, who: Maintainer) -> DevicePublic:
     """Retire a device: from now on its messages are quarantined and its broker credentials revoked."""
-    return _public(ctx, ctx.registry.retire(device_id, body.actor, ctx.clock_ms(), body.reason))
+    return _public(ctx, ctx.registry.retire(device_id, actor_of(who, body.actor), ctx.clock_ms(), body.reason))
 
 
-kinds_router = APIRouter(prefix="/api", tags=["devices"])
+kinds_router = APIRouter(prefix="/api", tags=["devices"], dependencies=VIEWER_ONLY)
 
 
 @kinds_router.get("/device-kinds", response_model=list[DeviceKindPublic])

@@ -2,12 +2,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 
+from dashboards.accounts import Principal, Role
+from dashboards.auth import VIEWER_ONLY, actor_of, require
 from dashboards.deps import Ctx
+from alerts.incidents import Action
 from dashboards.schemas import AuditEntryPublic, IncidentActionRequest, IncidentDetail, IncidentPublic
 
-router = APIRouter(prefix="/api/incidents", tags=["incidents"])
+router = APIRouter(prefix="/api/incidents", tags=["incidents"], dependencies=VIEWER_ONLY)
+
+# A responder's app acknowledges, reports arrival and adds notes; closing the loop (resolve, verify,
+# false alarm, merge) and dispatching stay with the operations centre.
+RESPONDER_ACTIONS = frozenset({Action.ACKNOWLEDGE, Action.ARRIVE, Action.NOTE})
 
 
 @router.get("", response_model=list[IncidentPublic])
@@ -30,6 +37,15 @@ def get_incident(ctx: Ctx, incident_id: str) -> IncidentDetail:
 
 
 @router.post("/{incident_id}/actions", response_model=IncidentPublic)
-def act_on_incident(ctx: Ctx, incident_id: str, body: IncidentActionRequest) -> IncidentPublic:
-    """Acknowledge, dispatch, arrive, resolve, verify (close), mark false alarm, merge, or add a note."""
-    return IncidentPublic.of(ctx.alerts.act(incident_id, body.action, body.actor, body.note, ctx.clock_ms()))
+def act_on_incident(ctx: Ctx, incident_id: str, body: IncidentActionRequest,
+                    who: Annotated[Principal, Depends(require(Role.OPERATOR, Role.RESPONDER))]) -> IncidentPublic:
+    """Acknowledge, dispatch, arrive, resolve, verify (close), mark false alarm, merge, or add a note.
+
+    Operators may take every action; responders (their apps' tokens) acknowledge, arrive and add notes.
+    The audit trail names the caller's account, not anything the request says.
+    """
+    if not who.may(Role.OPERATOR) and body.action not in RESPONDER_ACTIONS:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"权限不足：处置人员只能确认、到场和备注（a responder may not {body.action.value}）")
+    return IncidentPublic.of(ctx.alerts.act(incident_id, body.action, actor_of(who, body.actor), body.note,
+                                            ctx.clock_ms()))

@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from dashboards import building_profile as bp
+from dashboards.auth import VIEWER_ONLY
 from dashboards.building_schemas import (
     BuildingFalseAlarms,
     DeviceFigures,
@@ -16,7 +17,7 @@ from dashboards.building_schemas import (
 from dashboards.deps import Ctx
 from dashboards.schemas import ms_to_dt
 
-router = APIRouter(prefix="/api/kpi", tags=["kpi"])
+router = APIRouter(prefix="/api/kpi", tags=["kpi"], dependencies=VIEWER_ONLY)
 
 ACK_WITHIN_S = 60  # micro fire stations: acknowledge within 1 minute
 ARRIVE_WITHIN_S = 180  # and reach the scene within 3

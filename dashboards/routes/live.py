@@ -8,11 +8,12 @@ from fastapi import APIRouter
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from alerts.service import IncidentChange
+from dashboards.auth import VIEWER_ONLY
 from dashboards.deps import Ctx
 from dashboards.live import CLOSED, OVERFLOW
 from dashboards.schemas import IncidentPublic
 
-router = APIRouter(prefix="/api", tags=["live"])
+router = APIRouter(prefix="/api", tags=["live"], dependencies=VIEWER_ONLY)
 HEARTBEAT_S = 15.0
 
 

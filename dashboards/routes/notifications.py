@@ -6,12 +6,13 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from alerts.outbox import notifications_table
+from dashboards.auth import VIEWER_ONLY
 from dashboards.building_schemas import NotificationPublic
 from dashboards.deps import Ctx
 from dashboards.schemas import ms_to_dt
 from devices.hierarchy import ROLE_LABELS, Tier
 
-router = APIRouter(prefix="/api/incidents", tags=["incidents"])
+router = APIRouter(prefix="/api/incidents", tags=["incidents"], dependencies=VIEWER_ONLY)
 TIER_ZH = {t.name.lower(): t.label_zh for t in Tier} | {"fire_station": "微型消防站", "household": "住户家属"}
 
 

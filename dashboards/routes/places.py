@@ -4,10 +4,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from dashboards.auth import VIEWER_ONLY
 from dashboards.deps import Ctx
 from dashboards.schemas import BuildingDetail
 
-router = APIRouter(prefix="/api", tags=["places"])
+router = APIRouter(prefix="/api", tags=["places"], dependencies=VIEWER_ONLY)
 
 
 @router.get("/hierarchy")

@@ -19,7 +19,8 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Locator, Page, ViewportSize, expect, sync_playwright
 
 from simulators.building import BuildingSimulation
-from tests.fixtures.service import ServiceFactory, register_building
+from dashboards.auth import SESSION_COOKIE
+from tests.fixtures.service import ServiceFactory, accounts, now_ms, register_building
 from wanli.runtime import WanliService
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"  # git-ignored
@@ -30,6 +31,19 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 WALL = ViewportSize(width=1600, height=900)  # a wall screen in the ops centre
 DESK = ViewportSize(width=1600, height=1000)  # a maintainer's desk monitor
+
+# The person signed in on the pages (an operator who also looks after devices), and how the trail names them.
+PERSON, PERSON_NAME = "wangfang", "值班员 王芳"
+PERSON_ACTOR = f"{PERSON_NAME}（{PERSON}）"
+
+
+def signed_in_session(service: WanliService) -> str:
+    """A session of the pages' person on this service (their account is made the first time): the cookie's value."""
+    store = accounts(service)
+    if not any(u.username == PERSON for u in store.users()):
+        store.add_user(PERSON, "browser-test-password", ["operator", "maintainer", "tester"], now_ms(),
+                       display_name=PERSON_NAME)
+    return store.open_session(store.user(PERSON), now_ms())
 
 
 class WatchedPage:
@@ -50,6 +64,11 @@ class WatchedPage:
         path = self.artifacts / name
         self.page.screenshot(path=path, full_page=full_page, animations="disabled")
         return path
+
+    def sign_in(self, session_id: str) -> None:
+        """Give this page's browser context the session cookie, as signing in on the login page would."""
+        self.page.context.add_cookies([{"name": SESSION_COOKIE, "value": session_id, "url": self.base_url,
+                                        "httpOnly": True, "sameSite": "Strict"}])
 
     def tolerate(self, pattern: str) -> None:
         """A problem the test provokes on purpose (e.g. the stream failing while the server is down)."""
@@ -96,11 +115,14 @@ W = TypeVar("W", bound=WatchedPage)
 
 @contextmanager
 def watched_page(browser: Browser, kind: Callable[[Page, str, Path], W], base_url: str, artifacts: Path,
-                 viewport: ViewportSize = WALL) -> Iterator[W]:
-    """A page in its own browser context; on exit, asserts the page reported no problem."""
+                 viewport: ViewportSize = WALL, session: str = "") -> Iterator[W]:
+    """A page in its own browser context (signed in with ``session`` if given); on exit, asserts the
+    page reported no problem."""
     context = browser.new_context(viewport=viewport, locale="zh-CN", timezone_id="Asia/Shanghai")
     try:
         watched = kind(context.new_page(), base_url, artifacts)
+        if session:
+            watched.sign_in(session)
         yield watched
     finally:
         # Closed before the service stops, so an open event stream does not hold up the server's shutdown.
@@ -108,9 +130,9 @@ def watched_page(browser: Browser, kind: Callable[[Page, str, Path], W], base_ur
     assert watched.problems == [], f"the page reported problems: {watched.problems}"
 
 
-def ops_screen(browser: Browser, base_url: str, artifacts: Path) -> AbstractContextManager[OpsScreen]:
+def ops_screen(browser: Browser, base_url: str, artifacts: Path, session: str = "") -> AbstractContextManager[OpsScreen]:
     """A wall-sized page on the operations screen of the service at ``base_url``."""
-    return watched_page(browser, OpsScreen, base_url, artifacts, WALL)
+    return watched_page(browser, OpsScreen, base_url, artifacts, WALL, session)
 
 
 @pytest.fixture(scope="session")
@@ -143,5 +165,5 @@ def building(service: WanliService) -> BuildingSimulation:
 
 @pytest.fixture
 def ops(chromium: Browser, service: WanliService, artifacts: Path) -> Iterator[OpsScreen]:
-    with ops_screen(chromium, service.http_url, artifacts) as screen:
+    with ops_screen(chromium, service.http_url, artifacts, signed_in_session(service)) as screen:
         yield screen

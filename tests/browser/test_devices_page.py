@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, Request, Route, expect
 
 from devices.registry import Lifecycle
-from tests.browser.conftest import DESK, WatchedPage, watched_page
+from tests.browser.conftest import DESK, PERSON_ACTOR, WatchedPage, signed_in_session, watched_page
 from tests.fixtures.service import now_ms, publish, register_building, wait_for
 from wanli.runtime import WanliService
 
@@ -57,7 +57,7 @@ class DevicesPage(WatchedPage):
 
 @pytest.fixture
 def devices_page(chromium: Browser, service: WanliService, artifacts: Path) -> Iterator[DevicesPage]:
-    with watched_page(chromium, DevicesPage, service.http_url, artifacts, DESK) as page:
+    with watched_page(chromium, DevicesPage, service.http_url, artifacts, DESK, signed_in_session(service)) as page:
         yield page
 
 
@@ -94,7 +94,8 @@ def test_register_a_device_and_the_same_id_elsewhere_is_refused(
     rec = service.services.registry.get("SD-XQ02-0301")
     assert (rec.kind, rec.building_id, rec.floor, rec.unit, rec.label) == (
         "smoke_detector", "xq-02", 3, "0301", "香泉2号楼 301 厨房")
-    assert [h.actor for h in service.services.registry.history("SD-XQ02-0301")] == ["李师傅"]
+    # The trail names the account signed in, whatever the page's own "operator" box says.
+    assert [h.actor for h in service.services.registry.history("SD-XQ02-0301")] == [PERSON_ACTOR]
 
     page.locator("#r-submit").click()  # exactly the same again: nothing changes
     expect(result).to_have_attribute("data-status", "200")
@@ -327,7 +328,7 @@ def test_move_then_retire_through_the_dialogs(devices_page: DevicesPage, service
     entries = page.locator("#history-rows > tr")
     expect(entries).to_have_count(2)
     expect(entries.locator("td.action")).to_have_text(["移动", "登记"])  # newest first
-    expect(entries.nth(0)).to_contain_text("维护员")  # nobody signed in: the default operator
+    expect(entries.nth(0)).to_contain_text(PERSON_ACTOR)  # the account signed in
     expect(entries.nth(0)).to_contain_text(f"{FIRST_UNIT} → 香泉居民区 香泉 2号楼 5层 0502室")
     devices_page.screenshot("devices-history.png", full_page=False)
     history.locator("[data-close]").click()

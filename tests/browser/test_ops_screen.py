@@ -20,9 +20,9 @@ from simulators.building import BuildingSimulation
 from simulators.devices.base import Publication
 from simulators.devices.charging_station import ChargingStationSim
 from simulators.devices.elderly_alarm import ElderlyAlarmSim
-from tests.browser.conftest import OpsScreen, ops_screen
+from tests.browser.conftest import PERSON_ACTOR, OpsScreen, ops_screen, signed_in_session
 from tests.fixtures.servers import free_port
-from tests.fixtures.service import now_ms, publish, register_building, wait_for
+from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
 from wanli.runtime import WanliService, running_in_thread
 from wanli.settings import Settings
 
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.browser
 
 SCREEN_TIMEOUT_MS = 5_000  # an alarm slower than this to reach the wall is a failure in itself
 FIRST_UNIT = "香泉居民区 香泉 1号楼 1层 0101室"  # where smoke_detectors()[0] hangs
-OPERATOR = "城运中心值班员"  # ops.js's actor when no operator has signed in
+OPERATOR = PERSON_ACTOR  # the trail names the account signed in on the page
 LATE = re.compile(r"\blate\b")
 FRESH = re.compile(r"\bfresh\b")
 OFFLINE = re.compile(r"\boffline\b")
@@ -77,14 +77,14 @@ def active_incident_id(service: WanliService, device_id: str) -> str:
 
 def act(service: WanliService, incident_id: str, *actions: str, actor: str = "测试") -> None:
     """Act on an incident through the API, as another operator would."""
-    with httpx.Client(base_url=service.http_url, timeout=5) as client:
+    with httpx.Client(base_url=service.http_url, timeout=5, headers=auth_headers(service, "operator")) as client:
         for action in actions:
             client.post(f"/api/incidents/{incident_id}/actions",
                         json={"action": action, "actor": actor}).raise_for_status()
 
 
 def audit_actions(service: WanliService, incident_id: str) -> list[tuple[str, str, str | None, str]]:
-    with httpx.Client(base_url=service.http_url, timeout=5) as client:
+    with httpx.Client(base_url=service.http_url, timeout=5, headers=auth_headers(service)) as client:
         detail = client.get(f"/api/incidents/{incident_id}").raise_for_status().json()
     return [(a["action"], a["actor"], a["from_state"], a["to_state"]) for a in detail["audit"]]
 
@@ -460,6 +460,7 @@ def test_screen_reconnects_after_a_restart_and_catches_up(
         page = ops.page
         with running_in_thread(settings) as first:
             building = register_building(first)
+            ops.sign_in(signed_in_session(first))  # the session is in the database: it outlives the restart
             ops.open()
             before = building.smoke_detectors()[0]
             send(first, before.alarm(now_ms()))

@@ -8,7 +8,7 @@ import pytest
 
 from devices.credentials import INGEST_ACCOUNT, BrokerAuthFiles, render_broker_auth
 from tests.fixtures.servers import MosquittoServer, free_port
-from tests.fixtures.service import now_ms, wait_for
+from tests.fixtures.service import auth_headers, now_ms, wait_for
 from tests.integration.test_broker_acl import logged_in, refusal
 
 pytestmark = pytest.mark.mosquitto
@@ -45,11 +45,11 @@ def test_a_device_publishes_with_issued_credentials_only_as_itself_until_retired
     for device_id, floor in (("SD-XQ01-0101", 1), ("SD-XQ01-0201", 2)):
         body = {"device_id": device_id, "kind": "smoke_detector", "building_id": "xq-01", "floor": floor,
                 "unit": f"0{floor}01"}
-        assert httpx.post(api, json=body).status_code == 201
+        assert httpx.post(api, json=body, headers=auth_headers(service)).status_code == 201
     assert refusal(server, "SD-XQ01-0101", "guess").is_failure  # registered is not yet allowed in
 
     reloads = server.reloads_logged()
-    issued = httpx.post(f"{api}/SD-XQ01-0101/credentials")
+    issued = httpx.post(f"{api}/SD-XQ01-0101/credentials", headers=auth_headers(service))
     assert issued.status_code == 201
     creds = issued.json()
     assert creds["publish_filter"] == "safety/v1/wanli/smoke_detector/SD-XQ01-0101/+" and creds["broker_updated"]
@@ -60,12 +60,12 @@ def test_a_device_publishes_with_issued_credentials_only_as_itself_until_retired
     with logged_in(server, creds["username"], creds["password"]) as device:
         device.publish(other, alarm(1))  # spoofing the neighbour: the broker drops it
         device.publish(own, alarm(2))
-    (incident,) = wait_for(lambda: httpx.get(f"{service.http_url}/api/incidents").json())
+    (incident,) = wait_for(lambda: httpx.get(f"{service.http_url}/api/incidents", headers=auth_headers(service)).json())
     assert incident["device_id"] == "SD-XQ01-0101"
-    assert httpx.get(f"{service.http_url}/api/dead-letters").json() == []  # the spoof never reached ingest
+    assert httpx.get(f"{service.http_url}/api/dead-letters", headers=auth_headers(service)).json() == []  # the spoof never reached ingest
 
     reloads = server.reloads_logged()
-    assert httpx.post(f"{api}/SD-XQ01-0101/retire", json={"reason": "replaced"}).status_code == 200
+    assert httpx.post(f"{api}/SD-XQ01-0101/retire", json={"reason": "replaced"}, headers=auth_headers(service)).status_code == 200
     server.wait_for_reload(reloads)
     assert refusal(server, creds["username"], creds["password"]).is_failure
-    assert httpx.post(f"{api}/SD-XQ01-0101/credentials").status_code == 409
+    assert httpx.post(f"{api}/SD-XQ01-0101/credentials", headers=auth_headers(service)).status_code == 409

@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from devices.topics import MessageClass, device_topic
-from tests.fixtures.service import now_ms, publish, register_building, wait_for
+from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
 
 
 def incidents(service, **params):
-    return httpx.get(f"{service.http_url}/api/incidents", params=params, timeout=5).json()
+    return httpx.get(f"{service.http_url}/api/incidents", params=params, timeout=5, headers=auth_headers(service)).json()
 
 
 def test_alarm_over_the_embedded_broker_raises_one_incident_and_bad_input_is_kept(service_factory):
@@ -35,14 +35,14 @@ def test_alarm_over_the_embedded_broker_raises_one_incident_and_bad_input_is_kep
 
     garbage = device_topic("wanli", "smoke_detector", detector.device_id, MessageClass.EVENT)
     publish(broker.host, broker.port, [(garbage, b"\xff\xfe not json"), ("safety/v1/wanli/oops", b"{}")])
-    letters = wait_for(lambda: httpx.get(f"{service.http_url}/api/dead-letters").json() if
-                       len(httpx.get(f"{service.http_url}/api/dead-letters").json()) == 2 else None)
+    letters = wait_for(lambda: httpx.get(f"{service.http_url}/api/dead-letters", headers=auth_headers(service)).json() if
+                       len(httpx.get(f"{service.http_url}/api/dead-letters", headers=auth_headers(service)).json()) == 2 else None)
     assert {d["reason"] for d in letters} == {"bad_json", "bad_topic"}
-    assert httpx.get(f"{service.http_url}/api/dead-letters/counts").json() == {"bad_json": 1, "bad_topic": 1}
+    assert httpx.get(f"{service.http_url}/api/dead-letters/counts", headers=auth_headers(service)).json() == {"bad_json": 1, "bad_topic": 1}
 
-    devices = httpx.get(f"{service.http_url}/api/devices", params={"kind": "smoke_detector"}).json()
+    devices = httpx.get(f"{service.http_url}/api/devices", params={"kind": "smoke_detector"}, headers=auth_headers(service)).json()
     assert len(devices) == 18 * 4
-    seen = httpx.get(f"{service.http_url}/api/devices/{detector.device_id}").json()
+    seen = httpx.get(f"{service.http_url}/api/devices/{detector.device_id}", headers=auth_headers(service)).json()
     assert seen["last_type"] == "alarm" and seen["location"]["floor"] == 2
 
 
@@ -53,19 +53,20 @@ def test_operator_actions_follow_the_lifecycle_and_illegal_ones_are_refused(serv
     (incident,) = wait_for(lambda: incidents(service, active=True))
     url = f"{service.http_url}/api/incidents/{incident['id']}"
 
-    refused = httpx.post(f"{url}/actions", json={"action": "verify", "actor": "王"})
+    refused = httpx.post(f"{url}/actions", json={"action": "verify", "actor": "王"}, headers=auth_headers(service))
     assert refused.status_code == 409 and "cannot verify when open" in refused.json()["detail"]
-    assert httpx.post(f"{url}/actions", json={"action": "launch", "actor": "王"}).status_code == 422
+    assert httpx.post(f"{url}/actions", json={"action": "launch", "actor": "王"}, headers=auth_headers(service)).status_code == 422
     assert httpx.post(f"{service.http_url}/api/incidents/inc_nope/actions",
-                      json={"action": "acknowledge", "actor": "王"}).status_code == 404
+                      json={"action": "acknowledge", "actor": "王"}, headers=auth_headers(service)).status_code == 404
 
     for action in ("acknowledge", "dispatch", "arrive", "resolve", "verify"):
-        resp = httpx.post(f"{url}/actions", json={"action": action, "actor": "值班员 王", "note": action})
+        resp = httpx.post(f"{url}/actions", json={"action": action, "note": action}, headers=auth_headers(service, "operator"))
         assert resp.status_code == 200, resp.text
-    detail = httpx.get(url).json()
+    detail = httpx.get(url, headers=auth_headers(service)).json()
     assert detail["state"] == "closed" and detail["closed_at"] is not None
     assert [a["action"] for a in detail["audit"]] == ["open", "notify", "acknowledge", "dispatch", "arrive", "resolve",
                                                       "verify"]
+    assert {a["actor"] for a in detail["audit"][2:]} == {"token:test-operator"}  # the caller's account, always
     assert incidents(service, active=True) == []
 
 
@@ -128,10 +129,11 @@ def test_influxdb_client_write_path_against_real_victoria_metrics(victoria_metri
 def test_api_rejects_bad_requests_with_4xx_and_a_message(service_factory):
     service = service_factory()
     base = service.http_url
-    assert httpx.get(f"{base}/api/incidents/inc_missing").status_code == 404
-    assert httpx.get(f"{base}/api/devices/NOPE").status_code == 404
-    assert httpx.get(f"{base}/api/incidents", params={"limit": 0}).status_code == 422
-    bad = httpx.post(f"{base}/api/incidents/x/actions", content=b"{", headers={"content-type": "application/json"})
+    assert httpx.get(f"{base}/api/incidents/inc_missing", headers=auth_headers(service)).status_code == 404
+    assert httpx.get(f"{base}/api/devices/NOPE", headers=auth_headers(service)).status_code == 404
+    assert httpx.get(f"{base}/api/incidents", params={"limit": 0}, headers=auth_headers(service)).status_code == 422
+    bad = httpx.post(f"{base}/api/incidents/x/actions", content=b"{",
+                     headers={"content-type": "application/json", **auth_headers(service)})
     assert bad.status_code == 422 and "detail" in bad.json()
     assert json.loads(httpx.get(f"{base}/healthz").text) == {"status": "ok"}
     assert httpx.get(f"{base}/readyz").status_code == 200

@@ -16,7 +16,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.fixtures.servers import free_port
-from tests.fixtures.service import now_ms, publish, register_building, wait_for
+from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
 from wanli.runtime import running_in_thread
 from wanli.settings import Settings
 
@@ -92,7 +92,7 @@ def test_an_alarm_is_dispatched_escalates_when_nobody_answers_even_across_a_rest
             station = "dispatch/v1/wanli/fire_station/MFS-XQ/duty"
             leader = "dispatch/v1/wanli/building/xq-01/building_leader"
             wait_for(lambda: {station, leader} <= inbox.topics())
-            (incident,) = httpx.get(f"{service.http_url}/api/incidents").json()
+            (incident,) = httpx.get(f"{service.http_url}/api/incidents", headers=auth_headers(service)).json()
             assert (incident["escalation_policy"], incident["tier"]) == ("fire", "community")
             assert incident["next_escalation_at"] is not None
             body = dict(inbox.messages)[station]
@@ -109,11 +109,11 @@ def test_an_alarm_is_dispatched_escalates_when_nobody_answers_even_across_a_rest
         with running_in_thread(settings, clock) as service:
             area = "dispatch/v1/wanli/area/yihua/grid_patroller"
             wait_for(lambda: area in inbox.topics(), 10)  # late ones fire at once
-            detail = httpx.get(f"{service.http_url}/api/incidents/{incident['id']}").json()
+            detail = httpx.get(f"{service.http_url}/api/incidents/{incident['id']}", headers=auth_headers(service)).json()
             actions = [a["action"] for a in detail["audit"]]
             assert actions == ["open", "notify", "escalate", "escalate"]
             resp = httpx.post(f"{service.http_url}/api/incidents/{incident['id']}/actions",
-                              json={"action": "acknowledge", "actor": "网格员 张伟"})
+                              json={"action": "acknowledge", "actor": "网格员 张伟"}, headers=auth_headers(service))
             assert resp.status_code == 200
             def about_it():
                 return [m for _t, m in inbox.messages if m["incident_id"] == incident["id"]]
@@ -130,10 +130,10 @@ def test_a_micro_fire_station_answers_over_mqtt_and_the_incident_follows(service
     service = service_factory(mqtt_url=mosquitto.url)
     detector = register_building(service).smoke_detectors()[0]
     api = service.http_url + "/api"
-    assert httpx.post(f"{api}/devices", json={"device_id": "MFS-XQ", "kind": "fire_station", "building_id": "xq-01"}
-                      ).status_code == 201
+    assert httpx.post(f"{api}/devices", json={"device_id": "MFS-XQ", "kind": "fire_station", "building_id": "xq-01"},
+                      headers=auth_headers(service)).status_code == 201
     publish(mosquitto.host, mosquitto.port, [detector.alarm(now_ms())])
-    (incident,) = wait_for(lambda: [i for i in httpx.get(f"{api}/incidents").json() if i["condition"] == "smoke_alarm"])
+    (incident,) = wait_for(lambda: [i for i in httpx.get(f"{api}/incidents", headers=auth_headers(service)).json() if i["condition"] == "smoke_alarm"])
     dispatch_id = f"{incident['id']}-0"
     station = "safety/v1/wanli/fire_station/MFS-XQ/event"
     seq = now_ms()
@@ -143,13 +143,13 @@ def test_a_micro_fire_station_answers_over_mqtt_and_the_incident_follows(service
 
     publish(mosquitto.host, mosquitto.port, [step(1, "dispatch_ack"), step(2, "dispatch_depart"),
                                              step(3, "dispatch_on_scene"), step(4, "dispatch_finished")])
-    detail = wait_for(lambda: (d := httpx.get(f"{api}/incidents/{incident['id']}").json())["state"] == "resolved" and d)
+    detail = wait_for(lambda: (d := httpx.get(f"{api}/incidents/{incident['id']}", headers=auth_headers(service)).json())["state"] == "resolved" and d)
     trail = [(a["action"], a["actor"]) for a in detail["audit"]][2:]
     assert trail == [(a, "微型消防站 MFS-XQ") for a in ("acknowledge", "dispatch", "arrive", "resolve")]
     assert detail["acknowledged_by"] == "微型消防站 MFS-XQ"
-    kpi = httpx.get(f"{api}/kpi").json()
+    kpi = httpx.get(f"{api}/kpi", headers=auth_headers(service)).json()
     assert kpi["dispatches"] == 1 and kpi["acknowledged_within_1_min"] == 1 and kpi["arrived_within_3_min"] == 1
     (row,) = kpi["recent_dispatches"]
     assert row["dispatch_id"] == dispatch_id and row["ack_s"] is not None and row["ack_s"] < 60
     # A person still verifies before closure (核查 → 结案).
-    assert httpx.post(f"{api}/incidents/{incident['id']}/actions", json={"action": "verify", "actor": "值班长"}).status_code == 200
+    assert httpx.post(f"{api}/incidents/{incident['id']}/actions", json={"action": "verify", "actor": "值班长"}, headers=auth_headers(service)).status_code == 200

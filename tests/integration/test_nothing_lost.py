@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.fixtures.servers import free_port
-from tests.fixtures.service import now_ms, publish, register_building, wait_for
+from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
 from wanli.runtime import running_in_thread
 from wanli.settings import Settings
 
@@ -27,7 +27,7 @@ def stats(service) -> dict:
 
 def incidents(service) -> list[dict]:
     """The device incidents the alarms opened (several at once in a building also open a suspected fire)."""
-    return [i for i in httpx.get(f"{service.http_url}/api/incidents").json() if i["condition"] == "smoke_alarm"]
+    return [i for i in httpx.get(f"{service.http_url}/api/incidents", headers=auth_headers(service)).json() if i["condition"] == "smoke_alarm"]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from devices.hierarchy import load_hierarchy
 from devices.reading import Reading
 from devices.registry import DeviceRecord, DeviceRegistry, Health, Lifecycle, RegisterOutcome, health
 from ingest.dead_letters import KEEP_BYTES, DeadLetter, DeadLetterStore
-from tests.fixtures.service import now_ms, publish, register_building, wait_for
+from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
 from wanli.db import make_engine
 from wanli.errors import Conflict, NotFound
 
@@ -160,7 +160,7 @@ def test_an_alarm_raises_an_incident_stored_in_postgresql(postgres_url, service_
     assert broker is not None
 
     publish(broker.host, broker.port, [detector.alarm(now_ms())])
-    (incident,) = wait_for(lambda: httpx.get(f"{service.http_url}/api/incidents", params={"active": True}).json())
+    (incident,) = wait_for(lambda: httpx.get(f"{service.http_url}/api/incidents", params={"active": True}, headers=auth_headers(service)).json())
     assert incident["device_id"] == detector.device_id and incident["state"] == "open"
 
     engine = make_engine(postgres_url)  # a separate connection: what a second process would read

@@ -4,32 +4,36 @@ import httpx
 import pytest
 
 from devices.topics import MessageClass, device_topic
-from tests.fixtures.service import now_ms, publish, register_building, wait_for
+from tests.fixtures.service import auth_headers, now_ms, new_token, publish, register_building, wait_for
 from wanli.cli import main
 
 
 def test_register_move_retire_and_history_through_the_api(service_factory):
-    api = service_factory().http_url + "/api/devices"
+    service = service_factory()
+    api = service.http_url + "/api/devices"
+    who = service_factory.client(service, "maintainer")  # the history names the caller's account
     body = {"device_id": "SD-XQ02-0301", "kind": "smoke_detector", "building_id": "xq-02", "floor": 3, "unit": "0301",
             "actor": "维护员 刘"}
-    created = httpx.post(api, json=body)
+    created = who.post(api, json=body)
     assert created.status_code == 201 and created.json()["health"] == ["never_seen"]
-    assert httpx.post(api, json=body).status_code == 200  # same again: nothing changed
-    clash = httpx.post(api, json={**body, "floor": 4, "unit": "0401"})
+    assert who.post(api, json=body).status_code == 200  # same again: nothing changed
+    clash = who.post(api, json={**body, "floor": 4, "unit": "0401"})
     assert clash.status_code == 409 and "move it instead" in clash.json()["detail"]
-    bad = httpx.post(api, json={**body, "device_id": "SD-2", "building_id": "xq-99"})
+    bad = who.post(api, json={**body, "device_id": "SD-2", "building_id": "xq-99"})
     assert bad.status_code == 422 and "unknown building 'xq-99'" in bad.json()["detail"]
-    assert httpx.post(api, json={**body, "device_id": "bad id"}).status_code == 422
+    assert who.post(api, json={**body, "device_id": "bad id"}).status_code == 422
 
-    moved = httpx.post(f"{api}/SD-XQ02-0301/move", json={"building_id": "xq-02", "floor": 5, "unit": "0501"})
+    moved = who.post(f"{api}/SD-XQ02-0301/move", json={"building_id": "xq-02", "floor": 5, "unit": "0501"})
     assert moved.status_code == 200 and moved.json()["location"]["label"] == "香泉居民区 香泉 2号楼 5层 0501室"
-    assert httpx.post(f"{api}/SD-XQ02-0301/retire", json={"reason": "更换"}).json()["lifecycle"] == "retired"
-    assert httpx.post(f"{api}/SD-XQ02-0301/move", json={"building_id": "xq-02"}).status_code == 409
-    assert [d["device_id"] for d in httpx.get(api).json()] == []
-    assert [d["device_id"] for d in httpx.get(api, params={"lifecycle": "retired"}).json()] == ["SD-XQ02-0301"]
-    history = httpx.get(f"{api}/SD-XQ02-0301/history").json()
-    assert [(h["action"], h["actor"]) for h in history] == [("created", "维护员 刘"), ("moved", "maintainer"), ("retired", "maintainer")]
-    assert httpx.get(f"{api}/NOPE/history").status_code == 404
+    assert who.post(f"{api}/SD-XQ02-0301/retire", json={"reason": "更换"}).json()["lifecycle"] == "retired"
+    assert who.post(f"{api}/SD-XQ02-0301/move", json={"building_id": "xq-02"}).status_code == 409
+    assert [d["device_id"] for d in who.get(api).json()] == []
+    assert [d["device_id"] for d in who.get(api, params={"lifecycle": "retired"}).json()] == ["SD-XQ02-0301"]
+    history = who.get(f"{api}/SD-XQ02-0301/history").json()
+    assert [(h["action"], h["actor"]) for h in history] == [("created", "token:test-maintainer（维护员 刘）"),
+                                                            ("moved", "token:test-maintainer"),
+                                                            ("retired", "token:test-maintainer")]
+    assert who.get(f"{api}/NOPE/history").status_code == 404
 
 
 def test_health_lists_and_quarantine_through_the_api(service_factory):
@@ -40,32 +44,36 @@ def test_health_lists_and_quarantine_through_the_api(service_factory):
     stranger = device_topic("wanli", "smoke_detector", "SD-STRANGER-1", MessageClass.EVENT)
     publish(service.broker.host, service.broker.port,
             [online.heartbeat(now_ms()), (stranger, b'{"v":1,"ts":%d,"seq":1,"type":"alarm"}' % now_ms())])
-    wait_for(lambda: httpx.get(f"{api}/devices", params={"health": "online"}).json())
-    assert [d["device_id"] for d in httpx.get(f"{api}/devices", params={"health": "online"}).json()] == [online.device_id]
-    never = httpx.get(f"{api}/devices", params={"health": "never_seen", "limit": 10_000}).json()
+    wait_for(lambda: httpx.get(f"{api}/devices", params={"health": "online"}, headers=auth_headers(service)).json())
+    assert [d["device_id"] for d in httpx.get(f"{api}/devices", params={"health": "online"}, headers=auth_headers(service)).json()] == [online.device_id]
+    never = httpx.get(f"{api}/devices", params={"health": "never_seen", "limit": 10_000}, headers=auth_headers(service)).json()
     assert len(never) == len(sim.placed) - 1
-    held = wait_for(lambda: httpx.get(f"{api}/quarantine").json())
+    held = wait_for(lambda: httpx.get(f"{api}/quarantine", headers=auth_headers(service)).json())
     assert [(q["device_id"], q["kind"], q["reason"], q["messages"]) for q in held] == [
         ("SD-STRANGER-1", "smoke_detector", "unregistered_device", 1)]
-    assert httpx.get(f"{api}/incidents").json() == []  # quarantined alarms raise nothing
-    assert httpx.get(f"{api}/devices", params={"health": "sleepy"}).status_code == 422
+    assert httpx.get(f"{api}/incidents", headers=auth_headers(service)).json() == []  # quarantined alarms raise nothing
+    assert httpx.get(f"{api}/devices", params={"health": "sleepy"}, headers=auth_headers(service)).status_code == 422
 
 
 def test_building_detail_gives_the_chain_and_stations(service_factory):
-    api = service_factory().http_url + "/api"
-    detail = httpx.get(f"{api}/buildings/fp-01").json()
+    service = service_factory()
+    api = service.http_url + "/api"
+    detail = httpx.get(f"{api}/buildings/fp-01", headers=auth_headers(service)).json()
     assert [t["tier_zh"] for t in detail["chain"]] == ["楼栋", "居民区", "片区", "街道", "区"]
     assert detail["nearest_station"]["id"] == "MFS-YH"
     assert [s["id"] for s in detail["stations"]] == ["MFS-YH", "MFS-XQ"]
-    households = httpx.get(f"{api}/buildings/xq-01").json()["households"]
+    households = httpx.get(f"{api}/buildings/xq-01", headers=auth_headers(service)).json()["households"]
     assert [h["unit"] for h in households] == ["0601", "1201", "1801"]
-    assert httpx.get(f"{api}/buildings/none").status_code == 404
-    tree = httpx.get(f"{api}/hierarchy").json()
+    assert httpx.get(f"{api}/buildings/none", headers=auth_headers(service)).status_code == 404
+    tree = httpx.get(f"{api}/hierarchy", headers=auth_headers(service)).json()
     assert [a["name"] for a in tree["areas"]] == ["颐华片区", "中浩云片区"]
 
 
-def test_the_cli_imports_a_csv_with_bad_rows_and_reports_them(service_factory, tmp_path, capsys):
+def test_the_cli_imports_a_csv_with_bad_rows_and_reports_them(service_factory, tmp_path, capsys, monkeypatch):
     service = service_factory()
+    with pytest.raises(SystemExit, match="refused \\(401\\)"):  # no token: the service says so
+        main(["devices", "list", "--api", service.http_url])
+    monkeypatch.setenv("WANLI_TOKEN", new_token(service, "maintainer"))
     csv_file = tmp_path / "devices.csv"
     csv_file.write_text("device_id,kind,building_id,floor,unit,label\n"
                         "SD-YH01-0101,smoke_detector,yh-01,1,0101,\n"

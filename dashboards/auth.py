@@ -1,0 +1,238 @@
+"""Access to the API and the pages: who is calling, and whether their roles permit the route.
+
+Two ways in, both declared in the OpenAPI document as security schemes:
+
+- ``session``: a person signs in (``POST /api/auth/login``) and the browser keeps an HttpOnly,
+  SameSite=Strict cookie, so the pages' own ``fetch()`` and ``EventSource`` calls carry it.
+- ``token``: a machine sends ``Authorization: Bearer wlt_…`` (tokens are made by an admin).
+
+Each route states its rule with a dependency: ``Viewer`` (any account: reads), ``Operator``,
+``Maintainer``, ``Tester``, ``Admin``, or ``require(...)`` for a route several roles may use.
+No credentials → 401; credentials whose roles do not permit the route → 403. The operations
+pages redirect to the login page instead (``GuardedPages``). ``/healthz``, ``/readyz`` and
+``/metrics`` stay open for probes and Prometheus. docs/access.md tells the rules in full.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.types import Scope
+
+from dashboards.accounts import AccountStore, LoginThrottle, Principal, Role
+from wanli.settings import Mode, Settings
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "wanli_session"
+LOGIN_PAGE = "/ops/login.html"
+# The development account, created in development mode when there is no account at all; refused in production.
+DEVELOPMENT_USERNAME = "dev"
+DEVELOPMENT_PASSWORD = "wanli-dev"
+
+bearer_scheme = HTTPBearer(auto_error=False, scheme_name="token",
+                           description="An API token for a machine (`wanli tokens create`, or `POST /api/tokens`).")
+cookie_scheme = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, scheme_name="session",
+                             description="The session cookie a person's browser gets from `POST /api/auth/login`.")
+
+
+class ErrorPublic(BaseModel):
+    detail: str
+
+
+@dataclass
+class Access:
+    """The account store and the rules that depend on the mode the service runs in."""
+
+    store: AccountStore
+    development: bool
+    cookie_secure: bool
+    clock_ms: Callable[[], int]
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+
+    @classmethod
+    def from_settings(cls, engine: Engine, settings: Settings, clock_ms: Callable[[], int]) -> Access:
+        store = AccountStore(engine, settings.auth_secret_key.get_secret_value(),
+                             session_idle_ms=int(settings.auth_session_idle_hours * 3_600_000),
+                             session_max_ms=int(settings.auth_session_max_days * 86_400_000))
+        return cls(store, settings.mode is Mode.DEVELOPMENT, settings.auth_cookie_is_secure, clock_ms)
+
+    def authenticate(self, bearer: str | None, session: str | None) -> Principal | None:
+        """The caller of these credentials, or None. A Bearer token, when sent, is the only one looked at."""
+        now = self.clock_ms()
+        if bearer is not None:
+            principal = self.store.token_principal(bearer, now)
+        elif session:
+            principal = self.store.session_principal(session, now)
+        else:
+            return None
+        if principal is not None and principal.development_only and not self.development:
+            return None
+        return principal
+
+    def set_session_cookie(self, response: Response, session_id: str) -> None:
+        response.set_cookie(SESSION_COOKIE, session_id, max_age=self.store.session_max_ms // 1000, path="/",
+                            httponly=True, samesite="strict", secure=self.cookie_secure)
+
+    def clear_session_cookie(self, response: Response) -> None:
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=self.cookie_secure)
+
+    def ensure_development_account(self, http_host: str) -> None:
+        """Development mode with no account at all: make ``dev`` (admin) so that a newcomer can sign in.
+
+        Prints how to sign in while that account still has the development password.
+        """
+        if not self.development:
+            return
+        now = self.clock_ms()
+        if self.store.count_users() == 0:
+            self.store.add_user(DEVELOPMENT_USERNAME, DEVELOPMENT_PASSWORD, [Role.ADMIN], now,
+                                display_name="开发账号", development_only=True)
+        if any(u.development_only and u.disabled_ms is None for u in self.store.users()):
+            print(f"  development mode: sign in as {DEVELOPMENT_USERNAME} / {DEVELOPMENT_PASSWORD} "
+                  "(refused outside development mode; docs/access.md)", flush=True)
+            if not _is_loopback(http_host):
+                log.warning("development account %r is enabled while the API listens on %s, beyond this machine",
+                            DEVELOPMENT_USERNAME, http_host)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def get_access(request: Request) -> Access:
+    return request.app.state.access  # type: ignore[no-any-return]
+
+
+def current_principal(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    session: Annotated[str | None, Depends(cookie_scheme)],
+) -> Principal | None:
+    return get_access(request).authenticate(bearer.credentials if bearer else None, session)
+
+
+def _unauthenticated() -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, "未登录或登录已过期：请先登录（sign in, or send a Bearer token）",
+                         headers={"WWW-Authenticate": "Bearer"})
+
+
+def _make_requirement(roles: tuple[Role, ...]) -> Callable[[Principal | None], Principal]:
+    def requirement(principal: Annotated[Principal | None, Depends(current_principal)]) -> Principal:
+        if principal is None:
+            raise _unauthenticated()
+        if not any(principal.may(r) for r in roles):
+            names = "、".join(f"「{r.label_zh}」" for r in roles)
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"权限不足：需要{names}角色（needs role {' or '.join(r.value for r in roles)}）")
+        return principal
+
+    requirement.__name__ = "require_" + "_or_".join(r.value for r in roles)
+    requirement.required_roles = roles  # type: ignore[attr-defined]  # read by document_access
+    return requirement
+
+
+_REQUIREMENTS: dict[tuple[Role, ...], Callable[[Principal | None], Principal]] = {}
+
+
+def require(*roles: Role) -> Callable[[Principal | None], Principal]:
+    """The dependency for a route that any of ``roles`` may call (admin always may; viewer means any account)."""
+    key = tuple(roles)
+    if key not in _REQUIREMENTS:  # one function per rule, so FastAPI resolves it once per request
+        _REQUIREMENTS[key] = _make_requirement(key)
+    return _REQUIREMENTS[key]
+
+
+Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
+Operator = Annotated[Principal, Depends(require(Role.OPERATOR))]
+Maintainer = Annotated[Principal, Depends(require(Role.MAINTAINER))]
+Tester = Annotated[Principal, Depends(require(Role.TESTER))]
+Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+SignedIn = Viewer  # any account, whatever its roles
+
+# For routers whose every route has one rule: APIRouter(dependencies=VIEWER_ONLY).
+VIEWER_ONLY = [Depends(require(Role.VIEWER))]
+TESTER_ONLY = [Depends(require(Role.TESTER))]
+
+
+def actor_of(who: Principal, on_behalf_of: str = "") -> str:
+    """The name the audit trail keeps: the caller's account. A machine token acting for a person
+    (a responder's app) may name them too; a person signed in is only ever themselves."""
+    if who.kind == "token" and on_behalf_of.strip():
+        return f"{who.actor}（{on_behalf_of.strip()}）"[:100]
+    return who.actor[:100]
+
+
+def required_roles(route: APIRoute) -> tuple[Role, ...] | None:
+    """The roles a route asks for (None: an open route): the strictest rule among its dependencies
+    (a router's "any account may read" and the route's own "maintainer" give "maintainer")."""
+    found: list[tuple[Role, ...]] = []
+    pending = [route.dependant]
+    while pending:
+        dep = pending.pop()
+        roles = getattr(dep.call, "required_roles", None)
+        if roles is not None:
+            found.append(roles)
+        pending.extend(dep.dependencies)
+    strict = [r for r in found if r != (Role.VIEWER,)]
+    return strict[0] if strict else (found[0] if found else None)
+
+
+_ERROR = {"model": ErrorPublic}
+
+
+def document_access(app: FastAPI) -> None:
+    """Every guarded operation documents its 401 and 403 and the roles it needs (``x-required-roles``)."""
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        roles = required_roles(route)
+        if roles is not None:
+            route.responses.setdefault(401, {**_ERROR, "description": "no credentials, or expired ones"})
+            route.responses.setdefault(403, {**_ERROR, "description": "needs role " + " or ".join(roles)})
+            route.openapi_extra = {**(route.openapi_extra or {}), "x-required-roles": [r.value for r in roles]}
+        if "{" in route.path:
+            route.responses.setdefault(404, {**_ERROR, "description": "not found"})
+        if route.methods & {"POST", "PUT", "PATCH", "DELETE"}:
+            route.responses.setdefault(409, {**_ERROR, "description": "conflicts with the current state"})
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route function's own name: short, stable names for generated clients (``list_incidents``)."""
+    return route.name
+
+
+class GuardedPages(StaticFiles):
+    """The operations pages: a visitor who is not signed in is sent to the login page (and back after)."""
+
+    OPEN = ("login.html",)
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if self._is_page(path) and path not in self.OPEN:
+            request = Request(scope)
+            access: Access = request.app.state.access
+            if await run_in_threadpool(access.authenticate, None, request.cookies.get(SESSION_COOKIE)) is None:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"{LOGIN_PAGE}?next={quote(target, safe='/')}", status_code=303)
+        return await super().get_response(path, scope)
+
+    @staticmethod
+    def _is_page(path: str) -> bool:
+        return path in ("", ".") or path.endswith("/") or path.endswith(".html")
