@@ -18,6 +18,7 @@ import secrets
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from devices.catalog import KINDS
 from devices.hierarchy import Location
 from wanli.errors import IllegalTransition
 
@@ -134,7 +135,22 @@ class Incident:
     tier: str = ""
     next_deadline_ms: int | None = None
 
+    @property
+    def subject(self) -> str:
+        """What it is about, for people: the device, or a group's place and how many devices it gathers.
 
+        A group incident's ``device_id`` is only the device that raised it first; this says what it is
+        (楼栋 xq-01：2 个烟感探测器, 街道 wanli：1000 个烟感探测器).
+        """
+        if not self.scope:
+            return self.device_id
+        what, _, where = self.scope.partition(":")
+        kind = KINDS[self.kind].label_zh if self.kind in KINDS else "设备"
+        more = "以上" if len(self.members) >= MAX_MEMBERS else ""
+        return f"{_SCOPE_ZH.get(what, what)} {where}：{len(self.members)} 个{more}{kind}"
+
+
+_SCOPE_ZH = {"building": "楼栋", "community": "居民区", "area": "片区", "street": "街道"}
 MAX_MEMBERS = 2000  # a storm incident names its devices up to here; its count goes on
 
 

@@ -113,3 +113,30 @@ def test_a_group_signal_gathers_its_members_in_one_incident():
                   scope="building:xq-01", members=("SD-3",))
     again, _ = open_or_update(incident, more, LOC, now_ms=2000, new_id="x")
     assert again.id == "inc_b" and again.members == ("SD-1", "SD-2", "SD-3") and again.event_count == 2
+
+
+def test_a_device_incident_is_about_its_device_and_a_group_says_its_place_and_how_many_it_gathers():
+    incident, _ = opened()
+    assert incident.subject == "SD-1"
+    fire = Signal("SD-1", "smoke_detector", "suspected_fire", "fire", Severity.CRITICAL, "疑似火灾", 1000, "why",
+                  scope="building:xq-01", members=("SD-1", "SD-2"))
+    group, _ = open_or_update(None, fire, LOC, now_ms=2000, new_id="inc_2")
+    assert group.subject == "楼栋 xq-01：2 个烟感探测器"
+    third = Signal("SD-3", "smoke_detector", "suspected_fire", "fire", Severity.CRITICAL, "疑似火灾", 1500, "why",
+                   scope="building:xq-01", members=("SD-1", "SD-3"))
+    group, _ = open_or_update(group, third, LOC, now_ms=2500, new_id="x")
+    assert group.subject == "楼栋 xq-01：3 个烟感探测器" and group.device_id == "SD-1"
+    storm = Signal("CS-1", "charging_station", "mass_offline", "maintenance", Severity.HIGH, "离线", 1000, "why",
+                   scope="street:wanli", members=tuple(f"CS-{i}" for i in range(3000)))
+    big, _ = open_or_update(None, storm, LOC, now_ms=2000, new_id="inc_3")
+    assert big.subject == "街道 wanli：2000 个以上电动车充电桩"  # the members are capped; the detail has the count
+
+
+def test_the_api_shows_what_a_group_incident_is_beside_the_device_that_raised_it():
+    from dashboards.schemas import IncidentPublic
+
+    fire = Signal("SD-1", "smoke_detector", "suspected_fire", "fire", Severity.CRITICAL, "疑似火灾", 1000, "why",
+                  scope="building:xq-01", members=("SD-1", "SD-2"))
+    group, _ = open_or_update(None, fire, LOC, now_ms=2000, new_id="inc_2")
+    public = IncidentPublic.of(group)
+    assert (public.device_id, public.subject, public.members) == ("SD-1", "楼栋 xq-01：2 个烟感探测器", ["SD-1", "SD-2"])
