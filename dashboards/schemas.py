@@ -59,6 +59,8 @@ class IncidentPublic(BaseModel):
     closed_at: datetime | None
     scope: str = Field(description='"" for one device; "building:xq-01", "street:wanli" for a group incident')
     members: list[str] = Field(description="the devices a group incident gathers")
+    subject: str = Field(description="what it is about: the device, or a group's place and how many devices it "
+                                     "gathers (楼栋 xq-01：2 个烟感探测器); a group's device_id is the first that raised it")
     escalation_policy: str
     escalation_step: int
     tier: str = Field(description="the highest tier told so far: building, community, area, street or district")
@@ -73,7 +75,7 @@ class IncidentPublic(BaseModel):
             first_event_at=ms_to_dt(i.first_event_ms), last_event_at=ms_to_dt(i.last_event_ms),  # type: ignore[arg-type]
             updated_at=ms_to_dt(i.updated_ms), event_count=i.event_count,  # type: ignore[arg-type]
             acknowledged_at=ms_to_dt(i.acknowledged_ms), acknowledged_by=i.acknowledged_by,
-            closed_at=ms_to_dt(i.closed_ms), scope=i.scope, members=list(i.members),
+            closed_at=ms_to_dt(i.closed_ms), scope=i.scope, members=list(i.members), subject=i.subject,
             escalation_policy=i.escalation_policy, escalation_step=i.escalation_step, tier=i.tier,
             next_escalation_at=ms_to_dt(i.next_deadline_ms),
         )
