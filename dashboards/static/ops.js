@@ -22,8 +22,9 @@ const NEXT_STEP = {
   resolved: { action: "verify", label: "核查结案", hint: "核查无误，结案" },
 };
 const ACTIVE = new Set(Object.keys(NEXT_STEP));
+const TIER = { building: "楼栋", community: "居民区", area: "片区", street: "街道", district: "区" };
 const ACTION_ZH = { acknowledge: "确认", dispatch: "派单", arrive: "到场", resolve: "处置完毕", verify: "核查结案",
-                    false_alarm: "标记误报" };
+                    false_alarm: "标记误报", note: "添加备注" };
 
 const ACK_LATE_SECONDS = 60;  // the street's 1-minute rule
 const FRESH_MS = 3000;        // how long a new incident's row flashes
@@ -32,10 +33,13 @@ const CONFIRM_MS = 3000;      // 误报 asks once more; the question stands this
 const RECONNECT_MS = 3000;    // after the browser has given up on the stream
 const NOTICE_MS = 8000;
 const HEARTBEAT_TIMEOUT_MS = 45000;  // only once the server has been seen sending "heartbeat" events
+const KPI_DEBOUNCE_MS = 1000;  // an incident change refreshes the KPI panel, at most once a second
+const KPI_REFRESH_MS = 30000;  // device health changes without incident events: the panel catches up this often
 
 const incidents = new Map();  // id → the incident as the server last described it
 const rows = new Map();       // id → the row's elements and its buttons' state
 const fresh = new Set();      // ids of incidents that are new to this screen: their row flashes once
+const told = new Map();       // id → { key, list }: who the escalation told, fetched when its step changes
 let link = "connecting";      // connecting | up | down
 let everSynced = false;       // a snapshot has arrived at least once
 let settled = false;          // the first snapshot is on the table: changes from now on happen under the pointer
@@ -87,7 +91,7 @@ function refusal(status, detail) {
   return `操作未执行（${status}）`;
 }
 
-async function act(id, action, button) {
+async function act(id, action, button, note = "") {
   button.disabled = true;  // at once: a second click must not send a second action
   const r = rows.get(id);
   if (r) { r.busy = true; r.busyButton = button; syncButtons(r); }
@@ -96,7 +100,7 @@ async function act(id, action, button) {
   try {
     resp = await fetch(`/api/incidents/${encodeURIComponent(id)}/actions`, {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ action, actor, note: "" }),
+      body: JSON.stringify({ action, actor, note }),
     });
   } catch (err) {
     actionFailed(id, button, "操作未执行：无法连接服务器", String(err.message || err));
@@ -112,6 +116,7 @@ async function act(id, action, button) {
   const updated = await resp.json().catch(() => null);
   if (updated) receive(updated);
   render();
+  if (action === "note") notify("备注已保存", "", "ok");
   if (r) { r.busy = false; syncButtons(r); }  // still waits if the row has just changed step or moved
 }
 
@@ -122,8 +127,9 @@ function actionFailed(id, button, text, detail) {
 }
 
 let noticeTimer = 0;
-function notify(text, detail = "") {
+function notify(text, detail = "", kind = "error") {
   const box = $("notice");
+  box.dataset.kind = kind;
   box.replaceChildren(el("span", { class: "text" }, text), ...(detail ? [el("span", { class: "raw" }, detail)] : []));
   box.hidden = false;
   box.classList.remove("fading");
@@ -174,6 +180,7 @@ function syncButtons(r) {
   const waiting = r.busy || performance.now() < r.armedAt;
   r.primary.disabled = waiting;
   r.falseAlarm.disabled = waiting;
+  r.note.disabled = r.busy;
   r.primary.classList.toggle("busy", r.busy && r.busyButton === r.primary);
   r.falseAlarm.classList.toggle("busy", r.busy && r.busyButton === r.falseAlarm);
 }
@@ -183,21 +190,29 @@ function createRow(inc) {
     id: inc.id, busy: false, armedAt: 0, armTimer: 0, confirming: false, confirmTimer: 0, step: null, index: -1,
     badge: el("span", { class: "badge" }),
     title: el("div", { class: "title" }), detail: el("div", { class: "detail" }),
-    place: el("td", { class: "place" }), device: el("td", { class: "device" }),
+    placeText: el("span", { class: "place-text" }),
+    profile: el("a", { class: "profile-link", target: "_blank", rel: "noopener", title: "打开该楼栋的数字化风险画像" }, "画像"),
+    device: el("td", { class: "device" }),
     stateLabel: el("span", { class: "state-label" }), by: el("div", { class: "detail by" }),
+    tierLabel: el("div", { class: "tier-label" }), told: el("div", { class: "told" }),
+    countdown: el("div", { class: "countdown" }),
     waited: el("td", { class: "waited" }), count: el("td", { class: "count" }),
   };
+  r.place = el("td", { class: "place" }, r.placeText, r.profile);
   r.primary = el("button", { type: "button", class: "step", onclick: () => act(r.id, r.step.action, r.primary) });
   r.falseAlarm = el("button", { type: "button", class: "false-alarm", "data-action": "false_alarm",
                                 title: "标记为误报并结束此警情（需再点一次确认）",
                                 onclick: () => falseAlarmClicked(r.id, r.falseAlarm) }, "误报");
+  r.note = el("button", { type: "button", class: "note", "data-action": "note", title: "给此警情添加备注（记入处置记录）",
+                          onclick: () => openNote(r.id, r.note) }, "备注");
   r.tr = el("tr", { id: `inc-${inc.id}` },
     el("td", { class: "sev" }, r.badge),
     el("td", { class: "what" }, r.title, r.detail),
     r.place, r.device,
     el("td", { class: "state" }, r.stateLabel, r.by),
+    el("td", { class: "tier" }, r.tierLabel, r.told, r.countdown),
     r.waited, r.count,
-    el("td", { class: "actions" }, r.primary, r.falseAlarm));
+    el("td", { class: "actions" }, r.primary, r.falseAlarm, r.note));
   if (fresh.has(inc.id)) {
     r.tr.classList.add("fresh");
     setTimeout(() => { r.tr.classList.remove("fresh"); fresh.delete(inc.id); }, FRESH_MS);
@@ -212,13 +227,18 @@ function updateRow(r, inc) {
   setText(r.badge, SEVERITY[inc.severity] || inc.severity);
   setText(r.title, inc.title);
   setText(r.detail, inc.detail);
-  setText(r.place, inc.location.label);
+  setText(r.placeText, inc.location.label);
+  if (inc.location.building_id) r.profile.href = `/ops/profile.html?b=${encodeURIComponent(inc.location.building_id)}`;
+  r.profile.hidden = !inc.location.building_id;
   setText(r.device, `${KIND[inc.kind] || inc.kind} ${inc.device_id}`);
   setText(r.stateLabel, STATE[inc.state] || inc.state);
   setText(r.by, inc.acknowledged_by || "");  // who responded, whatever the step now
   r.by.title = inc.acknowledged_by ? `确认人：${inc.acknowledged_by}` : "";
   setText(r.count, String(inc.event_count));
   updateWaited(r, inc);
+  setText(r.tierLabel, inc.tier ? `已报至 ${TIER[inc.tier] || inc.tier}` : "");
+  updateTold(r, inc);
+  updateCountdown(r, inc);
   const step = NEXT_STEP[inc.state];
   if (step !== r.step) {
     r.step = step;
@@ -242,6 +262,56 @@ function updateWaited(r, inc, now = Date.now()) {
     setText(cell, fmtDuration(w));
     cell.className = `waited${w >= ACK_LATE_SECONDS ? " late" : ""}`;
   }
+}
+
+// -- who has been told, and when it climbs next -------------------------------------------------
+
+// The escalation's notices (the outbox), fetched once per step: a new step told new people.
+async function fetchTold(inc) {
+  const key = `${inc.escalation_policy}:${inc.escalation_step}:${inc.tier}`;
+  const held = told.get(inc.id);
+  if (held && held.key === key) return;
+  told.set(inc.id, { key, list: held ? held.list : null });
+  let list = null;
+  try {
+    const resp = await fetch(`/api/incidents/${encodeURIComponent(inc.id)}/notifications`);
+    if (resp.ok) list = await resp.json();
+  } catch { /* the stream's next change or reconnect asks again */ }
+  const now = told.get(inc.id);
+  if (!now || now.key !== key) return;  // a newer step is being fetched
+  if (list === null) { told.delete(inc.id); return; }
+  now.list = list;
+  const r = rows.get(inc.id);
+  const current = incidents.get(inc.id);
+  if (r && current) updateTold(r, current);
+}
+
+function updateTold(r, inc) {
+  const held = told.get(inc.id);
+  const list = held && held.list;
+  if (!list) { setText(r.told, held ? "通知名单读取中…" : ""); r.told.title = ""; return; }
+  const names = [...new Set(list.map((n) => n.recipient))];
+  const pending = list.filter((n) => !n.sent_at).length;
+  const text = names.length ? `已通知 ${names.length} 方：${names.join("、")}` : "未通知任何人";
+  setText(r.told, pending ? `${text}（${pending} 条发送中）` : text);
+  r.told.title = list.map((n) => `第${n.step + 1}级 ${n.tier_zh} ${n.role_zh}：${n.recipient}${n.sent_at ? "" : "（发送中）"}`).join("\n");
+}
+
+// Seconds until the incident climbs a tier unless acknowledged; null once somebody has it.
+function untilEscalation(inc, now = Date.now()) {
+  if (inc.state !== "open" || !inc.next_escalation_at) return null;
+  return Math.ceil((Date.parse(inc.next_escalation_at) - now) / 1000);
+}
+
+function updateCountdown(r, inc, now = Date.now()) {
+  const s = untilEscalation(inc, now);
+  if (s === null) {
+    setText(r.countdown, "");
+    r.countdown.className = "countdown";
+    return;
+  }
+  setText(r.countdown, s > 0 ? `${fmtDuration(s)} 后升级` : "正在升级…");
+  r.countdown.className = `countdown${s <= 15 ? " soon" : ""}`;
 }
 
 const byUrgency = (a, b) => (SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity])
@@ -301,6 +371,7 @@ function tick() {
   for (const r of rows.values()) {
     const inc = incidents.get(r.id);
     if (inc && !inc.acknowledged_at) updateWaited(r, inc, now);
+    if (inc) updateCountdown(r, inc, now);
   }
 }
 
@@ -313,6 +384,7 @@ function receive(inc) {
   if (held && Date.parse(held.updated_at) > Date.parse(inc.updated_at)) return;
   if (becameCritical(inc, held)) alarmSound();
   incidents.set(inc.id, inc);
+  if (ACTIVE.has(inc.state)) fetchTold(inc); else told.delete(inc.id);
 }
 
 // New and critical, or raised to critical by a repeat (a one-touch press after a smoke alarm, say).
@@ -334,8 +406,11 @@ function onSnapshot(list) {
     if (everSynced && !held) announce(inc);
     if (everSynced && becameCritical(inc, held)) alarmSound();
     incidents.set(inc.id, inc);
+    fetchTold(inc);
   }
+  for (const id of told.keys()) if (!incidents.has(id)) told.delete(id);
   everSynced = true;
+  loadKpi();
 }
 
 // -- the link -----------------------------------------------------------------------------------
@@ -380,6 +455,7 @@ function connect() {
     if (created) announce(incident);
     receive(incident);
     render();
+    kpiSoon();
   }));
   s.addEventListener("heartbeat", current(() => { heartbeats = true; }));
 }
@@ -391,6 +467,103 @@ function watchdog() {
     setLink("down");
     connect();
   }
+}
+
+// -- the KPI panel ------------------------------------------------------------------------------
+
+let kpiTimer = 0;
+let kpiLoading = false;
+
+function kpiSoon() {
+  if (!kpiTimer) kpiTimer = setTimeout(() => { kpiTimer = 0; loadKpi(); }, KPI_DEBOUNCE_MS);
+}
+
+async function loadKpi() {
+  if (kpiLoading) { kpiSoon(); return; }
+  kpiLoading = true;
+  try {
+    const resp = await fetch("/api/kpi");
+    if (resp.ok) renderKpi(await resp.json());
+  } catch { /* the link indicator already says the server is away */ } finally {
+    kpiLoading = false;
+  }
+}
+
+const pct = (x) => `${Math.round(x * 100)}%`;
+
+function kpiTile(id, value, sub, level) {
+  setText($(`${id}-value`), value);
+  setText($(`${id}-sub`), sub);
+  $(`${id}-sub`).title = sub;
+  $(id).className = `tile${level ? ` ${level}` : ""}`;
+}
+
+function ruleTile(id, fig, what) {
+  if (fig.total === 0) {
+    kpiTile(id, "—", fig.waiting_past ? `尚无${what}记录，${fig.waiting_past} 起已超时` : `近 24 小时尚无${what}记录`,
+            fig.waiting_past ? "bad" : "");
+    return;
+  }
+  const rate = fig.within / fig.total;
+  const median = fig.median_s === null ? "" : `，中位 ${fmtDuration(Math.round(fig.median_s))}`;
+  const late = fig.waiting_past ? `，另 ${fig.waiting_past} 起超时未${what}` : "";
+  kpiTile(id, pct(rate), `${fig.within}/${fig.total} 起${median}${late}`,
+          rate < 0.9 || fig.waiting_past ? "bad" : "good");
+}
+
+function renderKpi(k) {
+  const order = ["open", "acknowledged", "dispatched", "on_scene", "resolved"];
+  const states = order.filter((s) => k.by_state[s]).map((s) => `${STATE[s]} ${k.by_state[s]}`);
+  setText($("kpi-state-list"), states.length ? states.join("　") : "无");
+  $("kpi-states").className = `tile${k.by_state.open ? " bad" : ""}`;
+  const tiers = Object.entries(k.by_tier).sort((a, b) => b[1] - a[1]).map(([t, n]) => `${TIER[t] || "未分级"} ${n}`);
+  setText($("kpi-tiers"), tiers.length ? `按层级：${tiers.join("、")}` : "按层级：—");
+  ruleTile("kpi-ack", k.acknowledge, "确认");
+  ruleTile("kpi-arrive", k.arrive, "到场");
+  const d = k.devices;
+  kpiTile("kpi-online", d.online_rate === null ? "—" : pct(d.online_rate),
+          d.total ? `${d.online}/${d.total} 台在线` : "尚未登记设备",
+          d.online_rate === null ? "" : d.online_rate < 0.95 ? "bad" : "good");
+  const first = k.overdue[0];
+  kpiTile("kpi-overdue", String(k.overdue_rectifications),
+          first ? `最久：${first.place} ${first.category_zh}，超期 ${fmtHours(first.overdue_s)}` : "无超期隐患",
+          k.overdue_rectifications ? "bad" : "good");
+  const worst = k.false_alarms_by_building[0];
+  kpiTile("kpi-false", worst ? pct(worst.rate) : "—",
+          worst ? `${worst.building}：${worst.false_alarms}/${worst.alarms} 起误报` : "近 24 小时无火警",
+          worst && worst.rate >= 0.5 ? "warn" : "");
+}
+
+function fmtHours(s) {
+  if (s < 3600) return `${Math.max(1, Math.round(s / 60))} 分钟`;
+  if (s < 86400) return `${Math.round(s / 3600)} 小时`;
+  return `${Math.round(s / 86400)} 天`;
+}
+
+// -- notes ---------------------------------------------------------------------------------------
+
+let noteFor = null;  // { id, button }
+
+function openNote(id, button) {
+  const inc = incidents.get(id);
+  if (!inc) return;
+  noteFor = { id, button };
+  setText($("note-what"), `${inc.title} · ${inc.location.label}`);
+  $("note-text").value = "";
+  $("note-dialog").showModal();
+  $("note-text").focus();
+}
+
+function setupNotes() {
+  $("note-cancel").addEventListener("click", () => $("note-dialog").close());
+  $("note-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = $("note-text").value.trim();
+    if (!text || !noteFor) { $("note-text").focus(); return; }
+    $("note-dialog").close();
+    act(noteFor.id, "note", noteFor.button, text);
+    noteFor = null;
+  });
 }
 
 // -- sound --------------------------------------------------------------------------------------
@@ -440,8 +613,10 @@ function alarmSound() {
 // -- start --------------------------------------------------------------------------------------
 
 $("sound").addEventListener("click", toggleSound);
+setupNotes();
 connect();
 render();
 tick();
 setInterval(tick, 1000);
 setInterval(watchdog, 5000);
+setInterval(() => { if (link === "up") loadKpi(); }, KPI_REFRESH_MS);
