@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
+import yaml
+
+from devices.catalog import KINDS
+from devices.charging_station import Port
+from devices.messages import STATUS_MESSAGES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+GRAFANA = REPO_ROOT / "dashboards" / "grafana"
+DATASOURCE_UID = "wanli-influxdb"
+DASHBOARDS = sorted(GRAFANA.glob("*.json"))
 
 
 def compose_binary() -> str:
@@ -50,11 +60,11 @@ def compose_config() -> dict:
     return json.loads(result.stdout)
 
 
-def test_compose_file_defines_the_three_services(compose_config: dict) -> None:
-    assert set(compose_config["services"]) == {"mosquitto", "influxdb", "app"}
+def test_compose_file_defines_the_four_services(compose_config: dict) -> None:
+    assert set(compose_config["services"]) == {"mosquitto", "influxdb", "app", "grafana"}
 
 
-@pytest.mark.parametrize("service", ["mosquitto", "influxdb", "app"])
+@pytest.mark.parametrize("service", ["mosquitto", "influxdb", "app", "grafana"])
 def test_every_service_has_a_healthcheck(compose_config: dict, service: str) -> None:
     healthcheck = compose_config["services"][service]["healthcheck"]
 
@@ -113,6 +123,7 @@ def test_data_lives_in_named_volumes(compose_config: dict) -> None:
     assert mounts["mosquitto", "/mosquitto/data"]["type"] == "volume"
     assert mounts["influxdb", "/var/lib/influxdb2"]["type"] == "volume"
     assert mounts["app", "/data"]["type"] == "volume"
+    assert mounts["grafana", "/var/lib/grafana"]["type"] == "volume"
     broker_conf = mounts["mosquitto", "/mosquitto/config/mosquitto.conf"]
     assert Path(broker_conf["source"]) == REPO_ROOT / "config" / "mosquitto" / "compose.conf"
 
@@ -126,3 +137,103 @@ def test_published_ports_stay_on_the_hosts_loopback(compose_config: dict) -> Non
     }
 
     assert host_ips == {"127.0.0.1"}
+
+
+# -- Grafana ------------------------------------------------------------------------------------
+
+
+def grafana_mounts(compose_config: dict) -> dict[str, dict]:
+    return {m["target"]: m for m in compose_config["services"]["grafana"]["volumes"]}
+
+
+def provisioned(compose_config: dict, kind: str) -> list[dict]:
+    """The provisioning files of a kind (datasources, dashboards) that the compose file mounts into Grafana."""
+    source = Path(grafana_mounts(compose_config)["/etc/grafana/provisioning"]["source"])
+    files = sorted((source / kind).glob("*.y*ml"))
+    assert files, f"no {kind} provisioning files in {source / kind}"
+    return [yaml.safe_load(f.read_text("utf-8")) for f in files]
+
+
+def test_grafana_waits_for_influxdb_and_mounts_its_provisioning_read_only(compose_config: dict) -> None:
+    grafana = compose_config["services"]["grafana"]
+    assert {name: dep["condition"] for name, dep in grafana["depends_on"].items()} == {"influxdb": "service_healthy"}
+    mounts = grafana_mounts(compose_config)
+    assert Path(mounts["/etc/grafana/provisioning"]["source"]) == GRAFANA / "provisioning"
+    assert mounts["/etc/grafana/provisioning"]["read_only"] is True
+    assert grafana["environment"]["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+
+
+def test_grafana_reads_influxdb_with_flux_and_the_apps_token(compose_config: dict) -> None:
+    (datasources,) = provisioned(compose_config, "datasources")
+    (source,) = datasources["datasources"]
+    services = compose_config["services"]
+    app_env = services["app"]["environment"]
+    assert (source["uid"], source["type"], source["access"]) == (DATASOURCE_UID, "influxdb", "proxy")
+    assert source["url"] == app_env["WANLI_INFLUX_URL"]
+    assert source["jsonData"]["version"] == "Flux"
+    assert source["jsonData"]["organization"] == app_env["WANLI_INFLUX_ORG"]
+    assert source["jsonData"]["defaultBucket"] == app_env["WANLI_INFLUX_BUCKET"]
+    # Grafana expands $VAR from its environment: the token is the one InfluxDB was set up with.
+    variable = re.fullmatch(r"\$\{?(\w+)\}?", source["secureJsonData"]["token"])
+    assert variable is not None, "the token must come from the environment, never be written in the file"
+    assert services["grafana"]["environment"][variable[1]] == app_env["WANLI_INFLUX_TOKEN"]
+
+
+def test_a_grafana_password_from_the_environment_replaces_the_development_default() -> None:
+    result = render_compose(WANLI_GRAFANA_ADMIN_PASSWORD="operator-secret", WANLI_INFLUX_TOKEN="t")
+    assert result.returncode == 0, result.stderr
+    grafana = json.loads(result.stdout)["services"]["grafana"]["environment"]
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == "operator-secret"
+    assert grafana["WANLI_INFLUX_TOKEN"] == "t"
+
+
+def test_grafana_loads_the_dashboards_kept_in_the_repository(compose_config: dict) -> None:
+    (dashboards,) = provisioned(compose_config, "dashboards")
+    (provider,) = dashboards["providers"]
+    assert provider["type"] == "file" and provider["allowUiUpdates"] is False
+    mount = grafana_mounts(compose_config)[provider["options"]["path"]]
+    assert Path(mount["source"]) == GRAFANA and mount["read_only"] is True
+    assert [p.stem for p in DASHBOARDS] == ["alarm-rates", "device-health", "telemetry"]
+
+
+def _fields_of(kind: str) -> set[str]:
+    """Every field a kind's points can carry (ingest/points.py: a message's scalar values, per port for a station)."""
+    messages = (*KINDS[kind].messages, *STATUS_MESSAGES) + ((Port,) if kind == "charging_station" else ())
+    return ({f.name for m in messages for f in msgspec.structs.fields(m)} - {"v", "ts"}) | {"port_count"}
+
+
+def _panels(dashboard: dict) -> list[dict]:
+    return [p for top in dashboard["panels"] for p in (top, *top.get("panels", []))]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_every_dashboard_parses_and_reads_only_the_provisioned_datasource(path: Path) -> None:
+    dashboard = json.loads(path.read_text("utf-8"))
+    assert dashboard["uid"] == f"wanli-{path.stem}" and dashboard["title"].startswith("万里")
+    panels = _panels(dashboard)
+    assert panels and len({p["id"] for p in panels}) == len(panels)
+    for panel in panels:
+        assert panel["datasource"]["uid"] == DATASOURCE_UID, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == {"type": "influxdb", "uid": DATASOURCE_UID}, panel["title"]
+            assert 'from(bucket: "wanli")' in target["query"], panel["title"]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_every_query_names_real_measurements_fields_and_message_types(path: Path) -> None:
+    """Measurement = device kind, ``type`` tag = message type, fields = the message's values (ingest/points.py)."""
+    dashboard = json.loads(path.read_text("utf-8"))
+    for panel in _panels(dashboard):
+        for target in panel["targets"]:
+            query = target["query"]
+            kinds = re.findall(r'r\._measurement == "(\w+)"', query)
+            fields = re.findall(r'r\._field == "(\w+)"', query)
+            types = re.findall(r'r\.type == "(\w+)"', query)
+            assert set(kinds) <= set(KINDS), (panel["title"], kinds)
+            within = kinds or list(KINDS)
+            for name in fields:
+                assert any(name in _fields_of(k) for k in within), (panel["title"], name)
+            for name in types:
+                assert any(name in KINDS[k].message_types() for k in within), (panel["title"], name)
