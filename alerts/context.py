@@ -11,18 +11,34 @@ from devices.registry import DeviceRecord, DeviceRegistry
 
 
 class RegistryContext:
+    """The registry as the rules see it.
+
+    ``devices(kind)`` is read every minute by each dead-man timer, so the places of a kind are
+    kept until the registry changes (a registration, move or retirement). The first reading of
+    a kind carries each device's last-seen time from its health: what the timers start from
+    after a restart (alerts/rules/silence.py); later readings only need to know who is there.
+    """
+
     def __init__(self, registry: DeviceRegistry, thresholds: Thresholds) -> None:
         self._registry = registry
         self._thresholds = thresholds
+        self._by_kind: dict[str, list[Place]] = {}
+        self._read_once: set[str] = set()
+        registry.subscribe(lambda _records: self._by_kind.clear())
 
     def place(self, device_id: str) -> Place | None:
         rec = self._registry.find(device_id)
         return None if rec is None else self._place(rec)
 
     def devices(self, kind: str) -> Sequence[Place]:
-        """With each device's last-seen time from its health (what a dead-man timer starts from after a restart)."""
-        get = self._registry.get
-        return [self._place(get(r.device_id)) for r in self._registry.active() if r.kind == kind]
+        places = self._by_kind.get(kind)
+        if places is None:
+            records = [r for r in self._registry.active() if r.kind == kind]
+            if kind not in self._read_once:  # with health: a snapshot of each record, once
+                self._read_once.add(kind)
+                records = [self._registry.get(r.device_id) for r in records]
+            places = self._by_kind[kind] = [self._place(r) for r in records]
+        return places
 
     def _place(self, rec: DeviceRecord) -> Place:
         building = self._registry.hierarchy.buildings.get(rec.building_id)

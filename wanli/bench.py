@@ -237,3 +237,4 @@ def add_commands(sub: Any) -> None:
     ingest.add_argument("--qos", type=int, nargs="+", default=[0, 1], choices=[0, 1])
     ingest.add_argument("--keep", action="store_true", help="keep the work dir (logs, data) for a look afterwards")
     ingest.set_defaults(func=main)
+    __import__("wanli.bench_alerts").bench_alerts.add_commands(bench)  # wanli bench alerts (its own module)

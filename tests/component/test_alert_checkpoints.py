@@ -104,5 +104,5 @@ def test_checkpoints_are_rows_of_json_per_rule_and_a_rule_with_nothing_to_keep_h
     assert {"charging_station.StationOffline", "smoke_detector.DetectorSilence"} <= set(states)
     assert "smoke_detector.SuspectedFire" not in states  # no alarm, no window
     saved_ms, offline = states["charging_station.StationOffline"]
-    assert saved_ms == T0 and offline["ids"] == ["CS-00", "CS-01"]
+    assert saved_ms == T0 and offline["ids"] == "CS-00\nCS-01" and set(offline["last_seen"]) == {"dtype", "b64"}
     engine.close()
