@@ -19,12 +19,12 @@ import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import RedirectResponse
-from fastapi.routing import APIRoute
+from fastapi.routing import iter_route_contexts
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -180,11 +180,11 @@ def actor_of(who: Principal, on_behalf_of: str = "") -> str:
     return who.actor[:100]
 
 
-def required_roles(route: APIRoute) -> tuple[Role, ...] | None:
+def required_roles(route: Any) -> tuple[Role, ...] | None:
     """The roles a route asks for (None: an open route): the strictest rule among its dependencies
     (a router's "any account may read" and the route's own "maintainer" give "maintainer")."""
     found: list[tuple[Role, ...]] = []
-    pending = [route.dependant]
+    pending = [route.dependant] if getattr(route, "dependant", None) is not None else []
     while pending:
         dep = pending.pop()
         roles = getattr(dep.call, "required_roles", None)
@@ -195,28 +195,54 @@ def required_roles(route: APIRoute) -> tuple[Role, ...] | None:
     return strict[0] if strict else (found[0] if found else None)
 
 
-_ERROR = {"model": ErrorPublic}
+def route_rules(app: FastAPI) -> dict[tuple[str, str], tuple[Role, ...] | None]:
+    """(method, path) → the roles it needs (None: open), for every API route of the app."""
+    rules: dict[tuple[str, str], tuple[Role, ...] | None] = {}
+    for route in iter_route_contexts(app.routes):
+        if getattr(route, "dependant", None) is None or not route.methods:
+            continue  # not an API route (the pages' mount, the documentation's own pages)
+        for method in route.methods:
+            rules[(method, route.path_format)] = required_roles(route)
+    return rules
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorPublic"}}}}
 
 
 def document_access(app: FastAPI) -> None:
-    """Every guarded operation documents its 401 and 403 and the roles it needs (``x-required-roles``)."""
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
-        roles = required_roles(route)
-        if roles is not None:
-            route.responses.setdefault(401, {**_ERROR, "description": "no credentials, or expired ones"})
-            route.responses.setdefault(403, {**_ERROR, "description": "needs role " + " or ".join(roles)})
-            route.openapi_extra = {**(route.openapi_extra or {}), "x-required-roles": [r.value for r in roles]}
-        if "{" in route.path:
-            route.responses.setdefault(404, {**_ERROR, "description": "not found"})
-        if route.methods & {"POST", "PUT", "PATCH", "DELETE"}:
-            route.responses.setdefault(409, {**_ERROR, "description": "conflicts with the current state"})
+    """The OpenAPI document tells, for every guarded operation, the roles it needs (``x-required-roles``),
+    its security schemes, and its 401 and 403; and 404 / 409 where a path names a thing / a call changes one."""
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = base_openapi()
+        rules = route_rules(app)
+        schema.setdefault("components", {}).setdefault("schemas", {})["ErrorPublic"] = ErrorPublic.model_json_schema()
+        for path, operations in schema.get("paths", {}).items():
+            for method, op in operations.items():
+                responses = op.setdefault("responses", {})
+                roles = rules.get((method.upper(), path))
+                if roles:
+                    op["x-required-roles"] = [r.value for r in roles]
+                    op.setdefault("security", [{"token": []}, {"session": []}])
+                    responses.setdefault("401", _error("no credentials, or expired or revoked ones"))
+                    responses.setdefault("403", _error("the caller's roles do not include " + " or ".join(roles)))
+                if "{" in path:
+                    responses.setdefault("404", _error("not found"))
+                if roles and method in ("post", "put", "patch", "delete"):
+                    responses.setdefault("409", _error("conflicts with the current state"))
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
-def operation_id(route: APIRoute) -> str:
+def operation_id(route: Any) -> str:
     """The route function's own name: short, stable names for generated clients (``list_incidents``)."""
-    return route.name
+    return str(route.name)
 
 
 class GuardedPages(StaticFiles):
