@@ -21,6 +21,7 @@ from wanli.bench import add_commands as add_bench_commands
 from wanli.chaos import add_commands as add_chaos_commands
 from wanli.registry_commands import add_commands
 from wanli.settings import Settings
+from wanli.user_commands import add_user_commands
 
 
 def _settings(overrides: dict[str, Any]) -> Settings:
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = Settings()
     add_commands(sub, f"http://{defaults.http_host}:{defaults.http_port}")
     add_bench_commands(sub)
+    add_user_commands(sub)
     add_chaos_commands(sub)
     return parser
 
