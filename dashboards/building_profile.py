@@ -26,7 +26,9 @@ from wanli.errors import Invalid
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 HAZARD_KIND = "inspection_report"
-FIRE_ALARM_CONDITIONS = ("smoke_alarm", "suspected_fire", "shed_smoke")  # what counts as a fire alarm in the false-alarm rate
+# A device's own fire alarm; a suspected fire (a building's group incident) gathers those alarms, and
+# counting it too would count one fire twice.
+FIRE_ALARM_CONDITIONS = ("smoke_alarm", "shed_smoke")
 
 
 # -- devices ------------------------------------------------------------------------------------

@@ -110,7 +110,7 @@ class PastIncidentPublic(BaseModel):
 
 class HistoryPublic(BaseModel):
     days: int
-    alarms: int = Field(description="fire alarms (smoke alarm, suspected fire, shed smoke), false ones included")
+    alarms: int = Field(description="devices' fire alarms (smoke alarm, charging-shed smoke), false ones included")
     false_alarms: int
     false_alarm_rate: float | None
     charging_anomalies: int
