@@ -15,7 +15,13 @@ from simulators.devices.base import Publication
 from simulators.devices.charging_station import ChargingStationSim
 from simulators.devices.elderly_alarm import ElderlyAlarmSim
 from simulators.devices.inspection_report import InspectionReporterSim
-from tests.fixtures.service import ServiceFactory, now_ms, publish, register_building, wait_for
+from tests.fixtures.service import (
+    ServiceFactory,
+    now_ms,
+    publish,
+    register_building,
+    wait_for,
+)
 from wanli.runtime import WanliService
 
 REPORTER = "IR-TEST-01"
@@ -28,7 +34,7 @@ def send(service: WanliService, *messages: Publication) -> None:
 
 def connect_telemetry(service: WanliService) -> None:
     """Hand the API the service's telemetry store, as the runtime does once it passes ``telemetry`` to AppContext."""
-    ctx = service._server.config.app.state.ctx  # type: ignore[union-attr]  # noqa: SLF001
+    ctx = service._server.config.app.state.ctx  # type: ignore[union-attr]
     if ctx.telemetry is None:
         ctx.telemetry = service.services.telemetry
 
