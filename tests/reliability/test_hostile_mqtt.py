@@ -1,0 +1,173 @@
+"""10,000 random and mutated messages through real Mosquitto into the running service.
+
+No crash, and every message accounted for by the service's own counters and its
+dead-letter store: read as a new reading, dropped as a duplicate, or dead-lettered with a
+reason and a detail. Nothing else may happen to a message.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import pytest
+
+from devices.catalog import KINDS
+from devices.topics import MessageClass, device_topic, parse_topic
+from tests.fixtures.service import now_ms, publish, register_building, wait_for
+from tests.reliability.test_hostile_input import DOCUMENTED
+from wanli.errors import TopicError
+
+pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
+
+TOTAL = 10_000
+LIMIT = 16_384  # Settings.max_payload_bytes, the default
+# Reasons the pipeline adds to the decoder's (documented in docs/mqtt-contract.md).
+PIPELINE_REASONS = {"seq_backwards", "retired_device", "kind_mismatch"}
+TOPIC_JUNK = ["", "x", "火", "é", " ", "..", "\u202e", "a" * 300, "$SYS", "SD-1/extra", "%00", "\\"]
+# No wildcards (a client may not publish them) and no control characters: Mosquitto drops a client whose
+# topic holds one (MQTT 3.1.1 section 1.5.3), so they never reach ingest.
+
+
+def _known_kind(topic: str) -> bool:
+    try:
+        return parse_topic(topic).kind in KINDS
+    except TopicError:
+        return False
+
+
+def accounted(snapshot: dict) -> int:
+    """Messages the service has done with: read, dropped as duplicates, or dead-lettered."""
+    return snapshot["readings"] + snapshot["duplicates"] + sum(snapshot["rejected"].values())
+
+
+def mutate(rng: random.Random, raw: bytes) -> bytes:
+    data = bytearray(raw)
+    match rng.randrange(7):
+        case 0:
+            return bytes(data[: rng.randrange(len(data))])
+        case 1:
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            return bytes(data)
+        case 2:
+            i = rng.randrange(len(data) + 1)
+            return bytes(data[:i] + rng.randbytes(rng.randint(1, 16)) + data[i:])
+        case 3:
+            body = json.loads(raw)
+            body[rng.choice(sorted(body))] = rng.choice([None, True, -1, 2**64, 1e308, "", "x" * 300, [1], {"a": 1}])
+            return json.dumps(body).encode()
+        case 4:
+            body = json.loads(raw)
+            del body[rng.choice(sorted(body))]
+            return json.dumps(body).encode()
+        case 5:
+            return raw.replace(b'"seq":', b'"seq":-') if rng.random() < 0.5 else raw.replace(b'"ts":', b'"ts":9')
+        case _:
+            depth = rng.randint(10, 100_000)
+            return b"[" * depth + b"]" * depth
+
+
+def hostile_traffic(rng: random.Random, sim, total: int) -> tuple[list[tuple[str, bytes]], Counter[str]]:
+    """``total`` messages: some valid, most hostile; what each category was, for the report."""
+    good = sim.smoke_detectors()[:36]
+    mutants = sim.smoke_detectors()[36:]
+    kinds = Counter()
+    out: list[tuple[str, bytes]] = []
+    sent: list[tuple[str, bytes]] = []
+    t = now_ms() - 60_000
+    while len(out) < total:
+        t += 1
+        roll = rng.random()
+        if roll < 0.15:  # valid, from registered devices
+            d = rng.choice(good)
+            msg = d.alarm(t) if rng.random() < 0.05 else d.heartbeat(t)
+            sent.append(msg)
+            kinds["valid"] += 1
+        elif roll < 0.20 and sent:  # a device re-sending, a redelivery
+            msg = rng.choice(sent)
+            kinds["replayed"] += 1
+        elif roll < 0.50:  # mutated valid payloads
+            d = rng.choice(mutants)
+            topic, raw = d.heartbeat(t) if rng.random() < 0.7 else d.alarm(t)
+            msg = (topic, mutate(rng, raw))
+            kinds["mutated"] += 1
+        elif roll < 0.65:  # random bytes
+            msg = (device_topic("wanli", "smoke_detector", rng.choice(mutants).device_id, rng.choice(list(MessageClass))),
+                   rng.randbytes(rng.randint(0, 2000)))
+            kinds["random_bytes"] += 1
+        elif roll < 0.70:  # oversized
+            d = rng.choice(good)
+            msg = (d.heartbeat(t)[0], b'{"pad":"' + b"x" * rng.randint(LIMIT, 3 * LIMIT) + b'"}')
+            kinds["oversized"] += 1
+        elif roll < 0.80:  # well-formed, from nobody we know
+            msg = (device_topic("wanli", "smoke_detector", f"SD-NOBODY-{rng.randrange(500)}", MessageClass.EVENT),
+                   json.dumps({"v": 1, "ts": t, "seq": rng.randrange(10**6), "type": "alarm"}).encode())
+            kinds["unregistered"] += 1
+        elif roll < 0.90:  # topics that do not follow the contract, or name no kind
+            base = f"safety/v1/wanli/{rng.choice(['smoke_detector', 'toaster', 'Smoke'])}/SD-X/event"
+            cut = rng.randrange(len("safety/"), len(base))
+            msg = (base[:cut] + rng.choice(TOPIC_JUNK) + base[cut:], json.dumps({"v": 1, "ts": t, "seq": 1}).encode())
+            kinds["bad_topic"] += 1
+        else:  # a registered device under another kind, or the wrong topic class
+            d = rng.choice(mutants)
+            topic, raw = d.alarm(t)
+            parts = topic.split("/")
+            parts[3 if rng.random() < 0.5 else 5] = rng.choice(["elderly_alarm", "telemetry", "status"])
+            msg = ("/".join(parts), raw)
+            kinds["misaddressed"] += 1
+        out.append(msg)
+    return out, kinds
+
+
+def test_ten_thousand_hostile_messages_are_each_read_deduplicated_or_dead_lettered_with_a_reason(
+        service_factory, mosquitto):
+    service = service_factory(mqtt_url=mosquitto.url)
+    sim = register_building(service)
+    traffic, kinds = hostile_traffic(random.Random(20261123), sim, TOTAL)
+
+    publish(mosquitto.host, mosquitto.port, traffic)  # every one acknowledged by the broker (QoS 1)
+    snap = wait_for(lambda: accounted(s := service.snapshot(latency=False)) >= TOTAL and not s["backlog"]
+                    and not s["spool_points"] and s, timeout_s=180, interval_s=0.2)
+
+    rejected = snap["rejected"]
+    print(f"\n{dict(kinds)}\nreadings={snap['readings']} duplicates={snap['duplicates']} rejected={dict(rejected)}")
+    assert accounted(snap) == TOTAL  # nothing lost on the way, nothing handled twice
+    assert snap["readings"] >= kinds["valid"]
+    # A replay is a duplicate, or seq_backwards once the device has moved on past the sequence window.
+    assert snap["duplicates"] + rejected["seq_backwards"] >= kinds["replayed"]
+    assert rejected["oversized"] == sum(len(p) > LIMIT and _known_kind(t) for t, p in traffic) >= kinds["oversized"]
+
+    store = service.services.dead_letters
+    assert store.counts() == dict(rejected)  # each rejection kept, under the reason it was counted as
+    letters = store.list(limit=TOTAL)
+    assert len(letters) == sum(rejected.values())
+    assert all(d.reason and d.detail and d.topic.startswith("safety/") for d in letters)
+    assert all(d.payload == d.payload[:65_536] and d.payload_size >= len(d.payload) for d in letters)
+
+    # Still alive and alerting: a real alarm after all that opens its incident.
+    detector = sim.smoke_detectors()[0]
+    publish(mosquitto.host, mosquitto.port, [detector.alarm(now_ms())])
+    wait_for(lambda: any(i.device_id == detector.device_id and i.condition == "smoke_alarm"
+                         for i in service.services.alerts.active()), timeout_s=10)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG devices/messages.py DeviceKind.decode lets UnicodeDecodeError out (invalid UTF-8 inside a JSON string): "
+    "ingest/mqtt_consumer.py then reprocesses the whole batch one message at a time and dead-letters the message "
+    "as 'internal_error' instead of 'bad_json'; and ingest/pipeline.py IngestPipeline.dead_letter does not count "
+    "such a message in counters.received, so /api/stats 'received' falls short of what arrived. Repro: publish "
+    "b'{\"v\":1,\"ts\":<now>,\"seq\":1,\"type\":\"\\x80\"}' on safety/v1/wanli/smoke_detector/<registered id>/event, "
+    "then GET /api/dead-letters/counts and /api/stats"))
+def test_hostile_messages_are_dead_lettered_under_documented_reasons_and_all_counted_received(
+        service_factory, mosquitto):
+    service = service_factory(mqtt_url=mosquitto.url)
+    sim = register_building(service)
+    traffic, _ = hostile_traffic(random.Random(7), sim, 1000)
+    topic = sim.smoke_detectors()[40].alarm(now_ms())[0]
+    traffic += [(topic, b'{"v":1,"ts":%d,"seq":%d,"type":"\x80larm"}' % (now_ms(), 10**9 + i)) for i in range(5)]
+    publish(mosquitto.host, mosquitto.port, traffic)
+    snap = wait_for(lambda: accounted(s := service.snapshot(latency=False)) >= len(traffic) and s, timeout_s=60)
+    assert set(snap["rejected"]) <= DOCUMENTED | PIPELINE_REASONS, snap["rejected"]
+    assert snap["received"] == len(traffic)
