@@ -356,6 +356,7 @@ function render() {
   $("count-critical").parentElement.classList.toggle("zero", critical === 0);
   $("count-high").parentElement.classList.toggle("zero", high === 0);
   document.querySelector("#wall thead").hidden = list.length === 0;
+  renderStateTile(list);
 
   // Never an all-clear that is not known to be true.
   const empty = $("empty");
@@ -511,13 +512,19 @@ function ruleTile(id, fig, what) {
           rate < 0.9 || fig.waiting_past ? "bad" : "good");
 }
 
-function renderKpi(k) {
-  const order = ["open", "acknowledged", "dispatched", "on_scene", "resolved"];
-  const states = order.filter((s) => k.by_state[s]).map((s) => `${STATE[s]} ${k.by_state[s]}`);
+// Active incidents by state and tier: counted from the table's own incidents, so the tile and the rows
+// never disagree, not even for the second the KPI request takes.
+function renderStateTile(list) {
+  const count = (key) => list.reduce((m, i) => m.set(i[key] || "", (m.get(i[key] || "") || 0) + 1), new Map());
+  const byState = count("state"), byTier = count("tier");
+  const states = Object.keys(NEXT_STEP).filter((s) => byState.get(s)).map((s) => `${STATE[s]} ${byState.get(s)}`);
   setText($("kpi-state-list"), states.length ? states.join("　") : "无");
-  $("kpi-states").className = `tile${k.by_state.open ? " bad" : ""}`;
-  const tiers = Object.entries(k.by_tier).sort((a, b) => b[1] - a[1]).map(([t, n]) => `${TIER[t] || "未分级"} ${n}`);
+  $("kpi-states").className = `tile${byState.get("open") ? " bad" : ""}`;
+  const tiers = [...byTier].sort((a, b) => b[1] - a[1]).map(([t, n]) => `${TIER[t] || "未分级"} ${n}`);
   setText($("kpi-tiers"), tiers.length ? `按层级：${tiers.join("、")}` : "按层级：—");
+}
+
+function renderKpi(k) {
   ruleTile("kpi-ack", k.acknowledge, "确认");
   ruleTile("kpi-arrive", k.arrive, "到场");
   const d = k.devices;
