@@ -53,7 +53,7 @@ def count_devices(ctx: Ctx, kind: str = "", building_id: str = "", community_id:
 
 
 @router.post("", response_model=DevicePublic, status_code=status.HTTP_201_CREATED,
-             responses={200: {"description": "already registered there: nothing changed, or only its label"}})
+             responses={200: {"model": DevicePublic, "description": "already registered there: nothing changed, or only its label"}})
 def register_device(ctx: Ctx, body: DeviceCreate, response: Response, who: Maintainer) -> DevicePublic:
     rec = DeviceRecord(body.device_id, body.kind, ctx.registry.hierarchy.street_id, body.building_id, body.floor,
                        body.unit, body.label)
@@ -64,7 +64,8 @@ def register_device(ctx: Ctx, body: DeviceCreate, response: Response, who: Maint
     return _public(ctx, ctx.registry.get(body.device_id))
 
 
-@router.post("/import", response_model=ImportReportPublic)
+@router.post("/import", response_model=ImportReportPublic, openapi_extra={"requestBody": {
+    "required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}})
 async def import_devices(ctx: Ctx, request: Request, who: Maintainer,
                          actor: Annotated[str, Query(max_length=100, description="for a machine token: the person it acts for")] = "",
                          first_line: Annotated[int, Query(ge=1)] = 1) -> ImportReportPublic:

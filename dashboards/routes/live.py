@@ -21,7 +21,9 @@ def incident_event(change: IncidentChange) -> dict[str, Any]:
     return {"created": change.created, "incident": IncidentPublic.of(change.incident).model_dump(mode="json")}
 
 
-@router.get("/stream", response_class=EventSourceResponse)
+@router.get("/stream", response_class=EventSourceResponse, responses={200: {
+    "description": "server-sent events: `snapshot`, then `incident` per change, `heartbeat` when quiet",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 async def stream(ctx: Ctx) -> AsyncIterable[ServerSentEvent]:
     """Live incident changes: first a ``snapshot`` of the active incidents, then one ``incident`` event per change."""
     async with ctx.feed.subscription() as q:
