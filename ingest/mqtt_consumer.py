@@ -1,28 +1,29 @@
-"""The MQTT shell of ingest: paho-mqtt's network thread in, one batch worker thread out.
+"""The MQTT shell of ingest: a receiver process in (ingest/receiver.py), one batch worker thread out.
 
-Why paho and threads: measured here, a paho subscriber receives 63k msg/s at QoS 0 and
-31k at QoS 1, aiomqtt 21k / 15k. The network thread only parses packets and puts them on
-a bounded queue; when the queue is full ``put`` blocks, paho stops reading the socket and
-TCP pushes back to the broker (which queues for our persistent session) instead of memory
-growing. The worker drains batches and acknowledges each QoS 1 message (``manual_ack``)
-only after the pipeline has stored it, so a crash before that means redelivery, not loss.
+Why paho, and why its own process: measured here, a paho subscriber receives 63k msg/s at
+QoS 0 and 31k at QoS 1, aiomqtt 21k / 15k; but paho's network thread and the worker in one
+process fought over one GIL (docs/benchmarks.md). The receiver process parses packets and
+hands over batches; at most ``queue_size`` messages wait for the worker, after which the
+receiver stops reading its socket and TCP pushes back to the broker (which queues for our
+persistent session) instead of memory growing. The worker acknowledges a batch, and the
+receiver then each of its QoS 1 messages (``manual_ack``), only after the pipeline has
+stored it, so a crash of either process before that means redelivery, not loss. A receiver
+that dies is started again; one whose ingest dies sees its pipe close and stops.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.exc import OperationalError
 
 from ingest.dead_letters import DeadLetter
 from ingest.pipeline import IngestPipeline, RawMessage
+from ingest.receiver import BATCH, DISCONNECTED, SUBSCRIBED, ReceiverConfig, ReceiverProcess, wall_ms
 from ingest.spool import SpoolFull
 from wanli.errors import StoreUnavailable
 
@@ -55,93 +56,82 @@ class MqttConsumer:
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._pipeline = pipeline
-        self._host, self._port = host, port
         # A shared subscription per family: a replacement worker can join the group before the
         # old one leaves, and the broker keeps the family's messages for the group meanwhile.
-        self._filters = [f"$share/{share_group}/{f}" if share_group else f for f in topic_filters]
-        self._batch_size = batch_size
-        self._batch_wait_s = batch_wait_s
+        filters = [f"$share/{share_group}/{f}" if share_group else f for f in topic_filters]
+        self._receiver = ReceiverProcess(ReceiverConfig(
+            host, port, filters, client_id, username, password, batch_size=batch_size, batch_wait_s=batch_wait_s,
+            max_batches_in_flight=max(1, queue_size // batch_size), log_level=logging.getLogger().getEffectiveLevel(),
+        ))
         self._state_flush_s = state_flush_s
         self._clock_ms = clock_ms
-        self._queue: queue.Queue[RawMessage] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self.subscribed = threading.Event()
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=False,  # persistent session: the broker keeps our QoS 1 messages while we are away
-            protocol=mqtt.MQTTv311,
-            manual_ack=True,
-        )
-        if username:
-            self._client.username_pw_set(username, password)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
+        self.receiver_restarts = 0
         self._worker = threading.Thread(target=self._run_worker, name="ingest-worker", daemon=True)
         self._flusher = threading.Thread(target=self._run_state_flusher, name="ingest-state-flusher", daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
-        self._client.connect_async(self._host, self._port, keepalive=30)
-        self._client.loop_start()
+        self._receiver.start()
         self._worker.start()
         self._flusher.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop receiving, finish the batch in hand, then disconnect. Unacknowledged messages stay with the broker."""
+        """Finish the batch in hand, then stop the receiver. Unacknowledged messages stay with the broker."""
         self._stop.set()
         self._worker.join(timeout_s)
         self._flusher.join(timeout_s)
         self._flush_states()
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._receiver.stop(timeout_s)
 
     @property
     def backlog(self) -> int:
-        return self._queue.qsize()
+        """Messages received and not yet made safe (waiting in the receiver, or in the worker's hands)."""
+        return self._receiver.pending
 
-    # -- paho callbacks (network thread) -------------------------------------------------
-
-    def _on_connect(self, client: mqtt.Client, _userdata, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
-        if reason_code.is_failure:
-            log.error("MQTT connect to %s:%s refused: %s", self._host, self._port, reason_code)
-            return
-        log.info("MQTT connected to %s:%s, subscribing to %s", self._host, self._port, ", ".join(self._filters))
-        client.subscribe([(f, 1) for f in self._filters])
-
-    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _props) -> None:  # type: ignore[no-untyped-def]
-        if any(rc.is_failure for rc in reason_codes):
-            log.error("MQTT subscription to %s refused: %s", self._filters, reason_codes)
-            return
-        self.subscribed.set()
-
-    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
-        self.subscribed.clear()
-        if not self._stop.is_set():
-            log.warning("MQTT disconnected from %s:%s (%s); paho reconnects", self._host, self._port, reason_code)
-
-    def _on_message(self, _client, _userdata, msg: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
-        try:
-            topic = msg.topic
-        except UnicodeDecodeError:  # not UTF-8: keep it, the topic parser rejects it with a reason
-            topic = msg._topic.decode("utf-8", "replace")  # noqa: SLF001 - the raw bytes are only reachable here
-        self._queue.put(RawMessage(topic, msg.payload, self._clock_ms(), msg.qos, msg.mid))
+    @property
+    def receiver_pid(self) -> int | None:
+        return self._receiver.pid
 
     # -- worker thread --------------------------------------------------------------------
 
     def _run_worker(self) -> None:
         while not self._stop.is_set():
-            batch = self._next_batch()
-            if batch:
+            try:
+                frame = self._receiver.next_frame(timeout_s=0.2)
+            except (EOFError, OSError):
+                self._restart_receiver()
+                continue
+            if frame is None:
+                continue
+            kind, body = frame
+            if kind == BATCH:
+                batch_no, messages = body
+                offset = self._clock_ms() - wall_ms()  # the receiver's wall clock, in the service's clock
+                batch = [RawMessage(topic, payload, ms + offset, qos, mid) for topic, payload, ms, qos, mid in messages]
                 try:
                     self._process_safely(batch)
                 except ConsumerStopped:
                     return
-                self._ack(batch)
+                self._receiver.acknowledge(batch_no)
+            elif kind == SUBSCRIBED:
+                self.subscribed.set()
+            elif kind == DISCONNECTED:
+                self.subscribed.clear()
+
+    def _restart_receiver(self) -> None:
+        """The receiver process died (it should not): whatever it held unacknowledged, the broker redelivers."""
+        self.subscribed.clear()
+        if self._stop.is_set():
+            return
+        log.error("the MQTT receiver process (pid %s) died; starting a new one", self._receiver.pid)
+        self._receiver.stop(timeout_s=1.0)
+        if self._stop.wait(1.0):
+            return
+        self.receiver_restarts += 1
+        self._receiver.start()
 
     def _run_state_flusher(self) -> None:
         """Write device health and sequence state now and then, off the worker's path (a street is 50,000 rows)."""
@@ -153,21 +143,6 @@ class MqttConsumer:
             self._pipeline.flush_device_states()
         except Exception:  # kept dirty in memory; the next flush tries again
             log.exception("could not write device states; will retry")
-
-    def _next_batch(self) -> list[RawMessage]:
-        try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self._batch_wait_s
-        while len(batch) < self._batch_size:
-            remaining = deadline - time.monotonic()
-            try:
-                batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
 
     def _process_safely(self, batch: list[RawMessage]) -> None:
         """Process a batch; return only once every message in it is kept somewhere.
@@ -212,8 +187,3 @@ class MqttConsumer:
                     self._stop.wait(delay)
                     delay = min(delay * 2, 10.0)
         raise ConsumerStopped
-
-    def _ack(self, batch: list[RawMessage]) -> None:
-        for raw in batch:
-            if raw.qos > 0:
-                self._client.ack(raw.mid, raw.qos)

@@ -88,6 +88,7 @@ class WanliCollector(Collector):
             ("wanli_spool_points_in", "spooled_points", "time-series points appended to the spool"),
             ("wanli_spool_points_out", "drained_points", "points moved from the spool to the telemetry store"),
             ("wanli_store_failures", "store_failures", "failed writes to the telemetry store"),
+            ("wanli_ingest_receiver_restarts", "receiver_restarts", "times the MQTT receiver process died and was replaced"),
         ):
             yield CounterMetricFamily(name, help_text, value=s[key])  # type: ignore[arg-type]
         for name, key, help_text in (

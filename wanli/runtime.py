@@ -204,6 +204,7 @@ class WanliService:
             "spool_age_s": (now - spool.oldest_ms) / 1000 if spool.oldest_ms else 0.0, "spool_fill": spool.fill,
             "store_up": int(svc.drainer.store_up), "store_failures": svc.drainer.store_failures,
             "store_error": svc.drainer.last_error, "backlog": self.consumer.backlog if self.consumer else 0,
+            "receiver_restarts": self.consumer.receiver_restarts if self.consumer else 0,
             "latency": {"publish_to_committed": svc.pipeline.publish_to_committed.percentiles(last=last),
                         "publish_to_stored": svc.drainer.publish_to_stored.percentiles(last=last)} if latency else {},
         }

@@ -1,0 +1,308 @@
+"""The MQTT receiver: paho-mqtt in a process of its own, handing batches to ingest over a pipe.
+
+Why a process: in one process, paho's network thread and the batch worker share one GIL.
+paho reads a packet per ``select()`` and each fixed header a byte at a time, so every
+message costs several system calls, each giving up and re-taking the GIL while the worker
+holds it; measured with py-spy, the two threads spent most of their time waiting for each
+other (docs/benchmarks.md). Here the receiver has a core's worth of interpreter to itself
+and ingest's worker never waits on the network.
+
+Nothing is acknowledged to the broker until ingest says the batch is safe, so the rules of
+the in-process consumer hold unchanged: a crash anywhere (receiver, ingest, both) means
+redelivery, not loss. Backpressure: at most ``max_batches_in_flight`` batches wait for
+ingest; at that point the receiver stops reading its socket and TCP pushes back to the
+broker, which keeps the messages for the persistent session.
+
+The pipe protocol, one ``send_bytes`` message each::
+
+    receiver → ingest   b"B" + msgpack [batch_no, pending, [[topic, payload, wall_ms, qos, mid], ...]]
+                        b"S"  subscribed        b"D" + reason  disconnected
+    ingest → receiver   b"A" + msgpack batch_no  (safe: acknowledge its QoS 1 messages)
+                        b"Q"  stop
+
+``pending`` is how many messages the receiver holds that ingest has not yet finished (the
+backlog the service reports). ``wall_ms`` is the receiver's wall clock; ingest maps it into
+its own clock (tests run the service on a fake one).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgspec
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+log = logging.getLogger(__name__)
+
+BATCH, SUBSCRIBED, DISCONNECTED, ACK, QUIT = b"B", b"S", b"D", b"A", b"Q"
+
+# How many packets to read after one select() says the socket is readable: paho's loop reads
+# one per select, which costs a system call per message for nothing when a backlog is waiting.
+READS_PER_WAKEUP = 64
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    host: str
+    port: int
+    topic_filters: list[str]  # already $share/-prefixed when shared
+    client_id: str
+    username: str = ""
+    password: str = ""
+    batch_size: int = 2000
+    batch_wait_s: float = 0.02
+    max_batches_in_flight: int = 25
+    keepalive_s: int = 30
+    log_level: int = logging.INFO
+    subscribe_qos: int = 1
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Receiver:
+    """The receiver's side: one thread, its own loop over the MQTT socket and the pipe."""
+
+    def __init__(self, conn: Connection, cfg: ReceiverConfig) -> None:
+        self._conn = conn
+        self._cfg = cfg
+        self._batch: list[tuple[str, bytes, int, int, int]] = []
+        self._batch_started = 0.0
+        self._batch_no = 0
+        self._in_flight: dict[int, list[int]] = {}  # batch no → its QoS 1 message ids
+        self._in_flight_messages: deque[tuple[int, int]] = deque()  # (batch no, size), oldest first
+        self._pending = 0
+        self._stopping = False
+        self._encoder = msgspec.msgpack.Encoder()
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
+            clean_session=False,  # persistent session: the broker keeps our QoS 1 messages while we are away
+            protocol=mqtt.MQTTv311, manual_ack=True,
+        )
+        if cfg.username:
+            self._client.username_pw_set(cfg.username, cfg.password)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    # -- paho callbacks ------------------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _userdata, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
+        if reason_code.is_failure:
+            log.error("MQTT connect to %s:%s refused: %s", self._cfg.host, self._cfg.port, reason_code)
+            return
+        log.info("MQTT connected to %s:%s, subscribing to %s", self._cfg.host, self._cfg.port,
+                 ", ".join(self._cfg.topic_filters))
+        client.subscribe([(f, self._cfg.subscribe_qos) for f in self._cfg.topic_filters])
+
+    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _props) -> None:  # type: ignore[no-untyped-def]
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("MQTT subscription to %s refused: %s", self._cfg.topic_filters, reason_codes)
+            return
+        self._conn.send_bytes(SUBSCRIBED)
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
+        if not self._stopping:
+            log.warning("MQTT disconnected from %s:%s (%s); reconnecting", self._cfg.host, self._cfg.port, reason_code)
+            try:
+                self._conn.send_bytes(DISCONNECTED + str(reason_code).encode())
+            except OSError:  # ingest is gone; the loop notices and stops
+                self._stopping = True
+
+    def _on_message(self, _client, _userdata, msg: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # not UTF-8: keep it, the topic parser rejects it with a reason
+            topic = msg._topic.decode("utf-8", "replace")  # noqa: SLF001 - the raw bytes are only reachable here
+        if not self._batch:
+            self._batch_started = time.monotonic()
+        self._batch.append((topic, msg.payload, wall_ms(), msg.qos, msg.mid))
+        if len(self._batch) >= self._cfg.batch_size:
+            self._ship()
+
+    # -- batches and acknowledgements --------------------------------------------------------
+
+    def _ship(self) -> None:
+        """Hand the batch to ingest; first wait (not reading the socket: backpressure) while too many are out."""
+        while len(self._in_flight) >= self._cfg.max_batches_in_flight and not self._stopping:
+            self._take_acks(timeout_s=1.0)
+        if self._stopping:
+            return
+        batch, self._batch = self._batch, []
+        self._batch_no += 1
+        self._in_flight[self._batch_no] = [m[4] for m in batch if m[3] > 0]
+        self._in_flight_messages.append((self._batch_no, len(batch)))
+        self._pending += len(batch)
+        self._conn.send_bytes(BATCH + self._encoder.encode((self._batch_no, self._pending, batch)))
+
+    def _take_acks(self, timeout_s: float) -> None:
+        """Acknowledge to the broker every batch ingest has made safe (waiting up to ``timeout_s`` for one)."""
+        try:
+            ready = self._conn.poll(timeout_s)
+            while ready:
+                frame = self._conn.recv_bytes()
+                if frame[:1] == ACK:
+                    self._acknowledge(msgspec.msgpack.decode(frame[1:]))
+                elif frame[:1] == QUIT:
+                    self._stopping = True
+                    return
+                ready = self._conn.poll(0)
+        except (EOFError, OSError):  # ingest is gone: stop, acknowledging nothing more
+            log.warning("ingest closed the pipe; the receiver stops")
+            self._stopping = True
+
+    def _acknowledge(self, batch_no: int) -> None:
+        for mid in self._in_flight.pop(batch_no, ()):
+            self._client.ack(mid, 1)
+        while self._in_flight_messages and self._in_flight_messages[0][0] not in self._in_flight:
+            self._pending -= self._in_flight_messages.popleft()[1]
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        client, cfg = self._client, self._cfg
+        delay = 1.0
+        while not self._stopping:
+            try:
+                client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
+                delay = 1.0
+            except OSError as exc:
+                log.warning("MQTT connect to %s:%s failed: %s; retrying in %.0f s", cfg.host, cfg.port, exc, delay)
+                self._take_acks(timeout_s=delay * random.uniform(0.8, 1.2))  # jitter: workers do not reconnect in step
+                delay = min(delay * 2, 30.0)
+                continue
+            self._serve_connection()
+        if client.is_connected():
+            client.disconnect()  # clean: unacknowledged messages stay queued at the broker for the session
+        self._conn.close()
+
+    def _serve_connection(self) -> None:
+        client, cfg = self._client, self._cfg
+        next_ack_check = 0.0
+        while not self._stopping:
+            sock = client.socket()
+            if sock is None:
+                break
+            wait_s = cfg.batch_wait_s if self._batch else 0.1
+            readable, _, _ = select.select([sock, self._conn], [sock] if client.want_write() else [], [], wait_s)
+            rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+            if sock in readable:
+                for _ in range(READS_PER_WAKEUP):
+                    rc = client.loop_read()
+                    if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
+                        break
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and client.socket() is not None:
+                if client.want_write():
+                    rc = client.loop_write()
+                rc = rc or client.loop_misc()
+            now = time.monotonic()
+            if self._conn in readable or (self._in_flight and now >= next_ack_check):
+                self._take_acks(timeout_s=0)
+                next_ack_check = now + 0.002
+            # A partial batch goes at once when ingest is idle (an alarm alone waits for nothing),
+            # else when it has waited batch_wait_s.
+            if self._batch and (not self._in_flight or now - self._batch_started >= cfg.batch_wait_s):
+                self._ship()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                log.warning("MQTT connection to %s:%s lost (%s); reconnecting", cfg.host, cfg.port, rc)
+                break
+        if not self._stopping:
+            time.sleep(random.uniform(0.5, 1.5))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The receiver process: ``python -m ingest.receiver FD CONFIG_JSON`` (started by :class:`ReceiverProcess`)."""
+    fd, config = (argv or sys.argv[1:])[:2]
+    cfg = ReceiverConfig(**json.loads(config))
+    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s[receiver]: %(message)s")
+    try:
+        _Receiver(Connection(int(fd)), cfg).run()
+    except KeyboardInterrupt:  # the terminal's Ctrl-C reaches the whole process group; ingest stops us
+        pass
+
+
+class ReceiverProcess:
+    """Ingest's side: starts the receiver, takes its batches, tells it which are safe."""
+
+    def __init__(self, cfg: ReceiverConfig) -> None:
+        self._cfg = cfg
+        self._decoder = msgspec.msgpack.Decoder(tuple[int, int, list[tuple[str, bytes, int, int, int]]])
+        self._conn: Connection | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self.pending = 0
+
+    def start(self) -> None:
+        # A plain child process (not multiprocessing's spawn, which re-runs the parent's main
+        # script): it inherits one end of a socket pair and its settings as JSON.
+        ours, theirs = socket.socketpair()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "ingest.receiver", str(theirs.fileno()), json.dumps(asdict(self._cfg))],
+            # the same sys.path as ours: the receiver runs the same code as the ingest that started it
+            pass_fds=(theirs.fileno(),), env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        theirs.close()
+        self._conn = Connection(ours.detach())
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def next_frame(self, timeout_s: float) -> tuple[bytes, Any] | None:
+        """The receiver's next frame: (BATCH, (batch_no, pending, messages)), (SUBSCRIBED, None),
+        (DISCONNECTED, reason); None when nothing came in ``timeout_s``. EOFError: the receiver is gone."""
+        assert self._conn is not None
+        if not self._conn.poll(timeout_s):
+            return None
+        frame = self._conn.recv_bytes()
+        kind = frame[:1]
+        if kind == BATCH:
+            batch_no, pending, messages = self._decoder.decode(memoryview(frame)[1:])
+            self.pending = pending
+            return BATCH, (batch_no, messages)
+        return kind, frame[1:].decode("utf-8", "replace")
+
+    def acknowledge(self, batch_no: int) -> None:
+        assert self._conn is not None
+        try:
+            self._conn.send_bytes(ACK + msgspec.msgpack.encode(batch_no))
+        except (BrokenPipeError, OSError):  # the receiver is gone; the broker redelivers the batch
+            log.warning("could not acknowledge batch %d: the receiver is gone", batch_no)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.send_bytes(QUIT)
+            except OSError:
+                pass
+        if self._process is not None:
+            try:
+                self._process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout_s)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+if __name__ == "__main__":
+    main()
