@@ -9,7 +9,9 @@ here, in docs/access.md, and in its router.
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -316,3 +318,25 @@ def test_the_pages_send_a_visitor_without_a_session_to_login(service: WanliServi
     assert httpx.get(f"{service.http_url}/ops/devices.html", cookies={SESSION_COOKIE: session}).status_code == 200
     # A Bearer token is for machines: the pages want a person's session.
     assert httpx.get(f"{service.http_url}/ops/", headers=auth_headers(service)).status_code == 303
+
+
+@pytest.mark.xfail(strict=True, reason="alerts/service.py _station_step takes the incident from the dispatch id "
+                                       "without checking that this station was the one dispatched (reported)")
+def test_a_station_moves_only_an_incident_it_was_dispatched_to(service_factory) -> None:
+    """The broker's ACL lets a station publish only under its own topics; the engine must then
+    also refuse a station answering somebody else's dispatch."""
+    service = service_factory()
+    detector = register_building(service).smoke_detectors()[0]
+    maintainer = service_factory.client(service, "maintainer")
+    for station in ("MFS-XQ", "MFS-YH"):
+        assert maintainer.post("/api/devices", json={"device_id": station, "kind": "fire_station",
+                                                     "building_id": "xq-01"}).status_code == 201
+    publish(service.broker.host, service.broker.port, [detector.alarm(now_ms())])
+    reader = service_factory.client(service, "viewer")
+    (incident,) = wait_for(lambda: [i for i in reader.get("/api/incidents").json() if i["condition"] == "smoke_alarm"])
+    wrong = json.dumps({"v": 1, "ts": now_ms(), "seq": now_ms(), "type": "dispatch_ack",
+                        "dispatch_id": f"{incident['id']}-0"}).encode()  # MFS-XQ was dispatched, not MFS-YH
+    publish(service.broker.host, service.broker.port, [("safety/v1/wanli/fire_station/MFS-YH/event", wrong)])
+    wait_for(lambda: service.services.pipeline.counters.received >= 2)
+    time.sleep(1.0)  # the engine has had the message (a wrong change would show by now)
+    assert reader.get(f"/api/incidents/{incident['id']}").json()["state"] == "open"
