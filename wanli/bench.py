@@ -14,7 +14,12 @@ until it has everything. For each QoS:
    InfluxDB. The clock runs from ingest's subscription until every point is in InfluxDB
    (the spool empty) and every message counted;
 3. latency, live: a paced publisher at half the full-path rate (or what it can manage);
-   device clock → incident committed and → stored in InfluxDB, p50 / p99 over that run.
+   device clock → incident committed and → stored in InfluxDB, p50 / p99 over that run;
+4. overload (``--overload-seconds``, QoS 1): publishers in their own processes offer three
+   times the full-path rate (as near as two cores allow) while the service's memory (its
+   process and its receiver's) is sampled every second; then the load stops and the clock
+   runs until the backlog has drained. Memory should stay flat: the receiver stops reading
+   at its bound and the broker holds the rest for ingest's session.
 
 It prints one table with the service's peak memory (VmHWM) too. Figures, not assertions.
 """
@@ -22,7 +27,9 @@ It prints one table with the service's peak memory (VmHWM) too. Figures, not ass
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import csv
+import multiprocessing
 import io
 import json
 import os
@@ -77,11 +84,25 @@ def _raw_ceiling(broker: MosquittoServer, messages: list[tuple[str, bytes]], qos
     return len(messages) / (time.monotonic() - started)
 
 
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+def _status_mb(pid: int, field: str) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
     return 0.0
+
+
+def _peak_rss_mb(pid: int) -> float:
+    return _status_mb(pid, "VmHWM")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
 
 
 class ServiceProcess:
@@ -165,6 +186,60 @@ def _paced_latency(service: ServiceProcess, broker: MosquittoServer, messages: l
     raise RuntimeError("the paced run did not finish within 300 s")
 
 
+@dataclass
+class OverloadResult:
+    seconds: float
+    full_rate: float
+    offered_rate: float
+    published: int
+    received: int
+    rss_mb: list[float]  # the service and its receiver, once a second while loaded
+    broker_rss_mb: float
+    drain_s: float
+
+    @property
+    def growth_mb(self) -> float:
+        """Memory at the end of the load over memory after its first ten seconds (warm-up)."""
+        settled = self.rss_mb[min(10, len(self.rss_mb) - 1)]
+        return self.rss_mb[-1] - settled
+
+
+def _publish_share(messages: list[tuple[str, bytes]], host: str, port: int, rate: float) -> int:
+    """One publisher process's share of the overload (a separate process: one Python publisher tops out near 10k/s)."""
+    return publish(messages, host, port, qos=1, rate=rate).acknowledged
+
+
+def _overload(service: ServiceProcess, broker: MosquittoServer, records: list[DeviceRecord], full_rate: float,
+              seconds: float, publishers: int = 2) -> OverloadResult:
+    target = 3 * full_rate
+    shares = [records[k::publishers] for k in range(publishers)]  # a device's messages from one publisher, in order
+    per = int(target * seconds / publishers)
+    batches = [build_messages(share, per, seed=100 + k, start_seq=9 * 10**9) for k, share in enumerate(shares)]
+    before = service.stats()
+    pids = [service.process.pid, *_children(service.process.pid)]
+    samples: list[float] = []
+    ctx = multiprocessing.get_context("spawn")
+    started = time.monotonic()
+    with concurrent.futures.ProcessPoolExecutor(publishers, mp_context=ctx) as pool:
+        futures = [pool.submit(_publish_share, b, broker.host, broker.port, target / publishers) for b in batches]
+        while not all(f.done() for f in futures):
+            samples.append(sum(_status_mb(p, "VmRSS") for p in pids))
+            time.sleep(1.0)
+        published = sum(f.result() for f in futures)
+    load_s = time.monotonic() - started
+    broker_rss = _status_mb(broker.pid, "VmRSS") if broker.pid else 0.0
+    drain_started = time.monotonic()
+    deadline = drain_started + 1200
+    while time.monotonic() < deadline:
+        s = service.stats()
+        if s["received"] - before["received"] >= published and s["spool_points"] == 0:
+            break
+        time.sleep(0.2)
+    s = service.stats()
+    return OverloadResult(load_s, full_rate, published / load_s, published, s["received"] - before["received"],
+                          samples, broker_rss, time.monotonic() - drain_started)
+
+
 def _register_street(service: ServiceProcess, records: list[DeviceRecord]) -> None:
     csv_text = io.StringIO()
     writer = csv.writer(csv_text)
@@ -176,7 +251,8 @@ def _register_street(service: ServiceProcess, records: list[DeviceRecord]) -> No
         raise RuntimeError(f"registering the street failed: {report.json()['rejected'][:5]}")
 
 
-def run_ingest(count: int, qos_levels: list[int], workdir: Path) -> list[PathResult]:
+def run_ingest(count: int, qos_levels: list[int], workdir: Path,
+               overload_s: float = 0.0) -> tuple[list[PathResult], OverloadResult | None]:
     street = generate_street()
     street_file = workdir / "street.json"
     street_file.write_text(json.dumps(street, ensure_ascii=False), "utf-8")
@@ -195,13 +271,17 @@ def run_ingest(count: int, qos_levels: list[int], workdir: Path) -> list[PathRes
         for i, qos in enumerate(qos_levels):
             full_msgs = build_messages(records, count, seed=qos, start_seq=(i + 1) * 10**9)
             full = _full_path(service, broker, full_msgs, qos, _points_of(full_msgs))
-            peak = _peak_rss_mb(service.process.pid)
+            peak = sum(_peak_rss_mb(p) for p in (service.process.pid, *_children(service.process.pid)))
             paced = build_messages(records, max(count // 4, 1000), seed=qos + 7, start_seq=(i + 1) * 10**9 + 5 * 10**8)
             rate, lat = _paced_latency(service, broker, paced, qos, full / 2, _points_of(paced))
             results.append(PathResult(qos, count, raw[qos], full, rate, lat["publish_to_committed"]["p50"],
                                       lat["publish_to_committed"]["p99"], lat["publish_to_stored"]["p50"],
                                       lat["publish_to_stored"]["p99"], peak))
-        return results
+        overload = None
+        if overload_s > 0:
+            qos1 = next((r for r in results if r.qos == 1), results[-1])
+            overload = _overload(service, broker, records, qos1.full_rate, overload_s)
+        return results, overload
     finally:
         if service is not None:
             service.stop()
@@ -212,21 +292,33 @@ def run_ingest(count: int, qos_levels: list[int], workdir: Path) -> list[PathRes
 def print_table(results: list[PathResult]) -> None:
     print("throughput: draining a backlog queued at the broker; latency: live, at the paced rate shown")
     print(f"{'QoS':>3} {'messages':>9} {'full path msg/s':>16} {'raw mosquitto_sub msg/s':>24} {'ratio':>6} "
-          f"{'paced msg/s':>12} {'→committed p50/p99 ms':>22} {'→stored p50/p99 ms':>19} {'peak RSS MB':>12}")
+          f"{'paced msg/s':>12} {'→committed p50/p99 ms':>22} {'→stored p50/p99 ms':>19} {'peak RSS MB (+receiver)':>24}")
     for r in results:
         print(f"{r.qos:>3} {r.messages:>9} {r.full_rate:>16,.0f} {r.raw_rate:>24,.0f} {r.ratio:>6.2f} "
               f"{r.publish_rate:>12,.0f} {r.committed_p50:>10.0f} / {r.committed_p99:<9.0f} "
-              f"{r.stored_p50:>8.0f} / {r.stored_p99:<8.0f} {r.peak_rss_mb:>12.0f}")
+              f"{r.stored_p50:>8.0f} / {r.stored_p99:<8.0f} {r.peak_rss_mb:>24.0f}")
+
+
+def print_overload(o: OverloadResult) -> None:
+    print(f"overload (QoS 1): offered {o.offered_rate:,.0f} msg/s for {o.seconds:.0f} s "
+          f"= {o.offered_rate / o.full_rate:.1f}x the full-path rate of {o.full_rate:,.0f}")
+    print(f"  published {o.published:,}, received {o.received:,}, lost {o.published - o.received:,}; "
+          f"backlog drained {o.drain_s:.0f} s after the load stopped")
+    marks = [o.rss_mb[i] for i in sorted({0, min(10, len(o.rss_mb) - 1), len(o.rss_mb) // 2, len(o.rss_mb) - 1})]
+    print(f"  service RSS (with its receiver) MB at 0 s / 10 s / middle / end: {' / '.join(f'{m:.0f}' for m in marks)}"
+          f"; growth after warm-up {o.growth_mb:+.0f} MB; broker RSS at the end {o.broker_rss_mb:.0f} MB")
 
 
 def main(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="wanli-bench-"))
     try:
-        results = run_ingest(args.messages, args.qos, workdir)
+        results, overload = run_ingest(args.messages, args.qos, workdir, args.overload_seconds)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print_table(results)
+    if overload is not None:
+        print_overload(overload)
     return 0
 
 
@@ -236,5 +328,7 @@ def add_commands(sub: Any) -> None:
     ingest.add_argument("--messages", type=int, default=200_000)
     ingest.add_argument("--qos", type=int, nargs="+", default=[0, 1], choices=[0, 1])
     ingest.add_argument("--keep", action="store_true", help="keep the work dir (logs, data) for a look afterwards")
+    ingest.add_argument("--overload-seconds", type=float, default=60.0,
+                        help="offer 3x the full-path rate at QoS 1 this long and watch memory (0: skip)")
     ingest.set_defaults(func=main)
     __import__("wanli.bench_alerts").bench_alerts.add_commands(bench)  # wanli bench alerts (its own module)
