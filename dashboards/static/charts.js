@@ -132,7 +132,8 @@ const WanliCharts = (() => {
         }
         base += v;
       }
-      if (i % every === 0 || i === days.length - 1) {
+      const last = i === days.length - 1 && (days.length - 1) % every >= every / 2;  // unless it would crowd the one before
+      if (i % every === 0 || last) {
         svg.append(node("text", { x: left + i * slot + slot / 2, y: height - 8, "text-anchor": "middle", "font-size": FONT,
                                   class: "axis" }, d.day.slice(5).replace("-", "/")));
       }

@@ -50,6 +50,7 @@ function showError(text, detail = "") {
 // -- rendering -----------------------------------------------------------------------------------
 
 function render(p) {
+  $("content").hidden = false;  // first: the charts take their width from the laid-out page
   const b = p.building;
   document.title = `万里街道 · ${b.location.community} ${b.name} · 风险画像`;
   $("title-building").textContent = `${b.location.community} ${b.name}`;
@@ -136,7 +137,6 @@ function render(p) {
   $("recent-rows").replaceChildren(...h.recent.map((i) => el("tr", {},
     el("td", { class: "muted" }, fmtTime(i.opened_at)), el("td", {}, i.title), el("td", { class: "mono" }, i.device_id),
     el("td", {}, STATE[i.state] || i.state))));
-  $("content").hidden = false;
 }
 
 function renderTelemetry(t) {
