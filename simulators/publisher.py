@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -123,37 +124,74 @@ class MqttPublisher:
 
 
 class DevicePublishers:
-    """One connection per device, each logged in as the device with its own password."""
+    """One connection per device, as devices connect: client id = user name = the device id.
 
-    def __init__(self, broker: BrokerAddress, passwords: Mapping[str, str], *, inflight: int = 100) -> None:
-        self.broker, self._passwords, self._inflight = broker, dict(passwords), inflight
+    With a password for the device it logs in as itself (brokers that require credentials);
+    with ``wills`` each connection sets the device's ``offline`` status as its last will,
+    made when it connects (its timestamp and sequence number reserved then, as the contract
+    says), so the broker announces a connection that dies.
+    """
+
+    def __init__(self, broker: BrokerAddress, passwords: Mapping[str, str] | None = None, *, inflight: int = 100,
+                 wills: Mapping[str, Callable[[int], tuple[str, bytes]]] | None = None,
+                 now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+        self.broker, self._passwords, self._inflight = broker, dict(passwords or {}), inflight
+        self._wills, self._now_ms = dict(wills or {}), now_ms
         self._open: dict[str, MqttPublisher] = {}
+        self._closed_sent = self._closed_acked = 0
 
     def _for(self, device_id: str) -> MqttPublisher:
         pub = self._open.get(device_id)
         if pub is None:
-            password = self._passwords.get(device_id)
-            if password is None:
-                raise KeyError(f"no credentials for device {device_id}")
-            pub = self._open[device_id] = MqttPublisher(self.broker, client_id=device_id, username=device_id,
-                                                        password=password, inflight=self._inflight)
+            pub = self._open[device_id] = self._open_one(device_id)
         return pub
+
+    def connect_all(self, device_ids: Sequence[str], parallel: int = 64) -> None:
+        """Connect many devices at once (a reconnect storm), ``parallel`` handshakes in flight."""
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="mqtt-connect") as pool:
+            opened = dict(zip(device_ids, pool.map(self._open_one, device_ids), strict=True))
+        self._open.update(opened)
+
+    def _open_one(self, device_id: str) -> MqttPublisher:
+        will = self._wills.get(device_id)
+        password = self._passwords.get(device_id, "")
+        return MqttPublisher(self.broker, client_id=device_id, username=device_id if password else "",
+                             password=password, inflight=self._inflight, will=will(self._now_ms()) if will else None)
 
     def publish(self, topic: str, payload: bytes) -> None:
         self._for(topic.split("/")[4]).publish(topic, payload)
 
     @property
+    def connections(self) -> int:
+        return len(self._open)
+
+    @property
     def sent(self) -> int:
-        return sum(p.sent for p in self._open.values())
+        return self._closed_sent + sum(p.sent for p in self._open.values())
 
     @property
     def acked(self) -> int:
-        return sum(p.acked for p in self._open.values())
+        return self._closed_acked + sum(p.acked for p in self._open.values())
 
     def flush(self, timeout_s: float = 30.0) -> bool:
-        return all(p.flush(timeout_s) for p in self._open.values())
+        deadline = time.monotonic() + timeout_s
+        return all(p.flush(max(0.0, deadline - time.monotonic())) for p in list(self._open.values()))
+
+    def drop_all(self) -> int:
+        """Every connection dies at once (a network outage): the broker publishes their last wills."""
+        dropped = list(self._open.values())
+        self._open.clear()
+        with ThreadPoolExecutor(max_workers=64, thread_name_prefix="mqtt-drop") as pool:
+            list(pool.map(MqttPublisher.drop, dropped))  # each waits for its network thread: all at once
+        for p in dropped:
+            self._closed_sent += p.sent
+            self._closed_acked += min(p.acked, p.sent)
+        return len(dropped)
 
     def close(self) -> None:
+        with ThreadPoolExecutor(max_workers=64, thread_name_prefix="mqtt-close") as pool:
+            list(pool.map(MqttPublisher.close, self._open.values()))
         for p in self._open.values():
-            p.close()
+            self._closed_sent += p.sent
+            self._closed_acked += p.acked
         self._open.clear()

@@ -41,6 +41,7 @@ class SimulatedDevice:
     rng: random.Random = field(init=False, repr=False)
     next_ms: int = field(default=NEVER, init=False, repr=False)  # next periodic message; NEVER before start
     silent: bool = field(default=False, init=False)  # off the network (outage, flat battery): nothing goes out
+    last: Publication | None = field(default=None, init=False, repr=False)  # the last message it made (to re-send)
     _timeline: list[tuple[int, int, Action]] = field(default_factory=list, init=False, repr=False)
     _order: itertools.count = field(default_factory=itertools.count, init=False, repr=False)  # type: ignore[type-arg]
 
@@ -54,7 +55,9 @@ class SimulatedDevice:
         self.seq += 1
         body = {"v": SCHEMA_VERSION, "ts": now_ms, "seq": self.seq, "type": msg_type}
         body.update({k: v for k, v in fields.items() if v is not None})
-        return device_topic(self.street, self.kind, self.device_id, msg_class), json.dumps(body, separators=(",", ":")).encode()
+        self.last = (device_topic(self.street, self.kind, self.device_id, msg_class),
+                     json.dumps(body, separators=(",", ":")).encode())
+        return self.last
 
     def online(self, now_ms: int) -> Publication:
         return self.publication(MessageClass.STATUS, "online", now_ms, firmware="sim-1.0")

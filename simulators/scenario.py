@@ -1,0 +1,468 @@
+"""Scenarios: a scripted story played against a running system, and what it must lead to.
+
+A scenario (one module in ``simulators/scenarios/``) is a ``Scenario``: the place whose
+devices it simulates, how fast its clock runs, a ``play(stage)`` script, and its expected
+outcomes (``simulators.expectations``). ``run_scenario`` plays it:
+
+1. the population of the place is built and registered with the service;
+2. every device comes online and lives at its real cadence while the script runs: the
+   script makes things happen (``device.burn``, ``stage.send``), lets simulated time pass
+   (``stage.wait``: at the clock's speed; ``stage.skip``: jumping ahead, hour by hour),
+   marks moments and calls checkpoints;
+3. micro fire stations among the devices answer the dispatches the service sends them
+   (a subscriber on ``dispatch/v1/{street}/fire_station/+/duty``), after human delays;
+4. a watcher polls ``/api/incidents`` and notes when each incident was first seen at each
+   tier; at each checkpoint and at the end the expectations are judged from the API
+   (incidents, dead-letter counts, ingest stats, the devices' health).
+
+The result (``ScenarioResult``) lists each expectation met or unmet with what was seen.
+
+Time. The script's clock is a ``SimClock``. When the service shares it (a service started
+for the scenario with ``running_in_thread(settings, clock.now_ms)``: ``embedded_service``),
+the clock may run fast and jump, and device timestamps, the service's ts checks, rule
+windows, silence timers and escalation deadlines all move together. Against a service on
+the wall clock the scenario runs at speed 1 and a script that needs to ``skip`` refuses
+(``ScenarioError``) rather than produce timestamps the service would reject as
+``ts_future``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from devices.hierarchy import Hierarchy, hierarchy_from_dict, load_hierarchy
+from devices.registry import DeviceRecord
+from devices.street_generator import generate_street
+from simulators.clock import SimClock, next_local_time_ms, wall_ms
+from simulators.devices.base import Publication, SimulatedDevice
+from simulators.expectations import Evidence, Expectation, Outcome
+from simulators.population import Population, Row, place_rows
+from simulators.publisher import BrokerAddress, DevicePublishers, MqttPublisher
+from wanli.errors import WanliError
+
+log = logging.getLogger(__name__)
+
+
+class ScenarioError(WanliError):
+    """A scenario cannot run as asked (unknown name, a jump on a clock the service does not share…)."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    summary: str
+    play: Callable[[Stage], None]
+    expect: tuple[Expectation, ...]
+    buildings: tuple[str, ...] = ()
+    communities: tuple[str, ...] = ()
+    rows: Callable[[Hierarchy], list[Row]] | None = None  # a custom choice of devices instead of whole places
+    hierarchy: str = "sample"  # "sample": devices/data/wanli.json; "street": the generated street (477 high-rises)
+    speed: float = 60.0
+    start_local: tuple[int, int] | None = None  # Shanghai (hour, minute) the story starts at
+    needs_shared_clock: bool = True  # it jumps or speeds up time: the service must share the clock
+    per_device_connections: bool = False  # each device its own MQTT connection with a last will
+
+    def population(self, hierarchy: Hierarchy, seed: int = 0) -> Population:
+        rows = self.rows(hierarchy) if self.rows else place_rows(hierarchy, building_ids=self.buildings,
+                                                                 community_ids=self.communities)
+        return Population.from_rows(rows, hierarchy.street_id, seed=seed, start_seq=wall_ms())
+
+    def load_hierarchy(self) -> Hierarchy:
+        return hierarchy_from_dict(generate_street()) if self.hierarchy == "street" else load_hierarchy()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "summary": self.summary, "speed": self.speed,
+                "needs_shared_clock": self.needs_shared_clock,
+                "expect": [e.describe() for e in self.expect]}
+
+
+@dataclass
+class Progress:
+    """What a run is doing now, for the CLI's live line and the tester page (read from other threads)."""
+
+    scenario: str = ""
+    phase: str = "starting"
+    sent: int = 0
+    acked: int = 0
+    devices: int = 0
+    sim_ms: int = 0
+    started_real: float = field(default_factory=time.monotonic)
+    log: list[str] = field(default_factory=list)
+    done: bool = False
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started_real
+        return self.sent / elapsed if elapsed > 0 else 0.0
+
+    def say(self, text: str) -> None:
+        self.phase = text
+        self.log.append(text)
+        del self.log[:-200]
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    outcomes: list[Outcome]
+    sent: int
+    sim_seconds: float
+    real_seconds: float
+    log: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return all(o.met for o in self.outcomes)
+
+    @property
+    def unmet(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.met]
+
+    def report(self) -> str:
+        lines = [f"scenario {self.scenario}: {'PASSED' if self.ok else 'FAILED'} — {self.sent:,} messages, "
+                 f"{self.sim_seconds / 60:.1f} simulated minutes in {self.real_seconds:.1f} s"]
+        lines += [f"  {'✓' if o.met else '✗'} [{o.checkpoint}] {o.expectation}: {o.detail}" for o in self.outcomes]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, "ok": self.ok, "sent": self.sent, "sim_seconds": self.sim_seconds,
+                "real_seconds": self.real_seconds, "outcomes": [o.as_dict() for o in self.outcomes]}
+
+
+class ApiClient:
+    """The few API calls a scenario makes: what the screens and maintainers see."""
+
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
+        self._http = httpx.Client(base_url=base_url, headers=headers or {}, timeout=30)
+
+    def _get(self, path: str, **params: Any) -> Any:
+        resp = self._http.get(path, params=params)
+        resp.raise_for_status()
+        return resp.json()
+
+    def incidents(self) -> list[dict[str, Any]]:
+        return self._get("/api/incidents", limit=1000)  # type: ignore[no-any-return]
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        return self._get("/api/dead-letters/counts")  # type: ignore[no-any-return]
+
+    def stats(self) -> dict[str, Any]:
+        return self._get("/api/stats")  # type: ignore[no-any-return]
+
+    def devices(self, ids: set[str]) -> list[dict[str, Any]]:
+        out, offset = [], 0
+        while True:
+            page = self._get("/api/devices", limit=10_000, offset=offset)
+            out += [d for d in page if d["device_id"] in ids]
+            if len(page) < 10_000:
+                return out
+            offset += len(page)
+
+    def import_devices(self, records: Sequence[DeviceRecord]) -> None:
+        """Register through the API, as a maintainer's CSV import would."""
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(["device_id", "kind", "building_id", "floor", "unit", "label"])
+        for r in records:
+            writer.writerow([r.device_id, r.kind, r.building_id, "" if r.floor is None else r.floor, r.unit, r.label])
+        resp = self._http.post("/api/devices/import", content=text.getvalue().encode(),
+                               headers={"content-type": "text/csv"}, params={"actor": "simulator"})
+        if resp.status_code >= 400:
+            raise ScenarioError(f"registering the scenario's devices failed: {resp.status_code} {resp.text[:300]}")
+        rejected = resp.json().get("rejected") or []
+        if rejected:
+            raise ScenarioError(f"the service refused {len(rejected)} of the scenario's devices, e.g. {rejected[:3]}")
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class _Watcher(threading.Thread):
+    """Polls the incidents and notes (on the simulated clock) when each was first seen at each tier."""
+
+    def __init__(self, api: ApiClient, clock: SimClock, interval_s: float = 0.1) -> None:
+        super().__init__(name="scenario-watcher", daemon=True)
+        self.api, self.clock, self.interval_s = api, clock, interval_s
+        self.tier_seen_ms: dict[tuple[str, str], int] = {}
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.interval_s):
+            self.poll()
+
+    def poll(self) -> None:
+        try:
+            now = self.clock.now_ms()
+            for inc in self.api.incidents():
+                if inc.get("tier"):
+                    self.tier_seen_ms.setdefault((inc["id"], inc["tier"]), now)
+        except httpx.HTTPError as exc:
+            log.debug("scenario watcher: %s", exc)
+
+
+class _DispatchListener:
+    """Hands the dispatch notices addressed to simulated micro fire stations to them."""
+
+    def __init__(self, broker: BrokerAddress, street: str, username: str = "", password: str = "") -> None:
+        self.notices: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._ready = threading.Event()
+        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                                   client_id=f"wanli-sim-dispatch-{time.time_ns()}")
+        if username:
+            self._client.username_pw_set(username, password)
+        topic = f"dispatch/v1/{street}/fire_station/+/duty"
+        self._client.on_connect = lambda c, *_: (c.subscribe(topic, qos=1), None)[1]
+        self._client.on_subscribe = lambda *_: self._ready.set()
+        self._client.on_message = lambda _c, _u, m: self.notices.put((m.topic.split("/")[4], m.payload))
+        self._client.connect(broker.host, broker.port, keepalive=30)
+        self._client.loop_start()
+        if not self._ready.wait(10):
+            log.warning("the dispatch subscription was not confirmed: simulated stations may not answer")
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+class Stage:
+    """What a scenario's script works with: its devices, its clock, and the wire."""
+
+    def __init__(self, scenario: Scenario, population: Population, clock: SimClock, sink: MqttPublisher | DevicePublishers,
+                 api: ApiClient, progress: Progress, stop: threading.Event, evidence: Evidence,
+                 listener: _DispatchListener | None = None) -> None:
+        self.scenario, self.population, self.clock, self.sink = scenario, population, clock, sink
+        self.api, self.progress, self._stop, self.evidence, self._listener = api, progress, stop, evidence, listener
+        self.outcomes: list[Outcome] = []
+        self.last_sent: dict[str, Publication] = {}  # device id → the last message sent for it
+        self._received_before = 0
+
+    # -- the story ----------------------------------------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return self.clock.now_ms()
+
+    def device(self, device_id: str) -> SimulatedDevice:
+        return self.population.device(device_id)
+
+    def say(self, text: str) -> None:
+        log.info("scenario %s: %s", self.scenario.name, text)
+        self.progress.say(text)
+
+    def mark(self, name: str) -> int:
+        at = self.evidence.marks[name] = self.now_ms()
+        return at
+
+    def changed(self, device: SimulatedDevice) -> None:
+        """Something was scheduled on ``device``: wake it in time."""
+        self.population.touch(device)
+
+    def send(self, publications: Sequence[Publication]) -> None:
+        for topic, payload in publications:
+            self.sink.publish(topic, payload)
+            parts = topic.split("/")
+            if len(parts) == 6:
+                self.last_sent[parts[4]] = (topic, payload)
+        self.progress.sent = self.sink.sent
+        self.progress.acked = self.sink.acked
+
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` of simulated time pass at the clock's speed, every device living its life."""
+        target = self.now_ms() + int(seconds * 1000)
+        while not self._stop.is_set():
+            now = min(self.now_ms(), target)
+            self._pump(now)
+            if now >= target:
+                return
+            gap = self.clock.real_seconds(max(0, min(self.population.next_due_ms(), target) - self.now_ms()))
+            time.sleep(min(0.05, max(0.002, gap)))
+        raise ScenarioStopped(self.scenario.name)
+
+    def skip(self, seconds: float, step_s: float = 3600.0) -> None:
+        """Jump ``seconds`` ahead in steps of ``step_s``; each step's messages are sent and ingested before the next."""
+        if not self.clock.shared:
+            raise ScenarioError(f"scenario {self.scenario.name} jumps {seconds / 3600:g} h ahead: it needs a service "
+                                f"that shares its simulated clock (run it embedded, not against --api)")
+        left = int(seconds * 1000)
+        while left > 0:
+            if self._stop.is_set():
+                raise ScenarioStopped(self.scenario.name)
+            step = min(left, int(step_s * 1000))
+            self.clock.advance(step)
+            left -= step
+            self._pump(self.now_ms())
+            self.settle(timeout_s=30)
+            time.sleep(0.1)  # the service's ticker looks at the new time
+
+    def settle(self, timeout_s: float = 15.0) -> bool:
+        """Wait until the broker acknowledged what was sent and the service received it all."""
+        self.sink.flush(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if self.api.stats()["received"] - self._received_before >= self.sink.sent:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.02)
+        return False
+
+    def checkpoint(self, name: str) -> None:
+        """Judge the expectations that belong to this moment of the story."""
+        self.settle()
+        time.sleep(0.3)  # the service's ticker and the watcher see the latest
+        self.outcomes += judge([e for e in self.scenario.expect if e.at == name], self._gather())
+
+    # -- machinery ----------------------------------------------------------------------------------------------------
+
+    def _pump(self, now_ms: int) -> None:
+        if self._listener is not None:
+            while True:
+                try:
+                    station_id, body = self._listener.notices.get_nowait()
+                except queue.Empty:
+                    break
+                station = self.population.devices.get(station_id)
+                if station is not None and hasattr(station, "on_dispatch"):
+                    dispatch_id = station.on_dispatch(body, now_ms)
+                    if dispatch_id:
+                        self.say(f"{station_id} 收到派单 {dispatch_id}")
+                        self.population.touch(station)
+        self.send(self.population.tick(now_ms))
+        self.progress.sim_ms = now_ms
+
+    def _gather(self) -> Evidence:
+        ev = self.evidence
+        ev.incidents = self.api.incidents()
+        ev.dead_letters = self.api.dead_letter_counts()
+        ev.stats = self.api.stats()
+        ev.devices = self.api.devices(set(self.population.devices))
+        return ev
+
+
+class ScenarioStopped(ScenarioError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"scenario {name} was stopped")
+
+
+def judge(expectations: Sequence[Expectation], evidence: Evidence) -> list[Outcome]:
+    return [e.check(evidence) for e in expectations]
+
+
+def run_scenario(scenario: Scenario, *, api: ApiClient, broker: BrokerAddress, clock: SimClock,
+                 register: Callable[[list[DeviceRecord]], None], hierarchy: Hierarchy | None = None,
+                 passwords: dict[str, str] | None = None, progress: Progress | None = None,
+                 stop: threading.Event | None = None, seed: int = 0) -> ScenarioResult:
+    """Play ``scenario`` against the running system and judge its expected outcomes."""
+    if scenario.needs_shared_clock and not clock.shared and scenario.speed != 1:
+        log.info("scenario %s runs at speed 1: the service does not share its clock", scenario.name)
+    progress = progress or Progress()
+    progress.scenario = scenario.name
+    stop = stop or threading.Event()
+    hierarchy = hierarchy or scenario.load_hierarchy()
+    population = scenario.population(hierarchy, seed)
+    progress.devices = len(population)
+    progress.say(f"registering {len(population)} devices")
+    register(population.records)
+    if clock.shared:
+        clock.set_speed(scenario.speed)
+    started_real, evidence = time.monotonic(), Evidence()
+    sink: MqttPublisher | DevicePublishers
+    if passwords is not None or scenario.per_device_connections:
+        sink = DevicePublishers(broker, passwords, now_ms=clock.now_ms,
+                                wills={d.device_id: d.offline for d in population.devices.values()})
+    else:
+        sink = MqttPublisher(broker, client_id=f"wanli-sim-{scenario.name[:20]}-{time.time_ns() % 10**9}")
+    listener = _DispatchListener(broker, hierarchy.street_id) if population.stations() else None
+    watcher = _Watcher(api, clock)
+    stage = Stage(scenario, population, clock, sink, api, progress, stop, evidence, listener)
+    try:
+        stage._received_before = api.stats()["received"]
+        watcher.start()
+        start_ms = stage.mark("start")
+        progress.say(f"{len(population)} devices come online")
+        if isinstance(sink, DevicePublishers):
+            sink.connect_all(list(population.devices))
+        stage.send(population.start(start_ms))
+        scenario.play(stage)
+        stage.settle()
+        time.sleep(0.3)
+        watcher.poll()
+        evidence.tier_seen_ms = watcher.tier_seen_ms
+        stage.outcomes += judge([e for e in scenario.expect if e.at == "end"], stage._gather())
+        progress.say("done")
+        return ScenarioResult(scenario.name, stage.outcomes, sink.sent, (clock.now_ms() - start_ms) / 1000,
+                              time.monotonic() - started_real, list(progress.log))
+    finally:
+        progress.done = True
+        watcher.stop_event.set()
+        if listener is not None:
+            listener.close()
+        sink.close()
+
+
+def start_ms_for(scenario: Scenario, now_ms: int | None = None) -> int:
+    """Where a scenario's clock starts: its local time of day next, or now."""
+    now_ms = wall_ms() if now_ms is None else now_ms
+    if scenario.start_local is None:
+        return now_ms
+    return next_local_time_ms(now_ms, *scenario.start_local)
+
+
+@contextlib.contextmanager
+def embedded_service(scenario: Scenario, clock: SimClock, *, mqtt_url: str = "", data_dir: Path | None = None,
+                     alert_tick_s: float = 0.02, **settings: Any) -> Iterator[tuple[Any, ApiClient, BrokerAddress]]:
+    """A whole service for the scenario, in this process, reading the scenario's clock.
+
+    With ``mqtt_url`` it uses that broker (a real Mosquitto), else an embedded one on a free port.
+    Yields (service, api client, broker address).
+    """
+    from wanli.local_servers import free_port
+    from wanli.runtime import running_in_thread
+    from wanli.settings import Settings
+
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"wanli-{scenario.name}-")))
+        values: dict[str, Any] = {"data_dir": data_dir, "http_port": 0, "simulate_building": False,
+                                  "alert_tick_s": alert_tick_s, "embedded_broker_port": free_port(),
+                                  "mqtt_client_id": f"wanli-scenario-{free_port()}", "mqtt_url": mqtt_url}
+        if scenario.hierarchy == "street":
+            street_file = data_dir / "street.json"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            street_file.write_text(json.dumps(generate_street(), ensure_ascii=False), "utf-8")
+            values["hierarchy_file"] = street_file
+        values.update(settings)
+        service = stack.enter_context(running_in_thread(Settings(**values), clock.now_ms))
+        host, port = service.settings.mqtt_host_port
+        api = ApiClient(service.http_url)
+        stack.callback(api.close)
+        yield service, api, BrokerAddress(host, port)
+
+
+def run_embedded(scenario: Scenario, *, mqtt_url: str = "", progress: Progress | None = None,
+                 stop: threading.Event | None = None, seed: int = 0, **settings: Any) -> ScenarioResult:
+    """Start a service on the scenario's clock (embedded broker, or ``mqtt_url``), play the scenario, stop it."""
+    clock = SimClock(start_ms_for(scenario), speed=1.0, shared=True)
+    with embedded_service(scenario, clock, mqtt_url=mqtt_url, **settings) as (service, api, broker):
+        def register(records: list[DeviceRecord]) -> None:
+            service.services.registry.register_many(records, actor="simulator", now_ms=clock.now_ms())
+
+        return run_scenario(scenario, api=api, broker=broker, clock=clock, register=register,
+                            hierarchy=service.services.hierarchy, progress=progress, stop=stop, seed=seed)

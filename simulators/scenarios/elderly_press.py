@@ -1,0 +1,33 @@
+"""An elderly resident's emergency press: 王阿婆 (84, living alone, 香泉 1号楼 0601) presses at 10:00.
+
+Nobody acknowledges in this drill, so the whistle climbs.
+
+Expected: one CRITICAL ``emergency_press`` within 30 s, its first step telling the
+building-group leader, the residents' committee, the property company and her family and
+doctor (tier ``community``); unacknowledged after a minute it reaches the street's
+operations centre (tier ``street``) within 90 s of the press.
+"""
+
+from simulators.expectations import ExpectIncident, ExpectNoIncident
+from simulators.scenario import Scenario, Stage
+
+
+def play(stage: Stage) -> None:
+    stage.wait(20)
+    stage.mark("press")
+    stage.send([stage.device("EA-XQ01-0601").press(stage.now_ms())])  # type: ignore[attr-defined]
+    stage.say("10:00 0601室王阿婆按下一键通")
+    stage.wait(60)
+    stage.say("一分钟无人确认：上报街道城运中心")
+    stage.wait(60)
+
+
+SCENARIO = Scenario(
+    name="elderly_press", title="独居老人一键呼叫", summary=__doc__.split("\n\n")[0].strip(),
+    play=play, buildings=("xq-01",), speed=60, start_local=(10, 0),
+    expect=(
+        ExpectIncident("emergency_press", severity="critical", device="EA-XQ01-0601", within_s=30, after="press",
+                       tier="street", tier_within_s=90, state="open"),
+        ExpectNoIncident(("emergency_press",), device="EA-XQ01-[!0]*"),
+    ),
+)

@@ -1,0 +1,89 @@
+"""Every scenario of the library, played against the whole service on real Mosquitto, its expected outcomes asserted.
+
+Each test starts a service on the scenario's simulated clock (``embedded_service``: the
+service reads the same clock, so time can run 60–1,200 times faster and jump a day), plays
+the scenario through the broker, and judges the scenario's own expectations through the
+HTTP API. A failure prints every expectation with what the API showed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from simulators.expectations import ExpectIncident, Outcome
+from simulators.scenario import ScenarioResult, run_embedded
+from simulators.scenarios import get, scenarios
+
+pytestmark = pytest.mark.mosquitto
+
+
+class KnownBug(AssertionError):
+    """An expectation a bug elsewhere (named in the xfail reason) keeps from being met."""
+
+
+def play(name: str, mosquitto) -> ScenarioResult:  # type: ignore[no-untyped-def]
+    return run_embedded(get(name), mqtt_url=mosquitto.url)
+
+
+def assert_met(result: ScenarioResult) -> None:
+    assert result.outcomes, "the scenario judged nothing"
+    assert result.ok, result.report()
+
+
+def assert_met_but_known_bug(result: ScenarioResult, bug: Callable[[Outcome], bool]) -> None:
+    """Everything the bug does not touch must be met; what it touches raises ``KnownBug`` while unmet."""
+    assert all(o.met for o in result.outcomes if not bug(o)), result.report()
+    if not all(o.met for o in result.outcomes if bug(o)):
+        raise KnownBug(result.report())
+
+
+def test_the_library_has_every_scenario_of_the_issue_each_with_expectations():
+    assert set(scenarios()) == {
+        "real_fire_spreading", "kitchen_false_alarm", "thermal_runaway_shed", "full_battery_power", "elderly_press",
+        "press_then_cancel", "elderly_inactivity_day", "station_slow_ack", "mass_offline", "reconnect_storm",
+        "hostile_messages"}
+    for scenario in scenarios().values():
+        assert scenario.expect and scenario.summary and scenario.title
+
+
+@pytest.mark.parametrize("name", ["real_fire_spreading", "kitchen_false_alarm", "thermal_runaway_shed",
+                                  "full_battery_power", "elderly_press", "press_then_cancel", "elderly_inactivity_day",
+                                  "station_slow_ack", "hostile_messages"])
+def test_scenario_meets_its_expected_outcomes(name, mosquitto):
+    assert_met(play(name, mosquitto))
+
+
+def test_an_unmet_expectation_is_reported_as_unmet(mosquitto):
+    """The judge can fail: the kitchen scenario's detector does not raise a suspected fire, so expecting one fails."""
+    wrong = replace(get("kitchen_false_alarm"), expect=(ExpectIncident("suspected_fire", severity="critical"),
+                                                         ExpectIncident("smoke_alarm", severity="critical")))
+    result = run_embedded(wrong, mqtt_url=mosquitto.url)
+    assert not result.ok
+    assert [o.met for o in result.outcomes] == [False, False]
+    assert "found 0" in result.outcomes[0].detail and "is high" in result.outcomes[1].detail
+
+
+@pytest.mark.xfail(strict=True, raises=KnownBug, reason=(
+    "devices/registry.py HealthState.fold ignores a reading older than the last one seen, and the contract "
+    "(docs/mqtt-contract.md) has a device stamp its offline last will when it connects: so a device that sent "
+    "anything after connecting (a charging station's snapshot, a lift camera's heartbeat) stays 'online' when its "
+    "connection dies and the broker publishes its will; only devices silent since connecting are shown offline"))
+def test_reconnect_storm(mosquitto):
+    result = play("reconnect_storm", mosquitto)
+    assert_met_but_known_bug(result, lambda o: o.checkpoint == "outage" and "health offline" in o.expectation)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=KnownBug, reason=(
+    "alerts/rules/smoke_detector.py DetectorSilence counts a storm by when detectors become overdue (last heard + "
+    "3 heartbeats) within storm_window_s (300 s): 1,000 detectors whose 4-hourly heartbeats are spread over 4 h go "
+    "overdue at ~4 a minute, ~21 per window, never more than storm_count (50), so a network outage silencing them "
+    "all at once pages them one by one (hundreds of 'offline' incidents) instead of one 'mass_offline' (a storm "
+    "forms late, if at all, from ticks that happen to lump them); the offline last wills announcing the outage at "
+    "once are not used by the rule"))
+def test_mass_offline(mosquitto):
+    result = play("mass_offline", mosquitto)
+    assert_met_but_known_bug(result, lambda o: o.checkpoint == "before_return")
