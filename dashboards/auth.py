@@ -9,8 +9,9 @@ Two ways in, both declared in the OpenAPI document as security schemes:
 Each route states its rule with a dependency: ``Viewer`` (any account: reads), ``Operator``,
 ``Maintainer``, ``Tester``, ``Admin``, or ``require(...)`` for a route several roles may use.
 No credentials → 401; credentials whose roles do not permit the route → 403. The operations
-pages redirect to the login page instead (``GuardedPages``). ``/healthz``, ``/readyz`` and
-``/metrics`` stay open for probes and Prometheus. docs/access.md tells the rules in full.
+pages redirect to the login page instead (``GuardedPages``). ``/healthz``, ``/readyz``,
+``/metrics`` and ``/api/stats`` stay open for probes and Prometheus. docs/access.md tells the
+rules in full; tests/integration/test_access.py holds the decision for every route.
 """
 
 from __future__ import annotations
