@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
+import queue
 import shutil
 import statistics
 import tempfile
@@ -132,6 +134,19 @@ def _background(records: Sequence[DeviceRecord], count: int, host: str, port: in
     report.put((sent.sent, sent.acknowledged, sent.seconds))
 
 
+def _report(report: Any, procs: Sequence[Any]) -> tuple[int, int, float]:
+    """The next publisher's (sent, acknowledged, seconds); fails if a publisher died without one."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            return report.get(timeout=1)  # type: ignore[no-any-return]
+        except queue.Empty:
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                raise RuntimeError(f"background publisher {dead[0].name} exited with {dead[0].exitcode}") from None
+    raise RuntimeError("the background publishers did not finish within 300 s")
+
+
 @dataclass
 class LatencyResult:
     background_target: float
@@ -144,6 +159,8 @@ class LatencyResult:
     telemetry_p50_ms: float  # every message's device clock → committed (ingest's own measure), same run
     telemetry_p99_ms: float
     backlog_max: int
+    load_before: float  # the machine's 1-minute load average when the run started and ended: others share it
+    load_after: float
 
 
 class AlarmClock:
@@ -186,6 +203,7 @@ def run_latency(workdir: Path, street_file: Path, records: list[DeviceRecord], r
     influx = InfluxV1Server(workdir / "influxdb")
     broker.start()
     influx.start()
+    load_before = os.getloadavg()[0]
     spawn = multiprocessing.get_context("spawn")
     procs: list[Any] = []
     try:
@@ -223,7 +241,7 @@ def run_latency(workdir: Path, street_file: Path, records: list[DeviceRecord], r
             while len(clock.latency_ms) < len(sims) and time.monotonic() < deadline:
                 time.sleep(0.05)
             measured = service.snapshot(last=int(rate * seconds))["latency"]["publish_to_committed"]  # type: ignore[index]
-            reports = [report.get(timeout=300) for _ in procs]
+            reports = [_report(report, procs) for _ in procs]
             alarms.disconnect()
             alarms.loop_stop()
         lat = np.array(sorted(clock.latency_ms.values()), dtype=np.float64)
@@ -234,7 +252,8 @@ def run_latency(workdir: Path, street_file: Path, records: list[DeviceRecord], r
             float(np.percentile(lat, 50)) if lat.size else float("nan"),
             float(np.percentile(lat, 99)) if lat.size else float("nan"),
             float(lat.max()) if lat.size else float("nan"),
-            float(measured.get("p50", float("nan"))), float(measured.get("p99", float("nan"))), backlog_max)
+            float(measured.get("p50", float("nan"))), float(measured.get("p99", float("nan"))), backlog_max,
+            load_before, os.getloadavg()[0])
     finally:
         for p in procs:
             if p.is_alive():
@@ -253,11 +272,12 @@ def print_figures(evaluation: EvaluationResult | None, latencies: Sequence[Laten
     if latencies:
         print("smoke alarm published → incident committed (device timestamp → commit), real Mosquitto + InfluxDB 1.x:")
         print(f"{'background target':>18} {'reached msg/s':>14} {'alarms':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-              f"{'all msgs p50/p99 ms':>20} {'max backlog':>12}")
+              f"{'all msgs p50/p99 ms':>20} {'max backlog':>12} {'load avg':>11}")
         for r in latencies:
             print(f"{r.background_target:>18,.0f} {r.background_rate:>14,.0f} {r.alarms_committed:>4}/{r.alarms_sent:<3} "
                   f"{r.p50_ms:>8.0f} {r.p99_ms:>8.0f} {r.max_ms:>8.0f} "
-                  f"{r.telemetry_p50_ms:>9.0f} / {r.telemetry_p99_ms:<8.0f} {r.backlog_max:>12,}")
+                  f"{r.telemetry_p50_ms:>9.0f} / {r.telemetry_p99_ms:<8.0f} {r.backlog_max:>12,} "
+                  f"{r.load_before:>5.1f}→{r.load_after:<5.1f}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -285,7 +305,7 @@ def add_commands(bench_subparsers: Any) -> None:
     alerts.add_argument("--background-rate", type=float, nargs="*", default=[10_000.0],
                         help="background telemetry msg/s (several: one run each; none: no live run)")
     alerts.add_argument("--publishers", type=int, default=1, help="background publisher processes")
-    alerts.add_argument("--background-qos", type=int, default=0, choices=[0, 1])
+    alerts.add_argument("--background-qos", type=int, default=1, choices=[0, 1])
     alerts.add_argument("--seconds", type=float, default=30.0, help="how long alarms are sent, per run")
     alerts.add_argument("--alarm-every-ms", type=int, default=200)
     alerts.add_argument("--skip-evaluation", action="store_true")

@@ -16,6 +16,8 @@ _ACTION_ZH = {"door_held": "电梯已保持开门、阻止运行", "alarm_sounde
 
 
 class EbikeInLift(Rule):
+    """An e-bike wheeled into a lift: a hazard for the building, every lift and camera adding to one incident."""
+
     kinds = frozenset({KIND})
     THRESHOLDS = {KIND: {"min_confidence": 0.8}}
 
