@@ -51,7 +51,7 @@ from devices.registry import DeviceRecord
 from devices.street_generator import generate_street
 from simulators.clock import SimClock, next_local_time_ms, wall_ms
 from simulators.devices.base import Publication, SimulatedDevice
-from simulators.expectations import Evidence, Expectation, Outcome
+from simulators.expectations import Evidence, Expectation, Outcome, iso_ms
 from simulators.population import Population, Row, place_rows
 from simulators.publisher import BrokerAddress, DevicePublishers, MqttPublisher
 from wanli.errors import WanliError
@@ -76,7 +76,7 @@ class Scenario:
     hierarchy: str = "sample"  # "sample": devices/data/wanli.json; "street": the generated street (477 high-rises)
     speed: float = 60.0
     start_local: tuple[int, int] | None = None  # Shanghai (hour, minute) the story starts at
-    needs_shared_clock: bool = True  # it jumps or speeds up time: the service must share the clock
+    needs_shared_clock: bool = False  # it jumps ahead (days, hours): only a service sharing its clock can follow
     per_device_connections: bool = False  # each device its own MQTT connection with a last will
 
     def population(self, hierarchy: Hierarchy, seed: int = 0) -> Population:
@@ -152,6 +152,12 @@ class ApiClient:
     def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
         self._http = httpx.Client(base_url=base_url, headers=headers or {}, timeout=30)
 
+    def login(self, username: str, password: str) -> None:
+        """Sign in as a person would (the session cookie is kept for the calls that follow)."""
+        resp = self._http.post("/api/auth/login", json={"username": username, "password": password})
+        if resp.status_code >= 400:
+            raise ScenarioError(f"signing in as {username} failed: {resp.status_code} {resp.text[:200]}")
+
     def _get(self, path: str, **params: Any) -> Any:
         resp = self._http.get(path, params=params)
         resp.raise_for_status()
@@ -212,12 +218,16 @@ class _Watcher(threading.Thread):
             now = self.clock.now_ms()
             for inc in self.api.incidents():
                 if inc.get("tier"):
-                    self.tier_seen_ms.setdefault((inc["id"], inc["tier"]), now)
+                    # It reached its tier when it last changed step, which is at most when it was last updated:
+                    # a bound tighter than when this poll happened to look.
+                    at = min(now, iso_ms(inc["updated_at"]))
+                    key = (inc["id"], inc["tier"])
+                    self.tier_seen_ms[key] = min(self.tier_seen_ms.get(key, at), at)
         except httpx.HTTPError as exc:
             log.debug("scenario watcher: %s", exc)
 
 
-class _DispatchListener:
+class DispatchListener:
     """Hands the dispatch notices addressed to simulated micro fire stations to them."""
 
     def __init__(self, broker: BrokerAddress, street: str, username: str = "", password: str = "") -> None:
@@ -246,7 +256,7 @@ class Stage:
 
     def __init__(self, scenario: Scenario, population: Population, clock: SimClock, sink: MqttPublisher | DevicePublishers,
                  api: ApiClient, progress: Progress, stop: threading.Event, evidence: Evidence,
-                 listener: _DispatchListener | None = None) -> None:
+                 listener: DispatchListener | None = None) -> None:
         self.scenario, self.population, self.clock, self.sink = scenario, population, clock, sink
         self.api, self.progress, self._stop, self.evidence, self._listener = api, progress, stop, evidence, listener
         self.outcomes: list[Outcome] = []
@@ -370,8 +380,9 @@ def run_scenario(scenario: Scenario, *, api: ApiClient, broker: BrokerAddress, c
                  passwords: dict[str, str] | None = None, progress: Progress | None = None,
                  stop: threading.Event | None = None, seed: int = 0) -> ScenarioResult:
     """Play ``scenario`` against the running system and judge its expected outcomes."""
-    if scenario.needs_shared_clock and not clock.shared and scenario.speed != 1:
-        log.info("scenario %s runs at speed 1: the service does not share its clock", scenario.name)
+    if scenario.needs_shared_clock and not clock.shared:
+        raise ScenarioError(f"scenario {scenario.name} jumps hours ahead: it needs a service on its own simulated "
+                            f"clock (`wanli scenario run {scenario.name}` starts one), not one on the wall clock")
     progress = progress or Progress()
     progress.scenario = scenario.name
     stop = stop or threading.Event()
@@ -389,7 +400,7 @@ def run_scenario(scenario: Scenario, *, api: ApiClient, broker: BrokerAddress, c
                                 wills={d.device_id: d.offline for d in population.devices.values()})
     else:
         sink = MqttPublisher(broker, client_id=f"wanli-sim-{scenario.name[:20]}-{time.time_ns() % 10**9}")
-    listener = _DispatchListener(broker, hierarchy.street_id) if population.stations() else None
+    listener = DispatchListener(broker, hierarchy.street_id) if population.stations() else None
     watcher = _Watcher(api, clock)
     stage = Stage(scenario, population, clock, sink, api, progress, stop, evidence, listener)
     try:
@@ -451,9 +462,18 @@ def embedded_service(scenario: Scenario, clock: SimClock, *, mqtt_url: str = "",
         values.update(settings)
         service = stack.enter_context(running_in_thread(Settings(**values), clock.now_ms))
         host, port = service.settings.mqtt_host_port
-        api = ApiClient(service.http_url)
+        api = ApiClient(service.http_url, {"Authorization": f"Bearer {tester_token(service, scenario.name, clock)}"})
         stack.callback(api.close)
         yield service, api, BrokerAddress(host, port)
+
+
+def tester_token(service: Any, name: str, clock: SimClock) -> str:
+    """An API token with the tester role on a service this process runs (the scenario reads through the API)."""
+    from dashboards.accounts import AccountStore, Role
+
+    store = AccountStore(service.services.engine, service.settings.auth_secret_key.get_secret_value())
+    _token, raw = store.create_token(f"scenario {name}", [Role.TESTER], "simulator", clock.now_ms())
+    return raw
 
 
 def run_embedded(scenario: Scenario, *, mqtt_url: str = "", progress: Progress | None = None,

@@ -39,7 +39,7 @@ def play(stage: Stage) -> None:
 
 SCENARIO = Scenario(
     name="elderly_inactivity_day", title="独居老人全天无活动", summary=__doc__.split("\n\n")[0].strip(),
-    play=play, rows=households, speed=60, start_local=(8, 59),
+    play=play, rows=households, speed=60, start_local=(8, 59), needs_shared_clock=True,
     expect=(
         ExpectIncident("no_activity", severity="high", device="EA-XQ01-1201", within_s=25 * 3600, after="ill",
                        tier="community"),

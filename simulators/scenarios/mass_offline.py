@@ -56,7 +56,7 @@ def play(stage: Stage) -> None:
 
 SCENARIO = Scenario(
     name="mass_offline", title="千台烟感同时离线后恢复", summary=__doc__.split("\n\n")[0].strip(),
-    play=play, rows=detectors, hierarchy="street", speed=1200,
+    play=play, rows=detectors, hierarchy="street", speed=1200, needs_shared_clock=True,
     expect=(
         ExpectDevices(health="offline", every=True, at="outage"),
         ExpectIncident("mass_offline", severity="high", scope="street:wanli", members_at_least=DETECTORS * 9 // 10,

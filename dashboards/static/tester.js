@@ -1,0 +1,177 @@
+// 模拟测试: the testers' page. Start a simulated building, community or scenario in the service, follow
+// its progress (messages sent, rate, what it does now) and, for a scenario, its expected outcomes met or
+// not. Plain DOM over /api/simulations, /api/simulations/scenarios and /api/hierarchy.
+"use strict";
+
+const POLL_MS = 1000;
+const STATE = { running: "运行中", finished: "已完成", stopped: "已停止", failed: "失败" };
+const KIND = { building: "楼栋", community: "居民区", scenario: "场景" };
+const STATUS_TEXT = { 401: "请先登录", 403: "没有测试员权限", 404: "不存在", 409: "冲突", 422: "请求有误", 503: "服务暂不可用" };
+
+const $ = (id) => document.getElementById(id);
+let places = { building: [], community: [] };
+let scenarios = [];
+let chosen = null;  // the simulation whose detail is shown
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") node.className = v; else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+async function api(path, options = {}) {
+  const resp = await fetch(path, { headers: { "content-type": "application/json" }, ...options });
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok) {
+    const detail = typeof body.detail === "string" ? body.detail
+      : Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("；") : resp.statusText;
+    throw new Error(`${STATUS_TEXT[resp.status] || resp.status}：${detail}`);
+  }
+  return body;
+}
+
+function say(text, error = false) {
+  const m = $("message");
+  m.textContent = text;
+  m.classList.toggle("error", error);
+}
+
+function fillTargets() {
+  const kind = $("kind").value;
+  const target = $("target");
+  target.replaceChildren();
+  $("target-label").textContent = KIND[kind];
+  $("duration-field").hidden = kind === "scenario";
+  if (kind === "scenario") {
+    for (const s of scenarios) {
+      target.append(el("option", { value: s.name, disabled: !s.runs_here },
+        `${s.title}（${s.name}）${s.runs_here ? "" : " · 仅命令行"}`));
+    }
+  } else {
+    for (const p of places[kind]) target.append(el("option", { value: p.id }, `${p.name}（${p.id}）`));
+  }
+  describe();
+}
+
+function describe() {
+  const about = $("about");
+  about.replaceChildren();
+  if ($("kind").value !== "scenario") {
+    about.append("该范围内每台设备（烟感、充电桩、一键通、水表、电梯摄像头、微型消防站）按真实周期上报，经本服务的 MQTT 代理发布。");
+    return;
+  }
+  const s = scenarios.find((x) => x.name === $("target").value);
+  if (!s) return;
+  about.append(el("div", {}, s.summary));
+  if (!s.runs_here) about.append(el("div", { class: "muted small" }, `需跳过数小时，请在命令行运行：wanli scenario run ${s.name}`));
+  about.append(el("div", { class: "muted small" }, "预期结果："),
+    el("ul", {}, ...s.expect.map((e) => el("li", { class: "small" }, e))));
+}
+
+function clock(iso) {
+  return iso ? new Date(iso).toLocaleTimeString("zh-CN", { hour12: false }) : "—";
+}
+
+function renderRuns(runs) {
+  const body = $("runs");
+  if (!runs.length) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 9, class: "muted" }, "尚无模拟")));
+    return;
+  }
+  body.replaceChildren(...runs.map((r) => el("tr", { id: `run-${r.id}`, class: r.id === chosen ? "chosen" : "",
+    onclick: () => { chosen = r.id; renderDetail(r); renderRuns(runs); } },
+  el("td", { class: "mono small" }, r.id),
+  el("td", {}, `${KIND[r.kind]} ${r.title}`),
+  el("td", {}, el("span", { class: `state ${r.state}` }, STATE[r.state])),
+  el("td", { class: "num" }, r.devices.toLocaleString()),
+  el("td", { class: "num sent" }, r.sent.toLocaleString()),
+  el("td", { class: "num" }, `${r.rate.toFixed(1)}/秒`),
+  el("td", {}, clock(r.simulated_at)),
+  el("td", { class: "phase" }, r.phase),
+  el("td", { class: "actions" }, r.state === "running"
+    ? el("button", { type: "button", class: "secondary small", onclick: (ev) => { ev.stopPropagation(); stop(r.id); } }, "停止")
+    : ""))));
+  const current = runs.find((r) => r.id === chosen);
+  if (current) renderDetail(current);
+}
+
+function renderDetail(r) {
+  $("detail").hidden = false;
+  $("detail-title").textContent = `${r.id} · ${KIND[r.kind]} ${r.title}`;
+  const verdict = $("verdict");
+  verdict.className = "verdict";
+  if (r.error) { verdict.textContent = `失败：${r.error}`; verdict.classList.add("bad"); }
+  else if (r.result) {
+    const met = r.result.outcomes.filter((o) => o.met).length;
+    verdict.textContent = `${r.result.ok ? "全部预期达成" : "有预期未达成"}：${met} / ${r.result.outcomes.length}` +
+      `（${Math.round(r.result.sim_seconds / 60)} 分钟模拟时间，${r.result.real_seconds.toFixed(0)} 秒）`;
+    verdict.classList.add(r.result.ok ? "ok" : "bad");
+  } else verdict.textContent = r.state === "running" ? "运行中…" : "";
+  $("outcomes").replaceChildren(...(r.result ? r.result.outcomes : []).map((o) =>
+    el("li", { class: `outcome ${o.met ? "met" : "unmet"}` }, o.expectation, el("span", { class: "muted small" }, `　${o.detail}`))));
+  $("log").replaceChildren(...r.log.map((line) => el("li", {}, line)));
+}
+
+async function refresh() {
+  try {
+    renderRuns(await api("/api/simulations"));
+  } catch (err) {
+    say(`无法读取模拟状态：${err.message}`, true);
+  }
+}
+
+async function start(ev) {
+  ev.preventDefault();
+  const body = { kind: $("kind").value, target: $("target").value };
+  const duration = $("duration").value;
+  if (body.kind !== "scenario" && duration) body.duration_s = Number(duration);
+  $("start-button").disabled = true;
+  try {
+    const run = await api("/api/simulations", { method: "POST", body: JSON.stringify(body) });
+    chosen = run.id;
+    say(`已开始：${run.id}`);
+    await refresh();
+  } catch (err) {
+    say(err.message, true);
+  } finally {
+    $("start-button").disabled = false;
+  }
+}
+
+async function stop(id) {
+  try {
+    await api(`/api/simulations/${encodeURIComponent(id)}/stop`, { method: "POST" });
+    say(`已停止：${id}`);
+    await refresh();
+  } catch (err) {
+    say(err.message, true);
+  }
+}
+
+async function init() {
+  try {
+    const [h, s] = await Promise.all([api("/api/hierarchy"), api("/api/simulations/scenarios")]);
+    for (const a of h.areas) {
+      for (const c of a.communities) {
+        places.community.push({ id: c.id, name: c.name });
+        for (const b of c.buildings) places.building.push({ id: b.id, name: b.name });
+      }
+    }
+    scenarios = s;
+  } catch (err) {
+    say(`无法加载楼栋与场景：${err.message}`, true);
+  }
+  $("kind").addEventListener("change", fillTargets);
+  $("target").addEventListener("change", describe);
+  $("start").addEventListener("submit", start);
+  fillTargets();
+  await refresh();
+  setInterval(refresh, POLL_MS);
+}
+
+init();
