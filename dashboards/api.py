@@ -23,6 +23,7 @@ from dashboards.routes import (
     live,
     notifications,
     places,
+    simulations,
 )
 from dashboards.routes import auth as auth_routes
 from dashboards.routes import exports
@@ -51,6 +52,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(devices.kinds_router)
     app.include_router(buildings.router)
     app.include_router(notifications.router)
+    app.include_router(simulations.router)
     for router in (auth_routes.router, auth_routes.admin_router, exports.router):
         app.include_router(router)
 

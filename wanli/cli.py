@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from simulators.cli import add_commands as add_simulator_commands
 from wanli.bench import add_commands as add_bench_commands
 from wanli.chaos import add_commands as add_chaos_commands
 from wanli.registry_commands import add_commands
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = Settings()
     add_commands(sub, f"http://{defaults.http_host}:{defaults.http_port}")
     add_bench_commands(sub)
+    add_simulator_commands(sub)
     add_user_commands(sub)
     add_chaos_commands(sub)
     return parser
