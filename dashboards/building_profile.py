@@ -12,15 +12,24 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, or_, select
 
 from alerts.incidents import Incident, Severity, State
 from alerts.rules.inspection_report import CATEGORY_ZH, DEADLINE_H
 from alerts.service import AlertService
 from alerts.store import IncidentStore, incident_audit_table, incidents_table
 from dashboards.risk import RiskInputs
+from devices.catalog import KINDS
 from devices.hierarchy import Hierarchy
-from devices.registry import DeviceRegistry, Health, health
+from devices.registry import (
+    LOW_BATTERY_PCT,
+    SILENT_INTERVALS,
+    DeviceRegistry,
+    Health,
+    Lifecycle,
+    devices_table,
+    health,
+)
 from wanli.errors import Invalid
 
 HOUR_MS = 3_600_000
@@ -61,13 +70,24 @@ def device_health(registry: DeviceRegistry, now_ms: int, building_id: str = "") 
     return out
 
 
-def faulty_devices(registry: DeviceRegistry, now_ms: int) -> dict[str, int]:
-    """building id → how many of its active devices show any fault (offline, low, tampered, never seen)."""
-    out: Counter[str] = Counter()
-    for rec in registry.list(now_ms=now_ms, limit=10**9):
-        if health(rec, now_ms) - {Health.ONLINE}:
-            out[rec.building_id] += 1
-    return out
+def devices_by_building(store: IncidentStore, now_ms: int) -> tuple[Counter[str], Counter[str]]:
+    """building id → active devices, and how many of them show any fault (offline, low, tampered, never seen).
+
+    For the whole street at once (the map), in one SQL aggregate over the devices table, the same
+    flags as ``devices.registry.health`` written as SQL: asking the registry device by device costs
+    a second of CPU at 50,000 devices. The table lags the registry's memory by at most its state
+    flush interval (ingest writes health every 10 s); the building profile reads the registry itself.
+    """
+    d = devices_table
+    silent = [(d.c.kind == name, now_ms - d.c.last_seen_ms > SILENT_INTERVALS * kind.heartbeat_s * 1000)
+              for name, kind in KINDS.items() if kind.heartbeat_s is not None]
+    offline = and_(d.c.last_seen_ms.is_not(None), or_(d.c.connected.is_(False), case(*silent, else_=False)))
+    faulty = or_(d.c.last_seen_ms.is_(None), offline, d.c.battery_pct < LOW_BATTERY_PCT, d.c.tampered.is_(True))
+    q = (select(d.c.building_id, func.count(), func.sum(case((faulty, 1), else_=0)))
+         .where(d.c.lifecycle == Lifecycle.ACTIVE.value).group_by(d.c.building_id))
+    with store.transaction() as conn:
+        rows = conn.execute(q).all()
+    return Counter({b: int(n) for b, n, _ in rows}), Counter({b: int(f or 0) for b, _, f in rows})
 
 
 # -- incidents ----------------------------------------------------------------------------------

@@ -56,8 +56,7 @@ def street_map(ctx: Ctx) -> StreetMap:
     active: dict[str, list[Incident]] = {}
     for inc in ctx.alerts.active():
         active.setdefault(inc.location.building_id, []).append(inc)
-    devices = Counter(r.building_id for r in ctx.registry.active())
-    faults = bp.faulty_devices(ctx.registry, now)
+    devices, faults = bp.devices_by_building(ctx.incidents, now)
     overdue = Counter(r.incident.location.building_id for r in bp.rectifications(ctx.alerts.active(), ctx.alerts, now)
                       if r.overdue)
     buildings = []

@@ -91,7 +91,8 @@ def test_the_map_colours_each_building_by_its_state(service: WanliService, clien
 
     send(service, *(p.device.heartbeat(now_ms()) for p in sim.placed if hasattr(p.device, "heartbeat")),
          station(sim).status(now_ms()))
-    wait_for(lambda: on_map(client, "xq-01")["state"] == "normal")
+    # The map reads device health from the devices table, which ingest writes every few seconds: write it now.
+    wait_for(lambda: service.services.registry.flush_states() >= 0 and on_map(client, "xq-01")["state"] == "normal")
 
     detector = sim.smoke_detectors()[0]
     send(service, detector.alarm(now_ms()))
@@ -103,6 +104,17 @@ def test_the_map_colours_each_building_by_its_state(service: WanliService, clien
     assert building["critical"] == 1 and building["top_incident"] == "一键通紧急呼叫"
     others = {b["state"] for b in client.get("/api/map").json()["buildings"] if b["id"] != "xq-01"}
     assert others == {"no_devices"}
+
+    send(service, sim.smoke_detectors()[1].publication(MessageClass.EVENT, "tamper", now_ms(), state="removed"),
+         elderly(sim).publication(MessageClass.TELEMETRY, "heartbeat", now_ms(), battery_pct=9.0))
+    registry = service.services.registry
+
+    def faults_agree() -> bool:  # the map's SQL says what the registry's own health() says
+        registry.flush_states()
+        counts = registry.count_health(now_ms=now_ms(), building_id="xq-01")
+        return on_map(client, "xq-01")["faults"] == 2 == counts["tampered"] + counts["low_battery"]
+
+    wait_for(faults_agree)
 
 
 def test_the_profile_counts_devices_incidents_overdue_rectifications_and_false_alarms(
