@@ -23,6 +23,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel, Field
 
+from dashboards.auth import VIEWER_ONLY, Tester
 from dashboards.deps import AppContext, Ctx
 from simulators.expectations import Outcome
 from simulators.player import ExternalClock, play_population
@@ -35,7 +36,7 @@ from wanli.errors import Conflict, Invalid, NotFound, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/simulations", tags=["simulations"])
+router = APIRouter(prefix="/api/simulations", tags=["simulations"], dependencies=VIEWER_ONLY)  # starting, stopping: Tester
 
 MAX_KEPT = 50  # finished simulations remembered for the page
 
@@ -220,7 +221,7 @@ def get_simulation(sims: SimulationsDep, sim_id: str) -> SimulationPublic:
 
 
 @router.post("/{sim_id}/stop", response_model=SimulationPublic)
-def stop_simulation(sims: SimulationsDep, sim_id: str) -> SimulationPublic:
+def stop_simulation(sims: SimulationsDep, sim_id: str, _who: Tester) -> SimulationPublic:
     """Stop a running simulation (a scenario stops where it is and judges nothing)."""
     sim = sims.get(sim_id)
     sim.stop.set()
@@ -230,7 +231,8 @@ def stop_simulation(sims: SimulationsDep, sim_id: str) -> SimulationPublic:
 
 
 @router.post("", response_model=SimulationPublic, status_code=status.HTTP_201_CREATED)
-def start_simulation(ctx: Ctx, sims: SimulationsDep, body: SimulationStart, request: Request) -> SimulationPublic:
+def start_simulation(ctx: Ctx, sims: SimulationsDep, body: SimulationStart, request: Request,
+                     _who: Tester) -> SimulationPublic:
     """Start simulating a building, a community (every device at its real cadence) or a scenario."""
     hierarchy = ctx.registry.hierarchy
     broker = _broker(ctx)

@@ -70,6 +70,12 @@ RULES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/devices/{device_id}/move"): "maintainer",
     ("POST", "/api/devices/{device_id}/retire"): "maintainer",
     ("POST", "/api/devices/{device_id}/credentials"): "maintainer",
+    # simulations: anyone may follow a drill; testers start and stop them
+    ("GET", "/api/simulations/scenarios"): ANY,
+    ("GET", "/api/simulations"): ANY,
+    ("GET", "/api/simulations/{sim_id}"): ANY,
+    ("POST", "/api/simulations"): "tester",
+    ("POST", "/api/simulations/{sim_id}/stop"): "tester",
     # accounts and tokens: admins
     ("GET", "/api/users"): "admin",
     ("POST", "/api/users"): "admin",

@@ -12,7 +12,7 @@ import pytest
 
 from ingest.receiver import BATCH, SUBSCRIBED, ReceiverConfig, ReceiverProcess
 from tests.fixtures.servers import free_port
-from tests.fixtures.service import now_ms, publish, register_building, wait_for
+from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
 from wanli.runtime import running_in_thread
 from wanli.settings import Settings
 
@@ -116,7 +116,7 @@ def test_a_killed_receiver_is_replaced_and_every_alarm_it_held_still_becomes_one
         publish(mosquitto.host, mosquitto.port, alarms[36:])
 
         def device_incidents():
-            got = httpx.get(f"{service.http_url}/api/incidents", params={"limit": 500}).json()
+            got = httpx.get(f"{service.http_url}/api/incidents", params={"limit": 500}, headers=auth_headers(service)).json()
             return [i for i in got if i["condition"] == "smoke_alarm"]
 
         opened = wait_for(lambda: len(got := device_incidents()) >= len(alarms) and got, timeout_s=30)
