@@ -17,6 +17,8 @@ class RegistryContext:
     kept until the registry changes (a registration, move or retirement). The first reading of
     a kind carries each device's last-seen time from its health: what the timers start from
     after a restart (alerts/rules/silence.py); later readings only need to know who is there.
+    Thresholds are looked up once per device and name, again after any registry change (a move
+    changes the building whose overrides apply).
     """
 
     def __init__(self, registry: DeviceRegistry, thresholds: Thresholds) -> None:
@@ -24,7 +26,12 @@ class RegistryContext:
         self._thresholds = thresholds
         self._by_kind: dict[str, list[Place]] = {}
         self._read_once: set[str] = set()
-        registry.subscribe(lambda _records: self._by_kind.clear())
+        self._thresholds_seen: dict[tuple[str, str, str], float] = {}  # a device's thresholds follow its building
+        registry.subscribe(self._registry_changed)
+
+    def _registry_changed(self, _records: object) -> None:
+        self._by_kind = {}
+        self._thresholds_seen = {}
 
     def place(self, device_id: str) -> Place | None:
         rec = self._registry.find(device_id)
@@ -46,7 +53,11 @@ class RegistryContext:
                      building.community_id if building else "", rec.street_id, rec.last_seen_ms)
 
     def threshold(self, kind: str, name: str, device_id: str) -> float:
-        return self._thresholds.get(kind, name, device_id)
+        key = (kind, name, device_id)
+        value = self._thresholds_seen.get(key)
+        if value is None:
+            value = self._thresholds_seen[key] = self._thresholds.get(kind, name, device_id)
+        return value
 
     def locate(self, device_id: str, scope: str = "") -> Location:
         """Where an incident is: its scope's place (a building, the street), else its device's."""

@@ -70,7 +70,7 @@ class AlertBatch:
         for reading in readings:
             if isinstance(reading.message, fs.DispatchStep):
                 self._station_step(reading)
-            for rule in svc.rules_for(reading.kind):
+            for rule in svc.rules_for_message(reading.kind, type(reading.message)):
                 signals.extend(rule.on_reading(reading, svc.ctx, self._now_ms))
         self.apply(signals)
 
@@ -162,6 +162,7 @@ class AlertService:
         self.ctx = ctx
         self.rules = list(default_rules() if rules is None else rules)
         self._by_kind: dict[str, list[Rule]] = {}
+        self._by_message: dict[tuple[str, type], list[Rule]] = {}
         for rule in self.rules:
             for kind in rule.kinds:
                 self._by_kind.setdefault(kind, []).append(rule)
@@ -223,6 +224,14 @@ class AlertService:
 
     def rules_for(self, kind: str) -> Sequence[Rule]:
         return self._by_kind.get(kind, ())
+
+    def rules_for_message(self, kind: str, message_type: type) -> Sequence[Rule]:
+        """The rules of this kind that act on this message type (``Rule.messages``), worked out once per type."""
+        rules = self._by_message.get((kind, message_type))
+        if rules is None:
+            rules = self._by_message[(kind, message_type)] = [
+                r for r in self.rules_for(kind) if r.messages is None or issubclass(message_type, r.messages)]
+        return rules
 
     def active_incidents(self) -> list[Incident]:
         return list(self._active.values())

@@ -63,6 +63,9 @@ class Rule:
     """Base of every rule. Subclasses set ``kinds`` and ``THRESHOLDS`` (name → default) and override the hooks."""
 
     kinds: ClassVar[frozenset[str]] = frozenset()
+    # The message types ``on_reading`` acts on (subclasses included); None: every message of its kinds.
+    # The engine hands a rule only these, so a heartbeat costs the rules that care about heartbeats.
+    messages: ClassVar[tuple[type, ...] | None] = None
     THRESHOLDS: ClassVar[Mapping[str, Mapping[str, float]]] = {}  # kind → {name: default}
     persist_at_once: ClassVar[bool] = False
     changed: bool = False  # set by a persist_at_once rule when its state changed, cleared once it is written

@@ -35,6 +35,7 @@ class ShedSmoke(Rule):
     """Smoke in a charging shed is treated as a lithium-battery fire until verified."""
 
     kinds = frozenset({KIND})
+    messages = (cs.SmokeDetected,)
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         if not isinstance(reading.message, cs.SmokeDetected):
@@ -47,6 +48,7 @@ class PortConditions(Rule):
     """What one station snapshot (or an overcurrent event) says about each port, right now."""
 
     kinds = frozenset({KIND})
+    messages = (cs.Overcurrent, cs.StationStatus)
     THRESHOLDS = {KIND: {"port_temp_c": 60.0, "max_current_a": 10.0, "full_power_w": 20.0, "max_session_h": 10.0}}
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
@@ -174,6 +176,7 @@ class ThermalRunaway(Rule):
     """
 
     kinds = frozenset({KIND})
+    messages = (cs.StationStatus,)
     THRESHOLDS = {KIND: {"rise_c_per_min": 2.0, "rise_window_s": 300.0, "rise_min_span_s": 60.0}}
 
     def __init__(self) -> None:
@@ -211,6 +214,7 @@ class MainsPower(Rule):
     """A station without mains power stops charging and, worse, stops reporting its smoke sensor."""
 
     kinds = frozenset({KIND})
+    messages = (cs.PowerLost, cs.StationStatus)
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         msg = reading.message

@@ -29,6 +29,7 @@ class EmergencyPress(Rule):
     """A press needs a human call-back within about a minute: critical at once; a quick cancel lowers it, says so."""
 
     kinds = frozenset({KIND})
+    messages = (ea.Press, ea.Cancel)
     THRESHOLDS = {KIND: {"cancel_grace_s": 60.0}}
 
     def __init__(self) -> None:
@@ -61,6 +62,7 @@ class Fall(Rule):
     """A wearable's fall detection: an elderly person alone on the floor cannot wait."""
 
     kinds = frozenset({KIND})
+    messages = (ea.Fall,)
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         msg = reading.message
@@ -140,6 +142,7 @@ class LowBattery(Rule):
     """A flat one-touch alarm is a press nobody hears."""
 
     kinds = frozenset({KIND})
+    messages = (ea.LowBattery, ea.Heartbeat)
     THRESHOLDS = {KIND: {"low_battery_pct": 20.0}}
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:

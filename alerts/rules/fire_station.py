@@ -45,6 +45,7 @@ class Readiness(Rule):
     """Too few people on duty, or the terminal itself says not ready: the station cannot turn out in a minute."""
 
     kinds = frozenset({KIND})
+    messages = (fs.DutyStatus, fs.ShiftChange)
     THRESHOLDS = {KIND: {"min_staff": 3.0}}
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
@@ -67,6 +68,7 @@ class Equipment(Rule):
     """An equipment check that found something missing, broken or past its date."""
 
     kinds = frozenset({KIND})
+    messages = (fs.EquipmentCheck,)
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         msg = reading.message
@@ -111,6 +113,7 @@ class DispatchResponse(Rule):
     """
 
     kinds = frozenset({KIND})
+    messages = (fs.DispatchStep,)
     THRESHOLDS = {KIND: {"ack_within_s": 60.0, "arrive_within_s": 180.0}}
     persist_at_once = True
 

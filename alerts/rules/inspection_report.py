@@ -50,6 +50,7 @@ class HazardReported(Rule):
     """Each report: a rectification task for its building, with the category's deadline written in."""
 
     kinds = frozenset({KIND})
+    messages = (ir.HazardReport,)
     THRESHOLDS = {KIND: {f"deadline_h_{c}": h for c, h in DEADLINE_H.items()}}
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
@@ -76,6 +77,7 @@ class RecurringHazard(Rule):
     """The same hazard in the same building again and again within a month: rectification is not working."""
 
     kinds = frozenset({KIND})
+    messages = (ir.HazardReport,)
     THRESHOLDS = {KIND: {"recur_count": 3.0, "recur_window_d": 30.0}}
 
     def __init__(self) -> None:

@@ -19,6 +19,7 @@ class EbikeInLift(Rule):
     """An e-bike wheeled into a lift: a hazard for the building, every lift and camera adding to one incident."""
 
     kinds = frozenset({KIND})
+    messages = (lc.EbikeDetected,)
     THRESHOLDS = {KIND: {"min_confidence": 0.8}}
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:

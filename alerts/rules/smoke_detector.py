@@ -126,6 +126,7 @@ class SmokeAlarm(Rule):
     """A detector sounding is a possible fire until a person says otherwise."""
 
     kinds = frozenset({KIND})
+    messages = (sd.Alarm,)
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         msg = reading.message
@@ -154,6 +155,7 @@ class SuspectedFire(Rule):
     """A second detector alarming in the same building within the window: a fire until verified (module docstring)."""
 
     kinds = frozenset({KIND})
+    messages = (sd.Alarm,)
     THRESHOLDS = {KIND: {"correlation_window_s": 180.0, "adjacent_floors": 1.0}}
 
     def __init__(self) -> None:
@@ -226,6 +228,7 @@ class DetectorMaintenance(Rule):
     """Faults, low batteries, detectors taken off their base, failed self-tests, residents muting again and again."""
 
     kinds = frozenset({KIND})
+    messages = (sd.Fault, sd.LowBattery, sd.Heartbeat, sd.Tamper, sd.SelfTest, sd.Silenced)
     THRESHOLDS = {KIND: {"low_battery_pct": 20.0, "silence_count": 3.0, "silence_window_s": 86_400.0}}
 
     def __init__(self) -> None:
@@ -296,6 +299,7 @@ class AlarmFlapping(Rule):
     """
 
     kinds = frozenset({KIND})
+    messages = (sd.Alarm, sd.AlarmCleared)
     THRESHOLDS = {KIND: {"flap_count": 4.0, "flap_window_s": 600.0}}
 
     def __init__(self) -> None:

@@ -63,6 +63,7 @@ class LowWaterUse(Rule):
     """Less than a few litres in twelve hours, over a fully covered window: a welfare check."""
 
     kinds = frozenset({KIND})
+    messages = (wm.Reading,)
     THRESHOLDS = {KIND: {"low_use_window_h": 12.0, "low_use_litres": 5.0}}
 
     def __init__(self) -> None:
@@ -95,6 +96,7 @@ class Leak(Rule):
     """Water running for a long time: a tap left open or a burst pipe."""
 
     kinds = frozenset({KIND})
+    messages = (wm.Leak,)
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         msg = reading.message

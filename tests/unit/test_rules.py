@@ -49,3 +49,44 @@ def test_shed_smoke_and_an_elderly_press_are_critical():
         reading("elderly_alarm", elderly_alarm.Press(v=1, ts=2, seq=2)),
     ])
     assert [(s.condition, s.severity) for s in signals] == [("shed_smoke", Severity.CRITICAL), ("emergency_press", Severity.CRITICAL)]
+
+
+# -- routing: a rule is handed only the message types it declares, so it must ignore every other ---------------------
+
+from hypothesis import given  # noqa: E402 - the routing tests' own imports
+from hypothesis import strategies as st  # noqa: E402
+
+from devices.catalog import KINDS  # noqa: E402
+
+_ROUTED = [(rule_type, cls) for rule_type in {type(r) for r in default_rules()} if rule_type.messages is not None
+           for kind in rule_type.kinds for cls in KINDS[kind].messages if not issubclass(cls, rule_type.messages)]
+
+
+@given(st.sampled_from(_ROUTED).flatmap(lambda rc: st.tuples(st.just(rc[0]), st.builds(rc[1], v=st.just(1),
+                                                                                        ts=st.just(10**12)))))
+def test_a_message_type_a_rule_does_not_declare_changes_nothing_in_it(rule_and_message):
+    rule_type, message = rule_and_message
+    rule = rule_type()
+    ctx = DefaultsOnly([rule])
+    (kind,) = rule_type.kinds
+    before = rule.snapshot()
+    assert rule.on_reading(Reading("wanli", kind, "D-1", message.CLASS, message, 10**12), ctx, 10**12) == []
+    assert rule.snapshot() == before
+
+
+def test_the_engine_hands_a_heartbeat_only_to_the_rules_that_read_heartbeats():
+    from alerts.service import AlertService
+
+    class NoStore:
+        def active(self):
+            return []
+
+        def rule_states(self):
+            return {}
+
+    rules = default_rules()
+    svc = AlertService(NoStore(), lambda d, s: None, DefaultsOnly(rules), None, rules)  # type: ignore[arg-type]
+    names = {type(r).__name__ for r in svc.rules_for_message("smoke_detector", smoke_detector.Heartbeat)}
+    assert names == {"DetectorMaintenance", "DetectorSilence"}
+    assert {type(r).__name__ for r in svc.rules_for_message("smoke_detector", smoke_detector.Alarm)} == {
+        "SmokeAlarm", "SuspectedFire", "AlarmFlapping", "DetectorSilence"}
