@@ -66,16 +66,20 @@ function drawPlan() {
   glyphs.clear();
   const buildings = street.buildings;
   if (!buildings.length) return;
-  const w = glyphSize(buildings), h = w * 0.62;
-  const pad = w * 1.6;
+  let w = glyphSize(buildings);
   const xs = buildings.map((b) => b.x), ys = buildings.map((b) => b.y);
+  const box = plan.getBoundingClientRect();
+  // The scale first (screen px per metre), so that names and the smallest building keep their size on screen.
+  const spanX = Math.max(...xs) - Math.min(...xs) + w * 3, spanY = Math.max(...ys) - Math.min(...ys) + w * 3;
+  scale = Math.min(box.width / spanX, box.height / (spanY * 1.12)) || 1;
+  const px = (n) => n / scale;  // screen pixels in plan units
+  w = Math.max(w, px(14));  // never smaller than 14 px: a building in trouble must be seen from across the room
+  const h = w * 0.62;
+  const pad = w * 1.5;
   const minX = Math.min(...xs) - pad, maxX = Math.max(...xs) + pad;
-  const minY = Math.min(...ys) - pad * 1.3, maxY = Math.max(...ys) + pad;
+  const minY = Math.min(...ys) - pad - px(COMMUNITY_PX * 1.6), maxY = Math.max(...ys) + pad;
   plan.setAttribute("viewBox", `${minX} ${minY} ${maxX - minX} ${maxY - minY}`);
   plan.setAttribute("preserveAspectRatio", "xMidYMid meet");
-  const box = plan.getBoundingClientRect();
-  scale = Math.min(box.width / (maxX - minX), box.height / (maxY - minY)) || 1;
-  const px = (n) => n / scale;  // screen pixels in plan units
 
   // Community blocks: the box around their buildings, named at the top.
   const byCommunity = new Map();
@@ -147,7 +151,10 @@ function paint() {
   for (const [id, { g, b }] of glyphs) {
     const s = stateOf(b);
     counts[s.state] += 1;
-    if (g.dataset.state !== s.state) g.dataset.state = s.state;
+    if (g.dataset.state !== s.state) {
+      g.dataset.state = s.state;
+      if (s.state === "critical" || s.state === "incident") g.parentNode.append(g);  // on top of its neighbours
+    }
     g.dataset.active = String(s.active);
     if (s.state !== "normal" && s.state !== "no_devices" || b.overdue) watch.push({ b, s });
     glyphs.get(id).s = s;
