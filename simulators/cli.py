@@ -118,7 +118,6 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from devices.street_generator import generate_street
     from simulators.player import play_population
     from simulators.population import Population, place_rows
-    from simulators.scenario import ApiClient
 
     if args.what == "street":
         raw = json.loads(Path(args.hierarchy).read_text("utf-8")) if args.hierarchy else generate_street()
@@ -136,16 +135,20 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             return 2
     population = Population.from_rows(rows, hierarchy.street_id, seed=args.seed, start_seq=time.time_ns() // 1_000_000)
     if not args.no_register:
-        api = _api(args)
+        import httpx
+
+        api = None
         try:
+            api = _api(args)
             api.import_devices(population.records)
-        except Exception as exc:  # the service is not there, refuses, or does not know these buildings
+        except (httpx.HTTPError, WanliError) as exc:  # the service is not there, refuses, or knows no such building
             print(f"wanli: cannot register the devices through {args.api}: {exc}\n"
                   f"  (is `wanli run{' --hierarchy street.json' if args.what == 'street' else ''}` running? "
                   f"or pass --no-register)", file=sys.stderr)
             return 1
         finally:
-            api.close()
+            if api is not None:
+                api.close()
     progress = Progress(scenario=f"simulate {args.what}")
     stop = threading.Event()
     line = _LiveLine(progress)
@@ -192,7 +195,7 @@ def _cmd_scenario_list(args: argparse.Namespace) -> int:
 
 def _cmd_scenario_run(args: argparse.Namespace) -> int:
     from simulators.player import ExternalClock
-    from simulators.scenario import ApiClient, ScenarioError, run_embedded, run_scenario
+    from simulators.scenario import ScenarioError, run_embedded, run_scenario
     from simulators.scenarios import get
 
     try:

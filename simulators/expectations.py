@@ -27,7 +27,7 @@ def tier_rank(tier: str | None) -> int:
 
 
 def iso_ms(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
 @dataclass
@@ -117,9 +117,7 @@ class ExpectIncident:
             who = f"{inc['condition']}@{inc['device_id']}"
             if self.severity and inc["severity"] != self.severity:
                 problems.append(f"{who} is {inc['severity']}")
-            if self.state == "active" and inc["state"] in ("closed", "false_alarm", "merged"):
-                problems.append(f"{who} is {inc['state']}")
-            elif self.state and self.state != "active" and inc["state"] not in self.state.split("|"):
+            if self.state == "active" and inc["state"] in ("closed", "false_alarm", "merged") or self.state and self.state != "active" and inc["state"] not in self.state.split("|"):
                 problems.append(f"{who} is {inc['state']}")
             if self.within_s is not None:
                 took = (iso_ms(inc["opened_at"]) - mark) / 1000

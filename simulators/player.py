@@ -20,7 +20,7 @@ from collections.abc import Callable
 from simulators.clock import SimClock
 from simulators.population import Population
 from simulators.publisher import BrokerAddress, MqttPublisher
-from simulators.scenario import Progress, DispatchListener
+from simulators.scenario import DispatchListener, Progress
 
 
 class ExternalClock(SimClock):

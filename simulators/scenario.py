@@ -136,8 +136,8 @@ class ScenarioResult:
         return [o for o in self.outcomes if not o.met]
 
     def report(self) -> str:
-        lines = [f"scenario {self.scenario}: {'PASSED' if self.ok else 'FAILED'} — {self.sent:,} messages, "
-                 f"{self.sim_seconds / 60:.1f} simulated minutes in {self.real_seconds:.1f} s"]
+        lines = [(f"scenario {self.scenario}: {'PASSED' if self.ok else 'FAILED'} — {self.sent:,} messages, "
+                 f"{self.sim_seconds / 60:.1f} simulated minutes in {self.real_seconds:.1f} s")]
         lines += [f"  {'✓' if o.met else '✗'} [{o.checkpoint}] {o.expectation}: {o.detail}" for o in self.outcomes]
         return "\n".join(lines)
 

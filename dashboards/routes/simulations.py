@@ -29,7 +29,13 @@ from simulators.expectations import Outcome
 from simulators.player import ExternalClock, play_population
 from simulators.population import Population, place_rows
 from simulators.publisher import BrokerAddress
-from simulators.scenario import ApiClient, Progress, ScenarioError, ScenarioResult, run_scenario
+from simulators.scenario import (
+    ApiClient,
+    Progress,
+    ScenarioError,
+    ScenarioResult,
+    run_scenario,
+)
 from simulators.scenarios import get as get_scenario
 from simulators.scenarios import scenarios
 from wanli.errors import Conflict, Invalid, NotFound, StoreUnavailable

@@ -20,7 +20,12 @@ broker: that is what per-device credentials and the broker's ACL are for
 
 import json
 
-from simulators.expectations import ExpectDeadLetters, ExpectDevices, ExpectIncident, ExpectStat
+from simulators.expectations import (
+    ExpectDeadLetters,
+    ExpectDevices,
+    ExpectIncident,
+    ExpectStat,
+)
 from simulators.scenario import Scenario, Stage
 
 SD = "safety/v1/wanli/smoke_detector"

@@ -12,7 +12,12 @@ stored or alerted twice; nothing is rejected; no incident at all (a minute's out
 not a fault).
 """
 
-from simulators.expectations import ExpectDeadLetters, ExpectDevices, ExpectNoIncident, ExpectStat
+from simulators.expectations import (
+    ExpectDeadLetters,
+    ExpectDevices,
+    ExpectNoIncident,
+    ExpectStat,
+)
 from simulators.publisher import DevicePublishers
 from simulators.scenario import Scenario, Stage
 

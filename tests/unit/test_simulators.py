@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from datetime import datetime
@@ -19,7 +20,13 @@ from simulators.devices.elderly_alarm import ElderlyAlarmSim
 from simulators.devices.fire_station import FireStationSim
 from simulators.devices.smoke_detector import SmokeDetectorSim
 from simulators.devices.water_meter import WaterMeterSim
-from simulators.expectations import Evidence, ExpectDeadLetters, ExpectDevices, ExpectIncident, ExpectNoIncident
+from simulators.expectations import (
+    Evidence,
+    ExpectDeadLetters,
+    ExpectDevices,
+    ExpectIncident,
+    ExpectNoIncident,
+)
 from simulators.load import STREET_MIX, build_messages
 from simulators.population import Population, place_rows
 
@@ -70,7 +77,7 @@ def test_periodic_telemetry_comes_at_the_kinds_real_cadence(kind):
     periodic = {"smoke_detector": "heartbeat", "charging_station": "station_status", "fire_station": "duty_status",
                 "elderly_alarm": "heartbeat", "water_meter": "reading", "lift_camera": "heartbeat"}[kind]
     times = [b["ts"] for b in bodies(two_days(device)) if b["type"] == periodic]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     beat = KINDS[kind].heartbeat_s * 1000
     assert gaps and all(abs(g - beat) <= beat * 0.011 for g in gaps)  # drifting by at most 1 %
 
@@ -107,13 +114,13 @@ def test_a_charging_ports_temperature_follows_its_load_and_a_runaway_climbs_fast
     station.start(T0)
     station.plug_in(1, soc=0.2)
     snapshots = [b for b in bodies(station.tick(T0 + 40 * MIN)) if b["type"] == "station_status"]
-    port1 = [p for p in snapshots[-1]["ports"] if p["port"] == 1][0]
+    port1 = next(p for p in snapshots[-1]["ports"] if p["port"] == 1)
     assert port1["state"] == "charging" and 170 <= port1["power_w"] <= 190
     assert 22 + 0.07 * 180 - 2 < port1["temperature_c"] < 22 + 0.07 * 180 + 1  # ambient + ~0.07 °C/W after 4 τ
 
     station.thermal_runaway(1)
     out = bodies(station.tick(T0 + 52 * MIN))
-    temps = [[p for p in b["ports"] if p["port"] == 1][0]["temperature_c"] for b in out if b["type"] == "station_status"]
+    temps = [next(p for p in b["ports"] if p["port"] == 1)["temperature_c"] for b in out if b["type"] == "station_status"]
     assert temps[2] - temps[0] > 2 * 2  # faster than 2 °C a minute: the rule's threshold
     assert [b["type"] for b in out].count("smoke_detected") == 1
     assert out[-1]["smoke"] is True
