@@ -693,16 +693,33 @@ function setupDialogs() {
 
 // -- 5. quarantine ------------------------------------------------------------------------------
 
+let quarantineReason = "";  // the reason filter: "" for all
+let quarantineHeld = [];
+
 async function loadQuarantine() {
   const r = await api("/api/quarantine");
   if (!r.ok) { showError($("quarantine-error"), r, "无法读取未登记设备"); return; }
   $("quarantine-error").hidden = true;
+  quarantineHeld = r.data;
   const count = $("quarantine-count");
   count.textContent = r.data.length;
   count.hidden = r.data.length === 0;
   count.classList.toggle("alert", r.data.some((q) => q.reason === "unregistered_device"));
-  $("quarantine-empty").hidden = r.data.length > 0;
-  $("quarantine-rows").replaceChildren(...r.data.map((q) => el("tr", { "data-device-id": q.device_id },
+  renderQuarantine();
+}
+
+// Counts per reason on the filter buttons; the table shows the chosen reason only.
+function renderQuarantine() {
+  for (const button of document.querySelectorAll("#quarantine-filter button")) {
+    const reason = button.dataset.reason;
+    const n = reason ? quarantineHeld.filter((q) => q.reason === reason).length : quarantineHeld.length;
+    button.querySelector("b").textContent = n;
+    button.classList.toggle("has", Boolean(n) && reason === "unregistered_device");
+    button.setAttribute("aria-pressed", String(reason === quarantineReason));
+  }
+  const shown = quarantineHeld.filter((q) => !quarantineReason || q.reason === quarantineReason);
+  $("quarantine-empty").hidden = shown.length > 0;
+  $("quarantine-rows").replaceChildren(...shown.map((q) => el("tr", { "data-device-id": q.device_id, "data-reason": q.reason },
     el("td", { class: "mono" }, q.device_id),
     el("td", { class: "kind" }, KIND_LABEL[q.kind] || q.kind || "—"),
     el("td", { class: "reason" }, QUARANTINE_REASON[q.reason] || q.reason),
@@ -759,6 +776,13 @@ function showTab(name) {
   if (name === "quarantine") loadQuarantine();
 }
 
+function setupQuarantine() {
+  $("quarantine-refresh").addEventListener("click", loadQuarantine);
+  for (const button of document.querySelectorAll("#quarantine-filter button")) {
+    button.addEventListener("click", () => { quarantineReason = button.dataset.reason; renderQuarantine(); });
+  }
+}
+
 function setupOperator() {
   const input = $("operator");
   input.value = operator();
@@ -775,6 +799,7 @@ async function start() {
   setupRegister();
   setupImport();
   setupDialogs();
+  setupQuarantine();
   for (const tab of document.querySelectorAll("[role=tab]")) tab.addEventListener("click", () => showTab(tab.dataset.tab));
   window.addEventListener("hashchange", () => showTab(location.hash.slice(1)));
   await Promise.all([loadHierarchy(), loadKinds()]);
