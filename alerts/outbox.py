@@ -10,7 +10,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Column, Connection, Engine, Index, Integer, RowMapping, String, Table, Text, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    RowMapping,
+    String,
+    Table,
+    Text,
+    select,
+    update,
+)
 
 from alerts.escalation import Notice
 from wanli.db import METADATA, BigId

@@ -28,7 +28,15 @@ from sqlalchemy import Connection
 
 from alerts import escalation
 from alerts.escalation import Notice
-from alerts.incidents import Action, AuditEntry, Incident, Signal, new_incident_id, open_or_update, transition
+from alerts.incidents import (
+    Action,
+    AuditEntry,
+    Incident,
+    Signal,
+    new_incident_id,
+    open_or_update,
+    transition,
+)
 from alerts.outbox import Outbox
 from alerts.rules import default_rules
 from alerts.rules.base import Rule, RuleContext

@@ -8,7 +8,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, Engine, Index, Integer, String, Table, Text, delete, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    delete,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts.incidents import AuditEntry, Incident, Severity, State

@@ -147,9 +147,7 @@ class LowBattery(Rule):
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         msg, dev = reading.message, reading.device_id
-        if isinstance(msg, ea.LowBattery):
-            pct = msg.battery_pct
-        elif isinstance(msg, ea.Heartbeat) and msg.battery_pct < ctx.threshold(KIND, "low_battery_pct", dev):
+        if isinstance(msg, ea.LowBattery) or isinstance(msg, ea.Heartbeat) and msg.battery_pct < ctx.threshold(KIND, "low_battery_pct", dev):
             pct = msg.battery_pct
         else:
             return []

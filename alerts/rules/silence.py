@@ -417,8 +417,7 @@ class SilenceWatch:
         if i is None:
             self._early[device_id] = max(at_ms, self._early.get(device_id, at_ms))
             return
-        if at_ms > self.last_ms[i]:
-            self.last_ms[i] = at_ms
+        self.last_ms[i] = max(self.last_ms[i], at_ms)
         self.never_seen[i] = False
         self._raised[i] = False
 

@@ -13,7 +13,12 @@ from alerts.rules.charging_station import StationOffline, ThermalRunaway
 from alerts.rules.elderly_alarm import EmergencyPress, Inactivity
 from alerts.rules.fire_station import DispatchResponse
 from alerts.rules.inspection_report import RecurringHazard
-from alerts.rules.smoke_detector import AlarmFlapping, DetectorMaintenance, DetectorSilence, SuspectedFire
+from alerts.rules.smoke_detector import (
+    AlarmFlapping,
+    DetectorMaintenance,
+    DetectorSilence,
+    SuspectedFire,
+)
 from alerts.rules.water_meter import LowWaterUse
 from devices import charging_station as cs
 from devices import elderly_alarm as ea
@@ -221,7 +226,7 @@ def test_a_thousand_detectors_after_a_long_outage_restart_quietly():
     ctx, rule = world(*places), DetectorSilence()
     rule.restore({})
     start = T0 + 2 * 24 * H  # down for two days, longer than the twelve-hour limit
-    assert [s for k in range(0, 12 * 60) for s in rule.on_tick(ctx, start + k * MIN)] == []
+    assert [s for k in range(12 * 60) for s in rule.on_tick(ctx, start + k * MIN)] == []
 
 
 def test_the_inactivity_check_does_not_count_the_outage_as_a_day_without_activity():
@@ -234,7 +239,7 @@ def test_the_inactivity_check_does_not_count_the_outage_as_a_day_without_activit
     rule.on_tick(ctx, T0 + 2 * H)  # checkpoint
     rule = restarted(rule)
     back = T0 + 14 * H  # twelve hours down
-    for h in range(0, 23):
+    for h in range(23):
         for i in range(3):
             feed(rule, ctx, "elderly_alarm", f"EA-{i}", ea.Heartbeat(v=1, ts=back + h * H, seq=3 + h, battery_pct=80),
                  now=back + h * H)

@@ -3,7 +3,14 @@ import time
 from alerts.incidents import Severity, State, open_or_update
 from alerts.rules import default_rules
 from alerts.rules.base import Place
-from alerts.rules.elderly_alarm import RULES, AlarmOffline, EmergencyPress, Fall, Inactivity, LowBattery
+from alerts.rules.elderly_alarm import (
+    RULES,
+    AlarmOffline,
+    EmergencyPress,
+    Fall,
+    Inactivity,
+    LowBattery,
+)
 from devices import elderly_alarm as ea
 from devices.hierarchy import Location
 from devices.reading import Reading
