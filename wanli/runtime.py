@@ -164,7 +164,8 @@ class WanliService:
         self.consumer.start()
         consumer = self.consumer
         ctx = AppContext(svc.alerts, svc.incidents, svc.registry, svc.dead_letters, svc.feed, self.snapshot,
-                         svc.broker_access, ingest_ready=consumer.subscribed.is_set, clock_ms=self._clock_ms, settings=s, engine=svc.engine)
+                         svc.broker_access, ingest_ready=consumer.subscribed.is_set, clock_ms=self._clock_ms, settings=s, engine=svc.engine,
+                         telemetry=svc.telemetry)
         config = uvicorn.Config(create_app(ctx), host=s.http_host, port=s.http_port, log_level="warning",
                                 lifespan="off", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
@@ -234,6 +235,10 @@ class WanliService:
         self._stop_ticker.set()
         if self._ticker is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._ticker.join, 10)
+        try:  # the rules' windows as they are now, so a restart resumes them (alerts/service.py)
+            self.services.alerts.checkpoint(self._clock_ms())
+        except Exception:  # the database is away: the last periodic checkpoint (at most 10 s old) stands
+            log.exception("could not save the rules' state on stop")
         await asyncio.get_running_loop().run_in_executor(None, self.services.dispatcher.stop)
         await asyncio.get_running_loop().run_in_executor(None, self.services.drainer.stop)
         self.services.spool.close()
