@@ -123,4 +123,6 @@ class DeviceKind:
             raise PayloadError(text, reason="invalid_field") from None
         except msgspec.DecodeError as exc:
             raise PayloadError(f"not valid JSON: {exc}", reason="bad_json") from None
+        except UnicodeDecodeError as exc:  # invalid UTF-8 inside a string: msgspec lets Python's error through
+            raise PayloadError(f"not valid UTF-8 JSON: {exc}", reason="bad_json") from None
 

@@ -37,7 +37,7 @@ from devices.catalog import KINDS
 from devices.hierarchy import Hierarchy, Location
 from devices.messages import Offline, Online
 from devices.reading import Reading
-from devices.topics import is_device_id
+from devices.topics import MessageClass, is_device_id
 from ingest.sequence import SeqState, Verdict, judge
 from wanli.db import METADATA, BigId
 from wanli.errors import Conflict, Invalid, NotFound
@@ -79,6 +79,10 @@ devices_table = Table(
     Column("connected", Boolean, nullable=True),
     Column("seq_highest", BigInteger, nullable=True),
     Column("seq_window", BigInteger, nullable=False),
+    # Events are numbered from the same counter but judged on their own (they may overtake
+    # telemetry on ingest's alarm lane): their own highest number and window.
+    Column("event_seq_highest", BigInteger, nullable=True),
+    Column("event_seq_window", BigInteger, nullable=False),
     Index("ix_devices_building", "building_id"),
     Index("ix_devices_kind", "kind"),
 )
@@ -115,6 +119,8 @@ class DeviceRecord:
     connected: bool | None = None
     seq_highest: int | None = None  # the sequence-number state (ingest/sequence.py), kept with the device
     seq_window: int = 0
+    event_seq_highest: int | None = None  # the same for the device's events (judged apart: see DeviceState)
+    event_seq_window: int = 0
 
     @property
     def placement(self) -> tuple[str, str, str, int | None, str]:
@@ -168,29 +174,39 @@ class DeviceState:
     batch and changed in place, rather than rebuilding an immutable record per message.
     """
 
-    __slots__ = ("last_seen_ms", "last_type", "battery_pct", "tampered", "connected", "seq_highest", "seq_window")
+    __slots__ = ("last_seen_ms", "last_type", "battery_pct", "tampered", "connected", "seq_highest", "seq_window",
+                 "event_seq_highest", "event_seq_window")
     FIELDS = __slots__
 
     def __init__(self, last_seen_ms: int | None = None, last_type: str | None = None, battery_pct: float | None = None,
                  tampered: bool = False, connected: bool | None = None, seq_highest: int | None = None,
-                 seq_window: int = 0) -> None:
+                 seq_window: int = 0, event_seq_highest: int | None = None, event_seq_window: int = 0) -> None:
         self.last_seen_ms, self.last_type, self.battery_pct = last_seen_ms, last_type, battery_pct
         self.tampered, self.connected = tampered, connected
         self.seq_highest, self.seq_window = seq_highest, seq_window
+        self.event_seq_highest, self.event_seq_window = event_seq_highest, event_seq_window
 
     def copy(self) -> DeviceState:
         return DeviceState(*self.values())
 
     def values(self) -> tuple[object, ...]:
         return (self.last_seen_ms, self.last_type, self.battery_pct, self.tampered, self.connected,
-                self.seq_highest, self.seq_window)
+                self.seq_highest, self.seq_window, self.event_seq_highest, self.event_seq_window)
 
-    def judge(self, seq: int) -> Verdict:
-        """Judge a sequence number and remember it if it is new."""
-        current = None if self.seq_highest is None else SeqState(self.seq_highest, self.seq_window)
-        verdict, after = judge(current, seq)
+    def judge(self, seq: int, event: bool = False) -> Verdict:
+        """Judge a sequence number and remember it if it is new.
+
+        Events are judged against the device's events only: on ingest's alarm lane an alarm
+        overtakes the telemetry published before it, which must not then look like a replay.
+        A redelivered message comes back on its own lane, so each window still recognises it.
+        """
+        highest, window = (self.event_seq_highest, self.event_seq_window) if event else (self.seq_highest, self.seq_window)
+        verdict, after = judge(None if highest is None else SeqState(highest, window), seq)
         if after is not None and verdict in (Verdict.NEW, Verdict.RESET):
-            self.seq_highest, self.seq_window = after.highest, after.window
+            if event:
+                self.event_seq_highest, self.event_seq_window = after.highest, after.window
+            else:
+                self.seq_highest, self.seq_window = after.highest, after.window
         return verdict
 
     def fold(self, reading: Reading) -> None:
@@ -231,7 +247,7 @@ class DeviceBatch:
             if current is None:
                 return Verdict.NEW
             state = self.pending[device_id] = current.copy()
-        verdict = state.judge(reading.seq)
+        verdict = state.judge(reading.seq, reading.msg_class is MessageClass.EVENT)
         if verdict in (Verdict.NEW, Verdict.RESET):
             state.fold(reading)
         return verdict
@@ -244,7 +260,8 @@ class DeviceBatch:
 
 
 _STATE_UPDATE = ("UPDATE devices SET last_seen_ms = {p}, last_type = {p}, battery_pct = {p}, tampered = {p}, "
-                 "connected = {p}, seq_highest = {p}, seq_window = {p} WHERE device_id = {p}")
+                 "connected = {p}, seq_highest = {p}, seq_window = {p}, event_seq_highest = {p}, event_seq_window = {p} "
+                 "WHERE device_id = {p}")
 
 
 def write_states(conn: Connection, states: Sequence[tuple[str, DeviceState]]) -> None:
@@ -340,6 +357,7 @@ class DeviceRegistry:
                                     label=rec.label, lifecycle=Lifecycle.ACTIVE, retired_ms=None)
                     state = self._states.setdefault(rec.device_id, DeviceState())
                     state.seq_highest, state.seq_window = None, 0  # perhaps new hardware under the old id
+                    state.event_seq_highest, state.event_seq_window = None, 0
                     self._dirty.add(rec.device_id)
                 elif existing.label != rec.label:
                     outcome = RegisterOutcome.UPDATED

@@ -18,6 +18,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
 
 from sqlalchemy.exc import OperationalError
 
@@ -37,6 +39,33 @@ class ConsumerStopped(Exception):
     """The consumer is stopping with a batch in hand: leave it unacknowledged for the broker to redeliver."""
 
 
+def alarm_lane_filters(topic_filters: list[str]) -> list[str]:
+    """The filters of the alarm lane: the ``event`` topics under each ``…/#`` filter. Pure.
+
+    Topics are ``safety/v1/{street}/{kind}/{device_id}/{class}``; ``safety/#`` gives
+    ``safety/+/+/+/+/event``, ``safety/v1/+/smoke_detector/#`` gives
+    ``safety/v1/+/smoke_detector/+/event``. A filter without ``#`` (or one already deeper than
+    the device level) has no lane of its own: its messages stay in the one lane.
+    """
+    out: list[str] = []
+    for topic_filter in topic_filters:
+        levels = topic_filter.split("/")
+        if levels[-1] != "#" or len(levels) - 1 > 5:
+            continue
+        lane = "/".join([*levels[:-1], *["+"] * (5 - (len(levels) - 1)), "event"])
+        if lane not in out:
+            out.append(lane)
+    return out
+
+
+@dataclass
+class Lane:
+    name: str
+    receiver: ReceiverProcess
+    subscribed: bool = False
+    restarts: int = field(default=0)
+
+
 class MqttConsumer:
     def __init__(
         self,
@@ -53,28 +82,41 @@ class MqttConsumer:
         batch_wait_s: float = 0.02,
         queue_size: int = 50_000,
         state_flush_s: float = 10.0,
+        alarm_lane: bool = True,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._pipeline = pipeline
+
         # A shared subscription per family: a replacement worker can join the group before the
         # old one leaves, and the broker keeps the family's messages for the group meanwhile.
-        filters = [f"$share/{share_group}/{f}" if share_group else f for f in topic_filters]
-        self._receiver = ReceiverProcess(ReceiverConfig(
-            host, port, filters, client_id, username, password, batch_size=batch_size, batch_wait_s=batch_wait_s,
-            max_batches_in_flight=max(1, queue_size // batch_size), log_level=logging.getLogger().getEffectiveLevel(),
-        ))
+        def shared(filters: list[str]) -> list[str]:
+            return [f"$share/{share_group}/{f}" if share_group else f for f in filters]
+
+        def receiver(filters: list[str], lane_client_id: str, leave: tuple[str, ...] = ()) -> ReceiverProcess:
+            return ReceiverProcess(ReceiverConfig(
+                host, port, shared(filters), lane_client_id, username, password, batch_size=batch_size,
+                batch_wait_s=batch_wait_s, max_batches_in_flight=max(1, queue_size // batch_size),
+                log_level=logging.getLogger().getEffectiveLevel(), leave_to_other_lane=tuple(leave),
+            ))
+
+        # The alarm lane: events (alarms, presses, faults, dispatch answers) come on a session and
+        # a TCP connection of their own, so a backlog of telemetry never stands in front of an
+        # alarm, and the worker serves this lane first. The main lane leaves events to it.
+        events = alarm_lane_filters(topic_filters) if alarm_lane else []
+        self._lanes = [Lane("alarms", receiver(events, f"{client_id}-alarms"))] if events else []
+        self._lanes.append(Lane("main", receiver(topic_filters, client_id, tuple(events))))
         self._state_flush_s = state_flush_s
         self._clock_ms = clock_ms
         self._stop = threading.Event()
         self.subscribed = threading.Event()
-        self.receiver_restarts = 0
         self._worker = threading.Thread(target=self._run_worker, name="ingest-worker", daemon=True)
         self._flusher = threading.Thread(target=self._run_state_flusher, name="ingest-state-flusher", daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
-        self._receiver.start()
+        for lane in self._lanes:
+            lane.receiver.start()
         self._worker.start()
         self._flusher.start()
 
@@ -84,27 +126,33 @@ class MqttConsumer:
         self._worker.join(timeout_s)
         self._flusher.join(timeout_s)
         self._flush_states()
-        self._receiver.stop(timeout_s)
+        for lane in self._lanes:
+            lane.receiver.stop(timeout_s)
 
     @property
     def backlog(self) -> int:
-        """Messages received and not yet made safe (waiting in the receiver, or in the worker's hands)."""
-        return self._receiver.pending
+        """Messages received and not yet made safe (waiting in the receivers, or in the worker's hands)."""
+        return sum(lane.receiver.pending for lane in self._lanes)
+
+    @property
+    def receiver_restarts(self) -> int:
+        return sum(lane.restarts for lane in self._lanes)
 
     @property
     def receiver_pid(self) -> int | None:
-        return self._receiver.pid
+        """The main lane's receiver process."""
+        return self._lanes[-1].receiver.pid
+
+    @property
+    def receiver_pids(self) -> dict[str, int | None]:
+        return {lane.name: lane.receiver.pid for lane in self._lanes}
 
     # -- worker thread --------------------------------------------------------------------
 
     def _run_worker(self) -> None:
         while not self._stop.is_set():
-            try:
-                frame = self._receiver.next_frame(timeout_s=0.2)
-            except (EOFError, OSError):
-                self._restart_receiver()
-                continue
-            if frame is None:
+            lane, frame = self._next_frame()
+            if lane is None or frame is None:
                 continue
             kind, body = frame
             if kind == BATCH:
@@ -115,23 +163,40 @@ class MqttConsumer:
                     self._process_safely(batch)
                 except ConsumerStopped:
                     return
-                self._receiver.acknowledge(batch_no)
-            elif kind == SUBSCRIBED:
-                self.subscribed.set()
-            elif kind == DISCONNECTED:
-                self.subscribed.clear()
+                lane.receiver.acknowledge(batch_no)
+            elif kind in (SUBSCRIBED, DISCONNECTED):
+                lane.subscribed = kind == SUBSCRIBED
+                if all(lane.subscribed for lane in self._lanes):
+                    self.subscribed.set()
+                else:
+                    self.subscribed.clear()
 
-    def _restart_receiver(self) -> None:
-        """The receiver process died (it should not): whatever it held unacknowledged, the broker redelivers."""
+    def _next_frame(self) -> tuple[Lane | None, tuple[bytes, object] | None]:
+        """The next frame, the alarm lane's first: after every batch it is asked before the main lane."""
+        for lane in self._lanes:
+            try:
+                frame = lane.receiver.next_frame(timeout_s=0)
+            except (EOFError, OSError):
+                self._restart_receiver(lane)
+                return None, None
+            if frame is not None:
+                return lane, frame
+        wait([c for lane in self._lanes if (c := lane.receiver.connection) is not None], timeout=0.2)
+        return None, None
+
+    def _restart_receiver(self, lane: Lane) -> None:
+        """A receiver process died (it should not): whatever it held unacknowledged, the broker redelivers."""
+        lane.subscribed = False
         self.subscribed.clear()
         if self._stop.is_set():
             return
-        log.error("the MQTT receiver process (pid %s) died; starting a new one", self._receiver.pid)
-        self._receiver.stop(timeout_s=1.0)
+        log.error("the MQTT receiver process of the %s lane (pid %s) died; starting a new one",
+                  lane.name, lane.receiver.pid)
+        lane.receiver.stop(timeout_s=1.0)
         if self._stop.wait(1.0):
             return
-        self.receiver_restarts += 1
-        self._receiver.start()
+        lane.restarts += 1
+        lane.receiver.start()
 
     def _run_state_flusher(self) -> None:
         """Write device health and sequence state now and then, off the worker's path (a street is 50,000 rows)."""

@@ -186,4 +186,5 @@ class IngestPipeline:
     def dead_letter(self, letter: DeadLetter) -> None:
         """Keep one message that could not be processed at all (the consumer's last resort)."""
         self._dead_letters.add_batch([letter])
+        self.counters.received += 1
         self.counters.rejected[letter.reason] += 1

@@ -17,6 +17,7 @@ The pipe protocol, one ``send_bytes`` message each::
 
     receiver → ingest   b"B" + msgpack [batch_no, pending, [[topic, payload, wall_ms, qos, mid], ...]]
                         b"S"  subscribed        b"D" + reason  disconnected
+                        b"P" + msgpack pending  (after acknowledgements: what it still holds)
     ingest → receiver   b"A" + msgpack batch_no  (safe: acknowledge its QoS 1 messages)
                         b"Q"  stop
 
@@ -44,10 +45,11 @@ from typing import Any
 import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.matcher import MQTTMatcher
 
 log = logging.getLogger(__name__)
 
-BATCH, SUBSCRIBED, DISCONNECTED, ACK, QUIT = b"B", b"S", b"D", b"A", b"Q"
+BATCH, SUBSCRIBED, DISCONNECTED, PENDING, ACK, QUIT = b"B", b"S", b"D", b"P", b"A", b"Q"
 
 # How many packets to read after one select() says the socket is readable: paho's loop reads
 # one per select, which costs a system call per message for nothing when a backlog is waiting.
@@ -68,6 +70,8 @@ class ReceiverConfig:
     keepalive_s: int = 30
     log_level: int = logging.INFO
     subscribe_qos: int = 1
+    # Topics another lane takes (the alarm lane's): acknowledged at once and not handed over here.
+    leave_to_other_lane: tuple[str, ...] = ()
 
 
 def wall_ms() -> int:
@@ -88,6 +92,11 @@ class _Receiver:
         self._pending = 0
         self._stopping = False
         self._encoder = msgspec.msgpack.Encoder()
+        self._elsewhere = MQTTMatcher()
+        for topic_filter in cfg.leave_to_other_lane:
+            self._elsewhere[topic_filter] = True
+        # a cheap first test: every filter of the other lane ends in a fixed last level
+        self._elsewhere_suffixes = tuple({"/" + f.rsplit("/", 1)[-1] for f in cfg.leave_to_other_lane})
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
             clean_session=False,  # persistent session: the broker keeps our QoS 1 messages while we are away
@@ -129,11 +138,18 @@ class _Receiver:
             topic = msg.topic
         except UnicodeDecodeError:  # not UTF-8: keep it, the topic parser rejects it with a reason
             topic = msg._topic.decode("utf-8", "replace")  # noqa: SLF001 - the raw bytes are only reachable here
+        if self._elsewhere_suffixes and topic.endswith(self._elsewhere_suffixes) and self._taken_elsewhere(topic):
+            if msg.qos:  # the other lane's own session holds its copy until that lane has made it safe
+                self._client.ack(msg.mid, msg.qos)
+            return
         if not self._batch:
             self._batch_started = time.monotonic()
         self._batch.append((topic, msg.payload, wall_ms(), msg.qos, msg.mid))
         if len(self._batch) >= self._cfg.batch_size:
             self._ship()
+
+    def _taken_elsewhere(self, topic: str) -> bool:
+        return any(True for _ in self._elsewhere.iter_match(topic))
 
     # -- batches and acknowledgements --------------------------------------------------------
 
@@ -154,14 +170,18 @@ class _Receiver:
         """Acknowledge to the broker every batch ingest has made safe (waiting up to ``timeout_s`` for one)."""
         try:
             ready = self._conn.poll(timeout_s)
+            acked = False
             while ready:
                 frame = self._conn.recv_bytes()
                 if frame[:1] == ACK:
                     self._acknowledge(msgspec.msgpack.decode(frame[1:]))
+                    acked = True
                 elif frame[:1] == QUIT:
                     self._stopping = True
                     return
                 ready = self._conn.poll(0)
+            if acked:
+                self._conn.send_bytes(PENDING + self._encoder.encode(self._pending))
         except (EOFError, OSError):  # ingest is gone: stop, acknowledging nothing more
             log.warning("ingest closed the pipe; the receiver stops")
             self._stopping = True
@@ -228,7 +248,8 @@ class _Receiver:
 def main(argv: list[str] | None = None) -> None:
     """The receiver process: ``python -m ingest.receiver FD CONFIG_JSON`` (started by :class:`ReceiverProcess`)."""
     fd, config = (argv or sys.argv[1:])[:2]
-    cfg = ReceiverConfig(**json.loads(config))
+    values = json.loads(config)
+    cfg = ReceiverConfig(**{**values, "leave_to_other_lane": tuple(values["leave_to_other_lane"])})
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s[receiver]: %(message)s")
     try:
         _Receiver(Connection(int(fd)), cfg).run()
@@ -244,11 +265,12 @@ class ReceiverProcess:
         self._decoder = msgspec.msgpack.Decoder(tuple[int, int, list[tuple[str, bytes, int, int, int]]])
         self._conn: Connection | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        self.pending = 0
+        self.pending = 0  # as the receiver last reported it (with each batch, and after each acknowledgement)
 
     def start(self) -> None:
         # A plain child process (not multiprocessing's spawn, which re-runs the parent's main
         # script): it inherits one end of a socket pair and its settings as JSON.
+        self.pending = 0
         ours, theirs = socket.socketpair()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "ingest.receiver", str(theirs.fileno()), json.dumps(asdict(self._cfg))],
@@ -263,6 +285,10 @@ class ReceiverProcess:
         return self._process is not None and self._process.poll() is None
 
     @property
+    def connection(self) -> Connection | None:
+        return self._conn
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
@@ -274,6 +300,9 @@ class ReceiverProcess:
             return None
         frame = self._conn.recv_bytes()
         kind = frame[:1]
+        if kind == PENDING:
+            self.pending = msgspec.msgpack.decode(frame[1:])
+            return kind, None
         if kind == BATCH:
             batch_no, pending, messages = self._decoder.decode(memoryview(frame)[1:])
             self.pending = pending

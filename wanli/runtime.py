@@ -159,7 +159,7 @@ class WanliService:
             svc.pipeline, host, port, s.ingest_topic_filters, share_group=s.ingest_share_group,
             client_id=s.mqtt_client_id, username=s.mqtt_username,
             password=s.mqtt_password, batch_size=s.ingest_batch_size, batch_wait_s=s.ingest_batch_wait_ms / 1000,
-            queue_size=s.ingest_queue_size, clock_ms=self._clock_ms,
+            queue_size=s.ingest_queue_size, alarm_lane=s.ingest_alarm_lane, clock_ms=self._clock_ms,
         )
         self.consumer.start()
         consumer = self.consumer

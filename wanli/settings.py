@@ -34,7 +34,8 @@ DEVELOPMENT_SECRET_KEY = "wanli-development-only-secret-key-not-for-production"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="WANLI_", extra="forbid")
+    # hide_input_in_errors: a bad configuration must not print the passwords given with it
+    model_config = SettingsConfigDict(env_prefix="WANLI_", extra="forbid", hide_input_in_errors=True)
 
     mode: Mode = Mode.DEVELOPMENT
     street: str = Field(default="wanli", pattern=r"^[a-z0-9_-]{1,32}$")
@@ -81,6 +82,8 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(default=2000, ge=1, le=50_000)
     ingest_batch_wait_ms: int = Field(default=20, ge=1, le=5_000)
     ingest_queue_size: int = Field(default=50_000, ge=100)
+    # Events (alarms, presses, faults) on a session of their own, served first (docs/scaling.md).
+    ingest_alarm_lane: bool = True
     max_payload_bytes: int = Field(default=16_384, ge=256)
     # Points waiting on local disk while the telemetry store is away (about 100 bytes each).
     spool_max_points: int = Field(default=20_000_000, ge=1000)

@@ -84,7 +84,7 @@ def test_health_from_readings_is_written_and_read_back(sql_engine):
     seen = DeviceRegistry(sql_engine, HIERARCHY).get(DETECTOR.device_id)
     assert (seen.last_seen_ms, seen.last_type, seen.battery_pct, seen.tampered, seen.connected) == (
         NOW + 2_000, "tamper", 15.0, True, True)
-    assert seen.seq_highest == 8
+    assert (seen.seq_highest, seen.event_seq_highest) == (7, 8)  # events are numbered apart (the alarm lane)
     assert health(seen, NOW + 3_000) == {Health.ONLINE, Health.LOW_BATTERY, Health.TAMPERED}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -13,7 +14,7 @@ import pytest
 from ingest.receiver import BATCH, SUBSCRIBED, ReceiverConfig, ReceiverProcess
 from tests.fixtures.servers import free_port
 from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
-from wanli.runtime import running_in_thread
+from wanli.runtime import WanliService, running_in_thread
 from wanli.settings import Settings
 
 pytestmark = pytest.mark.mosquitto
@@ -110,7 +111,7 @@ def test_a_killed_receiver_is_replaced_and_every_alarm_it_held_still_becomes_one
         sim = register_building(service)
         t = now_ms()
         alarms = [d.alarm(t + i) for i, d in enumerate(sim.smoke_detectors())]
-        first_pid = service.consumer.receiver_pid
+        first_pid = service.consumer.receiver_pids["alarms"]  # alarms come on their own lane
         publish(mosquitto.host, mosquitto.port, alarms[:36])
         os.kill(first_pid, signal.SIGKILL)
         publish(mosquitto.host, mosquitto.port, alarms[36:])
@@ -122,4 +123,36 @@ def test_a_killed_receiver_is_replaced_and_every_alarm_it_held_still_becomes_one
         opened = wait_for(lambda: len(got := device_incidents()) >= len(alarms) and got, timeout_s=30)
         assert sorted(i["device_id"] for i in opened) == sorted(t.split("/")[4] for t, _ in alarms)
         assert service.consumer.receiver_restarts == 1
-        assert service.consumer.receiver_pid != first_pid
+        assert service.consumer.receiver_pids["alarms"] != first_pid
+
+
+def test_an_alarm_overtakes_a_backlog_of_telemetry_and_is_handled_once(tmp_path, mosquitto):
+    settings = Settings(data_dir=tmp_path / "data", mqtt_url=mosquitto.url, mqtt_client_id=f"wanli-{uuid.uuid4().hex[:8]}",
+                        http_port=free_port(), simulate_building=False, ingest_batch_size=200, ingest_queue_size=400)
+    with running_in_thread(settings) as service:
+        sim = register_building(service)  # and both lanes' sessions exist at the broker from now on
+    detectors = sim.smoke_detectors()
+    t = now_ms() - 60_000
+    backlog = [detectors[i % len(detectors)].heartbeat(t + i) for i in range(20_000)]
+    alarm = detectors[5].alarm(t + 30_000)
+    publish(mosquitto.host, mosquitto.port, [*backlog, alarm])  # the alarm is the very last one published
+
+    service = WanliService(settings)
+    readings_before_the_alarm: list[int] = []  # how much telemetry was handled when the alarm's incident committed
+    service.services.alerts.subscribe(
+        lambda _changes: readings_before_the_alarm.append(service.services.pipeline.counters.readings))
+
+    async def run() -> dict:
+        await service.start()
+        try:
+            deadline = time.monotonic() + 120
+            while service.services.pipeline.counters.readings < len(backlog) + 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            return service.snapshot(latency=False)
+        finally:
+            await service.stop()
+
+    s = asyncio.run(run())
+    assert s["readings"] == len(backlog) + 1 and s["duplicates"] == 0 and not s["rejected"]
+    assert len(readings_before_the_alarm) == 1, "one incident, opened once"
+    assert readings_before_the_alarm[0] < len(backlog) // 2, "the alarm waited behind the telemetry"

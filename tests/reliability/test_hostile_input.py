@@ -151,10 +151,6 @@ def test_mutated_payloads_decode_or_are_rejected_with_a_documented_reason(kind, 
     assert reading.message.CLASS is cls and reading.type in KINDS[kind].message_types(cls)
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError, reason=(
-    "BUG devices/messages.py DeviceKind.decode: invalid UTF-8 inside a JSON string (b'{\"type\":\"\\x80larm\"...}') "
-    "escapes as UnicodeDecodeError instead of PayloadError(reason='bad_json'); in the service the whole batch falls "
-    "back to one-by-one processing and the message is dead-lettered as 'internal_error'"))
 @given(kind=st.sampled_from(sorted(KINDS)), data=st.data())
 def test_invalid_utf8_inside_a_string_is_rejected_as_bad_json(kind, data):
     message: type[Message] = data.draw(st.sampled_from([m for k, m in MESSAGE_TYPES if k == kind]))

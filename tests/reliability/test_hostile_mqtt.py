@@ -153,13 +153,6 @@ def test_ten_thousand_hostile_messages_are_each_read_deduplicated_or_dead_letter
                          for i in service.services.alerts.active()), timeout_s=10)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG devices/messages.py DeviceKind.decode lets UnicodeDecodeError out (invalid UTF-8 inside a JSON string): "
-    "ingest/mqtt_consumer.py then reprocesses the whole batch one message at a time and dead-letters the message "
-    "as 'internal_error' instead of 'bad_json'; and ingest/pipeline.py IngestPipeline.dead_letter does not count "
-    "such a message in counters.received, so /api/stats 'received' falls short of what arrived. Repro: publish "
-    "b'{\"v\":1,\"ts\":<now>,\"seq\":1,\"type\":\"\\x80\"}' on safety/v1/wanli/smoke_detector/<registered id>/event, "
-    "then GET /api/dead-letters/counts and /api/stats"))
 def test_hostile_messages_are_dead_lettered_under_documented_reasons_and_all_counted_received(
         service_factory, mosquitto):
     service = service_factory(mqtt_url=mosquitto.url)
