@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from dashboards.account_schemas import (
@@ -128,6 +128,6 @@ def create_token(access: AccessDep, who: Admin, body: TokenCreate) -> TokenIssue
 
 
 @admin_router.delete("/tokens/{token_id}", response_model=TokenPublic)
-def revoke_token(access: AccessDep, _who: Admin, token_id: int) -> TokenPublic:
+def revoke_token(access: AccessDep, _who: Admin, token_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> TokenPublic:
     """Revoke a token: refused from its next request on."""
     return TokenPublic.of(access.store.revoke_token(token_id, access.clock_ms()))

@@ -12,7 +12,7 @@ router = APIRouter(prefix="/api", tags=["dead letters"], dependencies=VIEWER_ONL
 
 
 @router.get("/dead-letters", response_model=list[DeadLetterPublic])
-def list_dead_letters(ctx: Ctx, reason: str = "", device_id: str = "", before_id: int | None = None,
+def list_dead_letters(ctx: Ctx, reason: str = "", device_id: str = "", before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[DeadLetterPublic]:
     """Rejected and quarantined messages, newest first, with their reason and raw payload preview."""
     return [DeadLetterPublic.of(d) for d in ctx.dead_letters.list(reason, device_id, limit, before_id)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import signal
 import time
@@ -106,7 +107,8 @@ def test_what_a_receiver_held_unacknowledged_when_ingest_vanished_goes_to_the_ne
 
 def test_a_killed_receiver_is_replaced_and_every_alarm_it_held_still_becomes_one_incident(tmp_path, mosquitto):
     settings = Settings(data_dir=tmp_path / "data", mqtt_url=mosquitto.url, mqtt_client_id=f"wanli-{uuid.uuid4().hex[:8]}",
-                        http_port=free_port(), simulate_building=False, ingest_batch_size=20, ingest_queue_size=100)
+                        http_port=free_port(), simulate_building=False, ingest_batch_size=20, ingest_queue_size=100,
+                        ingest_alarm_lane=True)
     with running_in_thread(settings) as service:
         sim = register_building(service)
         t = now_ms()
@@ -128,7 +130,8 @@ def test_a_killed_receiver_is_replaced_and_every_alarm_it_held_still_becomes_one
 
 def test_an_alarm_overtakes_a_backlog_of_telemetry_and_is_handled_once(tmp_path, mosquitto):
     settings = Settings(data_dir=tmp_path / "data", mqtt_url=mosquitto.url, mqtt_client_id=f"wanli-{uuid.uuid4().hex[:8]}",
-                        http_port=free_port(), simulate_building=False, ingest_batch_size=200, ingest_queue_size=400)
+                        http_port=free_port(), simulate_building=False, ingest_batch_size=200, ingest_queue_size=400,
+                        ingest_alarm_lane=True)
     with running_in_thread(settings) as service:
         sim = register_building(service)  # and both lanes' sessions exist at the broker from now on
     detectors = sim.smoke_detectors()
@@ -152,7 +155,8 @@ def test_an_alarm_overtakes_a_backlog_of_telemetry_and_is_handled_once(tmp_path,
         finally:
             await service.stop()
 
-    s = asyncio.run(run())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # a loop of its own, whatever the test runner's thread has
+        s = pool.submit(asyncio.run, run()).result(timeout=180)
     assert s["readings"] == len(backlog) + 1 and s["duplicates"] == 0 and not s["rejected"]
     assert len(readings_before_the_alarm) == 1, "one incident, opened once"
     assert readings_before_the_alarm[0] < len(backlog) // 2, "the alarm waited behind the telemetry"
