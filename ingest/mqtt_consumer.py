@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 
 from sqlalchemy.exc import OperationalError
@@ -63,7 +63,7 @@ class Lane:
     name: str
     receiver: ReceiverProcess
     subscribed: bool = False
-    restarts: int = field(default=0)
+    restarts: int = 0
 
 
 class MqttConsumer:

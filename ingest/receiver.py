@@ -37,7 +37,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections import deque
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -87,8 +86,7 @@ class _Receiver:
         self._batch: list[tuple[str, bytes, int, int, int]] = []
         self._batch_started = 0.0
         self._batch_no = 0
-        self._in_flight: dict[int, list[int]] = {}  # batch no → its QoS 1 message ids
-        self._in_flight_messages: deque[tuple[int, int]] = deque()  # (batch no, size), oldest first
+        self._in_flight: dict[int, tuple[list[int], int]] = {}  # batch no → (its QoS 1 message ids, its size)
         self._pending = 0
         self._stopping = False
         self._encoder = msgspec.msgpack.Encoder()
@@ -161,8 +159,7 @@ class _Receiver:
             return
         batch, self._batch = self._batch, []
         self._batch_no += 1
-        self._in_flight[self._batch_no] = [m[4] for m in batch if m[3] > 0]
-        self._in_flight_messages.append((self._batch_no, len(batch)))
+        self._in_flight[self._batch_no] = ([m[4] for m in batch if m[3] > 0], len(batch))
         self._pending += len(batch)
         self._conn.send_bytes(BATCH + self._encoder.encode((self._batch_no, self._pending, batch)))
 
@@ -187,10 +184,10 @@ class _Receiver:
             self._stopping = True
 
     def _acknowledge(self, batch_no: int) -> None:
-        for mid in self._in_flight.pop(batch_no, ()):
+        mids, size = self._in_flight.pop(batch_no, ((), 0))
+        for mid in mids:
             self._client.ack(mid, 1)
-        while self._in_flight_messages and self._in_flight_messages[0][0] not in self._in_flight:
-            self._pending -= self._in_flight_messages.popleft()[1]
+        self._pending -= size
 
     # -- the loop ----------------------------------------------------------------------------
 
