@@ -107,6 +107,16 @@ class Outbox:
             rows = conn.execute(q).mappings().all()
         return [_outbox_row(r) for r in rows]
 
+    def dispatch(self, dispatch_id: str) -> OutboxRow | None:
+        """The notice that dispatched a micro fire station under this id (None: no such dispatch)."""
+        t = notifications_table
+        incident_id = dispatch_id.rsplit("-", 1)[0]  # the id names its incident: the incident's index finds it
+        q = (select(t).where(t.c.incident_id == incident_id, t.c.dispatch_id == dispatch_id,
+                             t.c.channel == CHANNEL_MQTT).order_by(t.c.id).limit(1))
+        with self._engine.connect() as conn:
+            row = conn.execute(q).mappings().first()
+        return _outbox_row(row) if row is not None else None
+
     def mark_sent(self, ids: Sequence[int], now_ms: int) -> None:
         if ids:
             with self._engine.begin() as conn:

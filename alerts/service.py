@@ -12,6 +12,13 @@ engine); a rule that must lose nothing even to a crash (a dispatch being timed) 
 right after each batch that changed it. At start the rules get their snapshots back, and
 dispatches the outbox holds that are newer than the last snapshot are expected again, so
 a 1-minute / 3-minute deadline pending at a crash still fires.
+
+A micro fire station answers a dispatch over MQTT (its device topic) or through the API (its
+app, or an operator relaying its call: ``answer_dispatch``). Both go through the same step:
+the incident moves and ``DispatchResponse`` times the answer, but only when the dispatch went
+to that station. A station answering somebody else's dispatch moves nothing: the API refuses
+it (``Conflict``, 409); over MQTT the incident's trail keeps it as a note saying why, and a
+warning is logged.
 """
 
 from __future__ import annotations
@@ -44,7 +51,8 @@ from alerts.store import IncidentStore
 from devices import fire_station as fs
 from devices.hierarchy import Hierarchy, Location
 from devices.reading import Reading
-from wanli.errors import IllegalTransition
+from devices.topics import MessageClass
+from wanli.errors import Conflict, IllegalTransition, Invalid, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -82,26 +90,51 @@ class AlertBatch:
                 signals.extend(rule.on_reading(reading, svc.ctx, self._now_ms))
         self.apply(signals)
 
-    def _station_step(self, reading: Reading) -> None:
-        """A micro fire station answering a dispatch moves the incident: accepted, left, on scene, finished.
+    def answer(self, reading: Reading, by: str) -> Incident:
+        """A station's answer through the API (``by``: the caller): the incident moves and the rules that
+        time answers hear it, as over MQTT. The dead-man timers do not: the app is not the duty terminal."""
+        incident = self._station_step(reading, by)
+        if incident is None:  # the caller checked the dispatch and found its incident active
+            raise NotFound("incident", reading.message.dispatch_id.rsplit("-", 1)[0])  # type: ignore[attr-defined]
+        svc = self._service
+        signals = [s for rule in svc.rules_for_message(reading.kind, type(reading.message)) if rule.messages is not None
+                   for s in rule.on_reading(reading, svc.ctx, self._now_ms)]
+        self.apply(signals)
+        return self.pending.get(incident.key, incident)
 
-        A step that does not fit the incident's state (an operator was quicker) is kept as a note.
+    def _station_step(self, reading: Reading, by: str = "") -> Incident | None:
+        """A micro fire station answering its dispatch moves the incident: accepted, left, on scene, finished.
+
+        A step that does not fit the incident's state (an operator was quicker) is kept as a note. A
+        station answering a dispatch that went to another station (or to none) moves nothing: its
+        step is kept as a note saying so, on the incident its dispatch id names if that is active.
         """
-        msg = reading.message
-        incident_id = msg.dispatch_id.rsplit("-", 1)[0]  # type: ignore[attr-defined]
-        current = next((i for i in (*self.pending.values(), *self._service.active_incidents())
-                        if i.id == incident_id), None)
-        if current is None:
-            return
-        action = _STATION_ACTIONS[type(msg)]
+        msg: fs.DispatchStep = reading.message  # type: ignore[assignment]
+        station = reading.device_id
         label = _STATION_LABELS[type(msg)]
-        actor = f"微型消防站 {reading.device_id}"
+        actor = f"微型消防站 {station}" + (f"（{by}）" if by else "")
+        refusal = self._service.refusal(msg.dispatch_id, station)
+        incident_id = msg.dispatch_id.rsplit("-", 1)[0] if refusal else self._service.dispatched(msg.dispatch_id)[1]  # type: ignore[index]
+        current = next((i for i in (*self.pending.values(), *self._service.active_incidents()) if i.id == incident_id),
+                       None)
+        if refusal:
+            log.warning("station step refused device=%s dispatch=%s step=%s: %s", station, msg.dispatch_id, msg.type,
+                        refusal)
+            if current is not None:
+                _, entry = transition(current, Action.NOTE, actor, f"{label}（未采纳：{refusal}）", self._now_ms)
+                self.audit.append(entry)
+                self.pending[current.key] = current
+            return None
+        if current is None:
+            return None
+        action = _STATION_ACTIONS[type(msg)]
         try:
             updated, entry = transition(current, action, actor, label, self._now_ms)
         except IllegalTransition:
             updated, entry = transition(current, Action.NOTE, actor, f"{label}（状态为 {current.state.value}）", self._now_ms)
         self.pending[updated.key] = updated
         self.audit.append(entry)
+        return updated
 
     def apply(self, signals: Sequence[Signal]) -> None:
         svc = self._service
@@ -149,6 +182,7 @@ _STATION_ACTIONS: dict[type, Action] = {
     fs.DispatchAck: Action.ACKNOWLEDGE, fs.DispatchDepart: Action.DISPATCH,
     fs.DispatchOnScene: Action.ARRIVE, fs.DispatchFinished: Action.RESOLVE,
 }
+_STATION_STEPS: dict[Action, type[fs.DispatchStep]] = {action: step for step, action in _STATION_ACTIONS.items()}
 _STATION_LABELS: dict[type, str] = {
     fs.DispatchAck: "确认出动", fs.DispatchDepart: "出发", fs.DispatchOnScene: "到达现场", fs.DispatchFinished: "处置完毕",
 }
@@ -156,6 +190,7 @@ _STATION_LABELS: dict[type, str] = {
 
 class AlertService:
     CHECKPOINT_EVERY_MS = 10_000  # rule state lost to a crash: at most this much (dispatches: nothing)
+    REMEMBER_DISPATCHES = 5_000  # who was dispatched, kept in memory; older ones are asked of the outbox
     RECOVER_DISPATCHES_MS = 10 * 60_000  # with no checkpoint at all, dispatches this recent are timed again
 
     def __init__(self, store: IncidentStore, locate: Locator, ctx: RuleContext, hierarchy: Hierarchy,
@@ -179,6 +214,7 @@ class AlertService:
         self._listeners: list[Listener] = []
         self._active: dict[str, Incident] = {i.key: i for i in store.active()}
         self._next_checkpoint_ms = 0
+        self._dispatched: dict[str, tuple[str, str]] = {}  # dispatch id → (station, incident id), oldest first
         self._restore_rules(clock_ms())
 
     def _restore_rules(self, now_ms: int) -> None:
@@ -196,6 +232,7 @@ class AlertService:
             since = saved[0] if saved else now_ms - self.RECOVER_DISPATCHES_MS
             for row in self.outbox.dispatches_since(since):
                 expect(row.dispatch_id, row.place_id, row.incident_id, row.created_ms)
+                self._remember_dispatch(row.dispatch_id, row.place_id, row.incident_id)
         if states:
             log.info("alert rules restored from their checkpoints: %s", ", ".join(sorted(states)))
 
@@ -277,10 +314,77 @@ class AlertService:
         """Tell the rules that time responses (a micro fire station's 1 and 3 minutes) that a dispatch went out."""
         for n in notices:
             if n.dispatch_id:
+                self._remember_dispatch(n.dispatch_id, n.place_id, n.incident_id)
                 for rule in self.rules:
                     expect = getattr(rule, "expect_dispatch", None)
                     if expect is not None:
                         expect(n.dispatch_id, n.place_id, n.incident_id, now_ms)
+
+    def _remember_dispatch(self, dispatch_id: str, station_id: str, incident_id: str) -> None:
+        self._dispatched[dispatch_id] = (station_id, incident_id)
+        if len(self._dispatched) > self.REMEMBER_DISPATCHES:
+            del self._dispatched[next(iter(self._dispatched))]
+
+    def dispatched(self, dispatch_id: str) -> tuple[str, str] | None:
+        """The station a dispatch went to and the incident it was for; None: this engine sent no such dispatch."""
+        found = self._dispatched.get(dispatch_id)
+        if found is None and self.outbox is not None:
+            row = self.outbox.dispatch(dispatch_id)
+            found = (row.place_id, row.incident_id) if row is not None else None
+        return found
+
+    def refusal(self, dispatch_id: str, station_id: str) -> str | None:
+        """Why this station may not answer this dispatch (None: it may, the dispatch went to it)."""
+        found = self.dispatched(dispatch_id)
+        if found is None:
+            return f"派单 {dispatch_id} 不存在（no such dispatch）"
+        if found[0] != station_id:
+            return f"派单 {dispatch_id} 派给的是 {found[0]}，不是 {station_id}（dispatched to another station）"
+        return None
+
+    def answer_dispatch(self, incident_id: str, station_id: str, dispatch_id: str, action: Action, by: str,
+                        now_ms: int) -> Incident:
+        """A micro fire station's answer through the API (its app, or an operator relaying its call).
+
+        The same step as its MQTT message (``dispatch_ack`` for acknowledge, ``dispatch_depart`` for
+        dispatch, ``dispatch_on_scene`` for arrive, ``dispatch_finished`` for resolve): the incident
+        moves, or keeps a note when an operator was quicker, and the 1-minute / 3-minute measures
+        count it. Without ``dispatch_id``, the station's latest dispatch to this incident. Raises
+        Invalid (another action), NotFound (no such active incident) or Conflict (not its dispatch).
+        """
+        if not station_id:
+            raise Invalid(f"答复派单 {dispatch_id} 须注明微型消防站（dispatch_id needs station_id）")
+        step = _STATION_STEPS.get(action)
+        if step is None:
+            raise Invalid(f"微型消防站只能确认、出发、到场、处置完毕（a station cannot {action.value}）")
+        with self.batch(now_ms) as alerts:
+            incident = next((i for i in self._active.values() if i.id == incident_id), None)
+            if incident is None:
+                self.store.get(incident_id)  # NotFound when there is no such incident at all
+                raise Conflict(f"事件 {incident_id} 已结束（incident {incident_id} is no longer active）")
+            if not dispatch_id:
+                dispatch_id = next((d for d, (s, i) in reversed(self._dispatched.items())
+                                    if s == station_id and i == incident_id), "")
+                if not dispatch_id and self.outbox is not None:
+                    rows = [r for r in self.outbox.for_incident(incident_id) if r.dispatch_id and r.place_id == station_id]
+                    dispatch_id = rows[-1].dispatch_id if rows else ""
+                if not dispatch_id:
+                    raise Conflict(f"微型消防站 {station_id} 未被派往事件 {incident_id}"
+                                   f"（station {station_id} was not dispatched to incident {incident_id}）")
+            refusal = self.refusal(dispatch_id, station_id)
+            if refusal is None and self.dispatched(dispatch_id)[1] != incident_id:  # type: ignore[index]
+                refusal = f"派单 {dispatch_id} 不属于事件 {incident_id}（the dispatch is for another incident）"
+            if refusal is not None:
+                log.warning("station answer refused device=%s dispatch=%s incident=%s: %s", station_id, dispatch_id,
+                            incident_id, refusal)
+                raise Conflict(refusal)
+            message = step(v=1, ts=now_ms, seq=0, dispatch_id=dispatch_id)
+            reading = Reading(incident.location.street_id, fs.KIND.name, station_id, MessageClass.EVENT, message, now_ms)
+            updated = alerts.answer(reading, by)
+            with self.store.transaction() as conn:
+                alerts.write(conn)
+            alerts.committed = True
+        return updated
 
     def handle_batch(self, readings: Sequence[Reading], now_ms: int) -> list[IncidentChange]:
         """Evaluate and store readings in a transaction of their own (for callers outside ingest)."""

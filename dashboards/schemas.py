@@ -105,6 +105,12 @@ class IncidentActionRequest(BaseModel):
                        description="ignored for a person signed in (their account is recorded); "
                                    "a machine token acting for a person may name them here")
     note: str = Field(default="", max_length=2000)
+    station_id: str = Field(default="", max_length=64,
+                            description="a micro fire station answering its dispatch (its app, or an operator "
+                                        "relaying its call): acknowledge, dispatch (left), arrive, resolve (finished)")
+    dispatch_id: str = Field(default="", max_length=64,
+                             description="with station_id: the dispatch answered (default: the station's latest "
+                                         "dispatch to this incident)")
 
 
 class DevicePublic(BaseModel):

@@ -47,5 +47,8 @@ def act_on_incident(ctx: Ctx, incident_id: str, body: IncidentActionRequest,
     if not who.may(Role.OPERATOR) and body.action not in RESPONDER_ACTIONS:
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             f"权限不足：处置人员只能确认、到场和备注（a responder may not {body.action.value}）")
+    if body.station_id or body.dispatch_id:  # a micro fire station's answer: only to its own dispatch (409 otherwise)
+        return IncidentPublic.of(ctx.alerts.answer_dispatch(incident_id, body.station_id, body.dispatch_id, body.action,
+                                                            actor_of(who, body.actor), ctx.clock_ms()))
     return IncidentPublic.of(ctx.alerts.act(incident_id, body.action, actor_of(who, body.actor), body.note,
                                             ctx.clock_ms()))

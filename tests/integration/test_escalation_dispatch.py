@@ -153,3 +153,42 @@ def test_a_micro_fire_station_answers_over_mqtt_and_the_incident_follows(service
     assert row["dispatch_id"] == dispatch_id and row["ack_s"] is not None and row["ack_s"] < 60
     # A person still verifies before closure (核查 → 结案).
     assert httpx.post(f"{api}/incidents/{incident['id']}/actions", json={"action": "verify", "actor": "值班长"}, headers=auth_headers(service)).status_code == 200
+
+
+def test_a_station_answering_through_the_api_counts_for_the_1_and_3_minute_rule(tmp_path, mosquitto):
+    """A station's app (a responder token) acknowledges and reports arrival through the API: the incident
+    moves, the KPI's station figures count the answers as if they came over MQTT, and no breach is raised."""
+    clock = FakeClock()
+    settings = Settings(data_dir=tmp_path / "data", mqtt_url=mosquitto.url, mqtt_client_id=f"w-{uuid.uuid4().hex[:6]}",
+                        http_port=free_port(), simulate_building=False, alert_tick_s=0.1)
+    with running_in_thread(settings, clock) as service:
+        detector = register_building(service).smoke_detectors()[0]
+        api = f"{service.http_url}/api"
+        publish(mosquitto.host, mosquitto.port, [detector.alarm(now_ms())])
+        (incident,) = wait_for(lambda: httpx.get(f"{api}/incidents", headers=auth_headers(service)).json())
+        wait_for(lambda: httpx.get(f"{api}/kpi", headers=auth_headers(service)).json()["dispatches"] == 1)
+        app = auth_headers(service, "responder")
+        actions = f"{api}/incidents/{incident['id']}/actions"
+
+        clock.advance(20)
+        acked = httpx.post(actions, json={"action": "acknowledge", "station_id": "MFS-XQ", "actor": "队长 张伟"},
+                           headers=app)
+        assert acked.status_code == 200 and acked.json()["state"] == "acknowledged"
+        clock.advance(100)
+        arrived = httpx.post(actions, json={"action": "arrive", "station_id": "MFS-XQ",
+                                            "dispatch_id": f"{incident['id']}-0"}, headers=app)
+        assert arrived.status_code == 200  # acknowledged, never dispatched: the arrival is kept as a note
+
+        kpi = httpx.get(f"{api}/kpi", headers=auth_headers(service)).json()
+        assert (kpi["dispatches"], kpi["acknowledged"], kpi["acknowledged_within_1_min"]) == (1, 1, 1)
+        assert (kpi["arrived"], kpi["arrived_within_3_min"]) == (1, 1)
+        (row,) = kpi["recent_dispatches"]
+        assert row["station"] == "MFS-XQ" and 20 <= row["ack_s"] < 30 and 120 <= row["arrive_s"] < 130
+
+        clock.advance(300)  # past both deadlines: answered in time, so no breach
+        time.sleep(0.5)  # several ticks
+        conditions = [i["condition"] for i in httpx.get(f"{api}/incidents", headers=auth_headers(service)).json()]
+        assert not [c for c in conditions if c.startswith("dispatch_")], conditions
+        trail = httpx.get(f"{api}/incidents/{incident['id']}", headers=auth_headers(service)).json()["audit"]
+        station = [(a["action"], a["note"]) for a in trail if a["actor"].startswith("微型消防站 MFS-XQ")]
+        assert station == [("acknowledge", "确认出动"), ("note", "到达现场（状态为 acknowledged）")]
