@@ -83,6 +83,11 @@ devices_table = Table(
     # telemetry on ingest's alarm lane): their own highest number and window.
     Column("event_seq_highest", BigInteger, nullable=True),
     Column("event_seq_window", BigInteger, nullable=False),
+    # Status messages (online, and the offline last will numbered when the connection opened) are judged on
+    # their own too; online_seq says which connection is the current one (see DeviceState.fold).
+    Column("status_seq_highest", BigInteger, nullable=True),
+    Column("status_seq_window", BigInteger, nullable=False),
+    Column("online_seq", BigInteger, nullable=True),
     Index("ix_devices_building", "building_id"),
     Index("ix_devices_kind", "kind"),
 )
@@ -121,6 +126,9 @@ class DeviceRecord:
     seq_window: int = 0
     event_seq_highest: int | None = None  # the same for the device's events (judged apart: see DeviceState)
     event_seq_window: int = 0
+    status_seq_highest: int | None = None  # and for its status messages (online, its last will)
+    status_seq_window: int = 0
+    online_seq: int | None = None  # the sequence number of the `online` that opened its current connection
 
     @property
     def placement(self) -> tuple[str, str, str, int | None, str]:
@@ -175,44 +183,77 @@ class DeviceState:
     """
 
     __slots__ = ("last_seen_ms", "last_type", "battery_pct", "tampered", "connected", "seq_highest", "seq_window",
-                 "event_seq_highest", "event_seq_window")
+                 "event_seq_highest", "event_seq_window", "status_seq_highest", "status_seq_window", "online_seq")
     FIELDS = __slots__
 
     def __init__(self, last_seen_ms: int | None = None, last_type: str | None = None, battery_pct: float | None = None,
                  tampered: bool = False, connected: bool | None = None, seq_highest: int | None = None,
-                 seq_window: int = 0, event_seq_highest: int | None = None, event_seq_window: int = 0) -> None:
+                 seq_window: int = 0, event_seq_highest: int | None = None, event_seq_window: int = 0,
+                 status_seq_highest: int | None = None, status_seq_window: int = 0,
+                 online_seq: int | None = None) -> None:
         self.last_seen_ms, self.last_type, self.battery_pct = last_seen_ms, last_type, battery_pct
         self.tampered, self.connected = tampered, connected
         self.seq_highest, self.seq_window = seq_highest, seq_window
         self.event_seq_highest, self.event_seq_window = event_seq_highest, event_seq_window
+        self.status_seq_highest, self.status_seq_window = status_seq_highest, status_seq_window
+        self.online_seq = online_seq
 
     def copy(self) -> DeviceState:
         return DeviceState(*self.values())
 
     def values(self) -> tuple[object, ...]:
         return (self.last_seen_ms, self.last_type, self.battery_pct, self.tampered, self.connected,
-                self.seq_highest, self.seq_window, self.event_seq_highest, self.event_seq_window)
+                self.seq_highest, self.seq_window, self.event_seq_highest, self.event_seq_window,
+                self.status_seq_highest, self.status_seq_window, self.online_seq)
 
-    def judge(self, seq: int, event: bool = False) -> Verdict:
+    def judge(self, seq: int, msg_class: MessageClass = MessageClass.TELEMETRY) -> Verdict:
         """Judge a sequence number and remember it if it is new.
 
-        Events are judged against the device's events only: on ingest's alarm lane an alarm
-        overtakes the telemetry published before it, which must not then look like a replay.
+        A device's events, its status messages and the rest are each judged against their own
+        window. Events: on ingest's alarm lane an alarm overtakes the telemetry published before
+        it, which must not then look like a replay. Status: the ``offline`` last will carries
+        the number reserved when its connection opened, and arrives when the connection dies,
+        perhaps days and thousands of heartbeats later; among status messages it is still recent.
         A redelivered message comes back on its own lane, so each window still recognises it.
         """
-        highest, window = (self.event_seq_highest, self.event_seq_window) if event else (self.seq_highest, self.seq_window)
+        if msg_class is MessageClass.EVENT:
+            highest, window = self.event_seq_highest, self.event_seq_window
+        elif msg_class is MessageClass.STATUS:
+            highest, window = self.status_seq_highest, self.status_seq_window
+        else:
+            highest, window = self.seq_highest, self.seq_window
         verdict, after = judge(None if highest is None else SeqState(highest, window), seq)
         if after is not None and verdict in (Verdict.NEW, Verdict.RESET):
-            if event:
+            if msg_class is MessageClass.EVENT:
                 self.event_seq_highest, self.event_seq_window = after.highest, after.window
+            elif msg_class is MessageClass.STATUS:
+                self.status_seq_highest, self.status_seq_window = after.highest, after.window
             else:
                 self.seq_highest, self.seq_window = after.highest, after.window
         return verdict
 
     def fold(self, reading: Reading) -> None:
-        """Fold one reading into health. An older reading (buffered, replayed) never moves it back."""
+        """Fold one new reading into health.
+
+        An older reading (buffered, replayed) never moves last-seen, battery or tamper back.
+        Connection state follows the connections, not the clock: a device stamps its
+        ``offline`` last will when it connects, then says ``online`` with the next sequence
+        number (docs/mqtt-contract.md), so the will is older than everything the connection
+        sent. The will of the current connection (its number at least the last ``online``'s
+        minus one) takes the device offline whatever it sent since; the will of an older
+        connection (the broker may publish it late, when the new connection takes the session
+        over) changes nothing. An ``online`` opens a new connection when its number is above
+        the last one's, or when it is the newest message seen (a device whose counter restarted).
+        """
         msg = reading.message
-        if self.last_seen_ms is not None and msg.ts < self.last_seen_ms:
+        newest = self.last_seen_ms is None or msg.ts >= self.last_seen_ms
+        if isinstance(msg, Online):
+            if self.online_seq is None or msg.seq > self.online_seq or newest:
+                self.online_seq, self.connected = msg.seq, True
+        elif isinstance(msg, Offline):
+            if self.online_seq is None or msg.seq + 1 >= self.online_seq:
+                self.connected = False
+        if not newest:
             return
         self.last_seen_ms, self.last_type = msg.ts, msg.type
         battery = getattr(msg, "battery_pct", None)
@@ -220,10 +261,8 @@ class DeviceState:
             self.battery_pct = float(battery)
         if isinstance(msg, smoke_detector.Tamper):
             self.tampered = msg.state == "removed"
-        if isinstance(msg, Online | Offline):
-            self.connected = isinstance(msg, Online)
-        else:
-            self.connected = True
+        if not isinstance(msg, Online | Offline):
+            self.connected = True  # it speaks, so it is connected (devices that never announce their connection)
 
 
 # -- the registry ----------------------------------------------------------------------
@@ -247,7 +286,7 @@ class DeviceBatch:
             if current is None:
                 return Verdict.NEW
             state = self.pending[device_id] = current.copy()
-        verdict = state.judge(reading.seq, reading.msg_class is MessageClass.EVENT)
+        verdict = state.judge(reading.seq, reading.msg_class)
         if verdict in (Verdict.NEW, Verdict.RESET):
             state.fold(reading)
         return verdict
@@ -259,9 +298,8 @@ class DeviceBatch:
         self.written.update(ids)
 
 
-_STATE_UPDATE = ("UPDATE devices SET last_seen_ms = {p}, last_type = {p}, battery_pct = {p}, tampered = {p}, "
-                 "connected = {p}, seq_highest = {p}, seq_window = {p}, event_seq_highest = {p}, event_seq_window = {p} "
-                 "WHERE device_id = {p}")
+_STATE_UPDATE = ("UPDATE devices SET " + ", ".join(f"{f} = {{p}}" for f in DeviceState.FIELDS)
+                 + " WHERE device_id = {p}")
 
 
 def write_states(conn: Connection, states: Sequence[tuple[str, DeviceState]]) -> None:
@@ -358,6 +396,7 @@ class DeviceRegistry:
                     state = self._states.setdefault(rec.device_id, DeviceState())
                     state.seq_highest, state.seq_window = None, 0  # perhaps new hardware under the old id
                     state.event_seq_highest, state.event_seq_window = None, 0
+                    state.status_seq_highest, state.status_seq_window, state.online_seq = None, 0, None
                     self._dirty.add(rec.device_id)
                 elif existing.label != rec.label:
                     outcome = RegisterOutcome.UPDATED

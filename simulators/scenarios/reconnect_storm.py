@@ -33,6 +33,8 @@ def play(stage: Stage) -> None:
     before = dict(stage.last_sent)  # what each device sent last before the outage
     stage.mark("outage")
     dropped = sink.drop_all()
+    for d in stage.population.devices.values():
+        d.go_silent(stage.now_ms())  # off the network: nothing goes out until they reconnect (the broker sent the wills)
     stage.say(f"楼栋交换机重启：{dropped} 条连接同时中断，代理发布遗嘱")
     stage.checkpoint("outage")
     stage.wait(60)

@@ -8,20 +8,15 @@ HTTP API. A failure prints every expectation with what the API showed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 
-from simulators.expectations import ExpectIncident, Outcome
+from simulators.expectations import ExpectIncident
 from simulators.scenario import ScenarioResult, run_embedded
 from simulators.scenarios import get, scenarios
 
 pytestmark = pytest.mark.mosquitto
-
-
-class KnownBug(AssertionError):
-    """An expectation a bug elsewhere (named in the xfail reason) keeps from being met."""
 
 
 def play(name: str, mosquitto) -> ScenarioResult:  # type: ignore[no-untyped-def]
@@ -31,13 +26,6 @@ def play(name: str, mosquitto) -> ScenarioResult:  # type: ignore[no-untyped-def
 def assert_met(result: ScenarioResult) -> None:
     assert result.outcomes, "the scenario judged nothing"
     assert result.ok, result.report()
-
-
-def assert_met_but_known_bug(result: ScenarioResult, bug: Callable[[Outcome], bool]) -> None:
-    """Everything the bug does not touch must be met; what it touches raises ``KnownBug`` while unmet."""
-    assert all(o.met for o in result.outcomes if not bug(o)), result.report()
-    if not all(o.met for o in result.outcomes if bug(o)):
-        raise KnownBug(result.report())
 
 
 def test_the_library_has_every_scenario_of_the_issue_each_with_expectations():
@@ -66,14 +54,9 @@ def test_an_unmet_expectation_is_reported_as_unmet(mosquitto):
     assert "found 0" in result.outcomes[0].detail and "is high" in result.outcomes[1].detail
 
 
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=(
-    "devices/registry.py HealthState.fold ignores a reading older than the last one seen, and the contract "
-    "(docs/mqtt-contract.md) has a device stamp its offline last will when it connects: so a device that sent "
-    "anything after connecting (a charging station's snapshot, a lift camera's heartbeat) stays 'online' when its "
-    "connection dies and the broker publishes its will; only devices silent since connecting are shown offline"))
 def test_reconnect_storm(mosquitto):
-    result = play("reconnect_storm", mosquitto)
-    assert_met_but_known_bug(result, lambda o: o.checkpoint == "outage" and "health offline" in o.expectation)
+    """Every connection of two buildings dies (the broker publishes each will) and returns in the same second."""
+    assert_met(play("reconnect_storm", mosquitto))
 
 
 @pytest.mark.slow
