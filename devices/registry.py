@@ -250,9 +250,8 @@ class DeviceState:
         if isinstance(msg, Online):
             if self.online_seq is None or msg.seq > self.online_seq or newest:
                 self.online_seq, self.connected = msg.seq, True
-        elif isinstance(msg, Offline):
-            if self.online_seq is None or msg.seq + 1 >= self.online_seq:
-                self.connected = False
+        elif isinstance(msg, Offline) and (self.online_seq is None or msg.seq + 1 >= self.online_seq):
+            self.connected = False
         if not newest:
             return
         self.last_seen_ms, self.last_type = msg.ts, msg.type

@@ -13,8 +13,14 @@ import pytest
 from devices import charging_station, smoke_detector
 from devices.messages import Message, Offline, Online
 from devices.reading import Reading
-from devices.registry import DeviceBatch, DeviceRecord, DeviceRegistry, DeviceState, Health, health
-from devices.topics import MessageClass
+from devices.registry import (
+    DeviceBatch,
+    DeviceRecord,
+    DeviceRegistry,
+    DeviceState,
+    Health,
+    health,
+)
 from ingest.sequence import Verdict
 from wanli.db import create_schema, make_engine
 
@@ -103,7 +109,7 @@ def test_a_redelivered_will_is_a_duplicate_and_an_old_one_replayed_past_the_wind
     assert device.admit(will) == [Verdict.DUPLICATE]  # the same will again: recognised, not folded
     assert device.state.connected is True
     for h in range(40):  # 40 reconnects later the first will is below the status window
-        will2, online2 = device.connect(NOW + (3 + h) * 60 * MIN)
+        _, online2 = device.connect(NOW + (3 + h) * 60 * MIN)
         device.admit(online2)
     assert device.admit(Offline(v=1, ts=will.ts, seq=will.seq - 1)) == [Verdict.BACKWARDS]
     assert device.state.connected is True
