@@ -1,13 +1,16 @@
 """Rules for lift e-bike cameras (电梯阻车): an e-bike wheeled into a lift is on its way into a home.
 
 Detections are a hazard of the building, not of one camera: every lift of the building adds
-to the same incident, which counts how often it happens and which cameras saw it.
+to the same incident, which counts how often it happens and which cameras saw it. A camera
+that stopped reporting no longer keeps e-bikes out of its lift: it is offline
+(``CameraOffline``, the shared dead-man timer of ``silence.py``).
 """
 
 from __future__ import annotations
 
 from alerts.incidents import Severity, Signal
 from alerts.rules.base import Rule, RuleContext
+from alerts.rules.silence import DeadMan
 from devices import lift_camera as lc
 from devices.reading import Reading
 
@@ -35,4 +38,14 @@ class EbikeInLift(Rule):
                        scope=f"building:{building}" if building else "", members=(dev,))]
 
 
-RULES: tuple[type[Rule], ...] = (EbikeInLift,)
+class CameraOffline(DeadMan):
+    """A lift camera silent for several heartbeats: e-bikes can ride its lift unseen (storms grouped, silence.py)."""
+
+    KIND = KIND
+    HEARTBEAT_MS = (lc.KIND.heartbeat_s or 600) * 1000
+    THRESHOLDS = {KIND: {"offline_after_heartbeats": 3.0, "storm_count": 10.0, "storm_window_s": 300.0}}
+    NOUN = "电梯阻车摄像头"
+    ADVICE = "离线期间电动车进电梯无法发现和阻止，请物业检查摄像头供电与网络"
+
+
+RULES: tuple[type[Rule], ...] = (EbikeInLift, CameraOffline)

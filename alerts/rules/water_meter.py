@@ -3,7 +3,8 @@
 Almost no water over twelve hours (no tea, no toilet flushed) is a quiet sign that somebody
 may have fallen or be ill: a welfare check. The judgement waits until the meter's readings
 cover the whole window, so a meter just installed or a service just started raises nothing
-on half a window.
+on half a window. A meter that stopped reporting cannot tell of a quiet home at all: it is
+offline (``MeterOffline``, the shared dead-man timer of ``silence.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from alerts.incidents import Severity, Signal
 from alerts.rules.base import Rule, RuleContext
+from alerts.rules.silence import DeadMan
 from devices import water_meter as wm
 from devices.reading import Reading
 
@@ -107,4 +109,14 @@ class Leak(Rule):
                        "可能是水龙头未关或水管破裂，请联系住户或物业查看")]
 
 
-RULES: tuple[type[Rule], ...] = (LowWaterUse, Leak)
+class MeterOffline(DeadMan):
+    """A water meter silent for several hourly readings: the welfare check on water use is blind (storms grouped)."""
+
+    KIND = KIND
+    HEARTBEAT_MS = (wm.KIND.heartbeat_s or 3600) * 1000
+    THRESHOLDS = {KIND: {"offline_after_heartbeats": 3.0, "storm_count": 20.0, "storm_window_s": 300.0}}
+    NOUN = "智能水表"
+    ADVICE = "离线期间无法发现独居老人家中长时间不用水，请联系住户并检查水表电池与网络"
+
+
+RULES: tuple[type[Rule], ...] = (LowWaterUse, Leak, MeterOffline)

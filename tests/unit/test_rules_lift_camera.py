@@ -1,9 +1,10 @@
 from alerts.incidents import Severity, open_or_update
 from alerts.rules import default_rules
 from alerts.rules.base import Place
-from alerts.rules.lift_camera import RULES, EbikeInLift
+from alerts.rules.lift_camera import RULES, CameraOffline, EbikeInLift
 from devices import lift_camera as lc
 from devices.hierarchy import Location
+from devices.messages import Offline
 from devices.reading import Reading
 from tests.unit.rule_world import RuleWorld
 
@@ -70,3 +71,55 @@ def test_repeats_in_any_lift_of_the_building_count_on_one_incident():
 def test_an_unregistered_camera_is_its_own_scope():
     (s,) = run(detected(0.9), device="LC-NEW")
     assert (s.scope, s.key) == ("", "LC-NEW:ebike_in_lift")
+
+
+# --- offline ----------------------------------------------------------------------------------------------
+# A camera beats every 10 minutes; silent for 30 it is overdue, held storm_window_s (300 s), then offline.
+
+MIN = 60_000
+HOLD = 5 * MIN
+LIMIT = 30 * MIN
+
+
+def beat(rule, ctx, device, ts):
+    m = lc.Heartbeat(v=1, ts=ts, seq=1)
+    rule.on_reading(Reading("wanli", KIND, device, m.CLASS, m, received_ms=ts), ctx, ts)
+
+
+def test_the_offline_limit_is_three_of_the_kinds_own_heartbeats():
+    assert CameraOffline.HEARTBEAT_MS == lc.KIND.heartbeat_s * 1000 == 10 * MIN
+
+
+def test_a_silent_camera_is_offline_after_three_heartbeats_missed():
+    rule, ctx = CameraOffline(), Ctx(places=CAMERAS)
+    rule.on_tick(ctx, T0)
+    for t in range(10, 50, 10):
+        beat(rule, ctx, "LC-XQ01-A", T0 + t * MIN)
+        beat(rule, ctx, "LC-XQ02-A", T0 + t * MIN)
+    assert rule.on_tick(ctx, T0 + LIMIT) == []  # exactly three heartbeats: not yet
+    assert rule.on_tick(ctx, T0 + LIMIT + 1) == []  # LC-XQ01-B, never heard: overdue, held
+    (s,) = rule.on_tick(ctx, T0 + LIMIT + 1 + HOLD)
+    assert (s.device_id, s.condition, s.category, s.severity) == ("LC-XQ01-B", "offline", "maintenance",
+                                                                  Severity.WARNING)
+    assert "电梯阻车摄像头" in s.detail and "无法发现和阻止" in s.detail
+    assert rule.on_tick(ctx, T0 + 40 * MIN + LIMIT) == []  # the beating ones stay online
+
+
+def test_the_last_will_is_not_a_sign_of_life_but_a_detection_is():
+    rule, ctx = CameraOffline(), Ctx(places=CAMERAS)
+    rule.on_tick(ctx, T0)
+    m = Offline(v=1, ts=T0 + 20 * MIN, seq=1)
+    rule.on_reading(Reading("wanli", KIND, "LC-XQ01-A", m.CLASS, m, received_ms=m.ts), ctx, m.ts)
+    d = detected(0.9, ts=T0 + 20 * MIN)
+    rule.on_reading(Reading("wanli", KIND, "LC-XQ01-B", d.CLASS, d, received_ms=d.ts), ctx, d.ts)
+    rule.on_tick(ctx, T0 + LIMIT + 1)
+    assert sorted(s.device_id for s in rule.on_tick(ctx, T0 + LIMIT + 1 + HOLD)) == ["LC-XQ01-A", "LC-XQ02-A"]
+
+
+def test_many_cameras_silent_at_once_are_one_street_incident():
+    places = [Place(f"LC-{i:03d}-A", KIND, f"b-{i:03d}", 1, "") for i in range(30)]
+    rule, ctx = CameraOffline(), Ctx(places=places)
+    rule.on_tick(ctx, T0)
+    (storm,) = rule.on_tick(ctx, T0 + LIMIT + 1)  # more than storm_count (10) at once
+    assert (storm.key, storm.severity, len(storm.members)) == ("street:wanli:mass_offline", Severity.HIGH, 30)
+    assert [s for t in range(1, 20) for s in rule.on_tick(ctx, T0 + LIMIT + t * MIN)] == []

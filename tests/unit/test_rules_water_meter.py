@@ -3,8 +3,10 @@ from hypothesis import strategies as st
 
 from alerts.incidents import Severity
 from alerts.rules import default_rules
-from alerts.rules.water_meter import RULES, Leak, LowWaterUse
+from alerts.rules.base import Place
+from alerts.rules.water_meter import RULES, Leak, LowWaterUse, MeterOffline
 from devices import water_meter as wm
+from devices.messages import Offline
 from devices.reading import Reading
 from tests.unit.rule_world import RuleWorld
 
@@ -99,3 +101,55 @@ def test_a_leak_is_a_maintenance_warning():
     (s,) = run(Leak(), Ctx(), wm.Leak(v=1, ts=T0, seq=1, flow_l_per_min=2.5, duration_s=5400))
     assert (s.condition, s.category, s.severity) == ("leak", "maintenance", Severity.WARNING)
     assert "90 分钟" in s.detail and "2.5 升/分钟" in s.detail
+
+
+# --- offline ----------------------------------------------------------------------------------------------
+# A meter reads hourly; silent for three hours it is overdue, held storm_window_s (300 s), then offline.
+
+S = 1000
+HOLD = 300 * S
+LIMIT = 3 * H
+
+
+def homes(*ids):
+    return [Place(d, KIND, "xq-01", 3, "0301") for d in ids]
+
+
+def test_the_offline_limit_is_three_of_the_kinds_own_heartbeats():
+    assert MeterOffline.HEARTBEAT_MS == wm.KIND.heartbeat_s * 1000 == H
+
+
+def test_a_silent_meter_is_offline_after_three_hourly_readings_missed():
+    rule, ctx = MeterOffline(), Ctx(places=homes("WM-A", "WM-B"))
+    rule.on_tick(ctx, T0)
+    run(rule, ctx, meter_reading(T0 + H, 2.0), device="WM-A")
+    assert rule.on_tick(ctx, T0 + LIMIT) == []  # exactly three hours: not yet
+    assert rule.on_tick(ctx, T0 + LIMIT + 1) == []  # WM-B overdue: held a storm window
+    (s,) = rule.on_tick(ctx, T0 + LIMIT + 1 + HOLD)
+    assert (s.device_id, s.condition, s.category, s.severity) == ("WM-B", "offline", "maintenance", Severity.WARNING)
+    assert "智能水表" in s.detail and "长时间不用水" in s.detail
+    assert rule.on_tick(ctx, T0 + H + LIMIT + 1) == []  # WM-A, heard an hour later, is held in its turn
+    (a,) = rule.on_tick(ctx, T0 + H + LIMIT + 1 + HOLD)
+    assert a.device_id == "WM-A"
+
+
+def test_a_meter_reading_again_is_not_offline_and_the_last_will_is_no_sign_of_life():
+    rule, ctx = MeterOffline(), Ctx(places=homes("WM-A", "WM-B"))
+    rule.on_tick(ctx, T0)
+    went = []
+    for h in range(1, 6):
+        run(rule, ctx, meter_reading(T0 + h * H, 1.0), device="WM-A")
+        if h == 2:
+            run(rule, ctx, Offline(v=1, ts=T0 + h * H, seq=1), device="WM-B")  # the broker speaking for a lost link
+        went += [s.device_id for t in (0, HOLD) for s in rule.on_tick(ctx, T0 + h * H + t)]
+    assert went == ["WM-B"]  # at three hours' silence (plus the hold), once; WM-A never
+
+
+def test_many_meters_silent_at_once_are_one_street_incident():
+    ids = [f"WM-{i:04d}" for i in range(40)]
+    rule, ctx = MeterOffline(), Ctx(places=homes(*ids))
+    rule.on_tick(ctx, T0)
+    (storm,) = rule.on_tick(ctx, T0 + LIMIT + 1)  # more than storm_count (20) at once
+    assert (storm.key, storm.severity, len(storm.members)) == ("street:wanli:mass_offline", Severity.HIGH, 40)
+    assert "40 个智能水表相继失联" in storm.detail
+    assert [s for t in range(1, 20) for s in rule.on_tick(ctx, T0 + LIMIT + t * 60 * S)] == []
