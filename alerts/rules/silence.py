@@ -6,9 +6,12 @@ Two timers live here, both over the registered population in numpy arrays:
   one-touch alarms, micro fire stations' duty terminals). A device silent for more than
   ``offline_after_heartbeats`` heartbeat intervals is overdue. It is held for
   ``storm_window_s`` before its own ``offline`` signal goes out: if in the meantime more
-  than ``storm_count`` devices of its kind in its street went overdue within the window (a
-  network or power outage), they all go into one ``mass_offline`` incident of the street
-  instead, and so do those that follow while the storm lasts. Five minutes late on hours of
+  than ``storm_count`` devices of its kind in its street went overdue within the window, or
+  are *late* (not yet overdue but already missing heartbeats, ``DeadMan._late``: in an
+  outage devices go overdue one by one over a whole heartbeat interval, each at its own last
+  heartbeat plus the limit), it is a network or power outage: they all go into one
+  ``mass_offline`` incident of the street instead, and so do those that follow while the
+  storm lasts. Five minutes late on hours of
   silence costs nothing; paging a thousand times does. When the devices of a storm report
   again the storm incident says how many are back (at most once a minute), and once all are
   back it drops to a warning and says so: a person still finds out why and closes it.
@@ -192,21 +195,38 @@ class DeadMan(Rule):
         storm_count = self._threshold(ctx, "storm_count", "")
         streets = self._streets_resolved()
         went_silent = ((self._state == _HELD) | (self._state == _IN_STORM)) & (self._overdue_ms > now_ms - window_ms)
-        per_street = np.bincount(streets[went_silent], minlength=len(self._streets))
+        late = self._late(now_ms)
+        per_street = np.bincount(streets[went_silent | late], minlength=len(self._streets))
+        late_per_street = np.bincount(streets[late], minlength=len(self._streets))
         signals: list[Signal] = []
         for street in np.unique(streets[held]).tolist():
             members = held[streets[held] == street]
             last_joined = self._storm_last_ms.get(street)
             ongoing = last_joined is not None and now_ms - last_joined <= window_ms
             if ongoing or per_street[street] > storm_count:
-                signals.append(self._storm(street, members, ongoing, storm_count, window_ms, now_ms))
+                signals.append(self._storm(street, members, int(late_per_street[street]), storm_count, window_ms,
+                                           now_ms))
                 continue
             due = members[self._overdue_ms[members] <= now_ms - window_ms]
             self._state[due] = _OFFLINE
             signals.extend(self._offline(i, ctx, now_ms) for i in due.tolist())
         return signals
 
-    def _storm(self, street: int, members: npt.NDArray[np.intp], ongoing: bool, storm_count: float, window_ms: int,
+    def _late(self, now_ms: int) -> npt.NDArray[np.bool_]:
+        """Devices not yet overdue that have already missed heartbeats: silent for more than their limit less half a
+        heartbeat, and at least one and a half heartbeats (so one lost heartbeat packet alone never counts).
+
+        Why they count towards a storm: in an outage every device stops at once, but each goes overdue only at its own
+        last heartbeat plus its limit, so the overdue ones trickle in over a whole heartbeat interval (four hours for
+        smoke detectors: a thousand detectors are four a minute, never fifty in five minutes). The devices that are
+        late but not yet overdue show the outage at the first overdue one. In normal times a device is late only
+        after missing all but its last heartbeat before the limit, which few are at once.
+        """
+        silent = now_ms - self._last_seen
+        late_after = np.maximum(self._limit_ms - self.HEARTBEAT_MS // 2, self.HEARTBEAT_MS * 3 // 2)
+        return (self._state == _ONLINE) & (silent > late_after)
+
+    def _storm(self, street: int, members: npt.NDArray[np.intp], late: int, storm_count: float, window_ms: int,
                now_ms: int) -> Signal:
         self._state[members] = _IN_STORM
         self._street[members] = street  # a storm member's street is fixed: its return counts for this storm
@@ -216,11 +236,12 @@ class DeadMan(Rule):
         name = self._streets[street]
         back = self._storm_back.get(street, 0)
         still = f"（其中 {back} 个已恢复）" if back else ""
+        coming = f"，另有 {late} 个已错过多次心跳、即将超时" if late else ""
         return Signal(ids[0], self.KIND, "mass_offline", "maintenance", Severity.HIGH,
                       f"大面积{self.NOUN}离线（疑似网络或供电中断）", now_ms,
-                      f"街道 {name}：{size} 个{self.NOUN}相继失联{still}（{duration_zh(window_ms)}内超过 {storm_count:g} 个"
-                      f"即视为成片离线），疑似网络或供电大面积中断，请联系运营商和物业排查；这些{self.NOUN}不再逐个告警，"
-                      "恢复上报后自动解除离线",
+                      f"街道 {name}：{size} 个{self.NOUN}相继失联{still}{coming}（{duration_zh(window_ms)}内超过"
+                      f" {storm_count:g} 个失联或即将超时即视为成片离线），疑似网络或供电大面积中断，请联系运营商和物业排查；"
+                      f"这些{self.NOUN}不再逐个告警，恢复上报后自动解除离线",
                       scope=f"street:{name}", members=tuple(ids))
 
     def _storms_returning(self, now_ms: int) -> list[Signal]:

@@ -404,13 +404,54 @@ def test_fifty_silent_detectors_are_no_storm_each_is_offline_on_its_own():
     assert {s.condition for s in signals} == {"offline"}
 
 
-def test_detectors_going_silent_one_by_one_join_the_storm_once_it_forms_and_while_it_lasts():
-    rule, ctx, places = silent_street(80, street="changzheng", spread_s=400)  # one every 5 s, for 400 s
-    signals = [s for t in range(0, 400 + 2 * 300, 1) for s in tick(rule, ctx, T0 + H + LIMIT + 1 + t * S)]
-    assert {s.condition for s in signals} == {"mass_offline"} and {s.scope for s in signals} == {"street:changzheng"}
-    assert len(signals[0].members) == 51  # the storm forms when the 51st goes silent within five minutes
-    assert sorted(m for s in signals for m in s.members) == [p.device_id for p in places]
-    assert "80 个烟感探测器相继失联" in signals[-1].detail
+def test_an_outage_is_one_storm_from_the_first_overdue_detector_though_the_rest_go_overdue_over_four_hours():
+    # A network outage: 200 detectors stop at once, but their last heartbeats lie spread over the 4-hour interval, so
+    # they go overdue one every 72 s — never 51 within five minutes. The late ones (already missing heartbeats) show it.
+    rule, ctx, places = silent_street(200, street="changzheng", spread_s=4 * 3600)
+    first = T0 + H + LIMIT + 1
+    (s,) = tick(rule, ctx, first)
+    assert (s.condition, s.scope, s.members) == ("mass_offline", "street:changzheng", (places[0].device_id,))
+    assert "1 个烟感探测器相继失联，另有 100 个已错过多次心跳、即将超时" in s.detail
+    signals = [x for t in range(1, 4 * 60 + 10) for x in tick(rule, ctx, first + t * MIN)]
+    assert {x.condition for x in signals} == {"mass_offline"}  # the rest join it; nobody is paged alone
+    assert sorted(m for x in [s, *signals] for m in x.members) == [p.device_id for p in places]
+    assert "200 个烟感探测器相继失联" in signals[-1].detail
+
+
+def test_detectors_going_overdue_together_form_the_storm_when_the_51st_goes_within_five_minutes():
+    rule, ctx = DetectorSilence(), Ctx(places=detectors(80))
+    signals = [s for t in range(0, LIMIT // S + 2 * 300, 5) for s in tick(rule, ctx, T0 + t * S)]  # never heard from
+    assert [(s.condition, len(s.members)) for s in signals] == [("mass_offline", 80)]
+
+
+def test_detectors_that_missed_a_single_heartbeat_are_not_late_and_make_no_storm():
+    # A street where everyone reports every four hours, 100 detectors lost their last heartbeat packet (silent for
+    # 1.5 to 2.5 heartbeats), and one detector is dead: that one is paged on its own.
+    places = detectors(1000)
+    rule, ctx = DetectorSilence(), Ctx(places=places)
+    tick(rule, ctx, T0)
+    dead, lossy = places[0].device_id, {p.device_id for p in places[1:101]}
+    for beat in range(4):
+        for i, p in enumerate(places):
+            at = T0 + beat * 4 * H + i * (4 * H // 1000)
+            if p.device_id != dead and not (beat == 3 and p.device_id in lossy):
+                heard(rule, ctx, p.device_id, at)
+    due = T0 + LIMIT + 1
+    assert tick(rule, ctx, due) == []
+    (s,) = tick(rule, ctx, due + HOLD)
+    assert (s.device_id, s.condition) == (dead, "offline")
+
+
+def test_many_late_detectors_make_the_first_overdue_one_a_storm_at_once():
+    places = detectors(61)
+    rule, ctx = DetectorSilence(), Ctx(places=places)
+    tick(rule, ctx, T0)
+    heard(rule, ctx, places[0].device_id, T0 + H)
+    for p in places[1:]:
+        heard(rule, ctx, p.device_id, T0 + H + 90 * MIN)  # 60 more silent since, 10.5 h later each 1.5 h from its limit
+    (s,) = tick(rule, ctx, T0 + H + LIMIT + 1)
+    assert (s.condition, s.members) == ("mass_offline", (places[0].device_id,))
+    assert "另有 60 个已错过多次心跳" in s.detail
 
 
 def test_detectors_that_come_back_after_a_storm_are_online_again():
@@ -497,12 +538,13 @@ def test_a_tick_over_a_street_of_45000_detectors_is_fast():
     refresh_us, _ = timed_us(now)  # re-reads the population (the thresholds only of new or moved detectors)
     quiet = [timed_us(now + k * S)[0] for k in range(1, 59)]
     timed_us(T0 + LIMIT - 1)  # a refresh, out of the way
-    due_us, out = timed_us(T0 + LIMIT + 1)  # the first detector's deadline passes: one pass over all deadlines
-    assert out == []  # held, not yet reported
-    # nobody reports any more: about three detectors a second go overdue, and after 50 s the storm forms
+    # nobody reports any more: the first deadline passes (one pass over all deadlines) with half the street already
+    # late, so the storm forms at once; then about three detectors a second go overdue and join it
+    due_us, out = timed_us(T0 + LIMIT + 1)
+    assert [s.condition for s in out] == ["mass_offline"]
     outage = [timed_us(T0 + LIMIT + 1 + k * S) for k in range(1, 59)]
     held_us = [us for us, _ in outage]
-    assert [s.condition for _, signals in outage for s in signals][:1] == ["mass_offline"]
+    assert {s.condition for _, signals in outage for s in signals} == {"mass_offline"}
     print(f"\n45,000 detectors: first tick {first_us / 1000:.1f} ms, on_reading {reading_us:.2f} µs,"
           f" quiet tick median {statistics.median(quiet):.2f} µs (max {max(quiet):.1f} µs),"
           f" refresh tick {refresh_us / 1000:.1f} ms, tick with a deadline passing {due_us:.0f} µs,"
