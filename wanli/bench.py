@@ -29,9 +29,9 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import csv
-import multiprocessing
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -335,3 +335,6 @@ def add_commands(sub: Any) -> None:
                         help="offer 3x the full-path rate at QoS 1 this long and watch memory (0: skip)")
     ingest.set_defaults(func=main)
     __import__("wanli.bench_alerts").bench_alerts.add_commands(bench)  # wanli bench alerts (its own module)
+    __import__("wanli.bench_street").bench_street.add_commands(bench)  # wanli bench street
+    __import__("wanli.bench_spool").bench_spool.add_commands(bench)  # wanli bench spool
+    __import__("wanli.bench_workers").bench_workers.add_commands(bench)  # wanli bench workers
