@@ -4,7 +4,9 @@ Each test gets a fresh service (``service_factory`` from tests/fixtures/service.
 fraction of a second) and, through ``building``, the 香泉 1号楼 devices registered. One Chromium
 serves the whole session (Playwright's sync API runs one instance per thread); each test gets its
 own browser context and page, and fails if that page logged an error, threw, or opened a native
-dialog (``alert()``/``confirm()`` would block a wall screen nobody is sitting at).
+dialog (``alert()``/``confirm()`` would block a wall screen nobody is sitting at). The helpers
+below drive the service as devices and other operators would (``send``, ``act``) and read
+what it did (``active_incident_id``, ``audit_actions``, ``api_json``).
 """
 
 from __future__ import annotations
@@ -13,14 +15,36 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Dialog, Locator, Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Dialog,
+    Locator,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
-from simulators.building import BuildingSimulation
 from dashboards.auth import SESSION_COOKIE
-from tests.fixtures.service import ServiceFactory, accounts, now_ms, register_building
+from simulators.building import BuildingSimulation
+from simulators.devices.base import Publication
+from simulators.devices.charging_station import ChargingStationSim
+from simulators.devices.elderly_alarm import ElderlyAlarmSim
+from simulators.devices.smoke_detector import SmokeDetectorSim
+from tests.fixtures.service import (
+    ServiceFactory,
+    accounts,
+    auth_headers,
+    now_ms,
+    publish,
+    register_building,
+    wait_for,
+)
 from wanli.runtime import WanliService
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"  # git-ignored
@@ -108,6 +132,67 @@ class OpsScreen(WatchedPage):
 
     def row(self, incident_id: str) -> Locator:
         return self.page.locator(f"#incidents > tr#inc-{incident_id}")
+
+
+SCREEN_TIMEOUT_MS = 5_000  # an alarm slower than this to reach the wall is a failure in itself
+
+
+def step_button(row: Locator) -> Locator:
+    """A wall row's button for the next step of the closed loop (确认, 派单, 到场 …)."""
+    return row.locator("button.step")
+
+
+# --- the service, as the devices and other operators drive it -------------------------------------------
+
+
+def send(service: WanliService, *messages: Publication) -> None:
+    """Publish as the devices would (QoS 1); returns once the broker has acknowledged."""
+    assert service.broker is not None, "the browser tests run against the embedded broker"
+    publish(service.broker.host, service.broker.port, list(messages))
+
+
+def active_incident_id(service: WanliService, device_id: str) -> str:
+    """The device's own active incident (not a building's it belongs to), once the service has opened it."""
+    def find() -> str | None:
+        found = [i.id for i in service.services.alerts.active() if i.device_id == device_id and not i.scope]
+        assert len(found) <= 1, found
+        return found[0] if found else None
+    return wait_for(find, timeout_s=SCREEN_TIMEOUT_MS / 1000)
+
+
+def first_alarm(service: WanliService, building: BuildingSimulation) -> tuple[SmokeDetectorSim, str]:
+    """The building's first detector (1层 0101室) alarming, and its incident's id once the service has opened it."""
+    detector = building.smoke_detectors()[0]
+    send(service, detector.alarm(now_ms()))
+    return detector, active_incident_id(service, detector.device_id)
+
+
+def elderly_alarm(building: BuildingSimulation) -> ElderlyAlarmSim:
+    return next(p.device for p in building.placed if isinstance(p.device, ElderlyAlarmSim))
+
+
+def charging_station(building: BuildingSimulation) -> ChargingStationSim:
+    return next(p.device for p in building.placed if isinstance(p.device, ChargingStationSim))
+
+
+def api_json(service: WanliService, path: str) -> Any:
+    """What the API answers to a GET (as an admin token)."""
+    with httpx.Client(base_url=service.http_url, timeout=5, headers=auth_headers(service)) as client:
+        return client.get(path).raise_for_status().json()
+
+
+def act(service: WanliService, incident_id: str, *actions: str, actor: str = "测试") -> None:
+    """Act on an incident through the API, as another operator would."""
+    with httpx.Client(base_url=service.http_url, timeout=5, headers=auth_headers(service, "operator")) as client:
+        for action in actions:
+            client.post(f"/api/incidents/{incident_id}/actions",
+                        json={"action": action, "actor": actor}).raise_for_status()
+
+
+def audit_actions(service: WanliService, incident_id: str) -> list[tuple[str, str, str | None, str]]:
+    """The incident's trail as (action, actor, from, to)."""
+    audit = api_json(service, f"/api/incidents/{incident_id}")["audit"]
+    return [(a["action"], a["actor"], a["from_state"], a["to_state"]) for a in audit]
 
 
 W = TypeVar("W", bound=WatchedPage)

@@ -12,24 +12,33 @@ import json
 import re
 from pathlib import Path
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Route, expect
+from playwright.sync_api import Browser, Route, expect
 
 from simulators.building import BuildingSimulation
-from simulators.devices.base import Publication
-from simulators.devices.charging_station import ChargingStationSim
-from simulators.devices.elderly_alarm import ElderlyAlarmSim
-from tests.browser.conftest import PERSON_ACTOR, OpsScreen, ops_screen, signed_in_session
+from tests.browser.conftest import (
+    PERSON_ACTOR,
+    SCREEN_TIMEOUT_MS,
+    OpsScreen,
+    act,
+    active_incident_id,
+    audit_actions,
+    charging_station,
+    elderly_alarm,
+    first_alarm,
+    ops_screen,
+    send,
+    signed_in_session,
+    step_button,
+)
 from tests.fixtures.servers import free_port
-from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
+from tests.fixtures.service import now_ms, register_building
 from wanli.runtime import WanliService, running_in_thread
 from wanli.settings import Settings
 
 pytestmark = pytest.mark.browser
 
-SCREEN_TIMEOUT_MS = 5_000  # an alarm slower than this to reach the wall is a failure in itself
-FIRST_UNIT = "香泉居民区 香泉 1号楼 1层 0101室"  # where smoke_detectors()[0] hangs
+FIRST_UNIT = "香泉居民区 香泉 1号楼 1层 0101室"  # where smoke_detectors()[0] hangs (first_alarm's detector)
 OPERATOR = PERSON_ACTOR  # the trail names the account signed in on the page
 LATE = re.compile(r"\blate\b")
 FRESH = re.compile(r"\bfresh\b")
@@ -58,47 +67,6 @@ CLICK_TWICE_COUNTING_REQUESTS = """button => {
 # Marks a DOM node with a JavaScript property: it survives updates in place, not a rebuild.
 MARK = "node => { node.wanliMark = true; }"
 MARKED = "node => node.wanliMark === true"
-
-
-def send(service: WanliService, *messages: Publication) -> None:
-    """Publish as the devices would (QoS 1); returns once the broker has acknowledged."""
-    assert service.broker is not None, "the browser tests run against the embedded broker"
-    publish(service.broker.host, service.broker.port, list(messages))
-
-
-def active_incident_id(service: WanliService, device_id: str) -> str:
-    """The device's own active incident (not a building's it belongs to), once the service has opened it."""
-    def find() -> str | None:
-        found = [i.id for i in service.services.alerts.active() if i.device_id == device_id and not i.scope]
-        assert len(found) <= 1, found
-        return found[0] if found else None
-    return wait_for(find, timeout_s=SCREEN_TIMEOUT_MS / 1000)
-
-
-def act(service: WanliService, incident_id: str, *actions: str, actor: str = "测试") -> None:
-    """Act on an incident through the API, as another operator would."""
-    with httpx.Client(base_url=service.http_url, timeout=5, headers=auth_headers(service, "operator")) as client:
-        for action in actions:
-            client.post(f"/api/incidents/{incident_id}/actions",
-                        json={"action": action, "actor": actor}).raise_for_status()
-
-
-def audit_actions(service: WanliService, incident_id: str) -> list[tuple[str, str, str | None, str]]:
-    with httpx.Client(base_url=service.http_url, timeout=5, headers=auth_headers(service)) as client:
-        detail = client.get(f"/api/incidents/{incident_id}").raise_for_status().json()
-    return [(a["action"], a["actor"], a["from_state"], a["to_state"]) for a in detail["audit"]]
-
-
-def step_button(row: Locator) -> Locator:
-    return row.locator("button.step")
-
-
-def elderly_alarm(building: BuildingSimulation) -> ElderlyAlarmSim:
-    return next(p.device for p in building.placed if isinstance(p.device, ElderlyAlarmSim))
-
-
-def charging_station(building: BuildingSimulation) -> ChargingStationSim:
-    return next(p.device for p in building.placed if isinstance(p.device, ChargingStationSim))
 
 
 def test_empty_screen_connects_to_the_live_stream(ops: OpsScreen) -> None:
@@ -213,10 +181,8 @@ def test_acknowledge_click_reaches_the_incident_and_its_audit_trail(
     ops: OpsScreen, service: WanliService, building: BuildingSimulation,
 ) -> None:
     ops.open()
-    detector = building.smoke_detectors()[0]
-    send(service, detector.alarm(now_ms()))
+    _, incident_id = first_alarm(service, building)
     expect(ops.rows.locator("td.state")).to_have_text("待响应", timeout=SCREEN_TIMEOUT_MS)
-    incident_id = active_incident_id(service, detector.device_id)
     row = ops.row(incident_id)
     button = step_button(row)
     expect(button).to_have_text("确认")
@@ -248,8 +214,7 @@ def test_a_quick_second_click_sends_one_action(
     ops: OpsScreen, service: WanliService, building: BuildingSimulation,
 ) -> None:
     ops.open()
-    detector = building.smoke_detectors()[0]
-    send(service, detector.alarm(now_ms()))
+    _, incident_id = first_alarm(service, building)
     button = ops.rows.locator("button[data-action=acknowledge]")
     expect(button).to_be_enabled(timeout=SCREEN_TIMEOUT_MS)
 
@@ -258,17 +223,14 @@ def test_a_quick_second_click_sends_one_action(
     assert sent == 1, f"two quick clicks sent {sent} actions"
     expect(ops.rows.locator("td.state")).to_contain_text("已确认")
     expect(ops.page.locator("#notice")).to_be_hidden()
-    assert [a[0] for a in audit_actions(service, active_incident_id(service, detector.device_id))] == [
-        "open", "notify", "acknowledge"]
+    assert [a[0] for a in audit_actions(service, incident_id)] == ["open", "notify", "acknowledge"]
 
 
 def test_the_wall_walks_the_closed_loop_to_closure(
     ops: OpsScreen, service: WanliService, building: BuildingSimulation,
 ) -> None:
     ops.open()
-    detector = building.smoke_detectors()[0]
-    send(service, detector.alarm(now_ms()))
-    incident_id = active_incident_id(service, detector.device_id)
+    _, incident_id = first_alarm(service, building)
     row = ops.row(incident_id)
     button = step_button(row)
     steps = [("确认", "acknowledged", "已确认"), ("派单", "dispatched", "已派单"), ("到场", "on_scene", "已到场"),
@@ -301,9 +263,7 @@ def test_false_alarm_asks_once_more_on_the_button(
 ) -> None:
     ops.page.clock.install()
     ops.open()
-    detector = building.smoke_detectors()[0]
-    send(service, detector.alarm(now_ms()))
-    incident_id = active_incident_id(service, detector.device_id)
+    _, incident_id = first_alarm(service, building)
     row = ops.row(incident_id)
     button = row.locator("button.false-alarm")
     expect(button).to_have_text("误报")
@@ -327,9 +287,7 @@ def test_a_refused_action_shows_a_fading_notice_not_a_dialog(
     ops: OpsScreen, service: WanliService, building: BuildingSimulation,
 ) -> None:
     ops.tolerate(r"status of 409 \(Conflict\)")  # the refusal this test arranges
-    detector = building.smoke_detectors()[0]
-    send(service, detector.alarm(now_ms()))
-    incident_id = active_incident_id(service, detector.device_id)
+    _, incident_id = first_alarm(service, building)
     detail = f"incident {incident_id}: cannot acknowledge when acknowledged"
 
     def refuse(route: Route) -> None:
@@ -356,9 +314,8 @@ def test_a_click_is_not_lost_when_an_update_lands_between_press_and_release(
     ops: OpsScreen, service: WanliService, building: BuildingSimulation,
 ) -> None:
     ops.open()
-    detector = building.smoke_detectors()[0]
-    send(service, detector.alarm(now_ms()))
-    row = ops.row(active_incident_id(service, detector.device_id))
+    detector, incident_id = first_alarm(service, building)
+    row = ops.row(incident_id)
     button = step_button(row)
     expect(button).to_be_enabled()
     box = button.bounding_box()

@@ -5,30 +5,26 @@ from __future__ import annotations
 
 import re
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
 from simulators.building import BuildingSimulation
-from tests.browser.conftest import PERSON_ACTOR, OpsScreen
-from tests.browser.test_ops_screen import (
+from tests.browser.conftest import (
+    PERSON_ACTOR,
     SCREEN_TIMEOUT_MS,
-    active_incident_id,
+    OpsScreen,
+    api_json,
     elderly_alarm,
+    first_alarm,
     send,
     step_button,
 )
-from tests.fixtures.service import auth_headers, now_ms
+from tests.fixtures.service import now_ms
 from wanli.runtime import WanliService
 
 pytestmark = pytest.mark.browser
 
 ACROSS_THE_ROOM_PX = 36  # the KPI figures: readable from the back of the ops centre
-
-
-def kpi(service: WanliService) -> dict:
-    with httpx.Client(base_url=service.http_url, headers=auth_headers(service), timeout=5) as client:
-        return client.get("/api/kpi").raise_for_status().json()  # type: ignore[no-any-return]
 
 
 def test_the_kpi_strip_shows_the_street_at_a_glance_and_follows_the_stream(
@@ -39,7 +35,7 @@ def test_the_kpi_strip_shows_the_street_at_a_glance_and_follows_the_stream(
     page = ops.page
     expect_online = None
     for _ in range(100):  # ingest folds the heartbeats in a batch or two
-        figures = kpi(service)["devices"]
+        figures = api_json(service, "/api/kpi")["devices"]
         if figures["online"] == 30:
             expect_online = figures
             break
@@ -78,9 +74,8 @@ def test_a_row_says_who_was_told_the_tier_and_counts_down_to_the_next_escalation
     ops: OpsScreen, service: WanliService, building: BuildingSimulation,
 ) -> None:
     ops.open()
-    detector = building.smoke_detectors()[0]
-    send(service, detector.alarm(now_ms()))
-    row = ops.row(active_incident_id(service, detector.device_id))
+    _, incident_id = first_alarm(service, building)
+    row = ops.row(incident_id)
     tier = row.locator("td.tier")
     expect(tier.locator(".tier-label")).to_have_text("已报至 居民区", timeout=SCREEN_TIMEOUT_MS)
     expect(tier.locator(".told")).to_have_text(re.compile(r"^已通知 3 方："), timeout=SCREEN_TIMEOUT_MS)
@@ -119,9 +114,7 @@ def test_a_note_from_the_wall_reaches_the_audit_trail(
     ops: OpsScreen, service: WanliService, building: BuildingSimulation,
 ) -> None:
     ops.open()
-    detector = building.smoke_detectors()[0]
-    send(service, detector.alarm(now_ms()))
-    incident_id = active_incident_id(service, detector.device_id)
+    _, incident_id = first_alarm(service, building)
     row = ops.row(incident_id)
     row.locator("button.note").click()
     dialog = ops.page.locator("#note-dialog")
