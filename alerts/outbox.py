@@ -8,7 +8,7 @@ between sending and marking sends one again: receivers see the same incident id 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from sqlalchemy import (
     BigInteger,
@@ -19,23 +19,19 @@ from sqlalchemy import (
     Integer,
     RowMapping,
     String,
-    Table,
     Text,
     select,
     update,
 )
 
 from alerts.escalation import Notice
-from wanli.db import METADATA, BigId
+from alerts.store import incident_rows_table
 
 CHANNEL_MQTT = "mqtt"
 CHANNEL_WEBHOOK = "webhook"
 
-notifications_table = Table(
+notifications_table = incident_rows_table(
     "notifications",
-    METADATA,
-    Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("incident_id", String(32), nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Column("channel", String(16), nullable=False),
     Column("topic", String(300), nullable=False),
@@ -51,7 +47,6 @@ notifications_table = Table(
     Column("sent_ms", BigInteger, nullable=True),
     Column("last_error", String(500), nullable=False),
     Index("ix_notifications_pending", "sent_ms", "id"),
-    Index("ix_notifications_incident", "incident_id"),
 )
 
 
@@ -135,7 +130,8 @@ def _row(n: Notice, channel: str, topic: str, now_ms: int) -> dict[str, object]:
             "last_error": ""}
 
 
+_OUTBOX_FIELDS = tuple(f.name for f in fields(OutboxRow))  # each one a column of the same name
+
+
 def _outbox_row(r: RowMapping) -> OutboxRow:
-    return OutboxRow(r["id"], r["incident_id"], r["channel"], r["topic"], r["payload"], r["attempts"],
-                     r["recipient"], r["role"], r["tier"], r["step"], r["sent_ms"], r["dispatch_id"], r["place_id"],
-                     r["created_ms"])
+    return OutboxRow(**{name: r[name] for name in _OUTBOX_FIELDS})

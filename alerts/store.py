@@ -67,18 +67,26 @@ incidents_table = Table(
     Index("ix_incidents_building", "building_id"),
 )
 
-incident_audit_table = Table(
+
+
+def incident_rows_table(name: str, *columns: Column[Any] | Index) -> Table:
+    """A table of rows that hang off an incident (its audit trail, its notices): a row id of their own,
+    then the incident's id, indexed (``ix_{name}_incident``) to read one incident's rows in order."""
+    return Table(name, METADATA,
+                 Column("id", BigId, primary_key=True, autoincrement=True),
+                 Column("incident_id", String(32), nullable=False),
+                 *columns,
+                 Index(f"ix_{name}_incident", "incident_id"))
+
+
+incident_audit_table = incident_rows_table(
     "incident_audit",
-    METADATA,
-    Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("incident_id", String(32), nullable=False),
     Column("at_ms", BigInteger, nullable=False),
     Column("actor", String(100), nullable=False),
     Column("action", String(32), nullable=False),
     Column("from_state", String(16), nullable=True),
     Column("to_state", String(16), nullable=False),
     Column("note", Text, nullable=False),
-    Index("ix_incident_audit_incident", "incident_id"),
 )
 
 rule_state_table = Table(

@@ -167,6 +167,13 @@ def first_alarm(service: WanliService, building: BuildingSimulation) -> tuple[Sm
     return detector, active_incident_id(service, detector.device_id)
 
 
+def alarm_on_the_wall(ops: OpsScreen, service: WanliService, building: BuildingSimulation) -> tuple[str, Locator]:
+    """The wall opened, then the first detector alarming: its incident's id, and its row on the wall."""
+    ops.open()
+    _, incident_id = first_alarm(service, building)
+    return incident_id, ops.row(incident_id)
+
+
 def elderly_alarm(building: BuildingSimulation) -> ElderlyAlarmSim:
     return next(p.device for p in building.placed if isinstance(p.device, ElderlyAlarmSim))
 

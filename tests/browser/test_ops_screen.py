@@ -22,6 +22,7 @@ from tests.browser.conftest import (
     OpsScreen,
     act,
     active_incident_id,
+    alarm_on_the_wall,
     audit_actions,
     charging_station,
     elderly_alarm,
@@ -229,9 +230,7 @@ def test_a_quick_second_click_sends_one_action(
 def test_the_wall_walks_the_closed_loop_to_closure(
     ops: OpsScreen, service: WanliService, building: BuildingSimulation,
 ) -> None:
-    ops.open()
-    _, incident_id = first_alarm(service, building)
-    row = ops.row(incident_id)
+    incident_id, row = alarm_on_the_wall(ops, service, building)
     button = step_button(row)
     steps = [("确认", "acknowledged", "已确认"), ("派单", "dispatched", "已派单"), ("到场", "on_scene", "已到场"),
              ("处置完毕", "resolved", "已处置")]
@@ -262,9 +261,7 @@ def test_false_alarm_asks_once_more_on_the_button(
     ops: OpsScreen, service: WanliService, building: BuildingSimulation,
 ) -> None:
     ops.page.clock.install()
-    ops.open()
-    _, incident_id = first_alarm(service, building)
-    row = ops.row(incident_id)
+    incident_id, row = alarm_on_the_wall(ops, service, building)
     button = row.locator("button.false-alarm")
     expect(button).to_have_text("误报")
 

@@ -13,9 +13,9 @@ from tests.browser.conftest import (
     PERSON_ACTOR,
     SCREEN_TIMEOUT_MS,
     OpsScreen,
+    alarm_on_the_wall,
     api_json,
     elderly_alarm,
-    first_alarm,
     send,
     step_button,
 )
@@ -73,9 +73,7 @@ def test_the_kpi_strip_shows_the_street_at_a_glance_and_follows_the_stream(
 def test_a_row_says_who_was_told_the_tier_and_counts_down_to_the_next_escalation(
     ops: OpsScreen, service: WanliService, building: BuildingSimulation,
 ) -> None:
-    ops.open()
-    _, incident_id = first_alarm(service, building)
-    row = ops.row(incident_id)
+    _, row = alarm_on_the_wall(ops, service, building)
     tier = row.locator("td.tier")
     expect(tier.locator(".tier-label")).to_have_text("已报至 居民区", timeout=SCREEN_TIMEOUT_MS)
     expect(tier.locator(".told")).to_have_text(re.compile(r"^已通知 3 方："), timeout=SCREEN_TIMEOUT_MS)
@@ -113,9 +111,7 @@ def test_the_countdown_turns_red_in_its_last_seconds_and_says_when_it_is_due(
 def test_a_note_from_the_wall_reaches_the_audit_trail(
     ops: OpsScreen, service: WanliService, building: BuildingSimulation,
 ) -> None:
-    ops.open()
-    _, incident_id = first_alarm(service, building)
-    row = ops.row(incident_id)
+    incident_id, row = alarm_on_the_wall(ops, service, building)
     row.locator("button.note").click()
     dialog = ops.page.locator("#note-dialog")
     expect(dialog).to_be_visible()
