@@ -113,8 +113,9 @@ class AlertBatch:
         station = reading.device_id
         label = _STATION_LABELS[type(msg)]
         actor = f"微型消防站 {station}" + (f"（{by}）" if by else "")
-        refusal = self._service.refusal(msg.dispatch_id, station)
-        incident_id = msg.dispatch_id.rsplit("-", 1)[0] if refusal else self._service.dispatched(msg.dispatch_id)[1]  # type: ignore[index]
+        found = self._service.dispatched(msg.dispatch_id)
+        refusal = refuse_answer(msg.dispatch_id, station, found)
+        incident_id = found[1] if found else msg.dispatch_id.rsplit("-", 1)[0]
         current = next((i for i in (*self.pending.values(), *self._service.active_incidents()) if i.id == incident_id),
                        None)
         if refusal:
@@ -186,6 +187,19 @@ _STATION_STEPS: dict[Action, type[fs.DispatchStep]] = {action: step for step, ac
 _STATION_LABELS: dict[type, str] = {
     fs.DispatchAck: "确认出动", fs.DispatchDepart: "出发", fs.DispatchOnScene: "到达现场", fs.DispatchFinished: "处置完毕",
 }
+
+
+def refuse_answer(dispatch_id: str, station_id: str, dispatched: tuple[str, str] | None,
+                  incident_id: str = "") -> str | None:
+    """Why a station may not answer a dispatch (None: it may). ``dispatched``: where the dispatch went,
+    (station, incident); ``incident_id``: the incident the answer is about, when it says."""
+    if dispatched is None:
+        return f"派单 {dispatch_id} 不存在（no such dispatch）"
+    if dispatched[0] != station_id:
+        return f"派单 {dispatch_id} 派给的是 {dispatched[0]}，不是 {station_id}（dispatched to another station）"
+    if incident_id and dispatched[1] != incident_id:
+        return f"派单 {dispatch_id} 不属于事件 {incident_id}（the dispatch is for another incident）"
+    return None
 
 
 class AlertService:
@@ -333,15 +347,6 @@ class AlertService:
             found = (row.place_id, row.incident_id) if row is not None else None
         return found
 
-    def refusal(self, dispatch_id: str, station_id: str) -> str | None:
-        """Why this station may not answer this dispatch (None: it may, the dispatch went to it)."""
-        found = self.dispatched(dispatch_id)
-        if found is None:
-            return f"派单 {dispatch_id} 不存在（no such dispatch）"
-        if found[0] != station_id:
-            return f"派单 {dispatch_id} 派给的是 {found[0]}，不是 {station_id}（dispatched to another station）"
-        return None
-
     def answer_dispatch(self, incident_id: str, station_id: str, dispatch_id: str, action: Action, by: str,
                         now_ms: int) -> Incident:
         """A micro fire station's answer through the API (its app, or an operator relaying its call).
@@ -371,9 +376,7 @@ class AlertService:
                 if not dispatch_id:
                     raise Conflict(f"微型消防站 {station_id} 未被派往事件 {incident_id}"
                                    f"（station {station_id} was not dispatched to incident {incident_id}）")
-            refusal = self.refusal(dispatch_id, station_id)
-            if refusal is None and self.dispatched(dispatch_id)[1] != incident_id:  # type: ignore[index]
-                refusal = f"派单 {dispatch_id} 不属于事件 {incident_id}（the dispatch is for another incident）"
+            refusal = refuse_answer(dispatch_id, station_id, self.dispatched(dispatch_id), incident_id)
             if refusal is not None:
                 log.warning("station answer refused device=%s dispatch=%s incident=%s: %s", station_id, dispatch_id,
                             incident_id, refusal)
