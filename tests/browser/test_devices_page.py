@@ -18,7 +18,13 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, Request, Route, expect
 
 from devices.registry import Lifecycle
-from tests.browser.conftest import DESK, PERSON_ACTOR, WatchedPage, signed_in_session, watched_page
+from tests.browser.conftest import (
+    DESK,
+    PERSON_ACTOR,
+    WatchedPage,
+    signed_in_session,
+    watched_page,
+)
 from tests.fixtures.service import now_ms, publish, register_building, wait_for
 from wanli.runtime import WanliService
 

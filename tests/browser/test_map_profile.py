@@ -19,17 +19,15 @@ from devices.topics import MessageClass
 from simulators.building import BuildingSimulation
 from tests.browser.conftest import (
     DESK,
+    SCREEN_TIMEOUT_MS,
     WALL,
     WatchedPage,
-    signed_in_session,
-    watched_page,
-)
-from tests.browser.test_ops_screen import (
-    SCREEN_TIMEOUT_MS,
     active_incident_id,
     charging_station,
     elderly_alarm,
     send,
+    signed_in_session,
+    watched_page,
 )
 from tests.fixtures.service import auth_headers, now_ms
 from tests.integration.test_buildings_api import connect_telemetry

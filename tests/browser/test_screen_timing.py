@@ -23,12 +23,13 @@ from devices.street_generator import generate_street
 from simulators.building import BuildingSimulation
 from tests.browser.conftest import (
     DESK,
+    SCREEN_TIMEOUT_MS,
     WALL,
     WatchedPage,
+    send,
     signed_in_session,
     watched_page,
 )
-from tests.browser.test_ops_screen import SCREEN_TIMEOUT_MS, send
 from tests.fixtures.service import ServiceFactory, auth_headers, now_ms
 from wanli.runtime import WanliService
 
