@@ -1,7 +1,7 @@
 """The HTTP application: API routes, the operations screen, health checks.
 
 Domain errors become HTTP status codes here and nowhere else:
-NotFound → 404, Invalid → 422, Conflict / IllegalTransition → 409, StoreUnavailable → 503.
+NotFound → 404, TooLarge → 413, Invalid → 422, Conflict / IllegalTransition → 409, StoreUnavailable → 503.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from dashboards.routes import (
 )
 from dashboards.routes import auth as auth_routes
 from dashboards.routes import exports
-from wanli.errors import Conflict, Invalid, NotFound, StoreUnavailable, WanliError
+from wanli.errors import Conflict, Invalid, NotFound, StoreUnavailable, TooLarge, WanliError
 
-_STATUS: list[tuple[type[WanliError], int]] = [(NotFound, 404), (Invalid, 422), (Conflict, 409), (StoreUnavailable, 503)]
+_STATUS: list[tuple[type[WanliError], int]] = [(NotFound, 404), (TooLarge, 413), (Invalid, 422), (Conflict, 409), (StoreUnavailable, 503)]
 
 
 def create_app(ctx: AppContext) -> FastAPI:

@@ -7,6 +7,7 @@
     │   └── UnregisteredDevice     well-formed, but the device is not in the registry
     ├── NotFound                   an incident, device or place that does not exist
     ├── Invalid                    a request whose values cannot be right (unknown building, bad floor)
+    │   └── TooLarge               a request body past its limit
     ├── Conflict                   the request contradicts the current state
     │   └── IllegalTransition      an incident cannot move from its state by that action
     └── StoreUnavailable           a backing server (InfluxDB, database) did not answer
@@ -60,6 +61,10 @@ class NotFound(WanliError):
 
 
 class Invalid(WanliError):
+    pass
+
+
+class TooLarge(Invalid):
     pass
 
 

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from dashboards.auth import VIEWER_ONLY, Maintainer, actor_of
+from dashboards.auth import VIEWER_ONLY, ErrorPublic, Maintainer, actor_of
 from dashboards.deps import Ctx
 from dashboards.schemas import (
     CredentialsPublic,
@@ -21,7 +21,7 @@ from dashboards.schemas import (
 from devices.catalog import KINDS
 from devices.csv_import import import_csv
 from devices.registry import DeviceRecord, Health, Lifecycle, RegisterOutcome
-from wanli.errors import Invalid
+from wanli.errors import Invalid, TooLarge
 
 MAX_CSV_BYTES = 32 * 1024 * 1024
 
@@ -64,7 +64,8 @@ def register_device(ctx: Ctx, body: DeviceCreate, response: Response, who: Maint
     return _public(ctx, ctx.registry.get(body.device_id))
 
 
-@router.post("/import", response_model=ImportReportPublic, openapi_extra={"requestBody": {
+@router.post("/import", response_model=ImportReportPublic, responses={
+    413: {"model": ErrorPublic, "description": "the file is larger than 32 MiB"}}, openapi_extra={"requestBody": {
     "required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}})
 async def import_devices(ctx: Ctx, request: Request, who: Maintainer,
                          actor: Annotated[str, Query(max_length=100, description="for a machine token: the person it acts for")] = "",
@@ -74,9 +75,7 @@ async def import_devices(ctx: Ctx, request: Request, who: Maintainer,
     ``first_line``: the line number of this body's header in the whole file, for a client that
     uploads a large file in pieces, so that reported line numbers are the file's own.
     """
-    body = await request.body()
-    if len(body) > MAX_CSV_BYTES:
-        raise Invalid(f"the CSV file is larger than {MAX_CSV_BYTES // (1024 * 1024)} MiB; split it")
+    body = await _body_within(request, MAX_CSV_BYTES)
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -84,6 +83,20 @@ async def import_devices(ctx: Ctx, request: Request, who: Maintainer,
     # newline="" lets the csv module see a quoted field's own line breaks; splitlines() would cut it
     report = import_csv(ctx.registry, io.StringIO(text, newline=""), actor=actor_of(who, actor), now_ms=ctx.clock_ms())
     return ImportReportPublic.of(report, line_offset=first_line - 1)
+
+
+async def _body_within(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it passes ``limit``: by its declared length, else while it streams."""
+    too_large = TooLarge(f"the CSV file is larger than {limit // (1024 * 1024)} MiB; split it")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
 
 
 @router.get("/{device_id}", response_model=DevicePublic)
