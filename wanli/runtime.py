@@ -32,7 +32,7 @@ from dashboards.deps import AppContext
 from dashboards.live import LiveFeed
 from devices.broker_access import BrokerAccess
 from devices.catalog import KINDS
-from devices.credentials import BrokerAuthFiles, CredentialStore, ServiceAccount
+from devices.credentials import BrokerAuthFiles, CredentialStore, platform_account
 from devices.hierarchy import Hierarchy, load_hierarchy
 from devices.registry import DeviceRegistry
 from ingest.dead_letters import DeadLetterStore
@@ -119,7 +119,7 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
         registry, CredentialStore(engine), clock_ms,
         files=BrokerAuthFiles(settings.broker_auth_dir) if settings.broker_auth_dir else None,
         pid_file=settings.broker_pid_file,
-        service_accounts={ServiceAccount(settings.mqtt_username or settings.mqtt_client_id, read=("safety/#",)):
+        service_accounts={platform_account(settings.mqtt_username or settings.mqtt_client_id):
                           settings.mqtt_password} if settings.broker_auth_dir else None,
     )
     return Services(settings, engine, hierarchy, registry, telemetry, spool, drainer, dead_letters, incidents, alerts,

@@ -375,3 +375,35 @@ def test_reload_with_the_password_file_missing_shuts_everyone_out(broker: Secure
 
     with broker.login(A.device_id):
         pass
+
+
+def test_a_micro_fire_station_receives_its_dispatches_and_nothing_else(broker: SecuredBroker) -> None:
+    """The platform publishes a dispatch on the station's duty topic (as alerts/escalation.py addresses it) and the
+    station's duty terminal, logged in as itself, receives it; another station's dispatch does not reach it, a
+    smoke detector reads no dispatch, and a station cannot forge one."""
+    from alerts.escalation import dispatch_topic
+
+    station = DeviceTopicOwner("wanli", "fire_station", "MFS-XQ")
+    broker.passwords[station.device_id] = broker.store.issue(station.device_id, NOW_MS + 1)
+    broker.owners.append(station)
+    broker.sync()
+    own = dispatch_topic("wanli", "fire_station", "MFS-XQ", "duty")
+    other = dispatch_topic("wanli", "fire_station", "MFS-YH", "duty")
+
+    with broker.ingest() as platform, broker.login(station.device_id) as duty, broker.login(A.device_id) as detector:
+        assert [code.value for code in duty.subscribe("dispatch/v1/wanli/fire_station/+/duty")] == [1]
+        detector.subscribe("dispatch/#")
+        duty.publish(own, b'{"forged": true}')  # acknowledged, dropped: only the platform sends dispatches
+        platform.publish(other, b'{"dispatch_id": "inc_other-0"}')
+        platform.publish(own, b'{"dispatch_id": "inc_1-0"}')
+        received = duty.wait_for_message(b'{"dispatch_id": "inc_1-0"}')
+        detector.publish(topic(A), payload(1))  # its PUBACK comes after anything queued to it before
+
+        assert [(m.topic, m.payload) for m in received] == [(own, b'{"dispatch_id": "inc_1-0"}')]
+        assert detector.messages == []
+    # The station still publishes its answers on its own device topics.
+    with broker.ingest() as ingest, broker.login(station.device_id) as duty:
+        ingest.subscribe("safety/#")
+        duty.publish(topic(station), payload(2, "dispatch_ack"))
+        [answer] = ingest.wait_for_message(payload(2, "dispatch_ack"))
+    assert answer.topic == "safety/v1/wanli/fire_station/MFS-XQ/event"

@@ -159,12 +159,24 @@ def test_acl_pins_each_device_to_its_street_kind_and_id() -> None:
         "",
         "user wanli-ingest",
         "topic read safety/#",
+        "topic write dispatch/#",
         "",
         "user CS-FP-01",
         "topic write safety/v1/wanli/charging_station/CS-FP-01/+",
         "",
         "user SD-XQ01-0101",
         "topic write safety/v1/wanli/smoke_detector/SD-XQ01-0101/+",
+    ]
+
+
+def test_a_micro_fire_station_may_read_its_own_dispatches_only() -> None:
+    station = DeviceTopicOwner("wanli", "fire_station", "MFS-XQ")
+
+    assert render_acl([station], []).splitlines()[1:] == [
+        "",
+        "user MFS-XQ",
+        "topic read dispatch/v1/wanli/fire_station/MFS-XQ/duty",
+        "topic write safety/v1/wanli/fire_station/MFS-XQ/+",
     ]
 
 
