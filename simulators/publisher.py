@@ -10,7 +10,10 @@ name = device id, as the broker's ACL expects, see devices/credentials.py), for 
 that require them; its ``publish`` takes the device id from the topic.
 
 Both count what they sent and what the broker acknowledged (``sent``, ``acked``), and
-``flush`` waits until everything sent is acknowledged.
+``flush`` waits until everything sent is acknowledged. At QoS 0 nothing is acknowledged
+and nothing takes a place in the window: a message counts as ``acked`` once paho has
+written it to the socket, and one published while the connection is down is gone
+(``lost``; paho keeps only QoS 1 messages for the next connection).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class MqttPublisher:
         self._refused: str = ""
         self.sent = 0
         self.acked = 0
+        self.lost = 0  # QoS 0 messages published while disconnected: paho drops them
         self._client.on_publish = self._on_publish
         self._client.on_connect = self._on_connect
         self._client.reconnect_delay_set(0.2, 5)
@@ -80,9 +84,11 @@ class MqttPublisher:
         self._connected.set()
 
     def _on_publish(self, _c, _u, _mid, _rc, _p) -> None:  # type: ignore[no-untyped-def]
+        # QoS 1: the broker's PUBACK, which frees a place in the window. QoS 0: written to the socket; it never took one.
         with self._lock:
             self.acked += 1
-        self._window.release()
+        if self.qos:
+            self._window.release()
 
     @property
     def connected(self) -> bool:
@@ -92,19 +98,17 @@ class MqttPublisher:
         if self.qos:
             self._window.acquire()
         info = self._client.publish(topic, payload, qos=self.qos)
-        self.sent += 1
-        if info.rc == mqtt.MQTT_ERR_NO_CONN:
-            pass  # paho keeps it and sends it on reconnecting; the window holds its place
-        elif self.qos == 0:
-            with self._lock:
-                self.acked += 1
+        with self._lock:
+            self.sent += 1
+            if info.rc == mqtt.MQTT_ERR_NO_CONN and not self.qos:
+                self.lost += 1  # at QoS 1 paho keeps it and sends it on reconnecting; the window holds its place
 
     def flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until the broker acknowledged everything sent; False if it did not in time."""
+        """Wait until the broker acknowledged everything sent (and not lost); False if it did not in time."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
-                if self.acked >= self.sent:
+                if self.acked + self.lost >= self.sent:
                     return True
             time.sleep(0.005)
         return False

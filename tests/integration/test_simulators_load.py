@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.hierarchy import load_hierarchy
 from simulators.load import STREET_MIX, build_messages, publish
 from simulators.population import Population
+from simulators.publisher import BrokerAddress, MqttPublisher
 
 pytestmark = pytest.mark.mosquitto
 
@@ -28,3 +34,34 @@ def test_a_target_rate_is_kept(mosquitto):
     report = publish(messages, mosquitto.host, mosquitto.port, rate=400)
     assert report.acknowledged == 600
     assert report.seconds >= 1.4  # 600 at 400/s take 1.5 s: paced, not as fast as possible
+
+
+def test_qos0_publishing_takes_no_place_in_the_window_and_every_message_arrives(mosquitto):
+    """QoS 0 (metered links' telemetry): nothing is acknowledged, so nothing may be released from the window either
+    (it once was: 'Semaphore released too many times' killed the network thread and the publisher stalled)."""
+    topic, count = "safety/v1/wanli/smoke_detector/SD-QOS0/telemetry", 5_000
+    received, subscribed = [], threading.Event()
+    sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="test-qos0-sub")
+    sub.on_connect = lambda c, *_: c.subscribe(topic, qos=0)
+    sub.on_subscribe = lambda *_: subscribed.set()
+    sub.on_message = lambda _c, _u, m: received.append(m.payload)
+    sub.connect(mosquitto.host, mosquitto.port)
+    sub.loop_start()
+    try:
+        assert subscribed.wait(10)
+        pub = MqttPublisher(BrokerAddress(mosquitto.host, mosquitto.port), qos=0, inflight=10)
+        for i in range(count):
+            pub.publish(topic, str(i).encode())
+        assert pub.flush(30), f"{pub.acked} of {pub.sent} written"
+        assert (pub.sent, pub.acked, pub.lost) == (count, count, 0) and pub.connected
+        deadline = time.monotonic() + 10
+        while len(received) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert received == [str(i).encode() for i in range(count)]  # in order, none missing (one local broker)
+
+        pub.close()  # a QoS 0 message published with no connection is gone, and flush does not wait for it
+        pub.publish(topic, b"after close")
+        assert pub.lost == 1 and pub.flush(1)
+    finally:
+        sub.disconnect()
+        sub.loop_stop()
