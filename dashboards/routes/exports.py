@@ -100,10 +100,15 @@ def export_devices(ctx: Ctx, kind: str = "", building_id: str = "", community_id
     """Every device ``GET /api/devices`` lists for the same filters (no page limit), ordered by id, as CSV."""
     now = ctx.clock_ms()
 
+    def page_at(offset: int) -> list[Any]:
+        return ctx.registry.list(now_ms=now, kind=kind, building_id=building_id, community_id=community_id,
+                                 health_flag=health_flag, lifecycle=lifecycle, limit=1000, offset=offset)
+
+    first = page_at(0)  # here, not in the stream: an unknown building or community is a 404, not a file cut short
+
     def rows() -> Iterator[list[object]]:
-        offset = 0
-        while page := ctx.registry.list(now_ms=now, kind=kind, building_id=building_id, community_id=community_id,
-                                        health_flag=health_flag, lifecycle=lifecycle, limit=1000, offset=offset):
+        offset, page = 0, first
+        while page:
             for d in page:
                 loc = ctx.registry.location(d)
                 active = d.lifecycle is Lifecycle.ACTIVE
@@ -113,5 +118,6 @@ def export_devices(ctx: Ctx, kind: str = "", building_id: str = "", community_id
                        loc.community, loc.building, loc.label(), _time(d.registered_ms), _time(d.last_seen_ms),
                        d.last_type or "", d.battery_pct, d.tampered, d.connected, _time(d.retired_ms)]
             offset += len(page)
+            page = page_at(offset)
 
     return _csv_response("devices", ctx, DEVICE_COLUMNS, rows())

@@ -35,6 +35,8 @@ def test_devices_export_follows_the_lists_filters_and_imports_again(service_fact
     assert neighbour["health"] == "never_seen" and neighbour["registered_at"][:2] == "20"
     assert rows(reader.get("/api/devices.csv", params={"building_id": "xq-02"}).content) == [neighbour]
     assert reader.get("/api/devices.csv", params={"health": "sleepy"}).status_code == 422
+    unknown = reader.get("/api/devices.csv", params={"community_id": "nowhere"})  # a 404, not a file cut off mid-way
+    assert unknown.status_code == 404 and "nowhere" in unknown.json()["detail"]
 
     other = service_factory()
     imported = service_factory.client(other, "maintainer").post(
