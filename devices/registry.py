@@ -215,6 +215,12 @@ class DeviceState:
         the number reserved when its connection opened, and arrives when the connection dies,
         perhaps days and thousands of heartbeats later; among status messages it is still recent.
         A redelivered message comes back on its own lane, so each window still recognises it.
+
+        The first event or the first other message of a device starts from its status window (the
+        ``online`` that opened its connection), nothing in it seen: a number far behind the
+        connection's own is a replay even when nothing of its class was seen before. A counter
+        that restarted (``Verdict.RESET`` in any class) starts every window again: it is one
+        counter, and its next alarm must not be judged against the old numbers.
         """
         if msg_class is MessageClass.EVENT:
             highest, window = self.event_seq_highest, self.event_seq_window
@@ -222,7 +228,13 @@ class DeviceState:
             highest, window = self.status_seq_highest, self.status_seq_window
         else:
             highest, window = self.seq_highest, self.seq_window
+        if highest is None and msg_class is not MessageClass.STATUS and self.status_seq_highest is not None:
+            highest, window = self.status_seq_highest, 0
         verdict, after = judge(None if highest is None else SeqState(highest, window), seq)
+        if verdict is Verdict.RESET:  # one counter for all its messages restarted: every window starts again
+            self.seq_highest, self.seq_window = None, 0
+            self.event_seq_highest, self.event_seq_window = None, 0
+            self.status_seq_highest, self.status_seq_window = None, 0
         if after is not None and verdict in (Verdict.NEW, Verdict.RESET):
             if msg_class is MessageClass.EVENT:
                 self.event_seq_highest, self.event_seq_window = after.highest, after.window

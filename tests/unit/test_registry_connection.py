@@ -184,3 +184,27 @@ def test_the_connection_survives_a_restart(tmp_path):
     assert restarted.get(DEVICE).connected is True
     restarted.observe_batch([reading(new_will)])
     assert DeviceRegistry(engine, load_hierarchy()).get(DEVICE).connected is False
+
+
+def test_the_first_message_of_a_class_far_behind_the_connection_is_a_replay():
+    device = Device(seq=5_000)
+    _, online = device.connect(NOW)
+    device.admit(online)  # nothing but `online` seen yet: no telemetry, no event
+    replayed = smoke_detector.Heartbeat(v=1, ts=NOW + MIN, seq=online.seq - 1000, battery_pct=80, rssi_dbm=-90)
+    assert device.admit(replayed) == [Verdict.BACKWARDS]
+    assert device.admit(device.heartbeat(NOW + 2 * MIN)) == [Verdict.NEW]
+    alarm = smoke_detector.Alarm(v=1, ts=NOW + 3 * MIN, seq=device.next_seq())
+    overtaken = device.heartbeat(NOW + 2 * MIN)  # published before the alarm, judged after it (the alarm lane)
+    assert device.admit(alarm, overtaken) == [Verdict.NEW, Verdict.NEW]
+
+
+def test_after_a_counter_restart_every_class_starts_again_so_the_next_alarm_is_new():
+    device = Device(seq=5_000)
+    connected_for_hours(device, hours=1)
+    device.admit(smoke_detector.Alarm(v=1, ts=NOW + 61 * MIN, seq=device.next_seq()))  # events at ~5,000 too
+    device.seq = 0  # a new board under the old id
+    _, online = device.connect(NOW + 2 * 60 * MIN)
+    assert device.admit(online) == [Verdict.RESET]
+    assert device.admit(*(device.heartbeat(NOW + (121 + m) * MIN) for m in range(30))) == [Verdict.NEW] * 30
+    alarm = smoke_detector.Alarm(v=1, ts=NOW + 160 * MIN, seq=device.next_seq())  # seq 33: past RESET_BELOW
+    assert device.admit(alarm) == [Verdict.NEW]
