@@ -83,8 +83,7 @@ class Settings(BaseSettings):
     ingest_batch_wait_ms: int = Field(default=20, ge=1, le=5_000)
     ingest_queue_size: int = Field(default=50_000, ge=100)
     # Events (alarms, presses, faults) on a session of their own, served first (docs/scaling.md).
-    # Off by default until its interplay with the dead-man storm grouping is understood (see there).
-    ingest_alarm_lane: bool = False
+    ingest_alarm_lane: bool = True
     max_payload_bytes: int = Field(default=16_384, ge=256)
     # Points waiting on local disk while the telemetry store is away (about 100 bytes each).
     spool_max_points: int = Field(default=20_000_000, ge=1000)
