@@ -326,7 +326,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    bench = sub.add_parser("bench", help="benchmarks that print figures").add_subparsers(dest="what", required=True)
+    bench_parser = sub.add_parser("bench", help="benchmarks that print figures (bare: the headline table, as `all`)")
+    bench = bench_parser.add_subparsers(dest="what")
     ingest = bench.add_parser("ingest", help="the full ingest path against real Mosquitto and InfluxDB 1.x")
     ingest.add_argument("--messages", type=int, default=200_000)
     ingest.add_argument("--qos", type=int, nargs="+", default=[0, 1], choices=[0, 1])
@@ -338,3 +339,4 @@ def add_commands(sub: Any) -> None:
     __import__("wanli.bench_street").bench_street.add_commands(bench)  # wanli bench street
     __import__("wanli.bench_spool").bench_spool.add_commands(bench)  # wanli bench spool
     __import__("wanli.bench_workers").bench_workers.add_commands(bench)  # wanli bench workers
+    __import__("wanli.bench_all").bench_all.add_commands(bench_parser, bench)  # wanli bench [all]
