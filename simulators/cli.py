@@ -194,6 +194,8 @@ def _cmd_scenario_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_scenario_run(args: argparse.Namespace) -> int:
+    import httpx
+
     from simulators.player import ExternalClock
     from simulators.scenario import ScenarioError, run_embedded, run_scenario
     from simulators.scenarios import get
@@ -217,6 +219,10 @@ def _cmd_scenario_run(args: argparse.Namespace) -> int:
         line.stop.set()
         print(f"\nwanli: {exc}", file=sys.stderr)
         return 2
+    except httpx.HTTPError as exc:  # the service is not there, or went away mid-scenario
+        line.stop.set()
+        print(f"\nwanli: the service at {args.api} did not answer: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         stop.set()
         return 130
