@@ -1,0 +1,108 @@
+"""Simulated devices against a broker that requires credentials: each logs in as itself, with its last will.
+
+A real Mosquitto 2.0 with ``allow_anonymous false`` and the password and ACL files
+devices/credentials.py renders for one building's devices (config/mosquitto/auth.conf).
+``DevicePublishers`` gives each device its own connection (client id = user name = device
+id); the ingest account reads what they send, and the wills the broker publishes for them
+when every connection dies at once.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devices.credentials import INGEST_ACCOUNT, BrokerAuthFiles, CredentialStore, DeviceTopicOwner, render_broker_auth
+from devices.hierarchy import load_hierarchy
+from simulators.population import Population
+from simulators.publisher import BrokerAddress, DevicePublishers
+from tests.fixtures.servers import MosquittoServer, free_port
+from tests.integration.test_broker_acl import logged_in
+from wanli import db
+from wanli.errors import StoreUnavailable
+
+pytestmark = pytest.mark.mosquitto
+
+NOW_MS = 1_795_000_000_000
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[tuple[MosquittoServer, Population, dict[str, str], str]]:
+    """xq-01's devices, each with issued credentials, on a broker that admits nobody else (and ingest)."""
+    population = Population.of(load_hierarchy(), building_ids=["xq-01"], start_seq=1_000)
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    db.METADATA.create_all(engine)
+    store = CredentialStore(engine)
+    passwords = {d: store.issue(d, NOW_MS) for d in population.devices}
+    ingest_password = secrets.token_urlsafe(24)
+    owners = [DeviceTopicOwner("wanli", r.kind, r.device_id) for r in population.records]
+    files = BrokerAuthFiles(tmp_path / "auth")
+    files.directory.mkdir()
+    files.write(*render_broker_auth(owners, store.active_hashes(), {INGEST_ACCOUNT: ingest_password}))
+    server = MosquittoServer(tmp_path / "broker", port=free_port(), password_file=files.password_path,
+                             acl_file=files.acl_path)
+    server.start()
+    try:
+        yield server, population, passwords, ingest_password
+    finally:
+        server.stop()
+        engine.dispose()
+
+
+def wait_until(predicate, timeout_s: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_each_device_publishes_as_itself_and_its_will_is_published_when_it_drops(secured):
+    server, population, passwords, ingest_password = secured
+    broker = BrokerAddress(server.host, server.port)
+    clock = iter(range(NOW_MS, NOW_MS + 10**9, 1000))
+    sink = DevicePublishers(broker, passwords, now_ms=lambda: next(clock),
+                            wills={d.device_id: d.offline for d in population.devices.values()})
+    with logged_in(server, INGEST_ACCOUNT.username, ingest_password) as ingest:
+        ingest.subscribe("safety/#")
+        try:
+            sink.connect_all(list(population.devices))
+            assert sink.connections == len(population) > 50
+            sent = population.start(NOW_MS)
+            for t, body in sent:
+                sink.publish(t, body)
+            assert sink.flush(30) and sink.acked == sink.sent == len(sent)
+            assert wait_until(lambda: len(ingest.messages) >= len(sent)), f"{len(ingest.messages)} of {len(sent)}"
+            assert sorted((m.topic, m.payload) for m in ingest.messages) == sorted(sent)
+
+            dropped = sink.drop_all()  # every connection dies: the broker speaks for each device
+        finally:
+            sink.close()
+        assert dropped == len(population)
+        assert wait_until(lambda: len(ingest.messages) >= 2 * len(sent))
+    wills = ingest.messages[len(sent):]
+    assert sorted(m.topic for m in wills) == sorted(t.rsplit("/", 1)[0] + "/status" for t, _ in sent)
+    for m in wills:
+        body = json.loads(m.payload)
+        online = json.loads(next(b for t, b in sent if t == m.topic))
+        # Reserved when it connected, as the contract says: the number just before its `online`.
+        assert (body["type"], body["seq"]) == ("offline", online["seq"] - 1)
+
+
+def test_a_device_without_its_credentials_is_refused_by_name(secured):
+    server, population, passwords, _ = secured
+    device_id = next(iter(population.devices))
+    broker = BrokerAddress(server.host, server.port)
+    for wrong in ({}, {device_id: "not-its-password"}):
+        sink = DevicePublishers(broker, wrong)
+        try:
+            with pytest.raises(StoreUnavailable, match=f"refused {device_id}: Not authorized"):
+                sink.connect_all([device_id])
+        finally:
+            sink.close()
