@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from devices.credentials import INGEST_ACCOUNT, BrokerAuthFiles, CredentialStore, DeviceTopicOwner, render_broker_auth
+from devices.credentials import (
+    INGEST_ACCOUNT,
+    BrokerAuthFiles,
+    CredentialStore,
+    DeviceTopicOwner,
+    render_broker_auth,
+)
 from devices.hierarchy import load_hierarchy
 from simulators.population import Population
 from simulators.publisher import BrokerAddress, DevicePublishers
@@ -96,7 +102,7 @@ def test_each_device_publishes_as_itself_and_its_will_is_published_when_it_drops
 
 
 def test_a_device_without_its_credentials_is_refused_by_name(secured):
-    server, population, passwords, _ = secured
+    server, population, _passwords, _ = secured
     device_id = next(iter(population.devices))
     broker = BrokerAddress(server.host, server.port)
     for wrong in ({}, {device_id: "not-its-password"}):
