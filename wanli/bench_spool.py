@@ -52,6 +52,7 @@ class SpoolResult:
     stored: int  # counted back in InfluxDB (points carrying ``seq``)
     expected_stored: int
     first_attempt_failed: bool
+    spool_bytes: int  # the spool's files on disk, full
     load_before: float
     load_after: float
 
@@ -104,6 +105,7 @@ def run_spool(workdir: Path, influx: InfluxV1Server, points: int = 200_000, batc
             failed = False
         except StoreUnavailable:
             failed = True
+        spool_bytes = sum(f.stat().st_size for f in workdir.glob("spool.db*"))
         influx.start()  # back
         load_before = os.getloadavg()[0]
         total = spool.state().points
@@ -114,7 +116,7 @@ def run_spool(workdir: Path, influx: InfluxV1Server, points: int = 200_000, batc
         all_points = [p for b in batches for p in b]
         expected = sum(1 for p in all_points if "seq" in p.fields)
         stored = _stored(influx, database, {p.measurement for p in all_points})
-        return SpoolResult(total, messages, batch_points, seconds, stored, expected, failed, load_before,
+        return SpoolResult(total, messages, batch_points, seconds, stored, expected, failed, spool_bytes, load_before,
                            os.getloadavg()[0])
     finally:
         spool.close()
@@ -126,7 +128,8 @@ def run_spool(workdir: Path, influx: InfluxV1Server, points: int = 200_000, batc
 def print_spool(r: SpoolResult) -> None:
     print(f"spool replay into InfluxDB 1.x after an outage: {r.points:,} points ({r.messages:,} messages) drained in "
           f"{r.seconds:.2f} s = {r.rate:,.0f} points/s, {r.batch_points:,} points a write; "
-          f"{r.stored:,} of {r.expected_stored:,} counted back in InfluxDB; "
+          f"{r.stored:,} of {r.expected_stored:,} counted back in InfluxDB; spool on disk {r.spool_bytes / 1e6:.1f} MB "
+          f"({r.spool_bytes / max(r.points, 1):.0f} bytes a point); "
           f"first attempt during the outage {'failed, as it should' if r.first_attempt_failed else 'SUCCEEDED (?)'}; "
           f"load avg {r.load_before:.2f} → {r.load_after:.2f}")
 

@@ -31,7 +31,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,10 +85,10 @@ def order_figures(per_worker: list[dict[str, list[int]]], sent: dict[str, list[i
         split += len(shares) > 1
         out_of_order += any(any(b < a for a, b in itertools.pairwise(s)) for s in shares)
     for d, seqs in sent.items():
-        got = sorted(s for w in per_worker for s in w.get(d, []))
-        want = sorted(seqs)
-        missing += len(set(want) - set(got))
-        extra += max(0, len(got) - len(want)) + len(set(got) - set(want))
+        got = Counter(s for w in per_worker for s in w.get(d, []))
+        want = Counter(seqs)
+        missing += sum((want - got).values())
+        extra += sum((got - want).values())  # stored twice, or never sent
     return OrderFigures(len(devices), split, out_of_order, missing == 0 and extra == 0, missing, extra)
 
 
@@ -123,9 +123,11 @@ def run_setup(workdir: Path, broker: MosquittoServer, street_file: Path, records
               count: int, seed: int = 1) -> WorkersResult:
     workdir.mkdir(parents=True, exist_ok=True)
     database = f"sqlite:///{workdir / 'shared.db'}"
+    # Groups of this set-up's own: an earlier set-up's sessions stay subscribed at the broker (persistent), and a
+    # member that never comes back would be handed its turn of the messages for good.
     workers = [ServiceProcess(workdir / f"w{i + 1}", broker, hierarchy_file=street_file,
                               extra_env={"WANLI_DATABASE_URL": database, "WANLI_INGEST_TOPICS": topics,
-                                         "WANLI_INGEST_SHARE_GROUP": group})
+                                         "WANLI_INGEST_SHARE_GROUP": f"{group}-{setup}-{time.time_ns() % 10**6}"})
                for i, (topics, group) in enumerate(SETUPS[setup])]
     try:
         workers[0].start()
