@@ -7,7 +7,10 @@ past 65,535 unacknowledged messages (MQTT packet ids are 16 bits) a paho client 
 
 ``DevicePublishers`` gives each device its own connection with its own credentials (user
 name = device id, as the broker's ACL expects, see devices/credentials.py), for brokers
-that require them; its ``publish`` takes the device id from the topic.
+that require them; its ``publish`` takes the device id from the topic. A micro fire
+station's connection also subscribes to the station's own dispatch topic, as its duty
+terminal does (the ACL lets it read that one topic only), and hands what arrives to
+``on_dispatch``.
 
 Both count what they sent and what the broker acknowledged (``sent``, ``acked``), and
 ``flush`` waits until everything sent is acknowledged. At QoS 0 nothing is acknowledged
@@ -45,7 +48,8 @@ class BrokerAddress:
 class MqttPublisher:
     def __init__(self, broker: BrokerAddress, *, client_id: str = "", username: str = "", password: str = "",
                  inflight: int = 2000, qos: int = 1, connect_timeout_s: float = 10.0,
-                 will: tuple[str, bytes] | None = None) -> None:
+                 will: tuple[str, bytes] | None = None,
+                 listen: tuple[str, Callable[[str, bytes], None]] | None = None) -> None:
         if not 1 <= inflight <= MAX_INFLIGHT:
             raise ValueError(f"inflight must be 1..{MAX_INFLIGHT}, got {inflight}")
         self.broker, self.qos = broker, qos
@@ -67,6 +71,11 @@ class MqttPublisher:
         self.lost = 0  # QoS 0 messages published while disconnected: paho drops them
         self._client.on_publish = self._on_publish
         self._client.on_connect = self._on_connect
+        self._listen = listen  # (topic filter, handler): subscribed on every (re)connection
+        self._subscribed = threading.Event()
+        if listen is not None:
+            self._client.on_subscribe = lambda *_: self._subscribed.set()
+            self._client.on_message = lambda _c, _u, m: listen[1](m.topic, m.payload)
         self._client.reconnect_delay_set(0.2, 5)
         try:
             self._client.connect(broker.host, broker.port, keepalive=30)
@@ -77,10 +86,16 @@ class MqttPublisher:
             self.close()
             raise StoreUnavailable("mqtt", f"the broker at {broker.url} refused {self.client_id}: "
                                            f"{self._refused or 'no answer'}")
+        if listen is not None and not self._subscribed.wait(connect_timeout_s):
+            self.close()
+            raise StoreUnavailable("mqtt", f"the broker at {broker.url} did not confirm {self.client_id}'s "
+                                           f"subscription to {listen[0]}")
 
-    def _on_connect(self, _c, _u, _flags, reason_code, _p) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(self, client, _u, _flags, reason_code, _p) -> None:  # type: ignore[no-untyped-def]
         if reason_code.is_failure:
             self._refused = str(reason_code)
+        elif self._listen is not None:
+            client.subscribe(self._listen[0], qos=1)
         self._connected.set()
 
     def _on_publish(self, _c, _u, _mid, _rc, _p) -> None:  # type: ignore[no-untyped-def]
@@ -138,9 +153,13 @@ class DevicePublishers:
 
     def __init__(self, broker: BrokerAddress, passwords: Mapping[str, str] | None = None, *, inflight: int = 100,
                  wills: Mapping[str, Callable[[int], tuple[str, bytes]]] | None = None,
-                 now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 dispatch_topics: Mapping[str, str] | None = None,
+                 on_dispatch: Callable[[str, bytes], None] | None = None) -> None:
         self.broker, self._passwords, self._inflight = broker, dict(passwords or {}), inflight
         self._wills, self._now_ms = dict(wills or {}), now_ms
+        # station id → its duty topic, and who takes (station id, notice) when one arrives
+        self._dispatch_topics, self._on_dispatch = dict(dispatch_topics or {}), on_dispatch
         self._open: dict[str, MqttPublisher] = {}
         self._closed_sent = self._closed_acked = 0
 
@@ -159,8 +178,13 @@ class DevicePublishers:
     def _open_one(self, device_id: str) -> MqttPublisher:
         will = self._wills.get(device_id)
         password = self._passwords.get(device_id, "")
+        duty, on_dispatch = self._dispatch_topics.get(device_id), self._on_dispatch
+        listen = None
+        if duty is not None and on_dispatch is not None:
+            listen = (duty, lambda _topic, body: on_dispatch(device_id, body))
         return MqttPublisher(self.broker, client_id=device_id, username=device_id if password else "",
-                             password=password, inflight=self._inflight, will=will(self._now_ms()) if will else None)
+                             password=password, inflight=self._inflight, will=will(self._now_ms()) if will else None,
+                             listen=listen)
 
     def publish(self, topic: str, payload: bytes) -> None:
         self._for(topic.split("/")[4]).publish(topic, payload)

@@ -10,7 +10,8 @@ outcomes (``simulators.expectations``). ``run_scenario`` plays it:
    (``stage.wait``: at the clock's speed; ``stage.skip``: jumping ahead, hour by hour),
    marks moments and calls checkpoints;
 3. micro fire stations among the devices answer the dispatches the service sends them
-   (a subscriber on ``dispatch/v1/{street}/fire_station/+/duty``), after human delays;
+   (a subscriber on ``dispatch/v1/{street}/fire_station/+/duty``; or, when every device has
+   its own connection and credentials, each station on its own duty topic), after human delays;
 4. a watcher polls ``/api/incidents`` and notes when each incident was first seen at each
    tier; at each checkpoint and at the end the expectations are judged from the API
    (incidents, dead-letter counts, ingest stats, the devices' health).
@@ -46,6 +47,7 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from devices.credentials import station_dispatch_topic
 from devices.hierarchy import Hierarchy, hierarchy_from_dict, load_hierarchy
 from devices.registry import DeviceRecord
 from devices.street_generator import generate_street
@@ -227,8 +229,21 @@ class _Watcher(threading.Thread):
             log.debug("scenario watcher: %s", exc)
 
 
+class StationInbox:
+    """The dispatch notices simulated stations received over their own connections (``DevicePublishers``)."""
+
+    def __init__(self) -> None:
+        self.notices: queue.Queue[tuple[str, bytes]] = queue.Queue()
+
+    def put(self, station_id: str, body: bytes) -> None:
+        self.notices.put((station_id, body))
+
+    def close(self) -> None:
+        """Nothing of its own to close: the stations' connections are the sink's."""
+
+
 class DispatchListener:
-    """Hands the dispatch notices addressed to simulated micro fire stations to them."""
+    """Hands the dispatch notices addressed to simulated micro fire stations to them (one connection for all)."""
 
     def __init__(self, broker: BrokerAddress, street: str, username: str = "", password: str = "") -> None:
         self.notices: queue.Queue[tuple[str, bytes]] = queue.Queue()
@@ -256,7 +271,7 @@ class Stage:
 
     def __init__(self, scenario: Scenario, population: Population, clock: SimClock, sink: MqttPublisher | DevicePublishers,
                  api: ApiClient, progress: Progress, stop: threading.Event, evidence: Evidence,
-                 listener: DispatchListener | None = None) -> None:
+                 listener: DispatchListener | StationInbox | None = None) -> None:
         self.scenario, self.population, self.clock, self.sink = scenario, population, clock, sink
         self.api, self.progress, self._stop, self.evidence, self._listener = api, progress, stop, evidence, listener
         self.outcomes: list[Outcome] = []
@@ -395,12 +410,18 @@ def run_scenario(scenario: Scenario, *, api: ApiClient, broker: BrokerAddress, c
         clock.set_speed(scenario.speed)
     started_real, evidence = time.monotonic(), Evidence()
     sink: MqttPublisher | DevicePublishers
+    listener: DispatchListener | StationInbox | None = None
     if passwords is not None or scenario.per_device_connections:
+        # Each device its own connection; a station's duty terminal reads its dispatches on its own (as the ACL allows).
+        inbox = StationInbox()
+        duty = {s.device_id: station_dispatch_topic(hierarchy.street_id, s.device_id) for s in population.stations()}
         sink = DevicePublishers(broker, passwords, now_ms=clock.now_ms,
-                                wills={d.device_id: d.offline for d in population.devices.values()})
+                                wills={d.device_id: d.offline for d in population.devices.values()},
+                                dispatch_topics=duty, on_dispatch=inbox.put)
+        listener = inbox if duty else None
     else:
         sink = MqttPublisher(broker, client_id=f"wanli-sim-{scenario.name[:20]}-{time.time_ns() % 10**9}")
-    listener = DispatchListener(broker, hierarchy.street_id) if population.stations() else None
+        listener = DispatchListener(broker, hierarchy.street_id) if population.stations() else None
     watcher = _Watcher(api, clock)
     stage = Stage(scenario, population, clock, sink, api, progress, stop, evidence, listener)
     try:

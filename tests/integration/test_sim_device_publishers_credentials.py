@@ -112,3 +112,34 @@ def test_a_device_without_its_credentials_is_refused_by_name(secured):
                 sink.connect_all([device_id])
         finally:
             sink.close()
+
+
+def test_a_station_reads_its_own_dispatches_over_its_own_connection(secured):
+    """The duty terminal subscribes on the connection it publishes on (one client id per device under the ACL)."""
+    server, population, passwords, ingest_password = secured
+    [station] = population.stations()
+    got: list[tuple[str, bytes]] = []
+    own = f"dispatch/v1/wanli/fire_station/{station.device_id}/duty"
+    sink = DevicePublishers(BrokerAddress(server.host, server.port), passwords, dispatch_topics={station.device_id: own},
+                            on_dispatch=lambda sid, body: got.append((sid, body)))
+    try:
+        sink.connect_all([station.device_id, "SD-XQ01-0101"])
+        with logged_in(server, INGEST_ACCOUNT.username, ingest_password) as platform:
+            platform.publish("dispatch/v1/wanli/fire_station/MFS-YH/duty", b'{"dispatch_id":"other-0"}')
+            platform.publish(own, b'{"dispatch_id":"inc_1-0"}')
+        assert wait_until(lambda: bool(got))
+        assert got == [(station.device_id, b'{"dispatch_id":"inc_1-0"}')]
+    finally:
+        sink.close()
+
+
+def test_stations_answer_through_their_own_connections_in_a_scenario(mosquitto):
+    """station_slow_ack with a connection per device: the station hears its dispatch on its own duty topic."""
+    from dataclasses import replace
+
+    from simulators.scenario import run_embedded
+    from simulators.scenarios import get
+
+    result = run_embedded(replace(get("station_slow_ack"), per_device_connections=True), mqtt_url=mosquitto.url)
+    assert result.ok, result.report()
+    assert any("收到派单" in line for line in result.log)
