@@ -42,6 +42,7 @@ def run_all(workdir: Path, *, messages: int, qos: list[int], background_rate: fl
             alarm_every_ms: int, spool_points: int) -> list[Row]:
     rows: list[Row] = []
     load = os.getloadavg()[0]
+    (workdir / "ingest").mkdir(parents=True)
     results, _ = run_ingest(messages, qos, workdir / "ingest")
     load_ingest = f"{load:.2f}→{os.getloadavg()[0]:.2f}"
     for r in results:

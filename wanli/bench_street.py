@@ -125,6 +125,7 @@ class MemoryFigures:
     peak_mb: float
     slope_mb_per_min: float  # least squares over the samples after warm-up
     samples: int
+    late_slope_mb_per_min: float = 0.0  # the same over the second half only: is it levelling off?
 
     @classmethod
     def of(cls, samples: list[tuple[float, float]], warmup_s: float) -> MemoryFigures:
@@ -132,7 +133,9 @@ class MemoryFigures:
         t = np.array([s[0] for s in steady])
         mb = np.array([s[1] for s in steady])
         slope = float(np.polyfit(t, mb, 1)[0]) * 60 if len(steady) >= 2 else 0.0
-        return cls(float(mb[0]), float(mb[len(mb) // 2]), float(mb[-1]), max(s[1] for s in samples), slope, len(steady))
+        half = len(steady) // 2
+        late = float(np.polyfit(t[half:], mb[half:], 1)[0]) * 60 if len(steady) - half >= 2 else slope
+        return cls(float(mb[0]), float(mb[half]), float(mb[-1]), max(s[1] for s in samples), slope, len(steady), late)
 
     @property
     def growth_mb(self) -> float:
@@ -341,7 +344,8 @@ def print_street(r: StreetResult) -> None:
     m = r.memory
     print(f"memory (service + receivers, RSS, {m.samples} samples after warm-up): start {m.start_mb:.0f} MB, "
           f"middle {m.mid_mb:.0f} MB, end {m.end_mb:.0f} MB, peak {m.peak_mb:.0f} MB; "
-          f"slope {m.slope_mb_per_min:+.2f} MB/min ({m.growth_mb:+.0f} MB over the run)")
+          f"slope {m.slope_mb_per_min:+.2f} MB/min, over the second half {m.late_slope_mb_per_min:+.2f} MB/min "
+          f"({m.growth_mb:+.0f} MB over the run)")
     print(f"latency: device clock → committed p50 {r.committed_p50:.0f} / p99 {r.committed_p99:.0f} ms; "
           f"→ stored in InfluxDB p50 {r.stored_p50:.0f} / p99 {r.stored_p99:.0f} ms; smoke alarm → incident opened "
           f"p50 {r.alarm_percentile(50):.0f} / p99 {r.alarm_percentile(99):.0f} / max "

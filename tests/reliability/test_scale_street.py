@@ -35,3 +35,4 @@ def test_memory_figures_take_the_slope_after_warm_up():
     m = MemoryFigures.of(samples, warmup_s=10)
     assert (m.start_mb, m.end_mb, m.peak_mb, m.samples) == (200.0, 230.0, 230.0, 61)
     assert m.slope_mb_per_min == pytest.approx(30.0)  # 0.5 MB/s, the warm-up's jump left out
+    assert m.late_slope_mb_per_min == pytest.approx(30.0)
