@@ -28,6 +28,7 @@ from ingest.pipeline import IngestPipeline, RawMessage
 from ingest.receiver import BATCH, DISCONNECTED, SUBSCRIBED, ReceiverConfig, ReceiverProcess, wall_ms
 from ingest.spool import SpoolFull
 from wanli.errors import StoreUnavailable
+from wanli.settings import ALARM_LANE_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class MqttConsumer:
         share_group: str = "",
         client_id: str = "wanli-ingest",
         username: str = "",
+        alarm_lane_username: str | None = None,
         password: str = "",
         batch_size: int = 2000,
         batch_wait_s: float = 0.02,
@@ -92,9 +94,10 @@ class MqttConsumer:
         def shared(filters: list[str]) -> list[str]:
             return [f"$share/{share_group}/{f}" if share_group else f for f in filters]
 
-        def receiver(filters: list[str], lane_client_id: str, leave: tuple[str, ...] = ()) -> ReceiverProcess:
+        def receiver(filters: list[str], lane_client_id: str, lane_username: str,
+                     leave: tuple[str, ...] = ()) -> ReceiverProcess:
             return ReceiverProcess(ReceiverConfig(
-                host, port, shared(filters), lane_client_id, username, password, batch_size=batch_size,
+                host, port, shared(filters), lane_client_id, lane_username, password, batch_size=batch_size,
                 batch_wait_s=batch_wait_s, max_batches_in_flight=max(1, queue_size // batch_size),
                 log_level=logging.getLogger().getEffectiveLevel(), leave_to_other_lane=tuple(leave),
             ))
@@ -103,8 +106,11 @@ class MqttConsumer:
         # a TCP connection of their own, so a backlog of telemetry never stands in front of an
         # alarm, and the worker serves this lane first. The main lane leaves events to it.
         events = alarm_lane_filters(topic_filters) if alarm_lane else []
-        self._lanes = [Lane("alarms", receiver(events, f"{client_id}-alarms"))] if events else []
-        self._lanes.append(Lane("main", receiver(topic_filters, client_id, tuple(events))))
+        # Its own login too where given: a broker that takes the username as the client id would
+        # otherwise close one lane's connection whenever the other connects (Settings.mqtt_login).
+        lane_username = username if alarm_lane_username is None else alarm_lane_username
+        self._lanes = [Lane("alarms", receiver(events, f"{client_id}{ALARM_LANE_SUFFIX}", lane_username))] if events else []
+        self._lanes.append(Lane("main", receiver(topic_filters, client_id, username, tuple(events))))
         self._state_flush_s = state_flush_s
         self._clock_ms = clock_ms
         self._stop = threading.Event()

@@ -45,7 +45,7 @@ from ingest.telemetry import InfluxV1TelemetryStore, InfluxV2TelemetryStore, Sql
 from simulators.building import BuildingSimulation, run_building
 from wanli.db import create_schema, make_engine
 from wanli.errors import StoreUnavailable
-from wanli.settings import Settings, TelemetryBackend
+from wanli.settings import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX, Settings, TelemetryBackend
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,9 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     ctx = RegistryContext(registry, thresholds)
     outbox = Outbox(engine, webhook=bool(settings.webhook_url))
     host, port = settings.mqtt_host_port
-    dispatcher = Dispatcher(outbox, MqttPublisher(host, port, client_id=f"{settings.mqtt_client_id}-dispatch",
-                                                  username=settings.mqtt_username, password=settings.mqtt_password),
+    dispatcher = Dispatcher(outbox, MqttPublisher(host, port, client_id=f"{settings.mqtt_client_id}{DISPATCH_SUFFIX}",
+                                                  username=settings.mqtt_login(DISPATCH_SUFFIX),
+                                                  password=settings.mqtt_password),
                             settings.webhook_url, clock_ms)
     alerts = AlertService(incidents, ctx.locate, ctx, hierarchy, rules, outbox, on_notices=dispatcher.wake)
     telemetry = make_telemetry_store(settings)
@@ -119,8 +120,8 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
         registry, CredentialStore(engine), clock_ms,
         files=BrokerAuthFiles(settings.broker_auth_dir) if settings.broker_auth_dir else None,
         pid_file=settings.broker_pid_file,
-        service_accounts={platform_account(settings.mqtt_username or settings.mqtt_client_id):
-                          settings.mqtt_password} if settings.broker_auth_dir else None,
+        service_accounts={platform_account(login): settings.mqtt_password for login in settings.mqtt_logins()}
+        if settings.broker_auth_dir else None,
     )
     return Services(settings, engine, hierarchy, registry, telemetry, spool, drainer, dead_letters, incidents, alerts,
                     pipeline, LiveFeed(), access, outbox, dispatcher)
@@ -157,7 +158,7 @@ class WanliService:
         self._ticker.start()
         self.consumer = MqttConsumer(
             svc.pipeline, host, port, s.ingest_topic_filters, share_group=s.ingest_share_group,
-            client_id=s.mqtt_client_id, username=s.mqtt_username,
+            client_id=s.mqtt_client_id, username=s.mqtt_login(), alarm_lane_username=s.mqtt_login(ALARM_LANE_SUFFIX),
             password=s.mqtt_password, batch_size=s.ingest_batch_size, batch_wait_s=s.ingest_batch_wait_ms / 1000,
             queue_size=s.ingest_queue_size, alarm_lane=s.ingest_alarm_lane, clock_ms=self._clock_ms,
         )

@@ -31,6 +31,9 @@ class Mode(StrEnum):
 
 # Public, so refused outside development mode (see _check_auth).
 DEVELOPMENT_SECRET_KEY = "wanli-development-only-secret-key-not-for-production"
+# The service's MQTT connections by client-id suffix: ingest's main lane, its alarm lane, the dispatcher.
+ALARM_LANE_SUFFIX, DISPATCH_SUFFIX = "-alarms", "-dispatch"
+MQTT_CONNECTION_SUFFIXES = ("", ALARM_LANE_SUFFIX, DISPATCH_SUFFIX)
 
 
 class Settings(BaseSettings):
@@ -50,6 +53,10 @@ class Settings(BaseSettings):
     mqtt_username: str = ""
     mqtt_password: str = ""
     mqtt_client_id: str = "wanli-ingest"
+    # Each of the service's connections (ingest, its alarm lane, the dispatcher) logs in as
+    # WANLI_MQTT_USERNAME plus its suffix (mqtt_login): a broker that takes the username as the
+    # client id (config/mosquitto/auth.conf) would otherwise close one whenever another connects.
+    mqtt_username_per_connection: bool = True
     # When set, the service keeps an external Mosquitto's password and ACL files (in this
     # directory) in step with the registry and signals the process in the pid file to reload.
     broker_auth_dir: Path | None = None
@@ -135,6 +142,19 @@ class Settings(BaseSettings):
     @property
     def ingest_topic_filters(self) -> list[str]:
         return [f.strip() for f in self.ingest_topics.split(",") if f.strip()]
+
+    def mqtt_login(self, suffix: str = "") -> str:
+        """The username the service's connection with this client-id suffix logs in with ("" for ingest's main one).
+
+        ``{WANLI_MQTT_USERNAME}{suffix}``; under a managed broker with no username set, the client id stands for it
+        (the broker's files give that account). Empty: no login.
+        """
+        base = self.mqtt_username or (self.mqtt_client_id if self.broker_auth_dir else "")
+        return f"{base}{suffix}" if base and self.mqtt_username_per_connection else base
+
+    def mqtt_logins(self) -> list[str]:
+        """Every username the service logs in with: the managed broker gets an account for each."""
+        return list(dict.fromkeys(self.mqtt_login(suffix) for suffix in MQTT_CONNECTION_SUFFIXES))
 
     @property
     def uses_embedded_broker(self) -> bool:

@@ -69,3 +69,35 @@ def test_a_device_publishes_with_issued_credentials_only_as_itself_until_retired
     server.wait_for_reload(reloads)
     assert refusal(server, creds["username"], creds["password"]).is_failure
     assert httpx.post(f"{api}/SD-XQ01-0101/credentials", headers=auth_headers(service)).status_code == 409
+
+
+def test_under_the_managed_broker_the_services_connections_keep_apart_and_a_station_gets_its_dispatch(
+        service_factory, secured):
+    """The broker takes the username as the client id (auth.conf): ingest, its alarm lane and the dispatcher each log
+    in as themselves, so none closes another's connection; an alarm's dispatch reaches the station on its own login."""
+    server, files, pid_file, ingest_password = secured
+    service = service_factory(mqtt_url=server.url, mqtt_username=INGEST_ACCOUNT.username, mqtt_password=ingest_password,
+                              mqtt_client_id=INGEST_ACCOUNT.username, broker_auth_dir=files.directory,
+                              broker_pid_file=pid_file)
+    api = service.http_url + "/api/devices"
+    for body in ({"device_id": "SD-XQ01-0301", "kind": "smoke_detector", "building_id": "xq-01", "floor": 3,
+                  "unit": "0301"},
+                 {"device_id": "MFS-XQ", "kind": "fire_station", "building_id": "xq-01"}):
+        assert httpx.post(api, json=body, headers=auth_headers(service)).status_code == 201
+    reloads = server.reloads_logged()
+    creds = {d: httpx.post(f"{api}/{d}/credentials", headers=auth_headers(service)).json()
+             for d in ("SD-XQ01-0301", "MFS-XQ")}
+    server.wait_for_reload(reloads + 1)  # one reload per issue
+
+    with logged_in(server, "MFS-XQ", creds["MFS-XQ"]["password"]) as station, \
+            logged_in(server, "SD-XQ01-0301", creds["SD-XQ01-0301"]["password"]) as detector:
+        assert not station.subscribe("dispatch/v1/wanli/fire_station/MFS-XQ/duty")[0].is_failure
+        detector.publish("safety/v1/wanli/smoke_detector/SD-XQ01-0301/event", alarm(1))
+        station._wait(lambda: bool(station.messages), "the dispatch")  # noqa: SLF001 - the Login helper's own wait
+        body = json.loads(station.messages[0].payload)
+        assert body["device_id"] == "SD-XQ01-0301" and body["dispatch_id"].endswith("-0")
+
+    log = server.log_path.read_text(errors="replace")
+    for login in ("wanli-ingest", "wanli-ingest-alarms", "wanli-ingest-dispatch"):
+        assert f"u'{login}'" in log, f"{login} never logged in"
+    assert "already connected, closing old connection" not in log
