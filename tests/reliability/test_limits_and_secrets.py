@@ -104,7 +104,10 @@ def test_no_secret_appears_in_the_service_logs(tmp_path, mosquitto):
              "--influx-url", f"http://127.0.0.1:{dead_influx}"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for(lambda: _ready(port), timeout_s=60, interval_s=0.2)
+        try:
+            wait_for(lambda: _ready(port), timeout_s=60, interval_s=0.2)
+        except AssertionError as exc:  # why it never became ready is in its log
+            raise AssertionError(f"{exc}\n{log_path.read_text(errors='replace')[-4000:]}") from None
         detector_topic = "safety/v1/wanli/smoke_detector/SD-XQ01-0101/event"
         publish(mosquitto.host, mosquitto.port,
                 [(detector_topic, b"{not json"), (detector_topic, b'{"v":1,"ts":%d,"seq":1,"type":"alarm"}' % now_ms())])
