@@ -47,6 +47,18 @@ class StationStatus(Message, tag="station_status"):
         return out
 
 
+_PORT_SKIP = frozenset({"v", "ts", "port"})
+
+
+def _port_points(msg: Overcurrent | PortFault | SessionStarted | SessionEnded) -> list[Point]:
+    """A port's event: one point tagged with its port, like the snapshot's per-port points.
+
+    As a field, two ports' events in one millisecond (two bikes plugged in at once) would be
+    one series and time, and InfluxDB would keep only the last of them.
+    """
+    return [({"port": str(msg.port)}, scalar_fields(msg, skip=_PORT_SKIP))]
+
+
 class SmokeDetected(Message, tag="smoke_detected"):
     """The station's own smoke sensor in the shed."""
 
@@ -70,17 +82,20 @@ class Overcurrent(Message, tag="overcurrent"):
     CLASS = MessageClass.EVENT
     port: PortNumber
     current_a: NonNegative
+    points = _port_points
 
 
 class PortFault(Message, tag="port_fault"):
     CLASS = MessageClass.EVENT
     port: PortNumber
     code: ShortText
+    points = _port_points
 
 
 class SessionStarted(Message, tag="session_started"):
     CLASS = MessageClass.EVENT
     port: PortNumber
+    points = _port_points
 
 
 class SessionEnded(Message, tag="session_ended"):
@@ -89,6 +104,7 @@ class SessionEnded(Message, tag="session_ended"):
     energy_wh: NonNegative
     duration_s: Count
     reason: Literal["full", "unplugged", "timeout", "fault", "remote_stop"]
+    points = _port_points
 
 
 KIND = DeviceKind(

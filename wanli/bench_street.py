@@ -49,6 +49,7 @@ from wanli.local_servers import InfluxV1Server, MosquittoServer
 
 _TS = re.compile(rb'"ts":(\d+)')
 _TYPE = re.compile(rb'"type":"(\w+)"')
+_PORT = re.compile(rb'"port":(\d+)')  # a station port event's port (a snapshot: its first port, harmless)
 
 
 def wall_ms() -> int:
@@ -246,12 +247,12 @@ def run_street(workdir: Path, broker: MosquittoServer, influx: InfluxV1Server, *
             publisher.publish(topic, payload)  # type: ignore[union-attr]
             kind = kind_of(topic)
             published[kind] += 1
-            # InfluxDB keeps one point per series and time: two messages of a device, of one type, in one millisecond
-            # (time compressed by ``speed``; or two ports' ``session_started``, whose port is a field, not a tag) are
-            # stored as one. Count them, so "stored" can be checked exactly.
-            kind_type = _TYPE.search(payload)
-            ts = _TS.search(payload)
-            key = (topic.encode(), kind_type.group(1) if kind_type else b"", ts.group(1) if ts else b"")
+            # InfluxDB keeps one point per series and time: two messages of a device, of one type (and port, for a
+            # station's port events, tagged with it), in one millisecond (time compressed by ``speed``) are stored
+            # as one. Count them, so "stored" can be checked exactly.
+            kind_type, ts, port = _TYPE.search(payload), _TS.search(payload), _PORT.search(payload)
+            key = (topic.encode(), kind_type.group(1) if kind_type else b"", ts.group(1) if ts else b"",
+                   port.group(1) if port else b"")
             if key in series_times:
                 collisions[kind] += 1
             series_times.add(key)
@@ -321,7 +322,7 @@ def run_street(workdir: Path, broker: MosquittoServer, influx: InfluxV1Server, *
 def _influx_messages(influx: InfluxV1Server, database: str, measurement: str) -> int:
     """Points of one kind in InfluxDB, one per message (a station snapshot's per-port points left out)."""
     # A station's snapshot is one point for the station and one per port; any other message is one point (a port's
-    # event is tagged with its port). ``::tag``: those events also carry a *field* named port.
+    # event is tagged with its port, devices/charging_station.py).
     where = "\"port\"::tag = '' OR \"type\"::tag != 'station_status'"
     result = influx.query(f"SELECT count(seq) FROM {measurement} WHERE {where}", database)["results"][0]
     if "error" in result:

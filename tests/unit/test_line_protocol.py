@@ -53,3 +53,14 @@ def test_points_survive_the_spool_encoding_unchanged():
     points = points_of(reading(msg, kind="charging_station", device="CS-1", cls=MessageClass.TELEMETRY))
     assert unpack(pack(points)) == points
     assert points[1].tags["port"] == "4" and points[1].fields["state"] == "full"
+
+
+def test_two_ports_events_in_one_millisecond_are_two_series_tagged_with_their_port():
+    # Two bikes plugged in at once: with the port as a field they were one series and time, and InfluxDB kept one.
+    started = [charging_station.SessionStarted(v=1, ts=10, seq=s, port=p) for s, p in ((5, 1), (6, 2))]
+    ended = charging_station.SessionEnded(v=1, ts=10, seq=7, port=3, energy_wh=12.5, duration_s=60, reason="full")
+    lines = encode(points_of_all([reading(m, kind="charging_station", device="CS-1") for m in (*started, ended)]))
+    assert [line.split(" ")[0] for line in lines] == [
+        f"charging_station,street=wanli,device=CS-1,type={t},class=event,port={p}"
+        for t, p in (("session_started", 1), ("session_started", 2), ("session_ended", 3))]
+    assert lines[2].split(" ")[1] == 'energy_wh=12.5,duration_s=60i,reason="full",seq=7i'  # no field named port
