@@ -31,6 +31,31 @@ def stored_seqs(data_dir) -> dict[str, list[int]]:
     return out
 
 
+def publish_rounds(mosquitto, devices, rounds: int = 12) -> tuple[int, dict[str, list[int]]]:
+    """Each device's next message, round after round (interleaved, as a street's devices would be), published;
+    how many, and each device's sequence numbers in the order it sent them."""
+    messages, sent = [], defaultdict(list)
+    t = now_ms() - 60_000
+    for _round in range(rounds):
+        for d in devices:
+            t += 1
+            topic, payload = d.status(t) if d.kind == "charging_station" else d.heartbeat(t)
+            messages.append((topic, payload))
+            sent[d.device_id].append(json.loads(payload)["seq"])
+    publish(mosquitto.host, mosquitto.port, messages)
+    return len(messages), sent
+
+
+def both_handled(first, second, n: int, counter: str) -> tuple[dict, dict]:
+    """The two workers' stats once they have ``counter`` n messages between them and nothing left in their spools."""
+    def handled():
+        s1 = httpx.get(f"{first.http_url}/api/stats").json()
+        s2 = httpx.get(f"{second.http_url}/api/stats").json()
+        return (s1, s2) if s1[counter] + s2[counter] >= n and not s1["spool_points"] + s2["spool_points"] else None
+
+    return wait_for(handled, timeout_s=30)
+
+
 def test_two_workers_handle_every_message_once_and_in_order_per_device(service_factory, mosquitto, tmp_path):
     database = f"sqlite:///{tmp_path / 'shared.db'}"
     common = {"mqtt_url": mosquitto.url, "database_url": database}
@@ -40,24 +65,9 @@ def test_two_workers_handle_every_message_once_and_in_order_per_device(service_f
     second = service_factory(**common, data_dir=tmp_path / "w2", ingest_topics=OTHERS, ingest_share_group="p-others",
                              mqtt_client_id="wanli-worker-2")
 
-    devices = [p.device for p in sim.placed]
-    messages, sent = [], defaultdict(list)
-    t = now_ms() - 60_000
-    for round_ in range(12):  # interleaved, as a street's devices would be
-        for d in devices:
-            t += 1
-            topic, payload = d.status(t) if d.kind == "charging_station" else d.heartbeat(t)
-            messages.append((topic, payload))
-            sent[d.device_id].append(json.loads(payload)["seq"])
-    publish(mosquitto.host, mosquitto.port, messages)
-
-    def handled():
-        s1 = httpx.get(f"{first.http_url}/api/stats").json()
-        s2 = httpx.get(f"{second.http_url}/api/stats").json()
-        return (s1, s2) if s1["readings"] + s2["readings"] >= len(messages) and not s1["spool_points"] + s2["spool_points"] else None
-
-    s1, s2 = wait_for(handled, timeout_s=30)
-    assert s1["readings"] + s2["readings"] == len(messages)
+    n, sent = publish_rounds(mosquitto, [p.device for p in sim.placed])
+    s1, s2 = both_handled(first, second, n, "readings")
+    assert s1["readings"] + s2["readings"] == n
     assert set(s1["by_kind"]) == {"smoke_detector"} and set(s2["by_kind"]) == {"elderly_alarm", "charging_station"}
     assert s1["duplicates"] == s2["duplicates"] == 0 and not s1["rejected"] and not s2["rejected"]
 
@@ -82,25 +92,11 @@ def test_two_workers_in_one_share_group_split_devices_per_message_yet_count_each
     # An odd number of devices a round: with an even number, strict alternation would send device k to worker k % 2
     # every time (what a first version of this test saw), which hides the per-message distribution.
     devices = devices[: len(devices) - 1 + len(devices) % 2]
-    messages, sent = [], defaultdict(list)
-    t = now_ms() - 60_000
-    for _round in range(12):
-        for d in devices:
-            t += 1
-            topic, payload = d.status(t) if d.kind == "charging_station" else d.heartbeat(t)
-            messages.append((topic, payload))
-            sent[d.device_id].append(json.loads(payload)["seq"])
-    publish(mosquitto.host, mosquitto.port, messages)
-
-    def handled():
-        s1 = httpx.get(f"{first.http_url}/api/stats").json()
-        s2 = httpx.get(f"{second.http_url}/api/stats").json()
-        return (s1, s2) if s1["received"] + s2["received"] >= len(messages) and not s1["spool_points"] + s2["spool_points"] else None
-
-    s1, s2 = wait_for(handled, timeout_s=30)
-    assert s1["readings"] + s2["readings"] == len(messages)
+    n, sent = publish_rounds(mosquitto, devices)
+    s1, s2 = both_handled(first, second, n, "received")
+    assert s1["readings"] + s2["readings"] == n
     assert s1["duplicates"] == s2["duplicates"] == 0 and not s1["rejected"] and not s2["rejected"]
-    assert min(s1["received"], s2["received"]) > len(messages) // 4  # both workers took a real share
+    assert min(s1["received"], s2["received"]) > n // 4  # both workers took a real share
 
     one, two = stored_seqs(tmp_path / "w1"), stored_seqs(tmp_path / "w2")
     split = set(one) & set(two)
