@@ -175,6 +175,12 @@ def _health(kind: str, last_seen_ms: int | None, connected: bool | None, battery
     return frozenset(flags)
 
 
+# Each message class's sequence window in DeviceState: (highest, window) attribute names.
+_OTHER_WINDOW = ("seq_highest", "seq_window")  # telemetry and everything not below
+_SEQ_WINDOWS = {MessageClass.EVENT: ("event_seq_highest", "event_seq_window"),
+                MessageClass.STATUS: ("status_seq_highest", "status_seq_window")}
+
+
 class DeviceState:
     """What ingest learns about a device from its messages: health and sequence state.
 
@@ -222,27 +228,23 @@ class DeviceState:
         that restarted (``Verdict.RESET`` in any class) starts every window again: it is one
         counter, and its next alarm must not be judged against the old numbers.
         """
-        if msg_class is MessageClass.EVENT:
-            highest, window = self.event_seq_highest, self.event_seq_window
-        elif msg_class is MessageClass.STATUS:
-            highest, window = self.status_seq_highest, self.status_seq_window
-        else:
-            highest, window = self.seq_highest, self.seq_window
+        highest_name, window_name = _SEQ_WINDOWS.get(msg_class, _OTHER_WINDOW)
+        highest, window = getattr(self, highest_name), getattr(self, window_name)
         if highest is None and msg_class is not MessageClass.STATUS and self.status_seq_highest is not None:
             highest, window = self.status_seq_highest, 0
         verdict, after = judge(None if highest is None else SeqState(highest, window), seq)
         if verdict is Verdict.RESET:  # one counter for all its messages restarted: every window starts again
-            self.seq_highest, self.seq_window = None, 0
-            self.event_seq_highest, self.event_seq_window = None, 0
-            self.status_seq_highest, self.status_seq_window = None, 0
+            self.forget_sequence()
         if after is not None and verdict in (Verdict.NEW, Verdict.RESET):
-            if msg_class is MessageClass.EVENT:
-                self.event_seq_highest, self.event_seq_window = after.highest, after.window
-            elif msg_class is MessageClass.STATUS:
-                self.status_seq_highest, self.status_seq_window = after.highest, after.window
-            else:
-                self.seq_highest, self.seq_window = after.highest, after.window
+            setattr(self, highest_name, after.highest)
+            setattr(self, window_name, after.window)
         return verdict
+
+    def forget_sequence(self) -> None:
+        """Every window empty (a counter that restarted, new hardware under the old id)."""
+        for highest_name, window_name in (_OTHER_WINDOW, *_SEQ_WINDOWS.values()):
+            setattr(self, highest_name, None)
+            setattr(self, window_name, 0)
 
     def fold(self, reading: Reading) -> None:
         """Fold one new reading into health.
@@ -405,9 +407,8 @@ class DeviceRegistry:
                     write = replace(existing, building_id=rec.building_id, floor=rec.floor, unit=rec.unit,
                                     label=rec.label, lifecycle=Lifecycle.ACTIVE, retired_ms=None)
                     state = self._states.setdefault(rec.device_id, DeviceState())
-                    state.seq_highest, state.seq_window = None, 0  # perhaps new hardware under the old id
-                    state.event_seq_highest, state.event_seq_window = None, 0
-                    state.status_seq_highest, state.status_seq_window, state.online_seq = None, 0, None
+                    state.forget_sequence()  # perhaps new hardware under the old id
+                    state.online_seq = None
                     self._dirty.add(rec.device_id)
                 elif existing.label != rec.label:
                     outcome = RegisterOutcome.UPDATED
