@@ -559,20 +559,34 @@ class DeviceRegistry:
                 devices.write(conn, list(devices.pending))
             devices.committed = True
 
+    FLUSH_SLICE = 1000  # devices per transaction: an alarm's commit waits for at most one slice, not the street
+
     def flush_states(self) -> int:
-        """Write the states changed since the last flush; return how many devices."""
+        """Write the states changed since the last flush, a slice per transaction; return how many devices.
+
+        A street's heartbeats leave 50,000 devices dirty; written in one transaction they held
+        SQLite's write lock (and, copied in one go, the registry's lock) for most of a second,
+        and an alarm arriving meanwhile waited that long for its incident's commit. In slices,
+        the locks are let go between them. Each slice is read and written under the registry's
+        lock, as ingest's batches commit under it: a slice can never write a state older than
+        one a batch has committed since. A slice that fails goes back to the dirty set with
+        every slice not yet written.
+        """
         with self._lock:
-            dirty = [(d, self._states[d].copy()) for d in self._dirty if d in self._states]
+            ids = list(self._dirty)
             self._dirty.clear()
-        if dirty:
-            try:
-                with self._engine.begin() as conn:
-                    write_states(conn, dirty)
-            except Exception:
-                with self._lock:
-                    self._dirty.update(d for d, _ in dirty)
-                raise
-        return len(dirty)
+        written = 0
+        for start in range(0, len(ids), self.FLUSH_SLICE):
+            with self._lock:
+                chunk = [(d, self._states[d]) for d in ids[start:start + self.FLUSH_SLICE] if d in self._states]
+                try:
+                    with self._engine.begin() as conn:
+                        write_states(conn, chunk)
+                except Exception:
+                    self._dirty.update(ids[start:])
+                    raise
+            written += len(chunk)
+        return written
 
     # -- storage --
 

@@ -198,3 +198,36 @@ def test_lists_filter_by_kind_place_and_health(registry):
 def test_a_device_id_with_a_trailing_newline_is_refused(registry):
     with pytest.raises(Invalid, match="device id"):
         registry.register(sd(device_id="SD-1\n"), "x", NOW)
+
+
+def test_device_states_are_flushed_in_slices_and_a_failed_slice_keeps_the_rest_dirty(tmp_path, monkeypatch):
+    """Heartbeats of a street dirty every device; they are written a slice per transaction (an alarm's commit waits
+    for one slice, not for the street), and when a slice fails, it and every later one are written next time."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    create_schema(engine)
+    registry = DeviceRegistry(engine, load_hierarchy())
+    records = [DeviceRecord(f"SD-T-{i:04d}", "smoke_detector", "wanli", "xq-01") for i in range(250)]
+    registry.register_many(records, actor="test", now_ms=NOW)
+    monkeypatch.setattr(DeviceRegistry, "FLUSH_SLICE", 100)
+    transactions = []
+    original_begin = engine.begin
+
+    def counting_begin():
+        transactions.append(1)
+        if len(transactions) == 2:
+            raise OSError("disk went away for one slice")
+        return original_begin()
+
+    monkeypatch.setattr(engine, "begin", counting_begin)
+    with registry.batch() as devices:
+        for i, rec in enumerate(records):
+            devices.admit(Reading("wanli", "smoke_detector", rec.device_id, MessageClass.TELEMETRY,
+                                  smoke_detector.Heartbeat(v=1, ts=NOW + i, seq=1, battery_pct=90, rssi_dbm=-70), NOW + i))
+        devices.committed = True
+    with pytest.raises(OSError):
+        registry.flush_states()
+    assert transactions == [1, 1]  # the first slice landed, the second failed, the third was not tried
+    assert registry.flush_states() == 150 and len(transactions) == 4  # the second and third, now
+    assert registry.flush_states() == 0
+    fresh = DeviceRegistry(engine, load_hierarchy())
+    assert [fresh.get(r.device_id).last_seen_ms for r in records] == [NOW + i for i in range(250)]
