@@ -202,6 +202,9 @@ def refuse_answer(dispatch_id: str, station_id: str, dispatched: tuple[str, str]
     return None
 
 
+URGENT_DELTA = "+since-checkpoint"  # the row of a rule's urgent delta, beside its checkpoint's (Rule.urgent_is_delta)
+
+
 class AlertService:
     CHECKPOINT_EVERY_MS = 10_000  # rule state lost to a crash: at most this much (dispatches: nothing)
     REMEMBER_DISPATCHES = 5_000  # who was dispatched, kept in memory; older ones are asked of the outbox
@@ -238,6 +241,9 @@ class AlertService:
             saved = states.get(rule.name)
             if saved is not None:
                 rule.restore(saved[1])
+            urgent = states.get(rule.name + URGENT_DELTA) if rule.urgent_is_delta else None
+            if urgent is not None:
+                rule.restore_urgent(urgent[1])
         for rule in self.rules:
             expect = getattr(rule, "expect_dispatch", None)
             if expect is None or self.outbox is None:
@@ -259,6 +265,9 @@ class AlertService:
         states = {name: None if snap is None else json.dumps(snap, separators=(",", ":"))
                   for name, snap in snapshots.items()}
         self.store.save_rule_states(states, now_ms)
+        with self._lock:
+            for rule in self.rules:
+                rule.saved(snapshots[rule.name])
 
     def _persist_urgent(self, now_ms: int) -> None:
         """Rules that must lose nothing to a crash: their snapshot, right after the batch that changed them."""
@@ -266,7 +275,8 @@ class AlertService:
         if not urgent:
             return
         try:
-            snaps = {rule.name: rule.snapshot() for rule in urgent}
+            snaps = {rule.name + (URGENT_DELTA if rule.urgent_is_delta else ""): rule.urgent_snapshot()
+                     for rule in urgent}
             self.store.save_rule_states({n: None if s is None else json.dumps(s, separators=(",", ":"))
                                          for n, s in snaps.items()}, now_ms)
         except Exception:  # committed incidents stand; the next tick's checkpoint tries again

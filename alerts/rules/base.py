@@ -13,7 +13,12 @@ A rule that keeps state (windows, timers, expected dispatches) hands it out as p
 snapshots to SQL and restores them at start, so a restart forgets no window and no
 deadline (``alerts/service.py``). A rule whose state must never be lost even to a crash
 between checkpoints (a dispatch being timed) sets ``persist_at_once`` and ``changed``: its
-snapshot is written right after each batch that changed it.
+snapshot is written right after each batch that changed it. A rule whose state grows with
+the day (every dispatch remembered for the KPI screen) sets ``urgent_is_delta`` too: after a
+batch it writes only what changed since its last checkpoint was written (``urgent_snapshot``,
+in a row of its own), which the engine lays over the checkpoint at start
+(``restore_urgent``), so an alarm's commit costs the same at the day's 5,000th dispatch as
+at its first.
 
 A rule reads thresholds through its context, so each can be changed per kind and
 overridden per building or per device (``alerts/thresholds.py``) without touching code.
@@ -68,6 +73,7 @@ class Rule:
     messages: ClassVar[tuple[type, ...] | None] = None
     THRESHOLDS: ClassVar[Mapping[str, Mapping[str, float]]] = {}  # kind → {name: default}
     persist_at_once: ClassVar[bool] = False
+    urgent_is_delta: ClassVar[bool] = False  # urgent_snapshot is a change since the checkpoint, kept in its own row
     changed: bool = False  # set by a persist_at_once rule when its state changed, cleared once it is written
 
     @property
@@ -87,3 +93,14 @@ class Rule:
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Take back what ``snapshot`` handed out before a restart."""
+
+    def saved(self, snapshot: Mapping[str, Any] | None) -> None:
+        """Told that this ``snapshot`` (taken under the engine's lock) is now written as the checkpoint."""
+
+    def urgent_snapshot(self) -> dict[str, Any] | None:
+        """What a ``persist_at_once`` rule writes after a batch that changed it: its whole snapshot,
+        or with ``urgent_is_delta`` only what changed since the snapshot last ``saved``."""
+        return self.snapshot()
+
+    def restore_urgent(self, state: Mapping[str, Any]) -> None:
+        """Lay an ``urgent_snapshot`` delta over the checkpoint just restored (it may be older: then ignore it)."""

@@ -7,14 +7,16 @@ dispatch id. A step that has not come by its deadline raises an incident at once
 clock, and the times feed the KPI screen (``response_times``). Expected dispatches are
 written to SQL right after the batch that made them (``persist_at_once``): a deadline
 pending when the service stops or crashes still fires after the restart, on time or at
-once if it passed meanwhile. A duty terminal that stopped reporting is offline
+once if it passed meanwhile. What is written then is only what changed since the last
+checkpoint, and which dispatches are still timed (``urgent_is_delta``): the 5,000
+dispatches kept for the KPIs go with the checkpoint every ten seconds, not with each alarm. A duty terminal that stopped reporting is offline
 (``TerminalOffline``, the shared dead-man timer).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
@@ -102,6 +104,12 @@ class _Dispatch:
     ack_late: bool = False
     arrive_late: bool = False
 
+    def as_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in _DISPATCH_FIELDS}  # dataclasses.asdict deep-copies: 40x slower
+
+
+_DISPATCH_FIELDS = tuple(f.name for f in fields(_Dispatch))
+
 
 class DispatchResponse(Rule):
     """The 1-minute / 3-minute rule, measured per dispatch, each breach raised once.
@@ -116,18 +124,29 @@ class DispatchResponse(Rule):
     messages = (fs.DispatchStep,)
     THRESHOLDS = {KIND: {"ack_within_s": 60.0, "arrive_within_s": 180.0}}
     persist_at_once = True
+    urgent_is_delta = True
 
     def __init__(self) -> None:
         self._dispatches: dict[str, _Dispatch] = {}  # every remembered dispatch, oldest first
         self._waiting: dict[str, _Dispatch] = {}  # those a deadline can still catch
+        # Changes are numbered; the checkpoint records the number it was taken at, and the urgent
+        # delta holds the dispatches changed after the last checkpoint written.
+        self._gen = 0
+        self._saved_gen = 0
+        self._changed_at: dict[str, int] = {}  # dispatch id → number of its last change not yet checkpointed
+
+    def _touch(self, d: _Dispatch) -> None:
+        self._gen += 1
+        self._changed_at[d.dispatch_id] = self._gen
+        self.changed = True
 
     def expect_dispatch(self, dispatch_id: str, station_id: str, incident_id: str, now_ms: int) -> None:
         """The engine dispatched a station (call under the engine's lock, before the station can answer)."""
         if dispatch_id not in self._dispatches:
-            self._dispatches[dispatch_id] = self._waiting[dispatch_id] = _Dispatch(dispatch_id, station_id,
-                                                                                   incident_id, now_ms)
+            d = self._dispatches[dispatch_id] = self._waiting[dispatch_id] = _Dispatch(dispatch_id, station_id,
+                                                                                       incident_id, now_ms)
             self._forget_oldest_finished()
-            self.changed = True
+            self._touch(d)
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         msg = reading.message
@@ -136,7 +155,7 @@ class DispatchResponse(Rule):
         d = self._dispatches.get(msg.dispatch_id)
         if d is None or d.station != reading.device_id:
             return []  # not a dispatch of ours to this station (another station's id, or one long forgotten)
-        self.changed = True
+        self._touch(d)
         at_ms = max(d.dispatched_ms, min(reading.ts_ms, now_ms))
         if d.ack_ms is None:
             d.ack_ms = at_ms
@@ -163,9 +182,10 @@ class DispatchResponse(Rule):
             out.append(self._signal(d, "dispatch_arrival_late", "微型消防站到场超时", now_ms,
                                     f"微型消防站 {d.station} 未在 {_duration_zh(arrive_s)}内到达现场{took}"))
         if (d.ack_late or d.ack_ms is not None) and (d.arrive_late or d.arrive_ms is not None):  # nothing left to catch
-            self._waiting.pop(d.dispatch_id, None)
+            if self._waiting.pop(d.dispatch_id, None) is not None:
+                self._touch(d)
         if out:
-            self.changed = True
+            self._touch(d)
         return out
 
     @staticmethod
@@ -177,7 +197,7 @@ class DispatchResponse(Rule):
         """Every dispatch still remembered, oldest first: seconds to acknowledge and to arrive (None: not yet)."""
         out = []
         for d in list(self._dispatches.values()):
-            row = asdict(d)
+            row = d.as_dict()
             row["ack_s"] = (d.ack_ms - d.dispatched_ms) / 1000 if d.ack_ms is not None else None
             row["arrive_s"] = (d.arrive_ms - d.dispatched_ms) / 1000 if d.arrive_ms is not None else None
             out.append(row)
@@ -186,14 +206,36 @@ class DispatchResponse(Rule):
     def snapshot(self) -> dict[str, Any] | None:
         if not self._dispatches:
             return None
-        return {"dispatches": [asdict(d) for d in self._dispatches.values()], "waiting": list(self._waiting)}
+        return {"gen": self._gen, "dispatches": [d.as_dict() for d in self._dispatches.values()],
+                "waiting": list(self._waiting)}
+
+    def saved(self, snapshot: Mapping[str, Any] | None) -> None:
+        gen = self._gen if snapshot is None else int(snapshot["gen"])
+        self._saved_gen = max(self._saved_gen, gen)
+        self._changed_at = {k: g for k, g in self._changed_at.items() if g > self._saved_gen}
+
+    def urgent_snapshot(self) -> dict[str, Any] | None:
+        """The dispatches changed since the checkpoint, and every dispatch still timed (a short list)."""
+        changed = [self._dispatches[k].as_dict() for k in self._changed_at if k in self._dispatches]
+        return {"gen": self._gen, "dispatches": changed, "waiting": list(self._waiting)}
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        names = {f.name for f in fields(_Dispatch)}
-        restored = [_Dispatch(**{k: v for k, v in d.items() if k in names}) for d in state.get("dispatches", [])]
         # Dispatches expected since the engine started (none, normally) stay; the snapshot fills in the rest.
-        self._dispatches = {d.dispatch_id: d for d in restored} | self._dispatches
+        self._dispatches = {d.dispatch_id: d for d in _dispatches_of(state)} | self._dispatches
         self._waiting = {k: self._dispatches[k] for k in state.get("waiting", []) if k in self._dispatches} | self._waiting
+        self._gen = self._saved_gen = max(self._gen, int(state.get("gen", 0)))
+
+    def restore_urgent(self, state: Mapping[str, Any]) -> None:
+        """Changes written after the checkpoint win over it; its list of timed dispatches is the whole list."""
+        gen = int(state.get("gen", 0))
+        if gen <= self._saved_gen:
+            return  # the checkpoint was written after this delta: it already holds all of it
+        for d in _dispatches_of(state):
+            self._dispatches[d.dispatch_id] = d
+        self._waiting = {k: self._dispatches[k] for k in state.get("waiting", []) if k in self._dispatches}
+        self._gen = gen  # not _saved_gen: the delta's changes are not in the checkpoint, so they stay dirty
+        self._changed_at = {d["dispatch_id"]: gen for d in state.get("dispatches", [])}
+        self._forget_oldest_finished()
 
     def _forget_oldest_finished(self) -> None:
         """Keep memory bounded: the oldest finished dispatches go first, then (never in practice) the oldest of all."""
@@ -206,6 +248,11 @@ class DispatchResponse(Rule):
         for dispatch_id in finished + oldest:
             del self._dispatches[dispatch_id]
             self._waiting.pop(dispatch_id, None)
+            self._changed_at.pop(dispatch_id, None)
+
+
+def _dispatches_of(state: Mapping[str, Any]) -> list[_Dispatch]:
+    return [_Dispatch(**{k: v for k, v in d.items() if k in _DISPATCH_FIELDS}) for d in state.get("dispatches", [])]
 
 
 class TerminalOffline(DeadMan):

@@ -1,13 +1,16 @@
 """The alert service's checkpoints on a real SQLite database: a second engine over the same file picks up where
 the first stopped (windows, silence timers, dispatches being timed), on a fake clock."""
 
+import json
+
 from alerts.context import RegistryContext
 from alerts.outbox import Outbox
 from alerts.rules import default_rules
-from alerts.service import AlertService
+from alerts.service import URGENT_DELTA, AlertService
 from alerts.store import IncidentStore
 from alerts.thresholds import Thresholds
 from devices import charging_station as cs
+from devices import fire_station as fs
 from devices import smoke_detector as sd
 from devices.hierarchy import load_hierarchy
 from devices.reading import Reading
@@ -86,7 +89,8 @@ def test_a_dispatch_written_after_the_last_checkpoint_is_found_in_the_outbox(tmp
     register(first, n_stations=0)
     first.alerts.checkpoint(T0)  # a checkpoint from before the alarm, nothing since (a crash)
     first.read("smoke_detector", "SD-XQ01-0301", sd.Alarm(v=1, ts=T0 + S, seq=1), T0 + S)
-    first.incidents.save_rule_states({"fire_station.DispatchResponse": None}, T0)  # as if the at-once write was lost
+    first.incidents.save_rule_states({"fire_station.DispatchResponse": None,  # as if the at-once write was lost
+                                      "fire_station.DispatchResponse" + URGENT_DELTA: None}, T0)
     first.close()
 
     second = Engine(db, T0 + 30 * S)
@@ -106,3 +110,58 @@ def test_checkpoints_are_rows_of_json_per_rule_and_a_rule_with_nothing_to_keep_h
     saved_ms, offline = states["charging_station.StationOffline"]
     assert saved_ms == T0 and offline["ids"] == "CS-00\nCS-01" and set(offline["last_seen"]) == {"dtype", "b64"}
     engine.close()
+
+
+def dispatch_rule(engine):
+    (rule,) = [r for r in engine.alerts.rules if r.name == "fire_station.DispatchResponse"]
+    return rule
+
+
+def test_an_alarm_writes_only_what_changed_since_the_checkpoint_and_a_crash_keeps_every_answer(tmp_path):
+    """A day's 3,000 finished dispatches go with the checkpoint; each alarm's at-once write holds its own dispatch.
+    Laid over the checkpoint at the restart, it keeps the station's answers: no false "late" for a station that came."""
+    db = tmp_path / "wanli.db"
+    first = Engine(db, T0)
+    register(first, n_stations=0)
+    history = [{"dispatch_id": f"old-{i}", "station": "FS-X", "incident": f"inc-{i}", "dispatched_ms": T0 - 3600 * S + i,
+                "ack_ms": T0 - 3600 * S + i + 20 * S, "arrive_ms": T0 - 3600 * S + i + 90 * S} for i in range(3000)]
+    dispatch_rule(first).restore({"gen": 0, "dispatches": history, "waiting": []})
+    first.alerts.checkpoint(T0)
+    first.read("smoke_detector", "SD-XQ01-0301", sd.Alarm(v=1, ts=T0 + S, seq=1), T0 + S)
+    delta = first.incidents.rule_states()["fire_station.DispatchResponse" + URGENT_DELTA][1]
+    (new,) = delta["dispatches"]
+    assert delta["waiting"] == [new["dispatch_id"]] and new["ack_ms"] is None
+    station = new["station"]
+    for step, at in ((fs.DispatchAck(v=1, ts=T0 + 30 * S, seq=1, dispatch_id=new["dispatch_id"]), 30),
+                     (fs.DispatchOnScene(v=1, ts=T0 + 150 * S, seq=2, dispatch_id=new["dispatch_id"]), 150)):
+        first.read("fire_station", station, step, T0 + at * S)
+    delta = first.incidents.rule_states()["fire_station.DispatchResponse" + URGENT_DELTA][1]
+    assert [d["dispatch_id"] for d in delta["dispatches"]] == [new["dispatch_id"]] and delta["waiting"] == []
+    first.close()  # a crash: no checkpoint since the alarm
+
+    second = Engine(db, T0 + 200 * S)
+    times = {r["dispatch_id"]: r for r in second.alerts.response_times()}
+    assert len(times) == 3001 and (times[new["dispatch_id"]]["ack_s"], times[new["dispatch_id"]]["arrive_s"]) == (29, 149)
+    second.alerts.tick(T0 + 200 * S)
+    assert not [c for c in second.conditions() if c.startswith("dispatch_")]
+    second.close()
+
+
+def test_a_delta_older_than_the_checkpoint_is_not_laid_over_it(tmp_path):
+    db = tmp_path / "wanli.db"
+    first = Engine(db, T0)
+    register(first, n_stations=0)
+    first.read("smoke_detector", "SD-XQ01-0301", sd.Alarm(v=1, ts=T0 + S, seq=1), T0 + S)  # the delta: waiting
+    (row,) = first.alerts.response_times()
+    first.read("fire_station", row["station"], fs.DispatchOnScene(v=1, ts=T0 + 40 * S, seq=1,
+                                                                  dispatch_id=row["dispatch_id"]), T0 + 40 * S)
+    first.alerts.checkpoint(T0 + 41 * S)  # the checkpoint: answered, nothing waiting
+    stale = {"gen": 1, "dispatches": [{**row, "ack_ms": None}], "waiting": [row["dispatch_id"]]}
+    first.incidents.save_rule_states({"fire_station.DispatchResponse" + URGENT_DELTA: json.dumps(stale)}, T0 + S)
+    first.close()
+
+    second = Engine(db, T0 + 10 * MIN)
+    second.alerts.tick(T0 + 10 * MIN)
+    assert not [c for c in second.conditions() if c.startswith("dispatch_")]
+    assert second.alerts.response_times()[0]["arrive_s"] == 39
+    second.close()
