@@ -11,6 +11,7 @@ connection) is folded in from the readings ingest hands over, one transaction pe
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -559,7 +560,7 @@ class DeviceRegistry:
                 devices.write(conn, list(devices.pending))
             devices.committed = True
 
-    FLUSH_SLICE = 1000  # devices per transaction: an alarm's commit waits for at most one slice, not the street
+    FLUSH_SLICE = 500  # devices per transaction: an alarm's commit waits for at most one slice, not the street
 
     def flush_states(self) -> int:
         """Write the states changed since the last flush, a slice per transaction; return how many devices.
@@ -567,16 +568,22 @@ class DeviceRegistry:
         A street's heartbeats leave 50,000 devices dirty; written in one transaction they held
         SQLite's write lock (and, copied in one go, the registry's lock) for most of a second,
         and an alarm arriving meanwhile waited that long for its incident's commit. In slices,
-        the locks are let go between them. Each slice is read and written under the registry's
-        lock, as ingest's batches commit under it: a slice can never write a state older than
-        one a batch has committed since. A slice that fails goes back to the dirty set with
-        every slice not yet written.
+        the locks are let go between them, for as long as the slice took: a lock is not fair
+        (released and taken straight back, the waiting worker never gets it) and SQLite's busy
+        handler polls, so back-to-back transactions would starve every other writer (the
+        alert ticker, an operator's action) for the whole flush. Each slice is read and
+        written under the registry's lock, as ingest's batches commit under it: a slice can
+        never write a state older than one a batch has committed since. A slice that fails
+        goes back to the dirty set with every slice not yet written.
         """
         with self._lock:
             ids = list(self._dirty)
             self._dirty.clear()
-        written = 0
+        written, took = 0, 0.0
         for start in range(0, len(ids), self.FLUSH_SLICE):
+            if start:
+                time.sleep(max(took, 0.005))
+            began = time.perf_counter()
             with self._lock:
                 chunk = [(d, self._states[d]) for d in ids[start:start + self.FLUSH_SLICE] if d in self._states]
                 try:
@@ -586,6 +593,7 @@ class DeviceRegistry:
                     self._dirty.update(ids[start:])
                     raise
             written += len(chunk)
+            took = time.perf_counter() - began
         return written
 
     # -- storage --
