@@ -85,6 +85,7 @@ class MqttConsumer:
         queue_size: int = 50_000,
         state_flush_s: float = 10.0,
         alarm_lane: bool = True,
+        alarm_slice: int = 250,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._pipeline = pipeline
@@ -111,6 +112,8 @@ class MqttConsumer:
         lane_username = username if alarm_lane_username is None else alarm_lane_username
         self._lanes = [Lane("alarms", receiver(events, f"{client_id}{ALARM_LANE_SUFFIX}", lane_username))] if events else []
         self._lanes.append(Lane("main", receiver(topic_filters, client_id, username, tuple(events))))
+        self._alarm_lane = self._lanes[0] if events else None
+        self._alarm_slice = alarm_slice
         self._state_flush_s = state_flush_s
         self._clock_ms = clock_ms
         self._stop = threading.Event()
@@ -160,22 +163,43 @@ class MqttConsumer:
             lane, frame = self._next_frame()
             if lane is None or frame is None:
                 continue
-            kind, body = frame
-            if kind == BATCH:
-                batch_no, messages = body
-                offset = self._clock_ms() - wall_ms()  # the receiver's wall clock, in the service's clock
-                batch = [RawMessage(topic, payload, ms + offset, qos, mid) for topic, payload, ms, qos, mid in messages]
-                try:
-                    self._process_safely(batch)
-                except ConsumerStopped:
-                    return
-                lane.receiver.acknowledge(batch_no)
-            elif kind in (SUBSCRIBED, DISCONNECTED):
-                lane.subscribed = kind == SUBSCRIBED
-                if all(lane.subscribed for lane in self._lanes):
-                    self.subscribed.set()
-                else:
-                    self.subscribed.clear()
+            try:
+                self._handle(lane, frame)
+            except ConsumerStopped:
+                return
+
+    def _handle(self, lane: Lane, frame: tuple[bytes, object]) -> None:
+        kind, body = frame
+        if kind == BATCH:
+            batch_no, messages = body  # type: ignore[misc]
+            offset = self._clock_ms() - wall_ms()  # the receiver's wall clock, in the service's clock
+            batch = [RawMessage(topic, payload, ms + offset, qos, mid) for topic, payload, ms, qos, mid in messages]
+            # A backlog's batch of 2,000 takes the worker a tenth of a second or more; an alarm arriving
+            # meanwhile is served between slices of it, not after it. The batch is acknowledged whole.
+            step = self._alarm_slice if lane is not self._alarm_lane and self._alarm_lane is not None else len(batch)
+            for start in range(0, len(batch), max(step, 1)):
+                if start:
+                    self._serve_alarm_lane()
+                self._process_safely(batch[start:start + step])
+            lane.receiver.acknowledge(batch_no)
+        elif kind in (SUBSCRIBED, DISCONNECTED):
+            lane.subscribed = kind == SUBSCRIBED
+            if all(lane.subscribed for lane in self._lanes):
+                self.subscribed.set()
+            else:
+                self.subscribed.clear()
+
+    def _serve_alarm_lane(self) -> None:
+        """Whatever the alarm lane has ready now, handled before the main lane's batch goes on."""
+        lane = self._alarm_lane
+        while lane is not None and not self._stop.is_set():
+            try:
+                frame = lane.receiver.next_frame(timeout_s=0)
+            except (EOFError, OSError):
+                return  # the worker's next turn restarts it (_next_frame)
+            if frame is None:
+                return
+            self._handle(lane, frame)
 
     def _next_frame(self) -> tuple[Lane | None, tuple[bytes, object] | None]:
         """The next frame, the alarm lane's first: after every batch it is asked before the main lane."""

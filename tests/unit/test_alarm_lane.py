@@ -3,7 +3,8 @@
 import pytest
 from paho.mqtt.client import topic_matches_sub
 
-from ingest.mqtt_consumer import alarm_lane_filters
+from ingest.mqtt_consumer import MqttConsumer, alarm_lane_filters
+from ingest.receiver import BATCH
 
 
 @pytest.mark.parametrize(("filters", "lane"), [
@@ -25,3 +26,55 @@ def test_every_event_topic_of_the_contract_goes_to_the_lane_and_nothing_else_doe
     assert not any(topic_matches_sub(lane[0], t) for t in (
         "safety/v1/wanli/smoke_detector/SD-XQ01-0101/telemetry", "safety/v1/wanli/smoke_detector/SD-1/status",
         "safety/v1/wanli/event", "safety/v1/wanli/smoke_detector/SD-1/event/extra"))
+
+
+class RecordingPipeline:
+    """Stands in for the ingest pipeline (not a server): records what the worker hands it, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def process(self, batch):
+        self.calls.append([m.topic for m in batch])
+
+
+class QueuedReceiver:
+    """Stands in for a receiver process's pipe: frames handed out in turn, acknowledgements noted."""
+
+    def __init__(self, frames, log, name, ready=lambda: True) -> None:
+        self.frames, self.log, self.name, self.ready = list(frames), log, name, ready
+
+    def next_frame(self, timeout_s):
+        return self.frames.pop(0) if self.frames and self.ready() else None
+
+    def acknowledge(self, batch_no):
+        self.log.append(f"ack {self.name} {batch_no}")
+
+
+def messages(topic, n):
+    return [(topic, b"{}", 0, 1, i) for i in range(n)]
+
+
+def test_an_alarm_arriving_during_a_large_telemetry_batch_is_served_between_its_slices():
+    pipeline, log = RecordingPipeline(), []
+    consumer = MqttConsumer(pipeline, "127.0.0.1", 1883, ["safety/#"], batch_size=2000, alarm_slice=250)
+    alarms, main = consumer._lanes
+    alarm_topic = "safety/v1/wanli/smoke_detector/SD-1/event"
+    # The alarm reaches its lane's receiver once the worker is into the telemetry batch.
+    alarms.receiver = QueuedReceiver([(BATCH, (7, messages(alarm_topic, 1)))], log, "alarms",
+                                     ready=lambda: len(pipeline.calls) >= 1)
+    main.receiver = QueuedReceiver([], log, "main")
+    consumer._handle(main, (BATCH, (3, messages("safety/v1/wanli/smoke_detector/SD-2/telemetry", 1000))))
+
+    sizes = [len(c) if alarm_topic not in c else "alarm" for c in pipeline.calls]
+    assert sizes == [250, "alarm", 250, 250, 250]
+    assert log == ["ack alarms 7", "ack main 3"]  # the telemetry batch is acknowledged whole, after all its slices
+
+
+def test_without_an_alarm_lane_a_batch_is_processed_whole():
+    pipeline, log = RecordingPipeline(), []
+    consumer = MqttConsumer(pipeline, "127.0.0.1", 1883, ["safety/#"], alarm_lane=False, alarm_slice=250)
+    (main,) = consumer._lanes
+    main.receiver = QueuedReceiver([], log, "main")
+    consumer._handle(main, (BATCH, (1, messages("safety/v1/wanli/smoke_detector/SD-2/telemetry", 1000))))
+    assert [len(c) for c in pipeline.calls] == [1000] and log == ["ack main 1"]
