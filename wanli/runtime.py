@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -127,6 +128,14 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
                     pipeline, LiveFeed(), access, outbox, dispatcher)
 
 
+# How long a thread may hold the interpreter before another waiting for it gets a turn (Python's
+# default: 5 ms). The service's threads that write SQLite or read sockets give the interpreter up
+# around every call and then wait to get it back: behind a busy thread, 5 ms each time (the
+# "convoy"), so a 500-row write waited up to seconds while holding the registry's lock, and an
+# alarm with it. Measured with `wanli bench alerts` (docs/benchmarks.md).
+SWITCH_INTERVAL_S = 0.0005
+
+
 class WanliService:
     """The whole main job in one process. ``start`` returns once everything listens."""
 
@@ -145,6 +154,7 @@ class WanliService:
 
     async def start(self) -> None:
         s, svc = self.settings, self.services
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         if s.uses_embedded_broker:
             self.broker = EmbeddedBroker(s.embedded_broker_host, s.embedded_broker_port)
             await self.broker.start()
