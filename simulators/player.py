@@ -44,10 +44,10 @@ def play_population(population: Population, broker: BrokerAddress, clock: SimClo
     listener = DispatchListener(broker, population.records[0].street_id) if population.stations() else None
     try:
         start = clock.now_ms()
-        progress.say(f"{len(population):,} devices come online" if announce else f"{len(population):,} devices start")
+        progress.say(f"{len(population):,} 台设备上线" if announce else f"{len(population):,} 台设备开始上报")
         for topic, payload in population.start(start, announce=announce):
             pub.publish(topic, payload)
-        progress.say(f"{len(population):,} devices reporting at their real cadence")
+        progress.say(f"{len(population):,} 台设备按真实周期上报")
         end = start + int(duration_s * 1000) if duration_s is not None else None
         while not stop.is_set():
             now = clock.now_ms()
@@ -62,7 +62,7 @@ def play_population(population: Population, broker: BrokerAddress, clock: SimClo
             stop.wait(min(0.2, max(0.005, gap)))
         pub.flush(10)
         progress.sent, progress.acked = pub.sent, pub.acked
-        progress.say("stopped")
+        progress.say("已停止")
         return progress
     finally:
         progress.done = True
@@ -79,5 +79,5 @@ def _answer_dispatches(population: Population, listener: DispatchListener, now_m
             return
         station = population.devices.get(station_id)
         if station is not None and hasattr(station, "on_dispatch") and station.on_dispatch(body, now_ms):
-            progress.say(f"{station_id} answers a dispatch")
+            progress.say(f"{station_id} 响应派单")
             population.touch(station)

@@ -38,7 +38,7 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ from devices.credentials import station_dispatch_topic
 from devices.hierarchy import Hierarchy, hierarchy_from_dict, load_hierarchy
 from devices.registry import DeviceRecord
 from devices.street_generator import generate_street
-from simulators.clock import SimClock, next_local_time_ms, wall_ms
+from simulators.clock import SimClock, next_local_time_ms, shanghai, wall_ms
 from simulators.devices.base import Publication, SimulatedDevice
 from simulators.expectations import Evidence, Expectation, Outcome, iso_ms
 from simulators.population import Population, Row, place_rows
@@ -80,6 +80,7 @@ class Scenario:
     start_local: tuple[int, int] | None = None  # Shanghai (hour, minute) the story starts at
     needs_shared_clock: bool = False  # it jumps ahead (days, hours): only a service sharing its clock can follow
     per_device_connections: bool = False  # each device its own MQTT connection with a last will
+    marks: Mapping[str, str] = field(default_factory=dict)  # its marks in Chinese words, for the testers' page
 
     def population(self, hierarchy: Hierarchy, seed: int = 0) -> Population:
         rows = self.rows(hierarchy) if self.rows else place_rows(hierarchy, building_ids=self.buildings,
@@ -92,7 +93,11 @@ class Scenario:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "summary": self.summary, "speed": self.speed,
                 "needs_shared_clock": self.needs_shared_clock,
-                "expect": [e.describe() for e in self.expect]}
+                "expect": [e.describe() for e in self.expect], "expect_zh": self.expect_zh()}
+
+    def expect_zh(self) -> list[str]:
+        """Its expected outcomes as Chinese sentences, for the testers' page."""
+        return [e.describe_zh(self.marks) for e in self.expect]
 
 
 @dataclass
@@ -283,6 +288,10 @@ class Stage:
     def now_ms(self) -> int:
         return self.clock.now_ms()
 
+    def local_time(self) -> str:
+        """The story's clock now, Shanghai time (HH:MM): what its script says happened when."""
+        return shanghai(self.now_ms()).strftime("%H:%M")
+
     def device(self, device_id: str) -> SimulatedDevice:
         return self.population.device(device_id)
 
@@ -404,11 +413,11 @@ def run_scenario(scenario: Scenario, *, api: ApiClient, broker: BrokerAddress, c
     hierarchy = hierarchy or scenario.load_hierarchy()
     population = scenario.population(hierarchy, seed)
     progress.devices = len(population)
-    progress.say(f"registering {len(population)} devices")
+    progress.say(f"正在注册 {len(population)} 台设备")
     register(population.records)
     if clock.shared:
         clock.set_speed(scenario.speed)
-    started_real, evidence = time.monotonic(), Evidence()
+    started_real, evidence = time.monotonic(), Evidence(mark_names=scenario.marks)
     sink: MqttPublisher | DevicePublishers
     listener: DispatchListener | StationInbox | None = None
     if passwords is not None or scenario.per_device_connections:
@@ -428,7 +437,7 @@ def run_scenario(scenario: Scenario, *, api: ApiClient, broker: BrokerAddress, c
         stage._received_before = api.stats()["received"]
         watcher.start()
         start_ms = stage.mark("start")
-        progress.say(f"{len(population)} devices come online")
+        progress.say(f"{len(population)} 台设备上线")
         if isinstance(sink, DevicePublishers):
             sink.connect_all(list(population.devices))
         stage.send(population.start(start_ms))
@@ -438,7 +447,7 @@ def run_scenario(scenario: Scenario, *, api: ApiClient, broker: BrokerAddress, c
         watcher.poll()
         evidence.tier_seen_ms = watcher.tier_seen_ms
         stage.outcomes += judge([e for e in scenario.expect if e.at == "end"], stage._gather())
-        progress.say("done")
+        progress.say("完成")
         return ScenarioResult(scenario.name, stage.outcomes, sink.sent, (clock.now_ms() - start_ms) / 1000,
                               time.monotonic() - started_real, list(progress.log))
     finally:

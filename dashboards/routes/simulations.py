@@ -62,12 +62,15 @@ class SimulationStart(BaseModel):
 class OutcomePublic(BaseModel):
     expectation: str
     met: bool
-    detail: str
+    detail: str = Field(description="what was seen, in the machine's terms (condition@device severity state tier)")
     checkpoint: str
+    expectation_zh: str = Field(description="the expectation as a Chinese sentence, for the testers' page")
+    detail_zh: str = Field(description="what was seen, in Chinese")
 
     @classmethod
     def of(cls, o: Outcome) -> OutcomePublic:
-        return cls(expectation=o.expectation, met=o.met, detail=o.detail, checkpoint=o.checkpoint)
+        return cls(expectation=o.expectation, met=o.met, detail=o.detail, checkpoint=o.checkpoint,
+                   expectation_zh=o.expectation_zh, detail_zh=o.detail_zh)
 
 
 class ScenarioResultPublic(BaseModel):
@@ -107,7 +110,8 @@ class ScenarioPublic(BaseModel):
     summary: str
     speed: float
     runs_here: bool = Field(description="false: it jumps hours ahead and runs only on its own clock (the CLI)")
-    expect: list[str]
+    expect: list[str] = Field(description="its expected outcomes in the machine's terms")
+    expect_zh: list[str] = Field(description="the same, as Chinese sentences")
 
 
 # -- the runs -----------------------------------------------------------------------------------------------------------
@@ -211,7 +215,8 @@ def _caller_headers(request: Request) -> dict[str, str]:
 def list_scenarios() -> list[ScenarioPublic]:
     """The scenario library, each with what it expects of the system."""
     return [ScenarioPublic(name=s.name, title=s.title, summary=s.summary, speed=s.speed,
-                           runs_here=not s.needs_shared_clock, expect=[e.describe() for e in s.expect])
+                           runs_here=not s.needs_shared_clock, expect=[e.describe() for e in s.expect],
+                           expect_zh=s.expect_zh())
             for s in scenarios().values()]
 
 
@@ -286,7 +291,7 @@ def start_simulation(ctx: Ctx, sims: SimulationsDep, body: SimulationStart, requ
         except Exception as exc:  # the broker went away, a scenario failed: the page shows why
             log.exception("simulation %s failed", sim_id)
             sim.error = str(exc) or type(exc).__name__
-            progress.say(f"failed: {sim.error}")
+            progress.say(f"失败：{sim.error}")
         finally:
             progress.done = True
 

@@ -69,8 +69,9 @@ function describe() {
   if (!s) return;
   about.append(el("div", {}, s.summary));
   if (!s.runs_here) about.append(el("div", { class: "muted small" }, `需跳过数小时，请在命令行运行：wanli scenario run ${s.name}`));
+  // Each expectation as a sentence; its machine form (what the CLI and tests read) on hover.
   about.append(el("div", { class: "muted small" }, "预期结果："),
-    el("ul", {}, ...s.expect.map((e) => el("li", { class: "small" }, e))));
+    el("ul", {}, ...s.expect.map((e, i) => el("li", { class: "small", title: e }, (s.expect_zh || [])[i] || e))));
 }
 
 function clock(iso) {
@@ -113,7 +114,9 @@ function renderDetail(r) {
     verdict.classList.add(r.result.ok ? "ok" : "bad");
   } else verdict.textContent = r.state === "running" ? "运行中…" : "";
   $("outcomes").replaceChildren(...(r.result ? r.result.outcomes : []).map((o) =>
-    el("li", { class: `outcome ${o.met ? "met" : "unmet"}` }, o.expectation, el("span", { class: "muted small" }, `　${o.detail}`))));
+    el("li", { class: `outcome ${o.met ? "met" : "unmet"}`, title: `${o.expectation}\n${o.detail}` },
+      o.expectation_zh || o.expectation,
+      el("div", { class: "muted small seen" }, o.detail_zh || o.detail))));
   $("log").replaceChildren(...r.log.map((line) => el("li", {}, line)));
 }
 

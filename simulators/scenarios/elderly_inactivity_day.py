@@ -31,19 +31,21 @@ def play(stage: Stage) -> None:
     stage.mark("ill")
     alarm.stop_activity()
     meter.stop_use()
-    stage.say("09:00 刘老伯在家病倒：开门、用水、走动全部停止")
+    stage.say(f"{stage.local_time()} 刘老伯在家病倒：开门、用水、走动全部停止")
     for hour in range(1, 31):
         stage.skip(3600, step_s=3600)
         stage.say(f"已过去 {hour} 小时")
 
 
 SCENARIO = Scenario(
-    name="elderly_inactivity_day", title="独居老人全天无活动", summary=__doc__.split("\n\n")[0].strip(),
+    name="elderly_inactivity_day", title="独居老人全天无活动", summary="香泉1号楼1201室独居老人刘老伯早上在家病倒，此后开门、用水、走动全部停止，一键通心跳照常。场景逐小时跳过一天半，邻居0601、1801室生活如常。",
+    marks={"ill": "老人病倒"},
     play=play, rows=households, speed=60, start_local=(8, 59), needs_shared_clock=True,
     expect=(
         ExpectIncident("no_activity", severity="high", device="EA-XQ01-1201", within_s=25 * 3600, after="ill",
                        tier="community"),
         ExpectIncident("low_water_use", severity="high", device="WM-XQ01-1201", within_s=25 * 3600, after="ill"),
-        ExpectNoIncident(("no_activity", "low_water_use"), device="*-XQ01-[01][68]01"),
+        ExpectNoIncident(("no_activity", "low_water_use"), device="*-XQ01-[01][68]01",
+                         text="邻居0601室、1801室不产生长时间无活动或用水异常偏少"),
     ),
 )

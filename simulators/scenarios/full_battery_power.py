@@ -21,14 +21,15 @@ def play(stage: Stage) -> None:
     station.plug_in(2, soc=0.998, now_ms=stage.now_ms())
     station.plug_in(4, soc=0.998, now_ms=stage.now_ms())
     station.keep_power_on_full(2)
-    stage.say("22:00 2 号口与 4 号口接入近满电电池；2 号口继电器粘连")
+    stage.say(f"{stage.local_time()} 2 号口与 4 号口接入近满电电池；2 号口继电器粘连")
     stage.wait(420)
     stage.say("电池已满，2 号口仍在供电")
     stage.wait(60)
 
 
 SCENARIO = Scenario(
-    name="full_battery_power", title="电池充满仍持续供电", summary=__doc__.split("\n\n")[0].strip(),
+    name="full_battery_power", title="电池充满仍持续供电", summary="香泉1号楼充电棚2号口继电器粘连：骑手接入近满电电池后离开，充满后该口仍以约60瓦持续供电；相邻正常的4号口按时断电。",
+    marks={"plugged": "接入充电"},
     play=play, buildings=("xq-01",), speed=180, start_local=(22, 0),
     expect=(
         ExpectIncident("charging_full:2", severity="warning", within_s=300, after="plugged", tier="community"),

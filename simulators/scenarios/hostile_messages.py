@@ -44,7 +44,7 @@ def play(stage: Stage) -> None:
     genuine = stage.device("SD-XQ01-0803")
     alarm = genuine.alarm(now)  # type: ignore[attr-defined]
     stage.send([alarm])
-    stage.say("0803室真实报警")
+    stage.say(f"{stage.local_time()} 0803室烟感真实报警")
     stage.wait(5)
     victim = stage.device("SD-XQ01-0101")
     now, seq = stage.now_ms(), victim.seq
@@ -72,7 +72,8 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
-    name="hostile_messages", title="畸形与恶意消息", summary=__doc__.split("\n\n")[0].strip(),
+    name="hostile_messages", title="畸形与恶意消息", summary="香泉1号楼正常上报、0803室烟感真实报警的同时，有人发布畸形与恶意消息：坏JSON、错误字段、超大消息、未知类型、冒用设备编号、重放、序号倒退、时间戳过旧或超前。",
+    marks={"attack": "恶意消息发出"},
     play=play, buildings=("xq-01",), speed=10,
     expect=(
         *(ExpectDeadLetters(reason, count=1) for reason in REASONS),

@@ -55,7 +55,8 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
-    name="mass_offline", title="千台烟感同时离线后恢复", summary=__doc__.split("\n\n")[0].strip(),
+    name="mass_offline", title="千台烟感同时离线后恢复", summary="运营商网络中断：生成街区前几栋楼约1,000个烟感同时离线，十二个半小时后网络恢复、全部重新上报。",
+    marks={"outage": "网络中断"},
     play=play, rows=detectors, hierarchy="street", speed=1200, needs_shared_clock=True,
     expect=(
         ExpectDevices(health="offline", every=True, at="outage"),

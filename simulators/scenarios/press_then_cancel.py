@@ -17,12 +17,13 @@ def play(stage: Stage) -> None:
     assert isinstance(alarm, ElderlyAlarmSim)
     alarm.press_then_cancel(stage.now_ms())
     stage.changed(alarm)
-    stage.say("1201室刘老伯误按一键通，随即取消")
+    stage.say(f"{stage.local_time()} 1201室刘老伯误按一键通，随即取消")
     stage.wait(60)
 
 
 SCENARIO = Scenario(
-    name="press_then_cancel", title="误按后取消", summary=__doc__.split("\n\n")[0].strip(),
+    name="press_then_cancel", title="误按后取消", summary="香泉1号楼1201室刘老伯误按一键通，几秒后取消。",
+    marks={"press": "按下一键通"},
     play=play, buildings=("xq-01",), speed=20, start_local=(15, 0),
     expect=(
         ExpectIncident("emergency_press", severity="warning", device="EA-XQ01-1201", within_s=30, after="press",

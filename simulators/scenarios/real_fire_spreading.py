@@ -25,7 +25,7 @@ def play(stage: Stage) -> None:
         detector = stage.device(device_id)
         detector.burn(t0 + after_s * 1000)  # type: ignore[attr-defined]
         stage.changed(detector)
-    stage.say("02:10 0502室起火，烟雾沿楼梯间上升")
+    stage.say(f"{stage.local_time()} 0502室起火，烟雾沿楼梯间上升")
     stage.wait(100)
     stage.say("0602室烟感报警：疑似火情，微型消防站出动")
     stage.wait(130)
@@ -39,14 +39,16 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
-    name="real_fire_spreading", title="真实火情沿楼层蔓延", summary=__doc__.split("\n\n")[0].strip(),
+    name="real_fire_spreading", title="真实火情沿楼层蔓延", summary="香泉1号楼0502室起火，烟雾沿楼梯间上升：0602室、0702室、0501室烟感相继报警，直到微型消防站到场扑灭。",
+    marks={"ignition": "起火"},
     play=play, buildings=("xq-01",), speed=60, start_local=(2, 10),
     expect=(
         ExpectIncident("smoke_alarm", severity="high", count=4, device="SD-XQ01-0[5-7]0[12]", within_s=210,
-                       after="ignition"),
+                       after="ignition", text="0502、0602、0702、0501室烟感各报警一起（高），起火后 210 秒内生成"),
         ExpectIncident("suspected_fire", severity="critical", scope="building:xq-01", members_at_least=4,
                        within_s=100, after="ignition", tier="street", tier_within_s=110, state="active"),
-        ExpectIncident("suspected_fire", count=1, state="acknowledged|dispatched|on_scene", after="ignition"),
+        ExpectIncident("suspected_fire", count=1, state="acknowledged|dispatched|on_scene", after="ignition",
+                       text="疑似火情只有一起，微型消防站已确认出动（已确认、已派单或已到场）"),
         ExpectNoIncident(("dispatch_ack_late:*",)),
     ),
 )

@@ -53,7 +53,8 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
-    name="reconnect_storm", title="重连风暴", summary=__doc__.split("\n\n")[0].strip(),
+    name="reconnect_storm", title="重连风暴", summary="楼栋交换机重启：香泉1号楼、2号楼全部设备的连接同时中断、一分钟后同时重连，并重发断线前的最后一条消息。",
+    marks={"outage": "断线", "storm": "重连"},
     play=play, buildings=("xq-01", "xq-02"), speed=30, per_device_connections=True,
     expect=(
         ExpectDevices(health="offline", every=True, at="outage"),

@@ -23,7 +23,7 @@ def play(stage: Stage) -> None:
     stage.wait(20)
     stage.mark("alarm")
     stage.send([stage.device("SD-XQ01-1104").alarm(stage.now_ms())])  # type: ignore[attr-defined]
-    stage.say("14:00 1104室烟感报警，派单香泉微型消防站")
+    stage.say(f"{stage.local_time()} 1104室烟感报警，派单香泉微型消防站")
     stage.wait(70)
     stage.say("一分钟内未确认出动")
     stage.wait(260)
@@ -32,7 +32,8 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
-    name="station_slow_ack", title="微型消防站确认出动超时", summary=__doc__.split("\n\n")[0].strip(),
+    name="station_slow_ack", title="微型消防站确认出动超时", summary="香泉1号楼1104室烟感报警，派单香泉微型消防站；值班电话在另一房间，1分半到2分半后才确认出动，4到5分钟后到场。",
+    marks={"alarm": "烟感报警"},
     play=play, buildings=("xq-01",), speed=60, start_local=(14, 0),
     expect=(
         ExpectIncident("smoke_alarm", severity="high", device="SD-XQ01-1104", within_s=30, after="alarm",

@@ -20,11 +20,11 @@ def play(stage: Stage) -> None:
     assert isinstance(station, ChargingStationSim)
     for port in (1, 2, 3, 5):
         station.plug_in(port, soc=0.3, now_ms=stage.now_ms())
-    stage.say("19:30 四辆电动车接入充电")
+    stage.say(f"{stage.local_time()} 四辆电动车接入充电")
     stage.wait(600)
     stage.mark("runaway")
     station.thermal_runaway(3)
-    stage.say("19:40 3 号口电池热失控，温度急升")
+    stage.say(f"{stage.local_time()} 3 号口电池热失控，温度急升")
     stage.wait(300)
     stage.say("3 号口温度超过 60 °C")
     stage.wait(300)
@@ -33,7 +33,8 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
-    name="thermal_runaway_shed", title="充电棚电池热失控", summary=__doc__.split("\n\n")[0].strip(),
+    name="thermal_runaway_shed", title="充电棚电池热失控", summary="香泉1号楼充电棚四辆电动车充电，十分钟后3号口电池热失控：端口温度越升越快，超过60 °C，约110 °C时充电棚烟感报警。",
+    marks={"runaway": "热失控开始"},
     play=play, buildings=("xq-01",), speed=180, start_local=(19, 30),
     expect=(
         ExpectIncident("thermal_runaway:3", severity="critical", within_s=240, after="runaway", tier="street"),

@@ -130,7 +130,7 @@ def test_a_drill_started_on_the_tester_page_is_followed_on_the_wall_to_its_closu
     expect(page.locator("#verdict")).to_have_text("运行中…")
     expect(run.locator(".phase")).to_contain_text("0301室炒菜", timeout=30_000)  # the script's own words
     assert int(run.locator(".sent").inner_text().replace(",", "")) >= 81  # 香泉 1号楼's devices came online
-    expect(page.locator("#log li")).to_contain_text(["registering 81 devices"])
+    expect(page.locator("#log li")).to_contain_text(["正在注册 81 台设备"])
     tester.screenshot("drill-tester-running.png")
 
     # The smoke alarm arrives on the wall, live.
@@ -164,7 +164,7 @@ def test_a_drill_started_on_the_tester_page_is_followed_on_the_wall_to_its_closu
     expect(page.locator("#verdict")).to_contain_text("全部预期达成：4 / 4", timeout=SCENARIO_REAL_S * 1000)
     expect(page.locator("#outcomes li.met")).to_have_count(4)
     expect(page.locator("#outcomes li.unmet")).to_have_count(0)
-    expect(page.locator("#outcomes")).to_contain_text(f"smoke_alarm@{DETECTOR} high on_scene")
+    expect(page.locator("#outcomes")).to_contain_text("0301室烟感报警（高），已到场")
     expect(run.locator(".state")).to_have_text("已完成")
     tester.screenshot("drill-tester-finished.png")
 

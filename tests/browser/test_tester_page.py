@@ -7,14 +7,16 @@ a few seconds.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from simulators.clock import SimClock
+from simulators.clock import SimClock, shanghai
 from tests.browser.conftest import DESK, WatchedPage, signed_in_session, watched_page
 from tests.fixtures.servers import free_port
 from tests.fixtures.service import auth_headers, wait_for
@@ -68,14 +70,36 @@ def test_a_scenario_shows_its_expected_outcomes_met_and_a_bad_request_is_explain
     # one that jumps a day ahead runs only on its own clock: offered, but not here
     expect(page.locator('#target option[value="elderly_inactivity_day"]')).to_be_disabled()
     page.select_option("#target", "press_then_cancel")
-    expect(page.locator("#about")).to_contain_text("severity warning")
+    # what it is and what it expects, in Chinese; the machine form on hover
+    expect(page.locator("#about")).to_contain_text("1201室刘老伯误按一键通")
+    expected = page.locator("#about li").first
+    expect(expected).to_have_text("1201室一键通紧急呼叫一起（中），按下一键通后 30 秒内生成，待响应，最多计 2 次")
+    expect(expected).to_have_attribute("title", re.compile("severity warning"))
     page.click("#start-button")
     expect(page.locator("#verdict")).to_contain_text("全部预期达成", timeout=60_000)
     expect(page.locator("#outcomes li.met")).to_have_count(1)
-    expect(page.locator("#runs > tr").first.locator(".state")).to_have_text("已完成")
+    expect(page.locator("#outcomes li.met .seen")).to_have_text(re.compile(r"^实见：1201室一键通紧急呼叫（中），待响应"))
+    expect(page.locator("#log li").first).to_have_text("正在注册 81 台设备")
+    expect(page.locator("#log li").last).to_have_text("完成")
+    expect(page.locator("#log")).to_contain_text("误按一键通，随即取消")
+    run = page.locator("#runs > tr").first
+    expect(run.locator(".state")).to_have_text("已完成")
     tester.screenshot("tester-scenario.png")
+    # nothing on the page in the machine's words: every text the tester reads is Chinese (ids and numbers aside)
+    shown = "\n".join(page.locator(f"#{part}").inner_text() for part in ("about", "runs", "detail"))
+    assert not re.findall(r"[A-Za-z_]{5,}", shown), shown
 
     api = httpx.Client(base_url=fast_service.http_url, headers=auth_headers(fast_service), timeout=10)
+    # the API keeps the machine-readable form beside the Chinese, for tests and the CLI
+    outcome = api.get("/api/simulations").json()[0]["result"]["outcomes"][0]
+    assert outcome["expectation"].startswith("exactly 1 incident(s) emergency_press")
+    assert outcome["detail"].startswith("seen: emergency_press@EA-XQ01-1201 warning open")
+    assert outcome["expectation_zh"].startswith("1201室一键通紧急呼叫一起（中）")
+    # the script's line tells the story's own clock (the service's, Shanghai time), not a time written in the script
+    run_json = api.get("/api/simulations").json()[0]
+    said = next(line for line in run_json["log"] if "误按一键通" in line).split()[0]
+    lo, hi = (int(datetime.fromisoformat(run_json[k]).timestamp()) for k in ("started_at", "simulated_at"))
+    assert said in {shanghai(t * 1000).strftime("%H:%M") for t in range(lo, hi + 60, 30)}, (said, lo, hi)
     refused = api.post("/api/simulations", json={"kind": "scenario", "target": "elderly_inactivity_day"})
     assert refused.status_code == 422 and "wanli scenario run elderly_inactivity_day" in refused.json()["detail"]
     assert api.post("/api/simulations", json={"kind": "building", "target": "nope-99"}).status_code == 404

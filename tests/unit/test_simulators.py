@@ -260,3 +260,30 @@ def test_expectations_judge_what_the_api_showed_and_say_why_when_unmet():
     assert ExpectDeadLetters("bad_json", count=1).check(ev).met and not ExpectDeadLetters("*", count=0).check(ev).met
     assert ExpectDevices(health="online", every=True).check(ev).met
     assert not ExpectDevices(last_type="alarm_cleared", device="SD-1").check(ev).met
+
+
+def test_expectations_and_what_was_seen_read_as_chinese_sentences_beside_the_machine_form():
+    start = int(datetime.fromisoformat("2026-11-23T00:00:00+00:00").timestamp() * 1000)
+    seen = incident(device_id="SD-XQ01-0301", title="烟感报警", state="on_scene",
+                    location={"unit": "0301", "building": "香泉 1号楼"})
+    ev = Evidence(incidents=[seen], marks={"start": start, "cooking": start}, mark_names={"cooking": "开始炒菜"},
+                  dead_letters={"bad_json": 1})
+    kitchen = ExpectIncident("smoke_alarm", severity="high", device="SD-XQ01-0301", within_s=60, after="cooking",
+                             tier="community", state="active")
+    met = kitchen.check(ev)
+    assert met.met and met.detail == "seen: smoke_alarm@SD-XQ01-0301 high on_scene tier=community"
+    assert met.expectation_zh == "0301室烟感报警一起（高），开始炒菜后 1 分钟内生成，报至居民区，未结案"
+    assert met.detail_zh == "实见：0301室烟感报警（高），已到场，已报至居民区"
+    late = ExpectIncident("smoke_alarm", device="SD-XQ01-0301", within_s=30, after="cooking").check(ev)
+    assert not late.met and late.detail_zh == "0301室烟感报警在开始炒菜后 60 秒才生成"
+    assert ExpectIncident("charging_full:2", severity="warning").describe_zh() == "2 号口充满后仍供电一起（中）"
+    assert ExpectIncident("mass_offline", scope="street:wanli").describe_zh() == "全街道大面积离线一起"
+    written = ExpectIncident("smoke_alarm", device="SD-XQ01-0[5-7]0[12]", text="四户烟感各报警一起")
+    assert written.describe_zh() == "四户烟感各报警一起" and "SD-XQ01-0[5-7]0[12]" in written.describe()
+    assert ExpectNoIncident(("thermal_runaway:[!3]*", "offline")).describe_zh() == "不产生3 号口以外的疑似电池热失控、设备离线"
+    nothing = ExpectNoIncident(("smoke_alarm",)).check(ev)
+    assert not nothing.met and nothing.detail_zh == "出现 1 起：0301室烟感报警（高），已到场，已报至居民区"
+    kept = ExpectDeadLetters("bad_json", count=1).check(ev)
+    assert (kept.expectation_zh, kept.detail_zh) == ("「JSON 格式错误」被拒收并留存恰好 1 条", "留存 1 条（JSON 格式错误 1 条）")
+    assert ExpectDevices(last_type="alarm_cleared", device="SD-XQ01-0301").describe_zh() == "0301室烟感最后一条消息为「消警」"
+    assert met.as_dict()["detail_zh"] == met.detail_zh
