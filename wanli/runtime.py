@@ -46,6 +46,7 @@ from ingest.telemetry import InfluxV1TelemetryStore, InfluxV2TelemetryStore, Sql
 from simulators.building import BuildingSimulation, run_building
 from wanli.db import create_schema, make_engine
 from wanli.errors import StoreUnavailable
+from wanli.heap import HeapKeeper
 from wanli.settings import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX, Settings, TelemetryBackend
 
 log = logging.getLogger(__name__)
@@ -193,11 +194,13 @@ class WanliService:
 
     def _tick_alerts(self) -> None:
         """Rules look at the time and escalations climb, every alert_tick_s, until the service stops."""
+        heap = HeapKeeper(time.time_ns() // 1_000_000)  # the wall clock: the heap lives in real time, not the service's
         while not self._stop_ticker.wait(self.settings.alert_tick_s):
             try:
                 self.services.alerts.tick(self._clock_ms())
             except Exception:  # the database is away, a rule failed: try again next tick
                 log.exception("alert tick failed")
+            heap.tick(time.time_ns() // 1_000_000)
 
     def snapshot(self, last: int | None = None, latency: bool = True) -> dict[str, object]:
         """Counters, spool and latency figures for /api/stats, /metrics and the benchmarks.

@@ -1,0 +1,46 @@
+"""Keeping the garbage collector's full passes short, so that they do not hold up an alarm.
+
+CPython's cyclic collector walks every tracked object of the oldest generation in one pass,
+holding the interpreter meanwhile. A street's service keeps several million such objects for
+good (the registry's records and states, the rules' places, the hierarchy), so each full pass
+took 100-240 ms, many times a minute under load (measured with ``gc.callbacks`` during
+``wanli bench alerts``), and an alarm arriving then waited for it. ``gc.freeze`` moves
+everything alive into a permanent generation the collector no longer walks: done at start and
+again every minute, full passes walk only what was made since. Reference counting still frees
+whatever is frozen and then dropped; only a reference *cycle* that dies after being frozen
+would stay, so every six hours the frozen objects are given back to the collector for one full
+pass (a few hundred milliseconds, four times a day) and frozen again.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+
+class HeapKeeper:
+    FREEZE_EVERY_MS = 60_000
+    RECLAIM_EVERY_MS = 6 * 3_600_000
+
+    def __init__(self, now_ms: int) -> None:
+        gc.freeze()
+        self._next_freeze_ms = now_ms + self.FREEZE_EVERY_MS
+        self._next_reclaim_ms = now_ms + self.RECLAIM_EVERY_MS
+
+    def tick(self, now_ms: int) -> None:
+        """Call now and then (the alert ticker does, every second): freezes or reclaims when due."""
+        if now_ms >= self._next_reclaim_ms:
+            self._next_reclaim_ms = now_ms + self.RECLAIM_EVERY_MS
+            self._next_freeze_ms = now_ms + self.FREEZE_EVERY_MS
+            started = time.perf_counter()
+            gc.unfreeze()
+            found = gc.collect()
+            gc.freeze()
+            log.info("heap: full collection of the frozen objects found %d unreachable in %.0f ms",
+                     found, 1000 * (time.perf_counter() - started))
+        elif now_ms >= self._next_freeze_ms:
+            self._next_freeze_ms = now_ms + self.FREEZE_EVERY_MS
+            gc.freeze()
