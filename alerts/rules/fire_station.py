@@ -9,8 +9,9 @@ written to SQL right after the batch that made them (``persist_at_once``): a dea
 pending when the service stops or crashes still fires after the restart, on time or at
 once if it passed meanwhile. What is written then is only what changed since the last
 checkpoint, and which dispatches are still timed (``urgent_is_delta``): the 5,000
-dispatches kept for the KPIs go with the checkpoint every ten seconds, not with each alarm. A duty terminal that stopped reporting is offline
-(``TerminalOffline``, the shared dead-man timer).
+dispatches kept for the KPIs go with the checkpoint every ten seconds, not with each
+alarm. A duty terminal that stopped reporting is offline (``TerminalOffline``, the shared
+dead-man timer).
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ class DispatchResponse(Rule):
                 "waiting": list(self._waiting)}
 
     def saved(self, snapshot: Mapping[str, Any] | None) -> None:
-        gen = self._gen if snapshot is None else int(snapshot["gen"])
+        gen = int(snapshot["gen"]) if snapshot else 0  # None: no dispatch had come yet, so nothing was numbered
         self._saved_gen = max(self._saved_gen, gen)
         self._changed_at = {k: g for k, g in self._changed_at.items() if g > self._saved_gen}
 
