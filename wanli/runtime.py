@@ -195,12 +195,15 @@ class WanliService:
     def _tick_alerts(self) -> None:
         """Rules look at the time and escalations climb, every alert_tick_s, until the service stops."""
         heap = HeapKeeper(time.time_ns() // 1_000_000)  # the wall clock: the heap lives in real time, not the service's
-        while not self._stop_ticker.wait(self.settings.alert_tick_s):
-            try:
-                self.services.alerts.tick(self._clock_ms())
-            except Exception:  # the database is away, a rule failed: try again next tick
-                log.exception("alert tick failed")
-            heap.tick(time.time_ns() // 1_000_000)
+        try:
+            while not self._stop_ticker.wait(self.settings.alert_tick_s):
+                try:
+                    self.services.alerts.tick(self._clock_ms())
+                except Exception:  # the database is away, a rule failed: try again next tick
+                    log.exception("alert tick failed")
+                heap.tick(time.time_ns() // 1_000_000)
+        finally:
+            heap.close()  # a process that goes on (tests start many services) gets its collector back
 
     def snapshot(self, last: int | None = None, latency: bool = True) -> dict[str, object]:
         """Counters, spool and latency figures for /api/stats, /metrics and the benchmarks.

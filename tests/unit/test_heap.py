@@ -41,3 +41,10 @@ def test_a_cycle_frozen_alive_and_dropped_afterwards_is_reclaimed_by_the_periodi
     keeper.tick(HeapKeeper.RECLAIM_EVERY_MS)
     assert gone() is None
     assert gc.get_freeze_count() > 0  # and what is still alive is frozen again
+
+
+def test_closing_gives_every_frozen_object_back():
+    keeper = HeapKeeper(0)
+    assert gc.get_freeze_count() > 0
+    keeper.close()
+    assert gc.get_freeze_count() == 0
