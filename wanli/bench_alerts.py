@@ -234,9 +234,9 @@ def run_latency(workdir: Path, street_file: Path, records: list[DeviceRecord], r
         settings = Settings(data_dir=workdir / "data", mqtt_url=broker.url, telemetry_backend=TelemetryBackend.INFLUXDB1,
                             influx_url=influx.url, influx_database="bench_alerts", hierarchy_file=street_file,
                             http_port=0, simulate_building=False, mqtt_client_id=f"wanli-bench-alerts-{time.time_ns()}")
-        with running_in_thread(settings) as service:
+        with running_in_thread(settings, owns_process=True) as service:  # tuned as `wanli run` is
             service.services.registry.register_many(records, actor="bench", now_ms=_now_ms())
-            gc.freeze()  # the street registered after the start, frozen as the service's heap keeper does within a minute
+            gc.freeze()  # the street registered after the start: frozen now, as the heap keeper does within a minute
             clock = AlarmClock()
             service.services.alerts.subscribe(clock.on_changes)
             ready, go, report = spawn.Event(), spawn.Event(), spawn.Queue()

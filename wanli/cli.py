@@ -47,7 +47,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        service = WanliService(settings)
+        service = WanliService(settings, owns_process=True)
         await service.start()
         broker = service.broker.url if service.broker else settings.mqtt_url
         print(f"万里街道 operations screen: {service.http_url}/ops/", flush=True)

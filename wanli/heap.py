@@ -11,7 +11,11 @@ whatever is frozen and then dropped; only a reference *cycle* that dies after be
 would stay (with whatever it holds: connections, files), so every hour the frozen objects are
 given back to the collector for one full pass (a few hundred milliseconds) and frozen again,
 and all of them when the service stops: a process that goes on, as a test run starting one
-service after another does, must not keep every stopped service's cycles.
+service after another does, must not keep every stopped service's cycles. Only a service that
+owns its process keeps a heap keeper (``WanliService(owns_process=True)``: ``wanli run``, the
+alert benchmark): freezing changes when *every* object of the process is collected, and in a
+process hosting other things (the test run) their unclosed sockets were then reported in
+whichever later test the collector happened to run.
 """
 
 from __future__ import annotations

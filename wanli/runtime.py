@@ -133,16 +133,22 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
 # default: 5 ms). The service's threads that write SQLite or read sockets give the interpreter up
 # around every call and then wait to get it back: behind a busy thread, 5 ms each time (the
 # "convoy"), so a 500-row write waited up to seconds while holding the registry's lock, and an
-# alarm with it. Measured with `wanli bench alerts` (docs/benchmarks.md).
+# alarm with it. Measured with `wanli bench alerts` (docs/benchmarks.md). Set only by a service
+# that owns its process (``owns_process``), as the heap keeper is kept only by one.
 SWITCH_INTERVAL_S = 0.0005
 
 
 class WanliService:
     """The whole main job in one process. ``start`` returns once everything listens."""
 
-    def __init__(self, settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+    def __init__(self, settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms, *,
+                 owns_process: bool = False) -> None:
+        """``owns_process``: the process is the service's alone (``wanli run``, a benchmark), so it may set the
+        interpreter's switch interval and keep the heap (``wanli/heap.py``); a service hosted in a process that
+        does other things (the test run, a drill) leaves both as they are."""
         self.settings = settings
         self._clock_ms = clock_ms
+        self._owns_process = owns_process
         self.services = build_services(settings, clock_ms)
         self.broker: EmbeddedBroker | None = None
         self.consumer: MqttConsumer | None = None
@@ -155,7 +161,8 @@ class WanliService:
 
     async def start(self) -> None:
         s, svc = self.settings, self.services
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        if self._owns_process:
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
         if s.uses_embedded_broker:
             self.broker = EmbeddedBroker(s.embedded_broker_host, s.embedded_broker_port)
             await self.broker.start()
@@ -194,16 +201,19 @@ class WanliService:
 
     def _tick_alerts(self) -> None:
         """Rules look at the time and escalations climb, every alert_tick_s, until the service stops."""
-        heap = HeapKeeper(time.time_ns() // 1_000_000)  # the wall clock: the heap lives in real time, not the service's
+        # The heap lives in real time (the wall clock), not in the service's.
+        heap = HeapKeeper(time.time_ns() // 1_000_000) if self._owns_process else None
         try:
             while not self._stop_ticker.wait(self.settings.alert_tick_s):
                 try:
                     self.services.alerts.tick(self._clock_ms())
                 except Exception:  # the database is away, a rule failed: try again next tick
                     log.exception("alert tick failed")
-                heap.tick(time.time_ns() // 1_000_000)
+                if heap is not None:
+                    heap.tick(time.time_ns() // 1_000_000)
         finally:
-            heap.close()  # a process that goes on (tests start many services) gets its collector back
+            if heap is not None:
+                heap.close()
 
     def snapshot(self, last: int | None = None, latency: bool = True) -> dict[str, object]:
         """Counters, spool and latency figures for /api/stats, /metrics and the benchmarks.
@@ -265,7 +275,7 @@ class WanliService:
 
 @contextlib.contextmanager
 def running_in_thread(settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms,
-                      start_timeout_s: float = 60.0) -> Iterator[WanliService]:
+                      start_timeout_s: float = 60.0, owns_process: bool = False) -> Iterator[WanliService]:
     """Run the whole service on an event loop in a background thread (for tests, drills and benchmarks)."""
     ready = threading.Event()
     holder: dict[str, object] = {}
@@ -273,7 +283,7 @@ def running_in_thread(settings: Settings, clock_ms: Callable[[], int] = wall_clo
     async def main() -> None:
         stop = asyncio.Event()
         holder["stop"], holder["loop"] = stop, asyncio.get_running_loop()
-        service = WanliService(settings, clock_ms)
+        service = WanliService(settings, clock_ms, owns_process=owns_process)
         try:
             await service.start()
             holder["service"] = service
