@@ -11,6 +11,8 @@ After changing a table, add a revision (``wanli/migrations/env.py`` says how);
 from __future__ import annotations
 
 import importlib
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,13 +49,32 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _set_wal(cur)
             cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across process crashes
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _set_wal(cur, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    """Put a SQLite file in WAL mode (persistent: a no-op once done).
+
+    Switching a new file to WAL takes an exclusive lock, and SQLite answers "database is
+    locked" at once, without the busy timeout, when another connection is switching it at the
+    same moment (two processes, or two engines, starting on a new file): try again until the
+    other has finished.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def load_tables() -> MetaData:
