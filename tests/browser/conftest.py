@@ -134,6 +134,15 @@ class OpsScreen(WatchedPage):
         return self.page.locator(f"#incidents > tr#inc-{incident_id}")
 
 
+# Records, in the page's own clock, when each incident row first enters the table: the moment
+# the operator could see it, however often the test happens to poll.
+WATCH_ROWS = """() => {
+  window.rowSeenAt = {};
+  new MutationObserver(() => {
+    for (const tr of document.querySelectorAll("#incidents > tr")) window.rowSeenAt[tr.id] ??= Date.now();
+  }).observe(document.getElementById("incidents"), { childList: true });
+}"""
+
 SCREEN_TIMEOUT_MS = 5_000  # an alarm slower than this to reach the wall is a failure in itself
 
 

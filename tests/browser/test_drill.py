@@ -36,6 +36,7 @@ from simulators.clock import SimClock
 from tests.browser.conftest import (
     DESK,
     PERSON_ACTOR,
+    WATCH_ROWS,
     OpsScreen,
     WatchedPage,
     api_json,
@@ -63,14 +64,6 @@ SCENARIO_REAL_S = 330 / SPEED + 60  # the script's simulated seconds at SPEED, a
 NOTE_CLICK = """() => {
   document.getElementById("start-button").addEventListener("click", () => { window.clickedAt = Date.now(); },
                                                            { capture: true, once: true });
-}"""
-
-# When each incident row first enters the wall's table, in the page's own clock.
-WATCH_ROWS = """() => {
-  window.rowSeenAt = {};
-  new MutationObserver(() => {
-    for (const tr of document.querySelectorAll("#incidents > tr")) window.rowSeenAt[tr.id] ??= Date.now();
-  }).observe(document.getElementById("incidents"), { childList: true });
 }"""
 
 STEPS = (("确认", "acknowledge", "acknowledged", "已确认"), ("派单", "dispatch", "dispatched", "已派单"),

@@ -19,6 +19,7 @@ from simulators.building import BuildingSimulation
 from tests.browser.conftest import (
     PERSON_ACTOR,
     SCREEN_TIMEOUT_MS,
+    WATCH_ROWS,
     OpsScreen,
     act,
     active_incident_id,
@@ -45,15 +46,6 @@ LATE = re.compile(r"\blate\b")
 FRESH = re.compile(r"\bfresh\b")
 OFFLINE = re.compile(r"\boffline\b")
 RED = "rgb(255, 59, 59)"  # --critical
-
-# Records, in the page's own clock, when each incident row first enters the table: the moment
-# the operator could see it, however often the test happens to poll.
-WATCH_ROWS = """() => {
-  window.rowSeenAt = {};
-  new MutationObserver(() => {
-    for (const tr of document.querySelectorAll("#incidents > tr")) window.rowSeenAt[tr.id] ??= Date.now();
-  }).observe(document.getElementById("incidents"), { childList: true });
-}"""
 
 # Two clicks in one task, so both land before any answer from the server; returns how many
 # requests they started.
