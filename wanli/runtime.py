@@ -202,7 +202,7 @@ class WanliService:
     def _tick_alerts(self) -> None:
         """Rules look at the time and escalations climb, every alert_tick_s, until the service stops."""
         # The heap lives in real time (the wall clock), not in the service's.
-        heap = HeapKeeper(time.time_ns() // 1_000_000) if self._owns_process else None
+        heap = HeapKeeper(wall_clock_ms()) if self._owns_process else None
         try:
             while not self._stop_ticker.wait(self.settings.alert_tick_s):
                 try:
@@ -210,7 +210,7 @@ class WanliService:
                 except Exception:  # the database is away, a rule failed: try again next tick
                     log.exception("alert tick failed")
                 if heap is not None:
-                    heap.tick(time.time_ns() // 1_000_000)
+                    heap.tick(wall_clock_ms())
         finally:
             if heap is not None:
                 heap.close()
