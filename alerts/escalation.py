@@ -78,6 +78,17 @@ POLICIES: dict[tuple[str, Severity], Policy] = {
         Step((C,), 30 * MINUTE),
         Step((S,), 60 * MINUTE),
     )),
+    # A fault of the service itself (alerts/system_faults.py): the ops centre's technical duty, then its
+    # shift leader; an alarm path impaired (critical) tells both at once and the district soon after.
+    ("system", Severity.CRITICAL): Policy("system-critical", (
+        Step((S,), 5 * MINUTE, roles=("tech_duty", "street_ops")),
+        Step((D,), 10 * MINUTE, roles=("district_ops",)),
+    )),
+    ("system", Severity.HIGH): Policy("system", (
+        Step((S,), 10 * MINUTE, roles=("tech_duty",)),
+        Step((S,), 20 * MINUTE, roles=("tech_duty", "street_ops")),
+        Step((D,), 30 * MINUTE, roles=("district_ops",)),
+    )),
 }
 # A responder who did not answer in time (a micro fire station late to acknowledge or to
 # arrive): the people who chase responders, never another dispatch of the same station.

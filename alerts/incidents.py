@@ -99,6 +99,9 @@ class Signal:
     # News about an incident that may already be closed (devices of a storm back online):
     # it updates the active incident with this key, and never opens one.
     update_only: bool = False
+    # What hygiene let through but flagged on the message that raised it ("设备时钟落后 8.0 天"):
+    # the incident carries it, so whoever acts knows what to doubt (ingest/hygiene.py).
+    flags: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -134,6 +137,7 @@ class Incident:
     escalation_step: int = 0
     tier: str = ""
     next_deadline_ms: int | None = None
+    flags: tuple[str, ...] = ()  # data-quality flags of the messages it gathered (Signal.flags), each once
 
     @property
     def subject(self) -> str:
@@ -182,8 +186,10 @@ def open_or_update(current: Incident | None, signal: Signal, location: Location,
             category=signal.category, severity=signal.severity, state=State.OPEN, title=signal.title,
             detail=signal.detail, location=location, opened_ms=now_ms, first_event_ms=signal.at_ms,
             last_event_ms=signal.at_ms, updated_ms=now_ms, scope=signal.scope, members=signal.members[:MAX_MEMBERS],
+            flags=_merged_flags((), signal.flags),
         )
-        return incident, AuditEntry(incident.id, now_ms, "system", "open", None, State.OPEN, signal.detail)
+        return incident, AuditEntry(incident.id, now_ms, "system", "open", None, State.OPEN,
+                                    _with_flags(signal.detail, signal.flags))
     if signal.downgrade:
         if signal.severity.rank >= current.severity.rank:
             return current, None
@@ -200,11 +206,29 @@ def open_or_update(current: Incident | None, signal: Signal, location: Location,
         detail=signal.detail if escalates or current.scope else current.detail,
         title=signal.title if escalates else current.title,
         members=_merged(current.members, signal.members),
+        flags=_merged_flags(current.flags, signal.flags),
     )
     if escalates:
         note = f"severity {current.severity} → {signal.severity}: {signal.detail}"
         return updated, AuditEntry(current.id, now_ms, "system", "escalate_severity", current.state, current.state, note)
+    if updated.flags != current.flags:
+        added = tuple(f for f in updated.flags if f not in current.flags)
+        return updated, AuditEntry(current.id, now_ms, "system", "flag", current.state, current.state,
+                                   "数据质量：" + "；".join(added))
     return updated, None
+
+
+MAX_FLAGS = 20  # an incident names this many distinct flags; more says nothing new
+
+
+def _merged_flags(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
+    if not new:
+        return old
+    return (*old, *(f for f in dict.fromkeys(new) if f not in old))[:MAX_FLAGS]
+
+
+def _with_flags(detail: str, flags: tuple[str, ...]) -> str:
+    return f"{detail}；数据质量：{'；'.join(flags)}" if flags else detail
 
 
 def _merged(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
@@ -228,3 +252,12 @@ def transition(incident: Incident, action: Action, actor: str, note: str, now_ms
         changes["closed_ms"] = now_ms
     updated = replace(incident, **changes)  # type: ignore[arg-type]
     return updated, AuditEntry(incident.id, now_ms, actor, action.value, incident.state, new_state, note)
+
+
+def clear_system(incident: Incident, now_ms: int, note: str) -> tuple[Incident, AuditEntry]:
+    """A system incident whose condition cleared: closed by the system, the trail saying so.
+
+    Not an ``Action``: no person can close an incident this way through the API.
+    """
+    closed = replace(incident, state=State.CLOSED, closed_ms=now_ms, updated_ms=now_ms, next_deadline_ms=None)
+    return closed, AuditEntry(incident.id, now_ms, "system", "auto_close", incident.state, State.CLOSED, note)

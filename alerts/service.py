@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection
 
@@ -40,6 +40,7 @@ from alerts.incidents import (
     AuditEntry,
     Incident,
     Signal,
+    clear_system,
     new_incident_id,
     open_or_update,
     transition,
@@ -48,6 +49,7 @@ from alerts.outbox import Outbox
 from alerts.rules import default_rules
 from alerts.rules.base import Rule, RuleContext
 from alerts.store import IncidentStore
+from alerts.system_faults import SYSTEM_CATEGORY
 from devices import fire_station as fs
 from devices.hierarchy import Hierarchy, Location
 from devices.reading import Reading
@@ -87,7 +89,10 @@ class AlertBatch:
             if isinstance(reading.message, fs.DispatchStep):
                 self._station_step(reading)
             for rule in svc.rules_for_message(reading.kind, type(reading.message)):
-                signals.extend(rule.on_reading(reading, svc.ctx, self._now_ms))
+                said = rule.on_reading(reading, svc.ctx, self._now_ms)
+                if reading.flags:  # hygiene let it through flagged: the incident says so
+                    said = [replace(s, flags=(*s.flags, *reading.flags)) for s in said]
+                signals.extend(said)
         self.apply(signals)
 
     def answer(self, reading: Reading, by: str) -> Incident:
@@ -319,6 +324,23 @@ class AlertService:
             self.checkpoint(now_ms)
         return alerts.changes
 
+    def system_tick(self, signals: Sequence[Signal], present: set[str], now_ms: int) -> list[IncidentChange]:
+        """Raise the system faults that are due (``alerts/system_faults.py``) and close every active system
+        incident whose fault no longer holds (also one raised before a restart), in one transaction."""
+        with self.batch(now_ms) as alerts:
+            alerts.apply(signals)
+            for incident in list(self._active.values()):
+                if (incident.category == SYSTEM_CATEGORY and incident.key not in present
+                        and incident.key not in alerts.pending):
+                    closed, entry = clear_system(incident, now_ms, "系统已自动恢复，自动结案（the condition cleared）")
+                    alerts.pending[incident.key] = closed
+                    alerts.audit.append(entry)
+            if alerts.pending:
+                with self.store.transaction() as conn:
+                    alerts.write(conn)
+            alerts.committed = True
+        return alerts.changes
+
     @contextmanager
     def batch(self, now_ms: int) -> Iterator[AlertBatch]:
         """Evaluate readings under the lock; memory and listeners see the result only if ``committed`` is set."""
@@ -327,6 +349,9 @@ class AlertService:
             yield alerts
             if alerts.committed:
                 self._active.update(alerts.pending)
+                for key, incident in alerts.pending.items():
+                    if not incident.state.is_active and self._active.get(key) is incident:
+                        del self._active[key]  # closed in the batch (a system fault that cleared)
                 self._expect_dispatches(alerts.notices, now_ms)
                 self._persist_urgent(now_ms)
         if alerts.committed and alerts.notices:

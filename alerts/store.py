@@ -62,6 +62,7 @@ incidents_table = Table(
     Column("escalation_step", Integer, nullable=False),
     Column("tier", String(16), nullable=False),
     Column("next_deadline_ms", BigInteger, nullable=True),
+    Column("flags_json", Text, nullable=False, server_default="[]"),
     Index("ix_incidents_state", "state"),
     Index("ix_incidents_key", "key"),
     Index("ix_incidents_building", "building_id"),
@@ -204,6 +205,7 @@ def _row(i: Incident) -> dict[str, object]:
         "updated_ms": i.updated_ms, "event_count": i.event_count, "acknowledged_ms": i.acknowledged_ms,
         "acknowledged_by": i.acknowledged_by, "closed_ms": i.closed_ms, "scope": i.scope,
         "members_json": json.dumps(list(i.members)), "escalation_policy": i.escalation_policy,
+        "flags_json": json.dumps(list(i.flags), ensure_ascii=False),
         "escalation_step": i.escalation_step, "tier": i.tier, "next_deadline_ms": i.next_deadline_ms,
     }
 
@@ -223,6 +225,7 @@ def _incident(r: Mapping[str, object]) -> Incident:
         event_count=int(r["event_count"]), acknowledged_ms=r["acknowledged_ms"],  # type: ignore[arg-type]
         acknowledged_by=str(r["acknowledged_by"]), closed_ms=r["closed_ms"],  # type: ignore[arg-type]
         scope=str(r["scope"]), members=tuple(json.loads(str(r["members_json"]))),
+        flags=tuple(json.loads(str(r.get("flags_json") or "[]"))),
         escalation_policy=str(r["escalation_policy"]), escalation_step=int(r["escalation_step"]),  # type: ignore[arg-type]
         tier=str(r["tier"]), next_deadline_ms=r["next_deadline_ms"],  # type: ignore[arg-type]
     )

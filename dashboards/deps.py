@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from alerts.service import AlertService
 from alerts.store import IncidentStore
+from alerts.system_faults import Fault
 from dashboards.live import LiveFeed
 from devices.broker_access import BrokerAccess
 from devices.registry import DeviceRegistry
@@ -34,6 +35,7 @@ class AppContext:
     telemetry: TelemetryStore | None = None  # read back for the building profile's charts
     settings: Settings | None = None  # the API's access rules (mode, secret key, sessions)
     engine: Engine | None = None  # the database its accounts, sessions and tokens live in
+    faults: Callable[[], Sequence[Fault]] = lambda: ()  # the service's own faults now (wanli/system_health.py)
 
 
 def get_ctx(request: Request) -> AppContext:

@@ -40,6 +40,7 @@ class Tier(IntEnum):
 ROLE_LABELS = {
     "building_leader": "楼组长", "property": "物业", "residents_committee": "居委会", "community_police": "社区民警",
     "grid_patroller": "网格巡查员", "area_leader": "片区长", "street_ops": "街道城运中心", "street_safety": "街道平安办",
+    "tech_duty": "城运中心技术值班",
     "district_ops": "区城运中心", "fire_rescue": "消防救援 119", "emergency_management": "区应急管理局",
     "fire_station_duty": "微型消防站", "family": "家属", "community_doctor": "社区医生",
 }

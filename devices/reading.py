@@ -16,6 +16,9 @@ class Reading:
     msg_class: MessageClass
     message: Message
     received_ms: int  # when ingest received it (the device's own time is message.ts)
+    # What hygiene found wrong with it but let through (an alarm is flagged, never dropped): people's
+    # words, e.g. "设备时钟偏差 8.0 天（device clock off by 8.0 days）" (ingest/hygiene.py).
+    flags: tuple[str, ...] = ()
 
     @property
     def type(self) -> str:

@@ -39,7 +39,7 @@ from devices.hierarchy import Hierarchy, Location
 from devices.messages import Offline, Online
 from devices.reading import Reading
 from devices.topics import MessageClass, is_device_id
-from ingest.sequence import SeqState, Verdict, judge
+from ingest.sequence import JUMP_ABOVE, WINDOW, SeqState, Verdict, judge
 from wanli.db import METADATA, BigId
 from wanli.errors import Conflict, Invalid, NotFound
 
@@ -176,6 +176,8 @@ def _health(kind: str, last_seen_ms: int | None, connected: bool | None, battery
     return frozenset(flags)
 
 
+JUMP_FOLLOWS = WINDOW  # a jumped number followed this closely by the next one: the counter moved there
+
 # Each message class's sequence window in DeviceState: (highest, window) attribute names.
 _OTHER_WINDOW = ("seq_highest", "seq_window")  # telemetry and everything not below
 _SEQ_WINDOWS = {MessageClass.EVENT: ("event_seq_highest", "event_seq_window"),
@@ -189,9 +191,11 @@ class DeviceState:
     batch and changed in place, rather than rebuilding an immutable record per message.
     """
 
-    __slots__ = ("last_seen_ms", "last_type", "battery_pct", "tampered", "connected", "seq_highest", "seq_window",
-                 "event_seq_highest", "event_seq_window", "status_seq_highest", "status_seq_window", "online_seq")
-    FIELDS = __slots__
+    FIELDS = ("last_seen_ms", "last_type", "battery_pct", "tampered", "connected", "seq_highest", "seq_window",
+              "event_seq_highest", "event_seq_window", "status_seq_highest", "status_seq_window", "online_seq")
+    # jump_seq: the last number that jumped far past the window (kept in memory only): a next number
+    # just after it means the device's counter really moved there.
+    __slots__ = (*FIELDS, "jump_seq")
 
     def __init__(self, last_seen_ms: int | None = None, last_type: str | None = None, battery_pct: float | None = None,
                  tampered: bool = False, connected: bool | None = None, seq_highest: int | None = None,
@@ -204,16 +208,19 @@ class DeviceState:
         self.event_seq_highest, self.event_seq_window = event_seq_highest, event_seq_window
         self.status_seq_highest, self.status_seq_window = status_seq_highest, status_seq_window
         self.online_seq = online_seq
+        self.jump_seq: int | None = None
 
     def copy(self) -> DeviceState:
-        return DeviceState(*self.values())
+        state = DeviceState(*self.values())
+        state.jump_seq = self.jump_seq
+        return state
 
     def values(self) -> tuple[object, ...]:
         return (self.last_seen_ms, self.last_type, self.battery_pct, self.tampered, self.connected,
                 self.seq_highest, self.seq_window, self.event_seq_highest, self.event_seq_window,
                 self.status_seq_highest, self.status_seq_window, self.online_seq)
 
-    def judge(self, seq: int, msg_class: MessageClass = MessageClass.TELEMETRY) -> Verdict:
+    def judge(self, seq: int, msg_class: MessageClass = MessageClass.TELEMETRY, *, restarts: bool = False) -> Verdict:
         """Judge a sequence number and remember it if it is new.
 
         A device's events, its status messages and the rest are each judged against their own
@@ -228,18 +235,45 @@ class DeviceState:
         connection's own is a replay even when nothing of its class was seen before. A counter
         that restarted (``Verdict.RESET`` in any class) starts every window again: it is one
         counter, and its next alarm must not be judged against the old numbers.
+
+        A device recovers from any counter (docs/mqtt-contract.md, "Sequence numbers"):
+        ``restarts`` (an ``online``: the device rebooted and opened a connection) behind or far
+        past the windows starts them all again at its number; a jump (``Verdict.JUMP``) leaves the
+        windows where they were, unless it is the second number in a row up there (the counter
+        really moved), which starts them again at it.
         """
+        if restarts and self._restarted_counter(seq):
+            self.forget_sequence()
+            self.jump_seq = None
+            self.status_seq_highest, self.status_seq_window = seq, 1
+            return Verdict.RESET
         highest_name, window_name = _SEQ_WINDOWS.get(msg_class, _OTHER_WINDOW)
         highest, window = getattr(self, highest_name), getattr(self, window_name)
         if highest is None and msg_class is not MessageClass.STATUS and self.status_seq_highest is not None:
             highest, window = self.status_seq_highest, 0
         verdict, after = judge(None if highest is None else SeqState(highest, window), seq)
+        if verdict is Verdict.JUMP:
+            moved = self.jump_seq is not None and 0 < seq - self.jump_seq <= JUMP_FOLLOWS
+            self.jump_seq = seq
+            if not moved:
+                return verdict
+            verdict, after = Verdict.RESET, SeqState(seq, 1)
+        if verdict in (Verdict.NEW, Verdict.RESET):
+            self.jump_seq = None  # only a jump followed at once by its next number moves the counter
         if verdict is Verdict.RESET:  # one counter for all its messages restarted: every window starts again
             self.forget_sequence()
         if after is not None and verdict in (Verdict.NEW, Verdict.RESET):
             setattr(self, highest_name, after.highest)
             setattr(self, window_name, after.window)
         return verdict
+
+    def _restarted_counter(self, seq: int) -> bool:
+        """An ``online`` numbered far behind (or absurdly past) the device's highest number of any class: it rebooted."""
+        tops = [h for h in (self.seq_highest, self.event_seq_highest, self.status_seq_highest) if h is not None]
+        if not tops:
+            return False
+        top = max(tops)
+        return seq + WINDOW <= top or seq > top + JUMP_ABOVE
 
     def forget_sequence(self) -> None:
         """Every window empty (a counter that restarted, new hardware under the old id)."""
@@ -300,8 +334,8 @@ class DeviceBatch:
             if current is None:
                 return Verdict.NEW
             state = self.pending[device_id] = current.copy()
-        verdict = state.judge(reading.seq, reading.msg_class)
-        if verdict in (Verdict.NEW, Verdict.RESET):
+        verdict = state.judge(reading.seq, reading.msg_class, restarts=isinstance(reading.message, Online))
+        if verdict in (Verdict.NEW, Verdict.RESET, Verdict.JUMP):
             state.fold(reading)
         return verdict
 

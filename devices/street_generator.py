@@ -95,7 +95,8 @@ def generate_street(seed: int = 0, high_rise: int = 477, low_rise: int = 160, ex
             {"role": "fire_rescue", "name": "普陀区消防救援支队", "phone": "119"},
             {"role": "emergency_management", "name": "普陀区应急管理局", "phone": "021-52560119"}]},
         "street": {"id": "wanli", "name": "万里街道", "responders": [
-            {"role": "street_ops", "name": "万里街道城运中心 值班长", "phone": "021-66520000"}]},
+            {"role": "street_ops", "name": "万里街道城运中心 值班长", "phone": "021-66520000"},
+            {"role": "tech_duty", "name": "万里街道城运中心 技术值班", "phone": "021-66520119"}]},
         "areas": [a for a in areas.values() if a["communities"]],
         "households": households,
         "fire_stations": stations,

@@ -24,16 +24,15 @@ from multiprocessing.connection import wait
 from sqlalchemy.exc import OperationalError
 
 from ingest.dead_letters import DeadLetter
-from ingest.pipeline import IngestPipeline, RawMessage
+from ingest.pipeline import IngestPipeline, RawMessage, SpoolRefused, TelemetryHeld
 from ingest.receiver import BATCH, DISCONNECTED, SUBSCRIBED, ReceiverConfig, ReceiverProcess, wall_ms
-from ingest.spool import SpoolFull
 from wanli.errors import StoreUnavailable
 from wanli.settings import ALARM_LANE_SUFFIX
 
 log = logging.getLogger(__name__)
 
 # Failures that pass by themselves: wait and retry the same batch rather than give up on it.
-TRANSIENT = (SpoolFull, StoreUnavailable, OperationalError, sqlite3.OperationalError)
+TRANSIENT = (StoreUnavailable, OperationalError, sqlite3.OperationalError)
 
 
 class ConsumerStopped(Exception):
@@ -180,7 +179,7 @@ class MqttConsumer:
             for start in range(0, len(batch), max(step, 1)):
                 if start:
                     self._serve_alarm_lane()
-                self._process_safely(batch[start:start + step])
+                self._process_safely(batch[start:start + step], lane)
             lane.receiver.acknowledge(batch_no)
         elif kind in (SUBSCRIBED, DISCONNECTED):
             lane.subscribed = kind == SUBSCRIBED
@@ -239,37 +238,62 @@ class MqttConsumer:
         except Exception:  # kept dirty in memory; the next flush tries again
             log.exception("could not write device states; will retry")
 
-    def _process_safely(self, batch: list[RawMessage]) -> None:
+    def _process_safely(self, batch: list[RawMessage], lane: Lane | None = None) -> None:
         """Process a batch; return only once every message in it is kept somewhere.
 
-        A transient failure (the spool is full, the database is unreachable) is waited out,
-        retrying the whole batch: nothing is acknowledged meanwhile, so the broker holds the
-        rest (backpressure). Any other failure splits the batch so that one poisonous message
-        cannot block the others; a message that still fails alone is dead-lettered.
+        A transient failure (the database is unreachable) is waited out, retrying the whole
+        batch: nothing is acknowledged meanwhile, so the broker holds the rest (backpressure).
+        Telemetry the spool cannot take (``TelemetryHeld``: the batch's events are committed)
+        is retried the same way. While a main-lane batch waits, the alarm lane is served: an
+        alarm never waits for telemetry storage. Any other failure splits the batch so that one
+        poisonous message cannot block the others; a message that still fails alone is
+        dead-lettered.
         """
+        on_alarm_lane = lane is not None and lane is self._alarm_lane
+        # Only a main lane beside an alarm lane may hold its telemetry back: alone, it carries the alarms too.
+        hold = not on_alarm_lane and self._alarm_lane is not None
         delay = 0.2
         while not self._stop.is_set():
             try:
-                self._pipeline.process(batch)
+                self._pipeline.process(batch, hold_telemetry=hold)
                 return
+            except SpoolRefused:
+                continue  # nothing was committed; the pipeline now knows the spool refuses: again at once
+            except TelemetryHeld as exc:
+                log.warning("ingest holding %d telemetry messages for %.1f s: %s", exc.held, delay, exc.why)
+                self._wait(delay, serve_alarms=not on_alarm_lane)
+                delay = min(delay * 2, 10.0)
             except TRANSIENT as exc:
                 log.error("ingest waiting %.1f s: %s: %s", delay, type(exc).__name__, exc)
-                self._stop.wait(delay)
+                self._wait(delay, serve_alarms=not on_alarm_lane)
                 delay = min(delay * 2, 10.0)
             except Exception:
                 log.exception("ingest batch of %d failed; processing its messages one by one", len(batch))
                 for raw in batch:
-                    self._process_alone(raw)
+                    self._process_alone(raw, hold)
                 return
         raise ConsumerStopped  # stopping: leave the batch unacknowledged for next time
 
-    def _process_alone(self, raw: RawMessage) -> None:
+    def _wait(self, seconds: float, serve_alarms: bool) -> None:
+        """Wait before a retry; a main-lane wait serves the alarm lane meanwhile."""
+        until = time.monotonic() + seconds
+        while not self._stop.is_set() and (left := until - time.monotonic()) > 0:
+            lane = self._alarm_lane
+            if not serve_alarms or lane is None or lane.receiver.connection is None:
+                self._stop.wait(left)
+                return
+            wait([lane.receiver.connection], timeout=min(left, 0.2))
+            self._serve_alarm_lane()
+
+    def _process_alone(self, raw: RawMessage, hold: bool = False) -> None:
         delay = 0.2
         while not self._stop.is_set():
             try:
-                self._pipeline.process([raw])
+                self._pipeline.process([raw], hold_telemetry=hold)
                 return
-            except TRANSIENT:
+            except SpoolRefused:
+                continue
+            except (TelemetryHeld, *TRANSIENT):
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
             except Exception as exc:  # noqa: BLE001 - whatever it is, the message must be kept

@@ -1,11 +1,13 @@
-"""One batch of raw MQTT messages through decode → registry → sequence check → alerts → spool → commit.
+"""One batch of raw MQTT messages through decode → registry → hygiene → alerts → commit → spool.
 
 No MQTT here: the consumer hands in batches and acknowledges them to the broker only after
 ``process`` returns, so a batch that raises is redelivered rather than lost. For each batch:
 
-1. decode and validate every message; check its device is registered (else quarantine) and
-   judge its sequence number (a duplicate is dropped and counted, one going backwards is
-   dead-lettered);
+1. decode and validate every message; check its device is registered (else quarantine);
+   judge its clock and its sequence number (``ingest/hygiene.py``, ``ingest/sequence.py``):
+   a duplicate is dropped and counted; an *event* (alarm, press, fault) with a wrong clock,
+   a sequence going backwards or jumping is evaluated all the same and carries a flag;
+   telemetry that fails is dead-lettered;
 2. evaluate the alert rules on what is new;
 3. append its time-series points to the durable spool (fsynced), which a drainer moves to
    the telemetry store: a slow or absent InfluxDB never delays an alarm;
@@ -15,19 +17,31 @@ No MQTT here: the consumer hands in batches and acknowledges them to the broker 
    seconds or so (``flush_device_states``): for them a redelivery after a crash can at worst
    re-spool points the store already has, which it writes idempotently.
 
+**Alarms never wait on telemetry.** When the spool cannot take points (at its bound, its
+disk at the alarm reserve of ``wanli/disk_guard.py``, or a write that failed), telemetry is
+what degrades, by ``TelemetryOverflow``: ``hold`` leaves the batch's telemetry messages
+out (not judged, not acknowledged: ``TelemetryHeld``, and the broker keeps them for the
+persistent session) while its events are committed as usual; ``drop`` acknowledges them and
+counts the points lost. A batch of the alarm lane never holds: its points are dropped and
+counted, its events committed. Dead letters are bulk too: past the disk reserve they are
+counted, not stored.
+
 A crash anywhere before 4 redelivers the batch and it is judged afresh (the spool may then
 hold its points twice: every store writes a point idempotently). A crash after 4 but before
 the acknowledgement redelivers messages that the sequence state now recognises as seen:
-each is evaluated once, and its points are already spooled.
+each is evaluated once.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
+from enum import StrEnum
 
 import numpy as np
 from sqlalchemy import Engine
@@ -38,13 +52,36 @@ from devices.reading import Reading
 from devices.registry import DeviceBatch, DeviceRegistry
 from ingest.dead_letters import DeadLetter, DeadLetterStore
 from ingest.decode import DecodeLimits, decode_message
+from devices.topics import MessageClass
+from ingest.hygiene import ClockSkew, check_clock
 from ingest.points import points_of_all
 from ingest.sequence import Verdict
-from ingest.spool import Spool
-from wanli.errors import PayloadError, RejectedMessage, UnregisteredDevice
+from ingest.spool import Spool, SpoolFull
+from wanli.disk_guard import DiskGuard
+from wanli.errors import PayloadError, RejectedMessage, UnregisteredDevice, WanliError
 from wanli.metrics import LatencyWindow
 
 log = logging.getLogger(__name__)
+
+
+class TelemetryOverflow(StrEnum):
+    """What happens to telemetry while the spool cannot take it (alarms are never held)."""
+
+    HOLD = "hold"  # not acknowledged: the broker keeps it for the persistent session until the spool takes it
+    DROP = "drop"  # acknowledged and counted as lost (telemetry_dropped_points)
+
+
+class TelemetryHeld(WanliError):
+    """The batch's events are committed; its telemetry was left out and must not be acknowledged."""
+
+    def __init__(self, held: int, why: str) -> None:
+        super().__init__(f"{held} telemetry messages held back: {why}")
+        self.held, self.why = held, why
+
+
+class SpoolRefused(WanliError):
+    """The spool failed a write the batch needed: nothing was committed; try the batch again at once
+    (the spool is now known to refuse, so the retry commits the events without it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +101,12 @@ class IngestCounters:
     incidents_changed: int = 0
     duplicates: int = 0
     seq_resets: int = 0
+    seq_jumps: int = 0
+    flagged: int = 0  # messages let through with a hygiene flag (events with a wrong clock or sequence)
+    flags: Counter[str] = field(default_factory=Counter)  # by reason: clock, seq_backwards, seq_jump
+    telemetry_held: int = 0  # messages left unacknowledged while the spool refused (counted each time)
+    telemetry_dropped_points: int = 0  # points not kept while the spool refused (policy drop, the alarm lane)
+    dead_letters_unstored: int = 0  # dead letters counted but not stored (disk at the reserve)
     batches: int = 0
     first_received_ms: int | None = None  # when this process received its first message (benchmarks time from here)
     rejected: Counter[str] = field(default_factory=Counter)
@@ -91,6 +134,10 @@ class IngestPipeline:
         limits: DecodeLimits = DecodeLimits(),
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         on_spooled: Callable[[], None] = lambda: None,
+        *,
+        disk_guard: DiskGuard | None = None,
+        overflow: TelemetryOverflow = TelemetryOverflow.HOLD,
+        clock_skew: ClockSkew | None = None,
     ) -> None:
         self._kinds = kinds
         self._engine = engine
@@ -101,24 +148,48 @@ class IngestPipeline:
         self._limits = limits
         self._clock_ms = clock_ms
         self._on_spooled = on_spooled
+        self._disk_guard = disk_guard
+        self.overflow = overflow
+        self.clock_skew = clock_skew if clock_skew is not None else ClockSkew()
+        self._spool_failed_until_ms = 0
+        self.spool_refusal = ""  # why the spool refuses telemetry now ("" while it takes it)
+        self._letters_by_device: Counter[str] = Counter()  # since the health check last took them
         self.counters = IngestCounters()
         # device clock → incident committed and points spooled: what an alarm waits before the screens see it
         self.publish_to_committed = LatencyWindow()
 
-    def process(self, batch: Sequence[RawMessage]) -> BatchResult:
+    def process(self, batch: Sequence[RawMessage], *, hold_telemetry: bool = True) -> BatchResult:
+        """Process a batch. Raises ``TelemetryHeld`` (events committed, do not acknowledge), ``SpoolRefused``
+        (nothing committed, retry now) or a transient error of the database (nothing committed, retry later).
+
+        ``hold_telemetry``: False on the alarm lane, whose batches are never held back.
+        """
         now_ms = self._clock_ms()
+        refusal = self._spool_refusing(now_ms)
+        hold = bool(refusal) and hold_telemetry and self.overflow is TelemetryOverflow.HOLD
         with self._registry.batch() as devices, self._alerts.batch(now_ms) as alerts:
-            readings, letters, duplicates, resets = self._admit(batch, devices)
+            readings, letters, duplicates, resets, held = self._admit(batch, devices, hold)
             alerts.evaluate(readings)
             points = points_of_all(readings)
-            self._spool.append(points, now_ms)  # raises SpoolFull: nothing is acknowledged, the broker keeps it
-            if alerts.pending or letters:
+            dropped = 0
+            if points and not refusal:
+                try:
+                    self._spool.append(points, now_ms)
+                except (SpoolFull, OSError, sqlite3.Error) as exc:
+                    self._spool_failed(exc, now_ms)
+                    raise SpoolRefused(str(exc)) from exc
+            elif points:
+                dropped = len(points)  # held telemetry has none here: these are events' (and, with drop, all)
+            stored_letters = letters
+            if letters and self._disk_guard is not None and self._disk_guard.refuse_bulk():
+                stored_letters = []  # the disk's reserve is for alarms: counted, not stored
+            if alerts.pending or stored_letters:
                 with self._engine.begin() as conn:
                     alerts.write(conn)
                     devices.write(conn, {i.device_id for i in alerts.pending.values()})
-                    self._dead_letters.add_batch(letters, conn)
+                    self._dead_letters.add_batch(stored_letters, conn)
             devices.committed = alerts.committed = True
-        if points:
+        if points and not refusal:
             self._on_spooled()
         if readings:
             done_ms = self._clock_ms()
@@ -129,42 +200,104 @@ class IngestPipeline:
         if c.first_received_ms is None and batch:
             c.first_received_ms = batch[0].received_ms
         c.batches += 1
-        c.received += len(batch)
+        c.received += len(batch) - held
         c.readings += len(readings)
-        c.spooled_points += len(points)
+        c.spooled_points += len(points) - dropped
+        c.telemetry_dropped_points += dropped
+        c.telemetry_held += held
+        c.dead_letters_unstored += len(letters) - len(stored_letters)
         c.incidents_changed += len(alerts.pending)
         c.duplicates += duplicates
         c.seq_resets += resets
         c.rejected.update(d.reason for d in letters)
+        self._letters_by_device.update(d.device_id for d in letters)
         c.by_kind.update(r.kind for r in readings)
         for d in letters:
             log.warning("rejected message topic=%s device=%s reason=%s: %s", d.topic, d.device_id, d.reason, d.detail)
-        return BatchResult(len(readings), len(letters), duplicates, len(points), len(alerts.pending))
+        if dropped:
+            log.warning("telemetry points dropped=%d while the spool refuses: %s", dropped, refusal)
+        if held:
+            raise TelemetryHeld(held, refusal)
+        return BatchResult(len(readings), len(letters), duplicates, len(points) - dropped, len(alerts.pending))
 
-    def _admit(self, batch: Sequence[RawMessage], devices: DeviceBatch) -> tuple[list[Reading], list[DeadLetter], int, int]:
+    def take_letters_by_device(self) -> Counter[str]:
+        """Dead letters per device since the last call (the system health check's flood detector)."""
+        taken, self._letters_by_device = self._letters_by_device, Counter()
+        return taken
+
+    # -- the spool's refusal ------------------------------------------------------------
+
+    SPOOL_RETRY_MS = 2_000  # after a failed append, the spool is asked again this much later
+
+    def _spool_refusing(self, now_ms: int) -> str:
+        """Why the spool cannot take telemetry now, or "" (it can)."""
+        why = ""
+        if now_ms < self._spool_failed_until_ms:
+            why = self.spool_refusal or "the spool's last write failed"
+        elif (state := self._spool.state()).points >= state.limit_points:
+            why = f"the telemetry spool is at its bound ({state.points} of {state.limit_points} points)"
+        elif self._disk_guard is not None and not self._disk_guard.bulk_allowed():
+            why = (f"a data directory's disk is at the alarm reserve "
+                   f"({self._disk_guard.reserve_bytes // 1_000_000} MB kept for incidents)")
+        self.spool_refusal = why
+        return why
+
+    def _spool_failed(self, exc: Exception, now_ms: int) -> None:
+        self._spool_failed_until_ms = now_ms + self.SPOOL_RETRY_MS
+        self.spool_refusal = f"the spool could not write: {type(exc).__name__}: {exc}"
+        log.error("telemetry spool refused a batch (%s); events go on without it", self.spool_refusal)
+
+    # -- admission ----------------------------------------------------------------------
+
+    def _admit(self, batch: Sequence[RawMessage], devices: DeviceBatch,
+               hold_telemetry: bool) -> tuple[list[Reading], list[DeadLetter], int, int, int]:
         readings: list[Reading] = []
         letters: list[DeadLetter] = []
-        duplicates = resets = 0
+        duplicates = resets = held = 0
+        skew = self.clock_skew
+        offset_ms = skew.offset_ms
+        c = self.counters
         for raw in batch:
             try:
                 reading = decode_message(raw.topic, raw.payload, raw.received_ms, self._kinds, self._limits)
+                if hold_telemetry and reading.msg_class is MessageClass.TELEMETRY:
+                    held += 1  # left for the broker to deliver again once the spool takes telemetry
+                    continue
                 self._check_registered(reading, raw.topic)
+                if reading.msg_class is not MessageClass.EVENT:
+                    skew.observe(reading.device_id, reading.message.ts, raw.received_ms)
+                reading = check_clock(reading, self._limits, offset_ms)
                 verdict = devices.admit(reading)
                 if verdict is Verdict.DUPLICATE:
                     duplicates += 1
                     continue
                 if verdict is Verdict.BACKWARDS:
-                    raise PayloadError(f"sequence number {reading.seq} is behind what device {reading.device_id} "
-                                       "already sent (a replay, or a lost counter)",
-                                       topic=raw.topic, device_id=reading.device_id, reason="seq_backwards")
-                if verdict is Verdict.RESET:
+                    if reading.msg_class is not MessageClass.EVENT:
+                        raise PayloadError(f"sequence number {reading.seq} is behind what device {reading.device_id} "
+                                           "already sent (a replay, or a lost counter)",
+                                           topic=raw.topic, device_id=reading.device_id, reason="seq_backwards")
+                    reading = dc_replace(reading, flags=(*reading.flags, f"序号倒退（sequence number {reading.seq} "
+                                                                        "went backwards）"))
+                    c.flags["seq_backwards"] += 1
+                elif verdict is Verdict.JUMP:
+                    c.seq_jumps += 1
+                    c.flags["seq_jump"] += 1
+                    reading = dc_replace(reading, flags=(*reading.flags, f"序号跳变（sequence number jumped to "
+                                                                        f"{reading.seq}）"))
+                    log.warning("device=%s sequence number jumped to %d; its window stays", reading.device_id,
+                                reading.seq)
+                elif verdict is Verdict.RESET:
                     resets += 1
                     log.warning("device=%s restarted its sequence numbers at %d", reading.device_id, reading.seq)
+                if reading.flags:
+                    c.flagged += 1
+                    if any(f.startswith("设备时钟") for f in reading.flags):
+                        c.flags["clock"] += 1
                 readings.append(reading)
             except RejectedMessage as exc:
                 letters.append(DeadLetter(raw.received_ms, raw.topic, exc.device_id, exc.reason, exc.detail,
                                           raw.payload, len(raw.payload)))
-        return readings, letters, duplicates, resets
+        return readings, letters, duplicates, resets, held
 
     def _check_registered(self, reading: Reading, topic: str) -> None:
         """Only active devices publishing as what they were registered as get through; the rest wait in quarantine."""
@@ -181,6 +314,10 @@ class IngestPipeline:
                 topic=topic, device_id=reading.device_id, reason="kind_mismatch")
 
     def flush_device_states(self) -> int:
+        """Write the devices' health and sequence state; not while the disk is at the alarm reserve (they
+        stay in memory, dirty, and go at the first flush after space is freed)."""
+        if self._disk_guard is not None and self._disk_guard.refuse_bulk():
+            return 0
         return self._registry.flush_states()
 
     def dead_letter(self, letter: DeadLetter) -> None:

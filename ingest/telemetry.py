@@ -13,6 +13,7 @@ raises ``StoreUnavailable``; the caller decides whether to retry or spool.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -25,6 +26,8 @@ import httpx
 from ingest.line_protocol import encode
 from ingest.points import TelemetryPoint
 from wanli.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,7 @@ class InfluxV1TelemetryStore:
         auth = (username, password) if username else None
         self._client = httpx.Client(base_url=url, auth=auth, timeout=timeout_s)
         self._database = database
+        self.database_missing = ""  # why the database is missing and could not be made, while it is
 
     def ensure_database(self) -> None:
         """Create the database if it does not exist (CREATE DATABASE is idempotent in InfluxQL)."""
@@ -120,15 +124,34 @@ class InfluxV1TelemetryStore:
         lines = encode(points)
         if not lines:
             return 0
-        try:
-            resp = self._client.post(
-                "/write", params={"db": self._database, "precision": "ms"}, content="\n".join(lines).encode()
-            )
-        except httpx.HTTPError as exc:
-            raise StoreUnavailable(self.name, f"{type(exc).__name__}: {exc}") from exc
+        body = "\n".join(lines).encode()
+        resp = self._post_write(body)
+        if resp.status_code == 404 and "database not found" in resp.text:
+            # The database was dropped, or never made (the server was away when the service started):
+            # make it now and write again, rather than fail every write until someone does it by hand.
+            self._create_missing_database(resp.text)
+            resp = self._post_write(body)
         if resp.status_code != 204:
             raise StoreUnavailable(self.name, f"/write answered {resp.status_code}: {resp.text[:300]}")
+        self.database_missing = ""
         return len(lines)
+
+    def _post_write(self, body: bytes) -> httpx.Response:
+        try:
+            return self._client.post("/write", params={"db": self._database, "precision": "ms"}, content=body)
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(self.name, f"{type(exc).__name__}: {exc}") from exc
+
+    def _create_missing_database(self, answer: str) -> None:
+        """CREATE DATABASE after a "database not found"; a server that refuses (no admin rights) is said plainly."""
+        try:
+            self.ensure_database()
+        except StoreUnavailable as exc:
+            self.database_missing = (f"InfluxDB database {self._database!r} does not exist and could not be created "
+                                     f"({exc.detail}); create it on the server: CREATE DATABASE \"{self._database}\"")
+            raise StoreUnavailable(self.name, self.database_missing) from exc
+        log.warning("InfluxDB database %s was missing (%s); created it", self._database, answer.strip()[:200])
+        self.database_missing = ""
 
     def query(self, influxql: str) -> list[dict[str, object]]:
         """Rows of the first series of the first statement, as dicts."""

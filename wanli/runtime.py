@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 from sqlalchemy import Engine
@@ -40,14 +41,17 @@ from ingest.dead_letters import DeadLetterStore
 from ingest.decode import DecodeLimits
 from ingest.embedded_broker import EmbeddedBroker
 from ingest.mqtt_consumer import MqttConsumer
-from ingest.pipeline import IngestPipeline
+from ingest.pipeline import IngestPipeline, TelemetryOverflow
 from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import InfluxV1TelemetryStore, InfluxV2TelemetryStore, SqliteTelemetryStore, TelemetryStore
 from simulators.building import BuildingSimulation, run_building
+from alerts.system_faults import SystemFaults
 from wanli.db import create_schema, make_engine
+from wanli.disk_guard import DiskGuard
 from wanli.errors import StoreUnavailable
 from wanli.heap import HeapKeeper
 from wanli.settings import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX, Settings, TelemetryBackend
+from wanli.system_health import HealthThresholds, SystemHealth
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +94,18 @@ class Services:
     broker_access: BrokerAccess
     outbox: Outbox
     dispatcher: Dispatcher
+    disk_guard: DiskGuard
+
+
+def data_directories(settings: Settings) -> list[Path]:
+    """Every directory the service writes to on this machine: the data dir, and the SQLite database's if elsewhere."""
+    dirs = [settings.data_dir]
+    url = settings.resolved_database_url
+    if url.startswith("sqlite:///"):
+        dirs.append(Path(url.removeprefix("sqlite:///")).parent)
+    if settings.telemetry_backend is TelemetryBackend.SQLITE:
+        dirs.append(settings.telemetry_sqlite_path.parent)
+    return dirs
 
 
 def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms) -> Services:
@@ -115,9 +131,11 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     spool = Spool(settings.data_dir / "spool.db", max_points=settings.spool_max_points)
     drainer = SpoolDrainer(spool, telemetry)
     dead_letters = DeadLetterStore(engine)
+    disk_guard = DiskGuard(data_directories(settings), settings.disk_reserve_mb * 1_000_000, settings.disk_alert_fill)
     pipeline = IngestPipeline(KINDS, engine, registry, spool, dead_letters, alerts,
                               DecodeLimits(max_payload_bytes=settings.max_payload_bytes), clock_ms=clock_ms,
-                              on_spooled=drainer.wake)
+                              on_spooled=drainer.wake, disk_guard=disk_guard,
+                              overflow=TelemetryOverflow(settings.telemetry_overflow))
     access = BrokerAccess(
         registry, CredentialStore(engine), clock_ms,
         files=BrokerAuthFiles(settings.broker_auth_dir) if settings.broker_auth_dir else None,
@@ -126,7 +144,7 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
         if settings.broker_auth_dir else None,
     )
     return Services(settings, engine, hierarchy, registry, telemetry, spool, drainer, dead_letters, incidents, alerts,
-                    pipeline, LiveFeed(), access, outbox, dispatcher)
+                    pipeline, LiveFeed(), access, outbox, dispatcher, disk_guard)
 
 
 # How long a thread may hold the interpreter before another waiting for it gets a turn (Python's
@@ -158,6 +176,18 @@ class WanliService:
         self._stop_ticker = threading.Event()
         self._ticker: threading.Thread | None = None
         self.http_url = ""
+        svc = self.services
+        self.health = SystemHealth(
+            pipeline=svc.pipeline, spool=svc.spool, drainer=svc.drainer, telemetry=svc.telemetry,
+            disk_guard=svc.disk_guard, outbox=svc.outbox,
+            thresholds=HealthThresholds(
+                telemetry_down_s=settings.fault_telemetry_down_s, notices_stuck_s=settings.fault_notices_stuck_s,
+                broker_down_s=settings.fault_broker_down_s, receiver_restarts=settings.fault_receiver_restarts,
+                dead_letters_per_min=settings.fault_dead_letters_per_min, clock_skew_s=settings.fault_clock_skew_s),
+            ingest_subscribed=lambda: self.consumer is not None and self.consumer.subscribed.is_set(),
+            receiver_restarts=lambda: self.consumer.receiver_restarts if self.consumer else 0,
+        )
+        self.system_faults = SystemFaults(settings.street)
 
     async def start(self) -> None:
         s, svc = self.settings, self.services
@@ -184,7 +214,7 @@ class WanliService:
         consumer = self.consumer
         ctx = AppContext(svc.alerts, svc.incidents, svc.registry, svc.dead_letters, svc.feed, self.snapshot,
                          svc.broker_access, ingest_ready=consumer.subscribed.is_set, clock_ms=self._clock_ms, settings=s, engine=svc.engine,
-                         telemetry=svc.telemetry)
+                         telemetry=svc.telemetry, faults=lambda: self.health.faults)
         config = uvicorn.Config(create_app(ctx), host=s.http_host, port=s.http_port, log_level="warning",
                                 lifespan="off", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
@@ -205,15 +235,30 @@ class WanliService:
         heap = HeapKeeper(wall_clock_ms()) if self._owns_process else None
         try:
             while not self._stop_ticker.wait(self.settings.alert_tick_s):
+                now_ms = self._clock_ms()
                 try:
-                    self.services.alerts.tick(self._clock_ms())
-                except Exception:  # the database is away, a rule failed: try again next tick
+                    self.services.alerts.tick(now_ms)
+                    self.health.tick_ok()
+                except Exception as exc:  # the database is away, a rule failed: try again next tick
                     log.exception("alert tick failed")
+                    self.health.tick_failed(f"{type(exc).__name__}: {exc}"[:300], now_ms)
+                self._check_health(now_ms)
                 if heap is not None:
                     heap.tick(wall_clock_ms())
         finally:
             if heap is not None:
                 heap.close()
+
+    def _check_health(self, now_ms: int) -> None:
+        """The service's own faults become system incidents, and close when they clear (alerts/system_faults.py)."""
+        try:
+            faults = self.health.check(now_ms)
+            signals, present = self.system_faults.observe(faults, now_ms)
+            for signal in signals:
+                log.error("system fault condition=%s: %s", signal.condition, signal.detail)
+            self.services.alerts.system_tick(signals, present, now_ms)
+        except Exception:  # the database is away: /readyz still tells (health.faults)
+            log.exception("system health tick failed")
 
     def snapshot(self, last: int | None = None, latency: bool = True) -> dict[str, object]:
         """Counters, spool and latency figures for /api/stats, /metrics and the benchmarks.
@@ -229,13 +274,27 @@ class WanliService:
             "rejected": dict(c.rejected), "duplicates": c.duplicates, "seq_resets": c.seq_resets,
             "incidents_changed": c.incidents_changed, "spooled_points": c.spooled_points,
             "drained_points": svc.spool.drained_points, "spool_points": spool.points,
-            "spool_age_s": (now - spool.oldest_ms) / 1000 if spool.oldest_ms else 0.0, "spool_fill": spool.fill,
+            "spool_age_s": (now - spool.oldest_ms) / 1000 if spool.oldest_ms else 0.0,
+            "spool_fill": self._spool_fill(spool.fill),
             "store_up": int(svc.drainer.store_up), "store_failures": svc.drainer.store_failures,
             "store_error": svc.drainer.last_error, "backlog": self.consumer.backlog if self.consumer else 0,
             "receiver_restarts": self.consumer.receiver_restarts if self.consumer else 0,
+            "telemetry_held": c.telemetry_held, "telemetry_dropped_points": c.telemetry_dropped_points,
+            "dead_letters_unstored": c.dead_letters_unstored, "flagged": c.flagged, "flags": dict(c.flags),
+            "seq_jumps": c.seq_jumps, "spool_refusal": svc.pipeline.spool_refusal,
+            "disks": [{"path": d.path, "fill": d.fill, "free_bytes": d.free_bytes, "reserve_bytes": d.reserve_bytes,
+                       "bulk_allowed": d.bulk_allowed} for d in svc.disk_guard.states()],
+            "faults": [{"condition": f.condition, "device_id": f.device_id, "impairs_alarms": f.impairs_alarms,
+                        "detail": f.detail} for f in self.health.faults],
             "latency": {"publish_to_committed": svc.pipeline.publish_to_committed.percentiles(last=last),
                         "publish_to_stored": svc.drainer.publish_to_stored.percentiles(last=last)} if latency else {},
         }
+
+    def _spool_fill(self, points_fill: float) -> float:
+        """How near the spool is to refusing, 0..1: by its bound, or by its disk's room above the alarm reserve,
+        whichever is nearer (a spool on a full disk is full however few points it holds)."""
+        disk = self.services.disk_guard.fill_of(self.settings.data_dir)
+        return max(points_fill, disk.fill_before_reserve if disk is not None else 0.0)
 
     def _start_simulated_building(self, host: str, port: int) -> None:
         s, svc = self.settings, self.services

@@ -94,6 +94,21 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=16_384, ge=256)
     # Points waiting on local disk while the telemetry store is away (about 100 bytes each).
     spool_max_points: int = Field(default=20_000_000, ge=1000)
+    # What telemetry does while the spool cannot take it (at its bound, its disk at the reserve):
+    # hold (not acknowledged; the broker keeps it) or drop (acknowledged, counted). Alarms never wait.
+    telemetry_overflow: str = Field(default="hold", pattern=r"^(hold|drop)$")
+
+    # --- The alarm path's own faults (docs/reliability.md, "System incidents").
+    # Free space kept on every data directory's disk for incidents and their audit: below it,
+    # telemetry, dead letters and device-state flushes stop writing (counted, not stored).
+    disk_reserve_mb: int = Field(default=256, ge=1)
+    disk_alert_fill: float = Field(default=0.90, gt=0, le=1)  # a disk fuller than this is a system incident
+    fault_telemetry_down_s: float = Field(default=60.0, ge=0)  # telemetry store unreachable this long: incident
+    fault_notices_stuck_s: float = Field(default=120.0, ge=0)  # a notice unsent this long (dispatcher, webhook)
+    fault_broker_down_s: float = Field(default=30.0, ge=0)  # ingest not subscribed to the broker this long
+    fault_receiver_restarts: int = Field(default=3, ge=1)  # receiver restarts within 5 minutes: incident
+    fault_dead_letters_per_min: int = Field(default=120, ge=1)  # one device's dead letters a minute: incident
+    fault_clock_skew_s: float = Field(default=120.0, gt=0)  # the devices' median clock this far from the server's
 
     # The simulated building started by `wanli run` (0 disables it).
     simulate_building: bool = True

@@ -38,6 +38,20 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", include_in_schema=False)
 def readyz(ctx: Ctx) -> JSONResponse:
-    """Ready when ingest is subscribed to the broker."""
+    """Ready while the alarm path works: ingest subscribed and no fault impairing it (alerts/system_faults.py).
+
+    503 names each fault that impairs the alarm path (a disk at the alarm reserve, the database
+    unwritable, notices not leaving, the broker away, a receiver restarting); faults that only
+    degrade telemetry are listed under ``degraded`` with 200.
+    """
     ready = ctx.ingest_ready()
-    return JSONResponse({"ingest": "subscribed" if ready else "not subscribed"}, status_code=200 if ready else 503)
+    faults = list(ctx.faults())
+    impaired = [f for f in faults if f.impairs_alarms]
+    body: dict[str, Any] = {
+        "ingest": "subscribed" if ready else "not subscribed",
+        "impaired": [{"condition": f.condition, "device_id": f.device_id, "title": f.title, "detail": f.detail}
+                     for f in impaired],
+        "degraded": [{"condition": f.condition, "device_id": f.device_id, "title": f.title, "detail": f.detail}
+                     for f in faults if not f.impairs_alarms],
+    }
+    return JSONResponse(body, status_code=200 if ready and not impaired else 503)

@@ -14,8 +14,8 @@ from devices.catalog import KINDS
 from devices.hierarchy import load_hierarchy
 from devices.registry import DeviceRecord, DeviceRegistry
 from ingest.dead_letters import DeadLetterStore
-from ingest.pipeline import IngestPipeline, RawMessage
-from ingest.spool import Spool, SpoolDrainer, SpoolFull
+from ingest.pipeline import IngestPipeline, RawMessage, SpoolRefused
+from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import SqliteTelemetryStore
 from wanli.db import create_schema, make_engine
 from wanli.errors import StoreUnavailable
@@ -163,16 +163,18 @@ def test_the_spool_survives_a_restart_and_keeps_order(tmp_path):
     assert [p.ts_ms for p in reversed(store.recent("SD-XQ01-0301"))] == [NOW - 100 + i for i in range(1, 6)]
 
 
-def test_a_full_spool_refuses_the_batch_and_commits_nothing(tmp_path):
+def test_a_full_spool_never_stops_an_alarm_the_batch_is_retried_and_the_alarm_commits(tmp_path):
     env = Env(tmp_path)
     env.spool.max_points = 2
     env.registry.register(DeviceRecord("SD-XQ01-0301", "smoke_detector", "wanli", "xq-01", 3, "0301"), "test", NOW)
-    with pytest.raises(SpoolFull):
-        env.pipeline.process([RawMessage(ALARM_TOPIC, body(i, ts=NOW - 100 + i), NOW) for i in range(1, 4)])
+    batch = [RawMessage(ALARM_TOPIC, body(i, ts=NOW - 100 + i), NOW) for i in range(1, 4)]
+    with pytest.raises(SpoolRefused):  # the append failed: nothing committed, try again at once
+        env.pipeline.process(batch)
     assert env.incidents.list() == [] and env.registry.get("SD-XQ01-0301").seq_highest is None
-    env.spool.max_points = 100  # room again: the redelivered batch goes through, once
-    result = env.pipeline.process([RawMessage(ALARM_TOPIC, body(i, ts=NOW - 100 + i), NOW) for i in range(1, 4)])
+    result = env.pipeline.process(batch)  # the spool is known to refuse: the alarms go on without it
     assert result.readings == 3 and env.incidents.list()[0].event_count == 3
+    assert env.pipeline.counters.telemetry_dropped_points == 3 and "bound" not in env.pipeline.spool_refusal
+    assert env.spool.state().points == 0
 
 
 def test_redelivered_and_resent_messages_are_evaluated_and_stored_once_even_after_a_restart(tmp_path):
@@ -191,11 +193,20 @@ def test_redelivered_and_resent_messages_are_evaluated_and_stored_once_even_afte
     assert len(restarted.telemetry.recent("SD-XQ01-0301")) == 3
 
 
-def test_sequence_numbers_going_backwards_are_dead_lettered_and_a_counter_restart_is_accepted(env):
-    env.pipeline.process([RawMessage(ALARM_TOPIC, body(5000, ts=NOW - 50), NOW)])
-    result = env.pipeline.process([RawMessage(ALARM_TOPIC, body(4000, ts=NOW - 40), NOW)])
+def test_telemetry_going_backwards_is_dead_lettered_an_alarm_is_flagged_and_a_counter_restart_is_accepted(env):
+    heartbeat_topic = ALARM_TOPIC.replace("/event", "/telemetry")
+    env.pipeline.process([RawMessage(heartbeat_topic, body(5000, "heartbeat", ts=NOW - 50, battery_pct=90.0,
+                                                                rssi_dbm=-70), NOW)])
+    result = env.pipeline.process([RawMessage(heartbeat_topic, body(4000, "heartbeat", ts=NOW - 40, battery_pct=90.0,
+                                                                         rssi_dbm=-70), NOW)])
     assert result.rejected == 1
     (letter,) = env.dead.list(reason="seq_backwards")
     assert "4000 is behind" in letter.detail
+    env.pipeline.process([RawMessage(ALARM_TOPIC, body(5001, ts=NOW - 35), NOW)])
+    alarm = env.pipeline.process([RawMessage(ALARM_TOPIC, body(4001, "alarm_cleared", ts=NOW - 34), NOW),
+                                  RawMessage(ALARM_TOPIC, body(4002, ts=NOW - 33), NOW)])
+    assert (alarm.readings, alarm.rejected) == (2, 0)  # an event going backwards: evaluated, flagged
+    (incident,) = env.incidents.list()
+    assert any("序号倒退" in f for f in incident.flags), incident.flags
     restarted = env.pipeline.process([RawMessage(ALARM_TOPIC, body(1, ts=NOW - 30), NOW)])
     assert restarted.readings == 1 and env.pipeline.counters.seq_resets == 1

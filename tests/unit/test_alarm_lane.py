@@ -34,7 +34,7 @@ class RecordingPipeline:
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
 
-    def process(self, batch):
+    def process(self, batch, *, hold_telemetry=True):
         self.calls.append([m.topic for m in batch])
 
 

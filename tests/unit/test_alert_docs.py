@@ -23,7 +23,8 @@ def test_every_escalation_policy_has_a_row():
             if line.startswith("| ") and not line.startswith("| policy")]
     named = {"fire-critical": "fire, critical", "fire": "fire, high", "welfare-critical": "welfare, critical",
              "welfare": "welfare, high", "charging": "charging", "hazard": "hazard", "readiness": "readiness",
-             "response-breach": "response breach", "maintenance": "maintenance"}
+             "response-breach": "response breach", "maintenance": "maintenance",
+             "system-critical": "system, critical", "system": "system, high"}
     policies = {p.name for p in POLICIES.values()} | {policy_for("fire", Severity.HIGH, "dispatch_ack_late:x").name,
                                                        policy_for("maintenance", Severity.WARNING).name}
     assert policies == set(named)

@@ -1,0 +1,99 @@
+"""Message hygiene: the device's clock and the server's. Pure.
+
+Hygiene *flags* an alarm; it never discards one. A device whose clock reset (8 days behind)
+or runs ahead still gets its smoke alarm evaluated: an event (``MessageClass.EVENT``) that
+fails the clock check goes on with the server's time of receipt in place of its own, and
+carries a flag in words that the incident shows ("设备时钟偏差 8.0 天"). Telemetry and status
+messages with an impossible time are still refused (``ts_past`` / ``ts_future``): a
+heartbeat stamped last week is no news, and it must not write last week's point.
+
+The server's clock can be the wrong one. ``ClockSkew`` watches the offset between device
+time and receipt time over the last devices heard from; when most devices agree that the
+server is off (their median offset is past ``alert_ms``), ``offset_ms`` says by how much, the
+clock check measures every device against the corrected time, and the service raises a
+system incident ("the server's clock disagrees with most devices").
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import replace as dc_replace
+
+import msgspec
+import numpy as np
+
+from devices.reading import Reading
+from devices.topics import MessageClass
+from ingest.decode import DAY_MS, DecodeLimits
+from wanli.errors import PayloadError
+
+
+def clock_flag(off_ms: int) -> str:
+    """Words for a device clock off by ``off_ms`` (positive: ahead), for the incident and the device's health."""
+    size = abs(off_ms)
+    amount = f"{size / DAY_MS:.1f} 天" if size >= DAY_MS else f"{size / 60_000:.0f} 分钟"
+    way = "超前" if off_ms > 0 else "落后"
+    return f"设备时钟{way} {amount}（device clock {'ahead' if off_ms > 0 else 'behind'} by {_english(size)}）"
+
+
+def _english(size_ms: int) -> str:
+    return f"{size_ms / DAY_MS:.1f} days" if size_ms >= DAY_MS else f"{size_ms / 60_000:.0f} min"
+
+
+def check_clock(reading: Reading, limits: DecodeLimits, server_offset_ms: int = 0) -> Reading:
+    """The reading as ingest should take it, or ``PayloadError`` (``ts_past``/``ts_future``) for telemetry.
+
+    ``server_offset_ms``: how far the server's clock is behind what most devices say (``ClockSkew``);
+    devices are judged against the corrected time.
+    """
+    now = reading.received_ms + server_offset_ms
+    ts = reading.message.ts
+    if ts > now + limits.max_future_ms:
+        reason, text = "ts_future", f"timestamp {ts} is {(ts - now) / 1000:.0f} s in the future"
+    elif ts < now - limits.max_past_ms:
+        reason, text = "ts_past", f"timestamp {ts} is {(now - ts) / DAY_MS:.1f} days in the past"
+    else:
+        return reading
+    if reading.msg_class is not MessageClass.EVENT:
+        raise PayloadError(text, device_id=reading.device_id, reason=reason)
+    # An alarm from a device with a broken clock: evaluated now, at the time it arrived.
+    message = msgspec.structs.replace(reading.message, ts=now)
+    return dc_replace(reading, message=message, flags=(*reading.flags, clock_flag(ts - now)))
+
+
+class ClockSkew:
+    """The server's clock against the devices': the median offset over the last ``devices`` heard from.
+
+    One sample per device (its latest), so one device with a broken clock moves nothing. Telemetry
+    and status only: they are sent as they happen, where an event may have waited in a buffer.
+    """
+
+    def __init__(self, devices: int = 500, min_devices: int = 20, alert_ms: int = 120_000) -> None:
+        self._offsets: OrderedDict[str, int] = OrderedDict()
+        self._size = devices
+        self.min_devices = min_devices
+        self.alert_ms = alert_ms
+
+    def observe(self, device_id: str, device_ts_ms: int, received_ms: int) -> None:
+        offsets = self._offsets
+        offsets[device_id] = device_ts_ms - received_ms
+        offsets.move_to_end(device_id)
+        if len(offsets) > self._size:
+            offsets.popitem(last=False)
+
+    @property
+    def median_ms(self) -> int | None:
+        """The devices' median offset (positive: they are ahead of the server), or None with too few devices."""
+        if len(self._offsets) < self.min_devices:
+            return None
+        return int(np.median(np.fromiter(self._offsets.values(), np.int64, len(self._offsets))))
+
+    @property
+    def offset_ms(self) -> int:
+        """How far to correct the server's clock when judging devices: the median, once it is past ``alert_ms``."""
+        median = self.median_ms
+        return median if median is not None and abs(median) >= self.alert_ms else 0
+
+    @property
+    def devices(self) -> int:
+        return len(self._offsets)
