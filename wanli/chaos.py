@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -702,7 +703,7 @@ def restart_with_pending_deadlines(workdir: Path, broker: MosquittoServer, *, in
 # --- the command --------------------------------------------------------------------------
 
 
-FAULTS = ("kill", "influx", "broker", "deadlines")
+FAULTS = ("kill", "influx", "broker", "deadlines", "alarm-path")
 
 
 def run_all(workdir: Path, only: Sequence[str], heavy: bool, minutes: float, storm: int) -> list[FaultReport]:
@@ -748,19 +749,42 @@ def run_all(workdir: Path, only: Sequence[str], heavy: bool, minutes: float, sto
 def _cmd_chaos(args: argparse.Namespace) -> int:
     only = args.only or list(FAULTS)
     storm = args.storm or (20_000 if args.heavy else 300)
-    if args.keep:
-        workdir = Path(tempfile.mkdtemp(prefix="wanli-chaos-"))
-        reports = run_all(workdir, only, args.heavy, args.minutes, storm)
-        print(f"kept: {workdir}", file=sys.stderr)
-    else:
-        with tempfile.TemporaryDirectory(prefix="wanli-chaos-") as tmp:
-            reports = run_all(Path(tmp), only, args.heavy, args.minutes, storm)
-    print(format_table(reports))
-    return 0 if all(r.ok for r in reports) else 1
+    alarm_path = "alarm-path" in only
+    only = [f for f in only if f != "alarm-path"]
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            workdir = Path(tempfile.mkdtemp(prefix="wanli-chaos-"))
+            stack.callback(lambda: print(f"kept: {workdir}", file=sys.stderr))
+        else:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wanli-chaos-")))
+        reports = run_all(workdir, only, args.heavy, args.minutes, storm) if only else []
+        path_reports = _run_alarm_path(workdir / "alarm-path", 100 if args.heavy else 30) if alarm_path else []
+    if reports:
+        print(format_table(reports))
+    if path_reports:
+        from wanli.chaos_alarm_path import format_alarm_path_table
+
+        print(format_alarm_path_table(path_reports))
+    return 0 if all(r.ok for r in (*reports, *path_reports)) else 1
+
+
+def _run_alarm_path(workdir: Path, detectors: int) -> list[Any]:
+    from wanli.chaos_alarm_path import run_alarm_path
+
+    broker = MosquittoServer(workdir / "mosquitto", port=free_port())
+    influx = InfluxV1Server(workdir / "influxdb", port=free_port(), rpc_port=free_port())
+    broker.start()
+    influx.start()
+    try:
+        return run_alarm_path(workdir, broker, influx, detectors)
+    finally:
+        influx.stop()
+        broker.stop()
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    chaos = sub.add_parser("chaos", help="inject faults (kill -9, InfluxDB and broker outages, restarts) and report",
+    chaos = sub.add_parser("chaos", help="inject faults (kill -9, InfluxDB and broker outages, restarts, the alarm "
+                                         "path's faults) and report",
                            description="Starts its own Mosquitto and InfluxDB, runs the service as a child process, "
                                        "injects each fault under load and prints what was lost or doubled.")
     chaos.add_argument("--only", action="append", choices=FAULTS, help="run only this fault (repeatable)")

@@ -200,6 +200,17 @@ def stats(street: Street) -> dict[str, Any]:
 # --- the faults ----------------------------------------------------------------------------------------
 
 
+def quiet(workdir: Path, broker: MosquittoServer, *, detectors: int = 30) -> AlarmPathReport:
+    """No fault: the figure every fault's latency is held against (at most twice it)."""
+    with running(workdir, broker, detectors=detectors) as street:
+        half = detectors // 2
+        publish_paced(street.devices, street.sims[half:], lambda d, t: d.heartbeat(t), 200, 200)
+        sent = send_alarms(street, range(half))
+        opened, latency = alarm_incidents(street, sent)
+        return AlarmPathReport("no fault (baseline)", len(sent), opened, latency, "—", None, readyz(street),
+                               "all stored", None)
+
+
 def influx_down(workdir: Path, broker: MosquittoServer, influx: InfluxV1Server, *, detectors: int = 30) -> AlarmPathReport:
     with running(workdir, broker, influx=influx, detectors=detectors) as street:
         half = detectors // 2
@@ -419,7 +430,7 @@ def server_clock_slow(workdir: Path, broker: MosquittoServer, *, detectors: int 
 
 
 ALARM_PATH_FAULTS = {
-    "influx_down": influx_down, "spool_bound": spool_bound, "disk_full": disk_full,
+    "quiet": quiet, "influx_down": influx_down, "spool_bound": spool_bound, "disk_full": disk_full,
     "database_missing": database_missing, "flooding_device": flooding_device, "device_clock": device_clock,
     "sequence_glitch": sequence_glitch, "server_clock_slow": server_clock_slow,
 }
