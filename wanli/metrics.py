@@ -89,16 +89,34 @@ class WanliCollector(Collector):
             ("wanli_spool_points_out", "drained_points", "points moved from the spool to the telemetry store"),
             ("wanli_store_failures", "store_failures", "failed writes to the telemetry store"),
             ("wanli_ingest_receiver_restarts", "receiver_restarts", "times the MQTT receiver process died and was replaced"),
+            ("wanli_telemetry_held", "telemetry_held", "telemetry messages left unacknowledged while the spool refused"),
+            ("wanli_telemetry_dropped_points", "telemetry_dropped_points",
+             "points not kept while the spool refused (policy drop, and events' own points)"),
+            ("wanli_dead_letters_unstored", "dead_letters_unstored",
+             "dead letters counted but not stored (the disk at the alarm reserve, a device over its bound)"),
+            ("wanli_messages_flagged", "flagged", "messages let through with a hygiene flag (an event's clock or sequence)"),
+            ("wanli_sequence_jumps", "seq_jumps", "sequence numbers far past (or behind) a device's window, taken and flagged"),
         ):
-            yield CounterMetricFamily(name, help_text, value=s[key])  # type: ignore[arg-type]
+            yield CounterMetricFamily(name, help_text, value=s.get(key, 0))  # type: ignore[arg-type]
         for name, key, help_text in (
             ("wanli_spool_points", "spool_points", "points waiting in the spool"),
             ("wanli_spool_oldest_age_seconds", "spool_age_s", "age of the oldest point waiting in the spool"),
-            ("wanli_spool_fill_ratio", "spool_fill", "spool points over its bound (an alarm is raised at 0.8)"),
+            ("wanli_spool_fill_ratio", "spool_fill",
+             "how near the spool is to refusing: its points over its bound, or its disk's use over the room above the "
+             "alarm reserve, whichever is nearer (a system incident at 0.8)"),
             ("wanli_ingest_backlog", "backlog", "messages received but not yet processed"),
             ("wanli_telemetry_store_up", "store_up", "1 while the telemetry store accepts writes"),
         ):
             yield GaugeMetricFamily(name, help_text, value=float(s[key]))  # type: ignore[arg-type]
+        disks = GaugeMetricFamily("wanli_disk_fill_ratio", "how full the disk of each data directory is", labels=["path"])
+        for d in s.get("disks", ()):  # type: ignore[attr-defined]
+            disks.add_metric([d["path"]], d["fill"])
+        yield disks
+        faults = GaugeMetricFamily("wanli_system_faults", "faults of the service holding now (1 each)",
+                                   labels=["condition", "impairs_alarms"])
+        for f in s.get("faults", ()):  # type: ignore[attr-defined]
+            faults.add_metric([f["condition"], str(f["impairs_alarms"]).lower()], 1)
+        yield faults
         latency = GaugeMetricFamily("wanli_latency_ms", "latency percentiles over the last 200,000 messages",
                                     labels=["stage", "quantile"])
         for stage, pcts in s["latency"].items():  # type: ignore[attr-defined]
