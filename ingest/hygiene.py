@@ -64,19 +64,32 @@ def check_clock(reading: Reading, limits: DecodeLimits, server_offset_ms: int = 
 class ClockSkew:
     """The server's clock against the devices': the median offset over the last ``devices`` heard from.
 
-    One sample per device (its latest), so one device with a broken clock moves nothing. Telemetry
-    and status only: they are sent as they happen, where an event may have waited in a buffer.
+    One sample per device, so one device with a broken clock moves nothing. Telemetry and
+    ``online`` only: an event may have waited in a buffer, a last will was stamped when its
+    connection opened. A device's sample is the *largest*
+    offset it showed within ``window_ms``: after a reconnect a device flushes readings it
+    buffered while offline, stamped minutes ago, and those must not look like a clock behind;
+    its live messages, stamped as they are sent, are the largest.
     """
 
-    def __init__(self, devices: int = 500, min_devices: int = 20, alert_ms: int = 120_000) -> None:
-        self._offsets: OrderedDict[str, int] = OrderedDict()
+    def __init__(self, devices: int = 500, min_devices: int = 20, alert_ms: int = 120_000,
+                 window_ms: int = 120_000) -> None:
+        self._offsets: OrderedDict[str, tuple[int, int]] = OrderedDict()  # device → (largest offset, since)
         self._size = devices
         self.min_devices = min_devices
         self.alert_ms = alert_ms
+        self.window_ms = window_ms
 
     def observe(self, device_id: str, device_ts_ms: int, received_ms: int) -> None:
         offsets = self._offsets
-        offsets[device_id] = device_ts_ms - received_ms
+        offset = device_ts_ms - received_ms
+        held = offsets.get(device_id)
+        if held is not None and received_ms - held[1] < self.window_ms:
+            offset = max(offset, held[0])
+            since = held[1]
+        else:
+            since = received_ms
+        offsets[device_id] = (offset, since)
         offsets.move_to_end(device_id)
         if len(offsets) > self._size:
             offsets.popitem(last=False)
@@ -86,7 +99,7 @@ class ClockSkew:
         """The devices' median offset (positive: they are ahead of the server), or None with too few devices."""
         if len(self._offsets) < self.min_devices:
             return None
-        return int(np.median(np.fromiter(self._offsets.values(), np.int64, len(self._offsets))))
+        return int(np.median(np.fromiter((o for o, _ in self._offsets.values()), np.int64, len(self._offsets))))
 
     @property
     def offset_ms(self) -> int:

@@ -47,7 +47,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from alerts.service import AlertService
-from devices.messages import DeviceKind
+from devices.messages import DeviceKind, Online
 from devices.reading import Reading
 from devices.registry import DeviceBatch, DeviceRegistry
 from ingest.dead_letters import DeadLetter, DeadLetterStore
@@ -264,7 +264,8 @@ class IngestPipeline:
                     held += 1  # left for the broker to deliver again once the spool takes telemetry
                     continue
                 self._check_registered(reading, raw.topic)
-                if reading.msg_class is not MessageClass.EVENT:
+                if reading.msg_class is MessageClass.TELEMETRY or isinstance(reading.message, Online):
+                    # stamped as sent (a last will is stamped when its connection opened; an event may be buffered)
                     skew.observe(reading.device_id, reading.message.ts, raw.received_ms)
                 reading = check_clock(reading, self._limits, offset_ms)
                 verdict = devices.admit(reading)

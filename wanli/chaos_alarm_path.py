@@ -422,7 +422,7 @@ def server_clock_slow(workdir: Path, broker: MosquittoServer, *, detectors: int 
             publish_paced(street.devices, street.sims, lambda d, t: d.heartbeat(t), detectors, 300)
         sent = send_alarms(street, range(detectors))
         opened, latency = alarm_incidents(street, sent, clock_offset_ms=-slow_ms)  # incidents stamped by the slow clock
-        raised = wait_raised(street, "clock_skew", began)
+        raised = wait_raised(street, "clock_skew", began, timeout_s=60)
         s = stats(street)
         return AlarmPathReport("server clock 5 min slow", len(sent), opened, latency, "clock_skew", raised,
                                readyz(street), f"{s['rejected'].get('ts_future', 0)} heartbeats refused before "

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
 RESTART_WINDOW_MS = 5 * MINUTE_MS
+CLOCK_SKEW_GRACE_S = 20.0  # a server clock that is off stays off: no incident for a passing burst of odd stamps
 OUTBOX_EVERY_MS = 5_000  # the outbox's oldest pending notice is asked at most this often (one indexed query)
 
 
@@ -206,7 +207,7 @@ class SystemHealth:
         return [Fault("clock_skew", "服务器时钟与多数设备不一致",
                       f"the server's clock is {abs(median) / 1000:.0f} s {way} the median of {skew.devices} devices; "
                       "devices are judged against the corrected time meanwhile; fix the server's NTP",
-                      severity=Severity.HIGH)]
+                      severity=Severity.HIGH, after_s=CLOCK_SKEW_GRACE_S)]
 
     def _database(self, now_ms: int) -> list[Fault]:
         m = self._m

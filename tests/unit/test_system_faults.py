@@ -101,3 +101,13 @@ def test_a_jump_far_past_or_far_behind_leaves_the_window_where_it_was():
     absurd = SeqState(2**53, 1)
     assert judge(absurd, 5000) == (Verdict.JUMP, absurd)  # the highest itself was the glitch
     assert judge(absurd, 3)[0] is Verdict.RESET
+
+
+def test_a_reconnect_storm_flushing_old_readings_is_not_a_server_clock_behind():
+    skew = ClockSkew(min_devices=20, alert_ms=120_000, window_ms=120_000)
+    now = 10_000_000
+    for i in range(50):
+        skew.observe(f"d{i}", now - 600_000, now)  # buffered while offline: stamped 10 minutes ago
+        skew.observe(f"d{i}", now + 10, now + 10)  # then live
+        skew.observe(f"d{i}", now - 300_000, now + 20)  # more of the buffer
+    assert skew.median_ms == 0 and skew.offset_ms == 0
