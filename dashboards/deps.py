@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
+from alerts.notify.service import Notifier
 from alerts.service import AlertService
 from alerts.store import IncidentStore
 from dashboards.live import LiveFeed
@@ -34,6 +35,7 @@ class AppContext:
     telemetry: TelemetryStore | None = None  # read back for the building profile's charts
     settings: Settings | None = None  # the API's access rules (mode, secret key, sessions)
     engine: Engine | None = None  # the database its accounts, sessions and tokens live in
+    notifier: Notifier | None = None  # reaching people (alerts/notify): contact points, rules, answers
 
 
 def get_ctx(request: Request) -> AppContext:

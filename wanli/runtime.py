@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from alerts.context import RegistryContext
 from alerts.dispatch import Dispatcher, MqttPublisher
+from alerts.notify.service import Notifier
 from alerts.outbox import Outbox
 from alerts.rules import default_rules
 from alerts.service import AlertService
@@ -47,6 +48,7 @@ from simulators.building import BuildingSimulation, run_building
 from wanli.db import create_schema, make_engine
 from wanli.errors import StoreUnavailable
 from wanli.heap import HeapKeeper
+from wanli.notify_setup import build_notifier
 from wanli.settings import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX, Settings, TelemetryBackend
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,7 @@ class Services:
     broker_access: BrokerAccess
     outbox: Outbox
     dispatcher: Dispatcher
+    notifier: Notifier | None = None
 
 
 def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms) -> Services:
@@ -104,13 +107,17 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     thresholds = Thresholds(rules, lambda d: (rec.building_id if (rec := registry.find(d)) else ""),
                             load_overrides(settings.thresholds_file))
     ctx = RegistryContext(registry, thresholds)
-    outbox = Outbox(engine, webhook=bool(settings.webhook_url))
+    notifier, give_act = build_notifier(settings, engine, hierarchy, incidents, clock_ms)
+    outbox = Outbox(engine, webhook=bool(settings.webhook_url),
+                    plan=notifier.plan_notices if settings.notify_enabled else None)
     host, port = settings.mqtt_host_port
     dispatcher = Dispatcher(outbox, MqttPublisher(host, port, client_id=f"{settings.mqtt_client_id}{DISPATCH_SUFFIX}",
                                                   username=settings.mqtt_login(DISPATCH_SUFFIX),
                                                   password=settings.mqtt_password),
                             settings.webhook_url, clock_ms)
-    alerts = AlertService(incidents, ctx.locate, ctx, hierarchy, rules, outbox, on_notices=dispatcher.wake)
+    alerts = AlertService(incidents, ctx.locate, ctx, hierarchy, rules, outbox,
+                          on_notices=lambda: (dispatcher.wake(), notifier.wake()))
+    give_act(alerts.act)
     telemetry = make_telemetry_store(settings)
     spool = Spool(settings.data_dir / "spool.db", max_points=settings.spool_max_points)
     drainer = SpoolDrainer(spool, telemetry)
@@ -126,7 +133,7 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
         if settings.broker_auth_dir else None,
     )
     return Services(settings, engine, hierarchy, registry, telemetry, spool, drainer, dead_letters, incidents, alerts,
-                    pipeline, LiveFeed(), access, outbox, dispatcher)
+                    pipeline, LiveFeed(), access, outbox, dispatcher, notifier if settings.notify_enabled else None)
 
 
 # How long a thread may hold the interpreter before another waiting for it gets a turn (Python's
@@ -172,6 +179,8 @@ class WanliService:
         svc.feed.bind(asyncio.get_running_loop())
         svc.drainer.start()
         svc.dispatcher.start()
+        if svc.notifier is not None:
+            svc.notifier.start()
         self._ticker = threading.Thread(target=self._tick_alerts, name="alert-ticker", daemon=True)
         self._ticker.start()
         self.consumer = MqttConsumer(
@@ -184,7 +193,7 @@ class WanliService:
         consumer = self.consumer
         ctx = AppContext(svc.alerts, svc.incidents, svc.registry, svc.dead_letters, svc.feed, self.snapshot,
                          svc.broker_access, ingest_ready=consumer.subscribed.is_set, clock_ms=self._clock_ms, settings=s, engine=svc.engine,
-                         telemetry=svc.telemetry)
+                         telemetry=svc.telemetry, notifier=svc.notifier)
         config = uvicorn.Config(create_app(ctx), host=s.http_host, port=s.http_port, log_level="warning",
                                 lifespan="off", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
@@ -267,6 +276,8 @@ class WanliService:
         except Exception:  # the database is away: the last periodic checkpoint (at most 10 s old) stands
             log.exception("could not save the rules' state on stop")
         await asyncio.get_running_loop().run_in_executor(None, self.services.dispatcher.stop)
+        if self.services.notifier is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.services.notifier.stop)
         await asyncio.get_running_loop().run_in_executor(None, self.services.drainer.stop)
         self.services.spool.close()
         self.services.telemetry.close()
