@@ -262,9 +262,9 @@ class Notifier(WakeableLoop):
         error = "; ".join(errors)[:500] or f"没有可用的 {channel.value} 发送方式（no provider）"
         retry = last_exc is not None and not isinstance(last_exc, ProviderRejected)
         for a in attempts:
-            if retry and a.tries < self._config.max_tries:
+            if retry and a.tries + 1 < self._config.max_tries:  # a.tries: before this claim
                 self.store.update([a.id], status=QUEUED, error=error,
-                                  due_ms=now_ms + self._config.retry_after_s * 1000 * a.tries)
+                                  due_ms=now_ms + self._config.retry_after_s * 1000 * (a.tries + 1))
             else:
                 self.store.update([a.id], status=FAILED, error=error)
                 self.counters.failed += 1
