@@ -32,7 +32,7 @@ def _cmd_notify_test(args: argparse.Namespace) -> int:
             print(f"wanli: nobody called {args.person!r} in the street's data or the contact points", file=sys.stderr)
             return 2
         finally:
-            notifier.stop(0.1)
+            notifier.close()
     finally:
         engine.dispose()
     if not outcomes:

@@ -463,7 +463,12 @@ class Notifier(WakeableLoop):
             self._pause(pause)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        super().stop(timeout_s)
+        if self._thread.ident is not None:  # started
+            super().stop(timeout_s)
+        self.close()
+
+    def close(self) -> None:
+        """Let go of the providers' connections (a notifier used without its loop: ``wanli notify test``)."""
         for providers in self._providers.values():
             for p in providers:
                 p.close()
