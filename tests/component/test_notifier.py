@@ -177,3 +177,29 @@ def test_an_answer_stops_the_persons_attempts_and_is_an_audit_step(engine: Engin
     statuses = {a.channel: a.status for a in n.store.for_incident("inc_1")}
     assert statuses == {"sms": "answered", "voice": "cancelled"}
     assert answers == [("inc_1", "家属 儿子 王强", "ack", "收到（短信回复）")]
+
+
+def test_receipts_deliver_or_fall_through_and_an_acknowledged_incident_calls_nobody_later(engine: Engine) -> None:
+    clock, sms = Clock(), Flaky()
+    voice = Flaky()
+    voice.name, voice.channel = "flaky_voice", Channel.VOICE
+    facts_state = {"state": "open"}
+    n = make(engine, clock, {Channel.SMS: [sms], Channel.VOICE: [voice]})
+    n._facts = lambda i: IncidentFacts(i, "一键通紧急呼叫", "critical", "香泉 1号楼", T0, facts_state["state"])
+    rule(n.store, RuleStep(0, (Channel.SMS,)), RuleStep(120, (Channel.VOICE,)))
+    n.store.replace_contact_points("儿子 王强", [ContactPoint("儿子 王强", ContactKind.MOBILE, "13600000002", 200)],
+                                   "op", T0)
+    plan(n, engine, [notice("inc_1", "儿子 王强", "13600000001")], T0)
+    n.send_round(T0)
+    first = next(a for a in n.store.for_incident("inc_1") if a.status == "sent")
+    assert n.on_sms_report([{"out_id": first.attempt_key, "success": False, "err_code": "MOBILE_NOT_ON_SERVICE"},
+                            {"out_id": "no-such-attempt", "success": True}], T0 + 5000) == 1
+    n.send_round(T0 + 5000)  # the stand-in mobile took over
+    second = next(a for a in n.store.for_incident("inc_1") if a.address == "13600000002")
+    assert second.status == "sent" and [m.address for m in sms.sent] == ["13600000001", "13600000002"]
+    n.on_sms_report([{"out_id": second.attempt_key, "success": True, "err_code": "DELIVERED"}], T0 + 6000)
+    assert n.store.by_key(second.attempt_key).status == "delivered"  # type: ignore[union-attr]
+    facts_state["state"] = "acknowledged"  # an operator acknowledged: the 2-minute call is not made
+    n.send_round(T0 + 200_000)
+    assert voice.sent == [] and {a.status for a in n.store.for_incident("inc_1") if a.channel == "voice"} == {
+        "cancelled", "standby"}
