@@ -345,16 +345,15 @@ class Notifier(WakeableLoop):
         if answer is None or last is None:
             log.info("SMS from %s not taken as an answer: %r", mask(sender), text[:40])
             return False
-        group = [a for a in self.store.for_incident(last.incident_id) if a.provider_message_id == last.provider_message_id]
-        for incident_id in dict.fromkeys([last.incident_id] + self._grouped_incidents(last)):
+        group = self.store.same_message(last)
+        for incident_id in dict.fromkeys([last.incident_id] + [a.incident_id for a in group]):
             self.answer(incident_id, last.person, answer, "sms", now_ms,
                         attempt=next((a for a in group if a.incident_id == incident_id), None))
         return True
 
     def _grouped_incidents(self, a: AttemptRow) -> list[str]:
-        """The other incidents that went in the same message as this attempt (storm grouping)."""
-        return [r.incident_id for r in self.store.with_status(SENT, DELIVERED)
-                if r.provider_message_id == a.provider_message_id and r.address == a.address]
+        """The incidents that went in the same message as this attempt (storm grouping)."""
+        return [r.incident_id for r in self.store.same_message(a)]
 
     def on_voice_report(self, reports: Sequence[Mapping[str, object]], now_ms: int) -> int:
         """Aliyun's VoiceReport: the call was answered (status_code 200000) and key 1 pressed (dtmf) → acknowledged."""
@@ -392,9 +391,7 @@ class Notifier(WakeableLoop):
 
     def _poll_gammu(self, now_ms: int) -> None:
         assert self._gammu is not None
-        for a in self.store.with_status(SENT):
-            if a.provider != "gammu":
-                continue
+        for a in self.store.with_status(SENT, provider="gammu"):
             state = self._gammu.state(a.provider_message_id)
             if state == "sent":
                 self.store.update([a.id], status=DELIVERED, delivered_ms=now_ms)

@@ -173,10 +173,23 @@ class NotifyStore:
         with self._engine.connect() as conn:
             return conn.execute(select(t.c.due_ms).where(t.c.status == QUEUED).order_by(t.c.due_ms).limit(1)).scalar()
 
-    def with_status(self, *statuses: str) -> list[AttemptRow]:
+    def with_status(self, *statuses: str, provider: str | None = None) -> list[AttemptRow]:
         t = notify_attempts_table
+        q = select(t).where(t.c.status.in_(statuses)).order_by(t.c.id)
+        if provider is not None:
+            q = q.where(t.c.provider == provider)
         with self._engine.connect() as conn:
-            return [_attempt(r) for r in conn.execute(select(t).where(t.c.status.in_(statuses)).order_by(t.c.id)).mappings()]
+            return [_attempt(r) for r in conn.execute(q).mappings()]
+
+    def same_message(self, a: AttemptRow) -> list[AttemptRow]:
+        """The attempts that went in the same message as this one (storm grouping), this one included."""
+        t = notify_attempts_table
+        q = (select(t).where(t.c.address == a.address, t.c.channel == a.channel, t.c.provider == a.provider,
+                             t.c.provider_message_id == a.provider_message_id).order_by(t.c.id))
+        if not a.provider_message_id:
+            return [a]
+        with self._engine.connect() as conn:
+            return [_attempt(r) for r in conn.execute(q).mappings()]
 
     def for_incident(self, incident_id: str, conn: Connection | None = None) -> list[AttemptRow]:
         t = notify_attempts_table

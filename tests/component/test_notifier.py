@@ -203,3 +203,18 @@ def test_receipts_deliver_or_fall_through_and_an_acknowledged_incident_calls_nob
     n.send_round(T0 + 200_000)
     assert voice.sent == [] and {a.status for a in n.store.for_incident("inc_1") if a.channel == "voice"} == {
         "cancelled", "standby"}
+
+
+def test_one_reply_to_a_grouped_message_answers_every_incident_in_it(engine: Engine) -> None:
+    clock, sms, answers = Clock(), Flaky(), []
+    n = make(engine, clock, {Channel.SMS: [sms]}, answers=answers)
+    rule(n.store, RuleStep(0, (Channel.SMS,)))
+    plan(n, engine, [notice(f"inc_{i}", "儿子 王强", "13600000001") for i in range(5)], T0)
+    n.send_round(T0)
+    assert len(sms.sent) == 1 and sms.sent[0].text.endswith("回复1确认全部")
+    plan(n, engine, [notice("inc_9", "其他人", "13600000009", role="family")], T0)  # another person's message
+    n.send_round(T0)
+    assert n.on_sms_reply("13600000001", "1", T0 + 1000)
+    assert sorted(a[0] for a in answers) == [f"inc_{i}" for i in range(5)]
+    assert all(a.status == "answered" for i in range(5) for a in n.store.for_incident(f"inc_{i}"))
+    assert n.store.for_incident("inc_9")[0].status == "sent"
