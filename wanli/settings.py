@@ -181,6 +181,15 @@ class Settings(BaseSettings):
     # Gammu's SMS daemon (files backend): its outbox, sent, error and inbox folders under this directory.
     notify_gammu_dir: Path | None = None
 
+    @model_validator(mode="after")
+    def _check_notify(self) -> "Settings":
+        token = self.notify_callback_token.get_secret_value()
+        if token and (len(token) < 16 or not token.replace("-", "").replace("_", "").isalnum()):
+            raise ValueError("WANLI_NOTIFY_CALLBACK_TOKEN must be at least 16 letters, digits, - or _ (it is a URL segment)")
+        if self.mode is Mode.PRODUCTION and 0 < len(self.notify_link_secret.get_secret_value()) < 32:
+            raise ValueError("WANLI_NOTIFY_LINK_SECRET must be at least 32 characters in production mode")
+        return self
+
     @property
     def notify_link_key(self) -> str:
         explicit = self.notify_link_secret.get_secret_value()
