@@ -14,7 +14,7 @@ from alerts.notify.email import SmtpEmail
 from alerts.notify.gammu import GammuFolders, GammuSms
 from alerts.notify.robots import DingTalkRobot, WeComRobot
 from alerts.notify.rules import ContactPoint
-from alerts.notify.service import IncidentFacts, NotifyConfig, Notifier
+from alerts.notify.service import UNREACHABLE, IncidentFacts, NotifyConfig, Notifier
 from alerts.notify.store import NotifyStore
 from alerts.store import IncidentStore
 from devices.hierarchy import Hierarchy
@@ -104,7 +104,7 @@ def build_notifier(settings: Settings, engine: Engine, hierarchy: Hierarchy, inc
         now = clock_ms()
         try:
             state = incidents.get(incident_id).state
-            action = Action.ACKNOWLEDGE if state is State.OPEN else Action.NOTE
+            action = Action.ACKNOWLEDGE if state is State.OPEN and answer != UNREACHABLE else Action.NOTE
             record(incident_id, action, actor, note, now)
         except IllegalTransition:
             record(incident_id, Action.NOTE, actor, note, now)

@@ -119,7 +119,10 @@ class Counters:
     by_channel: dict[str, int] = field(default_factory=dict)
 
 
-AnswerHook = Callable[[str, str, str, str], None]  # (incident id, actor, answer, note) → the incident's audit trail
+# (incident id, actor, answer, note) → the incident's audit trail; answer UNREACHABLE: a note that a person
+# could not be reached at all.
+AnswerHook = Callable[[str, str, str, str], None]
+UNREACHABLE = "unreachable"
 
 
 class Notifier(WakeableLoop):
@@ -280,6 +283,15 @@ class Notifier(WakeableLoop):
         elif self.store.bring_forward(a.incident_id, a.person, now_ms):
             log.info("notify incident=%s person=%s: %s failed, the next step goes now", a.incident_id, a.person,
                      a.channel)
+        else:
+            mine = [r for r in self.store.for_incident(a.incident_id) if r.person == a.person]
+            if mine and all(r.status in (FAILED, CANCELLED) for r in mine):
+                # nobody can reach them by any way we have: the incident's trail says so (the operators call round,
+                # and the escalation's next step reaches the next people at its deadline)
+                log.warning("notify incident=%s person=%s: unreachable, every contact point failed", a.incident_id,
+                            a.person)
+                self._on_answer(a.incident_id, "系统（通知）", UNREACHABLE,
+                                f"无法联系 {a.person}：所有联系方式均失败（{a.error[:120]}）")
         self.wake()
 
     def _message(self, channel: Channel, attempts: list[AttemptRow], facts: Mapping[str, IncidentFacts | None],

@@ -85,7 +85,8 @@ def test_a_failed_contact_point_falls_through_to_the_next_then_the_next_step(
         engine: Engine, smtp_server: SmtpInbox) -> None:
     clock, sms = Clock(), Flaky()
     email = SmtpEmail(smtp_server.host, smtp_server.port, "w@example.org", security="none")
-    n = make(engine, clock, {Channel.SMS: [sms], Channel.EMAIL: [email]}, max_tries=2, retry_after_s=1)
+    answers: list = []
+    n = make(engine, clock, {Channel.SMS: [sms], Channel.EMAIL: [email]}, max_tries=2, retry_after_s=1, answers=answers)
     rule(n.store, RuleStep(0, (Channel.SMS,)), RuleStep(600, (Channel.EMAIL,)))
     n.store.replace_contact_points("儿子 王强", [ContactPoint("儿子 王强", ContactKind.MOBILE, "13600000002", 200),
                                             ContactPoint("儿子 王强", ContactKind.EMAIL, "wq@example.org")], "op", T0)
@@ -101,6 +102,7 @@ def test_a_failed_contact_point_falls_through_to_the_next_then_the_next_step(
     # … so the next step (the e-mail, planned for 10 minutes later) went now, through the real SMTP server
     assert rows[("email", "wq@example.org")].status == "sent" and len(smtp_server.messages) == 1
     assert n.faults(clock.now) == [] and n.faults(clock.now + 61_000) == ["notify_channel_failing:sms"]
+    assert answers == []  # the e-mail went: reachable after all
     sms.down = False
     plan(n, engine, [notice("inc_2", "儿子 王强", "13600000001")], clock.now)
     n.send_round(clock.now)
@@ -218,3 +220,13 @@ def test_one_reply_to_a_grouped_message_answers_every_incident_in_it(engine: Eng
     assert sorted(a[0] for a in answers) == [f"inc_{i}" for i in range(5)]
     assert all(a.status == "answered" for i in range(5) for a in n.store.for_incident(f"inc_{i}"))
     assert n.store.for_incident("inc_9")[0].status == "sent"
+
+
+def test_a_person_no_contact_point_reaches_is_a_note_on_the_incident(engine: Engine) -> None:
+    clock, sms, answers = Clock(), Flaky(), []
+    sms.down = True
+    n = make(engine, clock, {Channel.SMS: [sms]}, answers=answers, max_tries=1)
+    rule(n.store, RuleStep(0, (Channel.SMS,)))
+    plan(n, engine, [notice("inc_1", "儿子 王强", "13600000001")], T0)
+    n.send_round(T0)
+    assert [(a[0], a[2]) for a in answers] == [("inc_1", "unreachable")] and "无法联系 儿子 王强" in answers[0][3]
