@@ -146,8 +146,7 @@ class Notifier(WakeableLoop):
     # --- planning (in the caller's transaction)
     def plan_notices(self, notices: Sequence[Notice], now_ms: int, conn: Connection, drill: bool = False) -> int:
         """Plan the attempts for these notices in the incident's own transaction; return how many are new."""
-        rules = self.store.rules()
-        stored = self.store.contact_points()
+        rules, stored = self.store.routing()
         rows: list[dict[str, object]] = []
         for n in notices:
             if n.tier == "fire_station" and not n.phone:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 
@@ -146,8 +147,19 @@ class Change:
 
 
 class NotifyStore:
+    CACHE_S = 5.0  # rules and contact points as the alarm path reads them: an edit elsewhere shows within this
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._cache: tuple[float, dict[tuple[str, str], NotifyRule], list[ContactPoint]] | None = None
+
+    def routing(self) -> tuple[dict[tuple[str, str], NotifyRule], list[ContactPoint]]:
+        """Every rule and contact point, read at most every CACHE_S (at once after an edit through this store):
+        planning runs inside the alarm's own transaction and should not add two queries to each."""
+        cached = self._cache
+        if cached is None or time.monotonic() - cached[0] > self.CACHE_S:
+            cached = self._cache = (time.monotonic(), self.rules(), self.contact_points())
+        return cached[1], cached[2]
 
     # --- attempts
     def add_attempts(self, rows: Sequence[dict[str, object]], conn: Connection) -> int:
@@ -279,6 +291,7 @@ class NotifyStore:
                     for r in conn.execute(q).mappings()]
 
     def replace_contact_points(self, person: str, points: Sequence[ContactPoint], actor: str, now_ms: int) -> None:
+        self._cache = None
         t = notify_contact_points_table
         with self._engine.begin() as conn:
             conn.execute(delete(t).where(t.c.person == person))
@@ -298,6 +311,7 @@ class NotifyStore:
                 for r in rows}
 
     def put_rule(self, rule: NotifyRule, actor: str, now_ms: int) -> None:
+        self._cache = None
         t = notify_rules_table
         steps = json.dumps([s.as_dict() for s in rule.steps], separators=(",", ":"))
         with self._engine.begin() as conn:
