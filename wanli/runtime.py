@@ -133,7 +133,7 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
         if settings.broker_auth_dir else None,
     )
     return Services(settings, engine, hierarchy, registry, telemetry, spool, drainer, dead_letters, incidents, alerts,
-                    pipeline, LiveFeed(), access, outbox, dispatcher, notifier if settings.notify_enabled else None)
+                    pipeline, LiveFeed(), access, outbox, dispatcher, notifier)
 
 
 # How long a thread may hold the interpreter before another waiting for it gets a turn (Python's
@@ -179,7 +179,7 @@ class WanliService:
         svc.feed.bind(asyncio.get_running_loop())
         svc.drainer.start()
         svc.dispatcher.start()
-        if svc.notifier is not None:
+        if svc.notifier is not None and s.notify_enabled:
             svc.notifier.start()
         self._ticker = threading.Thread(target=self._tick_alerts, name="alert-ticker", daemon=True)
         self._ticker.start()
@@ -193,7 +193,8 @@ class WanliService:
         consumer = self.consumer
         ctx = AppContext(svc.alerts, svc.incidents, svc.registry, svc.dead_letters, svc.feed, self.snapshot,
                          svc.broker_access, ingest_ready=consumer.subscribed.is_set, clock_ms=self._clock_ms, settings=s, engine=svc.engine,
-                         telemetry=svc.telemetry, notifier=svc.notifier)
+                         telemetry=svc.telemetry,
+                         notifier=svc.notifier if s.notify_enabled else None)
         config = uvicorn.Config(create_app(ctx), host=s.http_host, port=s.http_port, log_level="warning",
                                 lifespan="off", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)

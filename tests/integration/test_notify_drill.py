@@ -144,3 +144,15 @@ def test_the_signed_link_answers_for_its_person_only(
     assert r.status_code == 200 and r.json()["answered"].startswith("已到场")
     viewer = service_factory.client(service, "viewer")
     wait_for(lambda: viewer.get(f"/api/incidents/{incident_id}").json()["state"] == "acknowledged")
+
+
+def test_with_notify_disabled_the_notices_still_go_and_no_phone_rings(service_factory: ServiceFactory,
+                                                                     contract_server: ContractServer) -> None:
+    service = service_factory(notify_enabled=False, notify_wecom_enabled=True,
+                              notify_wecom_url=f"{contract_server.url}/cgi-bin/webhook/send")
+    viewer = service_factory.client(service, "viewer")
+    assert viewer.get("/api/notify/rules").status_code == 404
+    incident_id = press(service)
+    rows = wait_for(lambda: viewer.get(f"/api/incidents/{incident_id}/notifications").json())
+    assert rows and all(r["attempt_id"] is None and r["channel"] == "mqtt" for r in rows)
+    assert contract_server.of("wecom") == []
