@@ -12,7 +12,7 @@ from alerts.notify.aliyun import AliyunRpc, AliyunSms, AliyunVoice
 from alerts.notify.base import Channel, ContactKind, Provider
 from alerts.notify.email import SmtpEmail
 from alerts.notify.gammu import GammuFolders, GammuSms
-from alerts.notify.robots import DingTalkRobot, WeComRobot
+from alerts.notify.robots import DingTalkRobot, FeishuRobot, WeComRobot
 from alerts.notify.rules import ContactPoint
 from alerts.notify.service import UNREACHABLE, IncidentFacts, NotifyConfig, Notifier
 from alerts.notify.store import NotifyStore
@@ -66,6 +66,9 @@ def providers_from(settings: Settings, clock_ms: Callable[[], int]) -> tuple[dic
         providers[Channel.DINGTALK].append(DingTalkRobot(
             {k: v.get_secret_value() for k, v in s.notify_dingtalk_secrets.items()}, s.notify_dingtalk_url,
             clock_ms=clock_ms))
+    if s.notify_feishu_enabled:
+        providers[Channel.FEISHU].append(FeishuRobot(
+            {k: v.get_secret_value() for k, v in s.notify_feishu_secrets.items()}, s.notify_feishu_url, clock_ms=clock_ms))
     key_id, secret = s.notify_aliyun_access_key_id, s.notify_aliyun_access_key_secret.get_secret_value()
     if key_id and secret and s.notify_aliyun_voice_show_number:
         providers[Channel.VOICE].append(AliyunVoice(

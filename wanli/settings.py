@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     notify_dingtalk_enabled: bool = False
     notify_dingtalk_url: str = "https://oapi.dingtalk.com/robot/send"
     notify_dingtalk_secrets: dict[str, SecretStr] = {}  # access token → its "加签" secret ("*": for every robot)
+    notify_feishu_enabled: bool = False
+    notify_feishu_url: str = "https://open.feishu.cn/open-apis/bot/v2/hook"
+    notify_feishu_secrets: dict[str, SecretStr] = {}  # hook token → its "签名校验" secret ("*": for every robot)
     # Aliyun SMS and voice notification (RPC API, signature 1.0).
     notify_aliyun_access_key_id: str = ""
     notify_aliyun_access_key_secret: SecretStr = SecretStr("")

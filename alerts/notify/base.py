@@ -6,7 +6,7 @@ Errors (all under ``wanli.errors.WanliError``)::
     ├── ProviderRejected         the provider refused it for good (bad number, bad signature, unknown robot):
     │                            retrying cannot help, the next contact point is tried at once
     └── ProviderUnavailable      the provider did not answer or answered "later" (network, 5xx):
-        └── RateLimited          the provider's own rate limit (WeCom 45009, DingTalk 130101, Aliyun
+        └── RateLimited          the provider's own rate limit (WeCom 45009, DingTalk 130101, Feishu 11232, Aliyun
                                  isv.BUSINESS_LIMIT_CONTROL): retried after a pause, then the next contact point
 
 A message names the attempt it carries (``attempt_key``): providers that take an idempotency
@@ -29,6 +29,7 @@ class Channel(StrEnum):
     SMS = "sms"
     WECOM = "wecom"
     DINGTALK = "dingtalk"
+    FEISHU = "feishu"
     EMAIL = "email"
 
 
@@ -39,6 +40,7 @@ class ContactKind(StrEnum):
     PHONE = "phone"
     WECOM = "wecom"
     DINGTALK = "dingtalk"
+    FEISHU = "feishu"
     EMAIL = "email"
 
 
@@ -48,6 +50,7 @@ CHANNEL_CONTACTS: dict[Channel, tuple[ContactKind, ...]] = {
     Channel.SMS: (ContactKind.MOBILE,),
     Channel.WECOM: (ContactKind.WECOM,),
     Channel.DINGTALK: (ContactKind.DINGTALK,),
+    Channel.FEISHU: (ContactKind.FEISHU,),
     Channel.EMAIL: (ContactKind.EMAIL,),
 }
 

@@ -10,8 +10,8 @@ stand-ins: one takes over when the one before it failed (fall-through).
 Defaults (``DEFAULT_RULES``), which operators override per role and urgency (stored rules):
 
     critical   voice and SMS at once
-    high       WeCom, DingTalk and SMS at once; a voice call if nobody answered in 2 minutes
-    low        the first of WeCom, DingTalk, e-mail
+    high       WeCom, DingTalk, Feishu and SMS at once; a voice call if nobody answered in 2 minutes
+    low        the first of WeCom, DingTalk, Feishu, e-mail
 
 The fire service (119) is phoned by the operations centre's people, never by a robot: its
 role has no automatic attempts.
@@ -63,11 +63,11 @@ class NotifyRule:
     steps: tuple[RuleStep, ...]
 
 
-V, S, W, D, E = Channel.VOICE, Channel.SMS, Channel.WECOM, Channel.DINGTALK, Channel.EMAIL
+V, S, W, D, F, E = Channel.VOICE, Channel.SMS, Channel.WECOM, Channel.DINGTALK, Channel.FEISHU, Channel.EMAIL
 _DEFAULT_STEPS: dict[str, tuple[RuleStep, ...]] = {
     Urgency.CRITICAL: (RuleStep(0, (V, S)),),
-    Urgency.HIGH: (RuleStep(0, (W, D, S)), RuleStep(120, (V,))),
-    Urgency.LOW: (RuleStep(0, (W, D, E), first_only=True),),
+    Urgency.HIGH: (RuleStep(0, (W, D, F, S)), RuleStep(120, (V,))),
+    Urgency.LOW: (RuleStep(0, (W, D, F, E), first_only=True),),
 }
 DEFAULT_RULES: dict[tuple[str, str], NotifyRule] = {
     ("*", u): NotifyRule("*", u, steps) for u, steps in _DEFAULT_STEPS.items()
@@ -130,7 +130,7 @@ def plan(person: str, rule: NotifyRule, contacts: list[ContactPoint], available:
                 continue
             for i, cp in enumerate(points):
                 out.append(PlannedAttempt(person, channel, cp.address, cp.kind, step.after_s, step_no, standby=i > 0,
-                                          mention_mobile=mobile if channel in (W, D) else ""))
+                                          mention_mobile=mobile if channel in (W, D, F) else ""))
             if step.first_only:
                 break
         else:

@@ -26,8 +26,9 @@ callback_router = APIRouter(prefix="/api/notify/callbacks", tags=["notify"])
 _ADDRESS = {ContactKind.MOBILE: MOBILE, ContactKind.PHONE: re.compile(r"^[0-9+-]{7,20}$"),
             ContactKind.WECOM: re.compile(r"^[A-Za-z0-9_-]{8,100}$"),
             ContactKind.DINGTALK: re.compile(r"^[A-Za-z0-9_-]{8,100}$"),
+            ContactKind.FEISHU: re.compile(r"^[A-Za-z0-9_-]{8,100}$"),
             ContactKind.EMAIL: re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")}
-_SECRET_KINDS = (ContactKind.WECOM, ContactKind.DINGTALK)  # a robot's key is its credential: shown masked
+_SECRET_KINDS = (ContactKind.WECOM, ContactKind.DINGTALK, ContactKind.FEISHU)  # a robot's key is its credential: shown masked
 
 
 def _notifier(ctx: AppContext) -> Notifier:

@@ -3,7 +3,7 @@
 (() => {
   const STATUS = { queued: "待发", standby: "备用", sending: "发送中", sent: "已发出", delivered: "已送达",
                    answered: "已应答", failed: "失败", cancelled: "已取消" };
-  const CHANNEL = { voice: "电话", sms: "短信", wecom: "企业微信", dingtalk: "钉钉", email: "邮件", mqtt: "MQTT",
+  const CHANNEL = { voice: "电话", sms: "短信", wecom: "企业微信", dingtalk: "钉钉", feishu: "飞书", email: "邮件", mqtt: "MQTT",
                     webhook: "城运平台" };
   const STATE = { open: "待确认", acknowledged: "已确认", dispatched: "已派单", on_scene: "已到场", resolved: "已处置",
                   closed: "已结案", false_alarm: "误报", merged: "已合并" };
@@ -87,7 +87,7 @@
       const edit = tr.insertCell();
       const area = document.createElement("textarea");
       area.setAttribute("aria-label", `${p.person} 的联系方式`);
-      area.value = p.contact_points.filter((c) => c.source === "operator" && !["wecom", "dingtalk"].includes(c.kind))
+      area.value = p.contact_points.filter((c) => c.source === "operator" && !["wecom", "dingtalk", "feishu"].includes(c.kind))
         .map((c) => `${c.kind} ${c.address}`).join("\n");
       edit.append(area);
       const actions = tr.insertCell();

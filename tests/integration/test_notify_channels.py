@@ -12,7 +12,7 @@ from alerts.notify.aliyun import AliyunRpc, AliyunSms, AliyunVoice
 from alerts.notify.base import Channel, Message, ProviderRejected, ProviderUnavailable, RateLimited
 from alerts.notify.email import SmtpEmail
 from alerts.notify.gammu import GammuSms
-from alerts.notify.robots import DingTalkRobot, WeComRobot
+from alerts.notify.robots import DingTalkRobot, FeishuRobot, WeComRobot
 from tests.fixtures.notify_servers import (  # noqa: F401 - fixtures
     ContractServer,
     GammuDaemon,
@@ -89,6 +89,24 @@ def test_dingtalk_robot_contract_signs_with_timestamp_and_secret(contract_server
     assert limited.value.code == "130101"
     for r in (robot, wrong, stale):
         r.close()
+
+
+def test_feishu_robot_contract_signs_with_timestamp_and_secret(contract_server: ContractServer) -> None:
+    robot = FeishuRobot({"feishu-hook-token-01": "feishu-secret-01"}, f"{contract_server.url}/open-apis/bot/v2/hook")
+    assert robot.send(message(Channel.FEISHU, "feishu-hook-token-01")).delivered
+    req = contract_server.of("feishu")[-1]
+    assert req["token"] == "feishu-hook-token-01" and req["body"]["msg_type"] == "text"
+    assert "一键通紧急呼叫" in req["body"]["content"]["text"] and req["body"]["timestamp"].isdigit()
+    wrong = FeishuRobot({"*": "not-the-secret"}, f"{contract_server.url}/open-apis/bot/v2/hook")
+    with pytest.raises(ProviderRejected) as refused:
+        wrong.send(message(Channel.FEISHU, "feishu-hook-token-01"))
+    assert refused.value.code == "19021"
+    contract_server.rate_per_minute = 1
+    with pytest.raises(RateLimited) as limited:
+        robot.send(message(Channel.FEISHU, "feishu-hook-token-01"))
+    assert limited.value.code == "11232"
+    robot.close()
+    wrong.close()
 
 
 def _rpc(server: ContractServer, path: str, secret: str = "aliyun-test-secret") -> AliyunRpc:

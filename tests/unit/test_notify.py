@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from alerts.notify.aliyun import rpc_signature
 from alerts.notify.base import Channel, ContactKind, mask, utf8_truncate
 from alerts.notify.links import sign_answer_token, verify_answer_token
-from alerts.notify.robots import dingtalk_sign
+from alerts.notify.robots import dingtalk_sign, feishu_sign
 from alerts.notify.rules import (
     DEFAULT_RULES,
     ContactPoint,
@@ -47,6 +47,11 @@ def test_dingtalk_sign_is_the_urlencoded_base64_hmac_sha256_of_timestamp_newline
     raw = base64.b64encode(hmac.new(b"SECabc", b"1700000000000\nSECabc", hashlib.sha256).digest())
     assert urllib.parse.unquote_plus(dingtalk_sign(ts, secret)).encode() == raw
     assert "+" not in dingtalk_sign(ts, secret) and "/" not in dingtalk_sign(ts, secret)
+
+
+def test_feishu_sign_is_base64_hmac_sha256_keyed_by_timestamp_newline_secret_over_nothing() -> None:
+    raw = base64.b64encode(hmac.new(b"1700000000\nfs-secret", b"", hashlib.sha256).digest()).decode()
+    assert feishu_sign(1_700_000_000, "fs-secret") == raw
 
 
 @given(st.text(min_size=1, max_size=40), st.text(min_size=1, max_size=40))
