@@ -34,6 +34,7 @@
 
   // --- an incident's attempts
   let watching = "";
+  let attemptsFailed = false;
   async function showAttempts() {
     if (!watching) return;
     try {
@@ -62,8 +63,9 @@
         cell(tr, r.error, "small muted");
       }
       $("attempts").hidden = false;
-      say("");
-    } catch (err) { say(`事件 ${watching}：${err.message}`); }
+      if (attemptsFailed) say("");  // only its own complaint: a rule or contact point just saved keeps its word
+      attemptsFailed = false;
+    } catch (err) { attemptsFailed = true; say(`事件 ${watching}：${err.message}`); }
   }
 
   $("incident-form").addEventListener("submit", (ev) => {
