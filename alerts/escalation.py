@@ -129,6 +129,7 @@ class Notice:
     topic: str
     payload: str  # JSON
     dispatch_id: str = ""  # set when a micro fire station is dispatched
+    drill: bool = False  # a drill's notice: people are reached only through the drill's test contacts
 
 
 def dispatch_topic(street: str, tier: str, place_id: str, role: str) -> str:

@@ -7,7 +7,8 @@ between sending and marking sends one again: receivers see the same incident id 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 
 from sqlalchemy import (
@@ -26,6 +27,11 @@ from sqlalchemy import (
 
 from alerts.escalation import Notice
 from alerts.store import incident_rows_table
+
+log = logging.getLogger(__name__)
+
+# Plans the attempts to reach people (alerts/notify) in the notices' own transaction.
+PlanAttempts = Callable[[Sequence[Notice], int, Connection], object]
 
 CHANNEL_MQTT = "mqtt"
 CHANNEL_WEBHOOK = "webhook"
@@ -69,9 +75,10 @@ class OutboxRow:
 
 
 class Outbox:
-    def __init__(self, engine: Engine, webhook: bool = False) -> None:
+    def __init__(self, engine: Engine, webhook: bool = False, plan: PlanAttempts | None = None) -> None:
         self._engine = engine
         self._webhook = webhook
+        self._plan = plan
 
     def add(self, notices: Sequence[Notice], now_ms: int, conn: Connection) -> None:
         if not notices:
@@ -80,6 +87,11 @@ class Outbox:
         if self._webhook:  # the city platform gets every notice too
             rows += [_row(n, CHANNEL_WEBHOOK, "", now_ms) for n in notices]
         conn.execute(notifications_table.insert(), rows)
+        if self._plan is not None:
+            try:
+                self._plan(notices, now_ms, conn)
+            except Exception:  # the notices on MQTT and the webhook stand; the alarm is never held up by this
+                log.exception("could not plan the attempts to reach people for incident=%s", notices[0].incident_id)
 
     def pending(self, limit: int = 500) -> list[OutboxRow]:
         t = notifications_table

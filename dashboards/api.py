@@ -26,7 +26,7 @@ from dashboards.routes import (
     simulations,
 )
 from dashboards.routes import auth as auth_routes
-from dashboards.routes import exports
+from dashboards.routes import exports, notify
 from wanli.errors import Conflict, Invalid, NotFound, StoreUnavailable, TooLarge, WanliError
 
 _STATUS: list[tuple[type[WanliError], int]] = [(NotFound, 404), (TooLarge, 413), (Invalid, 422), (Conflict, 409), (StoreUnavailable, 503)]
@@ -52,6 +52,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(devices.kinds_router)
     app.include_router(buildings.router)
     app.include_router(notifications.router)
+    for router in (notify.router, notify.answer_router, notify.callback_router):
+        app.include_router(router)
     app.include_router(simulations.router)
     for router in (auth_routes.router, auth_routes.admin_router, exports.router):
         app.include_router(router)

@@ -249,7 +249,7 @@ def operation_id(route: Any) -> str:
 class GuardedPages(StaticFiles):
     """The operations pages: a visitor who is not signed in is sent to the login page (and back after)."""
 
-    OPEN = ("login.html",)
+    OPEN = ("login.html", "answer.html")  # the answer page: its signed link is the person's only key
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         if self._is_page(path) and path not in self.OPEN:

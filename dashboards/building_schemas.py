@@ -161,6 +161,19 @@ class NotificationPublic(BaseModel):
     created_at: datetime
     sent_at: datetime | None
     dispatch_id: str
+    # Reaching people (issue 22): one more row per attempt on a person's phone (channel sms, voice, wecom,
+    # dingtalk, email), with its status: queued, sent, delivered, answered, failed, cancelled (standby: a
+    # stand-in contact point not needed yet). The MQTT/webhook rows say sent or queued, attempt_id null.
+    status: str = ""
+    attempt_id: int | None = None
+    address: str = ""  # masked: 136****0001
+    provider: str = ""
+    due_at: datetime | None = None
+    delivered_at: datetime | None = None
+    answered_at: datetime | None = None
+    answer: str = ""
+    error: str = ""
+    drill: bool = False
 
 
 class RuleFigures(BaseModel):

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
+from alerts.notify.service import Notifier
 from alerts.service import AlertService
 from alerts.store import IncidentStore
 from alerts.system_faults import Fault
@@ -36,6 +37,7 @@ class AppContext:
     settings: Settings | None = None  # the API's access rules (mode, secret key, sessions)
     engine: Engine | None = None  # the database its accounts, sessions and tokens live in
     faults: Callable[[], Sequence[Fault]] = lambda: ()  # the service's own faults now (wanli/system_health.py)
+    notifier: Notifier | None = None  # reaching people (alerts/notify): contact points, rules, answers
 
 
 def get_ctx(request: Request) -> AppContext:

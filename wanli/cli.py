@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from simulators.cli import add_commands as add_simulator_commands
 from wanli.bench import add_commands as add_bench_commands
 from wanli.chaos import add_commands as add_chaos_commands
+from wanli.notify_commands import add_notify_commands
 from wanli.registry_commands import add_commands
 from wanli.settings import Settings
 from wanli.user_commands import add_user_commands
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulator_commands(sub)
     add_user_commands(sub)
     add_chaos_commands(sub)
+    add_notify_commands(sub)
     return parser
 
 

@@ -32,7 +32,8 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _SCHEMA_LOCK_ID = 0x77616E6C69
 
 # The modules that declare tables on METADATA.
-_TABLE_MODULES = ("alerts.outbox", "alerts.store", "dashboards.accounts", "devices.credentials", "devices.registry",
+_TABLE_MODULES = ("alerts.outbox", "alerts.store", "alerts.notify.store", "dashboards.accounts", "devices.credentials",
+                  "devices.registry",
                   "ingest.dead_letters")
 
 

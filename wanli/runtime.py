@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 
 from alerts.context import RegistryContext
 from alerts.dispatch import Dispatcher, MqttPublisher
+from alerts.notify.service import Notifier
 from alerts.outbox import Outbox
 from alerts.rules import default_rules
 from alerts.service import AlertService
@@ -50,6 +51,7 @@ from wanli.db import create_schema, make_engine
 from wanli.disk_guard import DiskGuard
 from wanli.errors import StoreUnavailable
 from wanli.heap import HeapKeeper
+from wanli.notify_setup import build_notifier
 from wanli.settings import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX, Settings, TelemetryBackend
 from wanli.system_health import HealthThresholds, SystemHealth
 
@@ -95,6 +97,7 @@ class Services:
     outbox: Outbox
     dispatcher: Dispatcher
     disk_guard: DiskGuard
+    notifier: Notifier | None = None
 
 
 def data_directories(settings: Settings) -> list[Path]:
@@ -120,13 +123,17 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     thresholds = Thresholds(rules, lambda d: (rec.building_id if (rec := registry.find(d)) else ""),
                             load_overrides(settings.thresholds_file))
     ctx = RegistryContext(registry, thresholds)
-    outbox = Outbox(engine, webhook=bool(settings.webhook_url))
+    notifier, give_act = build_notifier(settings, engine, hierarchy, incidents, clock_ms)
+    outbox = Outbox(engine, webhook=bool(settings.webhook_url),
+                    plan=notifier.plan_notices if settings.notify_enabled else None)
     host, port = settings.mqtt_host_port
     dispatcher = Dispatcher(outbox, MqttPublisher(host, port, client_id=f"{settings.mqtt_client_id}{DISPATCH_SUFFIX}",
                                                   username=settings.mqtt_login(DISPATCH_SUFFIX),
                                                   password=settings.mqtt_password),
                             settings.webhook_url, clock_ms)
-    alerts = AlertService(incidents, ctx.locate, ctx, hierarchy, rules, outbox, on_notices=dispatcher.wake)
+    alerts = AlertService(incidents, ctx.locate, ctx, hierarchy, rules, outbox,
+                          on_notices=lambda: (dispatcher.wake(), notifier.wake()))
+    give_act(alerts.act)
     telemetry = make_telemetry_store(settings)
     spool = Spool(settings.data_dir / "spool.db", max_points=settings.spool_max_points)
     drainer = SpoolDrainer(spool, telemetry)
@@ -144,7 +151,7 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
         if settings.broker_auth_dir else None,
     )
     return Services(settings, engine, hierarchy, registry, telemetry, spool, drainer, dead_letters, incidents, alerts,
-                    pipeline, LiveFeed(), access, outbox, dispatcher, disk_guard)
+                    pipeline, LiveFeed(), access, outbox, dispatcher, disk_guard, notifier)
 
 
 # How long a thread may hold the interpreter before another waiting for it gets a turn (Python's
@@ -186,6 +193,8 @@ class WanliService:
                 dead_letters_per_min=settings.fault_dead_letters_per_min, clock_skew_s=settings.fault_clock_skew_s),
             ingest_subscribed=lambda: self.consumer is not None and self.consumer.subscribed.is_set(),
             receiver_restarts=lambda: self.consumer.receiver_restarts if self.consumer else 0,
+            notify_faults=(svc.notifier.faults if svc.notifier is not None and settings.notify_enabled
+                           else lambda _now: []),
         )
         self.system_faults = SystemFaults(settings.street)
 
@@ -202,6 +211,8 @@ class WanliService:
         svc.feed.bind(asyncio.get_running_loop())
         svc.drainer.start()
         svc.dispatcher.start()
+        if svc.notifier is not None and s.notify_enabled:
+            svc.notifier.start()
         self._ticker = threading.Thread(target=self._tick_alerts, name="alert-ticker", daemon=True)
         self._ticker.start()
         self.consumer = MqttConsumer(
@@ -214,7 +225,8 @@ class WanliService:
         consumer = self.consumer
         ctx = AppContext(svc.alerts, svc.incidents, svc.registry, svc.dead_letters, svc.feed, self.snapshot,
                          svc.broker_access, ingest_ready=consumer.subscribed.is_set, clock_ms=self._clock_ms, settings=s, engine=svc.engine,
-                         telemetry=svc.telemetry, faults=lambda: self.health.faults)
+                         telemetry=svc.telemetry, faults=lambda: self.health.faults,
+                         notifier=svc.notifier if s.notify_enabled else None)
         config = uvicorn.Config(create_app(ctx), host=s.http_host, port=s.http_port, log_level="warning",
                                 lifespan="off", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
@@ -326,6 +338,8 @@ class WanliService:
         except Exception:  # the database is away: the last periodic checkpoint (at most 10 s old) stands
             log.exception("could not save the rules' state on stop")
         await asyncio.get_running_loop().run_in_executor(None, self.services.dispatcher.stop)
+        if self.services.notifier is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.services.notifier.stop)
         await asyncio.get_running_loop().run_in_executor(None, self.services.drainer.stop)
         self.services.spool.close()
         self.services.telemetry.close()

@@ -154,6 +154,68 @@ class Settings(BaseSettings):
     def auth_cookie_is_secure(self) -> bool:
         return self.mode is Mode.PRODUCTION if self.auth_cookie_secure is None else self.auth_cookie_secure
 
+    # --- Reaching people (alerts/notify, docs/incidents.md "Dispatch"). A channel is on when its settings are given.
+    notify_enabled: bool = True  # plan and send attempts to people's phones (MQTT and the webhook go regardless)
+    notify_tick_s: float = Field(default=1.0, gt=0, le=60)  # how often the notifier looks for due attempts, receipts, replies
+    notify_answer_base_url: str = ""  # where people's phones reach the answer page (empty: http://{http_host}:{http_port})
+    notify_link_secret: SecretStr = SecretStr("")  # signs answer links (empty: derived from WANLI_AUTH_SECRET_KEY)
+    notify_link_ttl_s: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
+    notify_rate_limit: int = Field(default=6, ge=1, le=1000)  # messages per person and channel …
+    notify_rate_window_s: int = Field(default=600, ge=1, le=86_400)  # … in this window (more wait, never dropped)
+    notify_max_tries: int = Field(default=3, ge=1, le=20)  # transient failures retried, then the next contact point
+    notify_retry_after_s: int = Field(default=5, ge=1, le=600)
+    notify_channel_failing_after_s: int = Field(default=300, ge=1)  # then notify_channel_failing:<channel> is a fault
+    notify_drill_only: bool = False  # every notice goes only to drill contacts (a test or training installation)
+    # Drill contacts: "name=kind:address" separated by ";", e.g. "演练 张三=mobile:13900009999;演练群=wecom:KEY"
+    notify_drill_contacts: str = ""
+    notify_callback_token: SecretStr = SecretStr("")  # in the URL Aliyun's receipts are pushed to (empty: no callbacks)
+    # E-mail (SMTP). Secrets only here or in the environment, never on a command line.
+    notify_smtp_host: str = ""
+    notify_smtp_port: int = Field(default=587, ge=1, le=65535)
+    notify_smtp_security: str = Field(default="starttls", pattern=r"^(none|starttls|tls)$")
+    notify_smtp_username: str = ""
+    notify_smtp_password: SecretStr = SecretStr("")
+    notify_smtp_sender: str = "wanli-safety@localhost"
+    # WeCom and DingTalk group robots (a person's contact point holds the robot's key / access token).
+    notify_wecom_enabled: bool = False
+    notify_wecom_url: str = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
+    notify_dingtalk_enabled: bool = False
+    notify_dingtalk_url: str = "https://oapi.dingtalk.com/robot/send"
+    notify_dingtalk_secrets: dict[str, SecretStr] = {}  # access token → its "加签" secret ("*": for every robot)
+    notify_feishu_enabled: bool = False
+    notify_feishu_url: str = "https://open.feishu.cn/open-apis/bot/v2/hook"
+    notify_feishu_secrets: dict[str, SecretStr] = {}  # hook token → its "签名校验" secret ("*": for every robot)
+    # Aliyun SMS and voice notification (RPC API, signature 1.0).
+    notify_aliyun_access_key_id: str = ""
+    notify_aliyun_access_key_secret: SecretStr = SecretStr("")
+    notify_aliyun_region: str = "cn-hangzhou"
+    notify_aliyun_sms_url: str = "https://dysmsapi.aliyuncs.com/"
+    notify_aliyun_sms_sign_name: str = ""  # empty: no Aliyun SMS
+    notify_aliyun_sms_template: str = ""  # variables ${title} and ${location}
+    notify_aliyun_voice_url: str = "https://dyvmsapi.aliyuncs.com/"
+    notify_aliyun_voice_show_number: str = ""  # empty: no Aliyun voice
+    notify_aliyun_voice_tts_code: str = ""  # TTS template read on the call (${title} ${location}), ending 按1确认
+    notify_aliyun_voice_confirm_tts_code: str = ""  # TTS template played after key 1
+    # Gammu's SMS daemon (files backend): its outbox, sent, error and inbox folders under this directory.
+    notify_gammu_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _check_notify(self) -> "Settings":
+        token = self.notify_callback_token.get_secret_value()
+        if token and (len(token) < 16 or not token.replace("-", "").replace("_", "").isalnum()):
+            raise ValueError("WANLI_NOTIFY_CALLBACK_TOKEN must be at least 16 letters, digits, - or _ (it is a URL segment)")
+        if self.mode is Mode.PRODUCTION and 0 < len(self.notify_link_secret.get_secret_value()) < 32:
+            raise ValueError("WANLI_NOTIFY_LINK_SECRET must be at least 32 characters in production mode")
+        return self
+
+    @property
+    def notify_link_key(self) -> str:
+        explicit = self.notify_link_secret.get_secret_value()
+        if explicit:
+            return explicit
+        import hashlib  # derived, so that the session key itself never signs a link
+        return hashlib.sha256(b"wanli-notify-link\0" + self.auth_secret_key.get_secret_value().encode()).hexdigest()
+
     @property
     def ingest_topic_filters(self) -> list[str]:
         return [f.strip() for f in self.ingest_topics.split(",") if f.strip()]

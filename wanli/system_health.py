@@ -59,11 +59,13 @@ class SystemHealth:
     def __init__(self, *, pipeline: IngestPipeline, spool: Spool, drainer: SpoolDrainer, telemetry: TelemetryStore,
                  disk_guard: DiskGuard, outbox: Outbox | None, thresholds: HealthThresholds,
                  ingest_subscribed: Callable[[], bool] = lambda: True,
-                 receiver_restarts: Callable[[], int] = lambda: 0) -> None:
+                 receiver_restarts: Callable[[], int] = lambda: 0,
+                 notify_faults: Callable[[int], list[str]] = lambda _now: []) -> None:
         self._pipeline, self._spool, self._drainer = pipeline, spool, drainer
         self._telemetry, self._disk, self._outbox = telemetry, disk_guard, outbox
         self._t = thresholds
         self._subscribed, self._restarts = ingest_subscribed, receiver_restarts
+        self._notify_faults = notify_faults
         self._m = _Memory()
         self.faults: list[Fault] = []  # as of the last check: what /readyz tells
 
@@ -84,7 +86,7 @@ class SystemHealth:
     def check(self, now_ms: int) -> list[Fault]:
         faults: list[Fault] = []
         for probe in (self._store, self._spool_fill, self._disks, self._broker, self._receiver, self._notices,
-                      self._dead_letters, self._clock, self._database):
+                      self._channels, self._dead_letters, self._clock, self._database):
             try:
                 faults += probe(now_ms)
             except Exception:  # a probe that fails must not stop the others (nor the ticker)
@@ -182,6 +184,17 @@ class SystemHealth:
                       f"the oldest unsent notice ({channel}, to {recipient}) has waited {age_s:.0f} s: the "
                       f"dispatcher or the {channel} channel is failing; see the incident's notices",
                       severity=Severity.CRITICAL, impairs_alarms=True)]
+
+    def _channels(self, now_ms: int) -> list[Fault]:
+        """A channel that reaches people (SMS, voice, WeCom, e-mail: alerts/notify) failing past its grace."""
+        out = []
+        for code in self._notify_faults(now_ms):
+            channel = code.partition(":")[2]
+            out.append(Fault(f"notify_channel_failing_{channel}", f"通知渠道 {channel} 发送失败",
+                             f"every attempt through the {channel} channel has failed for longer than its grace "
+                             "period: people are reached through their other contact points meanwhile; check the "
+                             "provider's account, keys and the network", severity=Severity.HIGH))
+        return out
 
     def _dead_letters(self, now_ms: int) -> list[Fault]:
         m = self._m

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
+from alerts.notify.base import mask
+from alerts.notify.store import notify_attempts_table
 from alerts.outbox import notifications_table
 from dashboards.auth import VIEWER_ONLY
 from dashboards.building_schemas import NotificationPublic
@@ -21,6 +23,7 @@ def incident_notifications(ctx: Ctx, incident_id: str) -> list[NotificationPubli
     """Everyone the escalation told (``sent_at`` empty: not yet delivered), first step first; one row per person.
 
     The same notice may go out on MQTT and to the webhook: one person, listed once, sent when either went.
+    Then every attempt to reach a person's phone (``attempt_id`` set): its channel, masked address and status.
     """
     ctx.incidents.get(incident_id)  # 404 for an unknown incident
     t = notifications_table
@@ -34,9 +37,23 @@ def incident_notifications(ctx: Ctx, incident_id: str) -> list[NotificationPubli
         if key in seen:
             if sent_ms is not None and seen[key].sent_at is None:
                 seen[key].sent_at = ms_to_dt(sent_ms)
+                seen[key].status = "sent"
             continue
         seen[key] = NotificationPublic(
             step=step, tier=tier, tier_zh=TIER_ZH.get(tier, tier), place_id=place_id, role=role,
             role_zh=ROLE_LABELS.get(role, role), recipient=recipient, channel=channel,
-            created_at=ms_to_dt(created_ms), sent_at=ms_to_dt(sent_ms), dispatch_id=dispatch_id)  # type: ignore[arg-type]
-    return list(seen.values())
+            created_at=ms_to_dt(created_ms), sent_at=ms_to_dt(sent_ms), dispatch_id=dispatch_id,  # type: ignore[arg-type]
+            status="sent" if sent_ms is not None else "queued")
+    a = notify_attempts_table
+    with ctx.incidents.transaction() as conn:
+        attempts = conn.execute(a.select().where(a.c.incident_id == incident_id).order_by(a.c.id)).mappings().all()
+    rows_out = list(seen.values())
+    for r in attempts:
+        rows_out.append(NotificationPublic(
+            step=r["step"], tier=r["tier"], tier_zh=TIER_ZH.get(r["tier"], r["tier"]), place_id=r["place_id"],
+            role=r["role"], role_zh=ROLE_LABELS.get(r["role"], r["role"]), recipient=r["person"], channel=r["channel"],
+            created_at=ms_to_dt(r["created_ms"]), sent_at=ms_to_dt(r["sent_ms"]), dispatch_id="",  # type: ignore[arg-type]
+            status=r["status"], attempt_id=r["id"], address=mask(r["address"]), provider=r["provider"],
+            due_at=ms_to_dt(r["due_ms"]), delivered_at=ms_to_dt(r["delivered_ms"]),
+            answered_at=ms_to_dt(r["answered_ms"]), answer=r["answer"], error=r["error"], drill=r["drill"]))
+    return rows_out

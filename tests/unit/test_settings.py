@@ -27,3 +27,24 @@ def test_production_refuses_a_missing_or_development_influx_token(token):
     with pytest.raises(ValidationError, match="WANLI_INFLUX_TOKEN"):
         Settings(mode="production", telemetry_backend="influxdb2", influx_token=token)
     Settings(mode="development", telemetry_backend="influxdb2", influx_token=token)  # fine on a laptop
+
+
+def test_notify_secrets_come_from_the_environment_and_never_show(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("WANLI_NOTIFY_DINGTALK_SECRETS", '{"*": "SEC-dingtalk-secret"}')
+    monkeypatch.setenv("WANLI_NOTIFY_SMTP_PASSWORD", "smtp-password-1")
+    monkeypatch.setenv("WANLI_NOTIFY_ALIYUN_ACCESS_KEY_SECRET", "aliyun-secret-1")
+    s = Settings()
+    assert s.notify_dingtalk_secrets["*"].get_secret_value() == "SEC-dingtalk-secret"
+    shown = repr(s) + str(s.model_dump())
+    assert not any(secret in shown for secret in ("SEC-dingtalk", "smtp-password-1", "aliyun-secret-1"))
+    # the answer links are signed with a key derived from the session key, never with the session key itself
+    assert s.notify_link_key != s.auth_secret_key.get_secret_value() and len(s.notify_link_key) == 64
+    assert Settings(notify_link_secret="x" * 40).notify_link_key == "x" * 40
+
+
+def test_a_short_callback_token_or_link_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="CALLBACK_TOKEN"):
+        Settings(notify_callback_token="short")
+    with pytest.raises(ValueError, match="LINK_SECRET"):
+        Settings(mode="production", auth_secret_key="k" * 40, notify_link_secret="short")
+    Settings(notify_callback_token="a-long-enough-token-123")
