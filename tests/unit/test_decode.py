@@ -194,3 +194,24 @@ def test_a_water_meter_date_must_be_a_date():
         decode_message("safety/v1/wanli/water_meter/W-1/telemetry", payload(type="daily_usage", date="yesterday", litres=1),
                        NOW, KINDS)
     assert caught.value.reason == "invalid_field"
+
+
+def _depth_of(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth_of(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth_of(v) for v in value), default=0)
+    return 0
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\\\ab\n\u00e9\u706b', max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(alphabet='[]{}"\\\\k', max_size=4), inner,
+                                                                max_size=4),
+    max_leaves=40,
+)
+
+
+@given(JSON_VALUES, st.booleans())
+def test_nesting_depth_is_the_depth_of_any_json_whatever_its_strings_hold(value, ascii_only):
+    assert nesting_depth(json.dumps(value, ensure_ascii=ascii_only).encode()) == _depth_of(value)
