@@ -100,6 +100,7 @@ class DeviceRateLimits:
         self.total_events = 0
         self.total_unstored: Counter[str] = Counter()  # per reason, every device, forgotten ones included
         self._pending_unstored: Counter[str] = Counter()  # the same, since the last take_unstored
+        self._over: dict[str, int] = {}  # device -> when it last went past a limit: noisy() looks only here
         self.forgotten = 0
 
     def __len__(self) -> int:
@@ -116,7 +117,7 @@ class DeviceRateLimits:
         if state.messages.take(now_ms, p.messages_per_s, p.message_burst):
             return True
         state.refused += 1
-        state.last_over_ms = now_ms
+        state.last_over_ms = self._over[device_id] = now_ms
         self.total_refused += 1
         return False
 
@@ -131,7 +132,7 @@ class DeviceRateLimits:
         if state.letters.take(now_ms, p.dead_letters_per_s, p.dead_letter_burst):
             return True
         state.letters_over += 1
-        state.last_over_ms = now_ms
+        state.last_over_ms = self._over[device_id] = now_ms
         state.over_since_sample += 1
         if state.over_since_sample >= p.dead_letter_sample_every or state.letters_over == 1:
             state.over_since_sample = 0
@@ -149,8 +150,10 @@ class DeviceRateLimits:
     def noisy(self, now_ms: int, within_ms: int = 60_000) -> list[NoisyDevice]:
         """Devices past a limit within the last ``within_ms``, the most refused first."""
         since = now_ms - within_ms
-        out = [NoisyDevice(d, s.refused, s.letters_over, dict(s.unstored), s.last_over_ms)
-               for d, s in self._devices.items() if s.last_over_ms is not None and s.last_over_ms >= since]
+        for device_id in [d for d, at in self._over.items() if at < since or d not in self._devices]:
+            del self._over[device_id]  # quiet again, or forgotten
+        out = [NoisyDevice(d, s.refused, s.letters_over, dict(s.unstored), at)
+               for d, at in self._over.items() if (s := self._devices[d])]
         out.sort(key=lambda n: (-(n.refused + n.letters_over), n.device_id))
         return out
 
@@ -166,6 +169,7 @@ class DeviceRateLimits:
             if state.last_ms > cutoff:
                 break
             del self._devices[device_id]
+            self._over.pop(device_id, None)
             n += 1
         self.forgotten += n
         return n
@@ -177,7 +181,8 @@ class DeviceRateLimits:
             state = self._devices[device_id] = DeviceLimitState(
                 TokenBucket(p.message_burst, now_ms), TokenBucket(p.dead_letter_burst, now_ms), now_ms)
             if len(self._devices) > p.max_devices:
-                self._devices.popitem(last=False)
+                forgotten, _ = self._devices.popitem(last=False)
+                self._over.pop(forgotten, None)
                 self.forgotten += 1
         else:
             self._devices.move_to_end(device_id)  # least recently seen first: sweep and eviction take from the front

@@ -116,3 +116,12 @@ def test_over_any_stretch_a_device_gets_at_most_burst_plus_rate_times_time(steps
         admitted += limits.admit("SD-1", "telemetry", now)
     assert admitted <= POLICY.message_burst + (now - T0) * POLICY.messages_per_s / 1000
     assert admitted + limits.device("SD-1").refused == len(steps)
+
+
+def test_a_forgotten_device_is_no_longer_noisy():
+    limits = DeviceRateLimits(POLICY)
+    for _ in range(30):
+        limits.admit("SD-1", "telemetry", T0)
+    assert [n.device_id for n in limits.noisy(T0)] == ["SD-1"]
+    limits.sweep(T0 + 60_000)
+    assert limits.noisy(T0 + 60_000, within_ms=120_000) == []
