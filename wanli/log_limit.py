@@ -14,6 +14,7 @@ reason)``. Pure; time passed in.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -60,3 +61,24 @@ class LogLimiter:
             if w.suppressed:
                 out.append((key, w.suppressed))
         return out
+
+
+def log_limited(logger: logging.Logger, limiter: LogLimiter, key: Hashable, now_ms: int, level: int, msg: str,
+                *args: object) -> bool:
+    """Log ``msg % args`` unless ``limiter`` holds it back for ``key``; say how many were held back since the last."""
+    suppressed = limiter.allow(key, now_ms)
+    if suppressed is None:
+        return False
+    if suppressed:
+        logger.log(level, msg + " (and %d like it not logged)", *args, suppressed)
+    else:
+        logger.log(level, msg, *args)
+    return True
+
+
+def log_held_back(logger: logging.Logger, limiter: LogLimiter, now_ms: int, level: int = logging.WARNING) -> int:
+    """One summary line per key whose interval ended with lines held back (call it now and then); returns how many."""
+    held = limiter.flush(now_ms)
+    for key, count in held:
+        logger.log(level, "%d more log lines like the last for %s not logged", count, key)
+    return len(held)

@@ -37,3 +37,22 @@ def test_keys_are_bounded():
     for i in range(1000):
         assert limiter.allow(i, T0) == 0
     assert len(limiter._windows) == 10
+
+
+def test_log_limited_writes_the_first_line_then_the_next_after_the_interval_with_the_count(caplog):
+    import logging
+
+    from wanli.log_limit import log_held_back, log_limited
+
+    log = logging.getLogger("test.flood")
+    limiter = LogLimiter(interval_ms=1000)
+    caplog.set_level(logging.WARNING, logger="test.flood")
+    written = [log_limited(log, limiter, ("SD-1", "bad_json"), T0 + i, logging.WARNING, "rejected device=%s", "SD-1")
+               for i in range(500)]
+    assert written.count(True) == 1
+    assert log_limited(log, limiter, ("SD-1", "bad_json"), T0 + 1000, logging.WARNING, "rejected device=%s", "SD-1")
+    log_limited(log, limiter, ("SD-1", "bad_json"), T0 + 1001, logging.WARNING, "rejected device=%s", "SD-1")
+    assert log_held_back(log, limiter, T0 + 5000) == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "rejected device=SD-1", "rejected device=SD-1 (and 499 like it not logged)",
+        "1 more log lines like the last for ('SD-1', 'bad_json') not logged"]
