@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.outbox import CHANNEL_MQTT, Outbox
 from wanli.background import WakeableLoop
+from wanli.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,16 @@ class Dispatcher(WakeableLoop):
         return len(sent)
 
     def _post(self, payload: str) -> None:
+        """POST one notice. A failure names the webhook by ``redact_url`` only: its URL may carry its key."""
         assert self._http is not None
-        resp = self._http.post(self._webhook_url, content=payload.encode(), headers={"content-type": "application/json"})
-        resp.raise_for_status()
+        where = redact_url(self._webhook_url)
+        try:
+            resp = self._http.post(self._webhook_url, content=payload.encode(), headers={"content-type": "application/json"})
+        except httpx.HTTPError as exc:
+            raise ConnectionError(f"webhook {where}: {type(exc).__name__}: "
+                                  f"{str(exc).replace(self._webhook_url, where)}") from None
+        if resp.is_error:
+            raise ConnectionError(f"webhook {where} answered {resp.status_code} {resp.reason_phrase}")
 
     def _run(self) -> None:
         delay = 1.0

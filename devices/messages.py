@@ -83,6 +83,12 @@ class Offline(Message, tag="offline"):
 STATUS_MESSAGES: tuple[type[Message], ...] = (Online, Offline)
 
 
+class _TypeRequired(Message, tag=""):
+    """A second member for a topic class with one message type: msgspec reads a union of one as that
+    struct alone, whose tag is then optional; in a union of two the ``type`` field is required. No
+    message has the empty type, so a payload that decodes to this is refused as ``unknown_type``."""
+
+
 @dataclass(frozen=True)
 class DeviceKind:
     """A kind of device: its name on the wire, its label for people, and its vocabulary."""
@@ -97,6 +103,8 @@ class DeviceKind:
         decoders: dict[MessageClass, msgspec.json.Decoder] = {}
         for cls in MessageClass:
             members = [m for m in (*self.messages, *STATUS_MESSAGES) if m.CLASS is cls]
+            if len(members) == 1:
+                members.append(_TypeRequired)
             if members:
                 decoders[cls] = msgspec.json.Decoder(Union[tuple(members)])  # noqa: UP007 - runtime union of types
         object.__setattr__(self, "_decoders", decoders)
@@ -110,7 +118,7 @@ class DeviceKind:
         if decoder is None:
             raise PayloadError(f"{self.name} publishes nothing on {msg_class.value} topics", reason="wrong_class")
         try:
-            return decoder.decode(payload)
+            msg = decoder.decode(payload)
         except msgspec.ValidationError as exc:
             text = str(exc)
             if "Invalid value" in text and "`$.type`" in text:
@@ -118,11 +126,23 @@ class DeviceKind:
                     f"{text}; {msg_class.value} messages of {self.name} are: {', '.join(self.message_types(msg_class))}",
                     reason="unknown_type",
                 ) from None
+            if text == "Object missing required field `type`":
+                raise PayloadError(
+                    f"{text}; {msg_class.value} messages of {self.name} are: {', '.join(self.message_types(msg_class))}",
+                    reason="missing_type",
+                ) from None
             if text.startswith("Object missing required field"):
                 raise PayloadError(text, reason="missing_field") from None
             raise PayloadError(text, reason="invalid_field") from None
         except msgspec.DecodeError as exc:
             raise PayloadError(f"not valid JSON: {exc}", reason="bad_json") from None
         except UnicodeDecodeError as exc:  # invalid UTF-8 inside a string: msgspec lets Python's error through
-            raise PayloadError(f"not valid UTF-8 JSON: {exc}", reason="bad_json") from None
+            raise PayloadError(f"not valid UTF-8: {exc}", reason="bad_utf8") from None
+        except RecursionError:  # ingest checks the depth first (ingest/decode.py); this is the last line
+            raise PayloadError("JSON nested too deep to decode", reason="too_deep") from None
+        if type(msg) is _TypeRequired:
+            raise PayloadError(
+                f"Invalid value '' - at `$.type`; {msg_class.value} messages of {self.name} are: "
+                f"{', '.join(self.message_types(msg_class))}", reason="unknown_type")
+        return msg
 

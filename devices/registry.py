@@ -38,6 +38,7 @@ from devices.catalog import KINDS
 from devices.hierarchy import Hierarchy, Location
 from devices.messages import Offline, Online
 from devices.reading import Reading
+from devices.reserved import normalised_logins, refuse_reserved
 from devices.topics import MessageClass, is_device_id
 from ingest.sequence import JUMP_ABOVE, WINDOW, SeqState, Verdict, judge
 from wanli.db import METADATA, BigId
@@ -361,9 +362,10 @@ ChangeListener = Callable[[Sequence[DeviceRecord]], None]
 
 
 class DeviceRegistry:
-    def __init__(self, engine: Engine, hierarchy: Hierarchy) -> None:
+    def __init__(self, engine: Engine, hierarchy: Hierarchy, reserved_logins: Iterable[str] = ()) -> None:
         self._engine = engine
         self._hierarchy = hierarchy
+        self._reserved = normalised_logins(reserved_logins)  # the service's own MQTT logins (devices/reserved.py)
         self._lock = threading.RLock()
         self._listeners: list[ChangeListener] = []
         with engine.connect() as conn:
@@ -379,6 +381,10 @@ class DeviceRegistry:
     def hierarchy(self) -> Hierarchy:
         return self._hierarchy
 
+    def reserve_logins(self, logins: Iterable[str]) -> None:
+        """Refuse these (the service's MQTT logins) as device ids too, besides every ``wanli-`` id."""
+        self._reserved = self._reserved | normalised_logins(logins)
+
     def subscribe(self, listener: ChangeListener) -> None:
         """Be told of registrations, moves and retirements (e.g. to regenerate broker credentials)."""
         self._listeners.append(listener)
@@ -389,6 +395,7 @@ class DeviceRegistry:
         """Raise ``Invalid`` if the record's values cannot be right, ``Conflict`` if it clashes with the registry."""
         if not is_device_id(rec.device_id):
             raise Invalid(f"device id {rec.device_id!r} must be 1-64 of [A-Za-z0-9_-], starting with a letter or digit")
+        refuse_reserved(rec.device_id, self._reserved)
         if rec.kind not in KINDS:
             raise Invalid(f"unknown device kind {rec.kind!r}; known: {', '.join(KINDS)}")
         if rec.street_id != self._hierarchy.street_id:
@@ -467,6 +474,7 @@ class DeviceRegistry:
         """Move an active device to another place. Incidents already open keep the place they happened at."""
         with self._lock:
             rec = self._active(device_id, "move")
+            refuse_reserved(device_id, self._reserved)  # registered before the rule: retire it, register it anew
             self._check_place(building_id, floor, unit)
             before = self.location(rec).label()
             moved = replace(rec, building_id=building_id, floor=floor, unit=unit,

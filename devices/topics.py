@@ -55,6 +55,19 @@ def is_device_id(text: str) -> bool:
     return _DEVICE_ID.fullmatch(text) is not None
 
 
+def device_id_of_topic(topic: str) -> str:
+    """The device a topic names, even when the rest of it breaks the contract; "" when it names none.
+
+    The device id is the fifth segment of ``safety/v1/...``; a broker ACL pins a device's
+    login to that segment (``safety/v1/+/+/%u/#``), so a malformed topic under it still says
+    truthfully which device published it: its dead letter and its rate limit are that device's.
+    """
+    parts = topic.split("/", 5)
+    if len(parts) < 5 or parts[0] != ROOT or parts[1] != VERSION:
+        return ""
+    return parts[4] if is_device_id(parts[4]) else ""
+
+
 @lru_cache(maxsize=1 << 18)
 def parse_topic(topic: str) -> TopicAddress:
     """Split a topic into its address, or raise ``TopicError`` saying which part is wrong.

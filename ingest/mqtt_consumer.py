@@ -23,6 +23,7 @@ from multiprocessing.connection import wait
 
 from sqlalchemy.exc import OperationalError
 
+from devices.topics import device_id_of_topic
 from ingest.dead_letters import DeadLetter
 from ingest.pipeline import IngestPipeline, RawMessage, SpoolRefused, TelemetryHeld
 from ingest.receiver import BATCH, DISCONNECTED, SUBSCRIBED, ReceiverConfig, ReceiverProcess, wall_ms
@@ -297,8 +298,8 @@ class MqttConsumer:
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
             except Exception as exc:  # noqa: BLE001 - whatever it is, the message must be kept
-                letter = DeadLetter(raw.received_ms, raw.topic, "", "internal_error", f"{type(exc).__name__}: {exc}",
-                                    raw.payload, len(raw.payload))
+                letter = DeadLetter(raw.received_ms, raw.topic, device_id_of_topic(raw.topic), "internal_error",
+                                    f"{type(exc).__name__}: {exc}", raw.payload, len(raw.payload))
                 try:
                     self._pipeline.dead_letter(letter)
                     return

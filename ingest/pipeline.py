@@ -53,12 +53,15 @@ from devices.registry import DeviceBatch, DeviceRegistry
 from ingest.dead_letters import DeadLetter, DeadLetterStore
 from ingest.decode import DecodeLimits, decode_message
 from devices.topics import MessageClass
+from devices.topics import device_id_of_topic
 from ingest.hygiene import ClockSkew, check_clock
+from ingest.rate_limit import RATE_LIMITED, DeviceRateLimits
 from ingest.points import points_of_all
 from ingest.sequence import Verdict
 from ingest.spool import Spool, SpoolFull
 from wanli.disk_guard import DiskGuard
 from wanli.errors import PayloadError, RejectedMessage, UnregisteredDevice, WanliError
+from wanli.log_limit import LogLimiter, log_held_back, log_limited
 from wanli.metrics import LatencyWindow
 
 log = logging.getLogger(__name__)
@@ -106,7 +109,8 @@ class IngestCounters:
     flags: Counter[str] = field(default_factory=Counter)  # by reason: clock, seq_backwards, seq_jump
     telemetry_held: int = 0  # messages left unacknowledged while the spool refused (counted each time)
     telemetry_dropped_points: int = 0  # points not kept while the spool refused (policy drop, the alarm lane)
-    dead_letters_unstored: int = 0  # dead letters counted but not stored (disk at the reserve)
+    dead_letters_unstored: int = 0  # dead letters counted but not stored (disk at the reserve, a device past its rate)
+    rate_limited: int = 0  # telemetry and status refused for a device past its message rate (events never)
     batches: int = 0
     first_received_ms: int | None = None  # when this process received its first message (benchmarks time from here)
     rejected: Counter[str] = field(default_factory=Counter)
@@ -138,6 +142,8 @@ class IngestPipeline:
         disk_guard: DiskGuard | None = None,
         overflow: TelemetryOverflow = TelemetryOverflow.HOLD,
         clock_skew: ClockSkew | None = None,
+        rate_limits: DeviceRateLimits | None = None,
+        log_limiter: LogLimiter | None = None,
     ) -> None:
         self._kinds = kinds
         self._engine = engine
@@ -154,6 +160,11 @@ class IngestPipeline:
         self._spool_failed_until_ms = 0
         self.spool_refusal = ""  # why the spool refuses telemetry now ("" while it takes it)
         self._letters_by_device: Counter[str] = Counter()  # since the health check last took them
+        # One noisy device cannot take the disk or the log: its telemetry past a rate is refused (events never),
+        # its dead letters past a rate are sampled and counted (ingest/rate_limit.py); repeated log lines summed.
+        self.rate_limits = rate_limits if rate_limits is not None else DeviceRateLimits()
+        self._log_limiter = log_limiter if log_limiter is not None else LogLimiter()
+        self._swept_ms = 0
         self.counters = IngestCounters()
         # device clock → incident committed and points spooled: what an alarm waits before the screens see it
         self.publish_to_committed = LatencyWindow()
@@ -168,7 +179,7 @@ class IngestPipeline:
         refusal = self._spool_refusing(now_ms)
         hold = bool(refusal) and hold_telemetry and self.overflow is TelemetryOverflow.HOLD
         with self._registry.batch() as devices, self._alerts.batch(now_ms) as alerts:
-            readings, letters, duplicates, resets, held = self._admit(batch, devices, hold)
+            readings, letters, duplicates, resets, held, rate_limited = self._admit(batch, devices, hold, now_ms)
             alerts.evaluate(readings)
             points = points_of_all(readings)
             dropped = 0
@@ -180,14 +191,17 @@ class IngestPipeline:
                     raise SpoolRefused(str(exc)) from exc
             elif points:
                 dropped = len(points)  # held telemetry has none here: these are events' (and, with drop, all)
-            stored_letters = letters
-            if letters and self._disk_guard is not None and self._disk_guard.refuse_bulk():
-                stored_letters = []  # the disk's reserve is for alarms: counted, not stored
-            if alerts.pending or stored_letters:
+            stored_letters = [d for d in letters if self.rate_limits.letter(d.device_id, d.reason, now_ms)]
+            unstored = self.rate_limits.take_unstored()
+            if stored_letters and self._disk_guard is not None and self._disk_guard.refuse_bulk():
+                unstored.update(d.reason for d in stored_letters)  # the disk's reserve is for alarms: counted only
+                stored_letters = []
+            if alerts.pending or stored_letters or unstored:
                 with self._engine.begin() as conn:
                     alerts.write(conn)
                     devices.write(conn, {i.device_id for i in alerts.pending.values()})
                     self._dead_letters.add_batch(stored_letters, conn)
+                    self._dead_letters.count_unstored(unstored, conn)
             devices.committed = alerts.committed = True
         if points and not refusal:
             self._on_spooled()
@@ -206,14 +220,20 @@ class IngestPipeline:
         c.telemetry_dropped_points += dropped
         c.telemetry_held += held
         c.dead_letters_unstored += len(letters) - len(stored_letters)
+        c.rate_limited += rate_limited
         c.incidents_changed += len(alerts.pending)
         c.duplicates += duplicates
         c.seq_resets += resets
         c.rejected.update(d.reason for d in letters)
         self._letters_by_device.update(d.device_id for d in letters)
         c.by_kind.update(r.kind for r in readings)
-        for d in letters:
-            log.warning("rejected message topic=%s device=%s reason=%s: %s", d.topic, d.device_id, d.reason, d.detail)
+        for d in letters:  # once per device and reason, then a line per interval saying how many were not logged
+            log_limited(log, self._log_limiter, (d.device_id, d.reason), now_ms, logging.WARNING,
+                        "rejected message topic=%s device=%s reason=%s: %s", d.topic, d.device_id, d.reason, d.detail)
+        if now_ms - self._swept_ms >= 60_000:
+            self._swept_ms = now_ms
+            self.rate_limits.sweep(now_ms)
+            log_held_back(log, self._log_limiter, now_ms)
         if dropped:
             log.warning("telemetry points dropped=%d while the spool refuses: %s", dropped, refusal)
         if held:
@@ -249,20 +269,29 @@ class IngestPipeline:
 
     # -- admission ----------------------------------------------------------------------
 
-    def _admit(self, batch: Sequence[RawMessage], devices: DeviceBatch,
-               hold_telemetry: bool) -> tuple[list[Reading], list[DeadLetter], int, int, int]:
+    def _admit(self, batch: Sequence[RawMessage], devices: DeviceBatch, hold_telemetry: bool,
+               now_ms: int) -> tuple[list[Reading], list[DeadLetter], int, int, int, int]:
         readings: list[Reading] = []
         letters: list[DeadLetter] = []
-        duplicates = resets = held = 0
+        duplicates = resets = held = rate_limited = 0
         skew = self.clock_skew
         offset_ms = skew.offset_ms
+        limits = self.rate_limits
         c = self.counters
         for raw in batch:
+            topic = raw.topic
+            msg_class = topic.rpartition("/")[2]
+            if hold_telemetry and msg_class == "telemetry":
+                held += 1  # left for the broker to deliver again once the spool takes telemetry
+                continue
+            if not limits.admit(device_id_of_topic(topic), msg_class, now_ms):
+                rate_limited += 1  # telemetry or status past the device's rate: a sample kept, the rest counted
+                letters.append(DeadLetter(raw.received_ms, topic, device_id_of_topic(topic), RATE_LIMITED,
+                                          "the device sends faster than its limit (WANLI_INGEST_DEVICE_MESSAGES_PER_S)",
+                                          raw.payload, len(raw.payload)))
+                continue
             try:
                 reading = decode_message(raw.topic, raw.payload, raw.received_ms, self._kinds, self._limits)
-                if hold_telemetry and reading.msg_class is MessageClass.TELEMETRY:
-                    held += 1  # left for the broker to deliver again once the spool takes telemetry
-                    continue
                 self._check_registered(reading, raw.topic)
                 if reading.msg_class is MessageClass.TELEMETRY or isinstance(reading.message, Online):
                     # stamped as sent (a last will is stamped when its connection opened; an event may be buffered)
@@ -298,7 +327,7 @@ class IngestPipeline:
             except RejectedMessage as exc:
                 letters.append(DeadLetter(raw.received_ms, raw.topic, exc.device_id, exc.reason, exc.detail,
                                           raw.payload, len(raw.payload)))
-        return readings, letters, duplicates, resets, held
+        return readings, letters, duplicates, resets, held, rate_limited
 
     def _check_registered(self, reading: Reading, topic: str) -> None:
         """Only active devices publishing as what they were registered as get through; the rest wait in quarantine."""

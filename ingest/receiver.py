@@ -15,6 +15,8 @@ broker, which keeps the messages for the persistent session.
 
 The pipe protocol, one ``send_bytes`` message each::
 
+    ingest → receiver   first, its configuration: JSON of ``ReceiverConfig`` (with the MQTT
+                        password, so never on the command line, where ``ps`` shows it to all)
     receiver → ingest   b"B" + msgpack [batch_no, pending, [[topic, payload, wall_ms, qos, mid], ...]]
                         b"S"  subscribed        b"D" + reason  disconnected
                         b"P" + msgpack pending  (after acknowledgements: what it still holds)
@@ -32,11 +34,13 @@ import json
 import logging
 import os
 import random
+import re
 import select
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -243,15 +247,35 @@ class _Receiver:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The receiver process: ``python -m ingest.receiver FD CONFIG_JSON`` (started by :class:`ReceiverProcess`)."""
-    fd, config = (argv or sys.argv[1:])[:2]
-    values = json.loads(config)
+    """The receiver process: ``python -m ingest.receiver FD`` (started by :class:`ReceiverProcess`).
+
+    Its configuration, password included, is the first message on the socket ``FD``: the
+    command line of a process is readable by every user of the host (``ps``, /proc/PID/cmdline).
+    """
+    (fd,) = (argv or sys.argv[1:])[:1]
+    conn = Connection(int(fd))
+    try:
+        if not conn.poll(30):
+            raise SystemExit("ingest.receiver: no configuration arrived on the socket within 30 s")
+        values = json.loads(conn.recv_bytes())
+    except (EOFError, OSError):  # ingest went away before it sent one
+        raise SystemExit("ingest.receiver: the socket closed before the configuration arrived") from None
+    except KeyboardInterrupt:
+        return
     cfg = ReceiverConfig(**{**values, "leave_to_other_lane": tuple(values["leave_to_other_lane"])})
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s[receiver]: %(message)s")
     try:
-        _Receiver(Connection(int(fd)), cfg).run()
+        _Receiver(conn, cfg).run()
     except KeyboardInterrupt:  # the terminal's Ctrl-C reaches the whole process group; ingest stops us
         pass
+
+
+_SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|KEY", re.IGNORECASE)
+
+
+def _without_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment minus the service's secrets (WANLI_MQTT_PASSWORD and the like): the receiver needs none."""
+    return {k: v for k, v in environ.items() if not (k.startswith("WANLI_") and _SECRET_NAME.search(k))}
 
 
 class ReceiverProcess:
@@ -266,16 +290,18 @@ class ReceiverProcess:
 
     def start(self) -> None:
         # A plain child process (not multiprocessing's spawn, which re-runs the parent's main
-        # script): it inherits one end of a socket pair and its settings as JSON.
+        # script): it inherits one end of a socket pair and reads its settings, as JSON, from it:
+        # the MQTT password must not be on its command line (or in its environment).
         self.pending = 0
         ours, theirs = socket.socketpair()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "ingest.receiver", str(theirs.fileno()), json.dumps(asdict(self._cfg))],
+            [sys.executable, "-m", "ingest.receiver", str(theirs.fileno())],
             # the same sys.path as ours: the receiver runs the same code as the ingest that started it
-            pass_fds=(theirs.fileno(),), env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            pass_fds=(theirs.fileno(),), env={**_without_secrets(os.environ), "PYTHONPATH": os.pathsep.join(sys.path)},
         )
         theirs.close()
         self._conn = Connection(ours.detach())
+        self._conn.send_bytes(json.dumps(asdict(self._cfg)).encode())  # a few hundred bytes: the socket buffer takes it
 
     @property
     def alive(self) -> bool:

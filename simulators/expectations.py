@@ -50,7 +50,8 @@ REASON_ZH = {
     "bad_json": "JSON 格式错误", "invalid_field": "字段值不合法", "missing_field": "缺少字段", "oversized": "消息过大",
     "unknown_type": "未知消息类型", "wrong_class": "主题类别不符", "unregistered_device": "未登记设备",
     "kind_mismatch": "设备种类与登记不符", "bad_topic": "主题不合法", "seq_backwards": "序号倒退",
-    "ts_past": "时间戳过旧", "ts_future": "时间戳超前",
+    "ts_past": "时间戳过旧", "ts_future": "时间戳超前", "bad_utf8": "非 UTF-8 编码", "too_deep": "JSON 嵌套过深",
+    "missing_type": "缺少消息类型",
 }
 STAT_ZH = {"duplicates": "重复消息", "readings": "读数", "received": "收到的消息"}
 _WILD = re.compile(r"[*?\[]")

@@ -43,6 +43,7 @@ from ingest.decode import DecodeLimits
 from ingest.embedded_broker import EmbeddedBroker
 from ingest.mqtt_consumer import MqttConsumer
 from ingest.pipeline import IngestPipeline, TelemetryOverflow
+from ingest.rate_limit import DeviceRateLimits
 from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import InfluxV1TelemetryStore, InfluxV2TelemetryStore, SqliteTelemetryStore, TelemetryStore
 from simulators.building import BuildingSimulation, run_building
@@ -51,6 +52,7 @@ from wanli.db import create_schema, make_engine
 from wanli.disk_guard import DiskGuard
 from wanli.errors import StoreUnavailable
 from wanli.heap import HeapKeeper
+from wanli.log_limit import LogLimiter
 from wanli.notify_setup import build_notifier
 from wanli.settings import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX, Settings, TelemetryBackend
 from wanli.system_health import HealthThresholds, SystemHealth
@@ -116,7 +118,7 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     engine = make_engine(settings.resolved_database_url)
     create_schema(engine)
     hierarchy = load_hierarchy(settings.hierarchy_file)
-    registry = DeviceRegistry(engine, hierarchy)
+    registry = DeviceRegistry(engine, hierarchy, reserved_logins=settings.mqtt_logins())
     incidents = IncidentStore(engine)
 
     rules = default_rules()
@@ -142,7 +144,9 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     pipeline = IngestPipeline(KINDS, engine, registry, spool, dead_letters, alerts,
                               DecodeLimits(max_payload_bytes=settings.max_payload_bytes), clock_ms=clock_ms,
                               on_spooled=drainer.wake, disk_guard=disk_guard,
-                              overflow=TelemetryOverflow(settings.telemetry_overflow))
+                              overflow=TelemetryOverflow(settings.telemetry_overflow),
+                              rate_limits=DeviceRateLimits(settings.rate_limit_policy()),
+                              log_limiter=LogLimiter(int(settings.log_repeat_interval_s * 1000)))
     access = BrokerAccess(
         registry, CredentialStore(engine), clock_ms,
         files=BrokerAuthFiles(settings.broker_auth_dir) if settings.broker_auth_dir else None,
@@ -182,6 +186,7 @@ class WanliService:
         self._stop_sim = asyncio.Event()
         self._stop_ticker = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._pruner: threading.Thread | None = None
         self.http_url = ""
         svc = self.services
         self.health = SystemHealth(
@@ -215,6 +220,8 @@ class WanliService:
             svc.notifier.start()
         self._ticker = threading.Thread(target=self._tick_alerts, name="alert-ticker", daemon=True)
         self._ticker.start()
+        self._pruner = threading.Thread(target=self._prune_dead_letters, name="dead-letter-pruner", daemon=True)
+        self._pruner.start()
         self.consumer = MqttConsumer(
             svc.pipeline, host, port, s.ingest_topic_filters, share_group=s.ingest_share_group,
             client_id=s.mqtt_client_id, username=s.mqtt_login(), alarm_lane_username=s.mqtt_login(ALARM_LANE_SUFFIX),
@@ -260,6 +267,19 @@ class WanliService:
         finally:
             if heap is not None:
                 heap.close()
+
+    DEAD_LETTER_PRUNE_EVERY_S = 60.0
+
+    def _prune_dead_letters(self) -> None:
+        """Keep the dead-letter store within its size and age (a few hundred rows a transaction, off the ticker)."""
+        bounds = self.settings.dead_letter_bounds()
+        while not self._stop_ticker.wait(self.DEAD_LETTER_PRUNE_EVERY_S):
+            try:
+                pruned = self.services.dead_letters.prune(self._clock_ms(), bounds)
+                if pruned.rows:
+                    log.info("dead letters pruned rows=%d bytes=%d", pruned.rows, pruned.bytes)
+            except Exception:  # the database is away: next time
+                log.exception("dead-letter pruning failed")
 
     def _check_health(self, now_ms: int) -> None:
         """The service's own faults become system incidents, and close when they clear (alerts/system_faults.py)."""
@@ -333,6 +353,8 @@ class WanliService:
         self._stop_ticker.set()
         if self._ticker is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._ticker.join, 10)
+        if self._pruner is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._pruner.join, 10)
         try:  # the rules' windows as they are now, so a restart resumes them (alerts/service.py)
             self.services.alerts.checkpoint(self._clock_ms())
         except Exception:  # the database is away: the last periodic checkpoint (at most 10 s old) stands

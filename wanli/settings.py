@@ -16,6 +16,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.topics import subscription
+from ingest.dead_letters import DeadLetterBounds
+from ingest.rate_limit import RateLimitPolicy
 
 
 class TelemetryBackend(StrEnum):
@@ -114,6 +116,20 @@ class Settings(BaseSettings):
     simulate_building: bool = True
     simulate_heartbeat_seconds: float = Field(default=30.0, gt=0)
     simulate_alarm_every_seconds: float = Field(default=0.0, ge=0)
+
+    # Bounded bad input (docs/mqtt-contract.md "Rate limits and dead-letter retention"). Per device:
+    # telemetry and status messages past the rate are refused and counted (events never are);
+    # dead letters past theirs are counted and one in SAMPLE_EVERY kept.
+    ingest_device_messages_per_s: float = Field(default=10.0, gt=0)
+    ingest_device_message_burst: int = Field(default=200, ge=1)
+    ingest_device_dead_letters_per_s: float = Field(default=0.2, gt=0)
+    ingest_device_dead_letter_burst: int = Field(default=20, ge=1)
+    ingest_dead_letter_sample_every: int = Field(default=1000, ge=1)
+    # The dead-letter store: pruned past this size or age (counts per reason are kept).
+    dead_letters_max_mb: float = Field(default=256.0, gt=0)
+    dead_letters_max_age_days: float = Field(default=30.0, gt=0)
+    # A repeated log line (same device and reason) is written once, then summarised once per interval.
+    log_repeat_interval_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _check_urls(self) -> "Settings":
@@ -232,6 +248,17 @@ class Settings(BaseSettings):
     def mqtt_logins(self) -> list[str]:
         """Every username the service logs in with: the managed broker gets an account for each."""
         return list(dict.fromkeys(self.mqtt_login(suffix) for suffix in MQTT_CONNECTION_SUFFIXES))
+
+    def rate_limit_policy(self) -> RateLimitPolicy:
+        return RateLimitPolicy(messages_per_s=self.ingest_device_messages_per_s,
+                               message_burst=self.ingest_device_message_burst,
+                               dead_letters_per_s=self.ingest_device_dead_letters_per_s,
+                               dead_letter_burst=self.ingest_device_dead_letter_burst,
+                               dead_letter_sample_every=self.ingest_dead_letter_sample_every)
+
+    def dead_letter_bounds(self) -> DeadLetterBounds:
+        return DeadLetterBounds(max_bytes=int(self.dead_letters_max_mb * 1024 * 1024),
+                                max_age_ms=int(self.dead_letters_max_age_days * 86_400_000))
 
     @property
     def uses_embedded_broker(self) -> bool:

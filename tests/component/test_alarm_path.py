@@ -128,7 +128,7 @@ def test_a_disk_at_the_alarm_reserve_stops_bulk_writes_and_the_alarm_still_commi
     disk = FakeDisk()
     env = Env(tmp_path, disk=disk)
     disk.free = 50_000_000  # below the 100 MB reserve
-    bad = RawMessage(TELEMETRY, b"{not json", NOW)
+    bad = RawMessage(EVENT, b"{not json", NOW)
     with pytest.raises(TelemetryHeld) as held:
         env.process([heartbeat(1), bad, alarm(2)])
     assert "reserve" in held.value.why

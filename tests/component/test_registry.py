@@ -1,5 +1,6 @@
 """The registry and CSV import with a real SQLite database."""
 
+import io
 import json
 
 import pytest
@@ -231,3 +232,33 @@ def test_device_states_are_flushed_in_slices_and_a_failed_slice_keeps_the_rest_d
     assert registry.flush_states() == 0
     fresh = DeviceRegistry(engine, load_hierarchy())
     assert [fresh.get(r.device_id).last_seen_ms for r in records] == [NOW + i for i in range(250)]
+
+
+@pytest.mark.parametrize("device_id", ["wanli-ingest", "wanli-ingest-dispatch", "wanli-ingest-alarms", "wanli-canary",
+                                       "WANLI-INGEST", "Wanli-anything"])
+def test_the_service_prefix_is_refused_as_a_device_id_at_registration_and_import(registry, device_id):
+    with pytest.raises(Invalid, match="is reserved"):
+        registry.register(sd(device_id=device_id), "x", NOW)
+    report = import_csv(registry, io.StringIO(HEADER + f"{device_id},smoke_detector,xq-01,1,0101,\n"), actor="x", now_ms=NOW)
+    assert report.created == 0 and [e.line for e in report.rejected] == [2] and "is reserved" in report.rejected[0].reason
+    assert registry.find(device_id) is None
+    assert registry.register(sd(device_id="wanli_ok-1"), "x", NOW) is RegisterOutcome.CREATED  # only the prefix "wanli-"
+
+
+def test_the_services_configured_logins_are_refused_whatever_they_are(registry):
+    registry.reserve_logins(["svc-ingest", "svc-ingest-alarms", "", "svc-ingest-dispatch"])
+    for device_id in ("svc-ingest", "SVC-INGEST-ALARMS", "svc-ingest-dispatch"):
+        with pytest.raises(Invalid, match="the service logs in to the MQTT broker under that name"):
+            registry.register(sd(device_id=device_id), "x", NOW)
+    assert registry.register(sd(device_id="svc-ingest-2"), "x", NOW) is RegisterOutcome.CREATED
+
+
+def test_a_device_registered_under_a_reserved_id_before_the_rule_cannot_be_moved(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    create_schema(engine)
+    DeviceRegistry(engine, load_hierarchy()).register(sd(device_id="svc-dispatch"), "x", NOW)  # then not reserved
+    restarted = DeviceRegistry(engine, load_hierarchy(), reserved_logins=["svc-dispatch"])
+    with pytest.raises(Invalid, match="is reserved"):
+        restarted.move("svc-dispatch", "xq-01", 2, "0201", "x", NOW)
+    assert restarted.get("svc-dispatch").floor == 1
+    assert restarted.retire("svc-dispatch", "x", NOW).lifecycle is Lifecycle.RETIRED  # retiring it stays possible

@@ -34,7 +34,7 @@ def test_alarm_over_the_embedded_broker_raises_one_incident_and_bad_input_is_kep
     assert len(incidents(service)) == 1
 
     garbage = device_topic("wanli", "smoke_detector", detector.device_id, MessageClass.EVENT)
-    publish(broker.host, broker.port, [(garbage, b"\xff\xfe not json"), ("safety/v1/wanli/oops", b"{}")])
+    publish(broker.host, broker.port, [(garbage, b"\x00\x01 not json"), ("safety/v1/wanli/oops", b"{}")])
     letters = wait_for(lambda: httpx.get(f"{service.http_url}/api/dead-letters", headers=auth_headers(service)).json() if
                        len(httpx.get(f"{service.http_url}/api/dead-letters", headers=auth_headers(service)).json()) == 2 else None)
     assert {d["reason"] for d in letters} == {"bad_json", "bad_topic"}

@@ -18,7 +18,7 @@ from devices import smoke_detector
 from devices.hierarchy import load_hierarchy
 from devices.reading import Reading
 from devices.registry import DeviceRecord, DeviceRegistry, Health, Lifecycle, RegisterOutcome, health
-from ingest.dead_letters import KEEP_BYTES, DeadLetter, DeadLetterStore
+from ingest.dead_letters import KEEP_BYTES, DeadLetter, DeadLetterBounds, DeadLetterStore
 from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
 from wanli.db import make_engine
 from wanli.errors import Conflict, NotFound
@@ -145,6 +145,35 @@ def test_dead_letters_keep_raw_bytes_and_list_and_count_by_reason(sql_engine):
         KEEP_BYTES, KEEP_BYTES + 10, 512, 1000)
     assert [d.reason for d in store.list(limit=2, before_id=newest_first[1].id)] == ["bad_topic", "bad_json"]
     assert store.counts() == {"bad_json": 1, "bad_topic": 1, "too_large": 1, "unregistered_device": 1}
+
+
+def _letters(n, start_ms, device="SD-1", reason="bad_json", size=1000):
+    return [DeadLetter(start_ms + i, f"safety/v1/wanli/smoke_detector/{device}/event", device, reason, "why",
+                       b"x" * size, size) for i in range(n)]
+
+
+def test_dead_letters_are_pruned_by_age_and_size_and_their_counts_per_reason_stay_whole(sql_engine):
+    store = DeadLetterStore(sql_engine)
+    day = 86_400_000
+    store.add_batch(_letters(30, NOW - 40 * day, reason="oversized"))  # older than the age limit
+    store.add_batch(_letters(1200, NOW - day, reason="bad_json"))
+    store.add_batch(_letters(10, NOW, device="SD-2", reason="bad_utf8"))
+    store.count_unstored({"bad_json": 5000, "too_deep": 7, "nothing": 0})  # what the rate limits only counted
+    before = store.counts()
+    assert before == {"oversized": 30, "bad_json": 6200, "bad_utf8": 10, "too_deep": 7}
+
+    row = 1000 + len("why") + len("safety/v1/wanli/smoke_detector/SD-1/event") + 100
+    bounds = DeadLetterBounds(max_bytes=500 * row, max_age_ms=30 * day, prune_batch_rows=100)
+    result = store.prune(NOW, bounds)
+    assert result.by_reason == {"oversized": 30, "bad_json": 1210 - 450}  # down to 90 % of the bound, oldest first
+    assert result.rows == 30 + 760 and result.stored_bytes == store.stored_bytes() == 450 * row
+    assert store.counts() == before  # pruned rows are still counted under their reasons
+    kept = store.list(limit=2000)
+    assert len(kept) == 450 and {d.reason for d in kept} == {"bad_json", "bad_utf8"}
+    assert min(d.received_ms for d in kept) == NOW - day + 760  # the newest were kept
+    assert store.prune(NOW, bounds).rows == 0  # within the bounds: nothing more
+    store.count_unstored({"too_deep": 3})
+    assert store.counts()["too_deep"] == 10
 
 
 # -- the whole service ----------------------------------------------------------------

@@ -8,12 +8,14 @@ import os
 import signal
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
+from devices.credentials import BrokerAuthFiles, platform_account, render_broker_auth
 from ingest.receiver import BATCH, SUBSCRIBED, ReceiverConfig, ReceiverProcess
-from tests.fixtures.servers import free_port
+from tests.fixtures.servers import MosquittoServer, free_port
 from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
 from wanli.runtime import WanliService, running_in_thread
 from wanli.settings import Settings
@@ -160,3 +162,45 @@ def test_an_alarm_overtakes_a_backlog_of_telemetry_and_is_handled_once(tmp_path,
     assert s["readings"] == len(backlog) + 1 and s["duplicates"] == 0 and not s["rejected"]
     assert len(readings_before_the_alarm) == 1, "one incident, opened once"
     assert readings_before_the_alarm[0] < len(backlog) // 2, "the alarm waited behind the telemetry"
+
+
+def test_the_mqtt_password_is_neither_on_the_receivers_command_line_nor_in_its_environment(tmp_path, monkeypatch):
+    """A broker that checks passwords: the receiver logs in with one it got over its socket, and ``ps`` cannot show it."""
+    password = f"pw-{uuid.uuid4().hex}"
+    (tmp_path / "auth").mkdir()
+    files = BrokerAuthFiles(tmp_path / "auth")
+    files.write(*render_broker_auth([], {}, {platform_account("rx-svc"): password}))
+    broker = MosquittoServer(tmp_path / "broker", port=free_port(), password_file=files.password_path,
+                             acl_file=files.acl_path)
+    broker.start()
+    monkeypatch.setenv("WANLI_MQTT_PASSWORD", password)  # as an operator would pass it to `wanli run`
+    rx = ReceiverProcess(ReceiverConfig(broker.host, broker.port, ["safety/#"], "rx-svc", username="rx-svc",
+                                        password=password, batch_size=50, batch_wait_s=0.01))
+    rx.start()
+    try:
+        subscribed(rx)  # so the password arrived and the broker took it
+        cmdline = Path(f"/proc/{rx.pid}/cmdline").read_bytes()
+        environ = Path(f"/proc/{rx.pid}/environ").read_bytes()
+        assert b"ingest.receiver" in cmdline and password.encode() not in cmdline
+        assert b"PYTHONPATH=" in environ and password.encode() not in environ
+    finally:
+        rx.stop()
+        broker.stop()
+
+
+def test_a_wrong_password_sent_over_the_socket_is_refused_by_the_broker(tmp_path):
+    """The password the receiver uses is the one sent over its socket, not something else that happens to work."""
+    (tmp_path / "auth").mkdir()
+    files = BrokerAuthFiles(tmp_path / "auth")
+    files.write(*render_broker_auth([], {}, {platform_account("rx-svc"): "the-right-one"}))
+    broker = MosquittoServer(tmp_path / "broker", port=free_port(), password_file=files.password_path,
+                             acl_file=files.acl_path)
+    broker.start()
+    rx = ReceiverProcess(ReceiverConfig(broker.host, broker.port, ["safety/#"], "rx-svc", username="rx-svc",
+                                        password="a-wrong-one"))
+    rx.start()
+    try:
+        assert not any(kind == SUBSCRIBED for kind, _ in frames(rx, 3)), "it subscribed with a wrong password"
+    finally:
+        rx.stop()
+        broker.stop()

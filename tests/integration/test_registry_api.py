@@ -3,9 +3,11 @@
 import httpx
 import pytest
 
+from devices.registry import devices_table
 from devices.topics import MessageClass, device_topic
 from tests.fixtures.service import auth_headers, now_ms, new_token, publish, register_building, wait_for
 from wanli.cli import main
+from wanli.db import create_schema, make_engine
 
 
 def test_register_move_retire_and_history_through_the_api(service_factory):
@@ -89,3 +91,38 @@ def test_the_cli_imports_a_csv_with_bad_rows_and_reports_them(service_factory, t
     with pytest.raises(SystemExit, match="refused \\(409\\)"):
         main(["devices", "register", "SD-YH01-0101", "--kind", "smoke_detector", "--building", "yh-01", "--floor", "3",
               "--api", service.http_url])
+
+
+def test_the_services_own_accounts_are_refused_as_device_ids_at_registration_import_and_move(service_factory, tmp_path):
+    # A database from before the rule, holding a device under the dispatcher's login.
+    data_dir = tmp_path / "old"
+    data_dir.mkdir()
+    old = make_engine(f"sqlite:///{data_dir / 'wanli.db'}")
+    create_schema(old)
+    with old.begin() as conn:
+        conn.execute(devices_table.insert(), [{
+            "device_id": "wanli-ingest-dispatch", "kind": "smoke_detector", "street_id": "wanli", "building_id": "xq-01",
+            "floor": 1, "unit": "0101", "label": "", "lifecycle": "active", "registered_ms": now_ms(), "tampered": False,
+            "seq_window": 0, "event_seq_window": 0, "status_seq_window": 0}])
+    old.dispose()
+    service = service_factory(data_dir=data_dir)
+    who = service_factory.client(service, "maintainer")
+    api = service.http_url + "/api/devices"
+    body = {"kind": "smoke_detector", "building_id": "xq-02", "floor": 3, "unit": "0301"}
+
+    for device_id in ("wanli-ingest", "wanli-ingest-dispatch", "wanli-ingest-alarms", "WANLI-Canary"):
+        refused = who.post(api, json={**body, "device_id": device_id})
+        assert refused.status_code == 422 and "is reserved" in refused.json()["detail"], refused.text
+    csv = ("device_id,kind,building_id,floor,unit,label\n"
+           "SD-XQ02-0301,smoke_detector,xq-02,3,0301,\n"
+           "wanli-ingest,smoke_detector,xq-02,3,0302,\n")
+    report = who.post(f"{api}/import", content=csv.encode(), headers={"content-type": "text/csv"})
+    assert report.status_code == 200, report.text
+    assert report.json()["created"] == 1
+    assert [(e["line"], e["device_id"]) for e in report.json()["rejected"]] == [(3, "wanli-ingest")]
+    assert "is reserved" in report.json()["rejected"][0]["reason"]
+
+    moved = who.post(f"{api}/wanli-ingest-dispatch/move", json={"building_id": "xq-02", "floor": 5, "unit": "0501"})
+    assert moved.status_code == 422 and "is reserved" in moved.json()["detail"]
+    assert who.post(f"{api}/wanli-ingest-dispatch/retire", json={"reason": "reserved id"}).status_code == 200
+    assert [d["device_id"] for d in who.get(api).json()] == ["SD-XQ02-0301"]
