@@ -9,9 +9,11 @@ heartbeat stamped last week is no news, and it must not write last week's point.
 
 The server's clock can be the wrong one. ``ClockSkew`` watches the offset between device
 time and receipt time over the last devices heard from; when most devices agree that the
-server is off (their median offset is past ``alert_ms``), ``offset_ms`` says by how much, the
-clock check measures every device against the corrected time, and the service raises a
-system incident ("the server's clock disagrees with most devices").
+server is off (their median offset is past ``alert_ms``), the service raises a system
+incident ("the server's clock disagrees with most devices"); when the devices are *ahead*
+(the server is behind, and their telemetry would be refused as ``ts_future``),
+``offset_ms`` says by how much and the clock check measures every device against the
+corrected time.
 """
 
 from __future__ import annotations
@@ -64,13 +66,16 @@ def check_clock(reading: Reading, limits: DecodeLimits, server_offset_ms: int = 
 class ClockSkew:
     """The server's clock against the devices': the median offset over the last ``devices`` heard from.
 
-    One sample per device, so one device with a broken clock moves nothing. Telemetry and
-    ``online`` only: an event may have waited in a buffer, a last will was stamped when its
-    connection opened. A device's sample is the *largest*
-    offset it showed within ``window_ms``: after a reconnect a device flushes readings it
-    buffered while offline, stamped minutes ago, and those must not look like a clock behind;
-    its live messages, stamped as they are sent, are the largest.
+    One sample per device, so one device with a broken clock moves nothing; an offset past
+    ``PLAUSIBLE_MS`` is a broken (or hostile) device clock and is not a sample at all.
+    Telemetry and ``online`` only: an event may have waited in a buffer, a last will was
+    stamped when its connection opened. Only ``online`` (stamped the moment it is sent) can
+    say a device is *behind*; other telemetry may come from a buffer, so it counts only as
+    evidence of a device ahead. A device's sample is its last ``online``'s offset, or the
+    largest offset its telemetry showed within ``window_ms`` since.
     """
+
+    PLAUSIBLE_MS = 6 * 3_600_000  # a server clock off by more than this is not what this corrects
 
     def __init__(self, devices: int = 500, min_devices: int = 20, alert_ms: int = 120_000,
                  window_ms: int = 120_000) -> None:
@@ -80,16 +85,19 @@ class ClockSkew:
         self.alert_ms = alert_ms
         self.window_ms = window_ms
 
-    def observe(self, device_id: str, device_ts_ms: int, received_ms: int) -> None:
+    def observe(self, device_id: str, device_ts_ms: int, received_ms: int, live: bool = False) -> None:
+        """``live``: stamped the moment it was sent (an ``online``). Other telemetry may come from a buffer
+        (stamped hours ago, legitimately): it counts only as evidence of a device *ahead* of the server."""
         offsets = self._offsets
         offset = device_ts_ms - received_ms
+        if abs(offset) > self.PLAUSIBLE_MS:
+            return  # a broken device clock (or a hostile one), not evidence about the server's
         held = offsets.get(device_id)
-        if held is not None and received_ms - held[1] < self.window_ms:
-            offset = max(offset, held[0])
-            since = held[1]
-        else:
-            since = received_ms
-        offsets[device_id] = (offset, since)
+        if live or held is None or received_ms - held[1] >= self.window_ms:
+            sample = offset if live else max(offset, 0)
+            offsets[device_id] = (sample, received_ms)
+        elif offset > held[0]:
+            offsets[device_id] = (offset, held[1])
         offsets.move_to_end(device_id)
         if len(offsets) > self._size:
             offsets.popitem(last=False)
@@ -103,9 +111,12 @@ class ClockSkew:
 
     @property
     def offset_ms(self) -> int:
-        """How far to correct the server's clock when judging devices: the median, once it is past ``alert_ms``."""
+        """How far to correct the server's clock when judging devices: the median, once the devices are more than
+        ``alert_ms`` *ahead* (a server behind refuses their telemetry as ``ts_future``). A server ahead refuses
+        nothing for 7 days' tolerance, so it is only reported, never corrected: a correction must never be
+        pulled by readings that are merely old."""
         median = self.median_ms
-        return median if median is not None and abs(median) >= self.alert_ms else 0
+        return median if median is not None and median >= self.alert_ms else 0
 
     @property
     def devices(self) -> int:

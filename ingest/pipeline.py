@@ -284,19 +284,21 @@ class IngestPipeline:
             if hold_telemetry and msg_class == "telemetry":
                 held += 1  # left for the broker to deliver again once the spool takes telemetry
                 continue
-            if not limits.admit(device_id_of_topic(topic), msg_class, now_ms):
-                rate_limited += 1  # telemetry or status past the device's rate: a sample kept, the rest counted
-                letters.append(DeadLetter(raw.received_ms, topic, device_id_of_topic(topic), RATE_LIMITED,
-                                          "the device sends faster than its limit (WANLI_INGEST_DEVICE_MESSAGES_PER_S)",
-                                          raw.payload, len(raw.payload)))
-                continue
             try:
                 reading = decode_message(raw.topic, raw.payload, raw.received_ms, self._kinds, self._limits)
                 self._check_registered(reading, raw.topic)
-                if reading.msg_class is MessageClass.TELEMETRY or isinstance(reading.message, Online):
+                online = isinstance(reading.message, Online)
+                if online or reading.msg_class is MessageClass.TELEMETRY:
                     # stamped as sent (a last will is stamped when its connection opened; an event may be buffered)
-                    skew.observe(reading.device_id, reading.message.ts, raw.received_ms)
+                    skew.observe(reading.device_id, reading.message.ts, raw.received_ms, live=online)
                 reading = check_clock(reading, self._limits, offset_ms)
+                # By the device's own clock: a backlog the broker kept through an outage arrives in a burst
+                # but was sent at the device's pace; a device that really sends too fast is refused.
+                if not limits.admit(reading.device_id, msg_class, reading.message.ts):
+                    rate_limited += 1  # telemetry or status past the device's rate: a sample kept, the rest counted
+                    raise PayloadError(f"device {reading.device_id} sends faster than its limit "
+                                       "(WANLI_INGEST_DEVICE_MESSAGES_PER_S)", topic=topic,
+                                       device_id=reading.device_id, reason=RATE_LIMITED)
                 verdict = devices.admit(reading)
                 if verdict is Verdict.DUPLICATE:
                     duplicates += 1

@@ -81,7 +81,7 @@ def test_clock_skew_needs_most_devices_and_ignores_one_broken_clock():
     for i in range(19):
         skew.observe(f"d{i}", 1_000_000 + 300_000, 1_000_000)
     assert skew.median_ms is None and skew.offset_ms == 0  # too few devices to blame the server
-    skew.observe("broken", 0, 1_000_000)  # one device 16 minutes behind
+    skew.observe("broken", 0, 1_000_000, live=True)  # one device 16 minutes behind
     assert skew.median_ms == 300_000 and skew.offset_ms == 300_000
     small = ClockSkew(min_devices=1, alert_ms=120_000)
     small.observe("d", 1_060_000, 1_000_000)
@@ -111,3 +111,27 @@ def test_a_reconnect_storm_flushing_old_readings_is_not_a_server_clock_behind():
         skew.observe(f"d{i}", now + 10, now + 10)  # then live
         skew.observe(f"d{i}", now - 300_000, now + 20)  # more of the buffer
     assert skew.median_ms == 0 and skew.offset_ms == 0
+
+
+def test_a_server_ahead_is_reported_from_live_stamps_but_never_corrected():
+    skew = ClockSkew(min_devices=20, alert_ms=120_000)
+    for i in range(30):
+        skew.observe(f"d{i}", 10_000_000 - 300_000, 10_000_000)  # telemetry 5 min old: perhaps only buffered
+    assert skew.median_ms == 0
+    for i in range(30):
+        skew.observe(f"d{i}", 10_000_000 - 300_000, 10_000_000, live=True)  # `online` stamped 5 min behind
+    assert skew.median_ms == -300_000 and skew.offset_ms == 0  # the incident says so; nothing is corrected
+
+
+def test_a_server_ahead_stays_seen_through_the_heartbeats_that_follow_the_online():
+    skew = ClockSkew(min_devices=20, alert_ms=120_000)
+    for i in range(30):
+        skew.observe(f"d{i}", 10_000_000 - 300_000, 10_000_000, live=True)
+        skew.observe(f"d{i}", 10_030_000 - 300_000, 10_030_000)  # its heartbeats, as far behind
+    assert skew.median_ms == -300_000
+
+
+def test_an_absurd_device_clock_is_no_evidence_at_all():
+    skew = ClockSkew(min_devices=1, alert_ms=120_000)
+    skew.observe("hostile", 91_796_608_208_371, 1_796_608_208_371)
+    assert skew.devices == 0 and skew.offset_ms == 0
