@@ -4,6 +4,8 @@
     wanli simulate alarm DEVICE    publish one smoke alarm as that device would
     wanli street generate          the full street's hierarchy as JSON
     wanli devices …                register, import, move, retire and list devices (through the API)
+    wanli backup DIR / restore DIR a checked online backup; restore into a fresh data dir or database
+    wanli archive --month YYYY-MM  the month's incidents and audit as CSV and JSON
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pydantic import ValidationError
 from simulators.cli import add_commands as add_simulator_commands
 from wanli.bench import add_commands as add_bench_commands
 from wanli.chaos import add_commands as add_chaos_commands
+from wanli.data_commands import add_data_commands
 from wanli.registry_commands import add_commands
 from wanli.settings import Settings
 from wanli.user_commands import add_user_commands
@@ -119,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulator_commands(sub)
     add_user_commands(sub)
     add_chaos_commands(sub)
+    add_data_commands(sub)
     return parser
 
 

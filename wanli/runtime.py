@@ -44,6 +44,7 @@ from ingest.pipeline import IngestPipeline
 from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import InfluxV1TelemetryStore, InfluxV2TelemetryStore, SqliteTelemetryStore, TelemetryStore
 from simulators.building import BuildingSimulation, run_building
+from wanli.data_lifecycle import build_data_lifecycle
 from wanli.db import create_schema, make_engine
 from wanli.errors import StoreUnavailable
 from wanli.heap import HeapKeeper
@@ -150,6 +151,8 @@ class WanliService:
         self._clock_ms = clock_ms
         self._owns_process = owns_process
         self.services = build_services(settings, clock_ms)
+        # Retention, roll-up, the monthly archive and disk growth (wanli/data_lifecycle.py), in a thread of its own.
+        self.lifecycle = build_data_lifecycle(settings, self.services.engine, clock_ms, self.services.hierarchy.street_id)
         self.broker: EmbeddedBroker | None = None
         self.consumer: MqttConsumer | None = None
         self._server: uvicorn.Server | None = None
@@ -172,6 +175,7 @@ class WanliService:
         svc.feed.bind(asyncio.get_running_loop())
         svc.drainer.start()
         svc.dispatcher.start()
+        self.lifecycle.job.start()
         self._ticker = threading.Thread(target=self._tick_alerts, name="alert-ticker", daemon=True)
         self._ticker.start()
         self.consumer = MqttConsumer(
@@ -233,6 +237,7 @@ class WanliService:
             "store_up": int(svc.drainer.store_up), "store_failures": svc.drainer.store_failures,
             "store_error": svc.drainer.last_error, "backlog": self.consumer.backlog if self.consumer else 0,
             "receiver_restarts": self.consumer.receiver_restarts if self.consumer else 0,
+            "disk_bytes_per_day": dict(self.lifecycle.growth.latest),
             "latency": {"publish_to_committed": svc.pipeline.publish_to_committed.percentiles(last=last),
                         "publish_to_stored": svc.drainer.publish_to_stored.percentiles(last=last)} if latency else {},
         }
@@ -268,6 +273,7 @@ class WanliService:
             log.exception("could not save the rules' state on stop")
         await asyncio.get_running_loop().run_in_executor(None, self.services.dispatcher.stop)
         await asyncio.get_running_loop().run_in_executor(None, self.services.drainer.stop)
+        await asyncio.get_running_loop().run_in_executor(None, self.lifecycle.close)
         self.services.spool.close()
         self.services.telemetry.close()
         self.services.engine.dispose()
