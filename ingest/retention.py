@@ -270,20 +270,28 @@ def continuous_query(database: str) -> str:
             f" RESAMPLE EVERY 1h FOR 2h BEGIN {roll_up_select(database)} END")
 
 
-def influx_v1_statements(database: str, policy: RetentionPolicy, policies: dict[str, tuple[int, bool]],
+def shard_duration(duration_ms: int) -> str:
+    """InfluxDB's own default shard group duration for a retention duration (set explicitly, so an ALTER to a
+    shorter duration is not refused for being shorter than the shards)."""
+    if duration_ms < 2 * DAY_MS:
+        return "1h"
+    return "24h" if duration_ms <= 180 * DAY_MS else "168h"
+
+
+def influx_v1_statements(database: str, policy: RetentionPolicy, policies: dict[str, tuple[int, int, bool]],
                          queries: dict[str, str]) -> list[str]:
     """What to run so the database has the policies and query wanted (pure: given what SHOW answered).
 
-    ``policies``: name -> (duration in hours, is default); ``queries``: name -> query text.
+    ``policies``: name -> (duration hours, shard group duration hours, is default); ``queries``: name -> query text.
     """
     db = _ident(database)
     out: list[str] = []
     for name, duration_ms, default in ((RAW_POLICY, policy.raw_ms, True), (HOURLY_POLICY, policy.aggregate_ms, False)):
-        want = influx_duration(duration_ms)
-        suffix = " DEFAULT" if default else ""
+        want, shard = influx_duration(duration_ms), shard_duration(duration_ms)
+        suffix = f" SHARD DURATION {shard}" + (" DEFAULT" if default else "")
         if name not in policies:
             out.append(f"CREATE RETENTION POLICY {_ident(name)} ON {db} DURATION {want} REPLICATION 1{suffix}")
-        elif policies[name] != (int(want[:-1]), default):
+        elif policies[name][:2] != (int(want[:-1]), int(shard[:-1])) or (default and not policies[name][2]):
             out.append(f"ALTER RETENTION POLICY {_ident(name)} ON {db} DURATION {want}{suffix}")
     wanted = continuous_query(database)
     current = queries.get(CONTINUOUS_QUERY)
@@ -309,7 +317,8 @@ class InfluxV1Retention:
     def ensure(self) -> list[str]:
         """Create or correct the policies and the continuous query; return the statements run."""
         self._run(f"CREATE DATABASE {_ident(self.database)}")
-        policies = {str(r["name"]): (_duration_hours(str(r["duration"])), bool(r["default"]))
+        policies = {str(r["name"]): (_duration_hours(str(r["duration"])),
+                                     _duration_hours(str(r["shardGroupDuration"])), bool(r["default"]))
                     for r in self._rows(f"SHOW RETENTION POLICIES ON {_ident(self.database)}")}
         queries = {str(r["name"]): str(r["query"]) for r in self._rows("SHOW CONTINUOUS QUERIES", self.database)}
         statements = influx_v1_statements(self.database, self.policy, policies, queries)
