@@ -34,6 +34,9 @@ class AppContext:
     telemetry: TelemetryStore | None = None  # read back for the building profile's charts
     settings: Settings | None = None  # the API's access rules (mode, secret key, sessions)
     engine: Engine | None = None  # the database its accounts, sessions and tokens live in
+    # Charts over a range (ingest/retention.py): ``series(device, field, start_ms, end_ms, now_ms, port)``
+    # -> (resolution, points), raw for short recent ranges and hourly aggregates beyond. None: not available.
+    history: Any = None
 
 
 def get_ctx(request: Request) -> AppContext:

@@ -117,7 +117,7 @@ class SqliteRetention:
     the service cuts a long prune short); it returns True to stop early.
     """
 
-    def __init__(self, path: Path, policy: RetentionPolicy, batch_rows: int = 5_000, pause_s: float = 0.02,
+    def __init__(self, path: Path, policy: RetentionPolicy, batch_rows: int = 5_000, pause_s: float = 0.005,
                  pause: Callable[[float], bool] | None = None) -> None:
         self.policy, self.batch_rows, self._pause_s = policy, batch_rows, pause_s
         self._pause = pause or (lambda _s: False)
@@ -247,6 +247,10 @@ def _ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def influx_duration(ms: int) -> str:
     """An InfluxQL duration literal in whole hours (InfluxDB's smallest retention is one hour)."""
     return f"{max(1, ms // HOUR_MS)}h"
@@ -320,7 +324,8 @@ class InfluxV1Retention:
         policies = {str(r["name"]): (_duration_hours(str(r["duration"])),
                                      _duration_hours(str(r["shardGroupDuration"])), bool(r["default"]))
                     for r in self._rows(f"SHOW RETENTION POLICIES ON {_ident(self.database)}")}
-        queries = {str(r["name"]): str(r["query"]) for r in self._rows("SHOW CONTINUOUS QUERIES", self.database)}
+        queries = {str(r["name"]): str(r["query"])
+                   for r in self._rows("SHOW CONTINUOUS QUERIES", series_name=self.database)}
         statements = influx_v1_statements(self.database, self.policy, policies, queries)
         for statement in statements:
             self._run(statement)
@@ -332,15 +337,27 @@ class InfluxV1Retention:
         start, end = start_ms - start_ms % HOUR_MS, end_ms - end_ms % HOUR_MS + (HOUR_MS if end_ms % HOUR_MS else 0)
         self._run(roll_up_select(self.database, f" WHERE time >= {start}ms AND time < {end}ms"), self.database)
 
+    def series(self, device_id: str, field: str, start_ms: int, end_ms: int, now_ms: int,
+               port: str = "") -> tuple[str, list[tuple[int, float]]]:
+        """A chart's series, from ``raw`` or ``hourly`` as the range calls for (see ``chart_resolution``)."""
+        resolution = chart_resolution(start_ms, end_ms, now_ms, self.policy)
+        column = field if resolution == "raw" else f"mean_{field}"
+        rp = RAW_POLICY if resolution == "raw" else HOURLY_POLICY
+        q = (f"SELECT {_ident(column)} FROM {_ident(rp)}./.*/ WHERE \"device\" = {_literal(device_id)}"
+             f" AND \"port\" = {_literal(port)} AND time >= {int(start_ms)}ms AND time < {int(end_ms)}ms")
+        points = [(int(r["time"]), float(r[column])) for r in self._rows(q, self.database)  # type: ignore[arg-type]
+                  if isinstance(r.get(column), int | float)]
+        return resolution, sorted(points)
+
     def run_once(self, now_ms: int) -> RetentionReport:  # noqa: ARG002 - InfluxDB keeps time itself
         self.ensure()
         return RetentionReport()
 
-    def _rows(self, q: str, database: str = "") -> list[dict[str, object]]:
+    def _rows(self, q: str, database: str = "", series_name: str | None = None) -> list[dict[str, object]]:
         body = self._run(q, database)
         rows: list[dict[str, object]] = []
         for series in body["results"][0].get("series", []):
-            if database and series.get("name") not in (None, database):  # SHOW CONTINUOUS QUERIES: one per database
+            if series_name is not None and series.get("name") != series_name:  # SHOW CONTINUOUS QUERIES: per database
                 continue
             rows.extend(dict(zip(series["columns"], values, strict=True)) for values in series.get("values") or [])
         return rows

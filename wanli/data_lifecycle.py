@@ -96,6 +96,7 @@ class DataLifecycle:
     growth: DiskGrowth
     policy: RetentionPolicy
     sqlite_telemetry: SqliteRetention | None
+    history: SqliteRetention | InfluxV1Retention | None = None  # charts over a range: raw or hourly (the API)
 
     def close(self) -> None:
         self.job.stop()
@@ -113,18 +114,20 @@ def build_data_lifecycle(settings: Settings, engine: Engine, clock_ms: Callable[
     job = RetentionJob([], s.retention_every_s, clock_ms)
     targets: list[RetentionTarget] = []
     sqlite_telemetry = None
+    history: SqliteRetention | InfluxV1Retention | None = None
     match s.telemetry_backend:
         case TelemetryBackend.SQLITE:
             sqlite_telemetry = SqliteRetention(s.telemetry_sqlite_path, policy, s.retention_batch_rows,
                                                pause=job.stopping.wait)
             targets.append(sqlite_telemetry)
+            history = sqlite_telemetry
         case TelemetryBackend.INFLUXDB1:
-            targets.append(InfluxV1Retention(s.influx_url, s.influx_database, policy, s.influx_username,
-                                             s.influx_password))
+            history = InfluxV1Retention(s.influx_url, s.influx_database, policy, s.influx_username, s.influx_password)
+            targets.append(history)
         case TelemetryBackend.INFLUXDB2:
             targets.append(InfluxV2Retention(s.influx_url, s.influx_org, s.influx_bucket, s.influx_token, policy))
     targets.append(ArchiveJob(engine, street_id, s.resolved_archive_dir, s.retention_incidents_days))
     growth = DiskGrowth(engine, sqlite_telemetry)
     targets.append(growth)
     job.targets = targets
-    return DataLifecycle(job, growth, policy, sqlite_telemetry)
+    return DataLifecycle(job, growth, policy, sqlite_telemetry, history)

@@ -188,7 +188,7 @@ class WanliService:
         consumer = self.consumer
         ctx = AppContext(svc.alerts, svc.incidents, svc.registry, svc.dead_letters, svc.feed, self.snapshot,
                          svc.broker_access, ingest_ready=consumer.subscribed.is_set, clock_ms=self._clock_ms, settings=s, engine=svc.engine,
-                         telemetry=svc.telemetry)
+                         telemetry=svc.telemetry, history=self.lifecycle.history)
         config = uvicorn.Config(create_app(ctx), host=s.http_host, port=s.http_port, log_level="warning",
                                 lifespan="off", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Mapping
 
+import httpx
 import numpy as np
 import pytest
 
@@ -204,3 +205,36 @@ def test_influxdb1_drops_raw_points_past_the_raw_period(tmp_path):
             time.sleep(0.2)
         assert count() == len(recent)
         store.close()
+
+
+# --- Charts over long ranges --------------------------------------------------------------------------
+
+def test_a_years_chart_reads_hourly_aggregates_and_a_days_chart_reads_raw(service_factory):
+    from tests.fixtures.service import auth_headers, now_ms, register_building
+
+    service = service_factory()
+    register_building(service)
+    end = now_ms()
+    rng = np.random.default_rng(5)
+    ts = np.arange(end - 40 * DAY_MS, end, 10 * 60_000)
+    temps = rng.normal(30.0, 3.0, len(ts)).round(2)
+    service.services.telemetry.write_points(port_points(ts, temps))  # as the spool drainer would, 40 days' worth
+    service.lifecycle.job.run_once()
+    url = f"{service.http_url}/api/buildings/xq-01/telemetry"
+
+    year = httpx.get(url, params={"days": 365}, headers=auth_headers(service)).json()
+    assert year["resolution"] == "hourly"
+    (series,) = year["charging_temperature"]
+    cutoff = end - 30 * DAY_MS  # hours that began before the raw period were pruned before any roll-up here
+    first_hour = cutoff - cutoff % HOUR_MS + (HOUR_MS if cutoff % HOUR_MS else 0)
+    complete = [p for p in series["points"] if first_hour <= p[0] < end - end % HOUR_MS]
+    assert len(complete) == (end - end % HOUR_MS - first_hour) // HOUR_MS  # one point an hour, nothing older pruned
+    hour, mean = complete[10]
+    assert mean == pytest.approx(expected_hour(ts, temps, hour)[1])
+
+    day = httpx.get(url, params={"days": 1}, headers=auth_headers(service)).json()
+    assert day["resolution"] == "raw"
+    points = day["charging_temperature"][0]["points"]
+    # every raw reading of the last day, as stored (the route's clock is a little past ``end``: the first may go)
+    assert [v for _t, v in points] == list(temps[ts >= end - DAY_MS][-len(points):]) and len(points) >= 143
+    assert httpx.get(url, params={"days": 0}, headers=auth_headers(service)).status_code == 422
