@@ -23,6 +23,7 @@ hourly aggregates (median of five), and the street's disk per day and at steady 
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import sqlite3
 import statistics
@@ -164,6 +165,7 @@ def report(r: dict[str, Any], raw_days: int, aggregate_days: int) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    logging.getLogger("ingest.retention").setLevel(logging.WARNING)  # a line per simulated day otherwise
     workdir = Path(tempfile.mkdtemp(prefix="wanli-bench-storage-"))
     try:
         result = run(args.buildings, args.days, args.raw_days, args.aggregate_days, workdir)

@@ -76,7 +76,12 @@ def _cmd_archive(args: argparse.Namespace) -> int:
         return 2
     street = args.street or load_hierarchy(settings.hierarchy_file).street_id
     out = Path(args.out) if args.out else settings.resolved_archive_dir
-    engine = make_engine(settings.resolved_database_url)
+    url = settings.resolved_database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        print(f"wanli archive: no database at {url.removeprefix('sqlite:///')} (WANLI_DATA_DIR, WANLI_DATABASE_URL)",
+              file=sys.stderr)
+        return 1
+    engine = make_engine(url)
     try:
         done = export_month(engine, street, args.month, out)
     finally:

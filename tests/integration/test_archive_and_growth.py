@@ -25,8 +25,11 @@ def metric(text: str, name: str, data_class: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def test_disk_growth_by_data_class_and_the_months_archive_from_a_running_service(service_factory, tmp_path):
-    service = service_factory(retention_every_s=1)
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_disk_growth_by_data_class_and_the_months_archive_from_a_running_service(service_factory, tmp_path, database,
+                                                                                  request, monkeypatch):
+    extra = {"database_url": request.getfixturevalue("postgres_url")} if database == "postgresql" else {}
+    service = service_factory(retention_every_s=1, **extra)
     sim = register_building(service)
     host, port = service.settings.embedded_broker_host, service.settings.embedded_broker_port
     detectors = sim.smoke_detectors()
@@ -63,6 +66,11 @@ def test_disk_growth_by_data_class_and_the_months_archive_from_a_running_service
 
     # The same by hand, into a folder of the operator's choice.
     out = tmp_path / "exported"
+    if database == "postgresql":
+        monkeypatch.setenv("WANLI_DATABASE_URL", extra["database_url"])
+    else:  # no database where the command is pointed: said so, nothing created
+        assert main(["archive", "--month", month, "--data-dir", str(tmp_path / "nowhere")]) == 1
+        assert not (tmp_path / "nowhere").exists()
     assert main(["archive", "--month", month, "--out", str(out), "--data-dir", str(service.settings.data_dir)]) == 0
     assert (out / "wanli" / month / "incidents.json").is_file()
     assert main(["archive", "--month", "2026-13", "--out", str(out)]) == 2
