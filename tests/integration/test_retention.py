@@ -238,3 +238,29 @@ def test_a_years_chart_reads_hourly_aggregates_and_a_days_chart_reads_raw(servic
     # every raw reading of the last day, as stored (the route's clock is a little past ``end``: the first may go)
     assert [v for _t, v in points] == list(temps[ts >= end - DAY_MS][-len(points):]) and len(points) >= 143
     assert httpx.get(url, params={"days": 0}, headers=auth_headers(service)).status_code == 422
+
+
+def test_an_alarm_is_not_held_up_by_the_telemetry_store_being_locked(service_factory):
+    """The pruning job's worst case, a write transaction on telemetry.db that does not end, held here by hand:
+    the alarm still becomes an incident (alarms commit in the registry's database; telemetry waits in the spool),
+    and the telemetry arrives once the lock goes."""
+    import sqlite3
+
+    from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
+
+    service = service_factory()
+    sim = register_building(service)
+    detectors = sim.smoke_detectors()
+    blocker = sqlite3.connect(service.settings.telemetry_sqlite_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        host, port = service.settings.embedded_broker_host, service.settings.embedded_broker_port
+        publish(host, port, [d.heartbeat(now_ms()) for d in detectors[:5]] + [detectors[6].alarm(now_ms())])
+        (incident,) = wait_for(lambda: httpx.get(f"{service.http_url}/api/incidents",
+                                                 headers=auth_headers(service)).json())
+        assert incident["device_id"] == detectors[6].device_id
+        assert service.services.telemetry.recent(detectors[0].device_id) == []  # not stored yet: the lock holds
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    wait_for(lambda: service.services.telemetry.recent(detectors[0].device_id), timeout_s=30)
