@@ -264,3 +264,41 @@ def test_an_alarm_is_not_held_up_by_the_telemetry_store_being_locked(service_fac
         blocker.execute("ROLLBACK")
         blocker.close()
     wait_for(lambda: service.services.telemetry.recent(detectors[0].device_id), timeout_s=30)
+
+
+@pytest.mark.influxdb
+def test_a_service_on_influxdb1_keeps_its_policies_and_charts_a_year_from_the_hourly_policy(service_factory,
+                                                                                          influxdb_v1):
+    from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
+
+    database = f"svc_{uuid.uuid4().hex[:8]}"
+    service = service_factory(telemetry_backend="influxdb1", influx_url=influxdb_v1.url, influx_database=database)
+    try:
+        wait_for(lambda: {r["name"] for r in rows(influxdb_v1, f'SHOW RETENTION POLICIES ON "{database}"')}
+                 >= {RAW_POLICY, HOURLY_POLICY})
+        assert [r["name"] for r in rows(influxdb_v1, "SHOW CONTINUOUS QUERIES") if r["_series"] == database] == [
+            CONTINUOUS_QUERY]
+        sim = register_building(service)
+        detector = sim.smoke_detectors()[0]
+        host, port = service.settings.embedded_broker_host, service.settings.embedded_broker_port
+        publish(host, port, [detector.heartbeat(now_ms())])
+        wait_for(lambda: rows(influxdb_v1, f'SELECT * FROM "raw"."smoke_detector" WHERE device = '
+                                           f"'{detector.device_id}'", database))  # landed in the raw policy
+
+        end = now_ms()
+        ts = np.arange(end - 6 * HOUR_MS, end, 5 * 60_000)
+        temps = np.random.default_rng(11).normal(29.0, 2.0, len(ts)).round(2)
+        service.services.telemetry.write_points(port_points(ts, temps))
+        service.lifecycle.history.backfill(end - 6 * HOUR_MS, end)
+        url = f"{service.http_url}/api/buildings/xq-01/telemetry"
+        year = httpx.get(url, params={"days": 365}, headers=auth_headers(service)).json()
+        assert year["resolution"] == "hourly" and year["store"] == "influxdb1"
+        (series,) = year["charging_temperature"]
+        for hour, mean in series["points"]:
+            assert mean == pytest.approx(expected_hour(ts, temps, hour)[1], rel=1e-9)
+        assert len(series["points"]) in (6, 7)  # six or seven hours touched, depending on where ``end`` falls
+        day = httpx.get(url, params={"days": 1}, headers=auth_headers(service)).json()
+        assert day["resolution"] == "raw"
+        assert [v for _t, v in day["charging_temperature"][0]["points"]] == list(temps)
+    finally:
+        influxdb_v1.drop_database(database)
