@@ -128,6 +128,145 @@ def run(buildings: int, days: int, raw_days: int, aggregate_days: int, workdir: 
     return out
 
 
+class _ColdFlushInflux:
+    """InfluxDB 1.x writing its cache to TSM files and compacting them a second after writes stop (the defaults are
+    10 minutes and 4 hours), so the disk measured is the compressed, compacted form a long-running server reaches."""
+
+    @staticmethod
+    def make(workdir: Path):  # type: ignore[no-untyped-def]
+        from wanli.local_servers import InfluxV1Server
+
+        class Server(InfluxV1Server):
+            def _env(self):  # type: ignore[no-untyped-def]
+                return {**super()._env(), "INFLUXDB_DATA_CACHE_SNAPSHOT_WRITE_COLD_DURATION": "1s",
+                        "INFLUXDB_DATA_COMPACT_FULL_WRITE_COLD_DURATION": "1s"}
+
+        return Server(workdir)
+
+
+def _du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def run_influx(buildings: int, days: int, raw_days: int, workdir: Path) -> dict[str, Any]:
+    """The same slice into a real InfluxDB 1.x: bytes per point on disk (TSM, compacted), the raw period's share,
+    the hourly roll-up's size, and a one-year chart raw vs hourly over HTTP."""
+    import httpx
+
+    from ingest.retention import HOUR_MS, InfluxV1Retention
+    from ingest.telemetry import InfluxV1TelemetryStore
+
+    hierarchy = load_hierarchy(None)
+    building_ids = sorted(hierarchy.buildings, key=lambda b: (b != "xq-01", b))[:buildings]
+    population = Population.of(hierarchy, building_ids=building_ids)
+    station = next(d.device_id for d in population.devices.values() if d.kind == "charging_station")
+    server = _ColdFlushInflux.make(workdir / "influx")
+    server.start()
+    try:
+        database = "bench"
+        # A raw period longer than the simulated year so all of it is accepted; "with retention" is then the share of
+        # the raw policy's daily shards that a raw period of ``raw_days`` keeps, plus every hourly shard.
+        retention = InfluxV1Retention(server.url, database, RetentionPolicy.from_days(days + 400, 730))
+        retention.ensure()
+        store = InfluxV1TelemetryStore(server.url, database, timeout_s=120)
+        limits = DecodeLimits(max_past_ms=10**15)
+        now_real = int(time.time() * 1000)
+        start = now_real - now_real % DAY_MS - days * DAY_MS
+        points = 0
+        pending = population.start(start)
+        t0 = time.perf_counter()
+        for day in range(days):
+            now, day_end, batch = start + day * DAY_MS, start + (day + 1) * DAY_MS, []
+            while now < day_end:
+                now = min(now + HOUR_MS, day_end)
+                pending += population.tick(now)
+                batch += points_of_all([decode_message(t, p, now, KINDS, limits) for t, p in pending])
+                pending = []
+            for k in range(0, len(batch), 20_000):
+                store.write_points(batch[k:k + 20_000])
+            points += len(batch)
+        write_s = time.perf_counter() - t0
+        end = start + days * DAY_MS
+        t0 = time.perf_counter()
+        for month in range(0, days, 30):  # the continuous query's roll-up over the past, a month a statement
+            retention.backfill(start + month * DAY_MS, min(end, start + (month + 30) * DAY_MS))
+        rollup_s = time.perf_counter() - t0
+        time.sleep(5)  # cold for longer than a second: snapshot and full compaction run
+        data = server.data_root / "data" / database
+        deadline = time.monotonic() + 120
+        while any(p.suffix == ".tsm" and ".tmp" in p.name for p in data.rglob("*")) and time.monotonic() < deadline:
+            time.sleep(1)
+        shards = [r for r in _influx_rows(server.url, "SHOW SHARDS") if r.get("database") == database]
+        raw_total = hourly_total = raw_kept = 0
+        for shard in shards:
+            size = _du(data / str(shard["retention_policy"]) / str(shard["id"]))
+            if shard["retention_policy"] == "raw":
+                raw_total += size
+                if _ms(str(shard["end_time"])) > end - raw_days * DAY_MS:
+                    raw_kept += size
+            else:
+                hourly_total += size
+        wal = _du(server.data_root / "wal" / database)
+        client = httpx.Client(base_url=server.url, timeout=120)
+
+        def chart(rp: str, column: str) -> list[Any]:
+            q = (f'SELECT "{column}" FROM "{rp}"./.*/ WHERE "device" = \'{station}\' AND "port" = \'1\''
+                 f" AND time >= {end - 365 * DAY_MS}ms AND time < {end}ms")
+            body = client.get("/query", params={"db": database, "q": q, "epoch": "ms"}).json()
+            series = body["results"][0].get("series", [])
+            return [v for s in series for v in s["values"]]
+
+        raw_s, raw_n = _median_s(lambda: chart("raw", "temperature_c"), repeat=3)
+        hourly_s, hourly_n = _median_s(lambda: chart("hourly", "mean_temperature_c"), repeat=3)
+        client.close()
+        store.close()
+        retention.close()
+    finally:
+        server.stop()
+    return {"points": points, "write_s": write_s, "rollup_s": rollup_s, "raw_bytes": raw_total,
+            "raw_kept_bytes": raw_kept, "hourly_bytes": hourly_total, "wal_bytes": wal,
+            "raw_bytes_per_point": raw_total / max(1, points), "chart_raw": (raw_s, raw_n),
+            "chart_hourly": (hourly_s, hourly_n)}
+
+
+def _influx_rows(url: str, q: str) -> list[dict[str, Any]]:
+    import httpx
+
+    body = httpx.get(f"{url}/query", params={"q": q}, timeout=30).json()
+    out: list[dict[str, Any]] = []
+    for series in body["results"][0].get("series", []):
+        out += [{**dict(zip(series["columns"], v, strict=True)), "database": series.get("name")} for v in series["values"]]
+    return out
+
+
+def _ms(iso: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def report_influx(r: dict[str, Any], raw_days: int, aggregate_days: int, days: int) -> str:
+    lines = [
+        "",
+        f"InfluxDB 1.6.7, the same slice: {r['points']:,} points written in {r['write_s']:.0f} s, rolled up"
+        f" hourly in {r['rollup_s']:.1f} s",
+        "",
+        "| | without retention (the year raw) | with retention (raw %d d, hourly %d d) |" % (raw_days, aggregate_days),
+        "|---|---|---|",
+        f"| disk (TSM, compacted) | {_gb(r['raw_bytes'])} | {_gb(r['raw_kept_bytes'] + r['hourly_bytes'])}"
+        f" (raw {_gb(r['raw_kept_bytes'])} + hourly {_gb(r['hourly_bytes'])}) |",
+        f"| a one-year chart of one port's temperature, over HTTP | {r['chart_raw'][1]:,} points in "
+        f"{r['chart_raw'][0] * 1000:,.0f} ms | {r['chart_hourly'][1]:,} points in "
+        f"{r['chart_hourly'][0] * 1000:,.1f} ms |",
+        "",
+        f"per stored raw point: {r['raw_bytes_per_point']:.1f} bytes (WAL left: {_gb(r['wal_bytes'])}); the street:"
+        f" {_gb(r['raw_bytes_per_point'] * STREET_POINTS_PER_S * 86_400)} raw a day at {STREET_POINTS_PER_S:g}"
+        f" points/s, {_gb(r['raw_bytes_per_point'] * DESIGN_POINTS_PER_S * 86_400)} at the design rate",
+    ]
+    del days
+    return "\n".join(lines)
+
+
 def _gb(n: float) -> str:
     return f"{n / 1e9:,.2f} GB" if n >= 1e8 else f"{n / 1e6:,.1f} MB"
 
@@ -168,8 +307,12 @@ def main(args: argparse.Namespace) -> int:
     logging.getLogger("ingest.retention").setLevel(logging.WARNING)  # a line per simulated day otherwise
     workdir = Path(tempfile.mkdtemp(prefix="wanli-bench-storage-"))
     try:
-        result = run(args.buildings, args.days, args.raw_days, args.aggregate_days, workdir)
-        print(report(result, args.raw_days, args.aggregate_days))
+        if not args.influx_only:
+            result = run(args.buildings, args.days, args.raw_days, args.aggregate_days, workdir)
+            print(report(result, args.raw_days, args.aggregate_days), flush=True)
+        if args.influx or args.influx_only:
+            influx = run_influx(args.buildings, args.days, args.raw_days, workdir)
+            print(report_influx(influx, args.raw_days, args.aggregate_days, args.days))
     finally:
         if args.keep:
             print(f"kept: {workdir}")
@@ -184,5 +327,7 @@ def add_commands(bench_subparsers: Any) -> None:
     p.add_argument("--days", type=int, default=365, help="simulated days (default a year)")
     p.add_argument("--raw-days", type=int, default=30)
     p.add_argument("--aggregate-days", type=int, default=730)
+    p.add_argument("--influx", action="store_true", help="the same slice into a real InfluxDB 1.x too")
+    p.add_argument("--influx-only", action="store_true", help="only the InfluxDB 1.x part")
     p.add_argument("--keep", action="store_true", help="keep the two databases for a look afterwards")
     p.set_defaults(func=main)
