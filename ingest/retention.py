@@ -88,7 +88,6 @@ class RetentionReport:
 # --- SQLite -------------------------------------------------------------------------------------------
 
 _SQLITE_SCHEMA = (
-    "CREATE INDEX IF NOT EXISTS ix_readings_ts ON readings (ts_ms)",
     "CREATE TABLE IF NOT EXISTS readings_hourly (hour_ms INTEGER NOT NULL, kind TEXT NOT NULL,"
     " device_id TEXT NOT NULL, type TEXT NOT NULL, port TEXT NOT NULL, field TEXT NOT NULL,"
     " n INTEGER NOT NULL, mean REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,"
@@ -123,19 +122,34 @@ class SqliteRetention:
         self._pause = pause or (lambda _s: False)
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._lock = threading.Lock()
+        self._prepared = False
         with self._lock:
-            for ddl in _SQLITE_SCHEMA:
+            for ddl in _SQLITE_SCHEMA:  # new, small tables: instant (the service's start waits for this)
                 self._conn.execute(ddl)
+
+    def prepare(self) -> None:
+        """The time index on readings and the trigger that marks hours, made on the job's first run, not at the
+        service's start: on a store that already holds years of readings (an upgrade) they take a while, once."""
+        if self._prepared:
+            return
+        with self._lock:
+            self._conn.execute("CREATE INDEX IF NOT EXISTS ix_readings_ts ON readings (ts_ms)")
             has_trigger = self._conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'readings_mark_hour'").fetchone()
-            if not has_trigger:  # readings written before the trigger existed: mark their hours once
+            if not has_trigger:  # readings written before the trigger existed: mark their hours, in the same breath
                 self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.execute(_MARK_TRIGGER)
-                self._conn.execute(f"INSERT OR IGNORE INTO readings_dirty_hours"
-                                   f" SELECT DISTINCT ts_ms - ts_ms % {HOUR_MS} FROM readings")
-                self._conn.execute("COMMIT")
+                try:
+                    self._conn.execute(_MARK_TRIGGER)
+                    self._conn.execute(f"INSERT OR IGNORE INTO readings_dirty_hours"
+                                       f" SELECT DISTINCT ts_ms - ts_ms % {HOUR_MS} FROM readings")
+                    self._conn.execute("COMMIT")
+                except sqlite3.Error:
+                    self._conn.execute("ROLLBACK")
+                    raise
+        self._prepared = True
 
     def run_once(self, now_ms: int) -> RetentionReport:
+        self.prepare()
         rolled = self.roll_up(now_ms)
         raw = self._prune("readings", "ts_ms", self.policy.raw_cutoff(now_ms))
         aggregates = self._prune("readings_hourly", "hour_ms", self.policy.aggregate_cutoff(now_ms))
