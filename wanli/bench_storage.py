@@ -166,7 +166,7 @@ def run_influx(buildings: int, days: int, raw_days: int, workdir: Path) -> dict[
         database = "bench"
         # A raw period longer than the simulated year so all of it is accepted; "with retention" is then the share of
         # the raw policy's daily shards that a raw period of ``raw_days`` keeps, plus every hourly shard.
-        retention = InfluxV1Retention(server.url, database, RetentionPolicy.from_days(days + 400, 730))
+        retention = InfluxV1Retention(server.url, database, RetentionPolicy.from_days(days + 400, 730), timeout_s=300)
         retention.ensure()
         store = InfluxV1TelemetryStore(server.url, database, timeout_s=120)
         limits = DecodeLimits(max_past_ms=10**15)
@@ -188,8 +188,9 @@ def run_influx(buildings: int, days: int, raw_days: int, workdir: Path) -> dict[
         write_s = time.perf_counter() - t0
         end = start + days * DAY_MS
         t0 = time.perf_counter()
-        for month in range(0, days, 30):  # the continuous query's roll-up over the past, a month a statement
-            retention.backfill(start + month * DAY_MS, min(end, start + (month + 30) * DAY_MS))
+        for week in range(0, days, 7):  # the continuous query's roll-up over the past, a week a statement (the
+            # test server's query-timeout is 60 s)
+            retention.backfill(start + week * DAY_MS, min(end, start + (week + 7) * DAY_MS))
         rollup_s = time.perf_counter() - t0
         time.sleep(5)  # cold for longer than a second: snapshot and full compaction run
         data = server.data_root / "data" / database
