@@ -147,6 +147,8 @@ class BuildingTelemetry(BaseModel):
     charging_temperature: list[SeriesPublic] = Field(description="per charging port: temperature °C")
     detector_battery: list[SeriesPublic] = Field(description="the smoke detectors lowest on battery: battery %")
     detectors_total: int
+    resolution: str = Field(default="recent", description="recent: the newest readings; raw or hourly: over ?days "
+                                                          "(hourly aggregates' means beyond two days or the raw period)")
 
 
 class NotificationPublic(BaseModel):

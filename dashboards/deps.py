@@ -38,6 +38,9 @@ class AppContext:
     engine: Engine | None = None  # the database its accounts, sessions and tokens live in
     faults: Callable[[], Sequence[Fault]] = lambda: ()  # the service's own faults now (wanli/system_health.py)
     notifier: Notifier | None = None  # reaching people (alerts/notify): contact points, rules, answers
+    # Charts over a range (ingest/retention.py): ``series(device, field, start_ms, end_ms, now_ms, port)``
+    # -> (resolution, points), raw for short recent ranges and hourly aggregates beyond. None: not available.
+    history: Any = None
 
 
 def get_ctx(request: Request) -> AppContext:

@@ -4,6 +4,8 @@
     wanli simulate alarm DEVICE    publish one smoke alarm as that device would
     wanli street generate          the full street's hierarchy as JSON
     wanli devices …                register, import, move, retire and list devices (through the API)
+    wanli backup DIR / restore DIR a checked online backup; restore into a fresh data dir or database
+    wanli archive --month YYYY-MM  the month's incidents and audit as CSV and JSON
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from simulators.cli import add_commands as add_simulator_commands
 from wanli.bench import add_commands as add_bench_commands
 from wanli.chaos import add_commands as add_chaos_commands
 from wanli.notify_commands import add_notify_commands
+from wanli.data_commands import add_data_commands
 from wanli.registry_commands import add_commands
 from wanli.settings import Settings
 from wanli.user_commands import add_user_commands
@@ -121,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_user_commands(sub)
     add_chaos_commands(sub)
     add_notify_commands(sub)
+    add_data_commands(sub)
     return parser
 
 

@@ -117,6 +117,11 @@ class WanliCollector(Collector):
         for f in s.get("faults", ()):  # type: ignore[attr-defined]
             faults.add_metric([f["condition"], str(f["impairs_alarms"]).lower()], 1)
         yield faults
+        growth = GaugeMetricFamily("wanli_disk_bytes_per_day", "disk growth by data class: rows written over the last"
+                                   " day times bytes a stored row takes (wanli/data_lifecycle.py)", labels=["data_class"])
+        for data_class, per_day in s.get("disk_bytes_per_day", {}).items():  # type: ignore[attr-defined]
+            growth.add_metric([data_class], per_day)
+        yield growth
         latency = GaugeMetricFamily("wanli_latency_ms", "latency percentiles over the last 200,000 messages",
                                     labels=["stage", "quantile"])
         for stage, pcts in s["latency"].items():  # type: ignore[attr-defined]

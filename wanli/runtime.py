@@ -48,6 +48,7 @@ from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import InfluxV1TelemetryStore, InfluxV2TelemetryStore, SqliteTelemetryStore, TelemetryStore
 from simulators.building import BuildingSimulation, run_building
 from alerts.system_faults import SystemFaults
+from wanli.data_lifecycle import build_data_lifecycle
 from wanli.db import create_schema, make_engine
 from wanli.disk_guard import DiskGuard
 from wanli.errors import StoreUnavailable
@@ -179,6 +180,8 @@ class WanliService:
         self._clock_ms = clock_ms
         self._owns_process = owns_process
         self.services = build_services(settings, clock_ms)
+        # Retention, roll-up, the monthly archive and disk growth (wanli/data_lifecycle.py), in a thread of its own.
+        self.lifecycle = build_data_lifecycle(settings, self.services.engine, clock_ms, self.services.hierarchy.street_id)
         self.broker: EmbeddedBroker | None = None
         self.consumer: MqttConsumer | None = None
         self._server: uvicorn.Server | None = None
@@ -218,6 +221,7 @@ class WanliService:
         svc.dispatcher.start()
         if svc.notifier is not None and s.notify_enabled:
             svc.notifier.start()
+        self.lifecycle.job.start()
         self._ticker = threading.Thread(target=self._tick_alerts, name="alert-ticker", daemon=True)
         self._ticker.start()
         self._pruner = threading.Thread(target=self._prune_dead_letters, name="dead-letter-pruner", daemon=True)
@@ -233,7 +237,7 @@ class WanliService:
         ctx = AppContext(svc.alerts, svc.incidents, svc.registry, svc.dead_letters, svc.feed, self.snapshot,
                          svc.broker_access, ingest_ready=consumer.subscribed.is_set, clock_ms=self._clock_ms, settings=s, engine=svc.engine,
                          telemetry=svc.telemetry, faults=lambda: self.health.faults,
-                         notifier=svc.notifier if s.notify_enabled else None)
+                         notifier=svc.notifier if s.notify_enabled else None, history=self.lifecycle.history)
         config = uvicorn.Config(create_app(ctx), host=s.http_host, port=s.http_port, log_level="warning",
                                 lifespan="off", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
@@ -318,6 +322,7 @@ class WanliService:
                        "bulk_allowed": d.bulk_allowed} for d in svc.disk_guard.states()],
             "faults": [{"condition": f.condition, "device_id": f.device_id, "impairs_alarms": f.impairs_alarms,
                         "detail": f.detail} for f in self.health.faults],
+            "disk_bytes_per_day": dict(self.lifecycle.growth.latest),
             "latency": {"publish_to_committed": svc.pipeline.publish_to_committed.percentiles(last=last),
                         "publish_to_stored": svc.drainer.publish_to_stored.percentiles(last=last)} if latency else {},
         }
@@ -363,6 +368,7 @@ class WanliService:
         if self.services.notifier is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.services.notifier.stop)
         await asyncio.get_running_loop().run_in_executor(None, self.services.drainer.stop)
+        await asyncio.get_running_loop().run_in_executor(None, self.lifecycle.close)
         self.services.spool.close()
         self.services.telemetry.close()
         self.services.engine.dispose()

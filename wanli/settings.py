@@ -166,6 +166,18 @@ class Settings(BaseSettings):
                              "mode (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         return self
 
+    # --- Retention by data class (docs/configuration.md, ingest/retention.py). Raw telemetry is pruned
+    # after retention_raw_days; hourly aggregates (mean/min/max/count per device, field and hour) are kept
+    # retention_aggregate_days and serve charts over long ranges. Incidents with their audit and notices are
+    # the street's record: 0 keeps them forever (the default); a number of days drops closed incidents older
+    # than that, after the monthly archive has written them out.
+    retention_raw_days: int = Field(default=30, ge=1, le=36_500)
+    retention_aggregate_days: int = Field(default=730, ge=1, le=36_500)
+    retention_incidents_days: int = Field(default=0, ge=0, le=36_500)
+    retention_every_s: float = Field(default=600.0, ge=1, le=86_400)  # how often the pruning/roll-up job runs
+    retention_batch_rows: int = Field(default=5_000, ge=100, le=1_000_000)  # rows per short pruning transaction
+    archive_dir: Path | None = None  # monthly archive of incidents and audit; None: {data_dir}/archive
+
     @property
     def auth_cookie_is_secure(self) -> bool:
         return self.mode is Mode.PRODUCTION if self.auth_cookie_secure is None else self.auth_cookie_secure
@@ -278,3 +290,7 @@ class Settings(BaseSettings):
     @property
     def telemetry_sqlite_path(self) -> Path:
         return self.data_dir / "telemetry.db"
+
+    @property
+    def resolved_archive_dir(self) -> Path:
+        return self.archive_dir or self.data_dir / "archive"

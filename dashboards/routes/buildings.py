@@ -33,6 +33,7 @@ from dashboards.risk import risk_score
 from dashboards.schemas import BuildingDetail, DevicePublic, IncidentPublic, ms_to_dt
 from devices.catalog import KINDS
 from devices.registry import Health, health
+from ingest.retention import chart_resolution
 
 router = APIRouter(prefix="/api", tags=["buildings"], dependencies=VIEWER_ONLY)
 SHANGHAI = timezone(timedelta(hours=8))
@@ -146,9 +147,16 @@ def _history(past: list[bp.PastIncident], counts: bp.HistoryCounts, days: int, s
 
 
 @router.get("/buildings/{building_id}/telemetry", response_model=BuildingTelemetry)
-def building_telemetry(ctx: Ctx, building_id: str) -> BuildingTelemetry:
-    """Charts read back from the telemetry store: charging port temperatures, and the detectors lowest on battery."""
+def building_telemetry(ctx: Ctx, building_id: str,
+                       days: Annotated[int | None, Query(ge=1, le=3650)] = None) -> BuildingTelemetry:
+    """Charts read back from the telemetry store: charging port temperatures, and the detectors lowest on battery.
+
+    ``days``: the last N days instead of the newest readings; past two days (or the raw period) the charts read
+    hourly aggregates, so a year's chart is 8,760 points a series, not half a million.
+    """
     h, now = ctx.registry.hierarchy, ctx.clock_ms()
+    if days is not None:
+        return _telemetry_over_days(ctx, building_id, days, now)
     h.building(building_id)  # 404 for an unknown building
     store = ctx.telemetry
     recs = ctx.registry.list(now_ms=now, building_id=building_id, limit=10**9)
@@ -178,3 +186,36 @@ def building_telemetry(ctx: Ctx, building_id: str) -> BuildingTelemetry:
                                         field="battery_pct", unit="%", points=pts))
     return BuildingTelemetry(available=True, store=store.name, charging_temperature=temperature,
                              detector_battery=battery, detectors_total=len(detectors))
+
+
+CHART_PORTS = [str(n) for n in range(1, 33)]  # ports a station may report (the registry does not list them)
+
+
+def _telemetry_over_days(ctx: Ctx, building_id: str, days: int, now: int) -> BuildingTelemetry:
+    ctx.registry.hierarchy.building(building_id)  # 404 for an unknown building
+    recs = ctx.registry.list(now_ms=now, building_id=building_id, limit=10**9)
+    detectors = [r for r in recs if r.kind == "smoke_detector"]
+    history = ctx.history
+    if history is None:
+        return BuildingTelemetry(available=False, store="", charging_temperature=[], detector_battery=[],
+                                 detectors_total=len(detectors))
+    start = now - days * bp.DAY_MS
+    resolution = chart_resolution(start, now, now, history.policy)
+    temperature: list[SeriesPublic] = []
+    for station in (r for r in recs if r.kind == "charging_station"):
+        for port in CHART_PORTS:
+            _res, pts = history.series(station.device_id, "temperature_c", start, now, now, port)
+            if pts:
+                temperature.append(SeriesPublic(device_id=station.device_id, label=f"{station.device_id} {port}号口",
+                                                field="temperature_c", unit="°C", points=pts))
+    lowest = sorted((r for r in detectors if r.battery_pct is not None), key=lambda r: (r.battery_pct, r.device_id))
+    battery: list[SeriesPublic] = []
+    for rec in lowest[:MAX_DETECTOR_SERIES]:
+        _res, pts = history.series(rec.device_id, "battery_pct", start, now, now)
+        if pts:
+            where = f"{rec.floor}层 {rec.unit}" if rec.floor is not None else rec.unit
+            battery.append(SeriesPublic(device_id=rec.device_id, label=f"{where} {rec.device_id}".strip(),
+                                        field="battery_pct", unit="%", points=pts))
+    store = ctx.telemetry.name if ctx.telemetry is not None else ""
+    return BuildingTelemetry(available=True, store=store, charging_temperature=temperature, detector_battery=battery,
+                             detectors_total=len(detectors), resolution=resolution)

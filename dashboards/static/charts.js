@@ -30,6 +30,14 @@ const WanliCharts = (() => {
     return new Date(ms).toLocaleTimeString("zh-CN", { hour: "2-digit", minute: "2-digit", hour12: false });
   }
 
+  // A time axis label fit for the span: hours and minutes within a day, month/day over longer ranges.
+  function timeLabel(ms, span) {
+    if (span <= 86_400_000) return hhmm(ms);
+    const d = new Date(ms);
+    const md = `${String(d.getMonth() + 1).padStart(2, "0")}/${String(d.getDate()).padStart(2, "0")}`;
+    return span <= 3 * 86_400_000 ? `${md} ${hhmm(ms)}` : md;
+  }
+
   function frame(container, height) {
     const width = Math.max(320, container.clientWidth || 600);
     const svg = node("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img", class: "chart-svg" });
@@ -72,7 +80,7 @@ const WanliCharts = (() => {
     for (let i = 0; i <= xt; i++) {
       const t = t0 + (span * i) / xt;
       svg.append(node("text", { x: x(t), y: height - 10, "text-anchor": i === 0 ? "start" : i === xt ? "end" : "middle",
-                                "font-size": FONT, class: "axis" }, hhmm(t)));
+                                "font-size": FONT, class: "axis" }, timeLabel(t, span)));
     }
     if (opts.threshold !== undefined) {
       svg.append(node("line", { x1: left, x2: width - right, y1: y(opts.threshold), y2: y(opts.threshold), class: "threshold" }));

@@ -144,7 +144,8 @@ function renderTelemetry(t) {
     $("temp-note").textContent = "（此服务未接入时序库）";
     $("battery-note").textContent = "";
   } else {
-    $("temp-note").textContent = `（${t.store}）`;
+    const resolution = { raw: " · 原始读数", hourly: " · 小时均值" }[t.resolution] || "";
+    $("temp-note").textContent = `（${t.store}${resolution}）`;
     $("battery-note").textContent = `（共 ${t.detectors_total} 台）`;
   }
   WanliCharts.lines($("chart-temperature"), t.charging_temperature, {
@@ -177,9 +178,14 @@ async function loadProfile() {
   }
 }
 
+let telemetryAsked = 0;
 async function loadTelemetry() {
+  const asked = ++telemetryAsked;
   try {
-    renderTelemetry(await getJson(`/api/buildings/${encodeURIComponent(buildingId)}/telemetry`));
+    const days = $("telemetry-range").value;  // over a range: raw for short ones, hourly means beyond (the API picks)
+    const query = days ? `?days=${encodeURIComponent(days)}` : "";
+    const t = await getJson(`/api/buildings/${encodeURIComponent(buildingId)}/telemetry${query}`);
+    if (asked === telemetryAsked) renderTelemetry(t);  // an answer overtaken by a newer question is dropped
   } catch { /* the profile's own error says the server is away */ }
 }
 
@@ -220,6 +226,7 @@ if (!buildingId) {
 } else {
   loadProfile().then(() => { loadTelemetry(); connect(); });
   setInterval(loadTelemetry, TELEMETRY_REFRESH_MS);
+  $("telemetry-range").addEventListener("change", loadTelemetry);
   let resizeTimer = 0;
   window.addEventListener("resize", () => {
     clearTimeout(resizeTimer);

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, ViewportSize, expect
 
 from devices.topics import MessageClass
 from simulators.building import BuildingSimulation
@@ -192,3 +192,36 @@ def test_an_unknown_building_says_so_in_chinese(profile: ProfilePage) -> None:
     profile.open("xq-99")
     expect(profile.page.locator("#error .title")).to_have_text("找不到楼栋“xq-99”")
     expect(profile.page.locator("#content")).to_be_hidden()
+
+
+def test_the_profile_charts_a_year_from_hourly_means_and_a_day_from_raw_readings(
+    chromium: Browser, service: WanliService, building: BuildingSimulation, artifacts: Path,
+) -> None:
+    """Forty days of a charging station's readings, rolled up by the retention job: the range selector asks the API
+    for a year (hourly means: one point an hour) or a day (every reading), and the chart's note says which."""
+    from ingest.points import TelemetryPoint
+    from ingest.retention import DAY_MS
+
+    station = charging_station(building)
+    end = now_ms()
+    points = [TelemetryPoint("charging_station", {"street": "wanli", "device": station.device_id, "type": "station_status",
+                                                  "class": "telemetry", "port": str(port)},
+                             {"temperature_c": 30.0 + 4 * port + (t // DAY_MS % 7)}, t)
+              for t in range(end - 40 * DAY_MS, end, 10 * 60_000) for port in (1, 2, 3)]
+    service.services.telemetry.write_points(points)
+    service.lifecycle.job.run_once()
+    with watched_page(chromium, ProfilePage, service.http_url, artifacts, ViewportSize(width=1920, height=1080),
+                      signed_in_session(service)) as profile:
+        profile.open("xq-01")
+        page = profile.page
+        expect(page.locator("#content")).to_be_visible()
+        page.select_option("#telemetry-range", "365")
+        expect(page.locator("#temp-note")).to_have_text("（sqlite · 小时均值）", timeout=SCREEN_TIMEOUT_MS)
+        expect(page.locator("#chart-temperature path.series")).to_have_count(3)
+        # thirty days of hourly means: the time axis reads in days (MM/DD), not in clock times
+        expect(page.locator("#chart-temperature text.axis").last).to_have_text(re.compile(r"^\d\d/\d\d$"))
+        page.locator("#chart-temperature").scroll_into_view_if_needed()
+        profile.screenshot("profile-year.png", full_page=False)
+        page.select_option("#telemetry-range", "1")
+        expect(page.locator("#temp-note")).to_have_text("（sqlite · 原始读数）", timeout=SCREEN_TIMEOUT_MS)
+        expect(page.locator("#chart-temperature path.series")).to_have_count(3)
