@@ -44,10 +44,11 @@ from ingest.pipeline import IngestPipeline
 from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import InfluxV1TelemetryStore, InfluxV2TelemetryStore, SqliteTelemetryStore, TelemetryStore
 from simulators.building import BuildingSimulation, run_building
+from wanli.broker_check import refuse_open_broker
 from wanli.db import create_schema, make_engine
 from wanli.errors import StoreUnavailable
 from wanli.heap import HeapKeeper
-from wanli.settings import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX, Settings, TelemetryBackend
+from wanli.settings import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX, Mode, Settings, TelemetryBackend
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,8 @@ class WanliService:
         s, svc = self.settings, self.services
         if self._owns_process:
             sys.setswitchinterval(SWITCH_INTERVAL_S)
+        if s.mode is Mode.PRODUCTION:  # before anything listens: an open broker is a reason not to start
+            await asyncio.to_thread(refuse_open_broker, *s.mqtt_host_port)
         if s.uses_embedded_broker:
             self.broker = EmbeddedBroker(s.embedded_broker_host, s.embedded_broker_port)
             await self.broker.start()

@@ -6,23 +6,29 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from alerts.outbox import notifications_table
-from dashboards.auth import VIEWER_ONLY
+from dashboards.auth import VIEWER_ONLY, Viewer
 from dashboards.building_schemas import NotificationPublic
 from dashboards.deps import Ctx
+from dashboards.personal_data import may_see_household_recipients
+from dashboards.station_scope import StationScope
 from dashboards.schemas import ms_to_dt
 from devices.hierarchy import ROLE_LABELS, Tier
+from wanli.errors import NotFound
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"], dependencies=VIEWER_ONLY)
 TIER_ZH = {t.name.lower(): t.label_zh for t in Tier} | {"fire_station": "微型消防站", "household": "住户家属"}
 
 
 @router.get("/{incident_id}/notifications", response_model=list[NotificationPublic])
-def incident_notifications(ctx: Ctx, incident_id: str) -> list[NotificationPublic]:
+def incident_notifications(ctx: Ctx, who: Viewer, scope: StationScope, incident_id: str) -> list[NotificationPublic]:
     """Everyone the escalation told (``sent_at`` empty: not yet delivered), first step first; one row per person.
 
     The same notice may go out on MQTT and to the webhook: one person, listed once, sent when either went.
     """
+    if scope is not None and incident_id not in scope:
+        raise NotFound("incident", incident_id)  # a station sees its own dispatches' incidents only
     ctx.incidents.get(incident_id)  # 404 for an unknown incident
+    family_names = may_see_household_recipients(who)
     t = notifications_table
     q = select(t.c.step, t.c.tier, t.c.place_id, t.c.role, t.c.recipient, t.c.channel, t.c.created_ms, t.c.sent_ms,
                t.c.dispatch_id).where(t.c.incident_id == incident_id).order_by(t.c.id)
@@ -37,6 +43,7 @@ def incident_notifications(ctx: Ctx, incident_id: str) -> list[NotificationPubli
             continue
         seen[key] = NotificationPublic(
             step=step, tier=tier, tier_zh=TIER_ZH.get(tier, tier), place_id=place_id, role=role,
-            role_zh=ROLE_LABELS.get(role, role), recipient=recipient, channel=channel,
+            role_zh=ROLE_LABELS.get(role, role),
+            recipient=recipient if family_names or tier != "household" else "住户家属（hidden）", channel=channel,
             created_at=ms_to_dt(created_ms), sent_at=ms_to_dt(sent_ms), dispatch_id=dispatch_id)  # type: ignore[arg-type]
     return list(seen.values())
