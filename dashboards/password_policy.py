@@ -3,7 +3,9 @@
 The common passwords are zxcvbn's list (about 30,000 of the most used passwords, from real
 leaks), shipped with the package, so the service needs no file of its own and no network.
 A password is refused when it, lower-cased, is on the list, or is one of them with digits or
-punctuation around it (``password123!``), or contains the username, or the username contains it.
+punctuation around it (``password123!``), or contains the username, or the username contains it,
+or zxcvbn's estimator finds it easily guessed (score below 2: under about 10^8 guesses, such as
+``123456789012``, ``qwertyuiopasdf``, ``abcdefghijkl``, a common word with a year).
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ def password_problem(password: str, username: str = "") -> str | None:
         return "密码不能包含用户名（the password may not contain the username）"
     common = common_passwords()
     core = _core(password)
-    if lowered in common or (len(core) >= 4 and core in common) or len(set(lowered)) <= 2:
-        return "这是常见密码，容易被猜中，请换一个（a common password, easily guessed: choose another）"
+    if lowered in common or (len(core) >= 4 and core in common) or len(set(lowered)) <= 2 or _guessable(password, name):
+        return "这是常见或容易猜中的密码，请换一个（a common password, or one easily guessed: choose another）"
     return None
+
+
+def _guessable(password: str, username: str) -> bool:
+    from zxcvbn import zxcvbn  # the estimator: keyboard walks, sequences, dates, words with substitutions
+
+    # zxcvbn refuses more than 72 characters; a password that long is judged on its first 72
+    return bool(zxcvbn(password[:72], user_inputs=[username] if username else [])["score"] < 2)
