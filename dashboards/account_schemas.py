@@ -43,6 +43,10 @@ class MePublic(BaseModel):
                    stations=list(p.stations), must_change_password=p.must_change_password)
 
 
+class SignedInPublic(MePublic):
+    csrf_token: str = Field(description="send it back as `X-CSRF-Token` with every change this session makes")
+
+
 class SessionStatus(BaseModel):
     signed_in: bool
     me: MePublic | None

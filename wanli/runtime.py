@@ -159,6 +159,7 @@ class WanliService:
         self._stop_ticker = threading.Event()
         self._ticker: threading.Thread | None = None
         self.http_url = ""
+        self._workers_started = False  # the drainer's and dispatcher's threads (a start refused before them: none)
 
     async def start(self) -> None:
         s, svc = self.settings, self.services
@@ -175,6 +176,7 @@ class WanliService:
         svc.feed.bind(asyncio.get_running_loop())
         svc.drainer.start()
         svc.dispatcher.start()
+        self._workers_started = True
         self._ticker = threading.Thread(target=self._tick_alerts, name="alert-ticker", daemon=True)
         self._ticker.start()
         self.consumer = MqttConsumer(
@@ -269,8 +271,9 @@ class WanliService:
             self.services.alerts.checkpoint(self._clock_ms())
         except Exception:  # the database is away: the last periodic checkpoint (at most 10 s old) stands
             log.exception("could not save the rules' state on stop")
-        await asyncio.get_running_loop().run_in_executor(None, self.services.dispatcher.stop)
-        await asyncio.get_running_loop().run_in_executor(None, self.services.drainer.stop)
+        if self._workers_started:
+            await asyncio.get_running_loop().run_in_executor(None, self.services.dispatcher.stop)
+            await asyncio.get_running_loop().run_in_executor(None, self.services.drainer.stop)
         self.services.spool.close()
         self.services.telemetry.close()
         self.services.engine.dispose()

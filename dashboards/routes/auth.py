@@ -13,6 +13,7 @@ from dashboards.account_schemas import (
     AccessEventPublic,
     LoginRequest,
     MePublic,
+    SignedInPublic,
     PasswordChange,
     SessionStatus,
     TokenCreate,
@@ -37,12 +38,12 @@ admin_router = APIRouter(prefix="/api", tags=["access"])
 _WRONG = "用户名或密码不正确（wrong username or password）"
 
 
-@router.post("/login", response_model=MePublic,
+@router.post("/login", response_model=SignedInPublic,
              responses={401: {"model": ErrorPublic, "description": "wrong username or password"},
                         429: {"model": ErrorPublic, "description": "too many wrong passwords from this source, "
                                                                    "or for this username from a source that failed too: "
                                                                    "try again after Retry-After seconds"}})
-async def login(access: AccessDep, body: LoginRequest, request: Request, response: Response) -> MePublic:
+async def login(access: AccessDep, body: LoginRequest, request: Request, response: Response) -> SignedInPublic:
     """Sign a person in: sets the HttpOnly session cookie the pages use (machines use API tokens instead).
 
     Wrong passwords slow down their source, and their username for sources that failed too; never a
@@ -73,7 +74,7 @@ async def login(access: AccessDep, body: LoginRequest, request: Request, respons
     access.set_session_cookie(response, session_id)
     principal = await run_in_threadpool(access.store.session_principal, session_id, now)
     assert principal is not None
-    return MePublic.of(principal)
+    return SignedInPublic(**MePublic.of(principal).model_dump(), csrf_token=access.store.csrf_token(session_id))
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
