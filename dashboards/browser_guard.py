@@ -34,8 +34,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # No session yet (signing in) or one ending (signing out): origin checks only.
 TOKENLESS_PATHS = frozenset({"/api/auth/login", "/api/auth/logout"})
 
-PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
-               "connect-src 'self'; worker-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+# blob: for what the pages make themselves (the device list's CSV template and export links)
+PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; font-src 'self'; "
+               "connect-src 'self' blob:; worker-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'; "
                "frame-ancestors 'none'")
 # Swagger UI and ReDoc (served from the project's own files) set styles inline and ReDoc runs a
 # worker from a blob: URL. Still no inline script, no other origin, no framing.
