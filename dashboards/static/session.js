@@ -76,7 +76,8 @@
     } catch (_err) {
       return;
     }
-    if (status.signed_in) {
+    if (status.signed_in && status.me.must_change_password) toLogin();  // the login page asks for it
+    else if (status.signed_in) {
       csrfToken = status.csrf_token || "";
       show(status.me);
     } else toLogin();

@@ -9,6 +9,7 @@ stand between them and the change, which is what these tests show.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,11 +17,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, expect
 
 from devices.credentials import CredentialStore
 from tests.browser.conftest import DESK, WatchedPage, signed_in_session, watched_page
-from tests.fixtures.service import auth_headers, wait_for
+from tests.fixtures.service import accounts, auth_headers, wait_for
 from wanli.runtime import WanliService
 
 pytestmark = pytest.mark.browser
@@ -125,3 +126,29 @@ def test_a_page_of_another_origin_cannot_change_anything_or_frame_the_pages(
         assert admin.get("/api/devices/SD-XQ01-9901").status_code == 200
     finally:
         admin.close()
+
+
+def test_a_person_told_to_choose_a_new_password_chooses_one_on_the_login_page(
+        chromium: Browser, service: WanliService, artifacts: Path) -> None:
+    store = accounts(service)
+    store.add_user("wangfang", "correct horse battery", ["operator"], 0, display_name="值班员 王芳")
+    store.update_user("wangfang", 0, must_change_password=True)
+    with watched_page(chromium, WatchedPage, service.http_url, artifacts, DESK) as visitor:
+        visitor.tolerate(r"status of 422")  # the weak password's refusal, logged by the browser
+        page = visitor.page
+        page.goto(f"{service.http_url}/ops/devices.html")
+        page.locator("#username").fill("wangfang")
+        page.locator("#password").fill("correct horse battery")
+        page.locator("#login-submit").click()
+        expect(page.locator("#new-password h2")).to_have_text("请设置新密码")
+        page.locator("#new-password-1").fill("password1234")
+        page.locator("#new-password-2").fill("password1234")
+        page.locator("#new-password-submit").click()
+        expect(page.locator("#new-password-error")).to_contain_text("常见")
+        visitor.screenshot("login-new-password-refused.png")
+        page.locator("#new-password-1").fill("Xq-night-shift-47")
+        page.locator("#new-password-2").fill("Xq-night-shift-47")
+        page.locator("#new-password-submit").click()
+        expect(page).to_have_url(re.compile(r"/ops/devices\.html$"))
+        expect(page.locator("#whoami .name")).to_have_text("值班员 王芳")
+    assert not store.user("wangfang").must_change_password
