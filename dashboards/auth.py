@@ -148,6 +148,16 @@ def _unauthenticated() -> HTTPException:
                          headers={"WWW-Authenticate": "Bearer"})
 
 
+# What a station-bound responder (docs/access.md) may read: its own incidents (the routes filter them), a
+# building it is sent to, the street's places. Not the wall's streams, exports, maps or KPIs, which show
+# every incident of the street.
+STATION_BOUND_READS = frozenset({  # paths whose router says "any account may read"
+    "/api/auth/me", "/api/auth/password", "/api/incidents", "/api/incidents/{incident_id}",
+    "/api/incidents/{incident_id}/notifications", "/api/incidents/{incident_id}/actions",  # (checked there)
+    "/api/buildings/{building_id}", "/api/hierarchy", "/api/device-kinds",
+})
+
+
 def _make_requirement(roles: tuple[Role, ...], *, reset_due_ok: bool = False
                       ) -> Callable[[Request, Principal | None], Principal]:
     def requirement(request: Request, principal: Annotated[Principal | None, Depends(current_principal)]) -> Principal:
@@ -157,6 +167,12 @@ def _make_requirement(roles: tuple[Role, ...], *, reset_due_ok: bool = False
             get_access(request).refused("password_reset_due")
             raise HTTPException(status.HTTP_403_FORBIDDEN, "管理员要求您先修改密码（an admin asked for a new password: "
                                                            "POST /api/auth/password first）")
+        route = request.scope.get("route")
+        if (roles == (Role.VIEWER,) and principal.station_bound
+                and getattr(route, "path_format", None) not in STATION_BOUND_READS):
+            get_access(request).refused("station")
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "处置人员只能查看派给本站的事件（a responder bound to its "
+                                                           "station reads only the incidents dispatched to it）")
         if not any(principal.may(r) for r in roles):
             names = "、".join(f"「{r.label_zh}」" for r in roles)
             raise HTTPException(status.HTTP_403_FORBIDDEN,
