@@ -286,31 +286,37 @@ def test_weak_passwords_are_refused_and_an_admin_can_force_a_new_one(street: Wan
 # -- 5. personal data by role --------------------------------------------------------------------------------------
 
 
-def households(client: httpx.Client, building: str = "xq-01") -> tuple[list, list]:
+def households(client: httpx.Client, building: str = "xq-01") -> tuple[list, list | None]:
+    """The households in the building's detail and in its profile (None: the profile is refused, as it is to a
+    station-bound responder, for it lists every incident of the building)."""
     detail = client.get(f"/api/buildings/{building}").raise_for_status().json()
-    profile = client.get(f"/api/buildings/{building}/profile").raise_for_status().json()
-    return detail["households"], profile["building"]["households"]
+    profile = client.get(f"/api/buildings/{building}/profile")
+    if profile.status_code == 403:
+        return detail["households"], None
+    return detail["households"], profile.raise_for_status().json()["building"]["households"]
 
 
 def test_households_only_for_those_who_act_on_them_and_every_read_recorded(street: WanliService,
                                                                           broker: SecuredBroker) -> None:
     tester, maintainer, viewer = token(street, "tester"), token(street, "maintainer"), token(street, "viewer")
     xq, yh, operator = token(street, "responder", XQ), token(street, "responder", YH), token(street, "operator")
-    for who in (tester, maintainer, viewer, xq, yh):
+    for who in (tester, maintainer, viewer):
         assert households(who) == ([], [])  # the attack: names, ages, living alone, family phones to every role
+    for who in (xq, yh):
+        assert households(who) == ([], None)
     seen, _ = households(operator)
     assert len(seen) == 3 and all(h["resident"] and h["contacts"] for h in seen)
     assert any(c["phone"] for h in seen for c in h["contacts"])
 
     alarms(street, broker)  # a smoke alarm in xq-01, dispatched to MFS-XQ
     assert len(households(xq)[0]) == 3  # the responder sent there now sees who lives there
-    assert households(yh) == ([], []) and households(tester) == ([], [])
+    assert households(yh) == ([], None) and households(tester) == ([], [])
 
     reads = events(street, "personal_data_read")
     units = {h["unit"] for h in seen}
     assert {e["subject"] for e in reads} == {f"xq-01-{u}" for u in units}
     assert {e["actor"] for e in reads} == {"token:operator-any", "token:responder-MFS-XQ"}
-    assert len(reads) == 3 * 4  # each read of each household: two reads each by the operator and by MFS-XQ
+    assert len(reads) == 3 * 3  # each read of each household: the operator's detail and profile, MFS-XQ's detail
 
 
 # -- 6. production refuses an open broker ---------------------------------------------------------------------------
