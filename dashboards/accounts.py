@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -41,8 +40,11 @@ from sqlalchemy import (
     update,
 )
 
+from dashboards.password_policy import MIN_PASSWORD_LENGTH, password_problem
 from wanli.db import METADATA
 from wanli.errors import Conflict, Invalid, NotFound
+
+__all__ = ["MIN_PASSWORD_LENGTH"]  # re-exported for the schemas
 
 
 class Role(StrEnum):
@@ -68,7 +70,7 @@ def permits(roles: Iterable[Role], needed: Role) -> bool:
 
 
 USERNAME_PATTERN = r"^[\w.@-]{1,64}$"  # \w: Chinese names too
-MIN_PASSWORD_LENGTH = 8
+STATION_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 TOKEN_PREFIX = "wlt_"
 
 users_table = Table(
@@ -82,6 +84,10 @@ users_table = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("password_changed_ms", BigInteger, nullable=False),
     Column("disabled_ms", BigInteger, nullable=True),
+    # Comma-separated micro fire station ids this person answers for ('' : none; docs/access.md)
+    Column("stations", String(400), nullable=False),
+    # An admin asked for a new password: until it is chosen, the account may only change it
+    Column("must_change_password", Boolean, nullable=False),
 )
 
 sessions_table = Table(
@@ -105,6 +111,7 @@ tokens_table = Table(
     Column("expires_ms", BigInteger, nullable=True),
     Column("last_used_ms", BigInteger, nullable=True),
     Column("revoked_ms", BigInteger, nullable=True),
+    Column("stations", String(400), nullable=False),  # as users.stations
 )
 
 # last_seen / last_used are written at most this often per session or token: not a write per request.
@@ -120,6 +127,8 @@ class User:
     development_only: bool
     created_ms: int
     disabled_ms: int | None
+    stations: tuple[str, ...] = ()
+    must_change_password: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +142,7 @@ class ApiToken:
     expires_ms: int | None
     last_used_ms: int | None
     revoked_ms: int | None
+    stations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +155,8 @@ class Principal:
     display_name: str
     roles: tuple[Role, ...]
     development_only: bool = False
+    stations: tuple[str, ...] = ()  # the micro fire stations it answers for (a responder's binding)
+    must_change_password: bool = False
 
     @property
     def actor(self) -> str:
@@ -155,6 +167,11 @@ class Principal:
 
     def may(self, role: Role) -> bool:
         return permits(self.roles, role)
+
+    @property
+    def station_bound(self) -> bool:
+        """A responder and nothing that acts street-wide: sees and answers only its stations' dispatches."""
+        return Role.RESPONDER in self.roles and not (self.may(Role.OPERATOR))
 
 
 def parse_roles(values: Iterable[str | Role]) -> tuple[Role, ...]:
@@ -177,36 +194,18 @@ def _roles_of(text: str) -> tuple[Role, ...]:
     return tuple(Role(r) for r in text.split(",") if r in Role.__members__.values())
 
 
-class LoginThrottle:
-    """At most ``max_failures`` wrong passwords per username in ``window_ms``; then refused until the window passes.
+def parse_stations(values: Iterable[str]) -> tuple[str, ...]:
+    stations = tuple(dict.fromkeys(v.strip() for v in values if v.strip()))
+    for station in stations:
+        if not re.fullmatch(STATION_PATTERN, station):
+            raise Invalid(f"station id {station!r}: 1 to 64 letters, digits, '.', '_' or '-'")
+    if len(",".join(stations)) > 400:
+        raise Invalid("too many stations for one account or token")
+    return stations
 
-    In memory: a restart forgets, which costs an attacker a restart per few guesses.
-    """
 
-    def __init__(self, max_failures: int = 5, window_ms: int = 300_000) -> None:
-        self.max_failures, self.window_ms = max_failures, window_ms
-        self._failures: dict[str, deque[int]] = {}
-
-    def blocked_for_s(self, username: str, now_ms: int) -> float:
-        times = self._recent(username.lower(), now_ms)
-        if len(times) < self.max_failures:
-            return 0.0
-        return (times[0] + self.window_ms - now_ms) / 1000
-
-    def failed(self, username: str, now_ms: int) -> None:
-        key = username.lower()
-        self._recent(key, now_ms).append(now_ms)
-        if len(self._failures) > 10_000:  # someone trying many names: forget the oldest
-            self._failures.pop(next(iter(self._failures)))
-
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(username.lower(), None)
-
-    def _recent(self, key: str, now_ms: int) -> deque[int]:
-        times = self._failures.setdefault(key, deque())
-        while times and times[0] <= now_ms - self.window_ms:
-            times.popleft()
-        return times
+def _stations_of(text: str) -> tuple[str, ...]:
+    return tuple(s for s in text.split(",") if s)
 
 
 class AccountStore:
@@ -233,13 +232,15 @@ class AccountStore:
     # -- accounts ---------------------------------------------------------------------------------
 
     def add_user(self, username: str, password: str, roles: Iterable[str | Role], now_ms: int, *,
-                 display_name: str = "", development_only: bool = False) -> User:
+                 display_name: str = "", development_only: bool = False, stations: Iterable[str] = ()) -> User:
         if not re.fullmatch(USERNAME_PATTERN, username):
             raise Invalid(f"username {username!r}: 1 to 64 letters, digits, '.', '@', '_' or '-'")
-        _check_password(password)
+        if not development_only:  # the development account's password is public anyway, and refused in production
+            _check_password(password, username)
         row = {"username": username, "display_name": display_name.strip()[:100], "roles": _roles_text(roles),
                "password_hash": self._hasher.hash(password), "development_only": development_only,
-               "created_ms": now_ms, "password_changed_ms": now_ms, "disabled_ms": None}
+               "created_ms": now_ms, "password_changed_ms": now_ms, "disabled_ms": None,
+               "stations": ",".join(parse_stations(stations)), "must_change_password": False}
         with self._engine.begin() as conn:
             if conn.execute(select(users_table.c.id).where(users_table.c.username == username)).first():
                 raise Conflict(f"user {username!r} exists already")
@@ -257,16 +258,25 @@ class AccountStore:
         with self._engine.connect() as conn:
             return [_user(r) for r in conn.execute(select(users_table).order_by(users_table.c.username)).mappings()]
 
+    def exists(self, username: str) -> bool:
+        with self._engine.connect() as conn:
+            return conn.execute(select(users_table.c.id).where(users_table.c.username == username)).first() is not None
+
     def count_users(self) -> int:
         with self._engine.connect() as conn:
             return len(conn.execute(select(users_table.c.id)).all())
 
     def update_user(self, username: str, now_ms: int, *, roles: Iterable[str | Role] | None = None,
                     display_name: str | None = None, disabled: bool | None = None,
-                    password: str | None = None) -> User:
-        """Change an account. A new password or disabling it ends every session it has open."""
+                    password: str | None = None, stations: Iterable[str] | None = None,
+                    must_change_password: bool | None = None) -> User:
+        """Change an account. A new password, disabling it or forcing a reset ends every session it has open."""
         user = self.user(username)
         changes: dict[str, object] = {}
+        if stations is not None:
+            changes["stations"] = ",".join(parse_stations(stations))
+        if must_change_password:
+            changes["must_change_password"] = True
         if roles is not None:
             changes["roles"] = _roles_text(roles)
         if display_name is not None:
@@ -274,13 +284,14 @@ class AccountStore:
         if disabled is not None and disabled != (user.disabled_ms is not None):
             changes["disabled_ms"] = now_ms if disabled else None
         if password is not None:
-            _check_password(password)
+            _check_password(password, username)
             changes.update(password_hash=self._hasher.hash(password), password_changed_ms=now_ms,
-                           development_only=False)  # a password of its own: no longer the development one
+                           development_only=False,  # a password of its own: no longer the development one
+                           must_change_password=bool(must_change_password))
         if changes:
             with self._engine.begin() as conn:
                 conn.execute(update(users_table).where(users_table.c.id == user.id).values(changes))
-                if disabled or password is not None:
+                if disabled or password is not None or must_change_password:
                     conn.execute(delete(sessions_table).where(sessions_table.c.user_id == user.id))
         return self.user(username)
 
@@ -331,7 +342,13 @@ class AccountStore:
             with self._engine.begin() as conn:
                 conn.execute(update(s).where(s.c.digest == digest).values(last_seen_ms=now_ms))
         return Principal("user", row["id"], row["username"], row["display_name"], _roles_of(row["roles"]),
-                         row["development_only"])
+                         row["development_only"], _stations_of(row["stations"]), bool(row["must_change_password"]))
+
+    def csrf_token(self, session_raw: str) -> str:
+        """The token a page sends back in ``X-CSRF-Token`` with its session's changes: derived from the session's
+        id under the secret key, so nothing more is stored, and read only by pages of this origin (in a JSON
+        answer: a page of another origin, even on this host, cannot read it, as it could a cookie)."""
+        return hmac.new(self._key, b"csrf:" + session_raw.encode(), hashlib.sha256).hexdigest()
 
     def close_session(self, raw: str) -> None:
         with self._engine.begin() as conn:
@@ -340,7 +357,7 @@ class AccountStore:
     # -- API tokens -------------------------------------------------------------------------------
 
     def create_token(self, name: str, roles: Iterable[str | Role], created_by: str, now_ms: int,
-                     expires_ms: int | None = None) -> tuple[ApiToken, str]:
+                     expires_ms: int | None = None, stations: Iterable[str] = ()) -> tuple[ApiToken, str]:
         """A new token; returns it and its secret value, which is shown this once and never again."""
         name = name.strip()
         if not 1 <= len(name) <= 100:
@@ -352,7 +369,7 @@ class AccountStore:
             token_id = conn.execute(insert(tokens_table).values(
                 name=name, digest=self._digest(raw), hint=raw[:len(TOKEN_PREFIX) + 4], roles=_roles_text(roles),
                 created_by=created_by[:100], created_ms=now_ms, expires_ms=expires_ms, last_used_ms=None,
-                revoked_ms=None)).inserted_primary_key[0]  # type: ignore[index]
+                revoked_ms=None, stations=",".join(parse_stations(stations)))).inserted_primary_key[0]  # type: ignore[index]
         return self.token(token_id), raw
 
     def token(self, token_id: int) -> ApiToken:
@@ -381,21 +398,20 @@ class AccountStore:
         if row["last_used_ms"] is None or now_ms - row["last_used_ms"] > _TOUCH_EVERY_MS:
             with self._engine.begin() as conn:
                 conn.execute(update(tokens_table).where(tokens_table.c.id == row["id"]).values(last_used_ms=now_ms))
-        return Principal("token", row["id"], row["name"], "", _roles_of(row["roles"]))
+        return Principal("token", row["id"], row["name"], "", _roles_of(row["roles"]), False,
+                         _stations_of(row["stations"]))
 
 
-def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise Invalid(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
-    if len(password) > 1024:
-        raise Invalid("the password is longer than 1024 characters")
+def _check_password(password: str, username: str) -> None:
+    if (problem := password_problem(password, username)) is not None:
+        raise Invalid(problem)
 
 
 def _user(r) -> User:  # type: ignore[no-untyped-def]
     return User(r["id"], r["username"], r["display_name"], _roles_of(r["roles"]), bool(r["development_only"]),
-                r["created_ms"], r["disabled_ms"])
+                r["created_ms"], r["disabled_ms"], _stations_of(r["stations"]), bool(r["must_change_password"]))
 
 
 def _token(r) -> ApiToken:  # type: ignore[no-untyped-def]
     return ApiToken(r["id"], r["name"], r["hint"], _roles_of(r["roles"]), r["created_by"], r["created_ms"],
-                    r["expires_ms"], r["last_used_ms"], r["revoked_ms"])
+                    r["expires_ms"], r["last_used_ms"], r["revoked_ms"], _stations_of(r["stations"]))

@@ -11,7 +11,8 @@ from importlib import resources
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from dashboards.auth import Access, GuardedPages, document_access, operation_id
+from dashboards.auth import SESSION_COOKIE, Access, GuardedPages, document_access, operation_id
+from dashboards.browser_guard import BrowserGuard
 from dashboards.deps import AppContext
 from dashboards.routes import (
     buildings,
@@ -43,6 +44,9 @@ def create_app(ctx: AppContext) -> FastAPI:
         raise ValueError("the API needs the settings and the database engine for its accounts")
     app.state.access = access = Access.from_settings(ctx.engine, ctx.settings, ctx.clock_ms)
     access.ensure_development_account(ctx.settings.http_host)
+    # CSRF checks and the security headers (CSP, no framing, nosniff, referrer) on every answer
+    app.add_middleware(BrowserGuard, session_cookie=SESSION_COOKIE, expected_token=access.store.csrf_token,
+                       refused=access.refused)
     ctx.alerts.subscribe(lambda changes: _publish_changes(ctx, changes))
 
     for error, code in _STATUS:

@@ -34,7 +34,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import Scope
 
-from dashboards.accounts import AccountStore, LoginThrottle, Principal, Role
+from dashboards.access_audit import AccessAudit
+from dashboards.accounts import AccountStore, Principal, Role
+from dashboards.login_throttle import LoginThrottle
+from wanli.metrics import AccessCounters
 from wanli.settings import Mode, Settings
 
 log = logging.getLogger(__name__)
@@ -63,14 +66,24 @@ class Access:
     development: bool
     cookie_secure: bool
     clock_ms: Callable[[], int]
+    audit: AccessAudit
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    counters: AccessCounters = field(default_factory=AccessCounters)
 
     @classmethod
     def from_settings(cls, engine: Engine, settings: Settings, clock_ms: Callable[[], int]) -> Access:
         store = AccountStore(engine, settings.auth_secret_key.get_secret_value(),
                              session_idle_ms=int(settings.auth_session_idle_hours * 3_600_000),
                              session_max_ms=int(settings.auth_session_max_days * 86_400_000))
-        return cls(store, settings.mode is Mode.DEVELOPMENT, settings.auth_cookie_is_secure, clock_ms)
+        throttle = LoginThrottle(free_failures_per_source=settings.auth_login_free_failures_per_source,
+                                 free_failures_per_account=settings.auth_login_free_failures_per_account,
+                                 max_delay_ms=int(settings.auth_login_max_delay_s * 1000))
+        return cls(store, settings.mode is Mode.DEVELOPMENT, settings.auth_cookie_is_secure, clock_ms,
+                   AccessAudit(engine), throttle)
+
+    def refused(self, reason: str) -> None:
+        """Count a refusal (``wanli_access_refused_total{reason}``)."""
+        self.counters.add(AccessCounters.REFUSED, reason)
 
     def authenticate(self, bearer: str | None, session: str | None) -> Principal | None:
         """The caller of these credentials, or None. A Bearer token, when sent, is the only one looked at."""
@@ -135,25 +148,46 @@ def _unauthenticated() -> HTTPException:
                          headers={"WWW-Authenticate": "Bearer"})
 
 
-def _make_requirement(roles: tuple[Role, ...]) -> Callable[[Principal | None], Principal]:
-    def requirement(principal: Annotated[Principal | None, Depends(current_principal)]) -> Principal:
+# What a station-bound responder (docs/access.md) may read: its own incidents (the routes filter them), a
+# building it is sent to, the street's places. Not the wall's streams, exports, maps or KPIs, which show
+# every incident of the street.
+STATION_BOUND_READS = frozenset({  # paths whose router says "any account may read"
+    "/api/auth/me", "/api/auth/password", "/api/incidents", "/api/incidents/{incident_id}",
+    "/api/incidents/{incident_id}/notifications", "/api/incidents/{incident_id}/actions",  # (checked there)
+    "/api/buildings/{building_id}", "/api/hierarchy", "/api/device-kinds",
+})
+
+
+def _make_requirement(roles: tuple[Role, ...], *, reset_due_ok: bool = False
+                      ) -> Callable[[Request, Principal | None], Principal]:
+    def requirement(request: Request, principal: Annotated[Principal | None, Depends(current_principal)]) -> Principal:
         if principal is None:
             raise _unauthenticated()
+        if principal.must_change_password and not reset_due_ok:
+            get_access(request).refused("password_reset_due")
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "管理员要求您先修改密码（an admin asked for a new password: "
+                                                           "POST /api/auth/password first）")
+        route = request.scope.get("route")
+        if (roles == (Role.VIEWER,) and principal.station_bound
+                and getattr(route, "path_format", None) not in STATION_BOUND_READS):
+            get_access(request).refused("station")
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "处置人员只能查看派给本站的事件（a responder bound to its "
+                                                           "station reads only the incidents dispatched to it）")
         if not any(principal.may(r) for r in roles):
             names = "、".join(f"「{r.label_zh}」" for r in roles)
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 f"权限不足：需要{names}角色（needs role {' or '.join(r.value for r in roles)}）")
         return principal
 
-    requirement.__name__ = "require_" + "_or_".join(r.value for r in roles)
+    requirement.__name__ = "require_" + "_or_".join(r.value for r in roles) + ("_reset_due_ok" if reset_due_ok else "")
     requirement.required_roles = roles  # type: ignore[attr-defined]  # read by document_access
     return requirement
 
 
-_REQUIREMENTS: dict[tuple[Role, ...], Callable[[Principal | None], Principal]] = {}
+_REQUIREMENTS: dict[tuple[Role, ...], Callable[[Request, Principal | None], Principal]] = {}
 
 
-def require(*roles: Role) -> Callable[[Principal | None], Principal]:
+def require(*roles: Role) -> Callable[[Request, Principal | None], Principal]:
     """The dependency for a route that any of ``roles`` may call (admin always may; viewer means any account)."""
     key = tuple(roles)
     if key not in _REQUIREMENTS:  # one function per rule, so FastAPI resolves it once per request
@@ -167,6 +201,8 @@ Maintainer = Annotated[Principal, Depends(require(Role.MAINTAINER))]
 Tester = Annotated[Principal, Depends(require(Role.TESTER))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 SignedIn = Viewer  # any account, whatever its roles
+# Any account, even one an admin has told to choose a new password (who am I, change my password).
+SignedInResetDue = Annotated[Principal, Depends(_make_requirement((Role.VIEWER,), reset_due_ok=True))]
 
 # For routers whose every route has one rule: APIRouter(dependencies=VIEWER_ONLY).
 VIEWER_ONLY = [Depends(require(Role.VIEWER))]
@@ -174,10 +210,8 @@ TESTER_ONLY = [Depends(require(Role.TESTER))]
 
 
 def actor_of(who: Principal, on_behalf_of: str = "") -> str:
-    """The name the audit trail keeps: the caller's account. A machine token acting for a person
-    (a responder's app) may name them too; a person signed in is only ever themselves."""
-    if who.kind == "token" and on_behalf_of.strip():
-        return f"{who.actor}（{on_behalf_of.strip()}）"[:100]
+    """The name the audit trail keeps: the caller's credential, and nothing the request says
+    (``on_behalf_of`` is ignored: a token names a person only by being issued in their name)."""
     return who.actor[:100]
 
 

@@ -104,8 +104,7 @@ class IncidentDetail(IncidentPublic):
 class IncidentActionRequest(BaseModel):
     action: Action
     actor: str = Field(default="", max_length=100,
-                       description="ignored for a person signed in (their account is recorded); "
-                                   "a machine token acting for a person may name them here")
+                       description="ignored: the audit trail records the caller's credential (docs/access.md)")
     note: str = Field(default="", max_length=2000)
     station_id: str = Field(default="", max_length=64,
                             description="a micro fire station answering its dispatch (its app, or an operator "
@@ -143,8 +142,7 @@ class DevicePublic(BaseModel):
 
 
 Actor = Annotated[str, Field(max_length=100,
-                            description="ignored for a person signed in (their account is recorded); "
-                                        "a machine token acting for a person may name them here")]
+                            description="ignored: the audit trail records the caller's credential (docs/access.md)")]
 
 
 class DeviceCreate(BaseModel):

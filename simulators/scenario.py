@@ -164,6 +164,7 @@ class ApiClient:
         resp = self._http.post("/api/auth/login", json={"username": username, "password": password})
         if resp.status_code >= 400:
             raise ScenarioError(f"signing in as {username} failed: {resp.status_code} {resp.text[:200]}")
+        self._http.headers["X-CSRF-Token"] = resp.json().get("csrf_token", "")  # the session's changes carry it
 
     def _get(self, path: str, **params: Any) -> Any:
         resp = self._http.get(path, params=params)

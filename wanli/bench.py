@@ -247,7 +247,9 @@ def _register_street(service: ServiceProcess, records: list[DeviceRecord]) -> No
     writer.writerows((r.device_id, r.kind, r.building_id, r.floor, r.unit, r.label) for r in records)
     with httpx.Client(base_url=service.url, timeout=300) as http:
         # development mode's own account (docs/access.md): the bench's service is a throwaway one
-        http.post("/api/auth/login", json={"username": "dev", "password": "wanli-dev"}).raise_for_status()
+        signed = http.post("/api/auth/login", json={"username": "dev", "password": "wanli-dev"})
+        signed.raise_for_status()
+        http.headers["X-CSRF-Token"] = signed.json().get("csrf_token", "")  # a session's changes carry it
         report = http.post("/api/devices/import", content=csv_text.getvalue().encode())
     report.raise_for_status()
     if report.json()["rejected"]:

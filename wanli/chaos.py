@@ -247,8 +247,10 @@ class ServiceProcess:
             from dashboards.auth import DEVELOPMENT_PASSWORD, DEVELOPMENT_USERNAME
         except ImportError:  # a version of the service without accounts never answers 401
             raise RuntimeError("the API refused a request (401) but knows no accounts") from None
-        self._http.post("/api/auth/login", json={"username": DEVELOPMENT_USERNAME, "password": DEVELOPMENT_PASSWORD}
-                        ).raise_for_status()
+        signed = self._http.post("/api/auth/login",
+                                 json={"username": DEVELOPMENT_USERNAME, "password": DEVELOPMENT_PASSWORD})
+        signed.raise_for_status()
+        self._http.headers["X-CSRF-Token"] = signed.json().get("csrf_token", "")  # a session's changes carry it
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params).json()

@@ -37,6 +37,7 @@ def _settings(overrides: dict[str, Any]) -> Settings:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from wanli.broker_check import OpenBroker
     from wanli.runtime import WanliService
 
     settings = _settings({
@@ -52,7 +53,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         service = WanliService(settings, owns_process=True)
-        await service.start()
+        try:
+            await service.start()
+        except OpenBroker as exc:  # production on a broker that lets anyone in: say so plainly, no traceback
+            await service.stop()
+            raise SystemExit(f"wanli: {exc}") from None
         broker = service.broker.url if service.broker else settings.mqtt_url
         print(f"万里街道 operations screen: {service.http_url}/ops/", flush=True)
         print(f"  MQTT broker: {broker}{' (embedded)' if service.broker else ''}"
@@ -117,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     alarm.add_argument("--mqtt-url", help="broker (default: the embedded broker's address)")
     alarm.set_defaults(func=_cmd_simulate_alarm)
 
-    defaults = Settings()
+    try:
+        defaults = Settings()
+    except ValidationError:  # a bad environment: the command run says so (_settings); the parser still builds
+        defaults = Settings.model_construct()
     add_commands(sub, f"http://{defaults.http_host}:{defaults.http_port}")
     add_bench_commands(sub)
     add_simulator_commands(sub)

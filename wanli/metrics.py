@@ -128,3 +128,50 @@ class WanliCollector(Collector):
             for q, v in pcts.items():
                 latency.add_metric([stage, q], v)
         yield latency
+
+
+class AccessCounters:
+    """Refusals by the access rules and the login throttle, counted per reason (read at scrape time)."""
+
+    REFUSED = "wanli_access_refused"  # a credential refused something outside what it serves
+    THROTTLED = "wanli_login_throttled"  # a login slowed down
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] = {}
+
+    def add(self, family: str, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[(family, reason)] = self._counts.get((family, reason), 0) + n
+
+    def get(self, family: str, reason: str) -> int:
+        with self._lock:
+            return self._counts.get((family, reason), 0)
+
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+class AccessCollector(Collector):
+    """``wanli_access_refused_total{reason}`` and ``wanli_login_throttled_total{scope,event}`` from the counters."""
+
+    def __init__(self, counters: AccessCounters) -> None:
+        self._counters = counters
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        counts = self._counters.snapshot()
+        refused = CounterMetricFamily(AccessCounters.REFUSED, "requests refused because the credential does not "
+                                      "serve what they touch (station binding, CSRF, forced password reset)",
+                                      labels=["reason"])
+        throttled = CounterMetricFamily(AccessCounters.THROTTLED, "login attempts slowed down: 'delayed' when a wrong "
+                                        "password starts or lengthens a wait, 'refused' when an attempt came too soon",
+                                        labels=["scope", "event"])
+        for (family, reason), n in sorted(counts.items()):
+            if family == AccessCounters.REFUSED:
+                refused.add_metric([reason], n)
+            elif family == AccessCounters.THROTTLED:
+                scope, _, event = reason.partition(":")
+                throttled.add_metric([scope, event], n)
+        yield refused
+        yield throttled

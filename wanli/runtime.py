@@ -48,6 +48,7 @@ from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import InfluxV1TelemetryStore, InfluxV2TelemetryStore, SqliteTelemetryStore, TelemetryStore
 from simulators.building import BuildingSimulation, run_building
 from alerts.system_faults import SystemFaults
+from wanli.broker_check import refuse_open_broker
 from wanli.data_lifecycle import build_data_lifecycle
 from wanli.db import create_schema, make_engine
 from wanli.disk_guard import DiskGuard
@@ -55,7 +56,7 @@ from wanli.errors import StoreUnavailable
 from wanli.heap import HeapKeeper
 from wanli.log_limit import LogLimiter
 from wanli.notify_setup import build_notifier
-from wanli.settings import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX, Settings, TelemetryBackend
+from wanli.settings import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX, Mode, Settings, TelemetryBackend
 from wanli.system_health import HealthThresholds, SystemHealth
 
 log = logging.getLogger(__name__)
@@ -205,11 +206,14 @@ class WanliService:
                            else lambda _now: []),
         )
         self.system_faults = SystemFaults(settings.street)
+        self._workers_started = False  # the drainer's and dispatcher's threads (a start refused before them: none)
 
     async def start(self) -> None:
         s, svc = self.settings, self.services
         if self._owns_process:
             sys.setswitchinterval(SWITCH_INTERVAL_S)
+        if s.mode is Mode.PRODUCTION:  # before anything listens: an open broker is a reason not to start
+            await asyncio.to_thread(refuse_open_broker, *s.mqtt_host_port)
         if s.uses_embedded_broker:
             self.broker = EmbeddedBroker(s.embedded_broker_host, s.embedded_broker_port)
             await self.broker.start()
@@ -222,6 +226,7 @@ class WanliService:
         if svc.notifier is not None and s.notify_enabled:
             svc.notifier.start()
         self.lifecycle.job.start()
+        self._workers_started = True
         self._ticker = threading.Thread(target=self._tick_alerts, name="alert-ticker", daemon=True)
         self._ticker.start()
         self._pruner = threading.Thread(target=self._prune_dead_letters, name="dead-letter-pruner", daemon=True)
@@ -364,10 +369,11 @@ class WanliService:
             self.services.alerts.checkpoint(self._clock_ms())
         except Exception:  # the database is away: the last periodic checkpoint (at most 10 s old) stands
             log.exception("could not save the rules' state on stop")
-        await asyncio.get_running_loop().run_in_executor(None, self.services.dispatcher.stop)
-        if self.services.notifier is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.services.notifier.stop)
-        await asyncio.get_running_loop().run_in_executor(None, self.services.drainer.stop)
+        if self._workers_started:
+            await asyncio.get_running_loop().run_in_executor(None, self.services.dispatcher.stop)
+            if self.services.notifier is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.services.notifier.stop)
+            await asyncio.get_running_loop().run_in_executor(None, self.services.drainer.stop)
         await asyncio.get_running_loop().run_in_executor(None, self.lifecycle.close)
         self.services.spool.close()
         self.services.telemetry.close()

@@ -155,6 +155,11 @@ class Settings(BaseSettings):
     auth_session_idle_hours: float = Field(default=12.0, gt=0, le=24 * 30)  # unused this long: signed out
     auth_session_max_days: float = Field(default=30.0, gt=0, le=365)  # signed out this long after login anyway
     auth_cookie_secure: bool | None = None  # None: Secure cookies in production (behind HTTPS), not in development
+    # Wrong passwords slow their source, and their username for sources that failed too, by a delay doubling
+    # from 1 s up to this cap; never a lockout (dashboards/login_throttle.py, docs/access.md).
+    auth_login_free_failures_per_source: int = Field(default=10, ge=1, le=1000)
+    auth_login_free_failures_per_account: int = Field(default=5, ge=1, le=1000)
+    auth_login_max_delay_s: float = Field(default=60.0, ge=1, le=3600)
 
     @model_validator(mode="after")
     def _check_auth(self) -> "Settings":
@@ -177,6 +182,22 @@ class Settings(BaseSettings):
     retention_every_s: float = Field(default=600.0, ge=1, le=86_400)  # how often the pruning/roll-up job runs
     retention_batch_rows: int = Field(default=5_000, ge=100, le=1_000_000)  # rows per short pruning transaction
     archive_dir: Path | None = None  # monthly archive of incidents and audit; None: {data_dir}/archive
+    @model_validator(mode="after")
+    def _check_broker(self) -> "Settings":
+        """Production talks only to a broker that asks who is connecting: dispatches name residents' homes.
+
+        (A broker that lets anyone in although the service logs in is caught at start by
+        wanli.broker_check, which tries to connect without credentials.)"""
+        if self.mode is not Mode.PRODUCTION:
+            return self
+        if self.uses_embedded_broker:
+            raise ValueError("production mode refuses the embedded MQTT broker (anyone on its port may read the "
+                             "dispatches): set WANLI_MQTT_URL to an authenticated Mosquitto, with "
+                             "WANLI_BROKER_AUTH_DIR for its generated password and ACL files (docs/access.md)")
+        if not self.mqtt_login():
+            raise ValueError("production mode refuses an anonymous MQTT connection: set WANLI_MQTT_USERNAME and "
+                             "WANLI_MQTT_PASSWORD, or WANLI_BROKER_AUTH_DIR for a broker the service manages")
+        return self
 
     @property
     def auth_cookie_is_secure(self) -> bool:

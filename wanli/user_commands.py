@@ -72,7 +72,8 @@ def _ms_text(ms: int | None) -> str:
 def cmd_users_add(args: argparse.Namespace) -> int:
     password = _read_password(args)
     with _store() as store:
-        user = store.add_user(args.username, password, args.role, _now_ms(), display_name=args.name or "")
+        user = store.add_user(args.username, password, args.role, _now_ms(), display_name=args.name or "",
+                              stations=args.station or ())
     print(f"{user.username}: {', '.join(user.roles)}")
     return 0
 
@@ -111,7 +112,7 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
     now = _now_ms()
     expires = now + int(args.expires_days * 86_400_000) if args.expires_days else None
     with _store() as store:
-        token, raw = store.create_token(args.name, args.role, "cli", now, expires)
+        token, raw = store.create_token(args.name, args.role, "cli", now, expires, stations=args.station or ())
     print(f"token {token.id} ({token.name}: {', '.join(token.roles)}); shown only now, keep it:", file=sys.stderr)
     print(raw)  # alone on standard output: export WANLI_TOKEN=$(wanli tokens create …)
     return 0
@@ -141,6 +142,10 @@ def add_user_commands(sub: Any) -> None:
         p.add_argument("--role", action="append", choices=roles, required=required,
                        help="a role (repeat for several): " + ", ".join(roles))
 
+    def with_stations(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--station", action="append", metavar="STATION_ID",
+                       help="a micro fire station a responder answers for (repeat for several), e.g. MFS-XQ")
+
     def with_password(p: argparse.ArgumentParser) -> None:
         p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
 
@@ -150,6 +155,7 @@ def add_user_commands(sub: Any) -> None:
     add.add_argument("username")
     add.add_argument("--name", help="the name shown and kept in the audit trail, e.g. 值班员 王芳")
     with_roles(add)
+    with_stations(add)
     with_password(add)
     add.set_defaults(func=cmd_users_add)
     users.add_parser("list", help="every account").set_defaults(func=cmd_users_list)
@@ -171,6 +177,7 @@ def add_user_commands(sub: Any) -> None:
     create = tokens.add_parser("create", help="a new token; printed once")
     create.add_argument("name", help="who or what uses it, e.g. city-platform")
     with_roles(create)
+    with_stations(create)
     create.add_argument("--expires-days", type=float, help="default: until revoked")
     create.set_defaults(func=cmd_tokens_create)
     tokens.add_parser("list", help="every token (never its secret)").set_defaults(func=cmd_tokens_list)

@@ -6,11 +6,11 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from alerts.incidents import Incident, Severity
 from dashboards import building_profile as bp
-from dashboards.auth import VIEWER_ONLY
+from dashboards.auth import VIEWER_ONLY, Viewer
 from dashboards.building_schemas import (
     BuildingOnMap,
     BuildingProfile,
@@ -28,6 +28,7 @@ from dashboards.building_schemas import (
     StreetMap,
 )
 from dashboards.deps import Ctx
+from dashboards.personal_data import households_for
 from dashboards.plan import PlanInput, layout
 from dashboards.risk import risk_score
 from dashboards.schemas import BuildingDetail, DevicePublic, IncidentPublic, ms_to_dt
@@ -82,8 +83,10 @@ def street_map(ctx: Ctx) -> StreetMap:
 
 
 @router.get("/buildings/{building_id}/profile", response_model=BuildingProfile)
-def building_profile(ctx: Ctx, building_id: str, days: Annotated[int, Query(ge=1, le=365)] = 30) -> BuildingProfile:
-    """A building's digital risk profile: devices, open hazards and overdue rectifications, history, risk score."""
+def building_profile(ctx: Ctx, request: Request, who: Viewer, building_id: str,
+                     days: Annotated[int, Query(ge=1, le=365)] = 30) -> BuildingProfile:
+    """A building's digital risk profile: devices, open hazards and overdue rectifications, history, risk score.
+    Its households as in ``GET /api/buildings/{id}``: by role, each read audited."""
     h, now = ctx.registry.hierarchy, ctx.clock_ms()
     detail = BuildingDetail.of(h, building_id)  # 404 for an unknown building
     b = h.building(building_id)
@@ -100,7 +103,7 @@ def building_profile(ctx: Ctx, building_id: str, days: Annotated[int, Query(ge=1
     total = sum(k.registered for k in kinds.values())
     online = sum(k.online for k in kinds.values())
     return BuildingProfile(
-        building=detail,
+        building=households_for(request, ctx, who, detail),
         risk=RiskPublic(score=risk.score, level=risk.level, level_zh=risk.level_zh,
                         factors=[FactorPublic(code=f.code, label_zh=f.label_zh, points=f.points, detail_zh=f.detail_zh)
                                  for f in risk.factors]),

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from dashboards.deps import Ctx
-from wanli.metrics import WanliCollector
+from wanli.metrics import AccessCollector, WanliCollector
 
 router = APIRouter(tags=["operations"])
 
@@ -23,10 +23,11 @@ def stats(ctx: Ctx, last: Annotated[int | None, Query(ge=1, le=200_000)] = None,
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(ctx: Ctx) -> Response:
+def metrics(ctx: Ctx, request: Request) -> Response:
     """Prometheus exposition."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WanliCollector(ctx.snapshot))
+    registry.register(AccessCollector(request.app.state.access.counters))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -8,24 +8,31 @@ from sqlalchemy import select
 from alerts.notify.base import mask
 from alerts.notify.store import notify_attempts_table
 from alerts.outbox import notifications_table
-from dashboards.auth import VIEWER_ONLY
+from dashboards.auth import VIEWER_ONLY, Viewer
 from dashboards.building_schemas import NotificationPublic
 from dashboards.deps import Ctx
+from dashboards.personal_data import may_see_household_recipients
+from dashboards.station_scope import StationScope
 from dashboards.schemas import ms_to_dt
 from devices.hierarchy import ROLE_LABELS, Tier
+from wanli.errors import NotFound
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"], dependencies=VIEWER_ONLY)
+HIDDEN = "住户家属（hidden）"
 TIER_ZH = {t.name.lower(): t.label_zh for t in Tier} | {"fire_station": "微型消防站", "household": "住户家属"}
 
 
 @router.get("/{incident_id}/notifications", response_model=list[NotificationPublic])
-def incident_notifications(ctx: Ctx, incident_id: str) -> list[NotificationPublic]:
+def incident_notifications(ctx: Ctx, who: Viewer, scope: StationScope, incident_id: str) -> list[NotificationPublic]:
     """Everyone the escalation told (``sent_at`` empty: not yet delivered), first step first; one row per person.
 
     The same notice may go out on MQTT and to the webhook: one person, listed once, sent when either went.
     Then every attempt to reach a person's phone (``attempt_id`` set): its channel, masked address and status.
     """
+    if scope is not None and incident_id not in scope:
+        raise NotFound("incident", incident_id)  # a station sees its own dispatches' incidents only
     ctx.incidents.get(incident_id)  # 404 for an unknown incident
+    family_names = may_see_household_recipients(who)
     t = notifications_table
     q = select(t.c.step, t.c.tier, t.c.place_id, t.c.role, t.c.recipient, t.c.channel, t.c.created_ms, t.c.sent_ms,
                t.c.dispatch_id).where(t.c.incident_id == incident_id).order_by(t.c.id)
@@ -41,7 +48,8 @@ def incident_notifications(ctx: Ctx, incident_id: str) -> list[NotificationPubli
             continue
         seen[key] = NotificationPublic(
             step=step, tier=tier, tier_zh=TIER_ZH.get(tier, tier), place_id=place_id, role=role,
-            role_zh=ROLE_LABELS.get(role, role), recipient=recipient, channel=channel,
+            role_zh=ROLE_LABELS.get(role, role),
+            recipient=recipient if family_names or tier != "household" else HIDDEN, channel=channel,
             created_at=ms_to_dt(created_ms), sent_at=ms_to_dt(sent_ms), dispatch_id=dispatch_id,  # type: ignore[arg-type]
             status="sent" if sent_ms is not None else "queued")
     a = notify_attempts_table
@@ -49,11 +57,13 @@ def incident_notifications(ctx: Ctx, incident_id: str) -> list[NotificationPubli
         attempts = conn.execute(a.select().where(a.c.incident_id == incident_id).order_by(a.c.id)).mappings().all()
     rows_out = list(seen.values())
     for r in attempts:
+        hidden = not family_names and r["tier"] == "household"  # a family's names and numbers: by role only
         rows_out.append(NotificationPublic(
             step=r["step"], tier=r["tier"], tier_zh=TIER_ZH.get(r["tier"], r["tier"]), place_id=r["place_id"],
-            role=r["role"], role_zh=ROLE_LABELS.get(r["role"], r["role"]), recipient=r["person"], channel=r["channel"],
+            role=r["role"], role_zh=ROLE_LABELS.get(r["role"], r["role"]),
+            recipient=HIDDEN if hidden else r["person"], channel=r["channel"],
             created_at=ms_to_dt(r["created_ms"]), sent_at=ms_to_dt(r["sent_ms"]), dispatch_id="",  # type: ignore[arg-type]
-            status=r["status"], attempt_id=r["id"], address=mask(r["address"]), provider=r["provider"],
+            status=r["status"], attempt_id=r["id"], address="" if hidden else mask(r["address"]), provider=r["provider"],
             due_at=ms_to_dt(r["due_ms"]), delivered_at=ms_to_dt(r["delivered_ms"]),
             answered_at=ms_to_dt(r["answered_ms"]), answer=r["answer"], error=r["error"], drill=r["drill"]))
     return rows_out

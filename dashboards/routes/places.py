@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from dashboards.auth import VIEWER_ONLY
+from dashboards.auth import VIEWER_ONLY, Viewer
 from dashboards.deps import Ctx
+from dashboards.personal_data import households_for
 from dashboards.schemas import BuildingDetail
 
 router = APIRouter(prefix="/api", tags=["places"], dependencies=VIEWER_ONLY)
@@ -32,6 +33,9 @@ def hierarchy(ctx: Ctx) -> dict[str, Any]:
 
 
 @router.get("/buildings/{building_id}", response_model=BuildingDetail)
-def building(ctx: Ctx, building_id: str) -> BuildingDetail:
-    """A building's place in the street, who answers at each tier up to the district, and its micro fire stations."""
-    return BuildingDetail.of(ctx.registry.hierarchy, building_id)
+def building(ctx: Ctx, request: Request, who: Viewer, building_id: str) -> BuildingDetail:
+    """A building's place in the street, who answers at each tier up to the district, and its micro fire stations.
+
+    Its households (residents, family phones) only for operators and for a responder whose station was
+    dispatched to an active incident there; each such read is kept in the access audit."""
+    return households_for(request, ctx, who, BuildingDetail.of(ctx.registry.hierarchy, building_id))

@@ -1,4 +1,5 @@
-// The login page: sign in, then go back to the page that sent us here (only ever a page of ours).
+// The login page: sign in, then go back to the page that sent us here (only ever a page of ours). When an
+// admin has asked for a new password, the page asks for it first (every other request would answer 403).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -10,10 +11,55 @@ function nextPage() {
   return /^\/ops\/[^/\\]/.test(next) || next === "/ops/" ? next : "/ops/";
 }
 
-function showError(text) {
-  const box = $("login-error");
+function showError(text, id = "login-error") {
+  const box = $(id);
   box.textContent = text;
   box.hidden = false;
+}
+
+// Between signing in and the new password being saved: who, the old password, the session's CSRF token.
+let pending = null;
+
+function askForNewPassword(username, password, csrfToken) {
+  pending = { username, password, csrfToken };
+  $("login").hidden = true;
+  $("new-password").hidden = false;
+  $("new-password-1").focus();
+}
+
+async function saveNewPassword(event) {
+  event.preventDefault();
+  const first = $("new-password-1").value;
+  if (first !== $("new-password-2").value) {
+    showError("两次输入的密码不一致", "new-password-error");
+    return;
+  }
+  const button = $("new-password-submit");
+  button.disabled = true;
+  try {
+    const resp = await fetch("/api/auth/password", {
+      method: "POST", headers: { "content-type": "application/json", "X-CSRF-Token": pending.csrfToken },
+      body: JSON.stringify({ current_password: pending.password, new_password: first }),
+    });
+    if (resp.status !== 204) {
+      const body = await resp.json().catch(() => ({}));
+      const detail = typeof body.detail === "string" ? body.detail
+        : Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("；") : `（${resp.status}）`;
+      showError(`未能保存：${detail}`, "new-password-error");
+      return;
+    }
+    // A new password ends every session, this one too: sign in again with it.
+    const again = await fetch("/api/auth/login", {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ username: pending.username, password: first }),
+    });
+    if (again.ok) location.replace(nextPage());
+    else showError(`新密码已保存，请重新登录（${again.status}）`, "new-password-error");
+  } catch (err) {
+    showError(`无法连接服务器（${err.message}），请检查网络后重试`, "new-password-error");
+  } finally {
+    button.disabled = false;
+  }
 }
 
 async function signIn(event) {
@@ -38,7 +84,9 @@ async function signIn(event) {
     return;
   }
   if (resp.ok) {
-    location.replace(nextPage());
+    const me = await resp.json().catch(() => ({}));
+    if (me.must_change_password) askForNewPassword(username, password, me.csrf_token);
+    else location.replace(nextPage());
     return;
   }
   button.disabled = false;
@@ -54,9 +102,10 @@ async function alreadySignedIn() {
   try {
     const resp = await fetch("/api/auth/status");
     const status = resp.ok ? await resp.json() : null;
-    if (status && status.signed_in) location.replace(nextPage());
+    if (status && status.signed_in && !status.me.must_change_password) location.replace(nextPage());
   } catch (_err) { /* the form is there */ }
 }
 
 $("login").addEventListener("submit", signIn);
+$("new-password").addEventListener("submit", saveNewPassword);
 alreadySignedIn();

@@ -25,7 +25,9 @@ function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (v === undefined || v === null || v === false) continue;
-    if (k === "class") node.className = v; else node.setAttribute(k, v === true ? "" : v);
+    if (k === "class") node.className = v;
+    else if (k === "style") Object.assign(node.style, v);  // properties, not an attribute: the CSP blocks inline style attributes
+    else node.setAttribute(k, v === true ? "" : v);
   }
   for (const c of children) if (c !== undefined && c !== null && c !== "") node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   return node;
@@ -64,7 +66,7 @@ function render(p) {
   const max = Math.max(1, ...p.risk.factors.map((f) => f.points));
   $("factors").replaceChildren(...p.risk.factors.map((f) => el("li", { "data-code": f.code },
     el("span", { class: "factor-label" }, f.label_zh),
-    el("span", { class: "bar" }, el("i", { style: `width:${(f.points / max) * 100}%` })),
+    el("span", { class: "bar" }, el("i", { style: { width: `${(f.points / max) * 100}%` } })),
     el("b", { class: "points" }, `+${f.points}`),
     el("span", { class: "factor-detail" }, f.detail_zh))));
   $("factors-empty").hidden = p.risk.factors.length > 0;

@@ -1,11 +1,16 @@
 // Shared by the signed-in pages: who is signed in (in the header, with 退出 to sign out), and back to
-// the login page when the session ends (a 401 from any request, or the minute's check).
+// the login page when the session ends (a 401 from any request, or the minute's check). It also adds
+// the session's CSRF token (X-CSRF-Token, from /api/auth/status) to the pages' own requests that change
+// something, so no page needs to know about it (docs/access.md).
 "use strict";
 (() => {
   const LOGIN = "/ops/login.html";
   const CHECK_EVERY_MS = 60_000;
   const plainFetch = window.fetch.bind(window);
+  const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
   let leaving = false;
+  let csrfToken = "";
+  let statusAsked = null;  // the first /api/auth/status, which brings the token
 
   function toLogin() {
     if (leaving) return;
@@ -15,8 +20,16 @@
   }
 
   // The pages' own requests: a 401 means the session ended (expired, signed out elsewhere, disabled).
-  window.fetch = async (...args) => {
-    const resp = await plainFetch(...args);
+  window.fetch = async (input, init = {}) => {
+    const method = (init.method || (input instanceof Request ? input.method : "GET")).toUpperCase();
+    const url = new URL(input instanceof Request ? input.url : String(input), location.href);
+    if (!SAFE.has(method) && url.origin === location.origin) {
+      if (!csrfToken && statusAsked) await statusAsked;
+      const headers = new Headers(init.headers || (input instanceof Request ? input.headers : undefined));
+      if (csrfToken) headers.set("X-CSRF-Token", csrfToken);
+      init = { ...init, headers };
+    }
+    const resp = await plainFetch(input, init);
     if (resp.status === 401) toLogin();
     return resp;
   };
@@ -26,14 +39,10 @@
     if (!header || !me) return;
     let box = document.getElementById("whoami");
     if (!box) {
-      const style = document.createElement("style");
-      style.textContent = `
-        #whoami { display: flex; align-items: center; gap: 0.6em; margin-left: 1em; color: var(--muted, #8fa3b8);
-                  font-size: 0.8em; white-space: nowrap; }
-        #whoami .name { color: var(--text, #e8eef5); }
-        #whoami button { font: inherit; color: inherit; background: none; border: 1px solid var(--line, #24384f);
-                         border-radius: 6px; padding: 0.1em 0.7em; cursor: pointer; }
-        #whoami button:hover { color: var(--text, #e8eef5); }`;
+      // A stylesheet of its own, not an inline <style>: the Content-Security-Policy allows styles from files only.
+      const style = document.createElement("link");
+      style.rel = "stylesheet";
+      style.href = "/ops/session.css";
       document.head.append(style);
       box = document.createElement("span");
       box.id = "whoami";
@@ -44,7 +53,8 @@
       out.id = "logout";
       out.textContent = "退出";
       out.addEventListener("click", async () => {
-        await plainFetch("/api/auth/logout", { method: "POST" }).catch(() => null);
+        await plainFetch("/api/auth/logout", { method: "POST", headers: { "X-CSRF-Token": csrfToken } })
+          .catch(() => null);
         toLogin();
       });
       box.append(name, out);
@@ -66,10 +76,13 @@
     } catch (_err) {
       return;
     }
-    if (status.signed_in) show(status.me);
-    else toLogin();
+    if (status.signed_in && status.me.must_change_password) toLogin();  // the login page asks for it
+    else if (status.signed_in) {
+      csrfToken = status.csrf_token || "";
+      show(status.me);
+    } else toLogin();
   }
 
-  check();
+  statusAsked = check();
   setInterval(check, CHECK_EVERY_MS);
 })();

@@ -33,7 +33,7 @@ def test_a_page_without_a_session_goes_to_login_and_back_after_signing_in(visito
     page = visitor.page
     page.goto(f"{visitor.base_url}/ops/devices.html#list")
     expect(page).to_have_url(re.compile(r"/ops/login\.html\?next=/ops/devices\.html"))
-    expect(page.locator("h2")).to_have_text("登录")
+    expect(page.locator("#login h2")).to_have_text("登录")
     expect(page.locator("#username")).to_be_focused()
 
     visitor.tolerate(REFUSED_401)

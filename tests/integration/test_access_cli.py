@@ -36,5 +36,8 @@ def test_the_first_admin_is_made_before_the_first_start_and_tokens_work_until_re
     assert main(["tokens", "revoke", "1"]) == 0
     assert reader.get("/api/incidents").status_code == 401  # the running service sees it on the next request
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
-    with pytest.raises(SystemExit, match="at least 8 characters"):
+    with pytest.raises(SystemExit, match="at least 12 characters"):
+        main(["users", "add", "weak", "--role", "viewer", "--password-stdin"])
+    monkeypatch.setattr("sys.stdin", io.StringIO("password1234\n"))
+    with pytest.raises(SystemExit, match="common password"):
         main(["users", "add", "weak", "--role", "viewer", "--password-stdin"])

@@ -16,7 +16,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.fixtures.servers import free_port
-from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
+from tests.fixtures.service import accounts, auth_headers, now_ms, publish, register_building, wait_for
 from wanli.runtime import running_in_thread
 from wanli.settings import Settings
 
@@ -167,7 +167,9 @@ def test_a_station_answering_through_the_api_counts_for_the_1_and_3_minute_rule(
         publish(mosquitto.host, mosquitto.port, [detector.alarm(now_ms())])
         (incident,) = wait_for(lambda: httpx.get(f"{api}/incidents", headers=auth_headers(service)).json())
         wait_for(lambda: httpx.get(f"{api}/kpi", headers=auth_headers(service)).json()["dispatches"] == 1)
-        app = auth_headers(service, "responder")
+        _token, raw = accounts(service).create_token("responder-app MFS-XQ", ["responder"], "test", now_ms(),
+                                                     stations=["MFS-XQ"])  # a station's app is bound to it
+        app = {"Authorization": f"Bearer {raw}"}
         actions = f"{api}/incidents/{incident['id']}/actions"
 
         clock.advance(20)

@@ -1,10 +1,11 @@
-"""The access rule, the login throttle and how the audit names a caller: pure, no server."""
+"""The access rule, station binding and how the audit names a caller: pure, no server
+(the login throttle: tests/unit/test_login_throttle.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from dashboards.accounts import LoginThrottle, Principal, Role, parse_roles, permits
+from dashboards.accounts import Principal, Role, parse_roles, permits
 from dashboards.auth import actor_of
 from wanli.errors import Invalid
 
@@ -31,25 +32,19 @@ def test_roles_are_parsed_in_a_stable_order_and_an_unknown_one_is_refused() -> N
         parse_roles([])
 
 
-def test_the_throttle_refuses_after_five_failures_until_the_window_passes() -> None:
-    throttle = LoginThrottle(max_failures=5, window_ms=300_000)
-    for t in range(5):
-        assert throttle.blocked_for_s("WangFang", t * 1000) == 0
-        throttle.failed("WangFang", t * 1000)
-    assert throttle.blocked_for_s("wangfang", 10_000) == pytest.approx(290.0)  # names compare without case
-    assert throttle.blocked_for_s("lisi", 10_000) == 0  # per username
-    assert throttle.blocked_for_s("wangfang", 300_000) == 0  # the first failure has left the window
-    throttle.failed("wangfang", 300_000)
-    assert throttle.blocked_for_s("wangfang", 300_001) > 0
-    throttle.succeeded("wangfang")
-    assert throttle.blocked_for_s("wangfang", 300_001) == 0
+def test_a_responder_is_station_bound_unless_it_also_acts_street_wide() -> None:
+    assert Principal("token", 1, "app", "", (Role.RESPONDER,), stations=("MFS-XQ",)).station_bound
+    assert Principal("token", 1, "app", "", (Role.RESPONDER,)).station_bound  # bound to nothing: may act on nothing
+    assert not Principal("user", 1, "duty", "", (Role.OPERATOR, Role.RESPONDER)).station_bound
+    assert not Principal("user", 1, "chief", "", (Role.ADMIN,)).station_bound
+    assert not Principal("token", 1, "wall", "", (Role.VIEWER,)).station_bound
 
 
-def test_the_audit_names_the_account_and_a_token_may_say_for_whom() -> None:
+def test_the_audit_names_the_credential_never_what_the_request_says() -> None:
     person = Principal("user", 1, "wangfang", "值班员 王芳", (Role.OPERATOR,))
     token = Principal("token", 7, "responder-app MFS-XQ", "", (Role.RESPONDER,))
     assert actor_of(person, "区长本人") == "值班员 王芳（wangfang）"  # a person is only ever themselves
     assert actor_of(Principal("user", 2, "lisi", "", (Role.VIEWER,))) == "lisi"
     assert actor_of(token) == "token:responder-app MFS-XQ"
-    assert actor_of(token, " 队长 张伟 ") == "token:responder-app MFS-XQ（队长 张伟）"
-    assert len(actor_of(token, "长" * 200)) == 100  # the trail's column
+    assert actor_of(token, " 队长 张伟 ") == "token:responder-app MFS-XQ"  # a token names no one else either
+    assert len(actor_of(Principal("token", 8, "长" * 200, "", (Role.VIEWER,)))) == 100  # the trail's column

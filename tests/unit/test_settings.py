@@ -46,5 +46,6 @@ def test_a_short_callback_token_or_link_secret_is_refused() -> None:
     with pytest.raises(ValueError, match="CALLBACK_TOKEN"):
         Settings(notify_callback_token="short")
     with pytest.raises(ValueError, match="LINK_SECRET"):
-        Settings(mode="production", auth_secret_key="k" * 40, notify_link_secret="short")
+        Settings(mode="production", auth_secret_key="k" * 40, notify_link_secret="short",
+                 mqtt_url="mqtt://broker:1883", mqtt_username="wanli", mqtt_password="p" * 20)
     Settings(notify_callback_token="a-long-enough-token-123")
