@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
+from alerts.escalation import STAND_DOWN_ROLE
 from alerts.outbox import notifications_table
 from dashboards.auth import VIEWER_ONLY
 from dashboards.building_schemas import NotificationPublic
@@ -13,6 +14,7 @@ from dashboards.schemas import ms_to_dt
 from devices.hierarchy import ROLE_LABELS, Tier
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"], dependencies=VIEWER_ONLY)
+ROLE_ZH = ROLE_LABELS | {STAND_DOWN_ROLE: "微型消防站（撤销派单）"}
 TIER_ZH = {t.name.lower(): t.label_zh for t in Tier} | {"fire_station": "微型消防站", "household": "住户家属"}
 
 
@@ -37,6 +39,6 @@ def incident_notifications(ctx: Ctx, incident_id: str) -> list[NotificationPubli
             continue
         seen[key] = NotificationPublic(
             step=step, tier=tier, tier_zh=TIER_ZH.get(tier, tier), place_id=place_id, role=role,
-            role_zh=ROLE_LABELS.get(role, role), recipient=recipient, channel=channel,
+            role_zh=ROLE_ZH.get(role, role), recipient=recipient, channel=channel,
             created_at=ms_to_dt(created_ms), sent_at=ms_to_dt(sent_ms), dispatch_id=dispatch_id)  # type: ignore[arg-type]
     return list(seen.values())
