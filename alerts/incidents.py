@@ -69,6 +69,7 @@ class Action(StrEnum):
     FALSE_ALARM = "false_alarm"
     MERGE = "merge"
     NOTE = "note"
+    SILENCE = "silence"  # an operator stopped the wall's tone for this incident; it stays open and escalates
 
 
 _ACTIVE_BEFORE_RESOLVED = (State.OPEN, State.ACKNOWLEDGED, State.DISPATCHED, State.ON_SCENE)
@@ -81,6 +82,7 @@ TRANSITIONS: dict[Action, tuple[tuple[State, ...], State | None]] = {
     Action.FALSE_ALARM: (_ACTIVE_BEFORE_RESOLVED + (State.RESOLVED,), State.FALSE_ALARM),
     Action.MERGE: ((State.OPEN, State.ACKNOWLEDGED), State.MERGED),
     Action.NOTE: (tuple(State), None),  # a note changes nothing but the trail
+    Action.SILENCE: ((State.OPEN,), None),  # nor does silencing the tone: only the trail says who did
 }
 
 
