@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -40,6 +41,7 @@ from alerts.incidents import (
     AuditEntry,
     Incident,
     Signal,
+    State,
     follow_group,
     members_of,
     merge_into,
@@ -465,24 +467,29 @@ class AlertService:
     def _commit_person(self, changed: list[Incident], audit: list[AuditEntry], actor: str,
                        now_ms: int) -> tuple[list[IncidentChange], bool]:
         """Store a person's changes (with the stand-downs they cause) in one transaction; then memory. Under the lock."""
-        stand_downs: list[tuple[str, str, Incident]] = []  # (dispatch id, station, incident ended)
-        timers = [r for r in self.rules if hasattr(r, "open_dispatches")]
+        # Every dispatch to an incident that ended is closed: no deadline runs on it any more. The station is told
+        # to stand down (a cancel notice) unless the incident had got as far as someone on scene or done.
+        ended_from = {a.incident_id: a.from_state for a in audit if not a.to_state.is_active}
+        timers: list[Any] = [r for r in self.rules if hasattr(r, "open_dispatches")]
+        cancelled: set[str] = set()
+        notices: list[Notice] = []
         for incident in list(changed):
             if incident.state.is_active:
                 continue
             for rule in timers:
-                stand_downs += [(d, st, incident) for d, st in rule.open_dispatches(incident.id)]
-        cancelled = {d for d, _, _ in stand_downs}
-        notices = [n for d, st, inc in stand_downs for n in stand_down_notices(inc, d, st, self.hierarchy, now_ms)]
+                for dispatch_id, station in rule.open_dispatches(incident.id):
+                    cancelled.add(dispatch_id)
+                    if ended_from.get(incident.id) in (State.ON_SCENE, State.RESOLVED):
+                        continue
+                    notices += stand_down_notices(incident, dispatch_id, station, self.hierarchy, now_ms)
+                    audit.append(AuditEntry(incident.id, now_ms, actor, "stand_down", incident.state, incident.state,
+                                            f"已通知微型消防站 {station} 撤回（派单 {dispatch_id} 撤销）"))
         for breach in list(self._active.values()):  # "station late" incidents about a cancelled dispatch close too
             dispatch = breach.condition.partition(":")[2]
             if breach.condition.startswith("dispatch_") and dispatch in cancelled:
                 closed, entry = stand_down_breach(breach, dispatch, actor, now_ms)
                 changed.append(closed)
                 audit.append(entry)
-        for d, st, inc in stand_downs:
-            _, entry = transition(inc, Action.NOTE, actor, f"已通知微型消防站 {st} 撤回（派单 {d} 撤销）", now_ms)
-            audit.append(entry)
         with self.store.transaction() as conn:
             self.store.save(changed, audit, conn)
             if notices and self.outbox is not None:

@@ -18,6 +18,8 @@
                    stand_down: "撤销派单", escalate_severity: "升级级别", downgrade_severity: "降低级别" };
   const STEP_STATUS = { done: "已通知", current: "进行中", next: "未到", stopped: "已停止（有人响应）" };
   const ACTIVE = new Set(["open", "acknowledged", "dispatched", "on_scene", "resolved"]);
+  const NEXT = { open: ["acknowledge", "确认"], acknowledged: ["dispatch", "派单"], dispatched: ["arrive", "到场"],
+                 on_scene: ["resolve", "处置完毕"], resolved: ["verify", "核查结案"] };
 
   const $ = (id) => document.getElementById(id);
   function el(tag, attrs = {}, ...children) {
@@ -47,6 +49,8 @@
       el("div", { class: "drawer-body" },
         el("dl", { id: "drawer-facts", class: "facts" }),
         el("div", { class: "drawer-actions" },
+          el("button", { type: "button", id: "drawer-step", class: "step", onclick: step }),
+          el("button", { type: "button", id: "drawer-false", class: "secondary", onclick: falseAlarm }, "误报"),
           el("a", { id: "drawer-map", class: "button-link", href: "#" }, "在地图上显示"),
           el("a", { id: "drawer-profile", class: "button-link secondary", href: "#", target: "_blank", rel: "noopener" }, "楼栋画像")),
         el("section", { id: "drawer-group", class: "group", hidden: "" },
@@ -122,6 +126,12 @@
     $("drawer-profile").href = building ? `/ops/profile.html?b=${enc(building)}` : "#";
 
     const active = ACTIVE.has(inc.state);
+    const next = NEXT[inc.state];
+    $("drawer-step").hidden = !next;
+    if (next) { $("drawer-step").textContent = next[1]; $("drawer-step").dataset.action = next[0]; }
+    $("drawer-false").hidden = !active;
+    $("drawer-false").textContent = "误报";
+    delete $("drawer-false").dataset.confirming;
     const isGroup = !!(inc.scope && inc.members.length);
     $("drawer-group").hidden = !isGroup;
     $("drawer-members").replaceChildren(...(isGroup ? inc.members : []).map((device) => el("li", {},
@@ -212,6 +222,29 @@
     if (!box) { box = el("p", { id: "drawer-say", role: "status" }); $("drawer").querySelector(".drawer-head").after(box); }
     box.className = ok ? "say ok" : "say error";
     box.textContent = text;
+  }
+
+  async function step() {
+    const action = $("drawer-step").dataset.action;
+    if (!current || !action) return;
+    $("drawer-step").disabled = true;
+    const id = current.id;
+    const done = await post(`/api/incidents/${enc(id)}/actions`, { action }, `已${$("drawer-step").textContent}`);
+    $("drawer-step").disabled = false;
+    if (done) open(id);
+  }
+
+  // 误报 ends the incident (and stands a dispatched station down): a second click confirms.
+  async function falseAlarm() {
+    const button = $("drawer-false");
+    if (!current) return;
+    if (!button.dataset.confirming) {
+      button.dataset.confirming = "1";
+      button.textContent = "确认误报？（再点一次）";
+      return;
+    }
+    const id = current.id;
+    if (await post(`/api/incidents/${enc(id)}/actions`, { action: "false_alarm" }, "已标记误报")) open(id);
   }
 
   async function saveNote() {

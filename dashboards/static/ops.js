@@ -278,7 +278,7 @@ function updateRow(r, inc) {
   r.by.title = inc.acknowledged_by ? `确认人：${inc.acknowledged_by}` : "";
   setText(r.count, String(inc.event_count));
   updateWaited(r, inc);
-  setText(r.tierLabel, inc.tier ? `已报至 ${TIER[inc.tier] || inc.tier}` : "");
+  setText(r.tierLabel, inc.tier ? `报至${TIER[inc.tier] || inc.tier}` : "");
   updateTold(r, inc);
   updateCountdown(r, inc);
   const step = NEXT_STEP[inc.state];
@@ -352,7 +352,7 @@ function updateCountdown(r, inc, now = Date.now()) {
     r.countdown.className = "countdown";
     return;
   }
-  setText(r.countdown, s > 0 ? ` · ${fmtDuration(s)} 后升级` : " · 正在升级…");
+  setText(r.countdown, s > 0 ? `${fmtDuration(s)} 后升级` : "正在升级…");
   r.countdown.className = `countdown${s <= 15 ? " soon" : ""}`;
 }
 
@@ -534,6 +534,7 @@ function onSnapshot(list) {
     // if critical, sounds. The first snapshot after loading is just how things stand.
     const held = before.get(inc.id);
     if (everSynced && !held) announce(inc);
+    else rungFor.add(inc.id);  // how things stood: the severity's repeating tone covers it, no tone of its own
     if (everSynced && becameCritical(inc, held)) ringSoon = true;
     incidents.set(inc.id, inc);
     fetchTold(inc);
@@ -628,7 +629,7 @@ const pct = (x) => `${Math.round(x * 100)}%`;
 function kpiTile(id, value, sub, level, rate = "", late = "") {
   const v = $(`${id}-value`);
   const text = rate ? `${value} ${rate}` : value;
-  if (v.textContent !== text) v.replaceChildren(value, ...(rate ? [el("small", {}, rate)] : []));
+  if (v.textContent !== text) v.replaceChildren(value, ...(rate ? [" ", el("small", {}, rate)] : []));
   const s = $(`${id}-sub`);
   const subText = late ? `${late}${sub ? "；" + sub : ""}` : sub;
   if (s.textContent !== subText) s.replaceChildren(...(late ? [el("span", { class: "late" }, late)] : []),
@@ -725,6 +726,8 @@ const silenced = new Set(JSON.parse(localStorage.getItem(SILENCED_KEY) || "[]"))
 let ringSoon = false;
 let lastRingMs = 0;
 let lastRingSeverity = "";
+const rungFor = new Set();  // incidents whose tone has played at least once
+let toneEndsMs = 0;         // when the tone now playing ends: another starts only after it
 
 function audioContext() {
   if (!sound.ctx) {
@@ -802,15 +805,19 @@ function ring() {
   const soon = ringSoon;
   ringSoon = false;
   if (!due.length || !audible()) return;
-  const top = due[0];
+  // An incident that has never rung rings at once (after the tone now playing); the rest repeat at their interval.
+  const fresh = due.find((i) => !rungFor.has(i.id));
+  const top = fresh || due[0];
   const now = performance.now();
+  if (now < toneEndsMs) { ringSoon = soon || !!fresh; return; }
   const sameOrLower = lastRingSeverity && SEVERITY_ORDER[top.severity] >= SEVERITY_ORDER[lastRingSeverity];
-  if (!soon && sameOrLower && now - lastRingMs < RING_EVERY_MS[top.severity]) return;
-  if (soon && now - lastRingMs < 1500) return;  // the tone now playing is this one's too
+  if (!fresh && !soon && sameOrLower && now - lastRingMs < RING_EVERY_MS[top.severity]) return;
+  rungFor.add(top.id);
   lastRingMs = now;
   lastRingSeverity = top.severity;
   const t0 = sound.ctx.currentTime + 0.02;
   for (const [frequency, at, seconds] of TONES[top.severity]) tone(t0 + at, frequency, seconds);
+  toneEndsMs = now + 1000 * Math.max(...TONES[top.severity].map(([, at, seconds]) => at + seconds)) + 100;
   window.wanliBeeps += 1;
   window.wanliRings.push({ id: top.id, severity: top.severity, at: Date.now() });
 }
@@ -844,6 +851,6 @@ connect();
 render();
 tick();
 setInterval(tick, 1000);
-setInterval(ring, 500);
+setInterval(ring, 250);
 setInterval(watchdog, 5000);
 setInterval(() => { if (link === "up") loadKpi(); }, KPI_REFRESH_MS);

@@ -26,7 +26,6 @@ from tests.browser.conftest import (
     OpsScreen,
     act,
     signed_in_session,
-    step_button,
     watched_page,
 )
 from tests.fixtures.service import ServiceFactory, now_ms, publish, wait_for
@@ -207,6 +206,7 @@ def test_publish_to_row_and_tone_figures(wall: OpsScreen, street: Street, artifa
     page.evaluate(WATCH_ROWS)
     rows, tones = [], []
     for n in range(12):
+        page.wait_for_timeout(2_000)  # the previous tone has ended: each one measured on its own
         published = now_ms()
         incident_id = street.alarm(n)
         page.wait_for_function(f"() => window.wanliRings.some(r => r.id === '{incident_id}')", timeout=10_000)
@@ -247,7 +247,7 @@ def test_the_drawer_shows_timeline_steps_people_with_phones_and_focuses_the_map(
     page.locator("#drawer-note").fill("已电话联系楼组长")
     page.locator("#drawer-note-save").click()
     expect(page.locator("#drawer-timeline")).to_contain_text("已电话联系楼组长", timeout=SCREEN_TIMEOUT_MS)
-    step_button(wall.row(incident_id)).click()  # 确认 on the wall: the drawer follows
+    page.locator("#drawer-step").click()  # 确认, from the drawer
     expect(page.locator("#drawer-timeline")).to_contain_text("确认", timeout=SCREEN_TIMEOUT_MS)
     expect(page.locator("#drawer-steps li.current")).to_have_count(0)
     wall.screenshot("wall-drawer-1920.png", full_page=False)

@@ -141,6 +141,7 @@ def test_a_false_alarm_stands_the_dispatched_station_down_and_no_late_incident_c
     assert street.outbox.pending()  # waiting for the dispatcher, like every notice
     (timed,) = [d for d in street.alerts.response_times() if d["dispatch_id"] == dispatch_id]
     assert timed["cancelled_ms"] == T0 + 20 * S  # the dispatch is closed
+    assert [a.action for a in street.incidents.audit(alarm.id)][-2:] == ["false_alarm", "stand_down"]
     assert any("撤回" in a.note for a in street.incidents.audit(alarm.id))
 
     street.tick_through(T0 + 30 * S, T0 + 15 * MIN)  # well past the 1-minute and 3-minute marks
@@ -163,6 +164,16 @@ def test_a_late_incident_already_raised_closes_when_its_dispatch_is_cancelled(st
     step = street.incidents.get(late.id).escalation_step
     street.tick_through(T0 + 80 * S, T0 + 15 * MIN)
     assert street.incidents.get(late.id).escalation_step == step and street.active("dispatch_ack_late") == []
+
+
+def test_closing_after_someone_was_on_scene_sends_no_cancel_but_closes_the_dispatch(street):
+    street.alarm(DETECTORS[0], T0 + S)
+    (alarm,) = street.active("smoke_alarm")
+    for action in (Action.ACKNOWLEDGE, Action.DISPATCH, Action.ARRIVE, Action.RESOLVE, Action.VERIFY):
+        street.alerts.act(alarm.id, action, "值班员 王芳", "", T0 + 20 * S)  # an operator relaying the station's calls
+    assert [r for r in street.outbox.for_incident(alarm.id) if r.role == STAND_DOWN_ROLE] == []
+    street.tick_through(T0 + 30 * S, T0 + 10 * MIN)
+    assert street.active("dispatch_ack_late") == [] and street.active("dispatch_arrival_late") == []
 
 
 def test_a_finished_dispatch_is_not_called_off_when_the_incident_is_closed(street):
