@@ -254,3 +254,48 @@ def test_the_drawer_shows_timeline_steps_people_with_phones_and_focuses_the_map(
 
     building = street.sims[0].building.id
     expect(page.locator("#drawer-map")).to_have_attribute("href", f"/ops/map.html?focus={building}")
+
+
+def test_the_map_pans_and_zooms_labels_never_collide_and_the_drawer_focuses_a_building(
+    chromium: Browser, street: Street, artifacts: Path,
+) -> None:
+    """The generated street (637 buildings) on the Leaflet map: names placed without overlap at every zoom, more
+    of them closer in, and ?focus=<building> (the drawer's 在地图上显示) centres and marks that building."""
+    target = street.sims[5].building.id
+    street.alarm(5)
+    with watched_page(chromium, OpsScreen, street.service.http_url, artifacts, HD,
+                      signed_in_session(street.service)) as m:
+        page = m.page
+        page.goto(f"{street.service.http_url}/ops/map.html?focus={target}")
+        expect(page.locator("#link")).to_have_class("link up")
+        expect(page.locator("#plan g.building")).to_have_count(637)
+        expect(page.locator(f"#plan g.building#b-{target}")).to_have_class(re.compile(r"\bfocused\b"))
+        expect(page.locator(f".b-label.focused[data-building='{target}']")).to_be_visible()
+        overlaps = """() => { const r = [...document.querySelectorAll('.b-label')].map(n => n.getBoundingClientRect());
+            let n = 0; for (let i = 0; i < r.length; i++) for (let j = i + 1; j < r.length; j++)
+              if (r[i].left < r[j].right && r[j].left < r[i].right && r[i].top < r[j].bottom && r[j].top < r[i].bottom) n++;
+            return [r.length, n]; }"""
+        box = page.locator(f"#plan g.building#b-{target} rect").bounding_box()
+        mapbox = page.locator("#leaflet-map").bounding_box()
+        assert box and mapbox
+        centre = (box["x"] + box["width"] / 2 - mapbox["x"], box["y"] + box["height"] / 2 - mapbox["y"])
+        assert abs(centre[0] - mapbox["width"] / 2) < 40 and abs(centre[1] - mapbox["height"] / 2) < 40, centre
+        shown, overlapping = page.evaluate(overlaps)
+        assert shown > 5 and overlapping == 0
+        m.screenshot("map-focus-1920.png", full_page=False)
+
+        zoom_out = page.locator(".leaflet-control-zoom-out")
+        for _ in range(12):  # out to the whole street, until the button says it can go no further
+            if "leaflet-disabled" in (zoom_out.get_attribute("class") or ""):
+                break
+            zoom_out.click()
+            page.wait_for_timeout(300)
+        expect(zoom_out).to_have_class(re.compile(r"\bleaflet-disabled\b"))
+        far, overlapping = page.evaluate(overlaps)
+        assert overlapping == 0 and 0 < far
+        m.screenshot("map-street-1920.png", full_page=False)
+        page.mouse.move(mapbox["x"] + mapbox["width"] / 2, mapbox["y"] + mapbox["height"] / 2)
+        page.mouse.wheel(0, -200)  # zoom in with the wheel at the centre: more names fit
+        page.wait_for_timeout(800)
+        near, overlapping = page.evaluate(overlaps)
+        assert overlapping == 0 and near > far  # closer in, more names fit
