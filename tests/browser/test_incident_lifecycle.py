@@ -8,6 +8,7 @@ embedded broker) and closes the dispatch; the history page finds both, opens the
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -152,3 +153,30 @@ def test_the_drawer_hides_phone_numbers_from_a_viewer(
         expect(w.page.locator("#drawer")).to_have_attribute("data-loaded", incident_id)
         expect(w.page.locator("#drawer-contacts td.phone").first).to_have_text("（无权查看电话）")
         expect(w.page.locator("#drawer-contacts a[href^='tel:']")).to_have_count(0)
+
+
+def test_a_fault_of_the_service_itself_is_in_its_own_section_not_among_the_alarms(
+    ops: OpsScreen, service: WanliService, building: BuildingSimulation,
+) -> None:
+    from alerts.incidents import Severity, Signal
+
+    ops.open()
+    _, alarm = first_alarm(service, building)
+    alerts, now = service.services.alerts, now_ms()
+    with alerts.batch(now) as batch:  # what the lead's system incidents will be: kind and category "system"
+        batch.apply([Signal("wanli", "system", "telemetry_unreachable", "system", Severity.HIGH, "遥测数据库不可达", now,
+                            "InfluxDB 连接失败，读数暂存本地")])
+        with alerts.store.transaction() as conn:
+            batch.write(conn)
+        batch.committed = True
+    section = ops.page.locator("#system-section")
+    expect(section).to_be_visible(timeout=SCREEN_TIMEOUT_MS)
+    expect(section.locator("tr")).to_have_count(1)
+    expect(section.locator("tr .kind-tag")).to_have_text("系统故障")
+    expect(section.locator("tr .title")).to_have_text("遥测数据库不可达")
+    expect(ops.rows).to_have_count(1)  # the alarms' table holds the alarm only
+    expect(ops.row(alarm)).to_be_visible()
+    expect(ops.page.locator("#count-active")).to_have_text("1")
+    section.locator("tr td.place").click()  # its drawer opens too, though "system" is no device kind
+    expect(ops.page.locator("#drawer")).to_have_attribute("data-loaded", re.compile(r"^inc_"))
+    expect(ops.page.locator("#drawer-title")).to_have_text("遥测数据库不可达")
