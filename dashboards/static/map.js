@@ -187,6 +187,7 @@ function placeLabels() {
       icon: L.divIcon({ className: "b-label-icon", html: node, iconSize: null, iconAnchor: [w / 2, -8] }) }));
   }
   window.wanliLabels = placed.length;
+  window.wanliLabelsInView = candidates.length;  // buildings in view: the tests compare how many got their name
 }
 
 // -- state ---------------------------------------------------------------------------------------

@@ -425,7 +425,9 @@ function render() {
   empty.className = link === "down" ? "empty alarm" : "empty";
   setText(empty, link === "up" ? "当前没有未结警情" : link === "down" ? "连接中断，警情可能未显示" : "正在连接服务器…");
   $("offline-note").hidden = !(link === "down" && list.length > 0);
-  for (const id of silenced) if (!incidents.has(id) || incidents.get(id).state !== "open") unsilence(id);
+  if (everSynced && link === "up") {  // forget silenced incidents that were taken (not before the first snapshot)
+    for (const id of silenced) if (!incidents.has(id) || incidents.get(id).state !== "open") unsilence(id);
+  }
   showUnseen();
 }
 
