@@ -64,11 +64,11 @@
         el("section", {},
           el("h3", {}, "升级步骤"), el("ol", { id: "drawer-steps", class: "steps" })),
         el("section", {},
+          el("h3", {}, "处置时间线"), el("ol", { id: "drawer-timeline", class: "timeline" })),
+        el("section", {},
           el("h3", {}, "添加备注"),
           el("textarea", { id: "drawer-note", rows: "2", maxlength: "2000", placeholder: "如：已电话联系楼组长，正在上楼查看" }),
-          el("div", { class: "row" }, el("button", { type: "button", id: "drawer-note-save", onclick: saveNote }, "保存备注"))),
-        el("section", {},
-          el("h3", {}, "处置时间线"), el("ol", { id: "drawer-timeline", class: "timeline" }))));
+          el("div", { class: "row" }, el("button", { type: "button", id: "drawer-note-save", onclick: saveNote }, "保存备注")))));
     document.body.append(aside);
     document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !aside.hidden) close(); });
   }

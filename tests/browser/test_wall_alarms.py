@@ -255,6 +255,8 @@ def test_the_drawer_shows_timeline_steps_people_with_phones_and_focuses_the_map(
     expect(page.locator("#drawer-timeline")).to_contain_text("确认", timeout=SCREEN_TIMEOUT_MS)
     expect(page.locator("#drawer-steps li.current")).to_have_count(0)
     wall.screenshot("wall-drawer-1920.png", full_page=False)
+    page.locator("#drawer-timeline").scroll_into_view_if_needed()
+    wall.screenshot("wall-drawer-timeline-1920.png", full_page=False)
 
     building = street.sims[0].building.id
     expect(page.locator("#drawer-map")).to_have_attribute("href", f"/ops/map.html?focus={building}")
