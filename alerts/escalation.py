@@ -175,6 +175,28 @@ def _notice(incident: Incident, step_no: int, tier: str, place_id: str, who: Res
                   json.dumps(body, ensure_ascii=False, separators=(",", ":")), dispatch_id)
 
 
+STAND_DOWN_ROLE = "fire_station_stand_down"  # a cancel notice: its own row beside the dispatch it calls off
+
+
+def stand_down_notices(incident: Incident, dispatch_id: str, station_id: str, hierarchy: Hierarchy,
+                       now_ms: int) -> list[Notice]:
+    """The incident ended (false alarm, closed) while a micro fire station was dispatched to it: tell the
+    station, on its duty topic (and the webhook, as every notice), that the dispatch is cancelled."""
+    station = hierarchy.fire_stations.get(station_id)
+    name = station.name if station else station_id
+    phone = station.responders[0].phone if station and station.responders else ""
+    why = "误报" if incident.state is State.FALSE_ALARM else "已结案" if incident.state is State.CLOSED else "已结束"
+    body = {
+        "v": 1, "ts": now_ms, "type": "dispatch_cancel", "incident_id": incident.id, "dispatch_id": dispatch_id,
+        "state": incident.state.value, "reason": f"警情{why}，撤销派单，请收队", "title": incident.title,
+        "location": incident.location.label(), "building_id": incident.location.building_id, "to": name,
+    }
+    step = int(dispatch_id.rsplit("-", 1)[1]) if dispatch_id.rsplit("-", 1)[-1].isdigit() else 0
+    topic = dispatch_topic(incident.location.street_id, "fire_station", station_id, "duty")
+    return [Notice(incident.id, step, "fire_station", station_id, STAND_DOWN_ROLE, name, phone, topic,
+                   json.dumps(body, ensure_ascii=False, separators=(",", ":")))]
+
+
 def start(incident: Incident, hierarchy: Hierarchy, now_ms: int) -> tuple[Incident, list[Notice], AuditEntry]:
     """A new incident: the policy's first step, its notices, and its deadline."""
     policy = policy_for(incident.category, incident.severity, incident.condition)

@@ -7,6 +7,13 @@
                                             resolved ─ verify ─▶ closed
     any active state ─ false_alarm ─▶ false_alarm      open/acknowledged ─ merge ─▶ merged
 
+A group incident (a suspected fire in a building: ``scope`` set, ``members`` its devices) carries
+its members' own incidents with it: when a person resolves, verifies (closes) or marks the group
+false, every member incident still active follows it to the same state (``follow_group``), its
+escalation stops and its trail names the group and the person. A member can be split out of the
+group (``split_member``) to be handled on its own; an incident can be merged into a group
+(``merge_into``), which then carries it.
+
 发现 → 上报 → 派单 → 处置 → 核查 → 结案: a rule discovers and reports (open), an operator
 dispatches, responders handle (on scene, resolved), a person verifies and closes. Every
 change is an ``AuditEntry``: who, when, from which state to which, and a note.
@@ -15,12 +22,13 @@ change is an ``AuditEntry``: who, when, from which state to which, and a note.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from devices.catalog import KINDS
 from devices.hierarchy import Location
-from wanli.errors import IllegalTransition
+from wanli.errors import IllegalTransition, Invalid
 
 
 class Severity(StrEnum):
@@ -61,6 +69,7 @@ class Action(StrEnum):
     FALSE_ALARM = "false_alarm"
     MERGE = "merge"
     NOTE = "note"
+    SILENCE = "silence"  # an operator stopped the wall's tone for this incident; it stays open and escalates
 
 
 _ACTIVE_BEFORE_RESOLVED = (State.OPEN, State.ACKNOWLEDGED, State.DISPATCHED, State.ON_SCENE)
@@ -73,6 +82,7 @@ TRANSITIONS: dict[Action, tuple[tuple[State, ...], State | None]] = {
     Action.FALSE_ALARM: (_ACTIVE_BEFORE_RESOLVED + (State.RESOLVED,), State.FALSE_ALARM),
     Action.MERGE: ((State.OPEN, State.ACKNOWLEDGED), State.MERGED),
     Action.NOTE: (tuple(State), None),  # a note changes nothing but the trail
+    Action.SILENCE: ((State.OPEN,), None),  # nor does silencing the tone: only the trail says who did
 }
 
 
@@ -261,3 +271,70 @@ def clear_system(incident: Incident, now_ms: int, note: str) -> tuple[Incident, 
     """
     closed = replace(incident, state=State.CLOSED, closed_ms=now_ms, updated_ms=now_ms, next_deadline_ms=None)
     return closed, AuditEntry(incident.id, now_ms, "system", "auto_close", incident.state, State.CLOSED, note)
+# -- groups: members follow their group's end -------------------------------------------------------
+
+GROUP_ENDS = (State.RESOLVED, State.CLOSED, State.FALSE_ALARM)  # the states a group takes its members to
+_STATE_ZH = {State.RESOLVED: "处置完毕", State.CLOSED: "核查结案", State.FALSE_ALARM: "误报"}
+
+
+def is_group(incident: Incident) -> bool:
+    return bool(incident.scope) and bool(incident.members)
+
+
+def members_of(group: Incident, candidates: Iterable[Incident]) -> list[Incident]:
+    """The active single-device incidents a group carries: same category, a device the group names."""
+    if not is_group(group):
+        return []
+    devices = set(group.members)
+    return [i for i in candidates if i.id != group.id and not i.scope and i.state.is_active
+            and i.device_id in devices and i.category == group.category]
+
+
+def follow_group(member: Incident, group: Incident, actor: str, now_ms: int) -> tuple[Incident, AuditEntry] | None:
+    """A member incident taken to its group's state (resolved, closed, false alarm); None if it is already there
+    or past it. Its escalation stops; the trail says which group, and who ended it."""
+    target = group.state
+    if target not in GROUP_ENDS or not member.state.is_active:
+        return None
+    if target is State.RESOLVED and member.state is State.RESOLVED:
+        return None
+    changes: dict[str, object] = {"state": target, "updated_ms": now_ms, "next_deadline_ms": None}
+    if not target.is_active:
+        changes["closed_ms"] = now_ms
+    updated = replace(member, **changes)  # type: ignore[arg-type]
+    note = f"随群组事件 {group.id}（{group.subject}）{_STATE_ZH[target]}，由 {actor} 处理，升级停止"
+    return updated, AuditEntry(member.id, now_ms, actor, "follow_group", member.state, target, note)
+
+
+def split_member(group: Incident, device_id: str, actor: str, now_ms: int) -> tuple[Incident, AuditEntry]:
+    """Take a device out of a group: the group no longer carries it (its own incident is handled on its own)."""
+    if device_id not in group.members:
+        raise Invalid(f"设备 {device_id} 不属于群组事件 {group.id}（not a member of this group）")
+    if not group.state.is_active:
+        raise IllegalTransition(group.id, group.state.value, "split")
+    updated = replace(group, members=tuple(m for m in group.members if m != device_id), updated_ms=now_ms)
+    note = f"设备 {device_id} 拆出单独处置（剩 {len(updated.members)} 个）"
+    return updated, AuditEntry(group.id, now_ms, actor, "split", group.state, group.state, note)
+
+
+def merge_into(source: Incident, group: Incident, actor: str, note: str,
+               now_ms: int) -> tuple[Incident, Incident, list[AuditEntry]]:
+    """Merge an incident into an active group: it ends as merged, the group carries its device from now on."""
+    if source.id == group.id:
+        raise Invalid("不能把事件并入它自己（cannot merge an incident into itself）")
+    if not is_group(group) or not group.state.is_active:
+        raise Invalid(f"事件 {group.id} 不是进行中的群组事件（merge only into an active group incident）")
+    merged, entry = transition(source, Action.MERGE, actor, f"并入 {group.id}（{group.subject}）" + (f"：{note}" if note
+                                                                                               else ""), now_ms)
+    members = group.members if source.device_id in group.members else _merged(group.members, (source.device_id,))
+    bigger = replace(group, members=members, updated_ms=now_ms, event_count=group.event_count + source.event_count)
+    into = AuditEntry(group.id, now_ms, actor, "merge_in", group.state, group.state,
+                      f"并入事件 {source.id}（{source.title}，{source.device_id}）")
+    return merged, bigger, [entry, into]
+
+
+def stand_down_breach(breach: Incident, dispatch_id: str, actor: str, now_ms: int) -> tuple[Incident, AuditEntry]:
+    """A "station late" incident about a dispatch that was called off: nobody is late any more; it closes."""
+    updated = replace(breach, state=State.CLOSED, updated_ms=now_ms, next_deadline_ms=None, closed_ms=now_ms)
+    note = f"派单 {dispatch_id} 已撤销（警情已结束），不再计超时"
+    return updated, AuditEntry(breach.id, now_ms, actor, "stand_down", breach.state, State.CLOSED, note)

@@ -30,19 +30,26 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import Connection
 
 from alerts import escalation
-from alerts.escalation import Notice
+from alerts.escalation import Notice, stand_down_notices
 from alerts.incidents import (
     Action,
     AuditEntry,
     Incident,
     Signal,
+    State,
     clear_system,
+    follow_group,
+    members_of,
+    merge_into,
     new_incident_id,
     open_or_update,
+    split_member,
+    stand_down_breach,
     transition,
 )
 from alerts.outbox import Outbox
@@ -434,18 +441,102 @@ class AlertService:
         return alerts.changes
 
     def act(self, incident_id: str, action: Action, actor: str, note: str, now_ms: int) -> Incident:
-        """A person's action on an incident; raises NotFound or IllegalTransition."""
+        """A person's action on an incident; raises NotFound or IllegalTransition.
+
+        A group incident resolved, closed or marked false takes its active members with it; any incident
+        that ends (closed, false alarm) stands down the micro fire stations still dispatched to it.
+        """
         with self._lock:
-            current = next((i for i in self._active.values() if i.id == incident_id), None) or self.store.get(incident_id)
+            current = self.find_active(incident_id) or self.store.get(incident_id)
             updated, entry = transition(current, action, actor, note, now_ms)
-            with self.store.transaction() as conn:
-                self.store.save([updated], [entry], conn)
-            if updated.state.is_active:
-                self._active[updated.key] = updated
-            elif self._active.get(updated.key, updated).id == updated.id:
-                self._active.pop(updated.key, None)
-        self._notify([IncidentChange(updated, False)])
+            changed, audit = [updated], [entry]
+            for member in members_of(updated, self._active.values()):
+                followed = follow_group(member, updated, actor, now_ms)
+                if followed is not None:
+                    changed.append(followed[0])
+                    audit.append(followed[1])
+            changes = self._commit_person(changed, audit, actor, now_ms)
+        self._after_person(changes)
         return updated
+
+    def split(self, group_id: str, device_id: str, actor: str, now_ms: int) -> Incident:
+        """Take a member device out of a group incident: its own incident is handled on its own from now on."""
+        with self._lock:
+            group = self.find_active(group_id) or self.store.get(group_id)
+            updated, entry = split_member(group, device_id, actor, now_ms)
+            audit = [entry]
+            own = next((i for i in self._active.values() if i.device_id == device_id and not i.scope
+                        and i.category == group.category), None)
+            changed = [updated]
+            if own is not None:
+                _, note = transition(own, Action.NOTE, actor, f"从群组事件 {group.id} 拆出，单独处置", now_ms)
+                audit.append(note)
+                changed.append(own)
+            changes = self._commit_person(changed, audit, actor, now_ms)
+        self._after_person(changes)
+        return updated
+
+    def merge(self, incident_id: str, into_id: str, actor: str, note: str, now_ms: int) -> Incident:
+        """Merge an incident into an active group incident, which carries its device from then on."""
+        with self._lock:
+            source = self.find_active(incident_id) or self.store.get(incident_id)
+            group = self.find_active(into_id) or self.store.get(into_id)
+            merged, bigger, audit = merge_into(source, group, actor, note, now_ms)
+            changes = self._commit_person([merged, bigger], audit, actor, now_ms)
+        self._after_person(changes)
+        return bigger
+
+    def find_active(self, incident_id: str) -> Incident | None:
+        return next((i for i in self._active.values() if i.id == incident_id), None)
+
+    def _commit_person(self, changed: list[Incident], audit: list[AuditEntry], actor: str,
+                       now_ms: int) -> tuple[list[IncidentChange], bool]:
+        """Store a person's changes (with the stand-downs they cause) in one transaction; then memory. Under the lock."""
+        # Every dispatch to an incident that ended is closed: no deadline runs on it any more. The station is told
+        # to stand down (a cancel notice) unless the incident had got as far as someone on scene or done.
+        ended_from = {a.incident_id: a.from_state for a in audit if not a.to_state.is_active}
+        timers: list[Any] = [r for r in self.rules if hasattr(r, "open_dispatches")]
+        cancelled: set[str] = set()
+        notices: list[Notice] = []
+        for incident in list(changed):
+            if incident.state.is_active:
+                continue
+            for rule in timers:
+                for dispatch_id, station in rule.open_dispatches(incident.id):
+                    cancelled.add(dispatch_id)
+                    if ended_from.get(incident.id) in (State.ON_SCENE, State.RESOLVED):
+                        continue
+                    notices += stand_down_notices(incident, dispatch_id, station, self.hierarchy, now_ms)
+                    audit.append(AuditEntry(incident.id, now_ms, actor, "stand_down", incident.state, incident.state,
+                                            f"已通知微型消防站 {station} 撤回（派单 {dispatch_id} 撤销）"))
+        for breach in list(self._active.values()):  # "station late" incidents about a cancelled dispatch close too
+            dispatch = breach.condition.partition(":")[2]
+            if breach.condition.startswith("dispatch_") and dispatch in cancelled:
+                closed, entry = stand_down_breach(breach, dispatch, actor, now_ms)
+                changed.append(closed)
+                audit.append(entry)
+        with self.store.transaction() as conn:
+            self.store.save(changed, audit, conn)
+            if notices and self.outbox is not None:
+                self.outbox.add(notices, now_ms, conn)
+        for rule in timers:
+            for d in cancelled:
+                rule.cancel_dispatch(d, now_ms)
+        for incident in changed:
+            if incident.state.is_active:
+                self._active[incident.key] = incident
+            elif self._active.get(incident.key, incident).id == incident.id:
+                self._active.pop(incident.key, None)
+        if cancelled:
+            self._persist_urgent(now_ms)
+            log.info("stood down dispatches=%s actor=%s", ",".join(sorted(cancelled)), actor)
+        return [IncidentChange(i, False) for i in changed], bool(notices)
+
+    def _after_person(self, result: tuple[list[IncidentChange], bool]) -> None:
+        changes, notices = result
+        if notices:
+            self._on_notices()
+        self._notify(changes)
 
     def response_times(self) -> list[dict[str, object]]:
         """Every micro fire station dispatch the rules remember: seconds to acknowledge and to arrive."""

@@ -146,6 +146,27 @@ class IncidentStore:
             clauses.append(incidents_table.c.building_id == building_id)
         return self._select(*clauses, limit=limit)
 
+    def history(self, since_ms: int | None = None, until_ms: int | None = None, building_id: str = "",
+                community_id: str = "", kind: str = "", severity: str = "", outcome: str = "", text: str = "",
+                limit: int = 500) -> list[Incident]:
+        """Ended incidents (closed, false alarm, merged) opened in [since, until), newest change first, by
+        building, community, kind, severity, outcome (the end state) and words of their title or device."""
+        t = incidents_table
+        ended = [s.value for s in State if not s.is_active]
+        clauses = [t.c.state.in_([outcome] if outcome in ended else ended)]
+        if since_ms is not None:
+            clauses.append(t.c.opened_ms >= since_ms)
+        if until_ms is not None:
+            clauses.append(t.c.opened_ms < until_ms)
+        for column, value in ((t.c.building_id, building_id), (t.c.community_id, community_id), (t.c.kind, kind),
+                              (t.c.severity, severity)):
+            if value:
+                clauses.append(column == value)
+        if text:
+            like = f"%{text.replace('%', '').replace('_', '')}%"
+            clauses.append(t.c.title.like(like) | t.c.device_id.like(like) | t.c.id.like(like))
+        return self._select(*clauses, limit=limit)
+
     def get(self, incident_id: str) -> Incident:
         found = self._select(incidents_table.c.id == incident_id, limit=1)
         if not found:

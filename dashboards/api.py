@@ -11,6 +11,7 @@ from importlib import resources
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from dashboards.api_docs import add_offline_docs
 from dashboards.auth import SESSION_COOKIE, Access, GuardedPages, document_access, operation_id
 from dashboards.browser_guard import BrowserGuard
 from dashboards.deps import AppContext
@@ -38,7 +39,8 @@ def create_app(ctx: AppContext) -> FastAPI:
                   description="Community safety sensing for 万里街道: incidents, devices, dead letters, live stream. "
                               "People sign in for a session cookie, machines send a Bearer token; "
                               "`x-required-roles` names the roles an operation needs (docs/access.md).",
-                  generate_unique_id_function=operation_id)
+                  generate_unique_id_function=operation_id, docs_url=None, redoc_url=None)
+    add_offline_docs(app)  # /docs and /redoc from vendored files, not a CDN
     app.state.ctx = ctx
     if ctx.settings is None or ctx.engine is None:
         raise ValueError("the API needs the settings and the database engine for its accounts")

@@ -112,6 +112,8 @@ class IncidentActionRequest(BaseModel):
     dispatch_id: str = Field(default="", max_length=64,
                              description="with station_id: the dispatch answered (default: the station's latest "
                                          "dispatch to this incident)")
+    into: str = Field(default="", max_length=32,
+                      description="with merge: the active group incident to merge into (it carries this one's device)")
 
 
 class DevicePublic(BaseModel):

@@ -4,7 +4,9 @@ A standardised station answers a dispatch within 1 minute and is on scene within
 engine tells ``DispatchResponse`` when it dispatches a station (``expect_dispatch``); the
 station's duty terminal then reports acknowledge / depart / on scene / finished with the
 dispatch id. A step that has not come by its deadline raises an incident at once, from the
-clock, and the times feed the KPI screen (``response_times``). Expected dispatches are
+clock, and the times feed the KPI screen (``response_times``). An incident that ends
+before the station finished (a false alarm, a closed group) cancels its dispatches
+(``cancel_dispatch``): the station is stood down and no deadline runs on them any more. Expected dispatches are
 written to SQL right after the batch that made them (``persist_at_once``): a deadline
 pending when the service stops or crashes still fires after the restart, on time or at
 once if it passed meanwhile. What is written then is only what changed since the last
@@ -104,6 +106,8 @@ class _Dispatch:
     arrive_ms: int | None = None
     ack_late: bool = False
     arrive_late: bool = False
+    finished_ms: int | None = None  # the station reported the job done
+    cancelled_ms: int | None = None  # the incident ended (false alarm, closed) first: the station stood down
 
     def as_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in _DISPATCH_FIELDS}  # dataclasses.asdict deep-copies: 40x slower
@@ -156,7 +160,11 @@ class DispatchResponse(Rule):
         d = self._dispatches.get(msg.dispatch_id)
         if d is None or d.station != reading.device_id:
             return []  # not a dispatch of ours to this station (another station's id, or one long forgotten)
+        if d.cancelled_ms is not None:
+            return []  # called off: a late answer to a cancelled dispatch is nobody's breach
         self._touch(d)
+        if isinstance(msg, fs.DispatchFinished) and d.finished_ms is None:
+            d.finished_ms = min(max(reading.ts_ms, d.dispatched_ms), now_ms)
         at_ms = max(d.dispatched_ms, min(reading.ts_ms, now_ms))
         if d.ack_ms is None:
             d.ack_ms = at_ms
@@ -167,8 +175,25 @@ class DispatchResponse(Rule):
     def on_tick(self, ctx: RuleContext, now_ms: int) -> list[Signal]:
         return [s for d in list(self._waiting.values()) for s in self._breaches(d, ctx, now_ms)]
 
+    def open_dispatches(self, incident_id: str) -> list[tuple[str, str]]:
+        """The dispatches to this incident a station may still be running on: (dispatch id, station), oldest first."""
+        return [(d.dispatch_id, d.station) for d in list(self._dispatches.values())
+                if d.incident == incident_id and d.finished_ms is None and d.cancelled_ms is None]
+
+    def cancel_dispatch(self, dispatch_id: str, now_ms: int) -> None:
+        """The incident ended before the station finished: the dispatch is closed and no deadline runs on it."""
+        d = self._dispatches.get(dispatch_id)
+        if d is None or d.cancelled_ms is not None:
+            return
+        d.cancelled_ms = now_ms
+        self._waiting.pop(dispatch_id, None)
+        self._touch(d)
+
     def _breaches(self, d: _Dispatch, ctx: RuleContext, now_ms: int) -> list[Signal]:
-        out = []
+        out: list[Signal] = []
+        if d.cancelled_ms is not None:
+            self._waiting.pop(d.dispatch_id, None)
+            return out
         ack_s = ctx.threshold(KIND, "ack_within_s", d.station)
         arrive_s = ctx.threshold(KIND, "arrive_within_s", d.station)
         if not d.ack_late and ((d.ack_ms if d.ack_ms is not None else now_ms) - d.dispatched_ms > ack_s * 1000):

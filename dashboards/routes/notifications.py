@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
+from alerts.escalation import STAND_DOWN_ROLE
 from alerts.notify.base import mask
 from alerts.notify.store import notify_attempts_table
 from alerts.outbox import notifications_table
@@ -19,6 +20,7 @@ from wanli.errors import NotFound
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"], dependencies=VIEWER_ONLY)
 HIDDEN = "住户家属（hidden）"
+ROLE_ZH = ROLE_LABELS | {STAND_DOWN_ROLE: "微型消防站（撤销派单）"}
 TIER_ZH = {t.name.lower(): t.label_zh for t in Tier} | {"fire_station": "微型消防站", "household": "住户家属"}
 
 
@@ -48,7 +50,7 @@ def incident_notifications(ctx: Ctx, who: Viewer, scope: StationScope, incident_
             continue
         seen[key] = NotificationPublic(
             step=step, tier=tier, tier_zh=TIER_ZH.get(tier, tier), place_id=place_id, role=role,
-            role_zh=ROLE_LABELS.get(role, role),
+            role_zh=ROLE_ZH.get(role, role),
             recipient=recipient if family_names or tier != "household" else HIDDEN, channel=channel,
             created_at=ms_to_dt(created_ms), sent_at=ms_to_dt(sent_ms), dispatch_id=dispatch_id,  # type: ignore[arg-type]
             status="sent" if sent_ms is not None else "queued")
@@ -60,7 +62,7 @@ def incident_notifications(ctx: Ctx, who: Viewer, scope: StationScope, incident_
         hidden = not family_names and r["tier"] == "household"  # a family's names and numbers: by role only
         rows_out.append(NotificationPublic(
             step=r["step"], tier=r["tier"], tier_zh=TIER_ZH.get(r["tier"], r["tier"]), place_id=r["place_id"],
-            role=r["role"], role_zh=ROLE_LABELS.get(r["role"], r["role"]),
+            role=r["role"], role_zh=ROLE_ZH.get(r["role"], r["role"]),
             recipient=HIDDEN if hidden else r["person"], channel=r["channel"],
             created_at=ms_to_dt(r["created_ms"]), sent_at=ms_to_dt(r["sent_ms"]), dispatch_id="",  # type: ignore[arg-type]
             status=r["status"], attempt_id=r["id"], address="" if hidden else mask(r["address"]), provider=r["provider"],

@@ -6,6 +6,12 @@
 // red the moment its incident opens. Device health changes with heartbeats, which raise no
 // event: /api/map is read again a second after an incident change and every 30 seconds.
 // Click a building for its risk profile. While the link is down the map says so.
+//
+// Pan and zoom come from Leaflet (vendored, dashboards/static/vendor/leaflet) with a plan coordinate
+// system (L.CRS.Simple: one unit a metre of the street's plan, y down as on the plan): the plan is one
+// SVG overlay, and the buildings' names are HTML labels placed after every move so that none covers
+// another (buildings in trouble and the focused one first; the rest as room allows). ?focus=<building>
+// (from the wall's drawer) centres the map on that building and marks it.
 "use strict";
 
 const STATE_ZH = { critical: "紧急警情", incident: "未结警情", fault: "设备故障", normal: "正常", no_devices: "未接入设备" };
@@ -17,7 +23,6 @@ const MAP_REFRESH_MS = 30000;
 const RECONNECT_MS = 3000;
 const LABEL_PX = 15;        // building labels on screen, whatever the plan's scale
 const COMMUNITY_PX = 20;
-const MAX_LABELLED = 120;   // beyond this many buildings, names only on hover
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 const $ = (id) => document.getElementById(id);
@@ -25,7 +30,12 @@ let street = null;                 // /api/map as last read
 const incidents = new Map();       // id → active incident (from the stream)
 const glyphs = new Map();          // building id → { g, rect, b }
 let link = "connecting";
-let scale = 1;                     // screen px per plan metre
+let scale = 1;                     // screen px per plan metre, at the zoom that shows the whole street
+let map = null;                    // the Leaflet map (CRS.Simple)
+let overlay = null;                // the plan, an SVG overlay on it
+let labels = null;                 // the buildings' name labels (a layer group)
+const focus = new URLSearchParams(location.search).get("focus") || "";
+const LABEL_GAP_PX = 4;
 
 function svg(tag, attrs = {}, ...children) {
   const node = document.createElementNS(SVG_NS, tag);
@@ -68,7 +78,7 @@ function drawPlan() {
   if (!buildings.length) return;
   let w = glyphSize(buildings);
   const xs = buildings.map((b) => b.x), ys = buildings.map((b) => b.y);
-  const box = plan.getBoundingClientRect();
+  const box = $("leaflet-map").getBoundingClientRect();
   // The scale first (screen px per metre), so that names and the smallest building keep their size on screen.
   const spanX = Math.max(...xs) - Math.min(...xs) + w * 3, spanY = Math.max(...ys) - Math.min(...ys) + w * 3;
   scale = Math.min(box.width / spanX, box.height / (spanY * 1.12)) || 1;
@@ -112,16 +122,12 @@ function drawPlan() {
   }
   plan.append(stations);
 
-  const labelled = buildings.length <= MAX_LABELLED && w * scale >= 34;
   const layer = svg("g", { class: "buildings" });
   for (const b of buildings) {
     const rect = svg("rect", { x: b.x - w / 2, y: b.y - h / 2, width: w, height: h, rx: Math.min(w, h) * 0.12 });
     const g = svg("g", { class: "building", id: `b-${b.id}`, tabindex: "0", role: "link", "data-building": b.id,
                          "aria-label": `${b.community} ${b.name}` }, rect);
-    if (labelled) {
-      g.append(svg("text", { x: b.x, y: b.y + px(LABEL_PX) * 0.35, "font-size": px(LABEL_PX), "text-anchor": "middle" },
-                   b.name.replace(/^\S+\s/, "")));
-    }
+    if (b.id === focus) g.classList.add("focused");
     g.addEventListener("click", () => { location.href = profileUrl(b.id); });
     g.addEventListener("keydown", (e) => { if (e.key === "Enter") location.href = profileUrl(b.id); });
     g.addEventListener("mouseenter", (e) => showTip(b.id, e));
@@ -131,6 +137,57 @@ function drawPlan() {
     glyphs.set(b.id, { g, rect, b });
   }
   plan.append(layer, names);
+  showOnMap(minX, minY, maxX, maxY);
+}
+
+// The plan on the Leaflet map: a point (x, y) of the plan is LatLng(-y, x), so north stays up.
+const at = (x, y) => L.latLng(-y, x);
+
+function showOnMap(minX, minY, maxX, maxY) {
+  const bounds = L.latLngBounds(at(minX, maxY), at(maxX, minY));
+  if (!map) {
+    map = L.map("leaflet-map", { crs: L.CRS.Simple, zoomSnap: 0.25, zoomDelta: 0.5, attributionControl: false,
+                                 minZoom: -8, maxZoom: 8, zoomControl: true });
+    labels = L.layerGroup().addTo(map);
+    map.on("zoomend moveend", placeLabels);
+  }
+  if (overlay) overlay.remove();
+  overlay = L.svgOverlay($("plan"), bounds, { interactive: true }).addTo(map);
+  map.fitBounds(bounds);
+  const fit = map.getZoom();
+  map.setMinZoom(fit - 0.5);
+  map.setMaxZoom(fit + 6);
+  const target = focus && street.buildings.find((b) => b.id === focus);
+  if (target) map.setView(at(target.x, target.y), fit + 2);
+  placeLabels();
+}
+
+// Names of the buildings in view, none over another: greedy, in order of what matters (the focused building,
+// then critical, incident, fault, the rest by name); a name that would touch one already placed waits for a
+// closer zoom. Labels are HTML, in screen pixels, whatever the zoom.
+function placeLabels() {
+  if (!map || !labels) return;
+  labels.clearLayers();
+  const view = map.getBounds().pad(0.05);
+  const rank = (g) => (g.b.id === focus ? -1 : STATE_ORDER.indexOf(g.g.dataset.state || "normal"));
+  const candidates = [...glyphs.values()].filter((g) => view.contains(at(g.b.x, g.b.y)))
+    .sort((p, q) => rank(p) - rank(q) || (p.b.id < q.b.id ? -1 : 1));
+  const placed = [];
+  for (const g of candidates) {
+    const text = g.b.name.replace(/^\S+\s/, "");
+    const pt = map.latLngToContainerPoint(at(g.b.x, g.b.y));
+    const w = text.length * LABEL_PX + 10, h = LABEL_PX + 8;
+    const box = { x0: pt.x - w / 2, y0: pt.y + 8, x1: pt.x + w / 2, y1: pt.y + 8 + h };
+    if (placed.some((o) => box.x0 < o.x1 + LABEL_GAP_PX && o.x0 < box.x1 + LABEL_GAP_PX
+                         && box.y0 < o.y1 + LABEL_GAP_PX && o.y0 < box.y1 + LABEL_GAP_PX)) continue;
+    placed.push(box);
+    const node = el("span", { class: "b-label", "data-building": g.b.id, "data-state": g.g.dataset.state || "" }, text);
+    if (g.b.id === focus) node.classList.add("focused");
+    labels.addLayer(L.marker(at(g.b.x, g.b.y), { interactive: false, keyboard: false,
+      icon: L.divIcon({ className: "b-label-icon", html: node, iconSize: null, iconAnchor: [w / 2, -8] }) }));
+  }
+  window.wanliLabels = placed.length;
+  window.wanliLabelsInView = candidates.length;  // buildings in view: the tests compare how many got their name
 }
 
 // -- state ---------------------------------------------------------------------------------------
@@ -160,6 +217,7 @@ function paint() {
     glyphs.get(id).s = s;
   }
   for (const s of STATE_ORDER) $(`n-${s}`).textContent = counts[s];
+  if (labelsStale(counts)) placeLabels();
   watch.sort((x, y) => STATE_ORDER.indexOf(x.s.state) - STATE_ORDER.indexOf(y.s.state)
     || y.s.active - x.s.active || y.b.faults - x.b.faults || (x.b.id < y.b.id ? -1 : 1));
   $("watch").replaceChildren(...watch.slice(0, 40).map(({ b, s }) => el("li", { "data-state": s.state, "data-building": b.id },
@@ -167,6 +225,15 @@ function paint() {
     el("span", { class: "why" }, s.top || [b.faults ? `${b.faults} 台设备故障` : "", b.overdue ? `${b.overdue} 项整改超期` : ""]
       .filter(Boolean).join("，")))));
   $("watch-empty").hidden = watch.length > 0;
+}
+
+// Labels are placed again when the buildings' states change (a building in trouble takes its name first).
+let lastCounts = "";
+function labelsStale(counts) {
+  const key = JSON.stringify(counts);
+  if (key === lastCounts) return false;
+  lastCounts = key;
+  return true;
 }
 
 function showTip(id, e) {
@@ -256,7 +323,7 @@ function tick() {
 let resizeTimer = 0;
 window.addEventListener("resize", () => {
   clearTimeout(resizeTimer);
-  resizeTimer = setTimeout(() => { if (street) { drawPlan(); paint(); } }, 200);
+  resizeTimer = setTimeout(() => { if (map) { map.invalidateSize(); placeLabels(); } }, 200);
 });
 
 loadMap().then(connect);

@@ -5,13 +5,20 @@
 // never lost to a redraw), a button that just appeared or moved under the pointer waits a moment
 // before it takes clicks, nothing on it ever blocks (no alert()/confirm()), and while the link is
 // down it says so instead of showing an all-clear ("100-1=0").
+//
+// No alarm may go unnoticed: every new incident that nobody has acknowledged rings a tone for its
+// severity, again and again (RING_EVERY_MS) until someone acknowledges it or silences it for that
+// incident (the audit keeps who). Unacknowledged incidents are pinned first, newest first within a
+// severity; a new incident out of view shows a "N 条新警情" banner that scrolls to it. Sound is on
+// unless the operator switched it off (remembered across reloads); while it is off, or the browser
+// still waits for a first click before it lets the page play sound, a banner says so.
 "use strict";
 
 const SEVERITY = { critical: "紧急", high: "高", warning: "中", info: "低" };
 const SEVERITY_ORDER = { critical: 0, high: 1, warning: 2, info: 3 };
 const STATE = { open: "待响应", acknowledged: "已确认", dispatched: "已派单", on_scene: "已到场",
                 resolved: "已处置", closed: "已结案", false_alarm: "误报", merged: "已合并" };
-const KIND = { smoke_detector: "烟感", charging_station: "充电桩", fire_station: "微型消防站",
+const KIND = { system: "系统", smoke_detector: "烟感", charging_station: "充电桩", fire_station: "微型消防站",
                elderly_alarm: "一键通", inspection_report: "巡查上报", water_meter: "水表", lift_camera: "电梯摄像头" };
 // The closed loop 发现 → 上报 → 派单 → 处置 → 核查 → 结案: one next step per state, one button per row.
 const NEXT_STEP = {
@@ -22,9 +29,10 @@ const NEXT_STEP = {
   resolved: { action: "verify", label: "核查结案", hint: "核查无误，结案" },
 };
 const ACTIVE = new Set(Object.keys(NEXT_STEP));
+const SYSTEM = "system";  // faults of the service itself: their own section, never mixed with alarms
 const TIER = { building: "楼栋", community: "居民区", area: "片区", street: "街道", district: "区" };
 const ACTION_ZH = { acknowledge: "确认", dispatch: "派单", arrive: "到场", resolve: "处置完毕", verify: "核查结案",
-                    false_alarm: "标记误报", note: "添加备注" };
+                    false_alarm: "标记误报", note: "添加备注", silence: "静音" };
 
 const ACK_LATE_SECONDS = 60;  // the street's 1-minute rule
 const FRESH_MS = 3000;        // how long a new incident's row flashes
@@ -33,6 +41,17 @@ const CONFIRM_MS = 3000;      // 误报 asks once more; the question stands this
 const RECONNECT_MS = 3000;    // after the browser has given up on the stream
 const NOTICE_MS = 8000;
 const HEARTBEAT_TIMEOUT_MS = 45000;  // only once the server has been seen sending "heartbeat" events
+// The tone per severity and how often it repeats until the incident is acknowledged or silenced.
+// Warnings ring only when the operator asked for it (wanli.sound.warnings = "on").
+const RING_EVERY_MS = { critical: 4000, high: 8000, warning: 20000 };
+const TONES = {  // [frequency Hz, start s, length s]
+  critical: [[988, 0, 0.2], [740, 0.22, 0.2], [988, 0.5, 0.2], [740, 0.72, 0.2], [988, 1.0, 0.2], [740, 1.22, 0.2]],
+  high: [[660, 0, 0.3], [660, 0.45, 0.3]],
+  warning: [[520, 0, 0.4]],
+};
+const SOUND_KEY = "wanli.sound";           // "off" once the operator switched sound off; anything else: on
+const WARNINGS_KEY = "wanli.sound.warnings";
+const SILENCED_KEY = "wanli.silenced";     // ids of incidents whose tone an operator silenced (the audit has who)
 const KPI_DEBOUNCE_MS = 1000;  // an incident change refreshes the KPI panel, at most once a second
 const KPI_REFRESH_MS = 30000;  // device health changes without incident events: the panel catches up this often
 
@@ -43,7 +62,11 @@ const told = new Map();       // id → { key, list }: who the escalation told, 
 let link = "connecting";      // connecting | up | down
 let everSynced = false;       // a snapshot has arrived at least once
 let settled = false;          // the first snapshot is on the table: changes from now on happen under the pointer
+const unseen = new Set();     // ids of new incidents not yet seen in view (the "N 条新警情" banner)
+const expanded = new Set();   // group ids whose member incidents are unfolded
+let memberOf = new Map();     // member incident id → its group's id (folded under the group's row)
 window.wanliBeeps = 0;        // alarm sounds actually played (the tests read it)
+window.wanliRings = [];       // { id, severity, at }: each tone played, for the tests' timing figures
 
 const $ = (id) => document.getElementById(id);
 
@@ -117,6 +140,7 @@ async function act(id, action, button, note = "") {
   if (updated) receive(updated);
   render();
   if (action === "note") notify("备注已保存", "", "ok");
+  if (action === "silence") notify("此警情的提示音已静音（仍待确认）", "", "ok");
   if (r) { r.busy = false; syncButtons(r); }  // still waits if the row has just changed step or moved
 }
 
@@ -181,6 +205,7 @@ function syncButtons(r) {
   r.primary.disabled = waiting;
   r.falseAlarm.disabled = waiting;
   r.note.disabled = r.busy;
+  r.mute.disabled = r.busy;
   r.primary.classList.toggle("busy", r.busy && r.busyButton === r.primary);
   r.falseAlarm.classList.toggle("busy", r.busy && r.busyButton === r.falseAlarm);
 }
@@ -205,14 +230,25 @@ function createRow(inc) {
                                 onclick: () => falseAlarmClicked(r.id, r.falseAlarm) }, "误报");
   r.note = el("button", { type: "button", class: "note", "data-action": "note", title: "给此警情添加备注（记入处置记录）",
                           onclick: () => openNote(r.id, r.note) }, "备注");
+  r.mute = el("button", { type: "button", class: "mute", "data-action": "silence",
+                          title: "只停止此警情的提示音（警情仍待确认，升级照常；记入处置记录）",
+                          onclick: () => silence(r.id, r.mute) }, "静音");
+  r.fold = el("button", { type: "button", class: "fold", title: "展开或收起此群组警情包含的单点报警",
+                          onclick: () => { expanded.has(r.id) ? expanded.delete(r.id) : expanded.add(r.id); render(); } });
+  r.kindTag = el("span", { class: "kind-tag" });
   r.tr = el("tr", { id: `inc-${inc.id}` },
     el("td", { class: "sev" }, r.badge),
-    el("td", { class: "what" }, r.title, r.detail),
+    el("td", { class: "what" }, el("div", { class: "title-line" }, r.kindTag, r.title, r.fold), r.detail),
     r.place, r.device,
     el("td", { class: "state" }, r.stateLabel, r.by),
-    el("td", { class: "tier" }, r.tierLabel, r.told, r.countdown),
+    el("td", { class: "tier" }, el("div", { class: "tier-line" }, r.tierLabel, r.countdown), r.told),
     r.waited, r.count,
-    el("td", { class: "actions" }, r.primary, r.falseAlarm, r.note));
+    el("td", { class: "actions" }, r.primary, r.falseAlarm, r.note, r.mute));
+  // A click on the row (not on one of its buttons or links) opens the incident's drawer.
+  r.tr.addEventListener("click", (e) => {
+    if (e.target.closest("button, a")) return;
+    if (window.WanliDrawer) window.WanliDrawer.open(r.id);
+  });
   if (fresh.has(inc.id)) {
     r.tr.classList.add("fresh");
     setTimeout(() => { r.tr.classList.remove("fresh"); fresh.delete(inc.id); }, FRESH_MS);
@@ -221,22 +257,28 @@ function createRow(inc) {
 }
 
 function updateRow(r, inc) {
-  r.tr.className = `sev-${inc.severity}${r.tr.classList.contains("fresh") ? " fresh" : ""}`;
+  const keep = ["fresh", "member", "group", "silenced"].filter((c) => r.tr.classList.contains(c));
+  r.tr.className = [`sev-${inc.severity}`, ...keep].join(" ");
   r.tr.dataset.state = inc.state;
   r.badge.className = `badge ${inc.severity}`;
   setText(r.badge, SEVERITY[inc.severity] || inc.severity);
   setText(r.title, inc.title);
   setText(r.detail, inc.detail);
+  r.detail.title = inc.detail;
+  setText(r.kindTag, inc.category === SYSTEM ? "系统故障" : "");
+  r.kindTag.hidden = inc.category !== SYSTEM;
+  r.mute.hidden = !(inc.state === "open" && RING_EVERY_MS[inc.severity]) || silenced.has(inc.id);
+  r.tr.classList.toggle("silenced", silenced.has(inc.id));
   setText(r.placeText, inc.location.label);
   if (inc.location.building_id) r.profile.href = `/ops/profile.html?b=${encodeURIComponent(inc.location.building_id)}`;
   r.profile.hidden = !inc.location.building_id;
-  setText(r.device, `${KIND[inc.kind] || inc.kind} ${inc.device_id}`);
+  setText(r.device, inc.scope ? inc.subject : `${KIND[inc.kind] || inc.kind} ${inc.device_id}`);
   setText(r.stateLabel, STATE[inc.state] || inc.state);
   setText(r.by, inc.acknowledged_by || "");  // who responded, whatever the step now
   r.by.title = inc.acknowledged_by ? `确认人：${inc.acknowledged_by}` : "";
   setText(r.count, String(inc.event_count));
   updateWaited(r, inc);
-  setText(r.tierLabel, inc.tier ? `已报至 ${TIER[inc.tier] || inc.tier}` : "");
+  setText(r.tierLabel, inc.tier ? `报至${TIER[inc.tier] || inc.tier}` : "");
   updateTold(r, inc);
   updateCountdown(r, inc);
   const step = NEXT_STEP[inc.state];
@@ -292,7 +334,7 @@ function updateTold(r, inc) {
   if (!list) { setText(r.told, held ? "通知名单读取中…" : ""); r.told.title = ""; return; }
   const names = [...new Set(list.map((n) => n.recipient))];
   const pending = list.filter((n) => !n.sent_at).length;
-  const text = names.length ? `已通知 ${names.length} 方：${names.join("、")}` : "未通知任何人";
+  const text = names.length ? `已通知 ${names.length} 方：${names.join("、")}` : "未通知任何人";  // one line; the drawer lists them all
   setText(r.told, pending ? `${text}（${pending} 条发送中）` : text);
   r.told.title = list.map((n) => `第${n.step + 1}级 ${n.tier_zh} ${n.role_zh}：${n.recipient}${n.sent_at ? "" : "（发送中）"}`).join("\n");
 }
@@ -314,14 +356,43 @@ function updateCountdown(r, inc, now = Date.now()) {
   r.countdown.className = `countdown${s <= 15 ? " soon" : ""}`;
 }
 
-const byUrgency = (a, b) => (SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity])
-  || (Date.parse(a.opened_at) - Date.parse(b.opened_at)) || (a.id < b.id ? -1 : 1);
+// Unacknowledged first; then by severity; newest first, so a new alarm is at the top of its block.
+const unacked = (i) => (i.state === "open" ? 1 : 0);
+const byUrgency = (a, b) => (unacked(b) - unacked(a)) || (SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity])
+  || (Date.parse(b.opened_at) - Date.parse(a.opened_at)) || (a.id < b.id ? -1 : 1);
 
-// Brings the table to the incidents in place: rows are created, updated, moved and removed one by
-// one, never rebuilt, so a click in progress lands where it started.
+// Single-device incidents a group (a suspected fire) carries: folded under the group's row.
+function groupMembers(list) {
+  const groups = list.filter((i) => i.scope && i.members && i.members.length);
+  const found = new Map();
+  for (const g of groups) {
+    const devices = new Set(g.members);
+    for (const i of list) {
+      if (!i.scope && i.id !== g.id && i.category === g.category && devices.has(i.device_id) && !found.has(i.id)) {
+        found.set(i.id, g.id);
+      }
+    }
+  }
+  return found;
+}
+
+// Brings the tables to the incidents in place: rows are created, updated, moved and removed one by
+// one, never rebuilt, so a click in progress lands where it started. Fire and other alarms go in the
+// main table, the service's own faults (category "system") in theirs; a group's members are folded
+// under it unless unfolded.
 function render() {
   const list = [...incidents.values()].filter((i) => ACTIVE.has(i.state)).sort(byUrgency);
-  const wanted = new Set(list.map((i) => i.id));
+  memberOf = groupMembers(list);
+  const alarms = list.filter((i) => i.category !== SYSTEM);
+  const system = list.filter((i) => i.category === SYSTEM);
+  const shown = [];
+  for (const inc of alarms) {
+    if (memberOf.has(inc.id)) continue;
+    shown.push(inc);
+    const members = alarms.filter((m) => memberOf.get(m.id) === inc.id);
+    if (members.length && expanded.has(inc.id)) shown.push(...members);
+  }
+  const wanted = new Set([...shown, ...system].map((i) => i.id));
   for (const [id, r] of rows) {
     if (!wanted.has(id)) {
       r.tr.remove();
@@ -330,7 +401,37 @@ function render() {
       rows.delete(id);
     }
   }
-  const body = $("incidents");
+  placeRows($("incidents"), shown, alarms);
+  placeRows($("system-incidents"), system, system);
+  $("system-section").hidden = system.length === 0;
+  setText($("system-count"), String(system.length));
+
+  const critical = alarms.filter((i) => i.severity === "critical").length;
+  const high = alarms.filter((i) => i.severity === "high").length;
+  const waiting = alarms.filter((i) => i.state === "open").length;
+  setText($("count-active"), String(alarms.length));
+  setText($("count-open"), String(waiting));
+  setText($("count-critical"), String(critical));
+  setText($("count-high"), String(high));
+  $("count-open").parentElement.classList.toggle("zero", waiting === 0);
+  $("count-critical").parentElement.classList.toggle("zero", critical === 0);
+  $("count-high").parentElement.classList.toggle("zero", high === 0);
+  document.querySelector("#wall thead").hidden = alarms.length === 0;
+  renderStateTile(alarms);
+
+  // Never an all-clear that is not known to be true.
+  const empty = $("empty");
+  empty.hidden = alarms.length > 0;
+  empty.className = link === "down" ? "empty alarm" : "empty";
+  setText(empty, link === "up" ? "当前没有未结警情" : link === "down" ? "连接中断，警情可能未显示" : "正在连接服务器…");
+  $("offline-note").hidden = !(link === "down" && list.length > 0);
+  if (everSynced && link === "up") {  // forget silenced incidents that were taken (not before the first snapshot)
+    for (const id of silenced) if (!incidents.has(id) || incidents.get(id).state !== "open") unsilence(id);
+  }
+  showUnseen();
+}
+
+function placeRows(body, list, all) {
   let previous = null;
   list.forEach((inc, index) => {
     let r = rows.get(inc.id);
@@ -339,6 +440,7 @@ function render() {
       rows.set(inc.id, r);
     }
     updateRow(r, inc);
+    updateFold(r, inc, all);
     const place = previous ? previous.nextElementSibling : body.firstElementChild;
     if (place !== r.tr) body.insertBefore(r.tr, place);
     if (r.index !== index) {
@@ -347,23 +449,48 @@ function render() {
     }
     previous = r.tr;
   });
+}
 
-  const critical = list.filter((i) => i.severity === "critical").length;
-  const high = list.filter((i) => i.severity === "high").length;
-  setText($("count-active"), String(list.length));
-  setText($("count-critical"), String(critical));
-  setText($("count-high"), String(high));
-  $("count-critical").parentElement.classList.toggle("zero", critical === 0);
-  $("count-high").parentElement.classList.toggle("zero", high === 0);
-  document.querySelector("#wall thead").hidden = list.length === 0;
-  renderStateTile(list);
+// A group's row says how many single alarms it carries, and folds or unfolds them; a member's row says whose.
+function updateFold(r, inc, all) {
+  const n = all.filter((m) => memberOf.get(m.id) === inc.id).length;
+  r.fold.hidden = n === 0;
+  if (n) setText(r.fold, expanded.has(inc.id) ? `收起 ${n} 条单点报警 ▴` : `含 ${n} 条单点报警 ▾`);
+  r.tr.classList.toggle("member", memberOf.has(inc.id));
+  r.tr.classList.toggle("group", n > 0);
+}
 
-  // Never an all-clear that is not known to be true.
-  const empty = $("empty");
-  empty.hidden = list.length > 0;
-  empty.className = link === "down" ? "empty alarm" : "empty";
-  setText(empty, link === "up" ? "当前没有未结警情" : link === "down" ? "连接中断，警情可能未显示" : "正在连接服务器…");
-  $("offline-note").hidden = !(link === "down" && list.length > 0);
+// -- "N 条新警情": a new incident whose row is out of view -------------------------------------------
+
+function inView(node) {
+  const box = node.getBoundingClientRect();
+  const top = document.querySelector("body > header").getBoundingClientRect().bottom;
+  return box.bottom > top && box.top < window.innerHeight - 8;
+}
+
+function showUnseen() {
+  const out = [];
+  for (const id of unseen) {
+    const r = rows.get(id);
+    const inc = incidents.get(id);
+    if (!inc || !ACTIVE.has(inc.state) || inc.state !== "open") { unseen.delete(id); continue; }
+    const target = r ? r.tr : rows.get(memberOf.get(id)) && rows.get(memberOf.get(id)).tr;
+    if (!target) continue;
+    if (inView(target)) unseen.delete(id); else out.push(target);
+  }
+  const banner = $("new-banner");
+  banner.hidden = out.length === 0;
+  if (out.length) {
+    out.sort((x, y) => x.getBoundingClientRect().top - y.getBoundingClientRect().top);
+    setText(banner, `${out.length} 条新警情 ${out[0].getBoundingClientRect().top < 0 ? "↑" : "↓"} 点击查看`);
+    banner.dataset.target = out[0].id;
+  }
+}
+
+function scrollToNew() {
+  const target = document.getElementById($("new-banner").dataset.target || "");
+  if (target) target.scrollIntoView({ block: "center" });
+  showUnseen();
 }
 
 function tick() {
@@ -383,9 +510,10 @@ function tick() {
 function receive(inc) {
   const held = incidents.get(inc.id);
   if (held && Date.parse(held.updated_at) > Date.parse(inc.updated_at)) return;
-  if (becameCritical(inc, held)) alarmSound();
+  if (becameCritical(inc, held)) ringSoon = true;  // raised to critical: its tone, now
   incidents.set(inc.id, inc);
   if (ACTIVE.has(inc.state)) fetchTold(inc); else told.delete(inc.id);
+  if (window.WanliDrawer) window.WanliDrawer.changed(inc);
 }
 
 // New and critical, or raised to critical by a repeat (a one-touch press after a smoke alarm, say).
@@ -394,7 +522,10 @@ function becameCritical(inc, held) {
 }
 
 function announce(inc) {
-  if (ACTIVE.has(inc.state)) fresh.add(inc.id);
+  if (!ACTIVE.has(inc.state)) return;
+  fresh.add(inc.id);
+  unseen.add(inc.id);
+  ringSoon = true;
 }
 
 function onSnapshot(list) {
@@ -405,12 +536,14 @@ function onSnapshot(list) {
     // if critical, sounds. The first snapshot after loading is just how things stand.
     const held = before.get(inc.id);
     if (everSynced && !held) announce(inc);
-    if (everSynced && becameCritical(inc, held)) alarmSound();
+    else rungFor.add(inc.id);  // how things stood: the severity's repeating tone covers it, no tone of its own
+    if (everSynced && becameCritical(inc, held)) ringSoon = true;
     incidents.set(inc.id, inc);
     fetchTold(inc);
   }
   for (const id of told.keys()) if (!incidents.has(id)) told.delete(id);
   everSynced = true;
+  ringSoon = true;  // what is open and unacknowledged rings, after a reload too
   loadKpi();
 }
 
@@ -456,6 +589,7 @@ function connect() {
     if (created) announce(incident);
     receive(incident);
     render();
+    if (ringSoon) ring();
     kpiSoon();
   }));
   s.addEventListener("heartbeat", current(() => { heartbeats = true; }));
@@ -492,24 +626,29 @@ async function loadKpi() {
 
 const pct = (x) => `${Math.round(x * 100)}%`;
 
-function kpiTile(id, value, sub, level) {
-  setText($(`${id}-value`), value);
-  setText($(`${id}-sub`), sub);
-  $(`${id}-sub`).title = sub;
+// A tile: its figure (numerator/denominator first, the rate beside it), and what it has to say, which wraps
+// rather than hides; "late" (what is overdue now) leads, in red.
+function kpiTile(id, value, sub, level, rate = "", late = "") {
+  const v = $(`${id}-value`);
+  const text = rate ? `${value} ${rate}` : value;
+  if (v.textContent !== text) v.replaceChildren(value, ...(rate ? [" ", el("small", {}, rate)] : []));
+  const s = $(`${id}-sub`);
+  const subText = late ? `${late}${sub ? "；" + sub : ""}` : sub;
+  if (s.textContent !== subText) s.replaceChildren(...(late ? [el("span", { class: "late" }, late)] : []),
+                                                   late && sub ? "；" + sub : sub);
   $(id).className = `tile${level ? ` ${level}` : ""}`;
 }
 
 function ruleTile(id, fig, what) {
+  const late = fig.waiting_past ? `另 ${fig.waiting_past} 起超时未${what}` : "";
   if (fig.total === 0) {
-    kpiTile(id, "—", fig.waiting_past ? `尚无${what}记录，${fig.waiting_past} 起已超时` : `近 24 小时尚无${what}记录`,
-            fig.waiting_past ? "bad" : "");
+    kpiTile(id, "—", `近 24 小时尚无${what}记录`, fig.waiting_past ? "bad" : "", "", late);
     return;
   }
   const rate = fig.within / fig.total;
-  const median = fig.median_s === null ? "" : `，中位 ${fmtDuration(Math.round(fig.median_s))}`;
-  const late = fig.waiting_past ? `，另 ${fig.waiting_past} 起超时未${what}` : "";
-  kpiTile(id, pct(rate), `${fig.within}/${fig.total} 起${median}${late}`,
-          rate < 0.9 || fig.waiting_past ? "bad" : "good");
+  const median = fig.median_s === null ? "" : `中位 ${fmtDuration(Math.round(fig.median_s))}`;
+  kpiTile(id, `${fig.within}/${fig.total}`, `${fig.within} 起达标，共 ${fig.total} 起${median ? "，" + median : ""}`,
+          rate < 0.9 || fig.waiting_past ? "bad" : "good", pct(rate), late);
 }
 
 // Active incidents by state and tier: counted from the table's own incidents, so the tile and the rows
@@ -528,17 +667,22 @@ function renderKpi(k) {
   ruleTile("kpi-ack", k.acknowledge, "确认");
   ruleTile("kpi-arrive", k.arrive, "到场");
   const d = k.devices;
-  kpiTile("kpi-online", d.online_rate === null ? "—" : pct(d.online_rate),
-          d.total ? `${d.online}/${d.total} 台在线` : "尚未登记设备",
-          d.online_rate === null ? "" : d.online_rate < 0.95 ? "bad" : "good");
+  kpiTile("kpi-online", d.total ? `${d.online}/${d.total}` : "—",
+          d.total ? `${d.online} 台在线，共 ${d.total} 台` : "尚未登记设备",
+          d.online_rate === null ? "" : d.online_rate < 0.95 ? "bad" : "good", d.total ? pct(d.online_rate) : "");
   const first = k.overdue[0];
   kpiTile("kpi-overdue", String(k.overdue_rectifications),
           first ? `最久：${first.place} ${first.category_zh}，超期 ${fmtHours(first.overdue_s)}` : "无超期隐患",
           k.overdue_rectifications ? "bad" : "good");
+  // Only a building that had false alarms is named; with none, the tile says so.
   const worst = k.false_alarms_by_building[0];
-  kpiTile("kpi-false", worst ? pct(worst.rate) : "—",
-          worst ? `${worst.building}：${worst.false_alarms}/${worst.alarms} 起误报` : "近 24 小时无火警",
-          worst && worst.rate >= 0.5 ? "warn" : "");
+  const alarms = k.false_alarms_by_building.reduce((n, b) => n + b.alarms, 0);
+  if (!worst) kpiTile("kpi-false", "—", "近 24 小时无火警", "");
+  else if (!worst.false_alarms) kpiTile("kpi-false", "0 起误报", `近 24 小时 ${alarms} 起火警，均非误报`, "good");
+  else {
+    kpiTile("kpi-false", `${worst.false_alarms}/${worst.alarms}`, `${worst.community} ${worst.building}：${worst.alarms} 起火警中 ${worst.false_alarms} 起误报`,
+            worst.rate >= 0.5 ? "warn" : "", pct(worst.rate));
+  }
 }
 
 function fmtHours(s) {
@@ -573,25 +717,68 @@ function setupNotes() {
   });
 }
 
-// -- sound --------------------------------------------------------------------------------------
+// -- sound ----------------------------------------------------------------------------------------
 
-// Browsers allow sound only after a click on the page, so the operator switches it on once.
-const sound = { ctx: null, on: false };
+// Sound is on unless the operator switched it off (remembered in this browser). Browsers let a page
+// play sound only after a first click or key press on it: until then, and while sound is off, a
+// banner says so, and the first click anywhere turns it on.
+const sound = { ctx: null, wanted: localStorage.getItem(SOUND_KEY) !== "off",
+                warnings: localStorage.getItem(WARNINGS_KEY) === "on" };
+const silenced = new Set(JSON.parse(localStorage.getItem(SILENCED_KEY) || "[]"));
+let ringSoon = false;
+let lastRingMs = 0;
+let lastRingSeverity = "";
+const rungFor = new Set();  // incidents whose tone has played at least once
+let toneEndsMs = 0;         // when the tone now playing ends: another starts only after it
 
-function toggleSound() {
-  const button = $("sound");
+function audioContext() {
   if (!sound.ctx) {
     const Context = window.AudioContext || window.webkitAudioContext;
-    if (!Context) { notify("此浏览器不支持提示音"); return; }
+    if (!Context) return null;
     sound.ctx = new Context();
+    sound.ctx.addEventListener("statechange", showSound);
   }
-  sound.on = !sound.on;
-  if (sound.on) {
-    sound.ctx.resume();
-    tone(sound.ctx.currentTime, 1320, 0.08);  // a short chirp: the speakers work
+  return sound.ctx;
+}
+
+const audible = () => sound.wanted && sound.ctx !== null && sound.ctx.state === "running";
+
+// The first click or key press anywhere: the browser now lets the page play sound.
+function firstGesture() {
+  const ctx = audioContext();
+  if (!ctx) return;
+  if (sound.wanted && ctx.state !== "running") {
+    ctx.resume().then(() => { showSound(); ringSoon = true; ring(); });
   }
-  button.setAttribute("aria-pressed", String(sound.on));
-  button.textContent = sound.on ? "声音已开" : "开启声音";
+}
+
+function toggleSound() {
+  const ctx = audioContext();
+  if (!ctx) { notify("此浏览器不支持提示音"); return; }
+  sound.wanted = !(sound.wanted && ctx.state === "running");
+  localStorage.setItem(SOUND_KEY, sound.wanted ? "on" : "off");
+  if (sound.wanted) {
+    ctx.resume().then(() => {
+      tone(ctx.currentTime, 1320, 0.08);  // a short chirp: the speakers work
+      showSound();
+      ringSoon = true;
+      ring();
+    });
+  }
+  showSound();
+}
+
+function showSound() {
+  const on = audible();
+  const button = $("sound");
+  button.setAttribute("aria-pressed", String(on));
+  button.textContent = on ? "声音已开" : "开启声音";
+  const banner = $("sound-banner");
+  banner.hidden = on;
+  setText($("sound-banner-text"), !sound.wanted
+    ? "提示音已关闭：新警情不会响铃。"
+    : "提示音尚未开启：浏览器要求先点一下页面，点击页面任意处即开启。");
+  $("sound-banner-on").hidden = sound.wanted;
 }
 
 function tone(at, frequency, seconds) {
@@ -606,24 +793,66 @@ function tone(at, frequency, seconds) {
   osc.stop(at + seconds + 0.02);
 }
 
-// A new critical incident: three high-low pairs, about a second and a half, no audio file needed.
-function alarmSound() {
-  if (!sound.on || !sound.ctx) return;
+// What rings: unacknowledged alarms nobody silenced, of a ringing severity; a group's folded members
+// ring through their group.
+function ringing() {
+  return [...incidents.values()].filter((i) => i.state === "open" && RING_EVERY_MS[i.severity]
+    && (i.severity !== "warning" || sound.warnings) && !silenced.has(i.id) && !memberOf.has(i.id))
+    .sort(byUrgency);
+}
+
+// Plays the most severe ringing incident's tone if its interval has passed (or at once: ringSoon).
+function ring() {
+  const due = ringing();
+  const soon = ringSoon;
+  ringSoon = false;
+  if (!due.length || !audible()) return;
+  // An incident that has never rung rings at once (after the tone now playing); the rest repeat at their interval.
+  const fresh = due.find((i) => !rungFor.has(i.id));
+  const top = fresh || due[0];
+  const now = performance.now();
+  if (now < toneEndsMs) { ringSoon = soon || !!fresh; return; }
+  const sameOrLower = lastRingSeverity && SEVERITY_ORDER[top.severity] >= SEVERITY_ORDER[lastRingSeverity];
+  if (!fresh && !soon && sameOrLower && now - lastRingMs < RING_EVERY_MS[top.severity]) return;
+  rungFor.add(top.id);
+  lastRingMs = now;
+  lastRingSeverity = top.severity;
   const t0 = sound.ctx.currentTime + 0.02;
-  for (let i = 0; i < 3; i++) {
-    tone(t0 + i * 0.5, 988, 0.2);
-    tone(t0 + i * 0.5 + 0.22, 740, 0.2);
-  }
+  for (const [frequency, at, seconds] of TONES[top.severity]) tone(t0 + at, frequency, seconds);
+  toneEndsMs = now + 1000 * Math.max(...TONES[top.severity].map(([, at, seconds]) => at + seconds)) + 100;
   window.wanliBeeps += 1;
+  window.wanliRings.push({ id: top.id, severity: top.severity, at: Date.now() });
+}
+
+// An operator silences one incident's tone (it stays unacknowledged and keeps escalating); the audit says who.
+async function silence(id, button) {
+  silenced.add(id);
+  localStorage.setItem(SILENCED_KEY, JSON.stringify([...silenced]));
+  const r = rows.get(id);
+  if (r) updateRow(r, incidents.get(id));
+  await act(id, "silence", button, "提示音已静音（警情仍待确认，升级照常）");
+}
+
+function unsilence(id) {
+  silenced.delete(id);
+  localStorage.setItem(SILENCED_KEY, JSON.stringify([...silenced]));
 }
 
 // -- start --------------------------------------------------------------------------------------
 
 $("sound").addEventListener("click", toggleSound);
+$("sound-banner-on").addEventListener("click", toggleSound);
+$("new-banner").addEventListener("click", scrollToNew);
+window.addEventListener("scroll", showUnseen, { passive: true });
+document.addEventListener("pointerdown", firstGesture, { capture: true });
+document.addEventListener("keydown", firstGesture, { capture: true });
+if (sound.wanted) audioContext();  // suspended until the first click, unless the browser allows sound already
+showSound();
 setupNotes();
 connect();
 render();
 tick();
 setInterval(tick, 1000);
+setInterval(ring, 250);
 setInterval(watchdog, 5000);
 setInterval(() => { if (link === "up") loadKpi(); }, KPI_REFRESH_MS);

@@ -269,7 +269,8 @@ def test_false_alarm_asks_once_more_on_the_button(
     button.click()  # Playwright waits until it takes clicks again: a double click is no answer
     expect(row).to_have_count(0)
     assert service.services.incidents.get(incident_id).state.value == "false_alarm"
-    assert [a[0] for a in audit_actions(service, incident_id)] == ["open", "notify", "false_alarm"]
+    # the station dispatched with the alarm is stood down (alerts/service.py)
+    assert [a[0] for a in audit_actions(service, incident_id)] == ["open", "notify", "false_alarm", "stand_down"]
 
 
 def test_a_refused_action_shows_a_fading_notice_not_a_dialog(
@@ -348,7 +349,7 @@ def test_critical_incidents_are_listed_above_high_ones_and_only_new_rows_flash(
     expect(ops.page.locator("#count-active")).to_have_text("2")
 
 
-def test_a_new_critical_incident_sounds_once_the_operator_has_turned_sound_on(
+def test_new_high_and_critical_incidents_ring_their_own_tones_once_sound_is_on(
     ops: OpsScreen, service: WanliService, building: BuildingSimulation,
 ) -> None:
     ops.open()
@@ -361,20 +362,19 @@ def test_a_new_critical_incident_sounds_once_the_operator_has_turned_sound_on(
     expect(page.locator("#sound")).to_have_attribute("aria-pressed", "true")
     expect(page.locator("#sound")).to_have_text("声音已开")
 
-    send(service, building.smoke_detectors()[0].alarm(now_ms()))  # high: no sound
+    send(service, building.smoke_detectors()[0].alarm(now_ms()))  # high: its own tone
     expect(ops.rows).to_have_count(2, timeout=SCREEN_TIMEOUT_MS)
-    send(service, charging_station(building).smoke(now_ms()))  # critical
+    page.wait_for_function("() => window.wanliRings.some(r => r.severity === 'high')")
+    send(service, charging_station(building).smoke(now_ms()))  # critical: the critical tone, at once
     expect(ops.rows).to_have_count(3, timeout=SCREEN_TIMEOUT_MS)
-    page.wait_for_function("() => window.wanliBeeps === 1")
-    page.wait_for_timeout(300)
-    assert page.evaluate("() => window.wanliBeeps") == 1
+    page.wait_for_function("() => window.wanliRings.some(r => r.severity === 'critical')", timeout=3_000)
 
 
 def test_wall_with_incidents_at_every_stage(
     ops: OpsScreen, service: WanliService, building: BuildingSimulation,
 ) -> None:
     detectors = building.smoke_detectors()
-    for detector in detectors[:3]:  # one after the other: the wall lists the oldest first
+    for detector in detectors[:3]:  # one after the other
         send(service, detector.alarm(now_ms()))
         active_incident_id(service, detector.device_id)
     act(service, active_incident_id(service, detectors[1].device_id), "acknowledge", actor="王值班")
@@ -383,12 +383,19 @@ def test_wall_with_incidents_at_every_stage(
     active_incident_id(service, elderly_alarm(building).device_id)
     ops.open()
 
-    # Three detectors alarming in one building are also a suspected fire: critical, first on the wall.
+    # Three detectors alarming in one building are also a suspected fire: it carries their alarms, folded under it.
+    # Unacknowledged first, newest first: the elderly press came last.
+    expect(ops.rows).to_have_count(2)
+    expect(ops.rows.locator(".title")).to_have_text(["一键通紧急呼叫", "疑似火灾：相邻楼层多个烟感报警"], use_inner_text=True)
+    fold = ops.rows.nth(1).locator("button.fold")
+    expect(fold).to_have_text("含 3 条单点报警 ▾")
+    fold.click()
     expect(ops.rows).to_have_count(5)
-    expect(ops.rows.locator(".title")).to_have_text(["疑似火灾：相邻楼层多个烟感报警", "一键通紧急呼叫", "烟感报警", "烟感报警", "烟感报警"],
+    expect(ops.rows.locator(".title")).to_have_text(["一键通紧急呼叫", "疑似火灾：相邻楼层多个烟感报警", "烟感报警", "烟感报警", "烟感报警"],
                                                      use_inner_text=True)
-    expect(ops.rows.locator("td.state .state-label")).to_have_text(["待响应", "待响应", "待响应", "已确认", "已派单"])
-    expect(ops.rows.locator("button.step")).to_have_text(["确认", "确认", "确认", "派单", "到场"])
+    expect(ops.rows.locator("td.state .state-label")).to_have_text(["待响应", "待响应", "待响应", "已派单", "已确认"])
+    expect(ops.rows.locator("button.step")).to_have_text(["确认", "确认", "确认", "到场", "派单"])
+    expect(ops.rows.nth(2)).to_have_class(re.compile(r"\bmember\b"))
     expect(ops.rows.nth(0).locator(".badge")).to_have_text("紧急")
     expect(ops.rows.nth(1).locator(".badge")).to_have_text("紧急")
     ops.screenshot("ops-wall.png")
@@ -424,7 +431,10 @@ def test_screen_reconnects_after_a_restart_and_catches_up(
             detector = building.smoke_detectors()[1]
             send(second, detector.alarm(now_ms()))
             expect(ops.link).to_have_class("link up", timeout=10_000)
-            expect(ops.row(active_incident_id(second, detector.device_id))).to_be_visible()
+            active_incident_id(second, detector.device_id)
+            # two detectors of the building: a suspected fire, whose row carries both alarms
+            fire = next(i.id for i in second.services.alerts.active() if i.scope)
+            expect(ops.row(fire)).to_be_visible()
             expect(page.locator("body")).not_to_have_class(OFFLINE)
             expect(page.locator("#offline-note")).to_be_hidden()
             page.close()  # before the service stops, so the open stream does not hold up its shutdown

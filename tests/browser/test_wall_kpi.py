@@ -45,8 +45,9 @@ def test_the_kpi_strip_shows_the_street_at_a_glance_and_follows_the_stream(
     page.evaluate("() => { window.notReloaded = true; }")
 
     total = expect_online["total"]
-    expect(page.locator("#kpi-online-value")).to_have_text(f"{round(100 * 30 / total)}%")
-    expect(page.locator("#kpi-online-sub")).to_have_text(f"30/{total} 台在线")
+    # numerator and denominator first, the rate beside them
+    expect(page.locator("#kpi-online-value")).to_have_text(f"30/{total} {round(100 * 30 / total)}%")
+    expect(page.locator("#kpi-online-sub")).to_have_text(f"30 台在线，共 {total} 台")
     expect(page.locator("#kpi-online")).to_have_class(re.compile(r"\bbad\b"))  # under 95 %: the tile says so
     expect(page.locator("#kpi-state-list")).to_have_text("无")
     expect(page.locator("#kpi-overdue-value")).to_have_text("0")
@@ -56,11 +57,13 @@ def test_the_kpi_strip_shows_the_street_at_a_glance_and_follows_the_stream(
     expect(page.locator("#kpi-state-list")).to_have_text("待响应 1", timeout=SCREEN_TIMEOUT_MS)
     expect(page.locator("#kpi-tiers")).to_have_text("按层级：居民区 1")
     expect(page.locator("#kpi-states")).to_have_class(re.compile(r"\bbad\b"))
-    expect(page.locator("#kpi-false-sub")).to_have_text("香泉 1号楼：0/1 起误报")
+    # no building is named for false alarms it did not have
+    expect(page.locator("#kpi-false-value")).to_have_text("0 起误报")
+    expect(page.locator("#kpi-false-sub")).to_have_text("近 24 小时 1 起火警，均非误报")
 
     step_button(ops.rows.first).click()  # 确认, well within the minute
-    expect(page.locator("#kpi-ack-value")).to_have_text("100%", timeout=SCREEN_TIMEOUT_MS)
-    expect(page.locator("#kpi-ack-sub")).to_have_text(re.compile(r"^1/1 起，中位 00:0\d$"))
+    expect(page.locator("#kpi-ack-value")).to_have_text("1/1 100%", timeout=SCREEN_TIMEOUT_MS)
+    expect(page.locator("#kpi-ack-sub")).to_have_text(re.compile(r"^1 起达标，共 1 起，中位 00:0\d$"))
     expect(page.locator("#kpi-state-list")).to_have_text("已确认 1")
     assert page.evaluate("() => window.notReloaded") is True
 
@@ -75,7 +78,7 @@ def test_a_row_says_who_was_told_the_tier_and_counts_down_to_the_next_escalation
 ) -> None:
     _, row = alarm_on_the_wall(ops, service, building)
     tier = row.locator("td.tier")
-    expect(tier.locator(".tier-label")).to_have_text("已报至 居民区", timeout=SCREEN_TIMEOUT_MS)
+    expect(tier.locator(".tier-label")).to_have_text("报至居民区", timeout=SCREEN_TIMEOUT_MS)
     expect(tier.locator(".told")).to_have_text(re.compile(r"^已通知 3 方："), timeout=SCREEN_TIMEOUT_MS)
     for name in ("楼组长 李阿姨", "香泉物业 保安室", "香泉微型消防站"):
         expect(tier.locator(".told")).to_contain_text(name)
@@ -89,7 +92,7 @@ def test_a_row_says_who_was_told_the_tier_and_counts_down_to_the_next_escalation
     step_button(row).click()  # acknowledged: the climb stops, and so does the countdown
     expect(countdown).to_have_text("")
     expect(countdown).to_be_hidden()
-    expect(tier.locator(".tier-label")).to_have_text("已报至 居民区")
+    expect(tier.locator(".tier-label")).to_have_text("报至居民区")
 
 
 def test_the_countdown_turns_red_in_its_last_seconds_and_says_when_it_is_due(

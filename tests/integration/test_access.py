@@ -58,6 +58,10 @@ RULES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/incidents.csv"): ANY,
     ("GET", "/api/incidents/{incident_id}"): ANY,
     ("GET", "/api/incidents/{incident_id}/notifications"): ANY,
+    ("GET", "/api/incidents/{incident_id}/escalation"): ANY,
+    ("GET", "/api/incidents/{incident_id}/contacts"): ANY,  # phone numbers only for operators (in the answer)
+    ("GET", "/api/incidents/history"): ANY,
+    ("GET", "/api/incidents/history.csv"): ANY,
     ("GET", "/api/stream"): ANY,
     ("GET", "/api/kpi"): ANY,
     ("GET", "/api/devices"): ANY,
@@ -76,6 +80,7 @@ RULES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/buildings/{building_id}/telemetry"): ANY,
     # incidents: operators; responders' apps acknowledge, arrive and add notes (checked per action below)
     ("POST", "/api/incidents/{incident_id}/actions"): "operator|responder",
+    ("POST", "/api/incidents/{incident_id}/split"): "operator",
     # devices: maintainers
     ("POST", "/api/devices"): "maintainer",
     ("POST", "/api/devices/import"): "maintainer",
