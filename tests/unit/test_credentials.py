@@ -199,10 +199,10 @@ def test_service_account_gets_read_and_write_lines() -> None:
 
 
 def test_a_username_used_twice_is_refused() -> None:
-    impostor = ServiceAccount(SMOKE.device_id, read=("safety/#",))
-
-    with pytest.raises(ValueError, match="SD-XQ01-0101"):
-        render_acl([SMOKE], [impostor])
+    with pytest.raises(ValueError, match="SD-XQ01-0101"):  # a service name can never be a device's login
+        ServiceAccount(SMOKE.username, read=("safety/#",))
+    with pytest.raises(ValueError, match="ingest"):
+        render_acl([], [INGEST_ACCOUNT, INGEST_ACCOUNT])
     with pytest.raises(ValueError, match="more than once"):
         render_acl([SMOKE, DeviceTopicOwner("wanli", "elderly_alarm", SMOKE.device_id)], [])  # one id, two kinds
 
