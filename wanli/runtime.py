@@ -31,7 +31,7 @@ from alerts.store import IncidentStore
 from dashboards.api import create_app
 from dashboards.deps import AppContext
 from dashboards.live import LiveFeed
-from devices.broker_access import BrokerAccess
+from devices.broker_access import BrokerAccess, MqttCanaryLogin
 from devices.catalog import KINDS
 from devices.credentials import BrokerAuthFiles, CredentialStore, platform_account
 from devices.hierarchy import Hierarchy, load_hierarchy
@@ -124,6 +124,9 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
         pid_file=settings.broker_pid_file,
         service_accounts={platform_account(login): settings.mqtt_password for login in settings.mqtt_logins()}
         if settings.broker_auth_dir else None,
+        canary=MqttCanaryLogin(*settings.mqtt_host_port) if settings.broker_auth_dir else None,
+        unconfirmed_after_s=settings.broker_access_unconfirmed_s,
+        resend_after_s=settings.broker_access_resend_ms / 1000,
     )
     return Services(settings, engine, hierarchy, registry, telemetry, spool, drainer, dead_letters, incidents, alerts,
                     pipeline, LiveFeed(), access, outbox, dispatcher)
@@ -167,7 +170,11 @@ class WanliService:
             self.broker = EmbeddedBroker(s.embedded_broker_host, s.embedded_broker_port)
             await self.broker.start()
         elif svc.broker_access.manages_broker:
-            svc.broker_access.sync()  # the broker's files follow the registry from the start
+            # The broker's files follow the registry from the start: the writer thread applies the first
+            # generation (ingest's own accounts included) and confirms it; ingest's connect retries meanwhile.
+            svc.broker_access.start()
+            if not await asyncio.get_running_loop().run_in_executor(None, svc.broker_access.sync, 10.0):
+                log.error("broker access: the broker has not confirmed the first generation; carrying on")
         host, port = s.mqtt_host_port
         svc.feed.bind(asyncio.get_running_loop())
         svc.drainer.start()
@@ -266,6 +273,7 @@ class WanliService:
             self.services.alerts.checkpoint(self._clock_ms())
         except Exception:  # the database is away: the last periodic checkpoint (at most 10 s old) stands
             log.exception("could not save the rules' state on stop")
+        await asyncio.get_running_loop().run_in_executor(None, self.services.broker_access.stop)
         await asyncio.get_running_loop().run_in_executor(None, self.services.dispatcher.stop)
         await asyncio.get_running_loop().run_in_executor(None, self.services.drainer.stop)
         self.services.spool.close()

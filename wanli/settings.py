@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     # directory) in step with the registry and signals the process in the pid file to reload.
     broker_auth_dir: Path | None = None
     broker_pid_file: Path | None = None
+    # A credential change the managed broker has not confirmed (its canary login) after this
+    # long raises the broker_access_unconfirmed condition (devices/broker_access.py).
+    broker_access_unconfirmed_s: float = Field(default=10.0, gt=0)
+    # While unconfirmed, SIGHUP is sent again this often (Mosquitto drops one that comes mid-reload).
+    broker_access_resend_ms: int = Field(default=500, ge=20)
     embedded_broker_host: str = "127.0.0.1"
     embedded_broker_port: int = 1883
 
