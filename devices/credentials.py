@@ -315,12 +315,14 @@ INGEST_ACCOUNT = platform_account("wanli-ingest")
 
 def render_password_file(entries: Mapping[str, str]) -> str:
     """Mosquitto's password file: one ``username:hash`` line per entry, sorted by username."""
-    lines = []
-    for username in sorted(entries):
-        _check_login(username)
-        _decode_hash(entries[username])  # refuses anything but one well-formed hash
-        lines.append(f"{username}:{entries[username]}\n")
-    return "".join(lines)
+    return "".join(password_line(username, entries[username]) for username in sorted(entries))
+
+
+def password_line(username: str, encoded: str) -> str:
+    """One ``username:hash`` line, after checking both (a login, one well-formed hash)."""
+    _check_login(username)
+    _decode_hash(encoded)  # refuses anything but one well-formed hash
+    return f"{username}:{encoded}\n"
 
 
 # Every device's rights, in two lines that hold for any number of devices: with the login

@@ -339,4 +339,5 @@ def add_commands(sub: Any) -> None:
     __import__("wanli.bench_street").bench_street.add_commands(bench)  # wanli bench street
     __import__("wanli.bench_spool").bench_spool.add_commands(bench)  # wanli bench spool
     __import__("wanli.bench_workers").bench_workers.add_commands(bench)  # wanli bench workers
+    __import__("wanli.bench_access").bench_access.add_commands(bench)  # wanli bench access
     __import__("wanli.bench_all").bench_all.add_commands(bench_parser, bench)  # wanli bench [all]
