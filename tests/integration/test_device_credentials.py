@@ -149,3 +149,43 @@ def test_bulk_credentials_by_building_kind_or_csv_of_ids_come_back_once_as_csv_a
         assert resp.status_code == code and resp.json()["detail"], (body, resp.text)
     assert httpx.post(f"{api}/credentials", content=b"{not json", headers={**headers, "content-type": "application/json"}
                       ).status_code == 422
+
+
+def test_the_cli_writes_bulk_credentials_to_a_new_private_file(service_factory, secured, tmp_path, monkeypatch,
+                                                                capsys):
+    import csv
+    import io
+    import stat
+
+    from tests.fixtures.service import new_token
+    from wanli.cli import main
+
+    server, files, pid_file, ingest_password = secured
+    service = service_factory(mqtt_url=server.url, mqtt_username=INGEST_ACCOUNT.username, mqtt_password=ingest_password,
+                              mqtt_client_id=INGEST_ACCOUNT.username, broker_auth_dir=files.directory,
+                              broker_pid_file=pid_file)
+    for floor in (1, 2):
+        body = {"device_id": f"SD-XQ01-0{floor}01", "kind": "smoke_detector", "building_id": "xq-01", "floor": floor,
+                "unit": f"0{floor}01"}
+        assert httpx.post(service.http_url + "/api/devices", json=body, headers=auth_headers(service)).status_code == 201
+    monkeypatch.setenv("WANLI_TOKEN", new_token(service, "maintainer"))
+    ids_file, out = tmp_path / "ids.csv", tmp_path / "creds.csv"
+    ids_file.write_text("device_id\nSD-XQ01-0201\n")
+
+    assert main(["devices", "credentials-bulk", "--api", service.http_url, "--ids-file", str(ids_file),
+                 "--out", str(out)]) == 0
+
+    assert "1 devices: credentials written to" in capsys.readouterr().out
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    [row] = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert row["username"] == "wanli/smoke_detector/SD-XQ01-0201"
+    wait_for(lambda: httpx.get(f"{service.http_url}/api/devices/SD-XQ01-0201",
+                               headers=auth_headers(service)).json()["can_connect_now"])
+    with logged_in(server, row["username"], row["password"]):
+        pass
+    with pytest.raises(SystemExit, match="exists"):  # never overwrites the only copy of earlier passwords
+        main(["devices", "credentials-bulk", "--api", service.http_url, "--building", "xq-01", "--out", str(out)])
+    with pytest.raises(SystemExit, match="refused \\(422\\)"):
+        main(["devices", "credentials-bulk", "--api", service.http_url, "--kind", "toaster",
+              "--out", str(tmp_path / "none.csv")])
+    assert not (tmp_path / "none.csv").exists()
