@@ -201,6 +201,8 @@ class CredentialsPublic(BaseModel):
 class BulkCredentialsRequest(BaseModel):
     """Which active devices get new credentials: every one matching all the given filters (at least one)."""
 
+    all: bool = Field(default=False, description="every active device of the street")
+    community_id: str = Field(default="", max_length=64)
     building_id: str = Field(default="", max_length=64)
     kind: str = Field(default="", max_length=32)
     device_ids: list[str] | None = Field(default=None, max_length=100_000,

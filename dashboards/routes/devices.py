@@ -150,8 +150,11 @@ def _ids_from_csv(body: bytes) -> list[str]:
 
 
 def _select(ctx: Ctx, selection: BulkCredentialsRequest) -> list[str]:
-    if not (selection.building_id or selection.kind or selection.device_ids):
-        raise Invalid("say which devices: building_id, kind or device_ids (a CSV of ids)")
+    if not (selection.all or selection.community_id or selection.building_id or selection.kind
+            or selection.device_ids is not None):
+        raise Invalid("say which devices: all, community_id, building_id, kind or device_ids (a CSV of ids)")
+    if selection.building_id and selection.building_id not in ctx.registry.hierarchy.buildings:
+        raise Invalid(f"unknown building {selection.building_id!r}")
     if selection.kind and selection.kind not in KINDS:
         raise Invalid(f"unknown device kind {selection.kind!r}; known: {', '.join(KINDS)}")
     if selection.device_ids is not None:
@@ -161,13 +164,20 @@ def _select(ctx: Ctx, selection: BulkCredentialsRequest) -> list[str]:
         if not selection.device_ids:
             raise Invalid("the list of device ids is empty")
     wanted = set(selection.device_ids) if selection.device_ids is not None else None
+    community: set[str] | None = None
+    if selection.community_id:
+        found = ctx.registry.hierarchy.communities.get(selection.community_id)
+        if found is None:
+            raise Invalid(f"unknown community {selection.community_id!r}")
+        community = set(found.building_ids)
     chosen = [r.device_id for r in ctx.registry.active()
-              if (not selection.building_id or r.building_id == selection.building_id)
+              if (community is None or r.building_id in community)
+              and (not selection.building_id or r.building_id == selection.building_id)
               and (not selection.kind or r.kind == selection.kind)
               and (wanted is None or r.device_id in wanted)]
     if wanted is not None and len(chosen) < len(wanted):
         retired = sorted(wanted - set(chosen))
-        if not selection.building_id and not selection.kind:
+        if not (selection.building_id or selection.kind or selection.community_id):
             raise Invalid(f"retired devices get no credentials: {', '.join(retired[:10])}")
     if not chosen:
         raise Invalid("no active device matches")
