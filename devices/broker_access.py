@@ -240,7 +240,9 @@ class BrokerAccess:
 
     def _on_registry_change(self, records: Sequence[DeviceRecord]) -> None:
         retired = {r.device_id for r in records if r.lifecycle is Lifecycle.RETIRED}
-        holding = retired & self._store.active_hashes().keys()
+        if not retired:
+            return  # registrations and moves change no login (street and kind stay)
+        holding = {d for d in retired if self._store.state(d) == "issued"}
         for device_id in sorted(holding):
             self._store.revoke(device_id, self._clock_ms())
         if holding:
