@@ -143,7 +143,7 @@ class MqttPublisher:
 
 
 class DevicePublishers:
-    """One connection per device, as devices connect: client id = user name = the device id.
+    """One connection per device, as devices connect: client id = user name = the device's login.
 
     With a password for the device it logs in as itself (brokers that require credentials), under
     its login from ``usernames`` (the service issues ``street/kind/device_id``, devices/credentials.py);
