@@ -196,6 +196,11 @@ class BrokerAccess:
         # device id -> (its hash, street, kind, its checked password-file line): a generation re-checks only what
         # changed since the last (at 50,000 devices, checking every line again took 0.4 s, building owners 1 s)
         self._lines: dict[str, tuple[str, str, str, str]] = {}
+        # The unrevoked hashes as the last generation wrote them, and which devices changed since: a generation
+        # reads only those from the database (the whole table when ``_reread_all``: the first, ``sync``, a failure).
+        self._hashes: dict[str, str] = {}
+        self._changed_ids: set[str] = set()
+        self._reread_all = True
         registry.subscribe(self._on_registry_change)
 
     @property
@@ -309,8 +314,12 @@ class BrokerAccess:
             progress.requested += 1
             generation = progress.requested
             progress.requested_ms[generation] = self._clock_ms()
-            for device_id in device_ids:
+            ids = list(device_ids)
+            for device_id in ids:
                 progress.device_generation[device_id] = generation
+            self._changed_ids.update(ids)
+            if not ids:
+                self._reread_all = True  # sync(), start(): the registry and the table as they are now
             self._changed.notify_all()
         if self._thread is None:
             log.debug("broker access: generation %d requested before the writer started", generation)
@@ -377,24 +386,50 @@ class BrokerAccess:
         accounts = dict(self._accounts)
         if self._canary is not None:
             accounts[ServiceAccount(CANARY_USERNAME)] = canary_password
-        hashes = self._store.active_hashes()
-        previous, lines = self._lines, {}
-        for rec in self._registry.active():
-            encoded = hashes.get(rec.device_id)
-            if encoded is None:
-                continue
-            known = previous.get(rec.device_id)
-            if known is not None and known[:3] == (encoded, rec.street_id, rec.kind):
-                lines[rec.device_id] = known
+        with self._changed:
+            changed, reread_all = self._changed_ids, self._reread_all
+            self._changed_ids, self._reread_all = set(), False
+        try:
+            if reread_all:
+                self._lines = self._all_lines()
             else:
-                login = DeviceTopicOwner(rec.street_id, rec.kind, rec.device_id).username  # checks every part
-                lines[rec.device_id] = (encoded, rec.street_id, rec.kind, password_line(login, encoded))
-        self._lines = lines
+                self._update_lines(changed)
+        except BaseException:
+            with self._changed:
+                self._reread_all = True  # what was taken is not lost: the next pass reads everything
+            raise
+        lines = self._lines
         text = sorted(line for *_, line in lines.values())
         text += sorted(password_line(a.username, mosquitto_password_hash(pw)) for a, pw in accounts.items())
         acl_text = render_acl([], accounts)  # device logins hold '/', account names cannot: they never clash
         self._files.write("".join(text), acl_text, acl_changed=acl_text != self._last_acl)
         self._last_acl = acl_text
+
+    def _all_lines(self) -> dict[str, tuple[str, str, str, str]]:
+        """Every active device holding credentials: its password line (reusing those that did not change)."""
+        hashes, previous, lines = self._store.active_hashes(), self._lines, {}
+        for rec in self._registry.active():
+            encoded = hashes.get(rec.device_id)
+            if encoded is not None:
+                lines[rec.device_id] = self._line(rec, encoded, previous.get(rec.device_id))
+        return lines
+
+    def _update_lines(self, changed: set[str]) -> None:
+        """Only the devices changed since the last generation, from the database and the registry."""
+        fresh = self._store.active_hashes_of(changed)
+        for device_id in changed:
+            rec, encoded = self._registry.find(device_id), fresh.get(device_id)
+            if rec is None or rec.lifecycle is not Lifecycle.ACTIVE or encoded is None:
+                self._lines.pop(device_id, None)  # retired or revoked: out of the file
+            else:
+                self._lines[device_id] = self._line(rec, encoded, self._lines.get(device_id))
+
+    @staticmethod
+    def _line(rec: DeviceRecord, encoded: str, known: tuple[str, str, str, str] | None) -> tuple[str, str, str, str]:
+        if known is not None and known[:3] == (encoded, rec.street_id, rec.kind):
+            return known
+        login = DeviceTopicOwner(rec.street_id, rec.kind, rec.device_id).username  # checks every part
+        return (encoded, rec.street_id, rec.kind, password_line(login, encoded))
 
     def _confirm(self, generation: int) -> None:
         cleared: AccessCondition | None = None
