@@ -276,6 +276,9 @@ class SideResult:
     bulk_note: str = ""
     start_s: float = 0.0
     change_s: list[float] = field(default_factory=list)  # how long each change call took
+    quiet_ms: float = 0.0  # the same stream's longest gap with no change at all: the machine's own jitter
+    reloads: int = 0  # reloads the broker logged during the changes
+    reload_cpu_ms: float = 0.0  # the broker's CPU time per reload, measured alone
 
     def pct(self, p: float) -> float:
         if not self.connect_s:
@@ -330,13 +333,25 @@ def run_side(side: Side, changes: int, give_up_s: float, rng: random.Random) -> 
     if _first_connect(side.broker.host, side.broker.port, s_login, s_password, time.monotonic(), 600) is None:
         raise RuntimeError(f"{side.name}: the streaming device was never admitted")
     owner = side.owners[streamer]
-    stream = Stream(side.broker.host, side.broker.port, s_login, s_password, f"{owner.publish_filter[:-1]}telemetry",
-                    side.ingest_password)
-    stream.start()
+
+    def stream() -> Stream:
+        assert side.broker is not None
+        return Stream(side.broker.host, side.broker.port, s_login, s_password,
+                      f"{owner.publish_filter[:-1]}telemetry", side.ingest_password)
+
+    quiet = stream()
+    quiet.start()
+    time.sleep(5.0)
+    result.quiet_ms = quiet.stop()
+    during = stream()
+    during.start()
     time.sleep(1.0)
+    reloads = side.broker.reloads_logged()
     _changes(side, changed, give_up_s, result)
     time.sleep(0.5)
-    result.stall_ms = stream.stop()
+    result.reloads = side.broker.reloads_logged() - reloads
+    result.stall_ms = during.stop()
+    result.reload_cpu_ms = _reload_cpu_ms(side, 3)
 
     if isinstance(side, Managed):
         t0 = time.monotonic()
@@ -355,6 +370,32 @@ def run_side(side: Side, changes: int, give_up_s: float, rng: random.Random) -> 
         result.bulk_s = per * len(ids)
         result.bulk_note = f"no bulk path: {len(ids):,} × {per:.2f} s per change (extrapolated)"
     return result
+
+
+def _reload_cpu_ms(side: Side, reloads: int) -> float:
+    """The broker's CPU time (user + system) per reload, SIGHUP by SIGHUP with nothing else going on: what one reload
+    costs whatever the machine's load (on a busy machine the stall is longer than this; on a quiet one, about it)."""
+    broker = side.broker
+    assert broker is not None and broker.pid is not None
+    ticks = os.sysconf("SC_CLK_TCK")
+    ingest = MqttCanaryLogin(broker.host, broker.port)
+
+    def answering() -> None:  # the main loop is free again: the reload is over
+        while not ingest.try_login(INGEST_ACCOUNT.username, side.ingest_password, 5.0):
+            time.sleep(0.05)
+
+    def cpu() -> int:
+        assert broker.pid is not None
+        fields = Path(f"/proc/{broker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+    time.sleep(1.0)
+    answering()
+    before = cpu()
+    for _ in range(reloads):
+        broker.reload(timeout=900)  # returns once the broker logs that it starts reloading
+        answering()
+    return (cpu() - before) * 1000 / ticks / reloads
 
 
 # -- the per-device API ---------------------------------------------------------------------------------------------
@@ -450,6 +491,9 @@ def print_table(results: list[SideResult], api: ApiResult | None) -> None:
         lambda r: f"{r.pct(50):.2f} / {r.pct(99):.2f} / {max(r.connect_s, default=float('nan')):.2f} s"
                   + (f", **{r.lost} of {r.lost + len(r.connect_s)} lost**" if r.lost else ""))
     row("longest stall of a 50 Hz QoS 1 stream during the changes", "≤ 100 ms", lambda r: f"{r.stall_ms:,.0f} ms")
+    row("… the same stream with no change (the machine's own jitter)", "", lambda r: f"{r.quiet_ms:,.0f} ms")
+    row("broker CPU per reload (SIGHUP alone)", "", lambda r: f"{r.reload_cpu_ms:,.0f} ms")
+    row("reloads the broker logged for the changes", "", lambda r: f"{r.reloads} for {len(r.connect_s) + r.lost}")
     row("bulk credentials, whole street", "≤ 60 s",
         lambda r: (f"{r.bulk_s:,.1f} s" if r.bulk_s < 600 else f"≈ {r.bulk_s / 3600:,.1f} h") + f" ({r.bulk_note})")
     row("broker start on the street's files", "", lambda r: f"{r.start_s:.2f} s")
