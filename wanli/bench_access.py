@@ -69,6 +69,15 @@ from wanli.local_servers import MosquittoServer
 STREAM_HZ = 50
 
 
+def _free_port() -> int:
+    """A port the kernel just gave out (Mosquitto's default one may be taken by a test run beside this)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -113,7 +122,7 @@ class Side:
 
     def start_broker(self) -> float:
         """Start a new broker on the current files; seconds until the ingest account's login is accepted."""
-        self.broker = MosquittoServer(self.workdir / f"broker-{time.time_ns()}", port=self.port or None,
+        self.broker = MosquittoServer(self.workdir / f"broker-{time.time_ns()}", port=self.port or _free_port(),
                                       password_file=self.files.password_path, acl_file=self.files.acl_path)
         started = time.monotonic()
         self.broker.start(timeout=900)  # per-device files at the street's size: minutes on a loaded machine
@@ -425,7 +434,8 @@ def run_api(workdir: Path, street_file: Path, records: list[DeviceRecord], calls
     files = BrokerAuthFiles(workdir / "auth")
     files.directory.mkdir(parents=True)
     files.write(*render_broker_auth([], {}, {INGEST_ACCOUNT: ingest_password}))
-    broker = MosquittoServer(workdir / "mosquitto", password_file=files.password_path, acl_file=files.acl_path)
+    broker = MosquittoServer(workdir / "mosquitto", port=_free_port(), password_file=files.password_path,
+                             acl_file=files.acl_path)
     broker.start()
     pid_file = workdir / "mosquitto.pid"
     pid_file.write_text(str(broker.pid))
