@@ -70,6 +70,12 @@ MAX_ITERATIONS = 999_999_999  # the broker reads the count with atoi(): keep it 
 _ENCODED = re.compile(rf"\${PBKDF2_SHA512_ID}\$([1-9][0-9]{{0,8}})\$([A-Za-z0-9+/]+={{0,2}})\$([A-Za-z0-9+/]+={{0,2}})")
 
 PASSWORD_BYTES = 24  # secrets.token_urlsafe: 192 random bits, 32 URL-safe characters
+# A device's password is 192 random bits, not a person's choice: no guessing reaches it, so
+# PBKDF2's iterations buy nothing for it, and they cost the broker at every reload. Mosquitto
+# 2.0 re-verifies the password of every connected client on reload (mosquitto_security_apply):
+# with 4,000 devices connected one reload took 247 ms of broker CPU at 101 iterations and 23 ms
+# at 1 (docs/benchmarks.md); the street has 50,615. Service accounts keep DEFAULT_ITERATIONS.
+DEVICE_PASSWORD_ITERATIONS = 1
 
 
 def mosquitto_password_hash(password: str, *, salt: bytes | None = None, iterations: int = DEFAULT_ITERATIONS) -> str:
@@ -139,7 +145,8 @@ class CredentialStore:
         """
         _check_username(device_id)
         password = secrets.token_urlsafe(PASSWORD_BYTES)
-        values = {"password_hash": mosquitto_password_hash(password), "issued_ms": now_ms, "revoked_ms": None}
+        values = {"password_hash": mosquitto_password_hash(password, iterations=DEVICE_PASSWORD_ITERATIONS),
+                  "issued_ms": now_ms, "revoked_ms": None}
         with self._engine.begin() as conn:
             rotated = conn.execute(
                 update(device_credentials).where(device_credentials.c.device_id == device_id).values(**values)
@@ -170,7 +177,8 @@ class CredentialStore:
         for device_id in ids:
             _check_username(device_id)
         passwords = {device_id: secrets.token_urlsafe(PASSWORD_BYTES) for device_id in ids}
-        rows = [{"device_id": d, "password_hash": mosquitto_password_hash(pw), "issued_ms": now_ms, "revoked_ms": None}
+        rows = [{"device_id": d, "password_hash": mosquitto_password_hash(pw, iterations=DEVICE_PASSWORD_ITERATIONS),
+                 "issued_ms": now_ms, "revoked_ms": None}
                 for d, pw in passwords.items()]
         with self._engine.begin() as conn:
             existing: set[str] = set()

@@ -310,6 +310,7 @@ def test_issue_returns_a_long_random_password_and_stores_only_its_hash(engine: E
     row = stored_row(engine, "SD-XQ01-0101")
     assert (row["device_id"], row["issued_ms"], row["revoked_ms"]) == ("SD-XQ01-0101", 1_000, None)
     assert verify_mosquitto_password(password, row["password_hash"])
+    assert row["password_hash"].startswith("$7$1$")  # a random 192-bit password: one PBKDF2 round (credentials.py)
     engine.dispose()
     assert password.encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("x.db*"))
     assert store.active_hashes() == {
