@@ -288,6 +288,7 @@ class SideResult:
     quiet_ms: float = 0.0  # the same stream's longest gap with no change at all: the machine's own jitter
     reloads: int = 0  # reloads the broker logged during the changes
     reload_cpu_ms: float = 0.0  # the broker's CPU time per reload, measured alone
+    connected: int = 0  # devices connected (idle) while it was measured
 
     def pct(self, p: float) -> float:
         if not self.connect_s:
@@ -328,10 +329,10 @@ def _changes(side: Side, ids: list[str], give_up_s: float, result: SideResult) -
             time.sleep(0.2)
 
 
-def run_side(side: Side, changes: int, give_up_s: float, rng: random.Random) -> SideResult:
+def run_side(side: Side, changes: int, give_up_s: float, rng: random.Random, connected: int = 0) -> SideResult:
     ids = [r.device_id for r in side.records]
     result = SideResult(side.name, len(ids))
-    side.store.issue_many(ids, _now_ms())  # the street already credentialed
+    first = side.store.issue_many(ids, _now_ms())  # the street already credentialed
     side.write_all()  # type: ignore[attr-defined]
     result.start_s = side.start_broker()
     if isinstance(side, Managed):
@@ -360,7 +361,15 @@ def run_side(side: Side, changes: int, give_up_s: float, rng: random.Random) -> 
     time.sleep(0.5)
     result.reloads = side.broker.reloads_logged() - reloads
     result.stall_ms = during.stop()
-    result.reload_cpu_ms = _reload_cpu_ms(side, 3)
+    untouched = [d for d in ids if d != streamer and d not in set(changed)]
+    idle = _connect_idle(side, [(side.login_of(d), first[d]) for d in rng.sample(untouched, min(connected,
+                                                                                                len(untouched)))])
+    try:
+        result.connected = len(idle)
+        result.reload_cpu_ms = _reload_cpu_ms(side, 3)
+    finally:
+        for sock in idle:
+            sock.close()
 
     if isinstance(side, Managed):
         t0 = time.monotonic()
@@ -379,6 +388,40 @@ def run_side(side: Side, changes: int, give_up_s: float, rng: random.Random) -> 
         result.bulk_s = per * len(ids)
         result.bulk_note = f"no bulk path: {len(ids):,} × {per:.2f} s per change (extrapolated)"
     return result
+
+
+def _connect_packet(login: str, password: str) -> bytes:
+    """An MQTT 3.1.1 CONNECT (clean session, username and password, keepalive 10 min), for idle connections."""
+    def field(text: str) -> bytes:
+        raw = text.encode()
+        return len(raw).to_bytes(2, "big") + raw
+
+    body = field("MQTT") + bytes([4, 0xC2]) + (600).to_bytes(2, "big") + field(login) + field(login) + field(password)
+    size, length = len(body), b""
+    while True:
+        digit, size = size % 128, size // 128
+        length += bytes([digit | (0x80 if size else 0)])
+        if not size:
+            return b"\x10" + length + body
+
+
+def _connect_idle(side: Side, logins: list[tuple[str, str]]) -> list[Any]:
+    """Devices connected and idle, as the street's are: Mosquitto re-checks each one's password at every reload."""
+    import socket
+
+    if not logins:
+        return []
+    assert side.broker is not None
+    socks = []
+    for login, password in logins:
+        sock = socket.create_connection((side.broker.host, side.broker.port), timeout=60)
+        sock.sendall(_connect_packet(login, password))
+        socks.append(sock)
+    for sock in socks:
+        connack = sock.recv(4)
+        if len(connack) != 4 or connack[3] != 0:
+            raise RuntimeError(f"{side.name}: an idle device was refused ({connack!r})")
+    return socks
 
 
 def _reload_cpu_ms(side: Side, reloads: int) -> float:
@@ -502,7 +545,8 @@ def print_table(results: list[SideResult], api: ApiResult | None) -> None:
                   + (f", **{r.lost} of {r.lost + len(r.connect_s)} lost**" if r.lost else ""))
     row("longest stall of a 50 Hz QoS 1 stream during the changes", "≤ 100 ms", lambda r: f"{r.stall_ms:,.0f} ms")
     row("… the same stream with no change (the machine's own jitter)", "", lambda r: f"{r.quiet_ms:,.0f} ms")
-    row("broker CPU per reload (SIGHUP alone)", "", lambda r: f"{r.reload_cpu_ms:,.0f} ms")
+    row("broker CPU per reload (SIGHUP alone)", "", lambda r: f"{r.reload_cpu_ms:,.0f} ms with {r.connected:,} devices "
+                                                              "connected")
     row("reloads the broker logged for the changes", "", lambda r: f"{r.reloads} for {len(r.connect_s) + r.lost}")
     row("bulk credentials, whole street", "≤ 60 s",
         lambda r: (f"{r.bulk_s:,.1f} s" if r.bulk_s < 600 else f"≈ {r.bulk_s / 3600:,.1f} h") + f" ({r.bulk_note})")
@@ -513,6 +557,14 @@ def print_table(results: list[SideResult], api: ApiResult | None) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    import resource
+
+    # Room for --connected idle devices, here and in the brokers started from here (they inherit it).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = args.connected + 2000
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(hard, wanted),
+                                                    hard))
     for noisy in ("devices", "dashboards", "ingest", "alerts", "wanli"):
         logging.getLogger(noisy).setLevel(logging.WARNING)  # a line per change would bury the table
     base = Path(tempfile.mkdtemp(prefix="wanli-bench-access-"))
@@ -530,7 +582,7 @@ def main(args: argparse.Namespace) -> int:
             side = make()
             try:
                 print(f"  {side.name} …", flush=True)
-                results.append(run_side(side, changes, args.give_up_s, rng))
+                results.append(run_side(side, changes, args.give_up_s, rng, args.connected))
                 print_table(results[-1:], None)  # at once: the next side may take long
             finally:
                 side.close()
@@ -558,6 +610,8 @@ def add_commands(bench_subparsers: Any) -> None:
     p.add_argument("--give-up-s", type=float, default=30.0, help="a change still refused after this long is lost")
     p.add_argument("--api-calls", type=int, default=400, help="per-device API calls (0: skip)")
     p.add_argument("--api-callers", type=int, default=8)
+    p.add_argument("--connected", type=int, default=5000,
+                   help="devices connected (idle) while the broker's CPU per reload is measured")
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", action="store_true")
