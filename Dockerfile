@@ -17,10 +17,14 @@ COPY alerts ./alerts
 COPY dashboards ./dashboards
 COPY simulators ./simulators
 RUN pip install . \
-    && useradd --system --uid 10001 --home-dir /data wanli \
+    && groupadd --system --gid 1883 wanli \
+    && useradd --system --uid 1883 --gid 1883 --home-dir /data wanli \
     && mkdir -p /data \
     && chown wanli:wanli /data
 
+# uid 1883 is the eclipse-mosquitto image's `mosquitto` user: in docker-compose.yml the service
+# shares the broker's process namespace and signals it to reload the files it writes for it
+# (a process may signal only one of its own uid).
 # Registry, incidents and dead letters live here; docker-compose.yml mounts a volume.
 ENV WANLI_DATA_DIR=/data \
     WANLI_HTTP_HOST=0.0.0.0 \

@@ -131,6 +131,10 @@ class DevicePublic(BaseModel):
     battery_pct: float | None
     tampered: bool
     connected: bool | None
+    # Broker access (devices/broker_access.py), on the single device's record: none, pending, active, unconfirmed,
+    # revoking, revoked or unmanaged; can_connect_now: whether the broker admits its credentials now (null: not known).
+    access_state: str | None = None
+    can_connect_now: bool | None = None
 
     @classmethod
     def of(cls, d: DeviceRecord, loc: Location, now_ms: int) -> DevicePublic:
@@ -192,6 +196,28 @@ class CredentialsPublic(BaseModel):
     password: str
     publish_filter: str
     broker_updated: bool  # false: the broker is not managed by this service; give it the credentials yourself
+    access_state: str = "pending"  # "pending" until the broker confirms (GET /api/devices/{id}), "unmanaged" if not managed
+    generation: int = 0  # the broker generation that carries them
+
+
+class BulkCredentialsRequest(BaseModel):
+    """Which active devices get new credentials: every one matching all the given filters (at least one)."""
+
+    all: bool = Field(default=False, description="every active device of the street")
+    community_id: str = Field(default="", max_length=64)
+    building_id: str = Field(default="", max_length=64)
+    kind: str = Field(default="", max_length=32)
+    device_ids: list[str] | None = Field(default=None, max_length=100_000,
+                                         description="these devices (a CSV body of ids does the same)")
+
+
+class BrokerAccessPublic(BaseModel):
+    managed: bool
+    requested_generation: int
+    confirmed_generation: int
+    condition: str | None  # "broker_access_unconfirmed" while raised
+    condition_detail: str = ""
+    condition_since: datetime | None = None
 
 
 class DeviceHistoryEntry(BaseModel):

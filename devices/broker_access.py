@@ -1,31 +1,73 @@
-"""Who may talk to the broker: per-device credentials kept in step with the registry.
+"""Who may talk to the broker: per-device credentials kept in step with the registry, confirmed applied.
 
-Registering a device gives it a place; ``issue`` gives it credentials (a password shown
-once, only its hash kept). Retiring a device revokes them. When the service manages an
-external Mosquitto (``WANLI_BROKER_AUTH_DIR`` and ``WANLI_BROKER_PID_FILE``), every change
-rewrites Mosquitto's password and ACL files and makes it reload them, so a device can
-publish only under its own topics and a retired one not at all.
+Registering a device gives it a place; ``issue`` (or ``issue_many``) gives it credentials (a
+password shown once, only its hash kept). Retiring a device revokes them. When the service
+manages an external Mosquitto (``WANLI_BROKER_AUTH_DIR`` and ``WANLI_BROKER_PID_FILE``), a
+change reaches the broker like this:
+
+1. The change is recorded (the credentials table) and *requested*: it gets the next
+   generation number and the caller returns at once (the API answers ``access_state:
+   pending``). Nothing on a request path writes a file or signals the broker.
+2. One writer thread (``broker-access``) takes every generation requested so far together:
+   one password file for all of them (ACL first if it changed; with the ``%u`` patterns it
+   does not), then one SIGHUP. Changes made at the same moment are coalesced, none is lost.
+3. The writer *confirms* the generation: the password file carries a canary account whose
+   password is new in every generation, and the writer logs in with it. Mosquitto 2.0 drops
+   a SIGHUP that arrives while it is reloading, so until the canary gets in, the writer
+   resends SIGHUP (every ``resend_after_s``). A confirmed generation makes every device
+   changed in it ``active`` (``can_connect_now``); a retired device's open connection is
+   closed by the same reload (Mosquitto re-checks connected clients' logins).
+4. A generation not confirmed within ``unconfirmed_after_s`` (10 s) raises the
+   ``broker_access_unconfirmed`` condition (``AccessCondition``): ``on_condition`` is called
+   with it raised, and again with it cleared once a later attempt is confirmed. The writer
+   keeps trying meanwhile.
+
+The broker itself (``BrokerControl``) and the canary's login (``CanaryLogin``) are seams:
+``PidFileBroker`` / ``MqttCanaryLogin`` are the real ones.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import signal
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 from devices.credentials import (
     BrokerAuthFiles,
     CredentialStore,
     DeviceTopicOwner,
     ServiceAccount,
-    sync_broker_auth,
+    mosquitto_password_hash,
+    password_line,
+    render_acl,
 )
 from devices.registry import DeviceRecord, DeviceRegistry, Lifecycle
 from wanli.errors import Conflict, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+CANARY_USERNAME = "wanli-access-canary"  # no ACL rights at all: it only proves a reload happened
+CONDITION_NAME = "broker_access_unconfirmed"
+
+
+class AccessState(StrEnum):
+    """Where a device's broker access stands, as the API shows it."""
+
+    NONE = "none"                # never given credentials
+    PENDING = "pending"          # issued; the broker has not confirmed it yet
+    ACTIVE = "active"            # issued, and the broker confirmed it: the device can connect now
+    UNCONFIRMED = "unconfirmed"  # issued, and the broker has not confirmed it for longer than the limit
+    REVOKING = "revoking"        # revoked (retired); the broker still admits it until it confirms
+    REVOKED = "revoked"          # revoked, and the broker confirmed it: refused
+    UNMANAGED = "unmanaged"      # the service does not manage the broker: hand the credentials over yourself
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,49 +76,398 @@ class IssuedCredentials:
     username: str
     password: str
     publish_filter: str
+    generation: int = 0  # the broker generation that carries them (0: the broker is not managed)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessCondition:
+    """``broker_access_unconfirmed``: a change the broker has not confirmed within the limit (a system incident)."""
+
+    raised: bool
+    generation: int        # the oldest generation still unconfirmed (when raised), else the one that cleared it
+    since_ms: int          # when that generation was requested
+    detail: str
+    name: str = CONDITION_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAccess:
+    state: AccessState
+    can_connect_now: bool | None  # None: unknown (the broker is not managed here)
+    generation: int = 0
+
+
+class BrokerControl(Protocol):
+    def reload(self) -> None:
+        """Ask the broker to re-read its password and ACL files."""
+
+
+class CanaryLogin(Protocol):
+    def try_login(self, username: str, password: str, timeout_s: float) -> bool:
+        """True when the broker accepts this login now."""
+
+
+class PidFileBroker:
+    """The Mosquitto whose pid is in ``pid_file``: SIGHUP makes it reload (same host or shared pid namespace)."""
+
+    def __init__(self, pid_file: Path) -> None:
+        self.pid_file = pid_file
+
+    def reload(self) -> None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise StoreUnavailable("mosquitto", f"cannot read its pid from {self.pid_file}: {exc}") from exc
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except OSError as exc:
+            raise StoreUnavailable("mosquitto", f"cannot signal pid {pid} from {self.pid_file}: {exc}") from exc
+
+
+class MqttCanaryLogin:
+    """Logs in to the broker with paho (MQTT 3.1.1, clean session) and disconnects at once."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+
+    def try_login(self, username: str, password: str, timeout_s: float) -> bool:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        answered = threading.Event()
+        accepted: list[bool] = []
+
+        def on_connect(client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+            accepted.append(not getattr(reason, "is_failure", True))
+            answered.set()
+
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=username,
+                             protocol=mqtt.MQTTv311, clean_session=True, reconnect_on_failure=False)
+        client.username_pw_set(username, password)
+        client.on_connect = on_connect
+        deadline = time.monotonic() + timeout_s
+        try:
+            client.connect(self.host, self.port, keepalive=10)
+            while not answered.is_set() and time.monotonic() < deadline:
+                client.loop(timeout=0.02)
+            return bool(accepted and accepted[0])
+        except OSError:
+            return False
+        finally:
+            if accepted and accepted[0]:
+                client.disconnect()  # paho closes its socket once the DISCONNECT is written
+                client.loop(timeout=0.01)
+            sock = client.socket()
+            if sock is not None:
+                sock.close()  # refused or unanswered: nothing to say to the broker
+
+
+@dataclass
+class _Progress:
+    """What the writer has been asked for and what the broker has confirmed (guarded by the writer's condition)."""
+
+    requested: int = 0
+    written: int = 0
+    confirmed: int = 0
+    requested_ms: dict[int, int] = field(default_factory=dict)  # unconfirmed generation -> when requested
+    device_generation: dict[str, int] = field(default_factory=dict)
+    condition: AccessCondition | None = None
 
 
 class BrokerAccess:
     def __init__(self, registry: DeviceRegistry, store: CredentialStore, clock_ms: Callable[[], int], *,
                  files: BrokerAuthFiles | None = None, pid_file: Path | None = None,
-                 service_accounts: Mapping[ServiceAccount, str] | None = None) -> None:
+                 service_accounts: Mapping[ServiceAccount, str] | None = None,
+                 broker: BrokerControl | None = None, canary: CanaryLogin | None = None,
+                 unconfirmed_after_s: float = 10.0, resend_after_s: float = 0.5,
+                 on_condition: Callable[[AccessCondition], None] | None = None) -> None:
         self._registry, self._store, self._clock_ms = registry, store, clock_ms
-        self._files, self._pid_file = files, pid_file
+        self._files = files
+        self._broker = broker if broker is not None else (PidFileBroker(pid_file) if pid_file is not None else None)
+        self._canary = canary
         self._accounts = dict(service_accounts or {})
-        self._lock = threading.Lock()
+        self._unconfirmed_after_s, self._resend_after_s = unconfirmed_after_s, resend_after_s
+        self._on_condition = [on_condition] if on_condition else []
+        self._changed = threading.Condition()
+        self._progress = _Progress()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_acl = ""
+        # device id -> (its hash, street, kind, its checked password-file line): a generation re-checks only what
+        # changed since the last (at 50,000 devices, checking every line again took 0.4 s, building owners 1 s)
+        self._lines: dict[str, tuple[str, str, str, str]] = {}
+        # The unrevoked hashes as the last generation wrote them, and which devices changed since: a generation
+        # reads only those from the database (the whole table when ``_reread_all``: the first, ``sync``, a failure).
+        self._hashes: dict[str, str] = {}
+        self._changed_ids: set[str] = set()
+        self._reread_all = True
         registry.subscribe(self._on_registry_change)
 
     @property
     def manages_broker(self) -> bool:
-        return self._files is not None and self._pid_file is not None
+        return self._files is not None and self._broker is not None
+
+    # -- the hook for system incidents
+
+    def on_condition(self, callback: Callable[[AccessCondition], None]) -> None:
+        """Call ``callback`` when ``broker_access_unconfirmed`` is raised and when it clears."""
+        self._on_condition.append(callback)
+
+    @property
+    def condition(self) -> AccessCondition | None:
+        """The raised ``broker_access_unconfirmed`` condition, or None while the broker keeps up."""
+        with self._changed:
+            cond = self._progress.condition
+        return cond if cond is not None and cond.raised else None
+
+    # -- changes
 
     def issue(self, device_id: str) -> IssuedCredentials:
-        """New credentials for an active device (rotating any it had); the password is shown this once."""
-        rec = self._registry.get(device_id)
-        if rec.lifecycle is not Lifecycle.ACTIVE:
-            raise Conflict(f"device {device_id} is retired; register it again before giving it credentials")
-        password = self._store.issue(device_id, self._clock_ms())
-        self.sync()
-        owner = DeviceTopicOwner(rec.street_id, rec.kind, device_id)
-        return IssuedCredentials(device_id, device_id, password, owner.publish_filter)
+        """New credentials for an active device (rotating any it had); the password is shown this once.
+
+        Returns once the change is recorded and requested; the broker applies it within a second
+        (``access(device_id)`` tells when).
+        """
+        return self.issue_many([device_id])[0]
+
+    def issue_many(self, device_ids: Sequence[str]) -> list[IssuedCredentials]:
+        """Credentials for many active devices at once: one transaction, one broker generation."""
+        records = [self._registry.get(device_id) for device_id in dict.fromkeys(device_ids)]
+        retired = [r.device_id for r in records if r.lifecycle is not Lifecycle.ACTIVE]
+        if retired:
+            raise Conflict(f"device {', '.join(retired[:5])}{' …' if len(retired) > 5 else ''} is retired; "
+                           "register it again before giving it credentials")
+        owners = [DeviceTopicOwner(r.street_id, r.kind, r.device_id) for r in records]
+        passwords = self._store.issue_many([o.device_id for o in owners], self._clock_ms())
+        generation = self._request([o.device_id for o in owners])
+        return [IssuedCredentials(o.device_id, o.username, passwords[o.device_id], o.publish_filter, generation)
+                for o in owners]
 
     def _on_registry_change(self, records: Sequence[DeviceRecord]) -> None:
         retired = {r.device_id for r in records if r.lifecycle is Lifecycle.RETIRED}
-        holding = retired & self._store.active_hashes().keys()
+        if not retired:
+            return  # registrations and moves change no login (street and kind stay)
+        holding = {d for d in retired if self._store.state(d) == "issued"}
         for device_id in sorted(holding):
             self._store.revoke(device_id, self._clock_ms())
         if holding:
-            self.sync()
+            self._request(sorted(holding))
 
-    def sync(self) -> None:
-        """Rewrite the broker's files from the registry and make it reload (when the service manages a broker)."""
+    def sync(self, timeout_s: float = 10.0) -> bool:
+        """Request a generation from the registry as it is now and wait until the broker confirms it."""
         if not self.manages_broker:
+            return True
+        return self.wait_confirmed(self._request([]), timeout_s)
+
+    # -- what the API shows
+
+    def access(self, device_id: str) -> DeviceAccess:
+        stored = self._store.state(device_id)
+        if stored == "none":
+            return DeviceAccess(AccessState.NONE, False)
+        if not self.manages_broker:
+            return DeviceAccess(AccessState.UNMANAGED, None)
+        with self._changed:
+            progress = self._progress
+            generation = progress.device_generation.get(device_id, 0)
+            applied = generation <= progress.confirmed
+            late = progress.condition is not None and progress.condition.raised
+        if stored == "revoked":
+            return DeviceAccess(AccessState.REVOKED if applied else AccessState.REVOKING, not applied, generation)
+        if applied:
+            return DeviceAccess(AccessState.ACTIVE, True, generation)
+        return DeviceAccess(AccessState.UNCONFIRMED if late else AccessState.PENDING, False, generation)
+
+    def generations(self) -> tuple[int, int]:
+        """(requested, confirmed) generation numbers."""
+        with self._changed:
+            return self._progress.requested, self._progress.confirmed
+
+    def wait_confirmed(self, generation: int, timeout_s: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._progress.confirmed >= generation, timeout=timeout_s)
+
+    # -- the writer
+
+    def start(self) -> None:
+        """Start the writer thread and request the first generation (the registry as it is)."""
+        if not self.manages_broker or self._thread is not None:
             return
-        assert self._files is not None and self._pid_file is not None
-        with self._lock:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="broker-access", daemon=True)
+        self._thread.start()
+        self._request([])
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _request(self, device_ids: Iterable[str]) -> int:
+        if not self.manages_broker:
+            return 0
+        with self._changed:
+            progress = self._progress
+            progress.requested += 1
+            generation = progress.requested
+            progress.requested_ms[generation] = self._clock_ms()
+            ids = list(device_ids)
+            for device_id in ids:
+                progress.device_generation[device_id] = generation
+            self._changed_ids.update(ids)
+            if not ids:
+                self._reread_all = True  # sync(), start(): the registry and the table as they are now
+            self._changed.notify_all()
+        if self._thread is None:
+            log.debug("broker access: generation %d requested before the writer started", generation)
+        return generation
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._changed:
+                self._changed.wait_for(lambda: self._stop.is_set()
+                                       or self._progress.requested > self._progress.confirmed, timeout=1.0)
+                if self._stop.is_set():
+                    return
+                target = self._progress.requested
+                if target <= self._progress.confirmed:
+                    continue
             try:
-                pid = int(self._pid_file.read_text().strip())
-            except (OSError, ValueError) as exc:
-                raise StoreUnavailable("mosquitto", f"cannot read its pid from {self._pid_file}: {exc}") from exc
-            owners = [DeviceTopicOwner(r.street_id, r.kind, r.device_id) for r in self._registry.active()]
-            sync_broker_auth(owners, self._store, self._files, pid, self._accounts)
+                self._apply(target)
+            except Exception:  # the writer must outlive any one failure: it is how revocations get through
+                log.exception("broker access: generation %d failed; retrying", target)
+                self._check_overdue()
+                self._stop.wait(min(self._resend_after_s * 2, 2.0))
+
+    def _apply(self, target: int) -> None:
+        canary_password = secrets.token_urlsafe(24)
+        started = time.monotonic()
+        self._write(canary_password)
+        with self._changed:
+            self._progress.written = target
+        written_s = time.monotonic() - started
+        while not self._stop.is_set():
+            try:
+                self._broker.reload()  # type: ignore[union-attr]  # manages_broker
+            except StoreUnavailable as exc:
+                log.warning("broker access: generation %d: %s", target, exc)
+            if self._await_canary(canary_password):
+                self._confirm(target)
+                log.info("broker access: generation %d confirmed in %.0f ms (files %.0f ms)", target,
+                         (time.monotonic() - started) * 1000, written_s * 1000)
+                return
+            self._check_overdue()
+            with self._changed:
+                newer = self._progress.requested > target
+            if newer:
+                return  # fold the newer changes in: the next pass writes them all with a new canary
+
+    def _await_canary(self, password: str) -> bool:
+        """Poll the canary login until it gets in or ``resend_after_s`` passes (then the caller resends SIGHUP)."""
+        if self._canary is None:
+            return True  # nothing to confirm with: trust the signal (tests of the writer alone)
+        deadline = time.monotonic() + self._resend_after_s
+        pause = 0.01
+        while not self._stop.is_set():
+            if self._canary.try_login(CANARY_USERNAME, password, timeout_s=max(0.05, self._resend_after_s)):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            self._stop.wait(pause)
+            pause = min(pause * 2, 0.1)
+        return False
+
+    def _write(self, canary_password: str) -> None:
+        """The password file for every registered device holding credentials (and the accounts), then the ACL."""
+        assert self._files is not None
+        accounts = dict(self._accounts)
+        if self._canary is not None:
+            accounts[ServiceAccount(CANARY_USERNAME)] = canary_password
+        with self._changed:
+            changed, reread_all = self._changed_ids, self._reread_all
+            self._changed_ids, self._reread_all = set(), False
+        try:
+            if reread_all:
+                self._lines = self._all_lines()
+            else:
+                self._update_lines(changed)
+        except BaseException:
+            with self._changed:
+                self._reread_all = True  # what was taken is not lost: the next pass reads everything
+            raise
+        lines = self._lines
+        text = sorted(line for *_, line in lines.values())
+        text += sorted(password_line(a.username, mosquitto_password_hash(pw)) for a, pw in accounts.items())
+        acl_text = render_acl([], accounts)  # device logins hold '/', account names cannot: they never clash
+        self._files.write("".join(text), acl_text, acl_changed=acl_text != self._last_acl)
+        self._last_acl = acl_text
+
+    def _all_lines(self) -> dict[str, tuple[str, str, str, str]]:
+        """Every active device holding credentials: its password line (reusing those that did not change)."""
+        hashes, previous, lines = self._store.active_hashes(), self._lines, {}
+        for rec in self._registry.active():
+            encoded = hashes.get(rec.device_id)
+            if encoded is not None:
+                lines[rec.device_id] = self._line(rec, encoded, previous.get(rec.device_id))
+        return lines
+
+    def _update_lines(self, changed: set[str]) -> None:
+        """Only the devices changed since the last generation, from the database and the registry."""
+        fresh = self._store.active_hashes_of(changed)
+        for device_id in changed:
+            rec, encoded = self._registry.find(device_id), fresh.get(device_id)
+            if rec is None or rec.lifecycle is not Lifecycle.ACTIVE or encoded is None:
+                self._lines.pop(device_id, None)  # retired or revoked: out of the file
+            else:
+                self._lines[device_id] = self._line(rec, encoded, self._lines.get(device_id))
+
+    @staticmethod
+    def _line(rec: DeviceRecord, encoded: str, known: tuple[str, str, str, str] | None) -> tuple[str, str, str, str]:
+        if known is not None and known[:3] == (encoded, rec.street_id, rec.kind):
+            return known
+        login = DeviceTopicOwner(rec.street_id, rec.kind, rec.device_id).username  # checks every part
+        return (encoded, rec.street_id, rec.kind, password_line(login, encoded))
+
+    def _confirm(self, generation: int) -> None:
+        cleared: AccessCondition | None = None
+        with self._changed:
+            progress = self._progress
+            progress.confirmed = max(progress.confirmed, generation)
+            for g in [g for g in progress.requested_ms if g <= generation]:
+                del progress.requested_ms[g]
+            if progress.condition is not None and progress.condition.raised:
+                cleared = progress.condition = AccessCondition(
+                    False, generation, self._clock_ms(), f"the broker confirmed generation {generation}")
+            self._changed.notify_all()
+        if cleared is not None:
+            log.warning("broker access: %s cleared: generation %d confirmed", CONDITION_NAME, generation)
+            self._tell(cleared)
+
+    def _check_overdue(self) -> None:
+        raised: AccessCondition | None = None
+        now = self._clock_ms()
+        with self._changed:
+            progress = self._progress
+            if progress.requested_ms and not (progress.condition and progress.condition.raised):
+                oldest = min(progress.requested_ms)
+                since = progress.requested_ms[oldest]
+                if now - since >= self._unconfirmed_after_s * 1000:
+                    raised = progress.condition = AccessCondition(
+                        True, oldest, since,
+                        f"the broker has not confirmed generation {oldest} for {(now - since) / 1000:.1f} s "
+                        f"(limit {self._unconfirmed_after_s:g} s): devices changed since then may still be refused "
+                        "or, if retired, still admitted")
+                    self._changed.notify_all()
+        if raised is not None:
+            log.error("broker access: %s raised generation=%d: %s", CONDITION_NAME, raised.generation, raised.detail)
+            self._tell(raised)
+
+    def _tell(self, condition: AccessCondition) -> None:
+        for callback in self._on_condition:
+            try:
+                callback(condition)
+            except Exception:
+                log.exception("broker access: a %s listener failed", CONDITION_NAME)

@@ -18,6 +18,10 @@ What, from the inside out:
 - ``render_password_file`` / ``render_acl`` / ``render_broker_auth``: pure functions from
   credentials and topic owners to the two files' text. Every value that lands in a file is
   checked to be one token, so a crafted id cannot add a line (a user, a rule) to either.
+  A device logs in as ``{street}/{kind}/{device_id}`` (``DeviceTopicOwner.username``), so
+  the ACL needs no line per device: one ``pattern write safety/v1/%u/+`` pins street, kind
+  and id for all of them (per-device ``user`` blocks made Mosquitto 2.0's reload grow with
+  the square of their number: 7 s with 50,000 devices, the broker serving nobody).
 - ``BrokerAuthFiles``: writes the files atomically and signals the broker (SIGHUP), which
   makes Mosquitto 2.0 re-read both files and disconnect clients whose password no longer
   checks out.
@@ -45,7 +49,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Column, Engine, String, Table, select, update
+from sqlalchemy import BigInteger, Column, Engine, String, Table, bindparam, select, update
 
 from devices.topics import MessageClass, device_topic, subscription
 from wanli.db import METADATA
@@ -66,6 +70,12 @@ MAX_ITERATIONS = 999_999_999  # the broker reads the count with atoi(): keep it 
 _ENCODED = re.compile(rf"\${PBKDF2_SHA512_ID}\$([1-9][0-9]{{0,8}})\$([A-Za-z0-9+/]+={{0,2}})\$([A-Za-z0-9+/]+={{0,2}})")
 
 PASSWORD_BYTES = 24  # secrets.token_urlsafe: 192 random bits, 32 URL-safe characters
+# A device's password is 192 random bits, not a person's choice: no guessing reaches it, so
+# PBKDF2's iterations buy nothing for it, and they cost the broker at every reload. Mosquitto
+# 2.0 re-verifies the password of every connected client on reload (mosquitto_security_apply):
+# with 4,000 devices connected one reload took 247 ms of broker CPU at 101 iterations and 23 ms
+# at 1 (docs/benchmarks.md); the street has 50,615. Service accounts keep DEFAULT_ITERATIONS.
+DEVICE_PASSWORD_ITERATIONS = 1
 
 
 def mosquitto_password_hash(password: str, *, salt: bytes | None = None, iterations: int = DEFAULT_ITERATIONS) -> str:
@@ -135,7 +145,8 @@ class CredentialStore:
         """
         _check_username(device_id)
         password = secrets.token_urlsafe(PASSWORD_BYTES)
-        values = {"password_hash": mosquitto_password_hash(password), "issued_ms": now_ms, "revoked_ms": None}
+        values = {"password_hash": mosquitto_password_hash(password, iterations=DEVICE_PASSWORD_ITERATIONS),
+                  "issued_ms": now_ms, "revoked_ms": None}
         with self._engine.begin() as conn:
             rotated = conn.execute(
                 update(device_credentials).where(device_credentials.c.device_id == device_id).values(**values)
@@ -160,6 +171,55 @@ class CredentialStore:
         if revoked:
             log.info("device credentials revoked device=%s", device_id)
 
+    def issue_many(self, device_ids: Iterable[str], now_ms: int) -> dict[str, str]:
+        """``issue`` for many devices in one transaction: device id -> its new password (shown this once)."""
+        ids = list(dict.fromkeys(device_ids))
+        for device_id in ids:
+            _check_username(device_id)
+        passwords = {device_id: secrets.token_urlsafe(PASSWORD_BYTES) for device_id in ids}
+        rows = [{"device_id": d, "password_hash": mosquitto_password_hash(pw, iterations=DEVICE_PASSWORD_ITERATIONS),
+                 "issued_ms": now_ms, "revoked_ms": None}
+                for d, pw in passwords.items()]
+        with self._engine.begin() as conn:
+            existing: set[str] = set()
+            for start in range(0, len(ids), 500):  # inside SQLite's bound-parameter limit
+                chunk = ids[start:start + 500]
+                existing |= set(conn.scalars(select(device_credentials.c.device_id)
+                                             .where(device_credentials.c.device_id.in_(chunk))))
+            fresh = [row for row in rows if row["device_id"] not in existing]
+            stale = [row for row in rows if row["device_id"] in existing]
+            if fresh:
+                conn.execute(device_credentials.insert(), fresh)
+            if stale:
+                conn.execute(update(device_credentials)
+                             .where(device_credentials.c.device_id == bindparam("b_device_id"))
+                             .values(password_hash=bindparam("password_hash"), issued_ms=bindparam("issued_ms"),
+                                     revoked_ms=None),
+                             [{"b_device_id": r["device_id"], "password_hash": r["password_hash"],
+                               "issued_ms": now_ms} for r in stale])
+        log.info("device credentials issued in bulk: %d new, %d rotated", len(fresh), len(stale))
+        return passwords
+
+    def state(self, device_id: str) -> str:
+        """``none`` (never issued), ``revoked`` or ``issued``."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(device_credentials.c.revoked_ms)
+                               .where(device_credentials.c.device_id == device_id)).first()
+        if row is None:
+            return "none"
+        return "issued" if row[0] is None else "revoked"
+
+    def active_hashes_of(self, device_ids: Iterable[str]) -> dict[str, str]:
+        """``active_hashes`` for these devices only (those revoked or never issued are left out)."""
+        ids, found = list(device_ids), {}
+        with self._engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                query = select(device_credentials.c.device_id, device_credentials.c.password_hash).where(
+                    device_credentials.c.device_id.in_(ids[start:start + 500]),
+                    device_credentials.c.revoked_ms.is_(None))
+                found.update({device_id: encoded for device_id, encoded in conn.execute(query)})
+        return found
+
     def active_hashes(self) -> dict[str, str]:
         """device id -> password hash, for every device whose credentials are not revoked."""
         query = select(device_credentials.c.device_id, device_credentials.c.password_hash).where(
@@ -179,6 +239,15 @@ _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 def _check_username(username: str) -> None:
     if not _USERNAME.fullmatch(username):
         raise ValueError(f"MQTT username {username!r} must be 1-64 of [A-Za-z0-9_.-], starting with a letter or digit")
+
+
+# A device's login, street/kind/id (DeviceTopicOwner.username), or a service account's name.
+_LOGIN = re.compile(r"(?:[a-z][a-z0-9_]{0,31}/[a-z][a-z0-9_]{0,31}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _check_login(username: str) -> None:
+    if not _LOGIN.fullmatch(username):
+        raise ValueError(f"MQTT login {username!r} must be a service name or street/kind/device-id")
 
 
 def _check_token(value: str, what: str) -> None:
@@ -203,6 +272,16 @@ class DeviceTopicOwner:
         _check_username(self.device_id)
         _check_token(self.street, "street")
         _check_token(self.kind, "kind")
+
+    @property
+    def username(self) -> str:
+        """The device's MQTT login: ``{street}/{kind}/{device_id}``, the part of its topics that is its own.
+
+        Mosquitto puts it in for ``%u`` in the ACL's patterns, so one pattern line pins every
+        device to its street, kind and id; Mosquitto refuses pattern access to a username with
+        ``+`` or ``#``, and the contract's segments have neither.
+        """
+        return f"{self.street}/{self.kind}/{self.device_id}"
 
     @property
     def publish_filter(self) -> str:
@@ -255,29 +334,42 @@ INGEST_ACCOUNT = platform_account("wanli-ingest")
 
 def render_password_file(entries: Mapping[str, str]) -> str:
     """Mosquitto's password file: one ``username:hash`` line per entry, sorted by username."""
-    lines = []
-    for username in sorted(entries):
-        _check_username(username)
-        _decode_hash(entries[username])  # refuses anything but one well-formed hash
-        lines.append(f"{username}:{entries[username]}\n")
-    return "".join(lines)
+    return "".join(password_line(username, entries[username]) for username in sorted(entries))
+
+
+def password_line(username: str, encoded: str) -> str:
+    """One ``username:hash`` line, after checking both (a login, one well-formed hash)."""
+    _check_login(username)
+    _decode_hash(encoded)  # refuses anything but one well-formed hash
+    return f"{username}:{encoded}\n"
+
+
+# Every device's rights, in two lines that hold for any number of devices: with the login
+# street/kind/id, "%u" expands to exactly the device's own part of the topic tree.
+DEVICE_PATTERNS = (
+    "pattern write safety/v1/%u/+",  # its own topics, any class
+    # What is addressed to it: a micro fire station's duty terminal its dispatches. Other kinds
+    # could read dispatch/v1/{their street/kind/id}/duty too, where the platform sends nothing.
+    "pattern read dispatch/v1/%u/duty",
+)
 
 
 def render_acl(devices: Iterable[DeviceTopicOwner], service_accounts: Iterable[ServiceAccount]) -> str:
-    """Mosquitto's ACL file: service accounts, then one block per device, each sorted by name.
+    """Mosquitto's ACL file: a block per service account, then the two device patterns.
 
-    Each device gets its own ``user`` block rather than one ``pattern write
-    safety/v1/+/+/%u/+`` line: the pattern would pin only the id, letting a device publish
-    as itself under any street or kind (a smoke detector posing as a one-touch alarm, say).
-    The explicit line pins street, kind and id to what the registry says.
+    Devices get no line of their own (``DEVICE_PATTERNS``): the file is the same for 5 or
+    50,000 devices, and a change to a device touches only the password file. ``devices`` is
+    only checked against the accounts for a name used twice.
     """
     accounts = sorted(service_accounts, key=lambda a: a.username)
-    owners = sorted(devices, key=lambda d: d.device_id)
-    _refuse_duplicates([a.username for a in accounts] + [d.device_id for d in owners])
+    owners = list(devices)
+    _refuse_duplicates([a.username for a in accounts] + [d.username for d in owners])
+    _refuse_duplicates([d.device_id for d in owners])
     blocks = [
         "# Generated by devices/credentials.py from the device registry: edits here are overwritten.\n",
         *(_acl_block(a.username, read=a.read, write=a.write) for a in accounts),
-        *(_acl_block(d.device_id, read=d.read_filters, write=(d.publish_filter,)) for d in owners),
+        "# Devices log in as street/kind/device-id: %u is their own part of the topic tree.\n"
+        + "".join(f"{line}\n" for line in DEVICE_PATTERNS),
     ]
     return "\n".join(blocks)
 
@@ -291,7 +383,7 @@ def render_broker_auth(
     """
     admitted = [owner for owner in owners if owner.device_id in hashes]
     acl_text = render_acl(admitted, service_accounts)  # first: it refuses a name used twice
-    passwords = {owner.device_id: hashes[owner.device_id] for owner in admitted}
+    passwords = {owner.username: hashes[owner.device_id] for owner in admitted}
     passwords |= {account.username: mosquitto_password_hash(pw) for account, pw in service_accounts.items()}
     return render_password_file(passwords), acl_text
 
@@ -325,10 +417,12 @@ class BrokerAuthFiles:
         self.password_path = directory / "passwords"
         self.acl_path = directory / "acl"
 
-    def write(self, password_text: str, acl_text: str) -> None:
+    def write(self, password_text: str, acl_text: str, *, acl_changed: bool = True) -> None:
+        """Replace both files (the ACL only when ``acl_changed``: with the ``%u`` patterns it rarely is)."""
         # Rules before identities: a reload between the two replaces sees a new ACL with the
         # old passwords, which admits nobody new and forbids a revoked device everything.
-        _replace_atomically(self.acl_path, acl_text, self.ACL_MODE)
+        if acl_changed or not self.acl_path.exists():
+            _replace_atomically(self.acl_path, acl_text, self.ACL_MODE)
         _replace_atomically(self.password_path, password_text, self.PASSWORD_MODE)
 
     def reload(self, pid: int) -> None:

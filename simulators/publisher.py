@@ -143,9 +143,10 @@ class MqttPublisher:
 
 
 class DevicePublishers:
-    """One connection per device, as devices connect: client id = user name = the device id.
+    """One connection per device, as devices connect: client id = user name = the device's login.
 
-    With a password for the device it logs in as itself (brokers that require credentials);
+    With a password for the device it logs in as itself (brokers that require credentials), under
+    its login from ``usernames`` (the service issues ``street/kind/device_id``, devices/credentials.py);
     with ``wills`` each connection sets the device's ``offline`` status as its last will,
     made when it connects (its timestamp and sequence number reserved then, as the contract
     says), so the broker announces a connection that dies.
@@ -155,8 +156,10 @@ class DevicePublishers:
                  wills: Mapping[str, Callable[[int], tuple[str, bytes]]] | None = None,
                  now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
                  dispatch_topics: Mapping[str, str] | None = None,
-                 on_dispatch: Callable[[str, bytes], None] | None = None) -> None:
+                 on_dispatch: Callable[[str, bytes], None] | None = None,
+                 usernames: Mapping[str, str] | None = None) -> None:
         self.broker, self._passwords, self._inflight = broker, dict(passwords or {}), inflight
+        self._usernames = dict(usernames or {})
         self._wills, self._now_ms = dict(wills or {}), now_ms
         # station id → its duty topic, and who takes (station id, notice) when one arrives
         self._dispatch_topics, self._on_dispatch = dict(dispatch_topics or {}), on_dispatch
@@ -182,7 +185,8 @@ class DevicePublishers:
         listen = None
         if duty is not None and on_dispatch is not None:
             listen = (duty, lambda _topic, body: on_dispatch(device_id, body))
-        return MqttPublisher(self.broker, client_id=device_id, username=device_id if password else "",
+        login = self._usernames.get(device_id, device_id) if password else ""
+        return MqttPublisher(self.broker, client_id=login or device_id, username=login,
                              password=password, inflight=self._inflight, will=will(self._now_ms()) if will else None,
                              listen=listen)
 

@@ -427,7 +427,9 @@ def run_scenario(scenario: Scenario, *, api: ApiClient, broker: BrokerAddress, c
         duty = {s.device_id: station_dispatch_topic(hierarchy.street_id, s.device_id) for s in population.stations()}
         sink = DevicePublishers(broker, passwords, now_ms=clock.now_ms,
                                 wills={d.device_id: d.offline for d in population.devices.values()},
-                                dispatch_topics=duty, on_dispatch=inbox.put)
+                                dispatch_topics=duty, on_dispatch=inbox.put,
+                                usernames={r.device_id: f"{hierarchy.street_id}/{r.kind}/{r.device_id}"
+                                           for r in population.records})
         listener = inbox if duty else None
     else:
         sink = MqttPublisher(broker, client_id=f"wanli-sim-{scenario.name[:20]}-{time.time_ns() % 10**9}")

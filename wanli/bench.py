@@ -343,4 +343,5 @@ def add_commands(sub: Any) -> None:
     __import__("wanli.bench_workers").bench_workers.add_commands(bench)  # wanli bench workers
     __import__("wanli.bench_notify").bench_notify.add_commands(bench)  # wanli bench notify
     __import__("wanli.bench_storage").bench_storage.add_commands(bench)  # wanli bench storage
+    __import__("wanli.bench_access").bench_access.add_commands(bench)  # wanli bench access
     __import__("wanli.bench_all").bench_all.add_commands(bench_parser, bench)  # wanli bench [all]

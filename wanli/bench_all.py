@@ -8,7 +8,9 @@ Runs the parts, each with its own servers, at sizes that finish in a few minutes
 2. ``wanli bench alerts``' live run: smoke alarms published → incident committed, p50 / p99,
    under background telemetry at half the full-path rate just measured (``--background-rate``
    to choose);
-3. ``wanli bench spool``: the spool's replay rate into InfluxDB 1.x after an outage.
+3. ``wanli bench spool``: the spool's replay rate into InfluxDB 1.x after an outage;
+4. ``wanli bench access``' managed side: credentials → first connect and the broker's longest
+   stall with the whole street credentialed (``--access-changes`` changes; 0 to skip).
 
 Each row carries the machine's 1-minute load average when it was measured: the two cores
 are shared, and a figure taken at load 8 is not one taken at load 0.5.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -39,7 +42,7 @@ class Row:
 
 
 def run_all(workdir: Path, *, messages: int, qos: list[int], background_rate: float | None, seconds: float,
-            alarm_every_ms: int, spool_points: int) -> list[Row]:
+            alarm_every_ms: int, spool_points: int, access_changes: int = 0) -> list[Row]:
     rows: list[Row] = []
     load = os.getloadavg()[0]
     (workdir / "ingest").mkdir(parents=True)
@@ -76,6 +79,22 @@ def run_all(workdir: Path, *, messages: int, qos: list[int], background_rate: fl
     rows.append(Row("spool replay into InfluxDB 1.x", f"{s.rate:,.0f} points/s",
                     f"{s.points:,} points spooled during an outage, {s.seconds:.1f} s to drain, "
                     f"{s.stored:,}/{s.expected_stored:,} counted back", f"{s.load_before:.2f}→{s.load_after:.2f}"))
+
+    if access_changes:
+        from wanli.bench_access import Managed, run_side, street
+
+        (workdir / "access").mkdir(parents=True)
+        load = os.getloadavg()[0]
+        access_street, access_records = street(0, workdir / "access")
+        side = Managed(workdir / "access" / "managed", access_records, access_street)
+        try:
+            a = run_side(side, access_changes, 30.0, random.Random(0))
+        finally:
+            side.close()
+        rows.append(Row("device credentials → first connect", f"{a.pct(50):.2f} / {a.pct(99):.2f} s",
+                        f"p50 / p99 over {len(a.connect_s)} changes ({a.lost} lost), {a.devices:,} devices "
+                        f"credentialed; longest broker stall {a.stall_ms:.0f} ms; bulk for the street {a.bulk_s:.1f} s",
+                        f"{load:.2f}→{os.getloadavg()[0]:.2f}"))
     return rows
 
 
@@ -91,7 +110,8 @@ def main(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="wanli-bench-all-"))
     try:
         rows = run_all(workdir, messages=args.messages, qos=args.qos, background_rate=args.background_rate,
-                       seconds=args.seconds, alarm_every_ms=args.alarm_every_ms, spool_points=args.spool_points)
+                       seconds=args.seconds, alarm_every_ms=args.alarm_every_ms, spool_points=args.spool_points,
+                       access_changes=args.access_changes)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -107,6 +127,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=20.0, help="how long alarms are sent (default 20)")
     p.add_argument("--alarm-every-ms", type=int, default=200)
     p.add_argument("--spool-points", type=int, default=100_000)
+    p.add_argument("--access-changes", type=int, default=10,
+                   help="credential changes timed on the managed broker with the street credentialed (0: skip)")
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, data)")
 
 

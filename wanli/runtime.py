@@ -33,7 +33,7 @@ from alerts.store import IncidentStore
 from dashboards.api import create_app
 from dashboards.deps import AppContext
 from dashboards.live import LiveFeed
-from devices.broker_access import BrokerAccess
+from devices.broker_access import BrokerAccess, MqttCanaryLogin
 from devices.catalog import KINDS
 from devices.credentials import BrokerAuthFiles, CredentialStore, platform_account
 from devices.hierarchy import Hierarchy, load_hierarchy
@@ -155,6 +155,9 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
         pid_file=settings.broker_pid_file,
         service_accounts={platform_account(login): settings.mqtt_password for login in settings.mqtt_logins()}
         if settings.broker_auth_dir else None,
+        canary=MqttCanaryLogin(*settings.mqtt_host_port) if settings.broker_auth_dir else None,
+        unconfirmed_after_s=settings.broker_access_unconfirmed_s,
+        resend_after_s=settings.broker_access_resend_ms / 1000,
     )
     return Services(settings, engine, hierarchy, registry, telemetry, spool, drainer, dead_letters, incidents, alerts,
                     pipeline, LiveFeed(), access, outbox, dispatcher, disk_guard, notifier)
@@ -204,6 +207,7 @@ class WanliService:
             receiver_restarts=lambda: self.consumer.receiver_restarts if self.consumer else 0,
             notify_faults=(svc.notifier.faults if svc.notifier is not None and settings.notify_enabled
                            else lambda _now: []),
+            broker_access=lambda: svc.broker_access.condition,
         )
         self.system_faults = SystemFaults(settings.street)
         self._workers_started = False  # the drainer's and dispatcher's threads (a start refused before them: none)
@@ -218,7 +222,11 @@ class WanliService:
             self.broker = EmbeddedBroker(s.embedded_broker_host, s.embedded_broker_port)
             await self.broker.start()
         elif svc.broker_access.manages_broker:
-            svc.broker_access.sync()  # the broker's files follow the registry from the start
+            # The broker's files follow the registry from the start: the writer thread applies the first
+            # generation (ingest's own accounts included) and confirms it; ingest's connect retries meanwhile.
+            svc.broker_access.start()
+            if not await asyncio.get_running_loop().run_in_executor(None, svc.broker_access.sync, 10.0):
+                log.error("broker access: the broker has not confirmed the first generation; carrying on")
         host, port = s.mqtt_host_port
         svc.feed.bind(asyncio.get_running_loop())
         svc.drainer.start()
@@ -369,6 +377,7 @@ class WanliService:
             self.services.alerts.checkpoint(self._clock_ms())
         except Exception:  # the database is away: the last periodic checkpoint (at most 10 s old) stands
             log.exception("could not save the rules' state on stop")
+        await asyncio.get_running_loop().run_in_executor(None, self.services.broker_access.stop)
         if self._workers_started:
             await asyncio.get_running_loop().run_in_executor(None, self.services.dispatcher.stop)
             if self.services.notifier is not None:

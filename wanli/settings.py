@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     mqtt_url: str = ""
     mqtt_username: str = ""
     mqtt_password: str = ""
+    # A file holding the password instead (a Docker secret, /run/secrets/…): it wins over WANLI_MQTT_PASSWORD.
+    mqtt_password_file: Path | None = None
     mqtt_client_id: str = "wanli-ingest"
     # Each of the service's connections (ingest, its alarm lane, the dispatcher) logs in as
     # WANLI_MQTT_USERNAME plus its suffix (mqtt_login): a broker that takes the username as the
@@ -63,6 +65,11 @@ class Settings(BaseSettings):
     # directory) in step with the registry and signals the process in the pid file to reload.
     broker_auth_dir: Path | None = None
     broker_pid_file: Path | None = None
+    # A credential change the managed broker has not confirmed (its canary login) after this
+    # long raises the broker_access_unconfirmed condition (devices/broker_access.py).
+    broker_access_unconfirmed_s: float = Field(default=10.0, gt=0)
+    # While unconfirmed, SIGHUP is sent again this often (Mosquitto drops one that comes mid-reload).
+    broker_access_resend_ms: int = Field(default=500, ge=20)
     embedded_broker_host: str = "127.0.0.1"
     embedded_broker_port: int = 1883
 
@@ -142,6 +149,18 @@ class Settings(BaseSettings):
             parts = urlsplit(self.mqtt_url)
             if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
                 raise ValueError(f"WANLI_MQTT_URL must look like mqtt://host:port, got {self.mqtt_url!r}")
+        if self.mqtt_password_file is not None:
+            try:
+                self.mqtt_password = self.mqtt_password_file.read_text("utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"WANLI_MQTT_PASSWORD_FILE: cannot read {self.mqtt_password_file}: "
+                                 f"{type(exc).__name__}") from None
+            if not self.mqtt_password:
+                raise ValueError(f"WANLI_MQTT_PASSWORD_FILE: {self.mqtt_password_file} is empty")
+        if self.mode is Mode.PRODUCTION and self.mqtt_url and not self.mqtt_password:
+            raise ValueError("production mode refuses an anonymous broker: set WANLI_MQTT_PASSWORD_FILE (or "
+                             "WANLI_MQTT_PASSWORD) and let the service manage the broker's accounts "
+                             "(WANLI_BROKER_AUTH_DIR, docs/access.md)")
         if self.mode is Mode.PRODUCTION and self.telemetry_backend is TelemetryBackend.INFLUXDB2:
             if not self.influx_token or "development-only" in self.influx_token:
                 raise ValueError("WANLI_INFLUX_TOKEN must be set to a real secret for InfluxDB 2.x in production mode")

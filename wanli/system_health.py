@@ -60,12 +60,14 @@ class SystemHealth:
                  disk_guard: DiskGuard, outbox: Outbox | None, thresholds: HealthThresholds,
                  ingest_subscribed: Callable[[], bool] = lambda: True,
                  receiver_restarts: Callable[[], int] = lambda: 0,
-                 notify_faults: Callable[[int], list[str]] = lambda _now: []) -> None:
+                 notify_faults: Callable[[int], list[str]] = lambda _now: [],
+                 broker_access: Callable[[], object | None] = lambda: None) -> None:
         self._pipeline, self._spool, self._drainer = pipeline, spool, drainer
         self._telemetry, self._disk, self._outbox = telemetry, disk_guard, outbox
         self._t = thresholds
         self._subscribed, self._restarts = ingest_subscribed, receiver_restarts
         self._notify_faults = notify_faults
+        self._broker_access = broker_access
         self._m = _Memory()
         self.faults: list[Fault] = []  # as of the last check: what /readyz tells
 
@@ -86,7 +88,7 @@ class SystemHealth:
     def check(self, now_ms: int) -> list[Fault]:
         faults: list[Fault] = []
         for probe in (self._store, self._spool_fill, self._disks, self._broker, self._receiver, self._notices,
-                      self._channels, self._dead_letters, self._clock, self._database):
+                      self._channels, self._access, self._dead_letters, self._clock, self._database):
             try:
                 faults += probe(now_ms)
             except Exception:  # a probe that fails must not stop the others (nor the ticker)
@@ -195,6 +197,15 @@ class SystemHealth:
                              "period: people are reached through their other contact points meanwhile; check the "
                              "provider's account, keys and the network", severity=Severity.HIGH))
         return out
+
+    def _access(self, now_ms: int) -> list[Fault]:
+        """A credential change the broker has not confirmed in time (devices/broker_access.py): a device just given
+        access may still be refused, a retired (stolen) one may still get in."""
+        cond = self._broker_access()
+        if cond is None:
+            return []
+        return [Fault("broker_access_unconfirmed", "设备接入凭据变更未被 MQTT 服务器确认",
+                      str(getattr(cond, "detail", cond)), severity=Severity.HIGH)]
 
     def _dead_letters(self, now_ms: int) -> list[Fault]:
         m = self._m

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import csv
 import io
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
 from dashboards.auth import VIEWER_ONLY, ErrorPublic, Maintainer, actor_of
 from dashboards.deps import Ctx
 from dashboards.schemas import (
+    BrokerAccessPublic,
+    BulkCredentialsRequest,
     CredentialsPublic,
     DeviceCounts,
     DeviceCreate,
@@ -17,11 +21,12 @@ from dashboards.schemas import (
     DevicePublic,
     DeviceRetire,
     ImportReportPublic,
+    ms_to_dt,
 )
 from devices.catalog import KINDS
 from devices.csv_import import import_csv
 from devices.registry import DeviceRecord, Health, Lifecycle, RegisterOutcome
-from wanli.errors import Invalid, TooLarge
+from wanli.errors import Invalid, NotFound, TooLarge
 
 MAX_CSV_BYTES = 32 * 1024 * 1024
 
@@ -85,9 +90,9 @@ async def import_devices(ctx: Ctx, request: Request, who: Maintainer,
     return ImportReportPublic.of(report, line_offset=first_line - 1)
 
 
-async def _body_within(request: Request, limit: int) -> bytes:
+async def _body_within(request: Request, limit: int, what: str = "the CSV file") -> bytes:
     """The request body, refused (413) as soon as it passes ``limit``: by its declared length, else while it streams."""
-    too_large = TooLarge(f"the CSV file is larger than {limit // (1024 * 1024)} MiB; split it")
+    too_large = TooLarge(f"{what} is larger than {limit // (1024 * 1024)} MiB; split it")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large
@@ -99,9 +104,92 @@ async def _body_within(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+_BULK_CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    201: {"content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
+          "description": "UTF-8 CSV device_id,username,password,publish_filter: the passwords, shown this once"}}
+MAX_BULK_BODY_BYTES = 8 * 1024 * 1024
+
+
+@router.post("/credentials", response_class=Response, status_code=status.HTTP_201_CREATED,
+             responses=_BULK_CSV_RESPONSE, openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": BulkCredentialsRequest.model_json_schema()},
+                 "text/csv": {"schema": {"type": "string"},
+                              "description": "device ids, one a line (a first line 'device_id' is a header)"}}}})
+async def issue_bulk_credentials(ctx: Ctx, request: Request, _who: Maintainer) -> Response:
+    """New MQTT credentials for many active devices at once (any earlier ones stop working): by building, by kind,
+    or a list (CSV) of ids. One change at the broker; the CSV answer holds the passwords, shown only here, once."""
+    body = await _body_within(request, MAX_BULK_BODY_BYTES, "the request")
+    if request.headers.get("content-type", "").split(";")[0].strip() == "text/csv":
+        selection = BulkCredentialsRequest(device_ids=_ids_from_csv(body))
+    else:
+        try:
+            selection = BulkCredentialsRequest.model_validate(json.loads(body or b"{}"))
+        except (ValueError, TypeError) as exc:
+            raise Invalid(f"the body must be JSON {{building_id, kind, device_ids}} or a text/csv list of ids: "
+                          f"{str(exc).splitlines()[0][:200]}") from None
+    device_ids = _select(ctx, selection)
+    issued = ctx.broker_access.issue_many(device_ids)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["device_id", "username", "password", "publish_filter"])
+    writer.writerows((i.device_id, i.username, i.password, i.publish_filter) for i in issued)
+    generation = issued[0].generation if issued else 0
+    return Response(out.getvalue(), status_code=status.HTTP_201_CREATED, media_type="text/csv; charset=utf-8",
+                    headers={"Cache-Control": "no-store", "X-Broker-Generation": str(generation),
+                             "X-Credentials-Issued": str(len(issued)),
+                             "Content-Disposition": 'attachment; filename="device-credentials.csv"'})
+
+
+def _ids_from_csv(body: bytes) -> list[str]:
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Invalid(f"the CSV is not UTF-8 (byte {exc.start}); save it as UTF-8") from None
+    ids = [row[0].strip() for row in csv.reader(io.StringIO(text, newline="")) if row and row[0].strip()]
+    return ids[1:] if ids and ids[0] == "device_id" else ids
+
+
+def _select(ctx: Ctx, selection: BulkCredentialsRequest) -> list[str]:
+    if not (selection.all or selection.community_id or selection.building_id or selection.kind
+            or selection.device_ids is not None):
+        raise Invalid("say which devices: all, community_id, building_id, kind or device_ids (a CSV of ids)")
+    if selection.building_id and selection.building_id not in ctx.registry.hierarchy.buildings:
+        raise Invalid(f"unknown building {selection.building_id!r}")
+    if selection.kind and selection.kind not in KINDS:
+        raise Invalid(f"unknown device kind {selection.kind!r}; known: {', '.join(KINDS)}")
+    if selection.device_ids is not None:
+        missing = [d for d in selection.device_ids if ctx.registry.find(d) is None]
+        if missing:
+            raise NotFound("device", ", ".join(missing[:10]) + (" …" if len(missing) > 10 else ""))
+        if not selection.device_ids:
+            raise Invalid("the list of device ids is empty")
+    wanted = set(selection.device_ids) if selection.device_ids is not None else None
+    community: set[str] | None = None
+    if selection.community_id:
+        found = ctx.registry.hierarchy.communities.get(selection.community_id)
+        if found is None:
+            raise Invalid(f"unknown community {selection.community_id!r}")
+        community = set(found.building_ids)
+    chosen = [r.device_id for r in ctx.registry.active()
+              if (community is None or r.building_id in community)
+              and (not selection.building_id or r.building_id == selection.building_id)
+              and (not selection.kind or r.kind == selection.kind)
+              and (wanted is None or r.device_id in wanted)]
+    if wanted is not None and len(chosen) < len(wanted):
+        retired = sorted(wanted - set(chosen))
+        if not (selection.building_id or selection.kind or selection.community_id):
+            raise Invalid(f"retired devices get no credentials: {', '.join(retired[:10])}")
+    if not chosen:
+        raise Invalid("no active device matches")
+    return chosen
+
+
 @router.get("/{device_id}", response_model=DevicePublic)
 def get_device(ctx: Ctx, device_id: str) -> DevicePublic:
-    return _public(ctx, ctx.registry.get(device_id))
+    """One device, with whether the broker admits its credentials now (``access_state``, ``can_connect_now``)."""
+    public = _public(ctx, ctx.registry.get(device_id))
+    access = ctx.broker_access.access(device_id)
+    return public.model_copy(update={"access_state": access.state.value, "can_connect_now": access.can_connect_now})
 
 
 @router.get("/{device_id}/history", response_model=list[DeviceHistoryEntry])
@@ -120,8 +208,10 @@ def move_device(ctx: Ctx, device_id: str, body: DeviceMove, who: Maintainer) -> 
 def issue_credentials(ctx: Ctx, device_id: str, _who: Maintainer) -> CredentialsPublic:
     """New MQTT credentials for a device (any earlier ones stop working). The password is shown only here, once."""
     issued = ctx.broker_access.issue(device_id)
+    managed = ctx.broker_access.manages_broker
     return CredentialsPublic(device_id=issued.device_id, username=issued.username, password=issued.password,
-                             publish_filter=issued.publish_filter, broker_updated=ctx.broker_access.manages_broker)
+                             publish_filter=issued.publish_filter, broker_updated=managed,
+                             access_state="pending" if managed else "unmanaged", generation=issued.generation)
 
 
 @router.post("/{device_id}/retire", response_model=DevicePublic)
@@ -131,6 +221,18 @@ def retire_device(ctx: Ctx, device_id: str, body: DeviceRetire, who: Maintainer)
 
 
 kinds_router = APIRouter(prefix="/api", tags=["devices"], dependencies=VIEWER_ONLY)
+
+
+@kinds_router.get("/broker-access", response_model=BrokerAccessPublic)
+def broker_access_status(ctx: Ctx) -> BrokerAccessPublic:
+    """The managed broker's credential generations: requested, confirmed, and the ``broker_access_unconfirmed``
+    condition while a change waits longer than its limit."""
+    requested, confirmed = ctx.broker_access.generations()
+    cond = ctx.broker_access.condition
+    return BrokerAccessPublic(managed=ctx.broker_access.manages_broker, requested_generation=requested,
+                              confirmed_generation=confirmed, condition=cond.name if cond else None,
+                              condition_detail=cond.detail if cond else "",
+                              condition_since=ms_to_dt(cond.since_ms) if cond else None)
 
 
 @kinds_router.get("/device-kinds", response_model=list[DeviceKindPublic])

@@ -776,6 +776,121 @@ function showTab(name) {
   if (name === "quarantine") loadQuarantine();
 }
 
+// -- 7. bulk credentials -------------------------------------------------------------------------
+// POST /api/devices/credentials for the list's scope; the answer is a CSV of passwords shown this once: the page
+// keeps it only as a download link while the dialog is open. Then it watches /api/broker-access until the broker
+// has confirmed the generation that carries them.
+
+let credentialsUrl = "", credentialsFile = "";
+
+function saveCredentials() {
+  if (!credentialsUrl) return;
+  const a = el("a", { href: credentialsUrl, download: credentialsFile, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+function credentialsScope() {
+  const kind = $("f-kind").value, community = $("f-community").value, building = $("f-building").value;
+  const parts = [];
+  if (kind) parts.push(KIND_LABEL[kind] || kind);
+  if (building) parts.push(places.buildings.get(building)?.name || building);
+  else if (community) parts.push(places.communities.get(community)?.name || community);
+  const body = kind || community || building ? { kind, community_id: building ? "" : community, building_id: building }
+                                              : { all: true };
+  return { body, text: parts.length ? parts.join(" · ") : "全街道", file: parts.length ? parts.join("-") : "全街道" };
+}
+
+function forgetCredentials() {
+  if (credentialsUrl) URL.revokeObjectURL(credentialsUrl);
+  credentialsUrl = "";
+  $("credentials-download").hidden = true;
+}
+
+async function openCredentials() {
+  forgetCredentials();
+  const scope = credentialsScope();
+  $("credentials-scope").textContent = scope.text;
+  $("credentials-count").textContent = "…";
+  $("credentials-confirm").checked = false;
+  $("credentials-submit").disabled = true;
+  $("credentials-submit").hidden = false;
+  $("credentials-error").hidden = true;
+  $("credentials-result").hidden = true;
+  $("credentials-dialog").showModal();
+  const params = new URLSearchParams(Object.entries({ kind: $("f-kind").value, community_id: $("f-community").value,
+                                                      building_id: $("f-building").value }).filter(([, v]) => v));
+  const r = await api(`/api/devices/counts?${params}`);
+  $("credentials-count").textContent = r.ok ? fmtCount(r.data.total) : "?";
+}
+
+async function watchBrokerConfirm(generation, started) {
+  const box = $("credentials-result");
+  while ($("credentials-dialog").open) {
+    const r = await api("/api/broker-access");
+    if (r.ok && !r.data.managed) {
+      showNotice(box, "warn", "接入服务器不由本系统管理", "请把凭据 CSV 交给接入服务器的管理员安装。");
+      return;
+    }
+    if (r.ok && r.data.confirmed_generation >= generation) {
+      showNotice(box, "ok", "已生效：设备现在可以用新凭据连接",
+                 `接入服务器已确认（第 ${generation} 版，从生成到生效 ${((Date.now() - started) / 1000).toFixed(1)} 秒）。`);
+      return;
+    }
+    if (r.ok && r.data.condition) {
+      showNotice(box, "error", "接入服务器尚未确认这次变更", `${r.data.condition}：${r.data.condition_detail}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+}
+
+function setupCredentials() {
+  $("bulk-credentials").addEventListener("click", openCredentials);
+  $("credentials-download").addEventListener("click", saveCredentials);
+  $("credentials-confirm").addEventListener("change", () => {
+    $("credentials-submit").disabled = !$("credentials-confirm").checked;
+  });
+  $("credentials-dialog").addEventListener("close", forgetCredentials);
+  $("credentials-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (!$("credentials-confirm").checked) return;
+    const scope = credentialsScope();
+    const started = Date.now();
+    $("credentials-submit").disabled = true;
+    $("credentials-error").hidden = true;
+    showNotice($("credentials-result"), "", "正在生成凭据…");
+    let resp;
+    try {
+      resp = await fetch("/api/devices/credentials", { method: "POST", body: JSON.stringify(scope.body),
+                                                      headers: { "content-type": "application/json" } });
+    } catch (err) {
+      $("credentials-result").hidden = true;
+      showError($("credentials-error"), { status: 0, error: `无法连接服务器（${err.message}）` }, "生成失败");
+      $("credentials-submit").disabled = false;
+      return;
+    }
+    if (!resp.ok) {
+      const data = await resp.json().catch(() => null);
+      $("credentials-result").hidden = true;
+      showError($("credentials-error"), { status: resp.status, error: detailText(resp.status, data) }, "生成失败");
+      $("credentials-submit").disabled = false;
+      return;
+    }
+    const count = Number(resp.headers.get("x-credentials-issued") || 0);
+    const generation = Number(resp.headers.get("x-broker-generation") || 0);
+    credentialsUrl = URL.createObjectURL(await resp.blob());
+    credentialsFile = `设备接入凭据-${scope.file}.csv`;
+    $("credentials-download").hidden = false;
+    $("credentials-submit").hidden = true;
+    saveCredentials();  // the one copy of the passwords: saved now; saving again works until the dialog closes
+    showNotice($("credentials-result"), "", `已为 ${fmtCount(count)} 台设备生成凭据并下载`,
+               "接入服务器确认中…（通常 1 秒内）");
+    toast(`已为 ${fmtCount(count)} 台设备生成接入凭据`);
+    await watchBrokerConfirm(generation, started);
+  });
+}
+
 function setupQuarantine() {
   $("quarantine-refresh").addEventListener("click", loadQuarantine);
   for (const button of document.querySelectorAll("#quarantine-filter button")) {
@@ -800,6 +915,7 @@ async function start() {
   setupImport();
   setupDialogs();
   setupQuarantine();
+  setupCredentials();
   for (const tab of document.querySelectorAll("[role=tab]")) tab.addEventListener("click", () => showTab(tab.dataset.tab));
   window.addEventListener("hashchange", () => showTab(location.hash.slice(1)));
   await Promise.all([loadHierarchy(), loadKinds()]);

@@ -70,6 +70,7 @@ RULES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/devices/{device_id}"): ANY,
     ("GET", "/api/devices/{device_id}/history"): ANY,
     ("GET", "/api/device-kinds"): ANY,
+    ("GET", "/api/broker-access"): ANY,
     ("GET", "/api/dead-letters"): ANY,
     ("GET", "/api/dead-letters/counts"): ANY,
     ("GET", "/api/quarantine"): ANY,
@@ -87,6 +88,7 @@ RULES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/devices/{device_id}/move"): "maintainer",
     ("POST", "/api/devices/{device_id}/retire"): "maintainer",
     ("POST", "/api/devices/{device_id}/credentials"): "maintainer",
+    ("POST", "/api/devices/credentials"): "maintainer",
     # simulations: anyone may follow a drill; testers start and stop them
     ("GET", "/api/simulations/scenarios"): ANY,
     ("GET", "/api/simulations"): ANY,

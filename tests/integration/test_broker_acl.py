@@ -186,10 +186,12 @@ class SecuredBroker:
     store: CredentialStore
     files: BrokerAuthFiles
     owners: list[DeviceTopicOwner]
-    passwords: dict[str, str]  # username -> plaintext, as the installer would hold them
+    passwords: dict[str, str]  # device id or account name -> plaintext, as the installer would hold them
 
-    def login(self, username: str, **options: str) -> AbstractContextManager[Login]:
-        return logged_in(self.server, username, self.passwords[username], **options)
+    def login(self, name: str, **options: str) -> AbstractContextManager[Login]:
+        """Log in as a device (by its id: its login is street/kind/id) or a service account."""
+        username = next((o.username for o in self.owners if o.device_id == name), name)
+        return logged_in(self.server, username, self.passwords[name], **options)
 
     def ingest(self) -> AbstractContextManager[Login]:
         return self.login(INGEST_ACCOUNT.username)
@@ -278,12 +280,13 @@ def test_device_cannot_read_other_devices_messages(broker: SecuredBroker) -> Non
 @pytest.mark.parametrize(
     ("username", "password"),
     [
-        (A.device_id, "wrong-password"),
-        (A.device_id, ""),
+        (A.username, "wrong-password"),
+        (A.username, ""),
+        (A.device_id, "any"),  # the bare id is not a login
         ("SD-NOT-ISSUED", "anything"),
         (None, None),  # anonymous
     ],
-    ids=["wrong-password", "empty-password", "unknown-user", "anonymous"],
+    ids=["wrong-password", "empty-password", "bare-device-id", "unknown-user", "anonymous"],
 )
 def test_connection_without_valid_credentials_is_refused(
     broker: SecuredBroker, username: str | None, password: str | None
@@ -294,11 +297,12 @@ def test_connection_without_valid_credentials_is_refused(
 
 
 def test_device_cannot_knock_another_off_by_taking_its_client_id(broker: SecuredBroker) -> None:
-    """use_username_as_clientid: A's client id becomes "SD-XQ01-0101", whatever A asks for."""
-    victim_login = broker.login(B.device_id, client_id=B.device_id, will_topic=topic(B, MessageClass.STATUS))
+    """use_username_as_clientid: A's client id becomes its login "wanli/smoke_detector/SD-XQ01-0101", whatever A asks
+    for (here B's login, and B's bare id)."""
+    victim_login = broker.login(B.device_id, client_id=B.username, will_topic=topic(B, MessageClass.STATUS))
     with broker.ingest() as ingest, victim_login as victim:
         ingest.subscribe("safety/#")
-        with broker.login(A.device_id, client_id=B.device_id):
+        with broker.login(A.device_id, client_id=B.username), broker.login(A.device_id, client_id=B.device_id):
             victim.publish(topic(B), payload(1))
             received = ingest.wait_for_message(payload(1))
 
@@ -322,7 +326,7 @@ def test_device_shut_out_by_sync_is_dropped_and_refused_while_others_stay(broker
         staying.publish(topic(A), payload(1))
         assert [m.payload for m in ingest.wait_for_message(payload(1))] == [payload(1)]
     assert broker.server.pid == pid  # reloaded, not restarted
-    assert refusal(broker.server, B.device_id, broker.passwords[B.device_id]).getName() == "Not authorized"
+    assert refusal(broker.server, B.username, broker.passwords[B.device_id]).getName() == "Not authorized"
     with broker.login(A.device_id):
         pass
 
@@ -332,7 +336,7 @@ def test_device_added_after_start_connects_after_sync_without_restart(broker: Se
     broker.passwords[c.device_id] = broker.store.issue(c.device_id, NOW_MS + 1)
     broker.owners.append(c)
     pid = broker.server.pid
-    assert refusal(broker.server, c.device_id, broker.passwords[c.device_id]).getName() == "Not authorized"
+    assert refusal(broker.server, c.username, broker.passwords[c.device_id]).getName() == "Not authorized"
 
     broker.sync()
 
@@ -350,7 +354,7 @@ def test_rotated_password_replaces_the_old_one_after_sync(broker: SecuredBroker)
 
     broker.sync()
 
-    assert refusal(broker.server, A.device_id, old).getName() == "Not authorized"
+    assert refusal(broker.server, A.username, old).getName() == "Not authorized"
     with broker.login(A.device_id):
         pass
 
@@ -367,7 +371,7 @@ def test_reload_with_the_password_file_missing_shuts_everyone_out(broker: Secure
         broker.server.reload()
 
         ingest.wait_for_disconnect()
-    assert refusal(broker.server, A.device_id, broker.passwords[A.device_id]).getName() == "Not authorized"
+    assert refusal(broker.server, A.username, broker.passwords[A.device_id]).getName() == "Not authorized"
     assert "Unable to open pwfile" in broker.server.log_tail()
 
     broker.files.write(saved, broker.files.acl_path.read_text())

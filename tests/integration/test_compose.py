@@ -237,3 +237,47 @@ def test_every_query_names_real_measurements_fields_and_message_types(path: Path
                 assert any(name in _fields_of(k) for k in within), (panel["title"], name)
             for name in types:
                 assert any(name in KINDS[k].message_types() for k in within), (panel["title"], name)
+
+
+def test_the_broker_admits_only_accounts_the_service_manages(compose_config: dict) -> None:
+    """compose.conf: no anonymous access; its password and ACL files are the ones the app writes (a shared volume),
+    and the app can make the broker reload them (the broker's pid namespace, the pid file the broker's command
+    writes into that volume)."""
+    services = compose_config["services"]
+    broker, app = services["mosquitto"], services["app"]
+    conf = {line.split(None, 1)[0]: line.split(None, 1)[1].strip()
+            for line in (REPO_ROOT / "config" / "mosquitto" / "compose.conf").read_text().splitlines()
+            if line.strip() and not line.startswith("#")}
+    assert (conf["allow_anonymous"], conf["use_username_as_clientid"]) == ("false", "true")
+
+    broker_mounts = {m["target"]: m for m in broker["volumes"]}
+    app_mounts = {m["target"]: m for m in app["volumes"]}
+    auth_in_broker = str(Path(conf["password_file"]).parent)
+    assert Path(conf["acl_file"]).parent == Path(auth_in_broker)
+    auth_volume = broker_mounts[auth_in_broker]
+    assert auth_volume["type"] == "volume" and not auth_volume.get("read_only")
+    env = app["environment"]
+    app_auth = app_mounts[env["WANLI_BROKER_AUTH_DIR"]]
+    assert (app_auth["type"], app_auth["source"]) == ("volume", auth_volume["source"])
+    assert Path(env["WANLI_BROKER_PID_FILE"]).parent == Path(env["WANLI_BROKER_AUTH_DIR"])
+    pid_name = Path(env["WANLI_BROKER_PID_FILE"]).name
+    command = " ".join(broker["command"])
+    assert f"> {pid_name}" in command and f"cd {auth_in_broker}" in command and "exec mosquitto" in command
+    assert app["pid"] == "service:mosquitto"
+
+
+def test_the_services_broker_password_is_a_secret_from_a_file(compose_config: dict) -> None:
+    app = compose_config["services"]["app"]
+    env = app["environment"]
+
+    assert "WANLI_MQTT_PASSWORD" not in env  # never in the environment (docker inspect shows it)
+    [secret] = app["secrets"]
+    assert env["WANLI_MQTT_PASSWORD_FILE"] == secret["target"] == f"/run/secrets/{secret['source']}"
+    assert Path(compose_config["secrets"][secret["source"]]["file"]) == REPO_ROOT / "secrets" / "mqtt_password"
+    assert "/secrets/" in (REPO_ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_the_broker_image_is_pinned(compose_config: dict) -> None:
+    image = compose_config["services"]["mosquitto"]["image"]
+
+    assert re.fullmatch(r"eclipse-mosquitto:2\.0\.\d+", image), image

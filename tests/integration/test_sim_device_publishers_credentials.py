@@ -60,6 +60,11 @@ def secured(tmp_path: Path) -> Iterator[tuple[MosquittoServer, Population, dict[
         engine.dispose()
 
 
+def logins(population: Population) -> dict[str, str]:
+    """Each device's MQTT login as the service issues it: street/kind/device id."""
+    return {r.device_id: DeviceTopicOwner("wanli", r.kind, r.device_id).username for r in population.records}
+
+
 def wait_until(predicate, timeout_s: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -73,7 +78,7 @@ def test_each_device_publishes_as_itself_and_its_will_is_published_when_it_drops
     server, population, passwords, ingest_password = secured
     broker = BrokerAddress(server.host, server.port)
     clock = iter(range(NOW_MS, NOW_MS + 10**9, 1000))
-    sink = DevicePublishers(broker, passwords, now_ms=lambda: next(clock),
+    sink = DevicePublishers(broker, passwords, now_ms=lambda: next(clock), usernames=logins(population),
                             wills={d.device_id: d.offline for d in population.devices.values()})
     with logged_in(server, INGEST_ACCOUNT.username, ingest_password) as ingest:
         ingest.subscribe("safety/#")
@@ -121,6 +126,7 @@ def test_a_station_reads_its_own_dispatches_over_its_own_connection(secured):
     got: list[tuple[str, bytes]] = []
     own = f"dispatch/v1/wanli/fire_station/{station.device_id}/duty"
     sink = DevicePublishers(BrokerAddress(server.host, server.port), passwords, dispatch_topics={station.device_id: own},
+                            usernames=logins(population),
                             on_dispatch=lambda sid, body: got.append((sid, body)))
     try:
         sink.connect_all([station.device_id, "SD-XQ01-0101"])

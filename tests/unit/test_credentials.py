@@ -151,7 +151,12 @@ def test_empty_password_file_is_empty() -> None:
     assert render_password_file({}) == ""
 
 
-def test_acl_pins_each_device_to_its_street_kind_and_id() -> None:
+def test_a_device_logs_in_as_its_street_kind_and_id() -> None:
+    assert SMOKE.username == "wanli/smoke_detector/SD-XQ01-0101"
+    assert SMOKE.publish_filter == f"safety/v1/{SMOKE.username}/+"
+
+
+def test_acl_pins_every_device_to_its_street_kind_and_id_with_one_pattern() -> None:
     acl = render_acl([SMOKE, CHARGER], [INGEST_ACCOUNT])
 
     assert acl.splitlines() == [
@@ -161,23 +166,24 @@ def test_acl_pins_each_device_to_its_street_kind_and_id() -> None:
         "topic read safety/#",
         "topic write dispatch/#",
         "",
-        "user CS-FP-01",
-        "topic write safety/v1/wanli/charging_station/CS-FP-01/+",
-        "",
-        "user SD-XQ01-0101",
-        "topic write safety/v1/wanli/smoke_detector/SD-XQ01-0101/+",
+        "# Devices log in as street/kind/device-id: %u is their own part of the topic tree.",
+        "pattern write safety/v1/%u/+",
+        "pattern read dispatch/v1/%u/duty",
     ]
 
 
-def test_a_micro_fire_station_may_read_its_own_dispatches_only() -> None:
+def test_the_acl_does_not_grow_with_the_devices() -> None:
+    many = [DeviceTopicOwner("wanli", "smoke_detector", f"SD-{i}") for i in range(1000)]
+
+    assert render_acl(many, [INGEST_ACCOUNT]) == render_acl([SMOKE], [INGEST_ACCOUNT])
+
+
+def test_a_micro_fire_station_reads_its_own_dispatch_topic_through_the_pattern() -> None:
     station = DeviceTopicOwner("wanli", "fire_station", "MFS-XQ")
 
-    assert render_acl([station], []).splitlines()[1:] == [
-        "",
-        "user MFS-XQ",
-        "topic read dispatch/v1/wanli/fire_station/MFS-XQ/duty",
-        "topic write safety/v1/wanli/fire_station/MFS-XQ/+",
-    ]
+    # %u expanded: the one dispatch topic the platform sends this station's notices to
+    assert "pattern read dispatch/v1/%u/duty" in render_acl([station], []).splitlines()
+    assert f"dispatch/v1/{station.username}/duty" == station.read_filters[0]
 
 
 def test_acl_is_the_same_whatever_the_input_order() -> None:
@@ -193,12 +199,12 @@ def test_service_account_gets_read_and_write_lines() -> None:
 
 
 def test_a_username_used_twice_is_refused() -> None:
-    impostor = ServiceAccount(SMOKE.device_id, read=("safety/#",))
-
-    with pytest.raises(ValueError, match="SD-XQ01-0101"):
-        render_acl([SMOKE], [impostor])
+    with pytest.raises(ValueError, match="SD-XQ01-0101"):  # a service name can never be a device's login
+        ServiceAccount(SMOKE.username, read=("safety/#",))
+    with pytest.raises(ValueError, match="ingest"):
+        render_acl([], [INGEST_ACCOUNT, INGEST_ACCOUNT])
     with pytest.raises(ValueError, match="more than once"):
-        render_acl([SMOKE, DeviceTopicOwner("wanli", "elderly_alarm", SMOKE.device_id)], [])
+        render_acl([SMOKE, DeviceTopicOwner("wanli", "elderly_alarm", SMOKE.device_id)], [])  # one id, two kinds
 
 
 @pytest.mark.parametrize(
@@ -244,6 +250,9 @@ def test_service_account_values_that_could_inject_a_line_are_refused(username: s
         {"SD-1:x": MOSQUITTO_PASSWD_HASH},
         {"SD-1": MOSQUITTO_PASSWD_HASH + "\nmallory:" + MOSQUITTO_PASSWD_HASH},
         {"SD-1": "plaintext-password"},
+        {"wanli/smoke_detector/SD-1/x": MOSQUITTO_PASSWD_HASH},
+        {"wanli/+/SD-1": MOSQUITTO_PASSWD_HASH},  # Mosquitto denies a pattern login with + or #; we never write one
+        {"wanli/smoke_detector/#": MOSQUITTO_PASSWD_HASH},
     ],
 )
 def test_password_file_refuses_anything_but_username_and_one_hash(entries: dict[str, str]) -> None:
@@ -257,11 +266,10 @@ def test_any_device_id_is_refused_or_stays_on_its_own_lines(device_id: str) -> N
         owner = DeviceTopicOwner("wanli", "smoke_detector", device_id)
     except ValueError:
         return
-    acl_lines = render_acl([owner], []).splitlines()
-    password_lines = render_password_file({device_id: MOSQUITTO_PASSWD_HASH}).splitlines()
+    password_lines = render_password_file({owner.username: MOSQUITTO_PASSWD_HASH}).splitlines()
 
-    assert acl_lines[-2:] == [f"user {device_id}", f"topic write safety/v1/wanli/smoke_detector/{device_id}/+"]
-    assert password_lines == [f"{device_id}:{MOSQUITTO_PASSWD_HASH}"]
+    assert password_lines == [f"wanli/smoke_detector/{device_id}:{MOSQUITTO_PASSWD_HASH}"]
+    assert owner.publish_filter.split("/") == ["safety", "v1", "wanli", "smoke_detector", device_id, "+"]
 
 
 def test_broker_auth_admits_registered_devices_with_credentials_only() -> None:
@@ -270,10 +278,11 @@ def test_broker_auth_admits_registered_devices_with_credentials_only() -> None:
     password_text, acl_text = render_broker_auth([SMOKE, CHARGER], hashes, {INGEST_ACCOUNT: "ingest-pw"})
 
     users = dict(line.split(":", 1) for line in password_text.splitlines())
-    assert sorted(users) == ["SD-XQ01-0101", "wanli-ingest"]  # CHARGER has no credentials, RETIRED-1 no registration
-    assert users[SMOKE.device_id] == hashes[SMOKE.device_id]
+    # CHARGER has no credentials, RETIRED-1 no registration
+    assert sorted(users) == ["wanli-ingest", "wanli/smoke_detector/SD-XQ01-0101"]
+    assert users[SMOKE.username] == hashes[SMOKE.device_id]
     assert verify_mosquitto_password("ingest-pw", users["wanli-ingest"])
-    assert re.findall(r"^user (\S+)$", acl_text, flags=re.MULTILINE) == ["wanli-ingest", "SD-XQ01-0101"]
+    assert re.findall(r"^user (\S+)$", acl_text, flags=re.MULTILINE) == ["wanli-ingest"]
 
 
 # --- the store ---------------------------------------------------------------------
@@ -301,6 +310,7 @@ def test_issue_returns_a_long_random_password_and_stores_only_its_hash(engine: E
     row = stored_row(engine, "SD-XQ01-0101")
     assert (row["device_id"], row["issued_ms"], row["revoked_ms"]) == ("SD-XQ01-0101", 1_000, None)
     assert verify_mosquitto_password(password, row["password_hash"])
+    assert row["password_hash"].startswith("$7$1$")  # a random 192-bit password: one PBKDF2 round (credentials.py)
     engine.dispose()
     assert password.encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("x.db*"))
     assert store.active_hashes() == {
@@ -382,3 +392,28 @@ def test_reload_sends_sighup() -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_issue_many_issues_and_rotates_in_one_go_and_lifts_revocations(engine: Engine) -> None:
+    store = CredentialStore(engine)
+    old = store.issue("SD-1", now_ms=1_000)
+    store.revoke("SD-1", now_ms=1_500)
+
+    passwords = store.issue_many(["SD-1", "SD-2", "SD-2", "SD-3"], now_ms=2_000)
+
+    assert sorted(passwords) == ["SD-1", "SD-2", "SD-3"]
+    assert len(set(passwords.values())) == 3 and old not in passwords.values()
+    hashes = store.active_hashes()
+    assert sorted(hashes) == ["SD-1", "SD-2", "SD-3"]
+    assert all(verify_mosquitto_password(passwords[d], hashes[d]) for d in passwords)
+    assert stored_row(engine, "SD-1")["issued_ms"] == 2_000
+    assert [store.state(d) for d in ("SD-1", "SD-9")] == ["issued", "none"]
+
+
+def test_issue_many_refuses_a_bad_id_before_writing_anything(engine: Engine) -> None:
+    store = CredentialStore(engine)
+
+    with pytest.raises(ValueError):
+        store.issue_many(["SD-1", "SD 2"], now_ms=1)
+
+    assert store.active_hashes() == {}

@@ -49,3 +49,29 @@ def test_a_short_callback_token_or_link_secret_is_refused() -> None:
         Settings(mode="production", auth_secret_key="k" * 40, notify_link_secret="short",
                  mqtt_url="mqtt://broker:1883", mqtt_username="wanli", mqtt_password="p" * 20)
     Settings(notify_callback_token="a-long-enough-token-123")
+def test_production_refuses_an_anonymous_external_broker(tmp_path):
+    with pytest.raises(ValidationError, match="refuses an anonymous broker"):
+        Settings(mode="production", mqtt_url="mqtt://mosquitto:1883", auth_secret_key="k" * 40)
+    Settings(mode="production", mqtt_url="mqtt://mosquitto:1883", auth_secret_key="k" * 40, mqtt_username="wanli",
+             mqtt_password="s3cret")
+    Settings(mode="development", mqtt_url="mqtt://mosquitto:1883")  # fine on a laptop
+
+
+def test_the_broker_password_comes_from_a_secrets_file(tmp_path, monkeypatch):
+    secret = tmp_path / "mqtt_password"
+    secret.write_text("from-the-file\n")
+    monkeypatch.setenv("WANLI_MQTT_PASSWORD_FILE", str(secret))
+    assert Settings(mqtt_password="from-the-environment").mqtt_password == "from-the-file"
+    secret.write_text("\n")
+    with pytest.raises(ValidationError, match="WANLI_MQTT_PASSWORD_FILE.*empty"):
+        Settings()
+    with pytest.raises(ValidationError, match="WANLI_MQTT_PASSWORD_FILE: cannot read") as refused:
+        Settings(mqtt_password_file=tmp_path / "missing")
+    assert "from-the" not in str(refused.value)
+
+
+def test_broker_access_limits_are_checked():
+    with pytest.raises(ValidationError, match="broker_access_resend_ms"):
+        Settings(broker_access_resend_ms=5)
+    with pytest.raises(ValidationError, match="broker_access_unconfirmed_s"):
+        Settings(broker_access_unconfirmed_s=0)
