@@ -158,25 +158,28 @@ def test_the_drawer_hides_phone_numbers_from_a_viewer(
 def test_a_fault_of_the_service_itself_is_in_its_own_section_not_among_the_alarms(
     ops: OpsScreen, service: WanliService, building: BuildingSimulation,
 ) -> None:
-    from alerts.incidents import Severity, Signal
-
     ops.open()
     _, alarm = first_alarm(service, building)
-    alerts, now = service.services.alerts, now_ms()
-    with alerts.batch(now) as batch:  # what the lead's system incidents will be: kind and category "system"
-        batch.apply([Signal("wanli", "system", "telemetry_unreachable", "system", Severity.HIGH, "遥测数据库不可达", now,
-                            "InfluxDB 连接失败，读数暂存本地")])
-        with alerts.store.transaction() as conn:
-            batch.write(conn)
-        batch.committed = True
+    # A real fault of the service: its data disk "inside the alarm reserve" (a reserve larger than the disk), which the
+    # health check turns into a system incident on its next tick (wanli/system_health.py), and closes once it clears.
+    guard = service.services.disk_guard
+    reserve = guard.reserve_bytes
+    guard.reserve_bytes = 10**18
+    try:
+        _check_system_section(ops, alarm)
+    finally:
+        guard.reserve_bytes = reserve
+
+
+def _check_system_section(ops: OpsScreen, alarm: str) -> None:
     section = ops.page.locator("#system-section")
     expect(section).to_be_visible(timeout=SCREEN_TIMEOUT_MS)
     expect(section.locator("tr")).to_have_count(1)
     expect(section.locator("tr .kind-tag")).to_have_text("系统故障")
-    expect(section.locator("tr .title")).to_have_text("遥测数据库不可达")
+    expect(section.locator("tr .title")).to_have_text("数据盘空间已到告警保留区，遥测与死信已停写")
     expect(ops.rows).to_have_count(1)  # the alarms' table holds the alarm only
     expect(ops.row(alarm)).to_be_visible()
     expect(ops.page.locator("#count-active")).to_have_text("1")
     section.locator("tr td.place").click()  # its drawer opens too, though "system" is no device kind
     expect(ops.page.locator("#drawer")).to_have_attribute("data-loaded", re.compile(r"^inc_"))
-    expect(ops.page.locator("#drawer-title")).to_have_text("遥测数据库不可达")
+    expect(ops.page.locator("#drawer-title")).to_have_text("数据盘空间已到告警保留区，遥测与死信已停写")

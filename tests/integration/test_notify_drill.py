@@ -94,7 +94,7 @@ def test_press_reaches_family_sms_and_leader_wecom_then_a_call_whose_keypress_ac
     r = anonymous.post(f"/api/notify/callbacks/aliyun/voice/{CALLBACK}", json=report)
     assert r.json() == {"code": 0, "msg": "成功"}
 
-    viewer = service_factory.client(service, "viewer")
+    viewer = service_factory.client(service, "operator")  # a family's names and numbers: operators only (access.md)
     incident = wait_for(lambda: (i := viewer.get(f"/api/incidents/{incident_id}").json())["state"] == "acknowledged" and i)
     trail = incident["audit"]
     assert any(FAMILY in a["actor"] and "电话按键" in a["note"] for a in trail), trail
@@ -118,7 +118,7 @@ def test_an_sms_reply_1_acknowledges_and_stops_the_call(
     incident_id = press(service)
     wait_for(lambda: next(iter(gammu_smsd.folders.sent.glob(f"OUTA_{FAMILY_PHONE}_*.txt")), None), 10)
     gammu_smsd.receive(FAMILY_PHONE, "1")
-    viewer = service_factory.client(service, "viewer")
+    viewer = service_factory.client(service, "operator")  # a family's names and numbers: operators only (access.md)
     wait_for(lambda: viewer.get(f"/api/incidents/{incident_id}").json()["state"] == "acknowledged", 20)
     rows = viewer.get(f"/api/incidents/{incident_id}/notifications").json()
     family = {r["channel"]: r for r in rows if r["attempt_id"] is not None and r["recipient"] == FAMILY}
@@ -142,7 +142,7 @@ def test_the_signed_link_answers_for_its_person_only(
     assert anonymous.post("/api/answer", json={"token": token, "answer": "maybe"}).status_code == 422
     r = anonymous.post("/api/answer", json={"token": token, "answer": "arrived"})
     assert r.status_code == 200 and r.json()["answered"].startswith("已到场")
-    viewer = service_factory.client(service, "viewer")
+    viewer = service_factory.client(service, "operator")  # a family's names and numbers: operators only (access.md)
     wait_for(lambda: viewer.get(f"/api/incidents/{incident_id}").json()["state"] == "acknowledged")
 
 
@@ -150,7 +150,7 @@ def test_with_notify_disabled_the_notices_still_go_and_no_phone_rings(service_fa
                                                                      contract_server: ContractServer) -> None:
     service = service_factory(notify_enabled=False, notify_wecom_enabled=True,
                               notify_wecom_url=f"{contract_server.url}/cgi-bin/webhook/send")
-    viewer = service_factory.client(service, "viewer")
+    viewer = service_factory.client(service, "operator")  # a family's names and numbers: operators only (access.md)
     assert viewer.get("/api/notify/rules").status_code == 404
     incident_id = press(service)
     rows = wait_for(lambda: viewer.get(f"/api/incidents/{incident_id}/notifications").json())
