@@ -99,7 +99,7 @@ def rows(server: InfluxV1Server, q: str, database: str | None = None) -> list[di
     for series in body["results"][0].get("series", []):
         tags: Mapping[str, str] = series.get("tags", {})
         out += [{**tags, **dict(zip(series["columns"], v, strict=True)), "_series": series.get("name")}
-                for v in series["values"]]
+                for v in series.get("values", [])]  # a database without continuous queries has none
     return out
 
 
