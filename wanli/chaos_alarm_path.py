@@ -301,14 +301,15 @@ def disk_full(workdir: Path, broker: MosquittoServer, *, detectors: int = 30, si
             half = detectors // 2
             disk.fill_leaving(reserve_mb * 1_000_000 // 2)  # well inside the reserve
             began = now_ms()
+            raised = wait_raised(street, "disk_reserve", began)  # the guard measures the disk once a second
             publish_paced(street.devices, street.sims[half:], lambda d, t: d.heartbeat(t), 200, 400)
             for i in range(half, detectors):  # bad input too: counted, not stored
                 street.devices.publish(i, (f"safety/v1/wanli/smoke_detector/{street.sims[i].device_id}/event",
                                            "{not json"))
             sent = send_alarms(street, range(half))
             opened, latency = alarm_incidents(street, sent)
-            raised = wait_raised(street, "disk_reserve", began)
             ready = readyz(street)
+            wait_for(lambda: stats(street)["dead_letters_unstored"] >= detectors - half, 10, what="bad input counted")
             s = stats(street)
             disk.free()
             cleared = wait_cleared(street, "disk_reserve")
