@@ -366,14 +366,15 @@ class Notifier(WakeableLoop):
         """The incidents that went in the same message as this attempt (storm grouping)."""
         return [r.incident_id for r in self.store.same_message(a)]
 
+    def _reported(self, reports: Sequence[Mapping[str, object]]) -> list[tuple[Mapping[str, object], AttemptRow]]:
+        """The provider's reports that name one of our attempts (its ``out_id``), with that attempt."""
+        found = [(r, self.store.by_key(str(r.get("out_id", "")))) for r in reports]
+        return [(r, a) for r, a in found if a is not None]
+
     def on_voice_report(self, reports: Sequence[Mapping[str, object]], now_ms: int) -> int:
         """Aliyun's VoiceReport: the call was answered (status_code 200000) and key 1 pressed (dtmf) → acknowledged."""
-        taken = 0
-        for r in reports:
-            a = self.store.by_key(str(r.get("out_id", "")))
-            if a is None:
-                continue
-            taken += 1
+        known = self._reported(reports)
+        for r, a in known:
             if str(r.get("status_code", "")) == "200000" and a.delivered_ms is None:
                 self.store.update([a.id], delivered_ms=now_ms, status=DELIVERED if a.status == SENT else a.status)
             if "1" in str(r.get("dtmf", "") or ""):
@@ -382,23 +383,19 @@ class Notifier(WakeableLoop):
             elif str(r.get("status_code", "")) not in ("200000", "") and a.status in (SENT, SENDING):
                 self.store.update([a.id], status=FAILED, error=f"电话未接通 {r.get('status_code')} {r.get('status_msg', '')}"[:500])
                 self._fall_through(a, now_ms)
-        return taken
+        return len(known)
 
     def on_sms_report(self, reports: Sequence[Mapping[str, object]], now_ms: int) -> int:
         """Aliyun's SmsReport: delivered, or failed (then the next contact point)."""
-        taken = 0
-        for r in reports:
-            a = self.store.by_key(str(r.get("out_id", "")))
-            if a is None:
-                continue
-            taken += 1
+        known = self._reported(reports)
+        for r, a in known:
             if r.get("success") in (True, "true"):
                 if a.status == SENT:
                     self.store.update([a.id], status=DELIVERED, delivered_ms=now_ms)
             elif a.status in (SENT, DELIVERED):
                 self.store.update([a.id], status=FAILED, error=f"短信未送达 {r.get('err_code', '')}"[:500])
                 self._fall_through(a, now_ms)
-        return taken
+        return len(known)
 
     def _poll_gammu(self, now_ms: int) -> None:
         assert self._gammu is not None

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import csv
 import io
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, expect
 
-from devices.credentials import INGEST_ACCOUNT, BrokerAuthFiles, render_broker_auth
+from devices.credentials import INGEST_ACCOUNT, BrokerAuthFiles
 from tests.browser.conftest import DESK, signed_in_session, watched_page
 from tests.browser.test_devices_page import DevicesPage, choose_place
-from tests.fixtures.servers import MosquittoServer, free_port
+from tests.fixtures.secured_broker import secured_mosquitto
+from tests.fixtures.servers import MosquittoServer
 from tests.fixtures.service import ServiceFactory, register_building
 from tests.integration.test_broker_acl import logged_in, refusal
 from wanli.runtime import WanliService
@@ -29,19 +29,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.mosquitto]
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[tuple[MosquittoServer, BrokerAuthFiles, Path, str]]:
-    ingest_password = secrets.token_urlsafe(24)
-    files = BrokerAuthFiles(tmp_path / "auth")
-    files.directory.mkdir()
-    files.write(*render_broker_auth([], {}, {INGEST_ACCOUNT: ingest_password}))
-    server = MosquittoServer(tmp_path / "broker", port=free_port(), password_file=files.password_path,
-                             acl_file=files.acl_path)
-    server.start()
-    pid_file = tmp_path / "mosquitto.pid"
-    pid_file.write_text(str(server.pid))
-    try:
-        yield server, files, pid_file, ingest_password
-    finally:
-        server.stop()
+    with secured_mosquitto(tmp_path) as b:
+        yield b.server, b.files, b.pid_file, b.ingest_password
 
 
 @pytest.fixture

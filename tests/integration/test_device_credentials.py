@@ -1,13 +1,12 @@
 """Credentials through the running service: issued by the API, enforced by a real Mosquitto, revoked on retirement."""
 
 import json
-import secrets
 
 import httpx
 import pytest
 
-from devices.credentials import INGEST_ACCOUNT, BrokerAuthFiles, render_broker_auth
-from tests.fixtures.servers import MosquittoServer, free_port
+from devices.credentials import INGEST_ACCOUNT
+from tests.fixtures.secured_broker import secured_mosquitto
 from tests.fixtures.service import auth_headers, now_ms, wait_for
 from tests.integration.test_broker_acl import logged_in, refusal
 
@@ -21,19 +20,8 @@ def alarm(seq: int) -> bytes:
 @pytest.fixture
 def secured(tmp_path):
     """A Mosquitto that admits only the ingest account until the service writes its files."""
-    ingest_password = secrets.token_urlsafe(24)
-    files = BrokerAuthFiles(tmp_path / "auth")
-    files.directory.mkdir()
-    files.write(*render_broker_auth([], {}, {INGEST_ACCOUNT: ingest_password}))
-    server = MosquittoServer(tmp_path / "broker", port=free_port(), password_file=files.password_path,
-                             acl_file=files.acl_path)
-    server.start()
-    pid_file = tmp_path / "mosquitto.pid"
-    pid_file.write_text(str(server.pid))
-    try:
-        yield server, files, pid_file, ingest_password
-    finally:
-        server.stop()
+    with secured_mosquitto(tmp_path) as b:
+        yield b.server, b.files, b.pid_file, b.ingest_password
 
 
 def test_a_device_publishes_with_issued_credentials_only_as_itself_until_retired(service_factory, secured):
