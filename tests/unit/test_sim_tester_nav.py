@@ -7,7 +7,7 @@ from pathlib import Path
 
 STATIC = Path(__file__).resolve().parents[2] / "dashboards" / "static"
 PAGES = {"index.html": "/ops/", "history.html": "/ops/history.html", "map.html": "/ops/map.html", "devices.html": "/ops/devices.html",
-         "notify.html": "/ops/notify.html", "profile.html": None, "tester.html": "/ops/tester.html"}
+         "profile.html": None, "tester.html": "/ops/tester.html"}
 
 
 class _Nav(HTMLParser):
@@ -35,8 +35,7 @@ def nav(page: str) -> list[tuple[str, bool]]:
 
 
 def test_every_page_links_the_same_pages_the_tester_page_among_them_and_marks_itself():
-    expected = ["/ops/", "/ops/history.html", "/ops/map.html", "/ops/devices.html", "/ops/notify.html",
-                "/ops/tester.html"]
+    expected = ["/ops/", "/ops/history.html", "/ops/map.html", "/ops/devices.html", "/ops/tester.html"]
     for page, own in PAGES.items():
         links = nav(page)
         assert [href for href, _ in links] == expected, page
