@@ -157,10 +157,6 @@ class Settings(BaseSettings):
                                  f"{type(exc).__name__}") from None
             if not self.mqtt_password:
                 raise ValueError(f"WANLI_MQTT_PASSWORD_FILE: {self.mqtt_password_file} is empty")
-        if self.mode is Mode.PRODUCTION and self.mqtt_url and not self.mqtt_password:
-            raise ValueError("production mode refuses an anonymous broker: set WANLI_MQTT_PASSWORD_FILE (or "
-                             "WANLI_MQTT_PASSWORD) and let the service manage the broker's accounts "
-                             "(WANLI_BROKER_AUTH_DIR, docs/access.md)")
         if self.mode is Mode.PRODUCTION and self.telemetry_backend is TelemetryBackend.INFLUXDB2:
             if not self.influx_token or "development-only" in self.influx_token:
                 raise ValueError("WANLI_INFLUX_TOKEN must be set to a real secret for InfluxDB 2.x in production mode")
@@ -213,9 +209,10 @@ class Settings(BaseSettings):
             raise ValueError("production mode refuses the embedded MQTT broker (anyone on its port may read the "
                              "dispatches): set WANLI_MQTT_URL to an authenticated Mosquitto, with "
                              "WANLI_BROKER_AUTH_DIR for its generated password and ACL files (docs/access.md)")
-        if not self.mqtt_login():
-            raise ValueError("production mode refuses an anonymous MQTT connection: set WANLI_MQTT_USERNAME and "
-                             "WANLI_MQTT_PASSWORD, or WANLI_BROKER_AUTH_DIR for a broker the service manages")
+        if not self.mqtt_login() or not self.mqtt_password:
+            raise ValueError("production mode refuses an anonymous MQTT connection: set WANLI_MQTT_USERNAME (or "
+                             "WANLI_BROKER_AUTH_DIR for a broker the service manages) and WANLI_MQTT_PASSWORD_FILE "
+                             "(or WANLI_MQTT_PASSWORD); docs/access.md")
         return self
 
     @property

@@ -99,11 +99,12 @@ def test_a_page_of_another_origin_cannot_change_anything_or_frame_the_pages(
                             r"Failed to load resource.*403")
             # The maintainer, signed in, has the devices page open; then visits the other page on this host.
             victim.page.goto(f"{service.http_url}/ops/devices.html")
-            victim.page.wait_for_function("document.body.dataset.roles !== undefined")
+            # Not wait_for_function: a string predicate is eval'd, which the page's CSP (no 'unsafe-eval') refuses.
+            expect(victim.page.locator("body")).to_have_attribute("data-roles", re.compile(r".*"))
             attack = victim.page.context.new_page()
             attack.on("console", lambda _msg: None)
             attack.goto(attacker_origin)
-            attack.wait_for_function("document.title === 'sent'")
+            expect(attack).to_have_title("sent")
             wait_for(lambda: refused_csrf(service) >= before + 2, 10)  # both requests reached the service ...
             assert admin.get(f"/api/devices/{EVIL}").status_code == 404  # ... and nothing was imported
             assert credentials.active_hashes() == before_hashes  # nor rotated: the device stays on the air

@@ -50,7 +50,7 @@ def test_a_short_callback_token_or_link_secret_is_refused() -> None:
                  mqtt_url="mqtt://broker:1883", mqtt_username="wanli", mqtt_password="p" * 20)
     Settings(notify_callback_token="a-long-enough-token-123")
 def test_production_refuses_an_anonymous_external_broker(tmp_path):
-    with pytest.raises(ValidationError, match="refuses an anonymous broker"):
+    with pytest.raises(ValidationError, match="refuses an anonymous MQTT connection"):
         Settings(mode="production", mqtt_url="mqtt://mosquitto:1883", auth_secret_key="k" * 40)
     Settings(mode="production", mqtt_url="mqtt://mosquitto:1883", auth_secret_key="k" * 40, mqtt_username="wanli",
              mqtt_password="s3cret")
