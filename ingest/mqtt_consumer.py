@@ -271,7 +271,7 @@ class MqttConsumer:
             except Exception:
                 log.exception("ingest batch of %d failed; processing its messages one by one", len(batch))
                 for raw in batch:
-                    self._process_alone(raw, hold)
+                    self._process_alone(raw, hold, serve_alarms=not on_alarm_lane)
                 return
         raise ConsumerStopped  # stopping: leave the batch unacknowledged for next time
 
@@ -286,7 +286,8 @@ class MqttConsumer:
             wait([lane.receiver.connection], timeout=min(left, 0.2))
             self._serve_alarm_lane()
 
-    def _process_alone(self, raw: RawMessage, hold: bool = False) -> None:
+    def _process_alone(self, raw: RawMessage, hold: bool = False, serve_alarms: bool = False) -> None:
+        """One message of a batch that failed as a whole; waits like ``_process_safely`` (serving the alarm lane)."""
         delay = 0.2
         while not self._stop.is_set():
             try:
@@ -295,7 +296,7 @@ class MqttConsumer:
             except SpoolRefused:
                 continue
             except (TelemetryHeld, *TRANSIENT):
-                self._stop.wait(delay)
+                self._wait(delay, serve_alarms)
                 delay = min(delay * 2, 10.0)
             except Exception as exc:  # noqa: BLE001 - whatever it is, the message must be kept
                 letter = DeadLetter(raw.received_ms, raw.topic, device_id_of_topic(raw.topic), "internal_error",
@@ -304,6 +305,6 @@ class MqttConsumer:
                     self._pipeline.dead_letter(letter)
                     return
                 except TRANSIENT:
-                    self._stop.wait(delay)
+                    self._wait(delay, serve_alarms)
                     delay = min(delay * 2, 10.0)
         raise ConsumerStopped

@@ -1,9 +1,12 @@
 """Which topics the alarm lane takes (ingest/mqtt_consumer.py alarm_lane_filters). Pure."""
 
+import socket
+
 import pytest
 from paho.mqtt.client import topic_matches_sub
 
 from ingest.mqtt_consumer import MqttConsumer, alarm_lane_filters
+from ingest.pipeline import TelemetryHeld
 from ingest.receiver import BATCH
 
 
@@ -78,3 +81,50 @@ def test_without_an_alarm_lane_a_batch_is_processed_whole():
     main.receiver = QueuedReceiver([], log, "main")
     consumer._handle(main, (BATCH, (1, messages("safety/v1/wanli/smoke_detector/SD-2/telemetry", 1000))))
     assert [len(c) for c in pipeline.calls] == [1000] and log == ["ack main 1"]
+
+
+class HeldUntilAlarmPipeline:
+    """Stands in for the pipeline: a batch of several fails as a whole (a poisonous message); alone, the telemetry
+    message is held (the spool refuses) until an alarm has gone through."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.alarm_seen = False
+        self.give_up = lambda: None  # called when held too often: the alarm lane was never served
+
+    def process(self, batch, *, hold_telemetry=True):
+        topics = [m.topic for m in batch]
+        if len(batch) > 1:
+            self.calls.append("whole batch")
+            raise RuntimeError("one message in it is poisonous")
+        (topic,) = topics
+        if topic.endswith("/event"):
+            self.alarm_seen = True
+        elif not self.alarm_seen:
+            self.calls.append("held " + topic.rsplit("/", 2)[1])
+            if self.calls.count(self.calls[-1]) > 2:
+                self.give_up()
+            raise TelemetryHeld(1, "the spool is at its bound")
+        self.calls.append(topic.rsplit("/", 2)[1])
+
+
+def test_a_message_retried_alone_while_its_telemetry_is_held_still_lets_the_alarm_lane_through():
+    pipeline, log = HeldUntilAlarmPipeline(), []
+    consumer = MqttConsumer(pipeline, "127.0.0.1", 1883, ["safety/#"])
+    pipeline.give_up = consumer._stop.set  # fail fast (ConsumerStopped) rather than wait for ever
+    alarms, main = consumer._lanes
+    ready, other_end = socket.socketpair()  # the alarm lane's pipe has something to read
+    other_end.send(b"x")
+    try:
+        alarms.receiver = QueuedReceiver([(BATCH, (9, messages("safety/v1/wanli/smoke_detector/SD-9/event", 1)))],
+                                         log, "alarms")
+        alarms.receiver.connection = ready
+        main.receiver = QueuedReceiver([], log, "main")
+        batch = messages("safety/v1/wanli/smoke_detector/SD-2/telemetry", 1) + messages(
+            "safety/v1/wanli/smoke_detector/SD-3/status", 1)
+        consumer._handle(main, (BATCH, (4, batch)))
+    finally:
+        ready.close()
+        other_end.close()
+    assert pipeline.calls == ["whole batch", "held SD-2", "SD-9", "SD-2", "SD-3"]
+    assert log == ["ack alarms 9", "ack main 4"]
