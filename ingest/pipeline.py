@@ -51,9 +51,8 @@ from devices.messages import DeviceKind, Online
 from devices.reading import Reading
 from devices.registry import DeviceBatch, DeviceRegistry
 from ingest.dead_letters import DeadLetter, DeadLetterStore
-from ingest.decode import DecodeLimits, decode_message
 from devices.topics import MessageClass
-from devices.topics import device_id_of_topic
+from ingest.decode import DecodeLimits, decode_message
 from ingest.hygiene import ClockSkew, check_clock
 from ingest.rate_limit import RATE_LIMITED, DeviceRateLimits
 from ingest.points import points_of_all
@@ -110,7 +109,6 @@ class IngestCounters:
     telemetry_held: int = 0  # messages left unacknowledged while the spool refused (counted each time)
     telemetry_dropped_points: int = 0  # points not kept while the spool refused (policy drop, the alarm lane)
     dead_letters_unstored: int = 0  # dead letters counted but not stored (disk at the reserve, a device past its rate)
-    rate_limited: int = 0  # telemetry and status refused for a device past its message rate (events never)
     batches: int = 0
     first_received_ms: int | None = None  # when this process received its first message (benchmarks time from here)
     rejected: Counter[str] = field(default_factory=Counter)
@@ -179,7 +177,7 @@ class IngestPipeline:
         refusal = self._spool_refusing(now_ms)
         hold = bool(refusal) and hold_telemetry and self.overflow is TelemetryOverflow.HOLD
         with self._registry.batch() as devices, self._alerts.batch(now_ms) as alerts:
-            readings, letters, duplicates, resets, held, rate_limited = self._admit(batch, devices, hold, now_ms)
+            readings, letters, duplicates, resets, held = self._admit(batch, devices, hold, now_ms)
             alerts.evaluate(readings)
             points = points_of_all(readings)
             dropped = 0
@@ -220,7 +218,6 @@ class IngestPipeline:
         c.telemetry_dropped_points += dropped
         c.telemetry_held += held
         c.dead_letters_unstored += len(letters) - len(stored_letters)
-        c.rate_limited += rate_limited
         c.incidents_changed += len(alerts.pending)
         c.duplicates += duplicates
         c.seq_resets += resets
@@ -270,10 +267,10 @@ class IngestPipeline:
     # -- admission ----------------------------------------------------------------------
 
     def _admit(self, batch: Sequence[RawMessage], devices: DeviceBatch, hold_telemetry: bool,
-               now_ms: int) -> tuple[list[Reading], list[DeadLetter], int, int, int, int]:
+               now_ms: int) -> tuple[list[Reading], list[DeadLetter], int, int, int]:
         readings: list[Reading] = []
         letters: list[DeadLetter] = []
-        duplicates = resets = held = rate_limited = 0
+        duplicates = resets = held = 0
         skew = self.clock_skew
         offset_ms = skew.offset_ms
         limits = self.rate_limits
@@ -291,11 +288,14 @@ class IngestPipeline:
                 if online or reading.msg_class is MessageClass.TELEMETRY:
                     # stamped as sent (a last will is stamped when its connection opened; an event may be buffered)
                     skew.observe(reading.device_id, reading.message.ts, raw.received_ms, live=online)
-                reading = check_clock(reading, self._limits, offset_ms)
+                judged = check_clock(reading, self._limits, offset_ms)
+                if judged is not reading:  # an event let through with its clock flagged
+                    c.flags["clock"] += 1
+                reading = judged
                 # By the device's own clock: a backlog the broker kept through an outage arrives in a burst
                 # but was sent at the device's pace; a device that really sends too fast is refused.
                 if not limits.admit(reading.device_id, msg_class, reading.message.ts):
-                    rate_limited += 1  # telemetry or status past the device's rate: a sample kept, the rest counted
+                    # telemetry or status past the device's rate: counted under rate_limited, a sample kept
                     raise PayloadError(f"device {reading.device_id} sends faster than its limit "
                                        "(WANLI_INGEST_DEVICE_MESSAGES_PER_S)", topic=topic,
                                        device_id=reading.device_id, reason=RATE_LIMITED)
@@ -323,13 +323,11 @@ class IngestPipeline:
                     log.warning("device=%s restarted its sequence numbers at %d", reading.device_id, reading.seq)
                 if reading.flags:
                     c.flagged += 1
-                    if any(f.startswith("设备时钟") for f in reading.flags):
-                        c.flags["clock"] += 1
                 readings.append(reading)
             except RejectedMessage as exc:
                 letters.append(DeadLetter(raw.received_ms, raw.topic, exc.device_id, exc.reason, exc.detail,
                                           raw.payload, len(raw.payload)))
-        return readings, letters, duplicates, resets, held, rate_limited
+        return readings, letters, duplicates, resets, held
 
     def _check_registered(self, reading: Reading, topic: str) -> None:
         """Only active devices publishing as what they were registered as get through; the rest wait in quarantine."""
