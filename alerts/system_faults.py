@@ -76,6 +76,3 @@ class SystemFaults:
                 del self._since[key]
                 self._raised.pop(key, None)
         return signals, present
-
-    def holding_since(self, fault: Fault) -> int | None:
-        return self._since.get(fault.key(self.street_id))

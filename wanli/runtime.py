@@ -30,6 +30,7 @@ from alerts.rules import default_rules
 from alerts.service import AlertService
 from alerts.thresholds import Thresholds, load_overrides
 from alerts.store import IncidentStore
+from alerts.system_faults import SystemFaults
 from dashboards.api import create_app
 from dashboards.deps import AppContext
 from dashboards.live import LiveFeed
@@ -47,7 +48,6 @@ from ingest.rate_limit import DeviceRateLimits
 from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import InfluxV1TelemetryStore, InfluxV2TelemetryStore, SqliteTelemetryStore, TelemetryStore
 from simulators.building import BuildingSimulation, run_building
-from alerts.system_faults import SystemFaults
 from wanli.broker_check import refuse_open_broker
 from wanli.data_lifecycle import build_data_lifecycle
 from wanli.db import create_schema, make_engine

@@ -44,8 +44,6 @@ class HealthThresholds:
 
 @dataclass
 class _Memory:
-    store_down_since_ms: int | None = None
-    broker_down_since_ms: int | None = None
     restarts_seen: int = 0
     restarts_at: deque[int] = field(default_factory=deque)
     letters: deque[tuple[int, Counter[str]]] = field(default_factory=deque)
@@ -97,20 +95,17 @@ class SystemHealth:
         return faults
 
     def _store(self, now_ms: int) -> list[Fault]:
-        m, d = self._m, self._drainer
+        d = self._drainer
         missing = getattr(self._telemetry, "database_missing", "")
         if missing:
             return [Fault("influx_database_missing", "时序库数据库不存在，遥测暂存本地", missing, after_s=0)]
         if d.store_up:
-            m.store_down_since_ms = None
             return []
-        if m.store_down_since_ms is None:
-            m.store_down_since_ms = now_ms
-        down_s = (now_ms - m.store_down_since_ms) / 1000
+        # How long it has held is SystemFaults' business (after_s): the incident opens once it has held that long.
         return [Fault("telemetry_unreachable", "时序库（遥测存储）不可用，遥测暂存本地",
-                      f"telemetry store {self._telemetry.name} unreachable for {down_s:.0f} s: {d.last_error}; "
-                      "readings are kept in the spool and written when it is back; alarms are not affected",
-                      after_s=self._t.telemetry_down_s)]
+                      f"telemetry store {self._telemetry.name} refuses writes (an incident once for "
+                      f"{self._t.telemetry_down_s:.0f} s): {d.last_error}; readings are kept in the spool and written when it is back; alarms "
+                      "are not affected", after_s=self._t.telemetry_down_s)]
 
     def _spool_fill(self, now_ms: int) -> list[Fault]:
         state = self._spool.state()
@@ -142,15 +137,10 @@ class SystemHealth:
         return out
 
     def _broker(self, now_ms: int) -> list[Fault]:
-        m = self._m
         if self._subscribed():
-            m.broker_down_since_ms = None
             return []
-        if m.broker_down_since_ms is None:
-            m.broker_down_since_ms = now_ms
-        down_s = (now_ms - m.broker_down_since_ms) / 1000
         return [Fault("broker_unreachable", "接入服务未连上 MQTT 服务器，告警无法接收",
-                      f"ingest has not been subscribed to the broker for {down_s:.0f} s",
+                      f"ingest is not subscribed to the broker (an incident once for {self._t.broker_down_s:.0f} s)",
                       severity=Severity.CRITICAL, impairs_alarms=True, after_s=self._t.broker_down_s)]
 
     def _receiver(self, now_ms: int) -> list[Fault]:
