@@ -89,7 +89,10 @@ class Outbox:
         conn.execute(notifications_table.insert(), rows)
         if self._plan is not None:
             try:
-                self._plan(notices, now_ms, conn)
+                # In a savepoint: on PostgreSQL a failed statement aborts the whole transaction, and the alarm's
+                # incident and notices in it could then never commit; only the plan is rolled back.
+                with conn.begin_nested():
+                    self._plan(notices, now_ms, conn)
             except Exception:  # the notices on MQTT and the webhook stand; the alarm is never held up by this
                 log.exception("could not plan the attempts to reach people for incident=%s", notices[0].incident_id)
 
