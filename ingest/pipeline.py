@@ -176,7 +176,9 @@ class IngestPipeline:
         now_ms = self._clock_ms()
         refusal = self._spool_refusing(now_ms)
         hold = bool(refusal) and hold_telemetry and self.overflow is TelemetryOverflow.HOLD
-        with self._registry.batch() as devices, self._alerts.batch(now_ms) as alerts:
+        # the devices' states, the incidents and the rate limits' charges: all kept, or all taken back
+        with self.rate_limits.undo_on_error(), self._registry.batch() as devices, \
+                self._alerts.batch(now_ms) as alerts:
             readings, letters, duplicates, resets, held = self._admit(batch, devices, hold, now_ms)
             alerts.evaluate(readings)
             points = points_of_all(readings)
@@ -294,7 +296,7 @@ class IngestPipeline:
                 reading = judged
                 # By the device's own clock: a backlog the broker kept through an outage arrives in a burst
                 # but was sent at the device's pace; a device that really sends too fast is refused.
-                if not limits.admit(reading.device_id, msg_class, reading.message.ts):
+                if not limits.admit(reading.device_id, msg_class, reading.message.ts, raw.received_ms):
                     # telemetry or status past the device's rate: counted under rate_limited, a sample kept
                     raise PayloadError(f"device {reading.device_id} sends faster than its limit "
                                        "(WANLI_INGEST_DEVICE_MESSAGES_PER_S)", topic=topic,

@@ -24,6 +24,8 @@ junk shares one budget.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 EVENT_CLASS = "event"  # devices.topics.MessageClass.EVENT; a topic's last segment
@@ -54,12 +56,19 @@ class TokenBucket:
 
     __slots__ = ("tokens", "updated_ms")
 
-    def __init__(self, burst: int, now_ms: int) -> None:
+    def __init__(self, burst: int, now_ms: int | None = None) -> None:
         self.tokens = float(burst)
-        self.updated_ms = now_ms
+        self.updated_ms = now_ms  # None: full, on the clock of its first take
+
+    def copy(self) -> TokenBucket:
+        twin = TokenBucket.__new__(TokenBucket)
+        twin.tokens, twin.updated_ms = self.tokens, self.updated_ms
+        return twin
 
     def take(self, now_ms: int, rate_per_s: float, burst: int) -> bool:
-        if now_ms > self.updated_ms:  # a clock that steps back refills nothing and spends nothing extra
+        if self.updated_ms is None:
+            self.updated_ms = now_ms
+        elif now_ms > self.updated_ms:  # a clock that steps back refills nothing and spends nothing extra
             self.tokens = min(float(burst), self.tokens + (now_ms - self.updated_ms) * rate_per_s / 1000)
             self.updated_ms = now_ms
         if self.tokens >= 1:
@@ -79,6 +88,10 @@ class DeviceLimitState:
     over_since_sample: int = 0
     last_over_ms: int | None = None  # when it last went past either limit
     unstored: Counter[str] = field(default_factory=Counter)  # per reason: rejected, counted, not kept
+
+    def copy(self) -> DeviceLimitState:
+        return DeviceLimitState(self.messages.copy(), self.letters.copy(), self.last_ms, self.events, self.refused,
+                                self.letters_over, self.over_since_sample, self.last_over_ms, Counter(self.unstored))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,22 +115,28 @@ class DeviceRateLimits:
         self._pending_unstored: Counter[str] = Counter()  # the same, since the last take_unstored
         self._over: dict[str, int] = {}  # device -> when it last went past a limit: noisy() looks only here
         self.forgotten = 0
+        self._journal: dict[str, DeviceLimitState | None] | None = None  # inside ``undo_on_error``: states before it
 
     def __len__(self) -> int:
         return len(self._devices)
 
-    def admit(self, device_id: str, msg_class: str, now_ms: int) -> bool:
-        """Whether to process this message. Always True for an event (``msg_class == "event"``)."""
-        state = self._state(device_id, now_ms)
+    def admit(self, device_id: str, msg_class: str, sent_ms: int, seen_ms: int | None = None) -> bool:
+        """Whether to process this message. Always True for an event (``msg_class == "event"``).
+
+        ``sent_ms``: the device's own clock (its message bucket runs on it: a backlog sent at the device's pace
+        and delivered in a burst is not too fast); ``seen_ms``: ingest's clock (how long a device has been idle),
+        ``sent_ms`` if not given.
+        """
+        state = self._state(device_id, sent_ms if seen_ms is None else seen_ms)
         if msg_class == EVENT_CLASS:
             state.events += 1
             self.total_events += 1
             return True
         p = self.policy
-        if state.messages.take(now_ms, p.messages_per_s, p.message_burst):
+        if state.messages.take(sent_ms, p.messages_per_s, p.message_burst):
             return True
         state.refused += 1
-        state.last_over_ms = self._over[device_id] = now_ms
+        state.last_over_ms = self._over[device_id] = state.last_ms
         self.total_refused += 1
         return False
 
@@ -157,6 +176,30 @@ class DeviceRateLimits:
         out.sort(key=lambda n: (-(n.refused + n.letters_over), n.device_id))
         return out
 
+    @contextmanager
+    def undo_on_error(self) -> Iterator[None]:
+        """What is charged inside is taken back if it raises: a batch that did not commit is delivered again,
+        and its messages must not pay twice (a batch retried a few times would otherwise use up its devices'
+        budgets with the same messages, and refuse them as too fast)."""
+        if self._journal is not None:
+            raise RuntimeError("undo_on_error does not nest")
+        totals = (self.total_refused, self.total_events, Counter(self.total_unstored), Counter(self._pending_unstored),
+                  dict(self._over), self.forgotten)
+        self._journal = journal = {}
+        try:
+            yield
+        except BaseException:
+            (self.total_refused, self.total_events, self.total_unstored, self._pending_unstored, self._over,
+             self.forgotten) = totals
+            for device_id, before in journal.items():
+                if before is None:
+                    self._devices.pop(device_id, None)
+                else:
+                    self._devices[device_id] = before
+            raise
+        finally:
+            self._journal = None
+
     def device(self, device_id: str) -> DeviceLimitState | None:
         return self._devices.get(device_id)
 
@@ -176,10 +219,14 @@ class DeviceRateLimits:
 
     def _state(self, device_id: str, now_ms: int) -> DeviceLimitState:
         state = self._devices.get(device_id)
+        if (journal := self._journal) is not None and device_id not in journal:
+            journal[device_id] = None if state is None else state.copy()
         if state is None:
             p = self.policy
+            # each bucket starts on the clock of its first take: an alarm (stamped by the device, maybe far ahead
+            # of its buffered telemetry) or a dead letter (stamped by ingest) must not set the telemetry's clock
             state = self._devices[device_id] = DeviceLimitState(
-                TokenBucket(p.message_burst, now_ms), TokenBucket(p.dead_letter_burst, now_ms), now_ms)
+                TokenBucket(p.message_burst), TokenBucket(p.dead_letter_burst), now_ms)
             if len(self._devices) > p.max_devices:
                 forgotten, _ = self._devices.popitem(last=False)
                 self._over.pop(forgotten, None)

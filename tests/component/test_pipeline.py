@@ -15,6 +15,7 @@ from devices.hierarchy import load_hierarchy
 from devices.registry import DeviceRecord, DeviceRegistry
 from ingest.dead_letters import DeadLetterStore
 from ingest.pipeline import IngestPipeline, RawMessage, SpoolRefused
+from ingest.rate_limit import DeviceRateLimits, RateLimitPolicy
 from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import SqliteTelemetryStore
 from wanli.db import create_schema, make_engine
@@ -175,6 +176,38 @@ def test_a_full_spool_never_stops_an_alarm_the_batch_is_retried_and_the_alarm_co
     assert result.readings == 3 and env.incidents.list()[0].event_count == 3
     assert env.pipeline.counters.telemetry_dropped_points == 3 and "bound" not in env.pipeline.spool_refusal
     assert env.spool.state().points == 0
+
+
+def test_a_batch_that_did_not_commit_charges_nothing_to_its_devices_rate_limits(tmp_path):
+    # each attempt at a batch went through the per-device limit; retried a few times, the same heartbeats used up
+    # their devices' budgets and were refused as "too fast" (seen in CI: 78 of 20,000 backlog heartbeats lost)
+    env = Env(tmp_path)
+    now = [NOW]
+    env.pipeline = IngestPipeline(KINDS, env.engine, env.registry, env.spool, env.dead, env.alerts,
+                                  clock_ms=lambda: now[0],
+                                  rate_limits=DeviceRateLimits(RateLimitPolicy(messages_per_s=1, message_burst=3)))
+    env.registry.register(DeviceRecord("SD-XQ01-0301", "smoke_detector", "wanli", "xq-01", 3, "0301"), "test", NOW)
+    topic = ALARM_TOPIC.replace("/event", "/telemetry")
+    batch = [RawMessage(topic, body(i, "heartbeat", ts=NOW - 100 + i, battery_pct=90.0, rssi_dbm=-70), NOW)
+             for i in (1, 2, 3)]
+    append, failures = env.spool.append, []
+
+    def failing_append(points, now_ms):
+        if len(failures) < 2:
+            failures.append(now_ms)
+            raise OSError(28, "No space left on device")
+        return append(points, now_ms)
+
+    env.spool.append = failing_append
+    for _ in range(2):
+        with pytest.raises(SpoolRefused):
+            env.pipeline.process(batch)
+        now[0] += env.pipeline.SPOOL_RETRY_MS  # the spool is asked again
+    result = env.pipeline.process(batch)
+    assert (result.readings, result.rejected, result.spooled_points) == (3, 0, 3)
+    assert not env.pipeline.counters.rejected and env.pipeline.rate_limits.total_refused == 0
+    assert env.pipeline.process([RawMessage(topic, body(4, "heartbeat", ts=NOW - 96, battery_pct=90.0, rssi_dbm=-70),
+                                            now[0])]).rejected == 1  # the budget is spent once, by what committed
 
 
 def test_redelivered_and_resent_messages_are_evaluated_and_stored_once_even_after_a_restart(tmp_path):

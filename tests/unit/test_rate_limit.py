@@ -125,3 +125,30 @@ def test_a_forgotten_device_is_no_longer_noisy():
     assert [n.device_id for n in limits.noisy(T0)] == ["SD-1"]
     limits.sweep(T0 + 60_000)
     assert limits.noisy(T0 + 60_000, within_ms=120_000) == []
+
+
+def test_an_alarm_or_a_dead_letter_first_does_not_set_the_clock_of_the_devices_telemetry():
+    # seen in CI: the alarm lane handled a detector's alarm (stamped 10 s after its buffered heartbeats) before the
+    # main lane reached them; the bucket started at the alarm's time, never refilled, and refused the backlog
+    for first in ("event", "letter"):
+        limits = DeviceRateLimits(POLICY)
+        if first == "event":
+            assert limits.admit("SD-1", "event", T0 + 10_000)
+        else:
+            limits.letter("SD-1", "bad_json", T0 + 3_600_000)  # stamped by ingest, an hour past the device's clock
+        sent = [T0 + i * 100 for i in range(200)]  # 10/s by the device's clock: exactly its rate
+        assert all(limits.admit("SD-1", "telemetry", t, T0 + 3_600_000) for t in sent), first
+
+
+def test_what_is_charged_inside_undo_on_error_is_taken_back_when_it_raises():
+    limits = DeviceRateLimits(POLICY)
+    assert all(limits.admit("SD-1", "telemetry", T0) for _ in range(10))
+    with pytest.raises(OSError), limits.undo_on_error():
+        assert all(limits.admit("SD-1", "telemetry", T0) for _ in range(10))
+        assert not limits.admit("SD-1", "telemetry", T0) and limits.admit("SD-2", "telemetry", T0)
+        raise OSError("the batch did not commit")
+    assert limits.total_refused == 0 and limits.device("SD-2") is None and limits.noisy(T0) == []
+    assert [limits.admit("SD-1", "telemetry", T0) for _ in range(11)].count(True) == 10  # 10 tokens left, as before
+    with limits.undo_on_error():  # kept when it does not raise
+        assert not limits.admit("SD-1", "telemetry", T0)
+    assert limits.total_refused == 2
