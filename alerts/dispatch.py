@@ -17,6 +17,7 @@ from collections.abc import Callable
 import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import Connection
 
 from alerts.outbox import CHANNEL_MQTT, Outbox
 from wanli.background import WakeableLoop
@@ -69,6 +70,7 @@ class Dispatcher(WakeableLoop):
         self._clock_ms = clock_ms
         self.sent = 0
         self.failures = 0
+        self.fence: Callable[[Connection], None] | None = None  # the dispatch role's (wanli/leases.py)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         super().stop(timeout_s)
@@ -78,21 +80,26 @@ class Dispatcher(WakeableLoop):
 
     def send_pending(self) -> int:
         """One round: send what is pending, mark what went; return how many went."""
-        sent: list[int] = []
+        sent = 0
         for row in self._outbox.pending():
+            if not self.gate():
+                break  # the dispatch role was lost meanwhile: the next holder sends the rest
             try:
                 if row.channel == CHANNEL_MQTT:
                     self._publisher.publish(row.topic, row.payload)
                 else:
                     self._post(row.payload)
-                sent.append(row.id)
             except Exception as exc:  # noqa: BLE001 - every failure is retried; say which
                 self.failures += 1
                 log.warning("notice %s for incident=%s via %s not sent: %s", row.id, row.incident_id, row.channel, exc)
                 self._outbox.mark_failed(row.id, f"{type(exc).__name__}: {exc}")
-        self._outbox.mark_sent(sent, self._clock_ms())
-        self.sent += len(sent)
-        return len(sent)
+                continue
+            # Marked at once, each: a holder that dies between sending and marking sends that one notice
+            # again from the next holder (the station's terminal drops a dispatch id it has seen).
+            self._outbox.mark_sent([row.id], self._clock_ms(), self.fence)
+            sent += 1
+        self.sent += sent
+        return sent
 
     def _post(self, payload: str) -> None:
         """POST one notice. A failure names the webhook by ``redact_url`` only: its URL may carry its key."""
@@ -109,6 +116,8 @@ class Dispatcher(WakeableLoop):
     def _run(self) -> None:
         delay = 1.0
         while not self._stop.is_set():
+            if self._held_back():
+                continue
             try:
                 self.send_pending()
                 delay = 1.0 if not self._outbox.pending(1) else min(delay * 2, 30.0)

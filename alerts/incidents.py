@@ -148,6 +148,9 @@ class Incident:
     tier: str = ""
     next_deadline_ms: int | None = None
     flags: tuple[str, ...] = ()  # data-quality flags of the messages it gathered (Signal.flags), each once
+    # The stored row's version (0: never stored). A write names the version it changed, so that two
+    # instances of the service never overwrite each other's change (alerts/store.py, StaleIncident).
+    version: int = 0
 
     @property
     def subject(self) -> str:

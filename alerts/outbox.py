@@ -127,9 +127,12 @@ class Outbox:
             row = conn.execute(q).mappings().first()
         return _outbox_row(row) if row is not None else None
 
-    def mark_sent(self, ids: Sequence[int], now_ms: int) -> None:
+    def mark_sent(self, ids: Sequence[int], now_ms: int, fence: Callable[[Connection], None] | None = None) -> None:
+        """Mark notices sent; ``fence``: the dispatch role's check (wanli/leases.py), in the same transaction."""
         if ids:
             with self._engine.begin() as conn:
+                if fence is not None:
+                    fence(conn)
                 conn.execute(update(notifications_table).where(notifications_table.c.id.in_(ids)).values(sent_ms=now_ms))
 
     def mark_failed(self, row_id: int, error: str) -> None:

@@ -61,7 +61,8 @@ from devices import fire_station as fs
 from devices.hierarchy import Hierarchy, Location
 from devices.reading import Reading
 from devices.topics import MessageClass
-from wanli.errors import Conflict, IllegalTransition, Invalid, NotFound
+from wanli.change_bus import INCIDENTS, ChangeBus, LocalChangeBus
+from wanli.errors import Conflict, IllegalTransition, Invalid, NotFound, StaleIncident
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,11 @@ Locator = Callable[[str, str], Location]  # (device id, scope) → where the inc
 class AlertBatch:
     """The incidents one ingest batch opens or updates, pending until the caller's transaction commits."""
 
-    def __init__(self, service: AlertService, now_ms: int) -> None:
+    def __init__(self, service: AlertService, now_ms: int,
+                 fences: Sequence[Callable[[Connection], None]] = ()) -> None:
         self._service = service
         self._now_ms = now_ms
+        self._fences = fences  # the roles this batch writes for (wanli/leases.py): checked in its transaction
         self.pending: dict[str, Incident] = {}  # by dedup key
         self.audit: list[AuditEntry] = []
         self.notices: list[Notice] = []
@@ -181,10 +184,15 @@ class AlertBatch:
         return incident
 
     def write(self, conn: Connection) -> None:
+        for fence in self._fences:
+            fence(conn)
+        svc = self._service
         if self.pending:
-            self._service.store.save(self.pending.values(), self.audit, conn)
-        if self.notices and self._service.outbox is not None:
-            self._service.outbox.add(self.notices, self._now_ms, conn)
+            versions = svc.store.save(self.pending.values(), self.audit, conn)
+            self.pending = {k: replace(i, version=versions[i.id]) for k, i in self.pending.items()}
+            svc.bus.announce(conn, INCIDENTS, [i.id for i in self.pending.values()])
+        if self.notices and svc.outbox is not None:
+            svc.outbox.add(self.notices, self._now_ms, conn)
 
     @property
     def changes(self) -> list[IncidentChange]:
@@ -225,8 +233,10 @@ class AlertService:
     def __init__(self, store: IncidentStore, locate: Locator, ctx: RuleContext, hierarchy: Hierarchy,
                  rules: Sequence[Rule] | None = None, outbox: Outbox | None = None,
                  on_notices: Callable[[], None] = lambda: None, new_id: Callable[[], str] = new_incident_id,
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 bus: ChangeBus | None = None) -> None:
         self.store = store
+        self.bus: ChangeBus = bus if bus is not None else LocalChangeBus()
         self.hierarchy = hierarchy
         self.outbox = outbox
         self._on_notices = on_notices
@@ -268,15 +278,24 @@ class AlertService:
         if states:
             log.info("alert rules restored from their checkpoints: %s", ", ".join(sorted(states)))
 
-    def checkpoint(self, now_ms: int) -> None:
-        """Write every stateful rule's snapshot (the ticker does, every CHECKPOINT_EVERY_MS; so may a stop)."""
+    def restore_rules(self, now_ms: int) -> None:
+        """The rules' state as the last checkpoints have it (this instance takes over ingest from another)."""
+        with self._lock:
+            self._restore_rules(now_ms)
+
+    def checkpoint(self, now_ms: int, fence: Callable[[Connection], None] | None = None) -> None:
+        """Write every stateful rule's snapshot (the ticker does, every CHECKPOINT_EVERY_MS; so may a stop).
+        ``fence``: the ingest role's check (wanli/leases.py), in the same transaction."""
         with self._lock:
             snapshots = {rule.name: rule.snapshot() for rule in self.rules}
             for rule in self.rules:
                 rule.changed = False
         states = {name: None if snap is None else json.dumps(snap, separators=(",", ":"))
                   for name, snap in snapshots.items()}
-        self.store.save_rule_states(states, now_ms)
+        with self.store.transaction() as conn:
+            if fence is not None:
+                fence(conn)
+            self.store.save_rule_states(states, now_ms, conn)
         with self._lock:
             for rule in self.rules:
                 rule.saved(snapshots[rule.name])
@@ -317,24 +336,72 @@ class AlertService:
     def active_incidents(self) -> list[Incident]:
         return list(self._active.values())
 
-    def tick(self, now_ms: int) -> list[IncidentChange]:
-        """Let every rule look at the time (silence, overdue steps), climb overdue escalations; store what they say."""
-        with self.batch(now_ms) as alerts:
-            alerts.apply([s for rule in self.rules for s in rule.on_tick(self.ctx, now_ms)])
-            alerts.escalate_due()
+    def refresh(self, incident_ids: set[str] | None = None) -> list[IncidentChange]:
+        """Read incidents again from the database (another instance changed them; None: every active one, as
+        after the bus reconnected or this instance took the ingest role): memory and the listeners follow.
+
+        An incident that ended elsewhere stops its dispatches' timers here (the rules that time a micro fire
+        station's answer), so no "dispatch not acknowledged" follows an alarm someone already closed.
+        """
+        if incident_ids is None:
+            fresh = self.store.active()
+            known = {i.id for i in fresh}
+            with self._lock:
+                gone = [i.id for i in self._active.values() if i.id not in known]
+            fresh += self.store.get_many(gone)
+        else:
+            fresh = self.store.get_many(incident_ids)
+        changes: list[IncidentChange] = []
+        timers: list[Any] = [r for r in self.rules if hasattr(r, "open_dispatches")]
+        with self._lock:
+            for incident in fresh:
+                current = self._active.get(incident.key)
+                if current is not None and current.id == incident.id and current.version >= incident.version:
+                    continue  # this instance wrote it, or already read it
+                if incident.state.is_active:
+                    if current is not None and current.id != incident.id and current.opened_ms > incident.opened_ms:
+                        continue  # a newer incident of the same key is the active one
+                    self._active[incident.key] = incident
+                    changes.append(IncidentChange(incident, current is None or current.id != incident.id))
+                else:
+                    if current is not None and current.id == incident.id:
+                        del self._active[incident.key]
+                        changes.append(IncidentChange(incident, False))
+                    for rule in timers:
+                        for dispatch_id, _station in rule.open_dispatches(incident.id):
+                            rule.cancel_dispatch(dispatch_id, incident.updated_ms)
+        if changes:
+            self._notify(changes)
+        return changes
+
+    def tick(self, now_ms: int, *, rules: Callable[[Connection], None] | None | bool = True,
+             escalate: Callable[[Connection], None] | None | bool = True) -> list[IncidentChange]:
+        """Let every rule look at the time (silence, overdue steps), climb overdue escalations; store what they say.
+
+        With several instances (wanli/leases.py) the rules' clock belongs to the ``ingest`` role (their state
+        is where the readings are) and the escalations' to the ``escalation`` role: ``rules`` and ``escalate``
+        are False where this instance does not hold the role, else True or the role's fence.
+        """
+        fences = [f for f in (rules, escalate) if callable(f)]
+        with self.batch(now_ms, fences) as alerts:
+            if rules:
+                alerts.apply([s for rule in self.rules for s in rule.on_tick(self.ctx, now_ms)])
+            if escalate:
+                alerts.escalate_due()
             if alerts.pending:
                 with self.store.transaction() as conn:
                     alerts.write(conn)
             alerts.committed = True
-        if now_ms >= self._next_checkpoint_ms:
+        if rules and now_ms >= self._next_checkpoint_ms:
             self._next_checkpoint_ms = now_ms + self.CHECKPOINT_EVERY_MS
-            self.checkpoint(now_ms)
+            self.checkpoint(now_ms, rules if callable(rules) else None)
         return alerts.changes
 
-    def system_tick(self, signals: Sequence[Signal], present: set[str], now_ms: int) -> list[IncidentChange]:
+    def system_tick(self, signals: Sequence[Signal], present: set[str], now_ms: int,
+                    fence: Callable[[Connection], None] | None = None) -> list[IncidentChange]:
         """Raise the system faults that are due (``alerts/system_faults.py``) and close every active system
         incident whose fault no longer holds (also one raised before a restart), in one transaction."""
-        with self.batch(now_ms) as alerts:
+        with self.batch(now_ms, [fence] if fence else ()) as alerts:
             alerts.apply(signals)
             for incident in list(self._active.values()):
                 if (incident.category == SYSTEM_CATEGORY and incident.key not in present
@@ -349,11 +416,20 @@ class AlertService:
         return alerts.changes
 
     @contextmanager
-    def batch(self, now_ms: int) -> Iterator[AlertBatch]:
-        """Evaluate readings under the lock; memory and listeners see the result only if ``committed`` is set."""
+    def batch(self, now_ms: int, fences: Sequence[Callable[[Connection], None]] = ()) -> Iterator[AlertBatch]:
+        """Evaluate readings under the lock; memory and listeners see the result only if ``committed`` is set.
+
+        ``fences``: the roles the batch writes for, checked in its transaction (``Fenced`` rolls it back).
+        Rows another instance changed meanwhile (``StaleIncident``) are read again before the error goes
+        on: the caller's retry works on them as they are now.
+        """
         with self._lock:
-            alerts = AlertBatch(self, now_ms)
-            yield alerts
+            alerts = AlertBatch(self, now_ms, fences)
+            try:
+                yield alerts
+            except StaleIncident as exc:
+                self.refresh(set(exc.incident_ids))
+                raise
             if alerts.committed:
                 self._active.update(alerts.pending)
                 for key, incident in alerts.pending.items():
@@ -440,12 +516,27 @@ class AlertService:
             alerts.committed = True
         return alerts.changes
 
+    PERSON_TRIES = 3  # a person's action meeting another instance's change is applied again to the fresh row
+
+    def _retrying(self, do: Callable[[], Incident]) -> Incident:
+        for attempt in range(self.PERSON_TRIES):
+            try:
+                return do()
+            except StaleIncident as exc:
+                self.refresh(set(exc.incident_ids))
+                if attempt == self.PERSON_TRIES - 1:
+                    raise Conflict(f"{exc}; try again") from exc
+        raise AssertionError("unreachable")
+
     def act(self, incident_id: str, action: Action, actor: str, note: str, now_ms: int) -> Incident:
         """A person's action on an incident; raises NotFound or IllegalTransition.
 
         A group incident resolved, closed or marked false takes its active members with it; any incident
         that ends (closed, false alarm) stands down the micro fire stations still dispatched to it.
         """
+        return self._retrying(lambda: self._act(incident_id, action, actor, note, now_ms))
+
+    def _act(self, incident_id: str, action: Action, actor: str, note: str, now_ms: int) -> Incident:
         with self._lock:
             current = self.find_active(incident_id) or self.store.get(incident_id)
             updated, entry = transition(current, action, actor, note, now_ms)
@@ -461,6 +552,9 @@ class AlertService:
 
     def split(self, group_id: str, device_id: str, actor: str, now_ms: int) -> Incident:
         """Take a member device out of a group incident: its own incident is handled on its own from now on."""
+        return self._retrying(lambda: self._split(group_id, device_id, actor, now_ms))
+
+    def _split(self, group_id: str, device_id: str, actor: str, now_ms: int) -> Incident:
         with self._lock:
             group = self.find_active(group_id) or self.store.get(group_id)
             updated, entry = split_member(group, device_id, actor, now_ms)
@@ -478,6 +572,9 @@ class AlertService:
 
     def merge(self, incident_id: str, into_id: str, actor: str, note: str, now_ms: int) -> Incident:
         """Merge an incident into an active group incident, which carries its device from then on."""
+        return self._retrying(lambda: self._merge(incident_id, into_id, actor, note, now_ms))
+
+    def _merge(self, incident_id: str, into_id: str, actor: str, note: str, now_ms: int) -> Incident:
         with self._lock:
             source = self.find_active(incident_id) or self.store.get(incident_id)
             group = self.find_active(into_id) or self.store.get(into_id)
@@ -516,7 +613,9 @@ class AlertService:
                 changed.append(closed)
                 audit.append(entry)
         with self.store.transaction() as conn:
-            self.store.save(changed, audit, conn)
+            versions = self.store.save(changed, audit, conn)
+            changed = [replace(i, version=versions[i.id]) for i in changed]
+            self.bus.announce(conn, INCIDENTS, [i.id for i in changed])
             if notices and self.outbox is not None:
                 self.outbox.add(notices, now_ms, conn)
         for rule in timers:

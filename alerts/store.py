@@ -18,15 +18,18 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    bindparam,
     delete,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts.incidents import AuditEntry, Incident, Severity, State
 from devices.hierarchy import Location
 from wanli.db import METADATA, BigId
-from wanli.errors import NotFound
+from wanli.errors import NotFound, StaleIncident
 
 incidents_table = Table(
     "incidents",
@@ -63,6 +66,7 @@ incidents_table = Table(
     Column("tier", String(16), nullable=False),
     Column("next_deadline_ms", BigInteger, nullable=True),
     Column("flags_json", Text, nullable=False, server_default="[]"),
+    Column("version", Integer, nullable=False),  # one more with each write (StaleIncident)
     Index("ix_incidents_state", "state"),
     Index("ix_incidents_key", "key"),
     Index("ix_incidents_building", "building_id"),
@@ -107,20 +111,39 @@ class IncidentStore:
         self._dialect = engine.dialect.name
         # Built once: SQLAlchemy builds the column proxies of ``excluded`` afresh for every statement,
         # a few milliseconds that every alarm's commit paid twice.
-        self._incident_upsert = self._build_upsert(incidents_table, "id")
         self._rule_state_upsert = self._build_upsert(rule_state_table, "rule")
+        t = incidents_table
+        self._checked_update = (update(t).where(and_(t.c.id == bindparam("b_id"), t.c.version == bindparam("b_version")))
+                                .values({c.name: bindparam(c.name) for c in t.columns if c.name != "id"}))
 
     def transaction(self) -> AbstractContextManager[Connection]:
         return self._engine.begin()
 
-    def save(self, incidents: Iterable[Incident], audit: Sequence[AuditEntry], conn: Connection | None = None) -> None:
-        """Upsert the incidents and append the audit entries, in the caller's transaction or one of their own."""
+    def save(self, incidents: Iterable[Incident], audit: Sequence[AuditEntry],
+             conn: Connection | None = None) -> dict[str, int]:
+        """Write the incidents and append the audit entries, in the caller's transaction or one of their own;
+        return each incident's new version (by id).
+
+        A new incident (version 0) is inserted; a stored one is updated only if the row still has the
+        version it was read at: another instance's change since raises ``StaleIncident`` (naming the
+        incidents), and the caller's transaction is rolled back, to be tried again on fresh rows.
+        """
         if conn is None:
             with self.transaction() as own:
                 return self.save(incidents, audit, own)
-        rows = [_row(i) for i in incidents]
-        if rows:
-            conn.execute(self._incident_upsert, rows)
+        incidents = list(incidents)
+        new = [{**_row(i), "version": 1} for i in incidents if i.version == 0]
+        if new:
+            conn.execute(incidents_table.insert(), new)
+        stale = []
+        for i in incidents:
+            if i.version:
+                done = conn.execute(self._checked_update, {**_row(i), "b_id": i.id, "b_version": i.version,
+                                                           "version": i.version + 1})
+                if done.rowcount != 1:
+                    stale.append(i.id)
+        if stale:
+            raise StaleIncident(stale)
         if audit:
             conn.execute(incident_audit_table.insert(), [
                 {"incident_id": a.incident_id, "at_ms": a.at_ms, "actor": a.actor, "action": a.action,
@@ -128,6 +151,7 @@ class IncidentStore:
                  "note": a.note}
                 for a in audit
             ])
+        return {i.id: i.version + 1 for i in incidents}
 
     def _build_upsert(self, table: Table, key: str):  # type: ignore[no-untyped-def]
         """INSERT … ON CONFLICT (key) DO UPDATE every other column, in this database's dialect."""
@@ -166,6 +190,13 @@ class IncidentStore:
             like = f"%{text.replace('%', '').replace('_', '')}%"
             clauses.append(t.c.title.like(like) | t.c.device_id.like(like) | t.c.id.like(like))
         return self._select(*clauses, limit=limit)
+
+    def get_many(self, incident_ids: Iterable[str]) -> list[Incident]:
+        ids = list(dict.fromkeys(incident_ids))
+        out: list[Incident] = []
+        for start in range(0, len(ids), 500):
+            out.extend(self._select(incidents_table.c.id.in_(ids[start:start + 500]), limit=None))
+        return out
 
     def get(self, incident_id: str) -> Incident:
         found = self._select(incidents_table.c.id == incident_id, limit=1)
@@ -249,4 +280,5 @@ def _incident(r: Mapping[str, object]) -> Incident:
         flags=tuple(json.loads(str(r.get("flags_json") or "[]"))),
         escalation_policy=str(r["escalation_policy"]), escalation_step=int(r["escalation_step"]),  # type: ignore[arg-type]
         tier=str(r["tier"]), next_deadline_ms=r["next_deadline_ms"],  # type: ignore[arg-type]
+        version=int(r["version"]),  # type: ignore[call-overload]
     )

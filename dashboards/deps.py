@@ -41,6 +41,8 @@ class AppContext:
     # Charts over a range (ingest/retention.py): ``series(device, field, start_ms, end_ms, now_ms, port)``
     # -> (resolution, points), raw for short recent ranges and hourly aggregates beyond. None: not available.
     history: Any = None
+    # This instance and the roles it holds now (wanli/leases.py): {"instance": name, "held": [...], "leases": [...]}
+    roles: Callable[[], dict[str, Any]] = lambda: {}
 
 
 def get_ctx(request: Request) -> AppContext:

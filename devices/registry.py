@@ -41,6 +41,7 @@ from devices.reading import Reading
 from devices.reserved import normalised_logins, refuse_reserved
 from devices.topics import MessageClass, is_device_id
 from ingest.sequence import JUMP_ABOVE, WINDOW, SeqState, Verdict, judge
+from wanli.change_bus import DEVICES, ChangeBus, LocalChangeBus
 from wanli.db import METADATA, BigId
 from wanli.errors import Conflict, Invalid, NotFound
 
@@ -362,8 +363,13 @@ ChangeListener = Callable[[Sequence[DeviceRecord]], None]
 
 
 class DeviceRegistry:
-    def __init__(self, engine: Engine, hierarchy: Hierarchy, reserved_logins: Iterable[str] = ()) -> None:
+    LOOKUP_AGAIN_MS = 1_000  # a device not found in the database is asked for again after this long
+
+    def __init__(self, engine: Engine, hierarchy: Hierarchy, reserved_logins: Iterable[str] = (),
+                 bus: ChangeBus | None = None) -> None:
         self._engine = engine
+        self._bus: ChangeBus = bus if bus is not None else LocalChangeBus()
+        self._not_found: dict[str, float] = {}  # device id → when the database last did not know it (monotonic)
         self._hierarchy = hierarchy
         self._reserved = normalised_logins(reserved_logins)  # the service's own MQTT logins (devices/reserved.py)
         self._lock = threading.RLock()
@@ -604,7 +610,7 @@ class DeviceRegistry:
 
     FLUSH_SLICE = 500  # devices per transaction: an alarm's commit waits for at most one slice, not the street
 
-    def flush_states(self) -> int:
+    def flush_states(self, fences: Sequence[Callable[[Connection], None]] = ()) -> int:
         """Write the states changed since the last flush, a slice per transaction; return how many devices.
 
         A street's heartbeats leave 50,000 devices dirty; written in one transaction they held
@@ -630,6 +636,8 @@ class DeviceRegistry:
                 chunk = [(d, self._states[d]) for d in ids[start:start + self.FLUSH_SLICE] if d in self._states]
                 try:
                     with self._engine.begin() as conn:
+                        for fence in fences:  # the ingest role's (wanli/leases.py): a lost role writes nothing
+                            fence(conn)
                         write_states(conn, chunk)
                 except Exception:
                     self._dirty.update(ids[start:])
@@ -650,6 +658,7 @@ class DeviceRegistry:
                 if rec.device_id in self._by_id:
                     conn.execute(update(devices_table).where(devices_table.c.device_id == rec.device_id)
                                  .values(**_registration_row(rec)))
+            self._bus.announce(conn, DEVICES, [r.device_id for r in records])
             if history:
                 conn.execute(device_history_table.insert(), [
                     {"device_id": h.device_id, "at_ms": h.at_ms, "action": h.action, "actor": h.actor, "detail": h.detail}
@@ -657,6 +666,63 @@ class DeviceRegistry:
         for rec in records:
             self._by_id[rec.device_id] = rec
             self._states.setdefault(rec.device_id, DeviceState())
+
+    # -- other instances' changes (wanli/change_bus.py) --
+
+    def reload(self, device_ids: set[str] | None = None) -> int:
+        """Read registrations again from the database (another instance changed them; None: all of them);
+        return how many changed here. States are left alone: they are the ingest role's (``reload_states``)."""
+        t = devices_table
+        q = select(*(t.c[f] for f in _REGISTRATION_FIELDS))
+        ids = None if device_ids is None else sorted(device_ids)
+        rows: list[Mapping[str, object]] = []
+        with self._engine.connect() as conn:
+            if ids is None:
+                rows = list(conn.execute(q).mappings().all())
+            else:
+                for start in range(0, len(ids), 500):
+                    rows += conn.execute(q.where(t.c.device_id.in_(ids[start:start + 500]))).mappings().all()
+        fresh = {str(r["device_id"]): _registration(r) for r in rows}
+        with self._lock:
+            changed = [rec for d, rec in fresh.items() if self._by_id.get(d) != rec]
+            for rec in changed:
+                self._by_id[rec.device_id] = rec
+                self._states.setdefault(rec.device_id, DeviceState())
+                self._not_found.pop(rec.device_id, None)
+            gone = [d for d in (self._by_id if ids is None else ids) if d not in fresh and d in self._by_id]
+            for d in gone:
+                del self._by_id[d]
+        self._notify(changed)
+        return len(changed) + len(gone)
+
+    def reload_states(self) -> None:
+        """Every device's health and sequence state as the database has it (this instance takes over ingest:
+        what the last holder committed is the truth; what it held only in memory arrives again from the broker)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(devices_table.c.device_id, *(devices_table.c[f] for f in DeviceState.FIELDS))
+                                ).mappings().all()
+        with self._lock:
+            self._states = {str(r["device_id"]): DeviceState(*(r[f] for f in DeviceState.FIELDS)) for r in rows}
+            self._dirty.clear()
+
+    def lookup(self, device_id: str) -> DeviceRecord | None:
+        """``find``, asking the database when memory does not know the device (registered a moment ago through
+        another instance, its notice not heard yet): a device is never quarantined for a stale cache. A device
+        the database does not know either is asked for again only after LOOKUP_AGAIN_MS."""
+        rec = self.find(device_id)
+        if rec is not None or not self._bus.shared:  # one instance: memory is the whole truth
+            return rec
+        if self._by_id.get(device_id) is None:
+            asked = self._not_found.get(device_id)
+            if asked is not None and time.monotonic() - asked < self.LOOKUP_AGAIN_MS / 1000:
+                return None
+        self.reload({device_id})
+        rec = self.find(device_id)
+        if rec is None and self._by_id.get(device_id) is None:
+            if len(self._not_found) > 100_000:
+                self._not_found.clear()
+            self._not_found[device_id] = time.monotonic()
+        return rec
 
     def _notify(self, records: Sequence[DeviceRecord]) -> None:
         if records:

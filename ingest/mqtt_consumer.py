@@ -28,12 +28,15 @@ from ingest.dead_letters import DeadLetter
 from ingest.pipeline import IngestPipeline, RawMessage, SpoolRefused, TelemetryHeld
 from ingest.receiver import BATCH, DISCONNECTED, SUBSCRIBED, ReceiverConfig, ReceiverProcess, wall_ms
 from wanli.errors import StoreUnavailable
+from wanli.leases import Fenced
 from wanli.settings import ALARM_LANE_SUFFIX
 
 log = logging.getLogger(__name__)
 
 # Failures that pass by themselves: wait and retry the same batch rather than give up on it.
-TRANSIENT = (StoreUnavailable, OperationalError, sqlite3.OperationalError)
+# Fenced: the ingest role was lost here (wanli/leases.py); nothing is acknowledged, and the lease keeper stops
+# this consumer while it waits.
+TRANSIENT = (StoreUnavailable, OperationalError, sqlite3.OperationalError, Fenced)
 
 
 class ConsumerStopped(Exception):
@@ -87,8 +90,12 @@ class MqttConsumer:
         alarm_lane: bool = True,
         alarm_slice: int = 250,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        lease_remaining: Callable[[], float] | None = None,
     ) -> None:
+        """``lease_remaining``: with several instances, how long the ingest role's lease still runs here
+        (wanli/leases.py); the receivers stay connected only that long unless told again (ingest/receiver.py)."""
         self._pipeline = pipeline
+        self._lease_remaining = lease_remaining
 
         # A shared subscription per family: a replacement worker can join the group before the
         # old one leaves, and the broker keeps the family's messages for the group meanwhile.
@@ -101,6 +108,7 @@ class MqttConsumer:
                 host, port, shared(filters), lane_client_id, lane_username, password, batch_size=batch_size,
                 batch_wait_s=batch_wait_s, max_batches_in_flight=max(1, queue_size // batch_size),
                 log_level=logging.getLogger().getEffectiveLevel(), leave_to_other_lane=tuple(leave),
+                grant_s=self.FIRST_GRANT_S if lease_remaining is not None else 0.0,
             ))
 
         # The alarm lane: events (alarms, presses, faults, dispatch answers) come on a session and
@@ -120,14 +128,30 @@ class MqttConsumer:
         self.subscribed = threading.Event()
         self._worker = threading.Thread(target=self._run_worker, name="ingest-worker", daemon=True)
         self._flusher = threading.Thread(target=self._run_state_flusher, name="ingest-state-flusher", daemon=True)
+        self._granter = threading.Thread(target=self._run_granter, name="ingest-granter", daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------
+
+    FIRST_GRANT_S = 2.0  # a receiver's permission before its first G frame (the granter sends one at once)
+    GRANT_EVERY_S = 0.25
 
     def start(self) -> None:
         for lane in self._lanes:
             lane.receiver.start()
         self._worker.start()
         self._flusher.start()
+        if self._lease_remaining is not None:
+            self._granter.start()
+
+    def _run_granter(self) -> None:
+        """Tell the receivers how long the ingest role is still held here, several times a second."""
+        assert self._lease_remaining is not None
+        while not self._stop.is_set():
+            remaining = self._lease_remaining()
+            if remaining > 0:
+                for lane in self._lanes:
+                    lane.receiver.grant(remaining)
+            self._stop.wait(self.GRANT_EVERY_S)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Finish the batch in hand, then stop the receiver. Unacknowledged messages stay with the broker."""
@@ -219,6 +243,9 @@ class MqttConsumer:
         lane.subscribed = False
         self.subscribed.clear()
         if self._stop.is_set():
+            return
+        if self._lease_remaining is not None and self._lease_remaining() <= 0:
+            self._stop.wait(0.5)  # the role is not held here (now): the lease keeper stops this consumer
             return
         log.error("the MQTT receiver process of the %s lane (pid %s) died; starting a new one",
                   lane.name, lane.receiver.pid)

@@ -44,7 +44,7 @@ from dataclasses import replace as dc_replace
 from enum import StrEnum
 
 import numpy as np
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from alerts.service import AlertService
 from devices.messages import DeviceKind, Online
@@ -164,6 +164,9 @@ class IngestPipeline:
         self._log_limiter = log_limiter if log_limiter is not None else LogLimiter()
         self._swept_ms = 0
         self.counters = IngestCounters()
+        # Several instances (wanli/leases.py): the ingest role's fence, checked in every batch's transaction
+        # that writes incidents or device states; a holder that lost the role (it froze) writes nothing.
+        self.fences: list[Callable[[Connection], None]] = []
         # device clock → incident committed and points spooled: what an alarm waits before the screens see it
         self.publish_to_committed = LatencyWindow()
 
@@ -178,7 +181,7 @@ class IngestPipeline:
         hold = bool(refusal) and hold_telemetry and self.overflow is TelemetryOverflow.HOLD
         # the devices' states, the incidents and the rate limits' charges: all kept, or all taken back
         with self.rate_limits.undo_on_error(), self._registry.batch() as devices, \
-                self._alerts.batch(now_ms) as alerts:
+                self._alerts.batch(now_ms, self.fences) as alerts:
             readings, letters, duplicates, resets, held = self._admit(batch, devices, hold, now_ms)
             alerts.evaluate(readings)
             points = points_of_all(readings)
@@ -198,7 +201,7 @@ class IngestPipeline:
                 stored_letters = []
             if alerts.pending or stored_letters or unstored:
                 with self._engine.begin() as conn:
-                    alerts.write(conn)
+                    alerts.write(conn)  # checks the ingest role's fence first (several instances)
                     devices.write(conn, {i.device_id for i in alerts.pending.values()})
                     self._dead_letters.add_batch(stored_letters, conn)
                     self._dead_letters.count_unstored(unstored, conn)
@@ -333,7 +336,7 @@ class IngestPipeline:
 
     def _check_registered(self, reading: Reading, topic: str) -> None:
         """Only active devices publishing as what they were registered as get through; the rest wait in quarantine."""
-        rec = self._registry.find(reading.device_id)
+        rec = self._registry.lookup(reading.device_id)  # memory, then the database before quarantining
         if rec is None:
             retired = self._registry.is_retired(reading.device_id)
             raise UnregisteredDevice(
@@ -350,7 +353,7 @@ class IngestPipeline:
         stay in memory, dirty, and go at the first flush after space is freed)."""
         if self._disk_guard is not None and self._disk_guard.refuse_bulk():
             return 0
-        return self._registry.flush_states()
+        return self._registry.flush_states(self.fences)
 
     def dead_letter(self, letter: DeadLetter) -> None:
         """Keep one message that could not be processed at all (the consumer's last resort)."""

@@ -21,7 +21,15 @@ The pipe protocol, one ``send_bytes`` message each::
                         b"S"  subscribed        b"D" + reason  disconnected
                         b"P" + msgpack pending  (after acknowledgements: what it still holds)
     ingest → receiver   b"A" + msgpack batch_no  (safe: acknowledge its QoS 1 messages)
+                        b"G" + msgpack seconds   (the ingest role is held that much longer)
                         b"Q"  stop
+
+**Leave when ingest cannot say it still holds the role.** With several instances
+(wanli/leases.py) only the ``ingest`` role's holder may hold the MQTT sessions. With
+``grant_s`` set, the receiver stays connected only while ingest keeps telling it (``G``) for
+how much longer its lease runs; when that time passes without a word (ingest froze, or lost
+its lease) it disconnects and exits, before the lease can pass to another instance, so two
+instances never take the session from each other.
 
 ``pending`` is how many messages the receiver holds that ingest has not yet finished (the
 backlog the service reports). ``wall_ms`` is the receiver's wall clock; ingest maps it into
@@ -39,6 +47,7 @@ import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -52,7 +61,7 @@ from paho.mqtt.matcher import MQTTMatcher
 
 log = logging.getLogger(__name__)
 
-BATCH, SUBSCRIBED, DISCONNECTED, PENDING, ACK, QUIT = b"B", b"S", b"D", b"P", b"A", b"Q"
+BATCH, SUBSCRIBED, DISCONNECTED, PENDING, ACK, QUIT, GRANT = b"B", b"S", b"D", b"P", b"A", b"Q", b"G"
 
 # How many packets to read after one select() says the socket is readable: paho's loop reads
 # one per select, which costs a system call per message for nothing when a backlog is waiting.
@@ -75,6 +84,8 @@ class ReceiverConfig:
     subscribe_qos: int = 1
     # Topics another lane takes (the alarm lane's): acknowledged at once and not handed over here.
     leave_to_other_lane: tuple[str, ...] = ()
+    # Seconds it may stay connected before ingest's first G frame; 0: for good (one instance, no lease).
+    grant_s: float = 0.0
 
 
 def wall_ms() -> int:
@@ -93,6 +104,7 @@ class _Receiver:
         self._in_flight: dict[int, tuple[list[int], int]] = {}  # batch no → (its QoS 1 message ids, its size)
         self._pending = 0
         self._stopping = False
+        self._permitted_until = time.monotonic() + cfg.grant_s if cfg.grant_s > 0 else float("inf")
         self._encoder = msgspec.msgpack.Encoder()
         self._elsewhere = MQTTMatcher()
         for topic_filter in cfg.leave_to_other_lane:
@@ -157,8 +169,8 @@ class _Receiver:
 
     def _ship(self) -> None:
         """Hand the batch to ingest; first wait (not reading the socket: backpressure) while too many are out."""
-        while len(self._in_flight) >= self._cfg.max_batches_in_flight and not self._stopping:
-            self._take_acks(timeout_s=1.0)
+        while len(self._in_flight) >= self._cfg.max_batches_in_flight and not self._stopping and self._permitted():
+            self._take_acks(timeout_s=0.2)
         if self._stopping:
             return
         batch, self._batch = self._batch, []
@@ -177,6 +189,8 @@ class _Receiver:
                 if frame[:1] == ACK:
                     self._acknowledge(msgspec.msgpack.decode(frame[1:]))
                     acked = True
+                elif frame[:1] == GRANT:
+                    self._permitted_until = time.monotonic() + float(msgspec.msgpack.decode(frame[1:]))
                 elif frame[:1] == QUIT:
                     self._stopping = True
                     return
@@ -186,6 +200,16 @@ class _Receiver:
         except (EOFError, OSError):  # ingest is gone: stop, acknowledging nothing more
             log.warning("ingest closed the pipe; the receiver stops")
             self._stopping = True
+
+    def _permitted(self) -> bool:
+        """Whether ingest still holds the role, as far as it last said; if not, stop (disconnecting)."""
+        if time.monotonic() < self._permitted_until:
+            return True
+        if not self._stopping:
+            log.error("no word from ingest that it still holds the ingest role (it froze, or lost its lease): "
+                      "leaving the session to the next holder")
+            self._stopping = True
+        return False
 
     def _acknowledge(self, batch_no: int) -> None:
         mids, size = self._in_flight.pop(batch_no, ((), 0))
@@ -198,7 +222,7 @@ class _Receiver:
     def run(self) -> None:
         client, cfg = self._client, self._cfg
         delay = 1.0
-        while not self._stopping:
+        while not self._stopping and self._permitted():
             try:
                 client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
                 delay = 1.0
@@ -215,7 +239,7 @@ class _Receiver:
     def _serve_connection(self) -> None:
         client, cfg = self._client, self._cfg
         next_ack_check = 0.0
-        while not self._stopping:
+        while not self._stopping and self._permitted():
             sock = client.socket()
             if sock is None:
                 break
@@ -287,6 +311,7 @@ class ReceiverProcess:
         self._conn: Connection | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self.pending = 0  # as the receiver last reported it (with each batch, and after each acknowledgement)
+        self._send_lock = threading.Lock()  # the worker acknowledges, the granter grants
 
     def start(self) -> None:
         # A plain child process (not multiprocessing's spawn, which re-runs the parent's main
@@ -335,9 +360,21 @@ class ReceiverProcess:
     def acknowledge(self, batch_no: int) -> None:
         assert self._conn is not None
         try:
-            self._conn.send_bytes(ACK + msgspec.msgpack.encode(batch_no))
+            with self._send_lock:
+                self._conn.send_bytes(ACK + msgspec.msgpack.encode(batch_no))
         except (BrokenPipeError, OSError):  # the receiver is gone; the broker redelivers the batch
             log.warning("could not acknowledge batch %d: the receiver is gone", batch_no)
+
+    def grant(self, seconds: float) -> None:
+        """Tell the receiver it may stay connected this much longer (the ingest role's lease; another thread)."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            with self._send_lock:
+                conn.send_bytes(GRANT + msgspec.msgpack.encode(seconds))
+        except (BrokenPipeError, OSError):  # gone: the worker restarts it, or the consumer is stopping
+            pass
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self._conn is not None:

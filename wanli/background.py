@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 
 class WakeableLoop:
     """Subclasses write ``_run``, looping while ``not self._stop.is_set()`` and pausing with ``_pause``."""
 
     def __init__(self, name: str) -> None:
+        # Whether a round may run now: with several instances, only where the loop's role is held
+        # (wanli/leases.py); the loop waits, awake, while it may not.
+        self.gate: Callable[[], bool] = lambda: True
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -24,6 +28,13 @@ class WakeableLoop:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout_s)
+
+    def _held_back(self) -> bool:
+        """True (after a short wait) while the gate is shut: the loop skips its round."""
+        if self.gate():
+            return False
+        self._stop.wait(0.2)
+        return True
 
     def _pause(self, seconds: float) -> None:
         self._wake.wait(seconds)

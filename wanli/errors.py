@@ -85,3 +85,12 @@ class StoreUnavailable(WanliError):
         super().__init__(f"{store} unavailable: {detail}")
         self.store = store
         self.detail = detail
+
+
+class StaleIncident(StoreUnavailable):
+    """Another instance changed these incidents since this one read them: nothing was written; the caller's
+    transaction is rolled back and tried again on the rows as they are now (a transient error)."""
+
+    def __init__(self, incident_ids: list[str]) -> None:
+        super().__init__("incidents", f"changed meanwhile by another instance: {', '.join(incident_ids[:10])}")
+        self.incident_ids = incident_ids

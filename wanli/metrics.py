@@ -117,6 +117,13 @@ class WanliCollector(Collector):
         for f in s.get("faults", ()):  # type: ignore[attr-defined]
             faults.add_metric([f["condition"], str(f["impairs_alarms"]).lower()], 1)
         yield faults
+        roles = s.get("roles") or {}
+        if roles:
+            held = GaugeMetricFamily("wanli_role_held", "1 for each role this instance holds now, 0 for the others it "
+                                     "may take (wanli/leases.py)", labels=["role", "instance"])
+            for role in roles.get("may_take", ()):  # type: ignore[union-attr]
+                held.add_metric([role, roles["instance"]], 1 if role in roles["held"] else 0)  # type: ignore[index]
+            yield held
         growth = GaugeMetricFamily("wanli_disk_bytes_per_day", "disk growth by data class: rows written over the last"
                                    " day times bytes a stored row takes (wanli/data_lifecycle.py)", labels=["data_class"])
         for data_class, per_day in s.get("disk_bytes_per_day", {}).items():  # type: ignore[attr-defined]

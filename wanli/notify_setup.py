@@ -18,6 +18,7 @@ from alerts.notify.service import UNREACHABLE, IncidentFacts, NotifyConfig, Noti
 from alerts.notify.store import NotifyStore
 from alerts.store import IncidentStore
 from devices.hierarchy import Hierarchy
+from wanli.change_bus import ChangeBus
 from wanli.errors import IllegalTransition, NotFound
 from wanli.settings import Settings
 
@@ -85,7 +86,7 @@ def providers_from(settings: Settings, clock_ms: Callable[[], int]) -> tuple[dic
 
 
 def build_notifier(settings: Settings, engine: Engine, hierarchy: Hierarchy, incidents: IncidentStore,
-                   clock_ms: Callable[[], int]) -> tuple[Notifier, Callable[[Callable[..., object]], None]]:
+                   clock_ms: Callable[[], int], bus: ChangeBus | None = None) -> tuple[Notifier, Callable[[Callable[..., object]], None]]:
     """The notifier, and a function that gives it the alert service's ``act`` once that exists."""
     s = settings
     act: dict[str, Callable[..., object]] = {}
@@ -118,6 +119,6 @@ def build_notifier(settings: Settings, engine: Engine, hierarchy: Hierarchy, inc
                           s.notify_rate_window_s, s.notify_max_tries, s.notify_retry_after_s,
                           s.notify_channel_failing_after_s, s.notify_drill_only,
                           parse_drill_contacts(s.notify_drill_contacts))
-    notifier = Notifier(NotifyStore(engine), people_of(hierarchy), providers, config, facts, on_answer, gammu=gammu,
+    notifier = Notifier(NotifyStore(engine, bus), people_of(hierarchy), providers, config, facts, on_answer, gammu=gammu,
                         tick_s=s.notify_tick_s, clock_ms=clock_ms)
     return notifier, lambda f: act.__setitem__("act", f)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from alerts.context import RegistryContext
 from alerts.dispatch import Dispatcher, MqttPublisher
@@ -49,11 +49,13 @@ from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import InfluxV1TelemetryStore, InfluxV2TelemetryStore, SqliteTelemetryStore, TelemetryStore
 from simulators.building import BuildingSimulation, run_building
 from wanli.broker_check import refuse_open_broker
+from wanli.change_bus import DEVICES, INCIDENTS, ChangeBus, LocalChangeBus, PostgresChangeBus
 from wanli.data_lifecycle import build_data_lifecycle
 from wanli.db import create_schema, make_engine
 from wanli.disk_guard import DiskGuard
 from wanli.errors import StoreUnavailable
 from wanli.heap import HeapKeeper
+from wanli.leases import DISPATCH, ESCALATION, INGEST, ROLES, InstanceLock, LeaseKeeper, LeaseStore, instance_name
 from wanli.log_limit import LogLimiter
 from wanli.notify_setup import build_notifier
 from wanli.settings import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX, Mode, Settings, TelemetryBackend
@@ -102,6 +104,8 @@ class Services:
     dispatcher: Dispatcher
     disk_guard: DiskGuard
     notifier: Notifier | None = None
+    bus: ChangeBus = LocalChangeBus()  # what other instances change (wanli/change_bus.py)
+    leases: LeaseStore | None = None  # the roles' leases (wanli/leases.py)
 
 
 def data_directories(settings: Settings) -> list[Path]:
@@ -115,19 +119,22 @@ def data_directories(settings: Settings) -> list[Path]:
     return dirs
 
 
-def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms) -> Services:
+def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms, instance: str = "") -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     create_schema(engine)
+    # PostgreSQL may be shared by several instances: each tells the others what it changed. SQLite: one instance.
+    shared = engine.dialect.name == "postgresql"
+    bus: ChangeBus = PostgresChangeBus(engine, instance or instance_name()) if shared else LocalChangeBus()
     hierarchy = load_hierarchy(settings.hierarchy_file)
-    registry = DeviceRegistry(engine, hierarchy, reserved_logins=settings.mqtt_logins())
+    registry = DeviceRegistry(engine, hierarchy, reserved_logins=settings.mqtt_logins(), bus=bus)
     incidents = IncidentStore(engine)
 
     rules = default_rules()
     thresholds = Thresholds(rules, lambda d: (rec.building_id if (rec := registry.find(d)) else ""),
                             load_overrides(settings.thresholds_file))
     ctx = RegistryContext(registry, thresholds)
-    notifier, give_act = build_notifier(settings, engine, hierarchy, incidents, clock_ms)
+    notifier, give_act = build_notifier(settings, engine, hierarchy, incidents, clock_ms, bus)
     outbox = Outbox(engine, webhook=bool(settings.webhook_url),
                     plan=notifier.plan_notices if settings.notify_enabled else None)
     host, port = settings.mqtt_host_port
@@ -136,7 +143,9 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
                                                   password=settings.mqtt_password),
                             settings.webhook_url, clock_ms)
     alerts = AlertService(incidents, ctx.locate, ctx, hierarchy, rules, outbox,
-                          on_notices=lambda: (dispatcher.wake(), notifier.wake()))
+                          on_notices=lambda: (dispatcher.wake(), notifier.wake()), bus=bus)
+    bus.subscribe(DEVICES, registry.reload)
+    bus.subscribe(INCIDENTS, alerts.refresh)
     give_act(alerts.act)
     telemetry = make_telemetry_store(settings)
     spool = Spool(settings.data_dir / "spool.db", max_points=settings.spool_max_points)
@@ -160,7 +169,8 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
         resend_after_s=settings.broker_access_resend_ms / 1000,
     )
     return Services(settings, engine, hierarchy, registry, telemetry, spool, drainer, dead_letters, incidents, alerts,
-                    pipeline, LiveFeed(), access, outbox, dispatcher, disk_guard, notifier)
+                    pipeline, LiveFeed(), access, outbox, dispatcher, disk_guard, notifier, bus,
+                    LeaseStore(engine, wall_clock_ms))  # leases run on real time, whatever the service's clock
 
 
 # How long a thread may hold the interpreter before another waiting for it gets a turn (Python's
@@ -183,7 +193,29 @@ class WanliService:
         self.settings = settings
         self._clock_ms = clock_ms
         self._owns_process = owns_process
-        self.services = build_services(settings, clock_ms)
+        # Stable across restarts of the same data directory (one process at a time: InstanceLock), so a
+        # restarted instance renews its own leases at once instead of waiting for them to lapse.
+        self.instance = settings.instance_name or instance_name(settings.data_dir)
+        self.services = build_services(settings, clock_ms, self.instance)
+        svc = self.services
+        self.shared = svc.bus.shared  # several instances may run on this database
+        assert svc.leases is not None
+        # Which instance runs ingest, the escalation clock and the dispatcher (wanli/leases.py); on SQLite the only one.
+        # Ingest is held per MQTT session (its client id): instances with the same client id are one ingest, held
+        # by one of them at a time; instances with their own client ids (topic families) each ingest their own.
+        self.ingest_role = f"{INGEST}:{settings.mqtt_client_id}"
+        self.keeper = LeaseKeeper(svc.leases, self.instance,
+                                  [self.ingest_role if r == INGEST else r for r in settings.role_list],
+                                  ttl_s=settings.lease_ttl_s,
+                                  renew_s=settings.lease_renew_s, on_gain=self._gain_role, on_lose=self._lose_role)
+        self._role_lock = threading.Lock()
+        self._stopping = False
+        self._instance_lock: InstanceLock | None = None
+        svc.dispatcher.gate = lambda: self.keeper.holds(DISPATCH)
+        if svc.notifier is not None:
+            svc.notifier.gate = lambda: self.keeper.holds(DISPATCH)
+        if self.shared:
+            svc.dispatcher.fence = self.keeper.fence(DISPATCH)
         # Retention, roll-up, the monthly archive and disk growth (wanli/data_lifecycle.py), in a thread of its own.
         self.lifecycle = build_data_lifecycle(settings, self.services.engine, clock_ms, self.services.hierarchy.street_id)
         self.broker: EmbeddedBroker | None = None
@@ -195,7 +227,6 @@ class WanliService:
         self._ticker: threading.Thread | None = None
         self._pruner: threading.Thread | None = None
         self.http_url = ""
-        svc = self.services
         self.health = SystemHealth(
             pipeline=svc.pipeline, spool=svc.spool, drainer=svc.drainer, telemetry=svc.telemetry,
             disk_guard=svc.disk_guard, outbox=svc.outbox,
@@ -203,17 +234,20 @@ class WanliService:
                 telemetry_down_s=settings.fault_telemetry_down_s, notices_stuck_s=settings.fault_notices_stuck_s,
                 broker_down_s=settings.fault_broker_down_s, receiver_restarts=settings.fault_receiver_restarts,
                 dead_letters_per_min=settings.fault_dead_letters_per_min, clock_skew_s=settings.fault_clock_skew_s),
-            ingest_subscribed=lambda: self.consumer is not None and self.consumer.subscribed.is_set(),
+            ingest_subscribed=self._ingest_ready,
             receiver_restarts=lambda: self.consumer.receiver_restarts if self.consumer else 0,
             notify_faults=(svc.notifier.faults if svc.notifier is not None and settings.notify_enabled
                            else lambda _now: []),
             broker_access=lambda: svc.broker_access.condition,
+            roles_unheld=self._roles_unheld,
         )
         self.system_faults = SystemFaults(settings.street)
         self._workers_started = False  # the drainer's and dispatcher's threads (a start refused before them: none)
 
     async def start(self) -> None:
         s, svc = self.settings, self.services
+        # One process per data directory (its spool, its embedded database): a second is refused, clearly.
+        self._instance_lock = InstanceLock([s.data_dir])
         if self._owns_process:
             sys.setswitchinterval(SWITCH_INTERVAL_S)
         if s.mode is Mode.PRODUCTION:  # before anything listens: an open broker is a reason not to start
@@ -227,8 +261,8 @@ class WanliService:
             svc.broker_access.start()
             if not await asyncio.get_running_loop().run_in_executor(None, svc.broker_access.sync, 10.0):
                 log.error("broker access: the broker has not confirmed the first generation; carrying on")
-        host, port = s.mqtt_host_port
         svc.feed.bind(asyncio.get_running_loop())
+        svc.bus.start()
         svc.drainer.start()
         svc.dispatcher.start()
         if svc.notifier is not None and s.notify_enabled:
@@ -239,18 +273,12 @@ class WanliService:
         self._ticker.start()
         self._pruner = threading.Thread(target=self._prune_dead_letters, name="dead-letter-pruner", daemon=True)
         self._pruner.start()
-        self.consumer = MqttConsumer(
-            svc.pipeline, host, port, s.ingest_topic_filters, share_group=s.ingest_share_group,
-            client_id=s.mqtt_client_id, username=s.mqtt_login(), alarm_lane_username=s.mqtt_login(ALARM_LANE_SUFFIX),
-            password=s.mqtt_password, batch_size=s.ingest_batch_size, batch_wait_s=s.ingest_batch_wait_ms / 1000,
-            queue_size=s.ingest_queue_size, alarm_lane=s.ingest_alarm_lane, clock_ms=self._clock_ms,
-        )
-        self.consumer.start()
-        consumer = self.consumer
+        self.keeper.start()  # the roles this instance takes now start in the keeper's transition thread
         ctx = AppContext(svc.alerts, svc.incidents, svc.registry, svc.dead_letters, svc.feed, self.snapshot,
-                         svc.broker_access, ingest_ready=consumer.subscribed.is_set, clock_ms=self._clock_ms, settings=s, engine=svc.engine,
-                         telemetry=svc.telemetry, faults=lambda: self.health.faults,
-                         notifier=svc.notifier if s.notify_enabled else None, history=self.lifecycle.history)
+                         svc.broker_access, ingest_ready=self._ingest_ready, clock_ms=self._clock_ms, settings=s,
+                         engine=svc.engine, telemetry=svc.telemetry, faults=lambda: self.health.faults,
+                         notifier=svc.notifier if s.notify_enabled else None, history=self.lifecycle.history,
+                         roles=self.roles)
         config = uvicorn.Config(create_app(ctx), host=s.http_host, port=s.http_port, log_level="warning",
                                 lifespan="off", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
@@ -261,9 +289,92 @@ class WanliService:
             await asyncio.sleep(0.02)
         bound_port = self._server.servers[0].sockets[0].getsockname()[1]
         self.http_url = f"http://{s.http_host}:{bound_port}"
-        await asyncio.get_running_loop().run_in_executor(None, consumer.subscribed.wait, 30)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.keeper.first_round.wait, 30)
+        deadline = time.monotonic() + 30
+        while self.keeper.holds(self.ingest_role) and not self._ingest_ready() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)  # the ingest role's consumer starting and subscribing
         if s.simulate_building:
-            self._start_simulated_building(host, port)
+            self._start_simulated_building(*s.mqtt_host_port)
+
+    # -- the roles (wanli/leases.py) ---------------------------------------------------------
+
+    def _ingest_ready(self) -> bool:
+        """Ingest subscribed where this instance holds the role; an instance standing by is ready to serve."""
+        if not self.keeper.holds(self.ingest_role):
+            return True
+        consumer = self.consumer
+        return consumer is not None and consumer.subscribed.is_set()
+
+    def _gain_role(self, role: str, token: int) -> None:
+        """This instance took a role (the keeper's transition thread). Ingest: read what the last holder left
+        (devices' sequence state, active incidents, the rules' checkpoints), then take the MQTT sessions."""
+        if role != self.ingest_role:
+            if role == DISPATCH:
+                self.services.dispatcher.wake()
+                if self.services.notifier is not None:
+                    self.services.notifier.wake()
+            return
+        s, svc = self.settings, self.services
+        with self._role_lock:
+            if self.consumer is not None:
+                return
+            if self.shared:  # another instance held it: its committed state is the truth now
+                svc.registry.reload(None)
+                svc.registry.reload_states()
+                svc.alerts.refresh(None)
+                svc.alerts.restore_rules(self._clock_ms())
+                svc.pipeline.fences = [self.keeper.fence(self.ingest_role)]
+            host, port = s.mqtt_host_port
+            consumer = MqttConsumer(
+                svc.pipeline, host, port, s.ingest_topic_filters, share_group=s.ingest_share_group,
+                client_id=s.mqtt_client_id, username=s.mqtt_login(),
+                alarm_lane_username=s.mqtt_login(ALARM_LANE_SUFFIX), password=s.mqtt_password,
+                batch_size=s.ingest_batch_size, batch_wait_s=s.ingest_batch_wait_ms / 1000,
+                queue_size=s.ingest_queue_size, alarm_lane=s.ingest_alarm_lane, clock_ms=self._clock_ms,
+                lease_remaining=(lambda: self.keeper.remaining_s(self.ingest_role)) if self.shared else None,
+            )
+            consumer.start()
+            self.consumer = consumer
+        log.warning("instance %s: ingest started (token %d)", self.instance, token)
+
+    def _lose_role(self, role: str, token: int) -> None:
+        """This instance lost a role, or stops: its work stops here (the receivers have already left the
+        sessions if it froze; what they held unacknowledged the broker gives the next holder)."""
+        if role != self.ingest_role:
+            return
+        with self._role_lock:
+            consumer, self.consumer = self.consumer, None
+            if consumer is not None:
+                consumer.stop()
+            if self._stopping:  # a clean stop, the role still held: the rules' windows as they are now, so that
+                try:  # whoever takes ingest next (or this one restarted) resumes them (alerts/service.py)
+                    self.services.alerts.checkpoint(self._clock_ms())
+                except Exception:  # the database is away: the last periodic checkpoint (at most 10 s old) stands
+                    log.exception("could not save the rules' state on stop")
+        log.warning("instance %s: ingest stopped (token %d)", self.instance, token)
+
+    def _roles_unheld(self) -> list[tuple[str, float]]:
+        """Roles whose lease lapsed longer than WANLI_FAULT_ROLE_UNHELD_S ago (or never held), by the keeper's
+        last look at the table."""
+        if not self.shared or not self.keeper.seen_now_ms:
+            return []
+        now, grace = self.keeper.seen_now_ms, self.settings.fault_role_unheld_s * 1000
+        rows = {r.role: r for r in self.keeper.seen}
+        out = []
+        for role in dict.fromkeys([self.ingest_role, ESCALATION, DISPATCH, *(r for r in rows if r.startswith(INGEST))]):
+            row = rows.get(role)
+            if row is None or now - row.expires_ms > grace:
+                out.append((role, (now - row.expires_ms) / 1000 if row else grace / 1000))
+        return out
+
+    def roles(self) -> dict[str, object]:
+        """This instance, the roles it holds and may take, and every lease as last read (the API, /metrics)."""
+        k = self.keeper
+        return {"instance": self.instance, "held": k.held(), "may_take": list(k.roles),
+                "leases": [{"role": r.role, "holder": r.holder, "token": r.token,
+                            "expires_in_s": round((r.expires_ms - k.seen_now_ms) / 1000, 1),
+                            "held_for_s": round((k.seen_now_ms - r.acquired_ms) / 1000, 1)} for r in k.seen]}
 
     def _tick_alerts(self) -> None:
         """Rules look at the time and escalations climb, every alert_tick_s, until the service stops."""
@@ -272,13 +383,19 @@ class WanliService:
         try:
             while not self._stop_ticker.wait(self.settings.alert_tick_s):
                 now_ms = self._clock_ms()
-                try:
-                    self.services.alerts.tick(now_ms)
-                    self.health.tick_ok()
-                except Exception as exc:  # the database is away, a rule failed: try again next tick
-                    log.exception("alert tick failed")
-                    self.health.tick_failed(f"{type(exc).__name__}: {exc}"[:300], now_ms)
-                self._check_health(now_ms)
+                k = self.keeper
+                # the rules' clock where ingest is, the escalations' where the escalation role is (wanli/leases.py)
+                rules = (k.fence(self.ingest_role) if self.shared else True) if k.holds(self.ingest_role) else False
+                escalate = (k.fence(ESCALATION) if self.shared else True) if k.holds(ESCALATION) else False
+                if rules or escalate:
+                    try:
+                        self.services.alerts.tick(now_ms, rules=rules, escalate=escalate)
+                        self.health.tick_ok()
+                    except Exception as exc:  # the database is away, a rule failed: try again next tick
+                        log.exception("alert tick failed")
+                        self.health.tick_failed(f"{type(exc).__name__}: {exc}"[:300], now_ms)
+                if escalate:
+                    self._check_health(now_ms, escalate if callable(escalate) else None)
                 if heap is not None:
                     heap.tick(wall_clock_ms())
         finally:
@@ -298,14 +415,15 @@ class WanliService:
             except Exception:  # the database is away: next time
                 log.exception("dead-letter pruning failed")
 
-    def _check_health(self, now_ms: int) -> None:
-        """The service's own faults become system incidents, and close when they clear (alerts/system_faults.py)."""
+    def _check_health(self, now_ms: int, fence: Callable[[Connection], None] | None = None) -> None:
+        """The service's own faults become system incidents, and close when they clear (alerts/system_faults.py).
+        With several instances, the escalation role's holder does this (``fence``: its check)."""
         try:
             faults = self.health.check(now_ms)
             signals, present = self.system_faults.observe(faults, now_ms)
             for signal in signals:
                 log.error("system fault condition=%s: %s", signal.condition, signal.detail)
-            self.services.alerts.system_tick(signals, present, now_ms)
+            self.services.alerts.system_tick(signals, present, now_ms, fence)
         except Exception:  # the database is away: /readyz still tells (health.faults)
             log.exception("system health tick failed")
 
@@ -335,6 +453,7 @@ class WanliService:
                        "bulk_allowed": d.bulk_allowed} for d in svc.disk_guard.states()],
             "faults": [{"condition": f.condition, "device_id": f.device_id, "impairs_alarms": f.impairs_alarms,
                         "detail": f.detail} for f in self.health.faults],
+            "roles": self.roles(),
             "disk_bytes_per_day": dict(self.lifecycle.growth.latest),
             "latency": {"publish_to_committed": svc.pipeline.publish_to_committed.percentiles(last=last),
                         "publish_to_stored": svc.drainer.publish_to_stored.percentiles(last=last)} if latency else {},
@@ -364,8 +483,10 @@ class WanliService:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.consumer is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.consumer.stop)
+        # every role lost here (the consumer stops, the rules are checkpointed) and given up at once: another
+        # instance takes them now
+        self._stopping = True
+        await asyncio.get_running_loop().run_in_executor(None, self.keeper.stop)
         if self.broker is not None:
             await self.broker.stop()
         self._stop_ticker.set()
@@ -373,10 +494,6 @@ class WanliService:
             await asyncio.get_running_loop().run_in_executor(None, self._ticker.join, 10)
         if self._pruner is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._pruner.join, 10)
-        try:  # the rules' windows as they are now, so a restart resumes them (alerts/service.py)
-            self.services.alerts.checkpoint(self._clock_ms())
-        except Exception:  # the database is away: the last periodic checkpoint (at most 10 s old) stands
-            log.exception("could not save the rules' state on stop")
         await asyncio.get_running_loop().run_in_executor(None, self.services.broker_access.stop)
         if self._workers_started:
             await asyncio.get_running_loop().run_in_executor(None, self.services.dispatcher.stop)
@@ -384,9 +501,12 @@ class WanliService:
                 await asyncio.get_running_loop().run_in_executor(None, self.services.notifier.stop)
             await asyncio.get_running_loop().run_in_executor(None, self.services.drainer.stop)
         await asyncio.get_running_loop().run_in_executor(None, self.lifecycle.close)
+        await asyncio.get_running_loop().run_in_executor(None, self.services.bus.stop)
         self.services.spool.close()
         self.services.telemetry.close()
         self.services.engine.dispose()
+        if self._instance_lock is not None:
+            self._instance_lock.release()
 
 
 @contextlib.contextmanager

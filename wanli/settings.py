@@ -118,6 +118,14 @@ class Settings(BaseSettings):
     fault_receiver_restarts: int = Field(default=3, ge=1)  # receiver restarts within 5 minutes: incident
     fault_dead_letters_per_min: int = Field(default=120, ge=1)  # one device's dead letters a minute: incident
     fault_clock_skew_s: float = Field(default=120.0, gt=0)  # the devices' median clock this far from the server's
+    fault_role_unheld_s: float = Field(default=15.0, ge=0)  # a role (ingest, escalation, dispatch) held by nobody
+
+    # Several instances as one service (wanli/leases.py, docs/scaling.md "High availability"): on one
+    # PostgreSQL, each role is held by one instance under a lease; the others stand by and take over.
+    instance_name: str = Field(default="", max_length=120, pattern=r"^[A-Za-z0-9_.:@-]*$")  # "": host-pid-random
+    roles: str = Field(default="ingest,escalation,dispatch", pattern=r"^[a-z,]*$")  # the roles this one may take
+    lease_ttl_s: float = Field(default=5.0, ge=1, le=120)  # a role not renewed this long passes to another
+    lease_renew_s: float = Field(default=1.0, gt=0, le=30)  # how often a holder renews (at most ttl/2)
 
     # The simulated building started by `wanli run` (0 disables it).
     simulate_building: bool = True
@@ -280,6 +288,20 @@ class Settings(BaseSettings):
             return explicit
         import hashlib  # derived, so that the session key itself never signs a link
         return hashlib.sha256(b"wanli-notify-link\0" + self.auth_secret_key.get_secret_value().encode()).hexdigest()
+
+    @model_validator(mode="after")
+    def _check_leases(self) -> "Settings":
+        from wanli.leases import ROLES  # the role names live with the leases
+        unknown = [r for r in self.role_list if r not in ROLES]
+        if unknown:
+            raise ValueError(f"WANLI_ROLES: unknown role {', '.join(unknown)} (known: {', '.join(ROLES)})")
+        if self.lease_renew_s * 2 > self.lease_ttl_s:
+            raise ValueError("WANLI_LEASE_RENEW_S must be at most half of WANLI_LEASE_TTL_S")
+        return self
+
+    @property
+    def role_list(self) -> list[str]:
+        return [r.strip() for r in self.roles.split(",") if r.strip()]
 
     @property
     def ingest_topic_filters(self) -> list[str]:

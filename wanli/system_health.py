@@ -25,6 +25,11 @@ from wanli.disk_guard import DiskGuard
 
 log = logging.getLogger(__name__)
 
+ROLE_ZH = {"ingest": "接收设备消息", "escalation": "逐级上报计时", "dispatch": "发送通知与派单"}
+ROLE_DUTY = {"ingest": "no device message becomes an incident.",
+             "escalation": "no unacknowledged incident climbs to the next tier.",
+             "dispatch": "no notice or dispatch leaves."}
+
 MINUTE_MS = 60_000
 RESTART_WINDOW_MS = 5 * MINUTE_MS
 CLOCK_SKEW_GRACE_S = 20.0  # a server clock that is off stays off: no incident for a passing burst of odd stamps
@@ -59,13 +64,15 @@ class SystemHealth:
                  ingest_subscribed: Callable[[], bool] = lambda: True,
                  receiver_restarts: Callable[[], int] = lambda: 0,
                  notify_faults: Callable[[int], list[str]] = lambda _now: [],
-                 broker_access: Callable[[], object | None] = lambda: None) -> None:
+                 broker_access: Callable[[], object | None] = lambda: None,
+                 roles_unheld: Callable[[], list[tuple[str, float]]] = lambda: []) -> None:
         self._pipeline, self._spool, self._drainer = pipeline, spool, drainer
         self._telemetry, self._disk, self._outbox = telemetry, disk_guard, outbox
         self._t = thresholds
         self._subscribed, self._restarts = ingest_subscribed, receiver_restarts
         self._notify_faults = notify_faults
         self._broker_access = broker_access
+        self._roles_unheld = roles_unheld  # (role, seconds without a holder), several instances (wanli/leases.py)
         self._m = _Memory()
         self.faults: list[Fault] = []  # as of the last check: what /readyz tells
 
@@ -86,7 +93,7 @@ class SystemHealth:
     def check(self, now_ms: int) -> list[Fault]:
         faults: list[Fault] = []
         for probe in (self._store, self._spool_fill, self._disks, self._broker, self._receiver, self._notices,
-                      self._channels, self._access, self._dead_letters, self._clock, self._database):
+                      self._channels, self._access, self._dead_letters, self._clock, self._database, self._roles):
             try:
                 faults += probe(now_ms)
             except Exception:  # a probe that fails must not stop the others (nor the ticker)
@@ -196,6 +203,14 @@ class SystemHealth:
             return []
         return [Fault("broker_access_unconfirmed", "设备接入凭据变更未被 MQTT 服务器确认",
                       str(getattr(cond, "detail", cond)), severity=Severity.HIGH)]
+
+    def _roles(self, now_ms: int) -> list[Fault]:
+        """A role no instance holds (wanli/leases.py): its work is not being done anywhere."""
+        return [Fault(f"role_unheld_{role}", f"无实例承担“{ROLE_ZH.get(role, role)}”职责",
+                      f"no instance has held the {role} role for {seconds:.0f} s: {ROLE_DUTY.get(role, '')} Start an "
+                      "instance that may take it (WANLI_ROLES), or see why the others cannot (their logs, "
+                      "the database's reachability)", severity=Severity.CRITICAL, impairs_alarms=True)
+                for role, seconds in self._roles_unheld()]
 
     def _dead_letters(self, now_ms: int) -> list[Fault]:
         m = self._m

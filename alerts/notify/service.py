@@ -454,6 +454,8 @@ class Notifier(WakeableLoop):
         except Exception:
             log.exception("notifier could not look at interrupted attempts")
         while not self._stop.is_set():
+            if self._held_back():
+                continue
             try:
                 self.send_round()
             except Exception:  # the database is away: attempts stay queued, the next round tries again

@@ -28,6 +28,7 @@ from sqlalchemy import (
 from alerts.notify.base import Channel, ContactKind
 from alerts.notify.rules import ContactPoint, NotifyRule, RuleStep
 from alerts.store import incident_rows_table
+from wanli.change_bus import NOTIFY_ROUTING, ChangeBus, LocalChangeBus
 from wanli.db import METADATA, BigId
 
 # Where an attempt is. queued → sending → sent → delivered → answered; failed; cancelled.
@@ -149,9 +150,15 @@ class Change:
 class NotifyStore:
     CACHE_S = 5.0  # rules and contact points as the alarm path reads them: an edit elsewhere shows within this
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, bus: ChangeBus | None = None) -> None:
         self._engine = engine
         self._cache: tuple[float, dict[tuple[str, str], NotifyRule], list[ContactPoint]] | None = None
+        self.bus: ChangeBus = bus if bus is not None else LocalChangeBus()
+        self.bus.subscribe(NOTIFY_ROUTING, self.forget)
+
+    def forget(self, _changed: object = None) -> None:
+        """Read rules and contact points again at the next use (another instance changed them)."""
+        self._cache = None
 
     def routing(self) -> tuple[dict[tuple[str, str], NotifyRule], list[ContactPoint]]:
         """Every rule and contact point, read at most every CACHE_S (at once after an edit through this store):
@@ -302,6 +309,7 @@ class NotifyStore:
             detail = "; ".join(f"{p.kind.value}{' (演练)' if p.drill else ''} #{p.priority}" for p in points) or "（全部删除）"
             conn.execute(notify_changes_table.insert(), [{"at_ms": now_ms, "actor": actor, "what": "contact_points",
                                                           "subject": person, "detail": detail}])
+            self.bus.announce(conn, NOTIFY_ROUTING, ["contact_points"])
 
     # --- rules
     def rules(self) -> dict[tuple[str, str], NotifyRule]:
@@ -318,6 +326,7 @@ class NotifyStore:
             conn.execute(delete(t).where(t.c.role == rule.role, t.c.urgency == rule.urgency))
             conn.execute(t.insert(), [{"role": rule.role, "urgency": rule.urgency, "steps_json": steps,
                                        "updated_ms": now_ms, "updated_by": actor}])
+            self.bus.announce(conn, NOTIFY_ROUTING, ["rules"])
             conn.execute(notify_changes_table.insert(), [{"at_ms": now_ms, "actor": actor, "what": "rule",
                                                           "subject": f"{rule.role}/{rule.urgency}", "detail": steps}])
 

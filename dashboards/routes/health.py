@@ -48,8 +48,12 @@ def readyz(ctx: Ctx) -> JSONResponse:
     ready = ctx.ingest_ready()
     faults = list(ctx.faults())
     impaired = [f for f in faults if f.impairs_alarms]
+    roles = ctx.roles()
+    held = roles.get("held")
     body: dict[str, Any] = {
-        "ingest": "subscribed" if ready else "not subscribed",
+        "ingest": ("standby" if held is not None and "ingest" not in held
+                   else "subscribed" if ready else "not subscribed"),
+        **roles,
         "impaired": [{"condition": f.condition, "device_id": f.device_id, "title": f.title, "detail": f.detail}
                      for f in impaired],
         "degraded": [{"condition": f.condition, "device_id": f.device_id, "title": f.title, "detail": f.detail}

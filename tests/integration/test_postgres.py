@@ -21,7 +21,7 @@ from devices.registry import DeviceRecord, DeviceRegistry, Health, Lifecycle, Re
 from ingest.dead_letters import KEEP_BYTES, DeadLetter, DeadLetterBounds, DeadLetterStore
 from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
 from wanli.db import make_engine
-from wanli.errors import Conflict, NotFound
+from wanli.errors import Conflict, NotFound, StaleIncident
 
 NOW = 1_795_000_000_000
 HIERARCHY = load_hierarchy()
@@ -96,24 +96,35 @@ def test_incidents_are_upserted_with_their_audit_trail(sql_engine):
     location = HIERARCHY.locate("xq-01", 3, "0301")
     alarm = Signal(DETECTOR.device_id, "smoke_detector", "smoke_alarm", "fire", Severity.HIGH, "烟雾报警", NOW,
                    "烟雾浓度 0.3")
+
+    def saved(incident, audit):  # the incident as stored: with the version its write gave it
+        return replace(incident, version=store.save([incident], audit)[incident.id])
+
     opened, audit = open_or_update(None, alarm, location, NOW + 10, new_incident_id())
-    store.save([opened], [audit])
+    opened = saved(opened, [audit])
     repeated, no_audit = open_or_update(opened, replace(alarm, at_ms=NOW + 5_000), location, NOW + 5_010, "unused")
     assert no_audit is None
-    store.save([repeated], [])
+    repeated = saved(repeated, [])
     acknowledged, ack = transition(repeated, Action.ACKNOWLEDGE, "值班员 王", "收到", NOW + 6_000)
-    store.save([acknowledged], [ack])
+    acknowledged = saved(acknowledged, [ack])
 
     (active,) = store.active()
-    assert active == acknowledged  # every field, the Chinese location included, round-trips
+    assert active == acknowledged and active.version == 3  # every field, the Chinese location included, round-trips
     assert (active.event_count, active.state, active.acknowledged_by) == (2, State.ACKNOWLEDGED, "值班员 王")
     assert [(a.action, a.from_state, a.to_state) for a in store.audit(opened.id)] == [
         ("open", None, State.OPEN), ("acknowledge", State.OPEN, State.ACKNOWLEDGED)]
 
+    # another instance's copy from before the acknowledgement cannot overwrite it: nothing of that write lands
+    late, late_audit = transition(repeated, Action.FALSE_ALARM, "另一台实例", "误报", NOW + 6_500)
+    with pytest.raises(StaleIncident) as stale:
+        store.save([late], [late_audit])
+    assert stale.value.incident_ids == [opened.id] and store.get(opened.id) == acknowledged
+    assert len(store.audit(opened.id)) == 2
+
     incident = acknowledged
     for action in (Action.DISPATCH, Action.ARRIVE, Action.RESOLVE, Action.VERIFY):
         incident, entry = transition(incident, action, "值班员 王", action.value, NOW + 7_000)
-        store.save([incident], [entry])
+        incident = saved(incident, [entry])
     assert store.active() == []
     closed = store.get(opened.id)
     assert closed.state is State.CLOSED and closed.closed_ms == NOW + 7_000
