@@ -17,7 +17,6 @@ from collections.abc import Callable
 import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import Connection
 
 from alerts.outbox import CHANNEL_MQTT, Outbox
 from wanli.background import WakeableLoop
@@ -39,9 +38,27 @@ class MqttPublisher:
         self._started = False
         self._connected = threading.Event()
         self._client.on_connect = lambda _c, _u, _f, rc, _p: self._connected.set() if not rc.is_failure else None
-        self._client.on_disconnect = lambda *_a: self._connected.clear()
+        self._client.on_disconnect = self._on_disconnect
+        # With several instances the dispatchers log in alike (one account, and the broker may take the username
+        # as the client id): only the dispatch role's holder may be connected. A connection dropped while the
+        # role is not held here is not taken up again (a dispatcher that froze would take the session back
+        # from the next holder, and they would close each other's connections for ever): the next publish,
+        # made only by a holder, connects anew.
+        self.gate: Callable[[], bool] = lambda: True
+        self._gave_up = False
+
+    def _on_disconnect(self, client: mqtt.Client, *_args: object) -> None:
+        self._connected.clear()
+        if not self.gate():
+            self._gave_up = True
+            client.disconnect()  # paho's loop stops reconnecting
 
     def publish(self, topic: str, payload: str) -> None:
+        if not self.gate():  # asked again here: a send that froze half-way wakes up after the role left
+            raise ConnectionError("the dispatch role is not held by this instance now")
+        if self._started and self._gave_up:
+            self._client.loop_stop()
+            self._started = self._gave_up = False
         if not self._started:
             self._client.connect_async(self._host, self._port, keepalive=30)
             self._client.loop_start()
@@ -54,9 +71,12 @@ class MqttPublisher:
             raise ConnectionError(f"the broker did not acknowledge the notice on {topic} within {self._timeout_s} s")
 
     def close(self) -> None:
+        """Disconnect (a publish after it connects again)."""
         if self._started:
             self._client.disconnect()
             self._client.loop_stop()
+            self._started = self._gave_up = False
+            self._connected.clear()
 
 
 class Dispatcher(WakeableLoop):
@@ -70,7 +90,14 @@ class Dispatcher(WakeableLoop):
         self._clock_ms = clock_ms
         self.sent = 0
         self.failures = 0
-        self.fence: Callable[[Connection], None] | None = None  # the dispatch role's (wanli/leases.py)
+
+    @property
+    def publisher(self) -> MqttPublisher:
+        return self._publisher
+
+    def disconnect(self) -> None:
+        """Leave the broker (the dispatch role went elsewhere); the next round that sends connects again."""
+        self._publisher.close()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         super().stop(timeout_s)
@@ -84,19 +111,23 @@ class Dispatcher(WakeableLoop):
         for row in self._outbox.pending():
             if not self.gate():
                 break  # the dispatch role was lost meanwhile: the next holder sends the rest
-            try:
-                if row.channel == CHANNEL_MQTT:
-                    self._publisher.publish(row.topic, row.payload)
-                else:
-                    self._post(row.payload)
-            except Exception as exc:  # noqa: BLE001 - every failure is retried; say which
-                self.failures += 1
-                log.warning("notice %s for incident=%s via %s not sent: %s", row.id, row.incident_id, row.channel, exc)
-                self._outbox.mark_failed(row.id, f"{type(exc).__name__}: {exc}")
-                continue
-            # Marked at once, each: a holder that dies between sending and marking sends that one notice
-            # again from the next holder (the station's terminal drops a dispatch id it has seen).
-            self._outbox.mark_sent([row.id], self._clock_ms(), self.fence)
+            # Each notice locked while it is sent and marked in the same transaction (Outbox.claim): with
+            # several instances, one sent by a dispatcher that froze mid-send is not sent again by the next.
+            with self._outbox.claim(row.id) as claim:
+                if claim is None:
+                    continue  # sent meanwhile, or in another dispatcher's hands now
+                try:
+                    if row.channel == CHANNEL_MQTT:
+                        self._publisher.publish(row.topic, row.payload)
+                    else:
+                        self._post(row.payload)
+                except Exception as exc:  # noqa: BLE001 - every failure is retried; say which
+                    self.failures += 1
+                    log.warning("notice %s for incident=%s via %s not sent: %s", row.id, row.incident_id,
+                                row.channel, exc)
+                    claim.failed(f"{type(exc).__name__}: {exc}")
+                    continue
+                claim.sent(self._clock_ms())
             sent += 1
         self.sent += sent
         return sent

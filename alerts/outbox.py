@@ -8,7 +8,8 @@ between sending and marking sends one again: receivers see the same incident id 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
 from sqlalchemy import (
@@ -22,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     select,
+    text,
     update,
 )
 
@@ -127,18 +129,56 @@ class Outbox:
             row = conn.execute(q).mappings().first()
         return _outbox_row(row) if row is not None else None
 
-    def mark_sent(self, ids: Sequence[int], now_ms: int, fence: Callable[[Connection], None] | None = None) -> None:
-        """Mark notices sent; ``fence``: the dispatch role's check (wanli/leases.py), in the same transaction."""
+    def mark_sent(self, ids: Sequence[int], now_ms: int) -> None:
         if ids:
             with self._engine.begin() as conn:
-                if fence is not None:
-                    fence(conn)
                 conn.execute(update(notifications_table).where(notifications_table.c.id.in_(ids)).values(sent_ms=now_ms))
+
+    # A dispatcher that froze holding a notice keeps it this long before the database cuts its session and the
+    # next holder sends it (PostgreSQL's idle_in_transaction_session_timeout, for the claim's transaction only).
+    CLAIM_HOLD_S = 60
+
+    @contextmanager
+    def claim(self, row_id: int) -> Iterator[Claim | None]:
+        """The notice, locked for sending, in a transaction that marks it (``Claim``); None when it is sent or
+        another instance's dispatcher holds it now.
+
+        With several instances (wanli/leases.py) the row lock, not only the lease, keeps a notice from
+        going twice: a dispatcher that froze mid-send (a paused VM) still holds its notice's lock, and the
+        next holder skips it (SKIP LOCKED) instead of sending it again; the frozen one sends and marks it
+        when it wakes, or, frozen longer than CLAIM_HOLD_S, its session is cut, the lock falls and the
+        notice goes from the next holder. A dispatcher killed between the broker's acknowledgement and its
+        commit (a few milliseconds) leaves the notice to be sent again: the receiving terminals drop a
+        notice they have seen (the dispatch id).
+        """
+        t = notifications_table
+        with self._engine.begin() as conn:
+            q = select(t.c.id).where(t.c.id == row_id, t.c.sent_ms.is_(None))
+            if conn.dialect.name == "postgresql":
+                conn.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{self.CLAIM_HOLD_S}s'"))
+                q = q.with_for_update(skip_locked=True)
+            yield Claim(conn, row_id) if conn.execute(q).first() is not None else None
 
     def mark_failed(self, row_id: int, error: str) -> None:
         t = notifications_table
         with self._engine.begin() as conn:
             conn.execute(update(t).where(t.c.id == row_id).values(attempts=t.c.attempts + 1, last_error=error[:500]))
+
+
+class Claim:
+    """A notice locked for sending (``Outbox.claim``): mark it sent, or failed, in the claim's transaction."""
+
+    def __init__(self, conn: Connection, row_id: int) -> None:
+        self._conn, self.row_id = conn, row_id
+
+    def sent(self, now_ms: int) -> None:
+        self._conn.execute(update(notifications_table).where(notifications_table.c.id == self.row_id)
+                           .values(sent_ms=now_ms))
+
+    def failed(self, error: str) -> None:
+        t = notifications_table
+        self._conn.execute(update(t).where(t.c.id == self.row_id).values(attempts=t.c.attempts + 1,
+                                                                          last_error=error[:500]))
 
 
 def _row(n: Notice, channel: str, topic: str, now_ms: int) -> dict[str, object]:

@@ -149,8 +149,9 @@ class MqttConsumer:
         while not self._stop.is_set():
             remaining = self._lease_remaining()
             if remaining > 0:
+                until = time.monotonic() + remaining  # absolute: a frame read after a freeze extends nothing
                 for lane in self._lanes:
-                    lane.receiver.grant(remaining)
+                    lane.receiver.grant(until)
             self._stop.wait(self.GRANT_EVERY_S)
 
     def stop(self, timeout_s: float = 10.0) -> None:

@@ -21,15 +21,17 @@ The pipe protocol, one ``send_bytes`` message each::
                         b"S"  subscribed        b"D" + reason  disconnected
                         b"P" + msgpack pending  (after acknowledgements: what it still holds)
     ingest → receiver   b"A" + msgpack batch_no  (safe: acknowledge its QoS 1 messages)
-                        b"G" + msgpack seconds   (the ingest role is held that much longer)
+                        b"G" + msgpack deadline  (the ingest role is held until then: time.monotonic(),
+                                                  the host's clock both processes read)
                         b"Q"  stop
 
 **Leave when ingest cannot say it still holds the role.** With several instances
 (wanli/leases.py) only the ``ingest`` role's holder may hold the MQTT sessions. With
-``grant_s`` set, the receiver stays connected only while ingest keeps telling it (``G``) for
-how much longer its lease runs; when that time passes without a word (ingest froze, or lost
-its lease) it disconnects and exits, before the lease can pass to another instance, so two
-instances never take the session from each other.
+``grant_s`` set, the receiver stays connected only while ingest keeps telling it (``G``) until
+when its lease runs; when that time passes without a word (ingest froze, or lost its lease) it
+disconnects and exits, before the lease can pass to another instance, so two instances never
+take the session from each other. The deadline is absolute (the host's monotonic clock), so a
+frame read late, after a freeze, extends nothing.
 
 ``pending`` is how many messages the receiver holds that ingest has not yet finished (the
 backlog the service reports). ``wall_ms`` is the receiver's wall clock; ingest maps it into
@@ -190,7 +192,7 @@ class _Receiver:
                     self._acknowledge(msgspec.msgpack.decode(frame[1:]))
                     acked = True
                 elif frame[:1] == GRANT:
-                    self._permitted_until = time.monotonic() + float(msgspec.msgpack.decode(frame[1:]))
+                    self._permitted_until = float(msgspec.msgpack.decode(frame[1:]))
                 elif frame[:1] == QUIT:
                     self._stopping = True
                     return
@@ -365,14 +367,15 @@ class ReceiverProcess:
         except (BrokenPipeError, OSError):  # the receiver is gone; the broker redelivers the batch
             log.warning("could not acknowledge batch %d: the receiver is gone", batch_no)
 
-    def grant(self, seconds: float) -> None:
-        """Tell the receiver it may stay connected this much longer (the ingest role's lease; another thread)."""
+    def grant(self, until: float) -> None:
+        """Tell the receiver it may stay connected until ``until`` (time.monotonic(): the ingest role's lease;
+        from another thread)."""
         conn = self._conn
         if conn is None:
             return
         try:
             with self._send_lock:
-                conn.send_bytes(GRANT + msgspec.msgpack.encode(seconds))
+                conn.send_bytes(GRANT + msgspec.msgpack.encode(until))
         except (BrokenPipeError, OSError):  # gone: the worker restarts it, or the consumer is stopping
             pass
 

@@ -211,11 +211,9 @@ class WanliService:
         self._role_lock = threading.Lock()
         self._stopping = False
         self._instance_lock: InstanceLock | None = None
-        svc.dispatcher.gate = lambda: self.keeper.holds(DISPATCH)
+        svc.dispatcher.gate = svc.dispatcher.publisher.gate = lambda: self.keeper.holds(DISPATCH)
         if svc.notifier is not None:
             svc.notifier.gate = lambda: self.keeper.holds(DISPATCH)
-        if self.shared:
-            svc.dispatcher.fence = self.keeper.fence(DISPATCH)
         # Retention, roll-up, the monthly archive and disk growth (wanli/data_lifecycle.py), in a thread of its own.
         self.lifecycle = build_data_lifecycle(settings, self.services.engine, clock_ms, self.services.hierarchy.street_id)
         self.broker: EmbeddedBroker | None = None
@@ -341,6 +339,8 @@ class WanliService:
     def _lose_role(self, role: str, token: int) -> None:
         """This instance lost a role, or stops: its work stops here (the receivers have already left the
         sessions if it froze; what they held unacknowledged the broker gives the next holder)."""
+        if role == DISPATCH:
+            self.services.dispatcher.disconnect()  # a round in progress stops at its next notice (its gate)
         if role != self.ingest_role:
             return
         with self._role_lock:

@@ -51,7 +51,7 @@ def readyz(ctx: Ctx) -> JSONResponse:
     roles = ctx.roles()
     held = roles.get("held")
     body: dict[str, Any] = {
-        "ingest": ("standby" if held is not None and "ingest" not in held
+        "ingest": ("standby" if held is not None and not any(r.startswith("ingest") for r in held)
                    else "subscribed" if ready else "not subscribed"),
         **roles,
         "impaired": [{"condition": f.condition, "device_id": f.device_id, "title": f.title, "detail": f.detail}
