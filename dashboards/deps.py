@@ -41,6 +41,7 @@ class AppContext:
     # Charts over a range (ingest/retention.py): ``series(device, field, start_ms, end_ms, now_ms, port)``
     # -> (resolution, points), raw for short recent ranges and hourly aggregates beyond. None: not available.
     history: Any = None
+    policy_desk: Any = None  # alerts.policy_desk.PolicyDesk: the escalation policies' versions (None: not available)
 
 
 def get_ctx(request: Request) -> AppContext:

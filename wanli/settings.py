@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     hierarchy_file: Path | None = None  # the street's hierarchy; None: the built-in sample of Wanli
     thresholds_file: Path | None = None  # alert thresholds overridden per building and device (alerts/thresholds.py)
+    # the escalation policy document that seeds an empty database (alerts/policy_store.py); None: alerts/policies.json
+    policy_file: Path | None = None
     webhook_url: str = ""  # the city's unified platform: every notice is POSTed here too (empty: none)
     alert_tick_s: float = Field(default=1.0, gt=0, le=60)  # how often rules look at the time and escalations climb
 
