@@ -58,3 +58,24 @@ def test_gbk_csv_retired_rows_search_and_credentials_with_the_broker(service_fac
     rows = list(csv.DictReader(io.StringIO(batch.text)))
     assert [r["device_id"] for r in rows] == ["SD-XQ02-0101", "SD-XQ02-0201"]
     assert {r["broker_url"] for r in rows} == {"mqtts://mqtt.wanli.example:8883"}
+
+
+def test_the_command_line_imports_a_gbk_file_and_leaves_retired_devices_retired(
+        service_factory: ServiceFactory, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.fixtures.service import new_token
+    from wanli.cli import main
+
+    service = service_factory()
+    monkeypatch.setenv("WANLI_TOKEN", new_token(service, "maintainer"))
+    gbk = tmp_path / "设备.csv"
+    gbk.write_bytes(ROWS.encode("gbk"))
+    assert main(["devices", "import", str(gbk), "--api", service.http_url]) == 1  # the xq-99 row is refused
+    assert service.services.registry.get("SD-XQ02-0101").label == "香泉2号楼 101 厨房"
+    service.services.registry.retire("SD-XQ02-0201", "test", 0, "被盗")
+    capsys.readouterr()
+    main(["devices", "import", str(gbk), "--api", service.http_url])
+    out = capsys.readouterr()
+    assert "read as GB18030" in out.err and "line 3: SD-XQ02-0201: retired, left retired" in out.out
+    assert service.services.registry.is_retired("SD-XQ02-0201")
+    main(["devices", "import", str(gbk), "--api", service.http_url, "--reactivate"])
+    assert not service.services.registry.is_retired("SD-XQ02-0201")
