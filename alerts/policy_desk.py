@@ -46,13 +46,15 @@ class Applied:
 class PolicyDesk:
     def __init__(self, store: PolicyStore, alerts: AlertService, *, known_roles: Set[str] | None = None,
                  threshold_defaults: Mapping[str, Mapping[str, float]] | None = None,
-                 clock_ms: Callable[[], int], dry_run: DryRun | None = None) -> None:
+                 clock_ms: Callable[[], int], dry_run: DryRun | None = None,
+                 stories: Sequence[Mapping[str, Any]] = ()) -> None:
         self.store = store
         self._alerts = alerts
         self._roles = set(known_roles) if known_roles is not None else None
         self.threshold_defaults = threshold_defaults
         self._clock_ms = clock_ms
         self._dry_run = dry_run
+        self.stories = list(stories)  # what a dry-run can replay: {name, title, default}
 
     @property
     def in_force(self) -> PolicySet:

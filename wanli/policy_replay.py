@@ -300,6 +300,17 @@ def replay_scenario(scenario: Any, policies: PolicySet, seed: int = 0) -> StoryR
     return result
 
 
+def library_choices() -> list[dict[str, Any]]:
+    """The scenario library as a dry-run can replay it: name, title, and whether it is replayed by default."""
+    from simulators.scenarios import scenarios
+
+    return [{"name": name, "title": sc.title, "default": name in DEFAULT_STORIES}
+            for name, sc in scenarios().items() if name not in NOT_REPLAYABLE]
+
+
+NOT_REPLAYABLE = ("reconnect_storm",)  # it drops and restores the devices' broker connections: nothing to replay
+
+
 def replay_library(policies: PolicySet, names: Sequence[str] = DEFAULT_STORIES) -> list[StoryReplay]:
     from simulators.scenarios import scenarios
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from sqlalchemy import Engine
@@ -135,6 +136,12 @@ def policy_dry_run(incidents: IncidentStore, hierarchy: Hierarchy) -> DryRun:
                                                               answered_ms=answered, hierarchy=hierarchy)
 
 
+def policy_stories() -> list[dict[str, Any]]:
+    from wanli import policy_replay
+
+    return policy_replay.library_choices()
+
+
 def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
@@ -187,7 +194,8 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
                     pipeline, LiveFeed(), access, outbox, dispatcher, disk_guard, notifier,
                     policy_desk=PolicyDesk(policy_store, alerts, known_roles=hierarchy_roles(hierarchy),
                                            threshold_defaults=thresholds.defaults(), clock_ms=clock_ms,
-                                           dry_run=policy_dry_run(incidents, hierarchy)))
+                                           dry_run=policy_dry_run(incidents, hierarchy),
+                                           stories=policy_stories()))
 
 
 # How long a thread may hold the interpreter before another waiting for it gets a turn (Python's

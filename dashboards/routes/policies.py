@@ -38,12 +38,19 @@ class PolicyVersionPublic(BaseModel):
     changes: list[str] = Field(description="what this version changed from the previous one, line by line")
 
 
+class StoryChoice(BaseModel):
+    name: str
+    title: str
+    default: bool = Field(description="replayed when a dry-run names no scenarios")
+
+
 class PolicyInForce(PolicyVersionPublic):
     document: str = Field(description="the policy document (JSON, pretty-printed): what a draft starts from")
     roles: dict[str, str] = Field(description="the roles a step may name, with their Chinese labels")
     thresholds: dict[str, dict[str, float]] = Field(description="the rules' defaults per kind, which the "
                                                                 "document's thresholds may change")
     ack_limits_s: list[int] = Field(description="the shortest and the longest acknowledgement deadline allowed")
+    stories: list[StoryChoice] = Field(default=[], description="the scenario library stories a dry-run can replay")
 
 
 class DraftIn(BaseModel):
@@ -115,7 +122,8 @@ def policy_in_force(ctx: Ctx, _who: Admin) -> PolicyInForce:
     base = _version(stored) if stored else {"version": 0, "created_at": ms_to_dt(0), "actor": "", "previous_version":
                                              None, "digest": policies.digest, "comment": "", "changes": []}
     return PolicyInForce(**base, document=pretty_json(policies.document), roles=dict(ROLE_LABELS),
-                         thresholds=thresholds, ack_limits_s=[MIN_ACK_S, MAX_ACK_S])
+                         thresholds=thresholds, ack_limits_s=[MIN_ACK_S, MAX_ACK_S],
+                         stories=[StoryChoice(**s) for s in desk.stories])
 
 
 @router.get("/versions", response_model=list[PolicyVersionPublic])

@@ -43,9 +43,42 @@
     $("current").textContent = `第 ${current.version} 版 · ${when(current.created_at)} · ${current.actor}` +
       (current.comment ? ` · ${current.comment}` : "");
     $("draft").value = current.document;
+    showChoices();
     triedText = null;
     $("apply").disabled = true;
     await loadVersions();
+  }
+
+  function showChoices() {
+    const box = $("story-choices");
+    if (!box.childElementCount) {
+      for (const s of current.stories) {
+        const input = document.createElement("input");
+        input.type = "checkbox";
+        input.value = s.name;
+        input.checked = s.default;
+        const label = document.createElement("label");
+        label.title = s.title;
+        label.append(input, ` ${s.name}`);
+        box.append(label);
+      }
+    }
+    const defaults = $("threshold-defaults");
+    defaults.replaceChildren();
+    for (const [kind, values] of Object.entries(current.thresholds)) {
+      for (const [name, value] of Object.entries(values)) {
+        const line = document.createElement("div");
+        line.textContent = `${kind}.${name} = ${value}`;
+        defaults.append(line);
+      }
+    }
+  }
+
+  function replayWhat() {
+    const what = { scenarios: [...document.querySelectorAll("#story-choices input:checked")].map((i) => i.value) };
+    if ($("from-at").value) what.from_at = new Date($("from-at").value).toISOString();
+    if ($("to-at").value) what.to_at = new Date($("to-at").value).toISOString();
+    return what;
   }
 
   async function loadVersions() {
@@ -87,13 +120,14 @@
     $("apply").disabled = true;
     say("试运行中：重放场景库…", true);
     try {
-      const r = await api("/api/policies/dry-run", { method: "POST", body: JSON.stringify({ document: text }) });
+      const r = await api("/api/policies/dry-run", { method: "POST",
+                                                     body: JSON.stringify({ document: text, ...replayWhat() }) });
       showChanges(r.changes);
       const stories = $("stories").tBodies[0];
       stories.replaceChildren();
       for (const s of r.stories) {
         const tr = stories.insertRow();
-        cell(tr, s.story, "mono");
+        cell(tr, s.kind === "history" ? "过去的事件" : s.story, s.kind === "history" ? "" : "mono");
         cell(tr, s.error ? `未能重放：${s.error}` : s.incidents, s.error ? "muted" : "num");
         cell(tr, s.steps_current, "num");
         cell(tr, s.steps_draft, "num");
@@ -132,6 +166,8 @@
       const v = await api("/api/policies/apply", { method: "POST", body: JSON.stringify({
         document: text, based_on: current.version, comment: $("comment").value }) });
       await load();
+      $("changes").replaceChildren();
+      $("stories").hidden = $("differences").hidden = true;  // they compared with the version now replaced
       say(`已应用第 ${v.version} 版：新事件与 ${v.rebased} 个未确认事件即时生效`, true);
     } catch (err) {
       say(`应用失败：${err.message}`);

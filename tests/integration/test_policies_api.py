@@ -62,3 +62,31 @@ def test_only_an_admin_edits_policies_and_bad_drafts_get_a_clear_4xx(service_fac
     again = load_in_force(PolicyStore(service.services.engine), seed_file=seed_file, now_ms=0)
     assert again.version == 2 and again.policies["charging"].steps[0].ack_within_s == 120
     assert service.services.alerts.policies.version == 2
+
+
+def test_a_threshold_in_the_draft_is_replayed_then_read_by_the_rules_once_applied(
+        service_factory: ServiceFactory) -> None:
+    service = service_factory()
+    admin = service_factory.client(service)
+    current = admin.get("/api/policies").json()
+    assert current["thresholds"]["charging_station"]["rise_c_per_min"] == 2.0  # the rule's default, shown
+    document = json.loads(current["document"])
+    document["thresholds"] = {"charging_station": {"rise_c_per_min": 50}}
+    dry = admin.post("/api/policies/dry-run", json={"document": json.dumps(document),
+                                                    "scenarios": ["thermal_runaway_shed"]}).json()
+    assert dry["changes"] == ["阈值 charging_station.rise_c_per_min：默认 → 50.0"]
+    assert {(d["incident"].split("（")[0], d["change"]) for d in dry["differences"]} == {
+        ("充电口温度急升，疑似热失控", "removed")}  # a 50 °C/min rise is never reached in the story
+
+    ctx = service.services.alerts.ctx
+    assert ctx.threshold("charging_station", "rise_c_per_min", "CS-XQ01-01") == 2.0
+    assert admin.post("/api/policies/apply", json={"document": json.dumps(document), "based_on": 1}).status_code == 200
+    assert ctx.threshold("charging_station", "rise_c_per_min", "CS-XQ01-01") == 50.0  # at once, no restart
+
+    past = admin.post("/api/policies/dry-run", json={"document": current["document"], "scenarios": [],
+                                                     "from_at": "2020-01-01T00:00:00Z"}).json()
+    assert [s["story"] for s in past["stories"]] == ["history"]  # no incidents yet: nothing to differ
+    bad_range = admin.post("/api/policies/dry-run", json={"document": current["document"], "scenarios": [],
+                                                          "from_at": "2030-01-02T00:00:00Z",
+                                                          "to_at": "2030-01-01T00:00:00Z"})
+    assert bad_range.status_code == 422 and "to_at must be after from_at" in bad_range.json()["detail"]
