@@ -161,9 +161,11 @@ def rebase(incident: Incident, old: PolicySet, new: PolicySet, now_ms: int) -> t
     if incident.state is not State.OPEN or incident.next_deadline_ms is None:
         return None
     was = old.policies.get(incident.escalation_policy)
+    if was is None:  # a policy the version in force does not know: when its step began cannot be told
+        return None
     policy = new.policy_for(incident.category, incident.severity, incident.condition)
     step = policy.step(incident.escalation_step)
-    started = incident.next_deadline_ms - (was.step(incident.escalation_step).ack_within_s * 1000 if was else 0)
+    started = incident.next_deadline_ms - was.step(incident.escalation_step).ack_within_s * 1000
     deadline = started + step.ack_within_s * 1000
     if deadline == incident.next_deadline_ms and policy.name == incident.escalation_policy:
         return None
@@ -185,7 +187,9 @@ def _at_step(incident: Incident, policy: Policy, step_no: int, hierarchy: Hierar
     updated = replace(incident, escalation_policy=policy.name, escalation_step=step_no,
                       tier=max(step.tiers).name.lower(), next_deadline_ms=now_ms + step.ack_within_s * 1000,
                       updated_ms=now_ms)
-    notices = notices_for(updated, step_no, policy, hierarchy, now_ms)
+    # A repeat of the last step carries the last step's number: its notices go again (MQTT, the wall), but the
+    # attempts on people's phones are keyed by step and are not made twice (docs/incidents.md "Never twice").
+    notices = notices_for(updated, min(step_no, len(policy.steps) - 1), policy, hierarchy, now_ms)
     told = "、".join(sorted({f"{n.name}" for n in notices})) or "（无登记的责任人）"
     if step_no + 1 < len(policy.steps):
         note = f"{policy.name} 第{step_no + 1}级：通知 {told}；{_minutes(step.ack_within_s)}内未确认则上报"

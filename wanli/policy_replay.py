@@ -277,8 +277,9 @@ class ReplayStage:
         repeats: dict[tuple[str, int], int] = {}
         for (incident_id, step, at), who in sorted(by_step.items(), key=lambda kv: kv[0][2]):
             incident = incidents.get(incident_id) or incidents.setdefault(incident_id, store.get(incident_id))
-            n = repeats[(incident_id, step)] = repeats.get((incident_id, step), 0) + 1  # a rescale starts again
-            label = f"{incident.title}（{incident.key}）" + (f" 第{n}轮" if n > 1 else "")
+            # the same step again: the last one repeated, or a rescale starting over
+            n = repeats[(incident_id, step)] = repeats.get((incident_id, step), 0) + 1
+            label = f"{incident.title}（{incident.key}）" + (f" 第{n}次" if n > 1 else "")
             out.append(Fired(self.scenario.name, label, incident.escalation_policy, step,
                              (at - incident.opened_ms) / 1000, tuple(sorted(who))))
         return out

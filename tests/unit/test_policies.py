@@ -103,6 +103,8 @@ def test_the_last_step_repeats_as_many_times_as_the_document_says_then_stops() -
         now = inc.next_deadline_ms
         inc, notices, entry = escalation.advance(inc, H, now, policies)
         told.append((inc.escalation_step, bool(notices)))
+        steps_in_notices = {n.step for n in notices}
+        assert steps_in_notices <= {min(inc.escalation_step, 4)}  # a repeat is the last step's (phones not rung twice)
     assert told == [(1, True), (2, True), (3, True), (4, True), (5, True), (5, False)]
     assert "不再通知" in entry.note
 
