@@ -12,6 +12,7 @@ to the alert engine, which follows it at once for new incidents and for open one
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from alerts.policies import PolicySet, describe_changes, parse_policy_document
 from alerts.policy_store import PolicyStore, PolicyVersion
 from alerts.service import AlertService
 from devices.hierarchy import ROLE_LABELS, Hierarchy
-from wanli.errors import Invalid
+from wanli.errors import Conflict, Invalid
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ class PolicyDesk:
         self._clock_ms = clock_ms
         self._dry_run = dry_run
         self.stories = list(stories)  # what a dry-run can replay: {name, title, default}
+        # One dry-run at a time: it is CPU work beside the alarm path (which takes no lock of its), so a second
+        # administrator waits for the first rather than both taking the cores from ingest.
+        self._replaying = threading.Lock()
 
     @property
     def in_force(self) -> PolicySet:
@@ -71,7 +75,12 @@ class PolicyDesk:
         draft = self.check(draft_text)
         if self._dry_run is None:
             raise Invalid("dry-run is not available on this service")
-        report = self._dry_run(self.in_force, draft, what)
+        if not self._replaying.acquire(blocking=False):
+            raise Conflict("另一次试运行正在进行，请稍候（another dry-run is running）")
+        try:
+            report = self._dry_run(self.in_force, draft, what)
+        finally:
+            self._replaying.release()
         return {"current_version": self.in_force.version, "changes": self.changes(draft), **report}
 
     def apply(self, draft_text: str | Mapping[str, Any], *, actor: str, comment: str,
