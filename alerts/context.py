@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from alerts.rules.base import Place
 from alerts.thresholds import Thresholds
@@ -80,6 +80,11 @@ class RegistryContext:
         building = self._registry.hierarchy.buildings.get(rec.building_id)
         return Place(rec.device_id, rec.kind, rec.building_id, rec.floor, rec.unit,
                      building.community_id if building else "", rec.street_id, rec.last_seen_ms)
+
+    def set_policy_thresholds(self, values: Mapping[str, Mapping[str, float]]) -> None:
+        """A policy version was applied: its kinds' thresholds hold from the next reading on."""
+        self._thresholds.set_policy_values(values)
+        self._thresholds_seen = {}
 
     def threshold(self, kind: str, name: str, device_id: str) -> float:
         key = (kind, name, device_id)

@@ -17,102 +17,22 @@ import json
 from dataclasses import dataclass, replace
 
 from alerts.incidents import AuditEntry, Incident, Severity, State
-from devices.hierarchy import Hierarchy, Responder, Tier
+from alerts.policies import Policy, PolicySet, Step, load_default
+from devices.hierarchy import Hierarchy, Responder
 
-MINUTE = 60
+__all__ = ["DEFAULT_POLICIES", "POLICIES", "Notice", "Policy", "PolicySet", "Step", "advance", "due", "notices_for",
+           "policy_for", "rescale", "start"]
 
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    tiers: tuple[Tier, ...]
-    ack_within_s: int
-    roles: tuple[str, ...] = ()  # empty: every responder at those tiers
-    fire_station: bool = False  # dispatch the nearest covering micro fire station too
-    household: bool = False  # the household's family and doctor (one-touch alarms)
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    name: str
-    steps: tuple[Step, ...]
+# The policies are data (alerts/policies.py): the shipped file ``alerts/policies.json`` until an administrator
+# stores another version; the service passes the version in force to ``start``/``advance``/``rescale``.
+DEFAULT_POLICIES: PolicySet = load_default()
+POLICIES: dict[tuple[str, Severity], Policy] = {key: DEFAULT_POLICIES.policies[name]
+                                                for key, name in DEFAULT_POLICIES.routes.items()}
 
 
-B, C, A, S, D = Tier.BUILDING, Tier.COMMUNITY, Tier.AREA, Tier.STREET, Tier.DISTRICT
-
-POLICIES: dict[tuple[str, Severity], Policy] = {
-    # A suspected fire, smoke in a charging shed: the street's ops centre at once, the station dispatched.
-    ("fire", Severity.CRITICAL): Policy("fire-critical", (
-        Step((B, C, S), 1 * MINUTE, fire_station=True),
-        Step((A, D), 2 * MINUTE),
-    )),
-    # One detector sounding: the building's people and the station first, then up a tier a step.
-    ("fire", Severity.HIGH): Policy("fire", (
-        # the property company hangs on the community, the building-group leader on the building
-        Step((B, C), 1 * MINUTE, roles=("property", "building_leader"), fire_station=True),
-        Step((C,), 2 * MINUTE, roles=("residents_committee", "community_police")),
-        Step((A,), 3 * MINUTE),
-        Step((S,), 5 * MINUTE),
-        Step((D,), 10 * MINUTE),
-    )),
-    ("welfare", Severity.CRITICAL): Policy("welfare-critical", (
-        Step((B, C), 1 * MINUTE, roles=("building_leader", "residents_committee", "property"), household=True),
-        Step((S,), 2 * MINUTE),
-        Step((D,), 5 * MINUTE, roles=("district_ops",)),
-    )),
-    ("welfare", Severity.HIGH): Policy("welfare", (
-        Step((C,), 30 * MINUTE, roles=("residents_committee",), household=True),
-        Step((A,), 60 * MINUTE),
-        Step((S,), 2 * 60 * MINUTE),
-    )),
-    ("charging", Severity.HIGH): Policy("charging", (
-        Step((B, C), 5 * MINUTE, roles=("property", "building_leader")),
-        Step((A,), 15 * MINUTE),
-        Step((S,), 30 * MINUTE),
-    )),
-    ("hazard", Severity.HIGH): Policy("hazard", (
-        Step((C,), 4 * 60 * MINUTE, roles=("property", "residents_committee")),
-        Step((A,), 24 * 60 * MINUTE),
-        Step((S,), 48 * 60 * MINUTE),
-    )),
-    ("readiness", Severity.HIGH): Policy("readiness", (
-        Step((C,), 30 * MINUTE),
-        Step((S,), 60 * MINUTE),
-    )),
-    # A fault of the service itself (alerts/system_faults.py): the ops centre's technical duty, then its
-    # shift leader; an alarm path impaired (critical) tells both at once and the district soon after.
-    ("system", Severity.CRITICAL): Policy("system-critical", (
-        Step((S,), 5 * MINUTE, roles=("tech_duty", "street_ops")),
-        Step((D,), 10 * MINUTE, roles=("district_ops",)),
-    )),
-    ("system", Severity.HIGH): Policy("system", (
-        Step((S,), 10 * MINUTE, roles=("tech_duty",)),
-        Step((S,), 20 * MINUTE, roles=("tech_duty", "street_ops")),
-        Step((D,), 30 * MINUTE, roles=("district_ops",)),
-    )),
-}
-# A responder who did not answer in time (a micro fire station late to acknowledge or to
-# arrive): the people who chase responders, never another dispatch of the same station.
-_RESPONSE_BREACH = Policy("response-breach", (
-    Step((C, S), 2 * MINUTE),
-    Step((A, D), 5 * MINUTE),
-))
-_MAINTENANCE = Policy("maintenance", (
-    Step((C,), 24 * 60 * MINUTE, roles=("property",)),
-    Step((A,), 48 * 60 * MINUTE),
-    Step((S,), 72 * 60 * MINUTE),
-))
-
-
-def policy_for(category: str, severity: Severity, condition: str = "") -> Policy:
+def policy_for(category: str, severity: Severity, condition: str = "", policies: PolicySet | None = None) -> Policy:
     """The policy for a category at a severity; lower severities of a category share its HIGH policy."""
-    if condition.startswith("dispatch_"):
-        return _RESPONSE_BREACH
-    for sev in (severity, Severity.HIGH):
-        if (category, sev) in POLICIES:
-            return POLICIES[(category, sev)]
-    if severity is Severity.CRITICAL:
-        return POLICIES[("fire", Severity.CRITICAL)] if category == "fire" else POLICIES[("welfare", Severity.CRITICAL)]
-    return _MAINTENANCE
+    return (policies or DEFAULT_POLICIES).policy_for(category, severity, condition)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +58,7 @@ def dispatch_topic(street: str, tier: str, place_id: str, role: str) -> str:
 
 
 def notices_for(incident: Incident, step_no: int, policy: Policy, hierarchy: Hierarchy, now_ms: int) -> list[Notice]:
-    step = policy.steps[step_no]
+    step = policy.step(step_no)
     loc = incident.location
     chain = hierarchy.chain(loc.building_id)
     recipients: list[tuple[str, str, Responder]] = []
@@ -197,9 +117,10 @@ def stand_down_notices(incident: Incident, dispatch_id: str, station_id: str, hi
                    json.dumps(body, ensure_ascii=False, separators=(",", ":")))]
 
 
-def start(incident: Incident, hierarchy: Hierarchy, now_ms: int) -> tuple[Incident, list[Notice], AuditEntry]:
+def start(incident: Incident, hierarchy: Hierarchy, now_ms: int,
+          policies: PolicySet | None = None) -> tuple[Incident, list[Notice], AuditEntry]:
     """A new incident: the policy's first step, its notices, and its deadline."""
-    policy = policy_for(incident.category, incident.severity, incident.condition)
+    policy = policy_for(incident.category, incident.severity, incident.condition, policies)
     return _at_step(incident, policy, 0, hierarchy, now_ms, "notify")
 
 
@@ -208,30 +129,73 @@ def due(incident: Incident, now_ms: int) -> bool:
     return incident.state is State.OPEN and incident.next_deadline_ms is not None and now_ms >= incident.next_deadline_ms
 
 
-def advance(incident: Incident, hierarchy: Hierarchy, now_ms: int) -> tuple[Incident, list[Notice], AuditEntry]:
-    """The deadline passed unacknowledged: the next step (the last step's deadline only repeats it)."""
-    policy = policy_for(incident.category, incident.severity, incident.condition)
-    step_no = min(incident.escalation_step + 1, len(policy.steps) - 1)
-    return _at_step(incident, policy, step_no, hierarchy, now_ms, "escalate")
+def advance(incident: Incident, hierarchy: Hierarchy, now_ms: int,
+            policies: PolicySet | None = None) -> tuple[Incident, list[Notice], AuditEntry]:
+    """The deadline passed unacknowledged: the next step; past the last, the last again (``repeat_last`` times,
+    or until someone answers). Repeats used up: no notices, no deadline any more (the trail says so)."""
+    policy = policy_for(incident.category, incident.severity, incident.condition, policies)
+    if not policy.repeats_left(incident.escalation_step):
+        updated = replace(incident, next_deadline_ms=None, updated_ms=now_ms)
+        entry = AuditEntry(incident.id, now_ms, "system", "escalate", incident.state, incident.state,
+                           f"{policy.name} 最高级已重复 {policy.repeat_last} 次，不再通知（no repeats left）")
+        return updated, [], entry
+    return _at_step(incident, policy, incident.escalation_step + 1, hierarchy, now_ms, "escalate")
 
 
-def rescale(incident: Incident, hierarchy: Hierarchy, now_ms: int) -> tuple[Incident, list[Notice], AuditEntry] | None:
+def rescale(incident: Incident, hierarchy: Hierarchy, now_ms: int,
+            policies: PolicySet | None = None) -> tuple[Incident, list[Notice], AuditEntry] | None:
     """Severity rose (a single alarm became a suspected fire): restart at the new policy's first step if it reaches higher."""
-    policy = policy_for(incident.category, incident.severity, incident.condition)
+    policy = policy_for(incident.category, incident.severity, incident.condition, policies)
     if incident.state is not State.OPEN or policy.name == incident.escalation_policy:
         return None
     return _at_step(incident, policy, 0, hierarchy, now_ms, "notify")
 
 
+def rebase(incident: Incident, old: PolicySet, new: PolicySet, now_ms: int) -> tuple[Incident, AuditEntry] | None:
+    """A new policy version was applied: an open incident's running deadline follows it at once.
+
+    The step it is on started at ``deadline − old step's ack_within_s``; its deadline becomes that start plus the
+    new version's ack_within_s for the same step of its (new) policy (already past: the next tick escalates it).
+    Nobody is told again now. Acknowledged and closed incidents, and those with no deadline, are left as they are.
+    """
+    if incident.state is not State.OPEN or incident.next_deadline_ms is None:
+        return None
+    was = old.policies.get(incident.escalation_policy)
+    if was is None:  # a policy the version in force does not know: when its step began cannot be told
+        return None
+    policy = new.policy_for(incident.category, incident.severity, incident.condition)
+    step = policy.step(incident.escalation_step)
+    started = incident.next_deadline_ms - was.step(incident.escalation_step).ack_within_s * 1000
+    deadline = started + step.ack_within_s * 1000
+    if deadline == incident.next_deadline_ms and policy.name == incident.escalation_policy:
+        return None
+    updated = replace(incident, escalation_policy=policy.name, next_deadline_ms=deadline, updated_ms=now_ms)
+    shown = min(incident.escalation_step, len(policy.steps) - 1) + 1
+    entry = AuditEntry(incident.id, now_ms, "system", "policy", incident.state, incident.state,
+                       f"升级策略第 {new.version} 版生效：{policy.name} 第{shown}级确认时限改为 {_minutes(step.ack_within_s)}"
+                       f"（escalation policy v{new.version} applied）")
+    return updated, entry
+
+
+def _minutes(seconds: int) -> str:
+    return f"{seconds // 60} 分钟" if seconds % 60 == 0 else f"{seconds} 秒"
+
+
 def _at_step(incident: Incident, policy: Policy, step_no: int, hierarchy: Hierarchy, now_ms: int,
              action: str) -> tuple[Incident, list[Notice], AuditEntry]:
-    step = policy.steps[step_no]
+    step = policy.step(step_no)
     updated = replace(incident, escalation_policy=policy.name, escalation_step=step_no,
                       tier=max(step.tiers).name.lower(), next_deadline_ms=now_ms + step.ack_within_s * 1000,
                       updated_ms=now_ms)
-    notices = notices_for(updated, step_no, policy, hierarchy, now_ms)
+    # A repeat of the last step carries the last step's number: its notices go again (MQTT, the wall), but the
+    # attempts on people's phones are keyed by step and are not made twice (docs/incidents.md "Never twice").
+    notices = notices_for(updated, min(step_no, len(policy.steps) - 1), policy, hierarchy, now_ms)
     told = "、".join(sorted({f"{n.name}" for n in notices})) or "（无登记的责任人）"
-    note = (f"{policy.name} 第{step_no + 1}级：通知 {told}；{step.ack_within_s // 60} 分钟内未确认则上报"
-            if step_no + 1 < len(policy.steps) else f"{policy.name} 最高级：通知 {told}")
+    if step_no + 1 < len(policy.steps):
+        note = f"{policy.name} 第{step_no + 1}级：通知 {told}；{_minutes(step.ack_within_s)}内未确认则上报"
+    elif step_no + 1 == len(policy.steps):
+        note = f"{policy.name} 最高级：通知 {told}"
+    else:
+        note = f"{policy.name} 最高级（第 {step_no + 1 - len(policy.steps)} 次重复）：通知 {told}"
     entry = AuditEntry(incident.id, now_ms, "system", action, incident.state, incident.state, note)
     return updated, notices, entry

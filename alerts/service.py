@@ -53,6 +53,7 @@ from alerts.incidents import (
     transition,
 )
 from alerts.outbox import Outbox
+from alerts.policies import PolicySet
 from alerts.rules import default_rules
 from alerts.rules.base import Rule, RuleContext
 from alerts.store import IncidentStore
@@ -164,9 +165,9 @@ class AlertBatch:
                 self.audit.append(entry)
             if current is None or not current.state.is_active:
                 self.created.add(incident.id)
-                incident = self._escalate(escalation.start(incident, svc.hierarchy, self._now_ms))
+                incident = self._escalate(escalation.start(incident, svc.hierarchy, self._now_ms, svc.policies))
             elif entry is not None and entry.action == "escalate_severity":
-                rescaled = escalation.rescale(incident, svc.hierarchy, self._now_ms)
+                rescaled = escalation.rescale(incident, svc.hierarchy, self._now_ms, svc.policies)
                 incident = self._escalate(rescaled) if rescaled else incident
             self.pending[signal.key] = incident
 
@@ -175,7 +176,7 @@ class AlertBatch:
         for incident in list(self._service.active_incidents()):
             if escalation.due(incident, self._now_ms):
                 self.pending[incident.key] = self._escalate(escalation.advance(incident, self._service.hierarchy,
-                                                                               self._now_ms))
+                                                                               self._now_ms, self._service.policies))
 
     def _escalate(self, step: tuple[Incident, list[Notice], AuditEntry]) -> Incident:
         incident, notices, entry = step
@@ -234,9 +235,11 @@ class AlertService:
                  rules: Sequence[Rule] | None = None, outbox: Outbox | None = None,
                  on_notices: Callable[[], None] = lambda: None, new_id: Callable[[], str] = new_incident_id,
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-                 bus: ChangeBus | None = None) -> None:
+                 bus: ChangeBus | None = None, policies: PolicySet | None = None) -> None:
         self.store = store
         self.bus: ChangeBus = bus if bus is not None else LocalChangeBus()
+        # The escalation policies in force (alerts/policies.py); ``apply_policies`` swaps them whole.
+        self.policies: PolicySet = policies or escalation.DEFAULT_POLICIES
         self.hierarchy = hierarchy
         self.outbox = outbox
         self._on_notices = on_notices
@@ -277,6 +280,41 @@ class AlertService:
                 self._remember_dispatch(row.dispatch_id, row.place_id, row.incident_id)
         if states:
             log.info("alert rules restored from their checkpoints: %s", ", ".join(sorted(states)))
+
+    def adopt_policies(self, policies: PolicySet) -> None:
+        """Put a version in force that another instance applied (and rebased the open incidents for)."""
+        with self._lock:
+            self.policies = policies
+            set_thresholds = getattr(self.ctx, "set_policy_thresholds", None)
+            if set_thresholds is not None:
+                set_thresholds(policies.thresholds)
+
+    def apply_policies(self, policies: PolicySet, now_ms: int) -> list[IncidentChange]:
+        """A new version of the policies takes effect at once: new incidents follow it, and every open
+        (unacknowledged) incident's running deadline is recomputed under it (``escalation.rebase``), with a note
+        on its trail. The rules' thresholds follow it too, when the rules' context takes them."""
+        with self.batch(now_ms) as alerts:
+            old, self.policies = self.policies, policies
+            for incident in list(self._active.values()):
+                rebased = escalation.rebase(incident, old, policies, now_ms)
+                if rebased is not None:
+                    alerts.pending[incident.key] = rebased[0]
+                    alerts.audit.append(rebased[1])
+            try:
+                if alerts.pending:
+                    with self.store.transaction() as conn:
+                        alerts.write(conn)
+            except Exception:
+                self.policies = old
+                raise
+            alerts.committed = True
+            set_thresholds = getattr(self.ctx, "set_policy_thresholds", None)
+            if set_thresholds is not None:
+                set_thresholds(policies.thresholds)
+        log.info("escalation policies version=%s applied: %d open incidents rebased", policies.version,
+                 len(alerts.pending))
+        return alerts.changes
+
 
     def restore_rules(self, now_ms: int) -> None:
         """The rules' state as the last checkpoints have it (this instance takes over ingest from another)."""

@@ -6,7 +6,9 @@ JSON file (``WANLI_THRESHOLDS_FILE``):
     {"buildings": {"xq-01": {"charging_station": {"port_temp_c": 55}}},
      "devices": {"CS-XQ01-01": {"port_temp_c": 50}}}
 
-A device's own value wins over its building's, which wins over the kind's default.
+A device's own value wins over its building's, which wins over the kind's value in the escalation
+policy document in force (``alerts/policies.py``, editable on the policies page), which wins over
+the rule's default.
 """
 
 from __future__ import annotations
@@ -30,7 +32,16 @@ class Thresholds:
         raw = dict(overrides or {})
         self._buildings: dict[str, dict[str, dict[str, float]]] = raw.get("buildings", {})  # type: ignore[assignment]
         self._devices: dict[str, dict[str, float]] = raw.get("devices", {})  # type: ignore[assignment]
+        self._policy: dict[str, dict[str, float]] = {}  # the policy document's values per kind (alerts/policies.py)
         self._check()
+
+    def set_policy_values(self, values: Mapping[str, Mapping[str, float]]) -> None:
+        """The kinds' values of the policy version in force: between the rules' defaults and the file's overrides."""
+        for kind, named in values.items():
+            unknown = set(named) - set(self._defaults.get(kind, {}))
+            if unknown:
+                raise Invalid(f"thresholds for {kind}: no rule has a threshold {sorted(unknown)}")
+        self._policy = {k: dict(v) for k, v in values.items()}
 
     def _check(self) -> None:
         known = {name for values in self._defaults.values() for name in values}
@@ -51,6 +62,9 @@ class Thresholds:
         building = self._buildings.get(self._building_of(device_id), {}).get(kind)
         if building is not None and name in building:
             return float(building[name])
+        policy = self._policy.get(kind)
+        if policy is not None and name in policy:
+            return float(policy[name])
         try:
             return self._defaults[kind][name]
         except KeyError:

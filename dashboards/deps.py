@@ -43,6 +43,7 @@ class AppContext:
     history: Any = None
     # This instance and the roles it holds now (wanli/leases.py): {"instance": name, "held": [...], "leases": [...]}
     roles: Callable[[], dict[str, Any]] = lambda: {}
+    policy_desk: Any = None  # alerts.policy_desk.PolicyDesk: the escalation policies' versions (None: not available)
 
 
 def get_ctx(request: Request) -> AppContext:

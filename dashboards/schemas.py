@@ -198,6 +198,7 @@ class CredentialsPublic(BaseModel):
     broker_updated: bool  # false: the broker is not managed by this service; give it the credentials yourself
     access_state: str = "pending"  # "pending" until the broker confirms (GET /api/devices/{id}), "unmanaged" if not managed
     generation: int = 0  # the broker generation that carries them
+    broker_url: str = ""  # where the device connects (WANLI_DEVICE_BROKER_URL, else the service's broker)
 
 
 class BulkCredentialsRequest(BaseModel):
@@ -252,12 +253,17 @@ class ImportReportPublic(BaseModel):
     reactivated: int
     updated: int
     rejected: list[RowErrorPublic]
+    retired: list[RowErrorPublic] = Field(default=[], description="rows of retired devices, left retired "
+                                                                  "(import with reactivate=true to bring them back)")
+    encoding: str = Field(default="utf-8", description="how the file was read: utf-8 or gb18030 (GBK)")
 
     @classmethod
-    def of(cls, r: ImportReport, line_offset: int = 0) -> ImportReportPublic:
+    def of(cls, r: ImportReport, line_offset: int = 0, encoding: str = "utf-8") -> ImportReportPublic:
         return cls(rows=r.rows, created=r.created, unchanged=r.unchanged, reactivated=r.reactivated, updated=r.updated,
                    rejected=[RowErrorPublic(line=e.line + line_offset, device_id=e.device_id,
-                                            reason=_shift_line_refs(e.reason, line_offset)) for e in r.rejected])
+                                            reason=_shift_line_refs(e.reason, line_offset)) for e in r.rejected],
+                   retired=[RowErrorPublic(line=e.line + line_offset, device_id=e.device_id, reason=e.reason)
+                            for e in r.retired], encoding=encoding)
 
 
 class QuarantinedDevice(BaseModel):

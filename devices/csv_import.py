@@ -4,8 +4,13 @@
     SD-XQ01-0101,smoke_detector,xq-01,1,0101,香泉1号楼 101 厨房
 
 A bad row is reported with its line number and why, and never stops the others.
-Re-importing the same file changes nothing (identical rows are "unchanged"). Rows are
-written in chunks, one transaction each, so 50,000 rows take seconds, not minutes.
+Re-importing the same file changes nothing (identical rows are "unchanged"). A row for a
+device that was retired leaves it retired and is reported (``retired``), unless the import
+asks to reactivate (``reactivate=True``). Rows are written in chunks, one transaction each,
+so 50,000 rows take seconds, not minutes.
+
+Encoding: UTF-8 (with or without BOM), else GB18030 — a superset of GBK and GB2312, what
+Chinese Excel writes for "CSV (逗号分隔)" — unless the caller names the charset (``decode_csv``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,35 @@ from wanli.errors import Invalid, WanliError
 REQUIRED_COLUMNS = ("device_id", "kind", "building_id")
 OPTIONAL_COLUMNS = ("floor", "unit", "label")
 MAX_FIELD_CHARS = 1000
+
+
+# What a CSV may be declared as (a charset= of its content type), and what each is read as
+CHARSETS = {"utf-8": "utf-8-sig", "utf8": "utf-8-sig", "gbk": "gb18030", "gb2312": "gb18030", "gb18030": "gb18030",
+            "cp936": "gb18030"}
+
+
+def decode_csv(body: bytes, charset: str = "") -> tuple[str, str]:
+    """The text of an uploaded CSV and the encoding it was read as (``utf-8`` or ``gb18030``).
+
+    A declared charset is trusted (and must fit); otherwise UTF-8 is tried first (a GBK file is
+    almost never valid UTF-8, while UTF-8 bytes often decode as GBK nonsense), then GB18030."""
+    declared = charset.strip().strip('"').lower()
+    if declared:
+        codec = CHARSETS.get(declared)
+        if codec is None:
+            raise Invalid(f"CSV charset {charset!r} is not supported; send UTF-8 or GBK/GB18030")
+        try:
+            return body.decode(codec), "utf-8" if codec == "utf-8-sig" else "gb18030"
+        except UnicodeDecodeError as exc:
+            raise Invalid(f"the CSV file is not {declared} (byte {exc.start})") from None
+    try:
+        return body.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError as utf8_error:
+        try:
+            return body.decode("gb18030"), "gb18030"
+        except UnicodeDecodeError:
+            raise Invalid(f"the CSV file is neither UTF-8 nor GBK/GB18030 (byte {utf8_error.start}); "
+                          "save it as CSV UTF-8 or CSV (逗号分隔)") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +71,7 @@ class ImportReport:
     updated: int = 0
     reactivated: int = 0
     rejected: list[RowError] = field(default_factory=list)
+    retired: list[RowError] = field(default_factory=list)  # retired devices in the file, left retired
 
 
 def parse_rows(lines: Iterable[str], street_id: str) -> Iterator[tuple[int, DeviceRecord | RowError]]:
@@ -92,7 +127,10 @@ def import_csv(
     now_ms: int,
     chunk_size: int = 2000,
     progress: Callable[[int], None] | None = None,
+    reactivate: bool = False,
 ) -> ImportReport:
+    """Register the file's rows. A retired device's row reactivates it only with ``reactivate``; otherwise it is
+    listed in ``retired`` and nothing about the device changes."""
     report = ImportReport()
     first_line: dict[str, int] = {}
     chunk: list[DeviceRecord] = []
@@ -127,6 +165,10 @@ def import_csv(
             report.rejected.append(RowError(line, item.device_id, str(exc)))
             continue
         first_line[item.device_id] = line
+        if not reactivate and registry.is_retired(item.device_id):
+            report.retired.append(RowError(line, item.device_id, "retired: left retired (import with "
+                                                                "reactivate to bring it back)"))
+            continue
         chunk.append(item)
         if len(chunk) >= chunk_size:
             flush()

@@ -539,25 +539,26 @@ class DeviceRegistry:
 
     def list(self, *, now_ms: int, kind: str = "", building_id: str = "", community_id: str = "",
              health_flag: Health | None = None, lifecycle: Lifecycle | None = Lifecycle.ACTIVE,
-             limit: int = 1000, offset: int = 0) -> list[DeviceRecord]:
-        """Devices matching every given filter, ordered by id."""
-        out = [rec for rec, flags in self._matching(now_ms, kind, building_id, community_id, lifecycle)
+             limit: int = 1000, offset: int = 0, id_contains: str = "") -> list[DeviceRecord]:
+        """Devices matching every given filter, ordered by id (``id_contains``: part of the id, any case)."""
+        out = [rec for rec, flags in self._matching(now_ms, kind, building_id, community_id, lifecycle, id_contains)
                if health_flag is None or health_flag in flags]
         return [self._snapshot(r) for r in out[offset: offset + limit]]
 
     def count_health(self, *, now_ms: int, kind: str = "", building_id: str = "", community_id: str = "",
-                     lifecycle: Lifecycle | None = Lifecycle.ACTIVE) -> dict[str, int]:
+                     lifecycle: Lifecycle | None = Lifecycle.ACTIVE, id_contains: str = "") -> dict[str, int]:
         """How many devices match, in all and per health flag."""
         counts = {"total": 0, **{h.value: 0 for h in Health}}
-        for _rec, flags in self._matching(now_ms, kind, building_id, community_id, lifecycle):
+        for _rec, flags in self._matching(now_ms, kind, building_id, community_id, lifecycle, id_contains):
             counts["total"] += 1
             for flag in flags:
                 counts[flag.value] += 1
         return counts
 
     def _matching(self, now_ms: int, kind: str, building_id: str, community_id: str,
-                  lifecycle: Lifecycle | None) -> Iterator[tuple[DeviceRecord, frozenset[Health]]]:
+                  lifecycle: Lifecycle | None, id_contains: str = "") -> Iterator[tuple[DeviceRecord, frozenset[Health]]]:
         buildings: set[str] | None = None
+        needle = id_contains.strip().upper()
         if community_id:
             community = self._hierarchy.communities.get(community_id)
             if community is None:
@@ -567,6 +568,8 @@ class DeviceRegistry:
             if (kind and rec.kind != kind) or (building_id and rec.building_id != building_id):
                 continue
             if buildings is not None and rec.building_id not in buildings:
+                continue
+            if needle and needle not in rec.device_id.upper():
                 continue
             if lifecycle is not None and rec.lifecycle is not lifecycle:
                 continue

@@ -25,8 +25,8 @@ from sqlalchemy import Connection, Engine, text
 
 log = logging.getLogger(__name__)
 
-DEVICES, INCIDENTS, NOTIFY_ROUTING, LEASES = "wanli_devices", "wanli_incidents", "wanli_notify", "wanli_leases"
-CHANNELS = (DEVICES, INCIDENTS, NOTIFY_ROUTING)
+DEVICES, INCIDENTS, NOTIFY_ROUTING, POLICIES = "wanli_devices", "wanli_incidents", "wanli_notify", "wanli_policies"
+CHANNELS = (DEVICES, INCIDENTS, NOTIFY_ROUTING, POLICIES)
 MAX_PAYLOAD = 7000  # PostgreSQL's limit is 8000 bytes
 EVERYTHING = "*"
 

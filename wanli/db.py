@@ -34,7 +34,8 @@ _SCHEMA_LOCK_ID = 0x77616E6C69
 # The modules that declare tables on METADATA.
 _TABLE_MODULES = ("alerts.outbox", "alerts.store", "alerts.notify.store", "dashboards.accounts", "devices.credentials",
                   "wanli.leases",
-                  "devices.registry", "ingest.dead_letters", "dashboards.access_audit")
+                  "devices.registry", "ingest.dead_letters", "dashboards.access_audit",
+                  "alerts.policy_store")
 
 
 class SchemaError(RuntimeError):

@@ -18,7 +18,9 @@ from typing import Any
 
 import httpx
 
+from devices.csv_import import decode_csv
 from devices.street_generator import device_rows, generate_street
+from wanli.errors import WanliError
 
 IMPORT_CHUNK_ROWS = 5000
 
@@ -68,22 +70,30 @@ def cmd_devices_csv(args: argparse.Namespace) -> int:
 def cmd_devices_import(args: argparse.Namespace) -> int:
     """Upload a CSV in chunks, showing progress; print every rejected row with its line and reason."""
     path = Path(args.file)
-    text = path.read_text("utf-8-sig")
+    try:
+        text, encoding = decode_csv(path.read_bytes())  # UTF-8, or GBK/GB18030 as Chinese Excel saves it
+    except WanliError as exc:
+        raise SystemExit(f"wanli: {path}: {exc}") from None
+    if encoding != "utf-8":
+        print(f"{path}: read as {encoding.upper()} (GBK)", file=sys.stderr)
     lines = text.splitlines()
     if not lines:
         raise SystemExit(f"wanli: {path} is empty")
     header, rows = lines[0], lines[1:]
     totals = {"rows": 0, "created": 0, "unchanged": 0, "reactivated": 0}
     rejected: list[dict[str, Any]] = []
+    retired: list[dict[str, Any]] = []
     started = time.monotonic()
     with _client(args) as client:
         for start in range(0, len(rows), IMPORT_CHUNK_ROWS):
             chunk = "\n".join([header, *rows[start:start + IMPORT_CHUNK_ROWS]])
-            report = _fail_on_error(client.post("/api/devices/import", content=chunk.encode(), params={"actor": args.actor},
-                                                headers={"content-type": "text/csv"}))
+            params = {"actor": args.actor, **({"reactivate": "true"} if args.reactivate else {})}
+            report = _fail_on_error(client.post("/api/devices/import", content=chunk.encode(), params=params,
+                                                headers={"content-type": "text/csv; charset=utf-8"}))
             for key in totals:
                 totals[key] += report[key]
             rejected += [{**r, "line": r["line"] + start} for r in report["rejected"]]
+            retired += [{**r, "line": r["line"] + start} for r in report.get("retired", [])]
             done = min(start + IMPORT_CHUNK_ROWS, len(rows))
             rate = done / max(time.monotonic() - started, 1e-9)
             print(f"\r{done}/{len(rows)} rows ({100 * done / len(rows):.0f}%, {rate:,.0f} rows/s)", end="", file=sys.stderr)
@@ -91,9 +101,11 @@ def cmd_devices_import(args: argparse.Namespace) -> int:
     print(file=sys.stderr)
     for r in rejected:
         print(f"line {r['line']}: {r['device_id'] or '-'}: {r['reason']}")
+    for r in retired:
+        print(f"line {r['line']}: {r['device_id']}: retired, left retired (--reactivate brings it back)")
     print(f"{totals['rows']} rows in {elapsed:.1f} s ({totals['rows'] / max(elapsed, 1e-9):,.0f} rows/s): "
           f"{totals['created']} created, {totals['unchanged']} unchanged, {totals['reactivated']} reactivated, "
-          f"{len(rejected)} rejected", file=sys.stderr)
+          f"{len(retired)} left retired, {len(rejected)} rejected", file=sys.stderr)
     return 1 if rejected else 0
 
 
@@ -195,7 +207,9 @@ def add_commands(sub: Any, default_api: str) -> None:
     c.set_defaults(func=cmd_devices_csv)
 
     imp = with_api(dev.add_parser("import", help="bulk-register devices from a CSV file"))
-    imp.add_argument("file")
+    imp.add_argument("file", help="UTF-8 or GBK/GB18030 (Chinese Excel's CSV), detected")
+    imp.add_argument("--reactivate", action="store_true",
+                     help="bring back retired devices the file lists (default: they stay retired, reported)")
     imp.set_defaults(func=cmd_devices_import)
 
     reg = with_api(dev.add_parser("register", help="register one device"))

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from sqlalchemy import Connection, Engine
@@ -29,6 +30,9 @@ from alerts.outbox import Outbox
 from alerts.rules import default_rules
 from alerts.service import AlertService
 from alerts.thresholds import Thresholds, load_overrides
+from alerts.incidents import Incident
+from alerts.policy_desk import DryRun, PolicyDesk, hierarchy_roles
+from alerts.policy_store import PolicyStore, load_in_force
 from alerts.store import IncidentStore
 from alerts.system_faults import SystemFaults
 from dashboards.api import create_app
@@ -49,7 +53,7 @@ from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import InfluxV1TelemetryStore, InfluxV2TelemetryStore, SqliteTelemetryStore, TelemetryStore
 from simulators.building import BuildingSimulation, run_building
 from wanli.broker_check import refuse_open_broker
-from wanli.change_bus import DEVICES, INCIDENTS, ChangeBus, LocalChangeBus, PostgresChangeBus
+from wanli.change_bus import DEVICES, INCIDENTS, POLICIES, ChangeBus, LocalChangeBus, PostgresChangeBus
 from wanli.data_lifecycle import build_data_lifecycle
 from wanli.db import create_schema, make_engine
 from wanli.disk_guard import DiskGuard
@@ -104,6 +108,7 @@ class Services:
     dispatcher: Dispatcher
     disk_guard: DiskGuard
     notifier: Notifier | None = None
+    policy_desk: PolicyDesk | None = None  # the escalation policies' versions: dry-run, apply, history
     bus: ChangeBus = LocalChangeBus()  # what other instances change (wanli/change_bus.py)
     leases: LeaseStore | None = None  # the roles' leases (wanli/leases.py)
 
@@ -117,6 +122,28 @@ def data_directories(settings: Settings) -> list[Path]:
     if settings.telemetry_backend is TelemetryBackend.SQLITE:
         dirs.append(settings.telemetry_sqlite_path.parent)
     return dirs
+
+
+def policy_dry_run(incidents: IncidentStore, hierarchy: Hierarchy) -> DryRun:
+    """The dry-run of a draft policy: the scenario library replayed, and past incidents (wanli/policy_replay.py)."""
+    from wanli import policy_replay
+
+    def past(from_ms: int, to_ms: int) -> list[Incident]:
+        ended = incidents.history(since_ms=from_ms, until_ms=to_ms, limit=5000)
+        active = [i for i in incidents.list(limit=5000) if from_ms <= i.opened_ms < to_ms and i.state.is_active]
+        return [*ended, *active]
+
+    def answered(incident: Incident) -> int | None:
+        return incident.acknowledged_ms or incident.closed_ms
+
+    return lambda current, draft, what: policy_replay.dry_run(current, draft, what, incidents=past,
+                                                              answered_ms=answered, hierarchy=hierarchy)
+
+
+def policy_stories() -> list[dict[str, Any]]:
+    from wanli import policy_replay
+
+    return policy_replay.library_choices()
 
 
 def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms, instance: str = "") -> Services:
@@ -134,6 +161,10 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     thresholds = Thresholds(rules, lambda d: (rec.building_id if (rec := registry.find(d)) else ""),
                             load_overrides(settings.thresholds_file))
     ctx = RegistryContext(registry, thresholds)
+    policy_store = PolicyStore(engine, bus)
+    policies = load_in_force(policy_store, seed_file=settings.policy_file, now_ms=clock_ms(),
+                             known_roles=hierarchy_roles(hierarchy), threshold_defaults=thresholds.defaults())
+    ctx.set_policy_thresholds(policies.thresholds)
     notifier, give_act = build_notifier(settings, engine, hierarchy, incidents, clock_ms, bus)
     outbox = Outbox(engine, webhook=bool(settings.webhook_url),
                     plan=notifier.plan_notices if settings.notify_enabled else None)
@@ -143,7 +174,7 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
                                                   password=settings.mqtt_password),
                             settings.webhook_url, clock_ms)
     alerts = AlertService(incidents, ctx.locate, ctx, hierarchy, rules, outbox,
-                          on_notices=lambda: (dispatcher.wake(), notifier.wake()), bus=bus)
+                          on_notices=lambda: (dispatcher.wake(), notifier.wake()), bus=bus, policies=policies)
     bus.subscribe(DEVICES, registry.reload)
     bus.subscribe(INCIDENTS, alerts.refresh)
     give_act(alerts.act)
@@ -168,9 +199,14 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
         unconfirmed_after_s=settings.broker_access_unconfirmed_s,
         resend_after_s=settings.broker_access_resend_ms / 1000,
     )
+    policy_desk = PolicyDesk(policy_store, alerts, known_roles=hierarchy_roles(hierarchy),
+                             threshold_defaults=thresholds.defaults(), clock_ms=clock_ms,
+                             dry_run=policy_dry_run(incidents, hierarchy), stories=policy_stories())
+    bus.subscribe(POLICIES, policy_desk.follow)
     return Services(settings, engine, hierarchy, registry, telemetry, spool, drainer, dead_letters, incidents, alerts,
-                    pipeline, LiveFeed(), access, outbox, dispatcher, disk_guard, notifier, bus,
-                    LeaseStore(engine, wall_clock_ms))  # leases run on real time, whatever the service's clock
+                    pipeline, LiveFeed(), access, outbox, dispatcher, disk_guard, notifier,
+                    policy_desk=policy_desk,
+                    bus=bus, leases=LeaseStore(engine, wall_clock_ms))  # leases on real time, whatever the service's clock
 
 
 # How long a thread may hold the interpreter before another waiting for it gets a turn (Python's
@@ -276,7 +312,7 @@ class WanliService:
                          svc.broker_access, ingest_ready=self._ingest_ready, clock_ms=self._clock_ms, settings=s,
                          engine=svc.engine, telemetry=svc.telemetry, faults=lambda: self.health.faults,
                          notifier=svc.notifier if s.notify_enabled else None, history=self.lifecycle.history,
-                         roles=self.roles)
+                         roles=self.roles, policy_desk=svc.policy_desk)
         config = uvicorn.Config(create_app(ctx), host=s.http_host, port=s.http_port, log_level="warning",
                                 lifespan="off", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)

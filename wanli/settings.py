@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     hierarchy_file: Path | None = None  # the street's hierarchy; None: the built-in sample of Wanli
     thresholds_file: Path | None = None  # alert thresholds overridden per building and device (alerts/thresholds.py)
+    # the escalation policy document that seeds an empty database (alerts/policy_store.py); None: alerts/policies.json
+    policy_file: Path | None = None
     webhook_url: str = ""  # the city's unified platform: every notice is POSTed here too (empty: none)
     alert_tick_s: float = Field(default=1.0, gt=0, le=60)  # how often rules look at the time and escalations climb
 
@@ -72,6 +74,9 @@ class Settings(BaseSettings):
     broker_access_resend_ms: int = Field(default=500, ge=20)
     embedded_broker_host: str = "127.0.0.1"
     embedded_broker_port: int = 1883
+    # The broker address devices are given with their credentials (the page's files, the credentials API):
+    # mqtt://host:1883 or mqtts://host:8883 as installers reach it; empty: the broker the service itself uses.
+    device_broker_url: str = Field(default="", pattern=r"^$|^mqtts?://[^\s/]+(:\d+)?/?$")
 
     # Registry, incidents, dead letters. Empty URL means SQLite under data_dir.
     database_url: str = ""
@@ -341,6 +346,14 @@ class Settings(BaseSettings):
             return self.embedded_broker_host, self.embedded_broker_port
         parts = urlsplit(self.mqtt_url)
         return parts.hostname or "127.0.0.1", parts.port or 1883
+
+    @property
+    def resolved_device_broker_url(self) -> str:
+        """Where devices connect: ``WANLI_DEVICE_BROKER_URL``, else the service's own broker."""
+        if self.device_broker_url:
+            return self.device_broker_url.rstrip("/")
+        host, port = self.mqtt_host_port
+        return f"mqtt://{host}:{port}"
 
     @property
     def resolved_database_url(self) -> str:

@@ -24,13 +24,15 @@ from dashboards.schemas import (
     ms_to_dt,
 )
 from devices.catalog import KINDS
-from devices.csv_import import import_csv
+from devices.csv_import import decode_csv, import_csv
 from devices.registry import DeviceRecord, Health, Lifecycle, RegisterOutcome
 from wanli.errors import Invalid, NotFound, TooLarge
 
 MAX_CSV_BYTES = 32 * 1024 * 1024
 
 router = APIRouter(prefix="/api/devices", tags=["devices"], dependencies=VIEWER_ONLY)
+# Search by device id: any part of it, any case (SD-XQ01, xq01-05, 0101)
+DeviceSearch = Annotated[str, Query(max_length=64, description="part of the device id, any case")]
 
 
 def _public(ctx: Ctx, rec: DeviceRecord) -> DevicePublic:
@@ -41,19 +43,19 @@ def _public(ctx: Ctx, rec: DeviceRecord) -> DevicePublic:
 def list_devices(ctx: Ctx, kind: str = "", building_id: str = "", community_id: str = "",
                  health: Health | None = None, lifecycle: Lifecycle | None = Lifecycle.ACTIVE,
                  limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-                 offset: Annotated[int, Query(ge=0)] = 0) -> list[DevicePublic]:
-    """Devices by kind, place and health (online, offline, low_battery, tampered, never_seen)."""
+                 offset: Annotated[int, Query(ge=0)] = 0, q: DeviceSearch = "") -> list[DevicePublic]:
+    """Devices by kind, place, health (online, offline, low_battery, tampered, never_seen) and part of their id."""
     recs = ctx.registry.list(now_ms=ctx.clock_ms(), kind=kind, building_id=building_id, community_id=community_id,
-                             health_flag=health, lifecycle=lifecycle, limit=limit, offset=offset)
+                             health_flag=health, lifecycle=lifecycle, limit=limit, offset=offset, id_contains=q)
     return [_public(ctx, r) for r in recs]
 
 
 @router.get("/counts", response_model=DeviceCounts)
 def count_devices(ctx: Ctx, kind: str = "", building_id: str = "", community_id: str = "",
-                  lifecycle: Lifecycle | None = Lifecycle.ACTIVE) -> DeviceCounts:
+                  lifecycle: Lifecycle | None = Lifecycle.ACTIVE, q: DeviceSearch = "") -> DeviceCounts:
     """How many devices match, in all and per health flag: the maintainers' lists at a glance."""
     counts = ctx.registry.count_health(now_ms=ctx.clock_ms(), kind=kind, building_id=building_id,
-                                       community_id=community_id, lifecycle=lifecycle)
+                                       community_id=community_id, lifecycle=lifecycle, id_contains=q)
     return DeviceCounts(**counts)
 
 
@@ -74,20 +76,32 @@ def register_device(ctx: Ctx, body: DeviceCreate, response: Response, who: Maint
     "required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}})
 async def import_devices(ctx: Ctx, request: Request, who: Maintainer,
                          actor: Annotated[str, Query(max_length=100, description="for a machine token: the person it acts for")] = "",
-                         first_line: Annotated[int, Query(ge=1)] = 1) -> ImportReportPublic:
-    """Bulk registration: the request body is a UTF-8 CSV file. Bad rows are reported; good rows land.
+                         first_line: Annotated[int, Query(ge=1)] = 1,
+                         reactivate: Annotated[bool, Query(description="rows of retired devices bring them back "
+                                                                      "(default: they stay retired, reported)")] = False
+                         ) -> ImportReportPublic:
+    """Bulk registration: the request body is a CSV file, UTF-8 or GBK/GB18030 (Chinese Excel's "CSV (逗号分隔)"),
+    detected, or as its content type's charset says. Bad rows are reported; good rows land; rows of retired
+    devices leave them retired and are reported, unless ``reactivate``. The history records the signed-in account.
 
     ``first_line``: the line number of this body's header in the whole file, for a client that
     uploads a large file in pieces, so that reported line numbers are the file's own.
     """
     body = await _body_within(request, MAX_CSV_BYTES)
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise Invalid(f"the CSV file is not UTF-8 (byte {exc.start}); save it as UTF-8") from None
+    text, encoding = decode_csv(body, _charset(request))
     # newline="" lets the csv module see a quoted field's own line breaks; splitlines() would cut it
-    report = import_csv(ctx.registry, io.StringIO(text, newline=""), actor=actor_of(who, actor), now_ms=ctx.clock_ms())
-    return ImportReportPublic.of(report, line_offset=first_line - 1)
+    report = import_csv(ctx.registry, io.StringIO(text, newline=""), actor=actor_of(who, actor), now_ms=ctx.clock_ms(),
+                        reactivate=reactivate)
+    return ImportReportPublic.of(report, line_offset=first_line - 1, encoding=encoding)
+
+
+def _charset(request: Request) -> str:
+    """The charset the content type declares ("" if none)."""
+    for part in request.headers.get("content-type", "").split(";")[1:]:
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip()
+    return ""
 
 
 async def _body_within(request: Request, limit: int, what: str = "the CSV file") -> bytes:
@@ -106,7 +120,8 @@ async def _body_within(request: Request, limit: int, what: str = "the CSV file")
 
 _BULK_CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     201: {"content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
-          "description": "UTF-8 CSV device_id,username,password,publish_filter: the passwords, shown this once"}}
+          "description": "UTF-8 CSV device_id,username,password,publish_filter,broker_url: the passwords, shown "
+                         "this once, and where the devices connect"}}
 MAX_BULK_BODY_BYTES = 8 * 1024 * 1024
 
 
@@ -120,7 +135,7 @@ async def issue_bulk_credentials(ctx: Ctx, request: Request, _who: Maintainer) -
     or a list (CSV) of ids. One change at the broker; the CSV answer holds the passwords, shown only here, once."""
     body = await _body_within(request, MAX_BULK_BODY_BYTES, "the request")
     if request.headers.get("content-type", "").split(";")[0].strip() == "text/csv":
-        selection = BulkCredentialsRequest(device_ids=_ids_from_csv(body))
+        selection = BulkCredentialsRequest(device_ids=_ids_from_csv(body, _charset(request)))
     else:
         try:
             selection = BulkCredentialsRequest.model_validate(json.loads(body or b"{}"))
@@ -131,8 +146,9 @@ async def issue_bulk_credentials(ctx: Ctx, request: Request, _who: Maintainer) -
     issued = ctx.broker_access.issue_many(device_ids)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(["device_id", "username", "password", "publish_filter"])
-    writer.writerows((i.device_id, i.username, i.password, i.publish_filter) for i in issued)
+    broker_url = _broker_url(ctx)
+    writer.writerow(["device_id", "username", "password", "publish_filter", "broker_url"])
+    writer.writerows((i.device_id, i.username, i.password, i.publish_filter, broker_url) for i in issued)
     generation = issued[0].generation if issued else 0
     return Response(out.getvalue(), status_code=status.HTTP_201_CREATED, media_type="text/csv; charset=utf-8",
                     headers={"Cache-Control": "no-store", "X-Broker-Generation": str(generation),
@@ -140,11 +156,8 @@ async def issue_bulk_credentials(ctx: Ctx, request: Request, _who: Maintainer) -
                              "Content-Disposition": 'attachment; filename="device-credentials.csv"'})
 
 
-def _ids_from_csv(body: bytes) -> list[str]:
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise Invalid(f"the CSV is not UTF-8 (byte {exc.start}); save it as UTF-8") from None
+def _ids_from_csv(body: bytes, charset: str = "") -> list[str]:
+    text, _encoding = decode_csv(body, charset)
     ids = [row[0].strip() for row in csv.reader(io.StringIO(text, newline="")) if row and row[0].strip()]
     return ids[1:] if ids and ids[0] == "device_id" else ids
 
@@ -211,7 +224,12 @@ def issue_credentials(ctx: Ctx, device_id: str, _who: Maintainer) -> Credentials
     managed = ctx.broker_access.manages_broker
     return CredentialsPublic(device_id=issued.device_id, username=issued.username, password=issued.password,
                              publish_filter=issued.publish_filter, broker_updated=managed,
-                             access_state="pending" if managed else "unmanaged", generation=issued.generation)
+                             access_state="pending" if managed else "unmanaged", generation=issued.generation,
+                             broker_url=_broker_url(ctx))
+
+
+def _broker_url(ctx: Ctx) -> str:
+    return ctx.settings.resolved_device_broker_url if ctx.settings is not None else ""
 
 
 @router.post("/{device_id}/retire", response_model=DevicePublic)

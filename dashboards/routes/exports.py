@@ -96,13 +96,16 @@ def export_incidents(ctx: Ctx, state: Annotated[list[str] | None, Query()] = Non
 @router.get("/devices.csv", response_class=StreamingResponse, responses=_CSV_RESPONSE)
 def export_devices(ctx: Ctx, kind: str = "", building_id: str = "", community_id: str = "",
                    health_flag: Annotated[Health | None, Query(alias="health")] = None,
-                   lifecycle: Lifecycle | None = Lifecycle.ACTIVE) -> StreamingResponse:
+                   lifecycle: Lifecycle | None = Lifecycle.ACTIVE,
+                   q: Annotated[str, Query(max_length=64, description="part of the device id, any case")] = ""
+                   ) -> StreamingResponse:
     """Every device ``GET /api/devices`` lists for the same filters (no page limit), ordered by id, as CSV."""
     now = ctx.clock_ms()
 
     def page_at(offset: int) -> list[Any]:
         return ctx.registry.list(now_ms=now, kind=kind, building_id=building_id, community_id=community_id,
-                                 health_flag=health_flag, lifecycle=lifecycle, limit=1000, offset=offset)
+                                 health_flag=health_flag, lifecycle=lifecycle, limit=1000, offset=offset,
+                                 id_contains=q)
 
     first = page_at(0)  # here, not in the stream: an unknown building or community is a 404, not a file cut short
 

@@ -141,11 +141,12 @@ class EscalationStepPublic(BaseModel):
 def incident_escalation(ctx: Ctx, incident_id: str) -> list[EscalationStepPublic]:
     """The incident's escalation policy step by step: who each step tells, what has been done, the deadline."""
     i = ctx.alerts.find_active(incident_id) or ctx.incidents.get(incident_id)
-    policy = escalation.policy_for(i.category, i.severity, i.condition)
+    policy = escalation.policy_for(i.category, i.severity, i.condition, ctx.alerts.policies)
+    on_step = min(i.escalation_step, len(policy.steps) - 1)  # past the last: the last, repeated
     out = []
     for n, step in enumerate(policy.steps):
-        if n <= i.escalation_step:
-            state = "current" if n == i.escalation_step and i.next_deadline_ms is not None else "done"
+        if n <= on_step:
+            state = "current" if n == on_step and i.next_deadline_ms is not None else "done"
         else:
             state = "next" if i.state is State.OPEN else "stopped"
         out.append(EscalationStepPublic(

@@ -7,8 +7,6 @@
 const PAGE_SIZE = 200;
 const IMPORT_CHUNK_ROWS = 5000;   // rows per upload, so a large file shows progress
 const REFRESH_MS = 30000;         // health changes with every heartbeat
-const OPERATOR_KEY = "wanli.operator";  // shared with the wall screen
-const DEFAULT_OPERATOR = "维护员";
 const TEMPLATE = "device_id,kind,building_id,floor,unit,label\nSD-XQ01-0101,smoke_detector,xq-01,1,0101,香泉1号楼 101 厨房\n";
 
 // The device kinds the server understands (/api/device-kinds): name → Chinese label.
@@ -21,7 +19,7 @@ const HISTORY_ACTION = { created: "登记", reactivated: "重新启用", updated
 const QUARANTINE_REASON = { unregistered_device: "未登记", retired_device: "已退役", kind_mismatch: "种类与登记不符" };
 const STATUS_TEXT = { 400: "请求有误", 404: "不存在", 409: "冲突", 413: "文件太大", 422: "数据不合格", 503: "服务暂不可用" };
 const FIELD_LABEL = { device_id: "设备编号", kind: "种类", building_id: "楼栋", floor: "楼层", unit: "户号",
-                      label: "备注标签", actor: "操作人", reason: "退役原因" };
+                      label: "备注标签", reason: "退役原因" };
 
 // The server explains refusals in English; a maintainer reads Chinese. Known phrasings get a Chinese
 // sentence, and the server's own words are always shown beside it.
@@ -42,6 +40,8 @@ const EXPLAIN = [
   [/the CSV header lacks (.+); it has/, (m) => `表头缺少 ${m[1]} 列`],
   [/the CSV file is empty/, () => "文件是空的"],
   [/is not UTF-8/, () => "文件不是 UTF-8 编码，请另存为 CSV UTF-8"],
+  [/neither UTF-8 nor GBK/, () => "文件既不是 UTF-8 也不是 GBK 编码，请另存为 CSV UTF-8 或 CSV（逗号分隔）"],
+  [/^retired: left retired/, () => "该设备已退役，本次未重新启用（需要时勾选“重新启用文件中已退役的设备”再导入）"],
 ];
 
 function explain(text) {
@@ -66,10 +66,6 @@ function el(tag, attrs = {}, ...children) {
 }
 
 const $ = (id) => document.getElementById(id);
-
-function operator() {
-  return localStorage.getItem(OPERATOR_KEY) || DEFAULT_OPERATOR;
-}
 
 function fmtTime(iso) {
   return iso ? new Date(iso).toLocaleString("zh-CN", { hour12: false }) : "—";
@@ -234,6 +230,8 @@ function filterParams() {
   if (kind) p.set("kind", kind);
   if (building) p.set("building_id", building); else if (community) p.set("community_id", community);
   p.set("lifecycle", $("f-lifecycle").value);
+  const q = $("f-q").value.trim();
+  if (q) p.set("q", q);
   return p;
 }
 
@@ -323,7 +321,10 @@ function deviceRow(d) {
     el("td", { class: "actions" }, ...(retired
       ? [el("button", { type: "button", class: "secondary small", "data-action": "reregister",
                         onclick: () => prefillRegister(d) }, "重新登记")]
-      : [el("button", { type: "button", class: "secondary small", "data-action": "move", onclick: () => openMove(d) }, "移动"),
+      : [el("button", { type: "button", class: "secondary small", "data-action": "credentials",
+                        onclick: () => openCredentials({ body: { device_ids: [d.device_id] }, text: d.device_id,
+                                                         file: d.device_id, single: d.device_id, count: 1 }) }, "凭据"),
+         el("button", { type: "button", class: "secondary small", "data-action": "move", onclick: () => openMove(d) }, "移动"),
          el("button", { type: "button", class: "secondary small", "data-action": "retire", onclick: () => openRetire(d) }, "退役")])),
   );
 }
@@ -355,6 +356,8 @@ function setupList() {
     filtersChanged();
   });
   $("list-refresh").addEventListener("click", refreshList);
+  let searching = 0;
+  $("f-q").addEventListener("input", () => { clearTimeout(searching); searching = setTimeout(filtersChanged, 250); });
   for (const button of document.querySelectorAll("#quick button")) {
     button.addEventListener("click", () => {
       const health = button.dataset.health;
@@ -385,7 +388,6 @@ function setupRegister() {
     const body = {
       device_id: $("r-device-id").value.trim(), kind: $("r-kind").value, building_id: $("r-building").value,
       floor: floor === "" ? null : Number(floor), unit: $("r-unit").value.trim(), label: $("r-label").value.trim(),
-      actor: operator(),
     };
     const box = $("register-result");
     const missing = !body.device_id ? "请填写设备编号" : !body.kind ? "请选择种类" : "";
@@ -512,13 +514,21 @@ async function runImport(file) {
   const errorBox = $("import-error");
   errorBox.hidden = true;
   $("import-summary").hidden = true;
-  let text;
+  // UTF-8 first (a GBK file is almost never valid UTF-8), then GB18030, a superset of GBK: what Chinese Excel
+  // writes for "CSV（逗号分隔）". The rows go to the server as UTF-8 either way.
+  let text, encoding = "utf-8";
+  const bytes = await file.arrayBuffer();
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(await file.arrayBuffer());
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    showNotice(errorBox, "error", "文件不是 UTF-8 编码",
-      "请在 Excel 里“另存为 → CSV UTF-8（逗号分隔）”后再导入。");
-    return;
+    try {
+      text = new TextDecoder("gb18030", { fatal: true }).decode(bytes);
+      encoding = "gb18030";
+    } catch {
+      showNotice(errorBox, "error", "文件既不是 UTF-8 也不是 GBK 编码",
+        "请在 Excel 里“另存为 → CSV UTF-8（逗号分隔）”或“CSV（逗号分隔）”后再导入。");
+      return;
+    }
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   const { header, chunks, total } = splitImport(text);
@@ -528,7 +538,11 @@ async function runImport(file) {
   }
   if (chunks.length === 0) chunks.push({ records: [], rows: 0 });
   const idColumn = header.fields.map((h) => h.trim().toLowerCase()).indexOf("device_id");
-  const sum = { created: 0, unchanged: 0, updated: 0, reactivated: 0, rejected: [] };
+  const sum = { created: 0, unchanged: 0, updated: 0, reactivated: 0, rejected: [], retired: [], encoding };
+  // For the rejected rows' file: each record by the line the server reports it at (its last line).
+  const byLine = new Map();
+  for (const chunk of chunks) for (const rec of chunk.records) byLine.set(rec.line + rec.lines - 1, rec);
+  lastImport = { header, byLine, sum, ids: [] };
   // The server finds duplicates within one upload; across uploads only this page can. Device id →
   // the file line of the row that registered it (the last line of a row that spans several, as the
   // server counts).
@@ -551,7 +565,8 @@ async function runImport(file) {
     }
     // The file line this upload's header stands for: its rows then carry their own line numbers.
     const first = chunk.records.length ? chunk.records[0].line : header.line + header.lines;
-    const query = new URLSearchParams({ actor: operator(), first_line: String(first - header.lines) });
+    const query = new URLSearchParams({ first_line: String(first - header.lines) });
+    if ($("import-reactivate").checked) query.set("reactivate", "true");
     const r = await api(`/api/devices/import?${query}`, {
       method: "POST", body: parts.join("\n") + "\n", headers: { "content-type": "text/csv" },
     });
@@ -565,13 +580,15 @@ async function runImport(file) {
     sum.unchanged += report.unchanged;
     sum.updated += report.updated;
     sum.reactivated += report.reactivated;
-    const refused = new Set(report.rejected.map((e) => e.line));
+    const refused = new Set([...report.rejected, ...report.retired].map((e) => e.line));
     for (const rec of chunk.records) {
       const id = idColumn >= 0 ? (rec.fields[idColumn] || "").trim() : "";
       const last = rec.line + rec.lines - 1;
       if (id && !isBlank(rec) && !accepted.has(id) && !refused.has(last)) accepted.set(id, last);
     }
     sum.rejected.push(...rejectedHere, ...report.rejected);
+    sum.retired.push(...report.retired);
+    lastImport.ids = [...accepted.keys()];
     done += chunk.rows;
     progress(done, total);
     showSummary(sum);
@@ -592,6 +609,14 @@ function showSummary(sum) {
   $("sum-updated").textContent = sum.updated.toLocaleString("zh-CN");
   $("sum-reactivated").textContent = sum.reactivated.toLocaleString("zh-CN");
   $("sum-rejected").textContent = sum.rejected.length.toLocaleString("zh-CN");
+  $("sum-retired").textContent = sum.retired.length.toLocaleString("zh-CN");
+  $("import-encoding").textContent = sum.encoding === "gb18030" ? "文件按 GBK（GB18030）编码读取" : "文件按 UTF-8 编码读取";
+  $("retired-block").hidden = sum.retired.length === 0;
+  $("retired-rows").replaceChildren(...[...sum.retired].sort((a, b) => a.line - b.line).map((e) =>
+    el("tr", { "data-line": e.line }, el("td", { class: "num" }, e.line), el("td", { class: "mono" }, e.device_id),
+       el("td", { class: "reason" }, explain(e.reason) || e.reason))));
+  $("import-credentials").hidden = lastImport === null || lastImport.ids.length === 0;
+  $("import-credentials").textContent = `为本次导入的 ${fmtCount(lastImport ? lastImport.ids.length : 0)} 台设备发放接入凭据`;
   const rows = [...sum.rejected].sort((a, b) => a.line - b.line);
   $("rejected-block").hidden = rows.length === 0;
   $("rejected-rows").replaceChildren(...rows.map((e) => {
@@ -603,7 +628,38 @@ function showSummary(sum) {
   }));
 }
 
+// The rejected rows as a file to correct and import again: the header, each row as it was, and why.
+let lastImport = null;
+
+function csvField(text) {
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+function downloadRejected() {
+  if (!lastImport) return;
+  const { header, byLine, sum } = lastImport;
+  const lines = [`${header.text},${csvField("原因 reason")}`];
+  for (const e of [...sum.rejected].sort((a, b) => a.line - b.line)) {
+    const rec = byLine.get(e.line);
+    const why = explain(e.reason) ? `${explain(e.reason)}（${e.reason}）` : e.reason;
+    lines.push(`${rec ? rec.text.replace(/\r\n?/g, "\n") : csvField(e.device_id || "")},${csvField(`第 ${e.line} 行：${why}`)}`);
+  }
+  // With a BOM, so that Excel opens the Chinese correctly
+  const url = URL.createObjectURL(new Blob(["\ufeff" + lines.join("\r\n") + "\r\n"], { type: "text/csv;charset=utf-8" }));
+  const a = el("a", { href: url, download: "被拒绝的行.csv", hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
 function setupImport() {
+  $("rejected-download").addEventListener("click", downloadRejected);
+  $("import-credentials").addEventListener("click", () => {
+    if (!lastImport || !lastImport.ids.length) return;
+    openCredentials({ body: { device_ids: lastImport.ids }, text: `本次导入的设备`, file: "导入批次",
+                      count: lastImport.ids.length });
+  });
   $("template").textContent = TEMPLATE;
   // With a BOM, so that Excel opens the Chinese label correctly.
   $("template-download").href = URL.createObjectURL(new Blob(["\ufeff" + TEMPLATE], { type: "text/csv;charset=utf-8" }));
@@ -666,7 +722,7 @@ function setupDialogs() {
     if (!$("m-building").value) { showNotice($("move-error"), "error", "请选择楼栋"); return; }
     const floor = $("m-floor").value.trim();
     const body = { building_id: $("m-building").value, floor: floor === "" ? null : Number(floor),
-                   unit: $("m-unit").value.trim(), label: $("m-label").value.trim(), actor: operator() };
+                   unit: $("m-unit").value.trim(), label: $("m-label").value.trim() };
     $("move-submit").disabled = true;
     const r = await api(`/api/devices/${encodeURIComponent(target.device_id)}/move`, { method: "POST", json: body });
     $("move-submit").disabled = false;
@@ -682,7 +738,7 @@ function setupDialogs() {
     if (!$("retire-reason").value.trim()) { showNotice($("retire-error"), "error", "请填写退役原因"); return; }
     $("retire-submit").disabled = true;
     const r = await api(`/api/devices/${encodeURIComponent(target.device_id)}/retire`, {
-      method: "POST", json: { reason: $("retire-reason").value.trim(), actor: operator() } });
+      method: "POST", json: { reason: $("retire-reason").value.trim() } });
     $("retire-submit").disabled = false;
     if (!r.ok) { showError($("retire-error"), r, "退役失败"); return; }
     $("retire-dialog").close();
@@ -781,7 +837,7 @@ function showTab(name) {
 // keeps it only as a download link while the dialog is open. Then it watches /api/broker-access until the broker
 // has confirmed the generation that carries them.
 
-let credentialsUrl = "", credentialsFile = "";
+let credentialsUrl = "", credentialsFile = "", credentialsFor = null;
 
 function saveCredentials() {
   if (!credentialsUrl) return;
@@ -792,6 +848,11 @@ function saveCredentials() {
 }
 
 function credentialsScope() {
+  const q = $("f-q").value.trim();
+  if (q) {  // a search by id: exactly the devices the list shows (the credentials API has no id search)
+    const ids = list.rows.filter((d) => d.lifecycle === "active").map((d) => d.device_id);
+    return { body: { device_ids: ids }, text: `编号含“${q}”的设备`, file: `编号含${q}`, count: ids.length };
+  }
   const kind = $("f-kind").value, community = $("f-community").value, building = $("f-building").value;
   const parts = [];
   if (kind) parts.push(KIND_LABEL[kind] || kind);
@@ -808,9 +869,13 @@ function forgetCredentials() {
   $("credentials-download").hidden = true;
 }
 
-async function openCredentials() {
+// ``scope``: a device (its row's 凭据 button) or an import batch; none: the list's filters.
+async function openCredentials(scope) {
   forgetCredentials();
-  const scope = credentialsScope();
+  scope = scope && scope.body ? scope : credentialsScope();
+  credentialsFor = scope;
+  $("credentials-title").textContent = scope.single ? `发放接入凭据 ${scope.single}` : "批量发放接入凭据";
+  $("credentials-single").hidden = true;
   $("credentials-scope").textContent = scope.text;
   $("credentials-count").textContent = "…";
   $("credentials-confirm").checked = false;
@@ -819,6 +884,7 @@ async function openCredentials() {
   $("credentials-error").hidden = true;
   $("credentials-result").hidden = true;
   $("credentials-dialog").showModal();
+  if (scope.count !== undefined) { $("credentials-count").textContent = fmtCount(scope.count); return; }
   const params = new URLSearchParams(Object.entries({ kind: $("f-kind").value, community_id: $("f-community").value,
                                                       building_id: $("f-building").value }).filter(([, v]) => v));
   const r = await api(`/api/devices/counts?${params}`);
@@ -845,8 +911,21 @@ async function watchBrokerConfirm(generation, started) {
   }
 }
 
+// One device's credentials on screen too (shown this once), beside the file: what an installer types in.
+function showSingleCredentials(text) {
+  const [head, row] = text.trim().split(/\r?\n/).map((line) => line.split(","));
+  if (!row) return;
+  const value = Object.fromEntries(head.map((h, i) => [h, row[i]]));
+  $("credentials-single").replaceChildren(
+    el("dt", {}, "接入地址"), el("dd", { class: "mono", "data-field": "broker_url" }, value.broker_url),
+    el("dt", {}, "用户名"), el("dd", { class: "mono", "data-field": "username" }, value.username),
+    el("dt", {}, "密码"), el("dd", { class: "mono", "data-field": "password" }, value.password),
+    el("dt", {}, "发布主题"), el("dd", { class: "mono", "data-field": "publish_filter" }, value.publish_filter));
+  $("credentials-single").hidden = false;
+}
+
 function setupCredentials() {
-  $("bulk-credentials").addEventListener("click", openCredentials);
+  $("bulk-credentials").addEventListener("click", () => openCredentials());
   $("credentials-download").addEventListener("click", saveCredentials);
   $("credentials-confirm").addEventListener("change", () => {
     $("credentials-submit").disabled = !$("credentials-confirm").checked;
@@ -855,7 +934,7 @@ function setupCredentials() {
   $("credentials-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     if (!$("credentials-confirm").checked) return;
-    const scope = credentialsScope();
+    const scope = credentialsFor || credentialsScope();
     const started = Date.now();
     $("credentials-submit").disabled = true;
     $("credentials-error").hidden = true;
@@ -879,8 +958,10 @@ function setupCredentials() {
     }
     const count = Number(resp.headers.get("x-credentials-issued") || 0);
     const generation = Number(resp.headers.get("x-broker-generation") || 0);
-    credentialsUrl = URL.createObjectURL(await resp.blob());
+    const text = await resp.text();
+    credentialsUrl = URL.createObjectURL(new Blob([text], { type: "text/csv;charset=utf-8" }));
     credentialsFile = `设备接入凭据-${scope.file}.csv`;
+    if (scope.single) showSingleCredentials(text);
     $("credentials-download").hidden = false;
     $("credentials-submit").hidden = true;
     saveCredentials();  // the one copy of the passwords: saved now; saving again works until the dialog closes
@@ -898,18 +979,7 @@ function setupQuarantine() {
   }
 }
 
-function setupOperator() {
-  const input = $("operator");
-  input.value = operator();
-  input.addEventListener("change", () => {
-    const name = input.value.trim();
-    if (name) localStorage.setItem(OPERATOR_KEY, name); else localStorage.removeItem(OPERATOR_KEY);
-    input.value = operator();
-  });
-}
-
 async function start() {
-  setupOperator();
   setupList();
   setupRegister();
   setupImport();
