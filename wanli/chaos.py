@@ -705,7 +705,7 @@ def restart_with_pending_deadlines(workdir: Path, broker: MosquittoServer, *, in
 # --- the command --------------------------------------------------------------------------
 
 
-FAULTS = ("kill", "influx", "broker", "deadlines", "alarm-path")
+FAULTS = ("kill", "influx", "broker", "deadlines", "alarm-path", "host-loss")
 
 
 def run_all(workdir: Path, only: Sequence[str], heavy: bool, minutes: float, storm: int) -> list[FaultReport]:
@@ -752,7 +752,8 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
     only = args.only or list(FAULTS)
     storm = args.storm or (20_000 if args.heavy else 300)
     alarm_path = "alarm-path" in only
-    only = [f for f in only if f != "alarm-path"]
+    host_loss = "host-loss" in only
+    only = [f for f in only if f not in ("alarm-path", "host-loss")]
     with contextlib.ExitStack() as stack:
         if args.keep:
             workdir = Path(tempfile.mkdtemp(prefix="wanli-chaos-"))
@@ -761,13 +762,42 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wanli-chaos-")))
         reports = run_all(workdir, only, args.heavy, args.minutes, storm) if only else []
         path_reports = _run_alarm_path(workdir / "alarm-path", 100 if args.heavy else 30) if alarm_path else []
+        loss_reports = _run_host_loss(workdir / "host-loss", args.kills) if host_loss else []
     if reports:
         print(format_table(reports))
     if path_reports:
         from wanli.chaos_alarm_path import format_alarm_path_table
 
         print(format_alarm_path_table(path_reports))
-    return 0 if all(r.ok for r in (*reports, *path_reports)) else 1
+    if loss_reports:
+        from wanli.chaos_host_loss import format_host_loss_table
+
+        print(format_host_loss_table(loss_reports))
+    return 0 if all(r.ok for r in (*reports, *path_reports, *loss_reports)) else 1
+
+
+def _run_host_loss(workdir: Path, kills: int) -> list[Any]:
+    """Two instances on their own PostgreSQL and Mosquitto: the ingest holder killed ``kills`` times, then
+    frozen for 30 s (wanli/chaos_host_loss.py)."""
+    from wanli.chaos_host_loss import format_host_loss_table, host_loss
+    from wanli.local_servers import PostgresServer
+
+    broker = MosquittoServer(workdir / "mosquitto", port=free_port())
+    postgres = PostgresServer(workdir / "postgres", port=free_port())
+    broker.start()
+    postgres.start()
+    reports = []
+    try:
+        for name, kw in (("kills", {"kills": kills}), ("freeze", {"freeze_s": 30.0, "rate": 8.0})):
+            print(f"chaos: host-loss ({name}) …", file=sys.stderr, flush=True)
+            url = postgres.create_database(f"host_loss_{name}")
+            reports.append(host_loss(workdir / name, broker, url, **kw))
+            print(format_host_loss_table(reports[-1:]), file=sys.stderr, flush=True)
+    finally:
+        postgres.stop()
+        postgres.remove_data()
+        broker.stop()
+    return reports
 
 
 def _run_alarm_path(workdir: Path, detectors: int) -> list[Any]:
@@ -786,7 +816,7 @@ def _run_alarm_path(workdir: Path, detectors: int) -> list[Any]:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     chaos = sub.add_parser("chaos", help="inject faults (kill -9, InfluxDB and broker outages, restarts, the alarm "
-                                         "path's faults) and report",
+                                         "path's faults, the loss of a host) and report",
                            description="Starts its own Mosquitto and InfluxDB, runs the service as a child process, "
                                        "injects each fault under load and prints what was lost or doubled.")
     chaos.add_argument("--only", action="append", choices=FAULTS, help="run only this fault (repeatable)")
@@ -796,6 +826,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     chaos.add_argument("--minutes", type=float, default=3.0, help="InfluxDB outage in --heavy (default 3)")
     chaos.add_argument("--storm", type=int, help="detectors alarming in the kill and broker faults "
                                                  "(default 300; 20,000 with --heavy)")
+    chaos.add_argument("--kills", type=int, default=10, help="host-loss: how many times the ingest holder is "
+                                                              "killed (default 10)")
     chaos.add_argument("--keep", action="store_true", help="keep the work dir (logs, data)")
     chaos.set_defaults(func=_cmd_chaos)
 

@@ -430,8 +430,13 @@ class WanliService:
                     except Exception as exc:  # the database is away, a rule failed: try again next tick
                         log.exception("alert tick failed")
                         self.health.tick_failed(f"{type(exc).__name__}: {exc}"[:300], now_ms)
-                if escalate:
+                if escalate:  # the service's faults raised as incidents where the escalation role is held
                     self._check_health(now_ms, escalate if callable(escalate) else None)
+                else:  # elsewhere looked at all the same: this instance's /readyz tells (a role nobody holds)
+                    try:
+                        self.health.check(now_ms)
+                    except Exception:
+                        log.exception("system health check failed")
                 if heap is not None:
                     heap.tick(wall_clock_ms())
         finally:

@@ -48,12 +48,12 @@ def readyz(ctx: Ctx) -> JSONResponse:
     ready = ctx.ingest_ready()
     faults = list(ctx.faults())
     impaired = [f for f in faults if f.impairs_alarms]
-    roles = ctx.roles()
+    roles = ctx.roles()  # this instance and what it holds (the leases' detail is in /api/stats, signed in)
     held = roles.get("held")
     body: dict[str, Any] = {
         "ingest": ("standby" if held is not None and not any(r.startswith("ingest") for r in held)
                    else "subscribed" if ready else "not subscribed"),
-        **roles,
+        **({"instance": roles.get("instance"), "held": held} if held is not None else {}),
         "impaired": [{"condition": f.condition, "device_id": f.device_id, "title": f.title, "detail": f.detail}
                      for f in impaired],
         "degraded": [{"condition": f.condition, "device_id": f.device_id, "title": f.title, "detail": f.detail}

@@ -39,11 +39,12 @@ def compose_binary() -> str:
     return found
 
 
-def render_compose(**env: str) -> subprocess.CompletedProcess[str]:
+def render_compose(*profiles: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`docker-compose config --format json`, with WANLI_* taken only from ``env``."""
     clean_env = {name: value for name, value in os.environ.items() if not name.startswith("WANLI_")}
     return subprocess.run(
-        [compose_binary(), "-f", str(COMPOSE_FILE), "config", "--format", "json"],
+        [compose_binary(), "-f", str(COMPOSE_FILE), *(a for p in profiles for a in ("--profile", p)),
+         "config", "--format", "json"],
         cwd=REPO_ROOT,
         env={**clean_env, **env},
         capture_output=True,
@@ -281,3 +282,23 @@ def test_the_broker_image_is_pinned(compose_config: dict) -> None:
     image = compose_config["services"]["mosquitto"]["image"]
 
     assert re.fullmatch(r"eclipse-mosquitto:2\.0\.\d+", image), image
+
+
+def test_the_ha_profile_runs_two_instances_as_one_service_on_postgresql() -> None:
+    result = render_compose("ha")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert {"postgres", "app-ha-1", "app-ha-2"} <= set(services)
+    one, two = (services[name] for name in ("app-ha-1", "app-ha-2"))
+    for app in (one, two):
+        assert app["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert app["environment"]["WANLI_DATABASE_URL"].startswith("postgresql+psycopg://wanli:")
+        assert app["environment"]["WANLI_DATABASE_URL"].endswith("@postgres:5432/wanli")
+    # one ingest (the same MQTT client id: the default), two names, a data directory (its spool) each
+    assert "WANLI_MQTT_CLIENT_ID" not in one["environment"] and "WANLI_MQTT_CLIENT_ID" not in two["environment"]
+    assert (one["environment"]["WANLI_INSTANCE_NAME"], two["environment"]["WANLI_INSTANCE_NAME"]) == (
+        "app-ha-1", "app-ha-2")
+    volumes = [{v["source"] for v in app["volumes"] if v["target"] == "/data"} for app in (one, two)]
+    assert volumes[0] and volumes[1] and not volumes[0] & volumes[1]
+    assert [p["published"] for p in one["ports"]] == ["8001"] and [p["host_ip"] for p in two["ports"]] == ["127.0.0.1"]
+    assert "healthcheck" in services["postgres"]
