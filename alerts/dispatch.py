@@ -9,10 +9,14 @@ message on its own device topic.
 
 from __future__ import annotations
 
+import json
 import logging
+import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -25,20 +29,59 @@ from wanli.redact import redact_url
 log = logging.getLogger(__name__)
 
 
+def with_notice_id(payload: str, notice_id: int) -> str:
+    """The notice's JSON object with ``"notice_id"`` (its outbox row) last: every copy of one notice carries the
+    same id, so a receiver drops one it has seen, and the dispatcher's witness knows which row it saw."""
+    body = payload.rstrip()
+    if not body.endswith("}") or '"notice_id"' in body:
+        return payload
+    return f'{body[:-1]},"notice_id":{notice_id}}}' if body != "{}" else f'{{"notice_id":{notice_id}}}'
+
+
+def notice_id_of(payload: bytes) -> int | None:
+    try:
+        value = json.loads(payload).get("notice_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+# Notices (outbox ids) seen on the broker: mark them sent; return those that could not be decided now (locked)
+Witnessed = Callable[[list[int]], "set[int] | None"]
+
+
 class MqttPublisher:
-    """One paho connection for outgoing notices, QoS 1, waiting for the broker's acknowledgement."""
+    """One paho connection for outgoing notices, QoS 1, waiting for the broker's acknowledgement.
+
+    **The witness** (with several instances, ``witness_filter`` set): the connection also reads the notices back,
+    on a persistent session shared by every instance's dispatcher (the same client id, held by the dispatch
+    role's holder only), and each notice seen is marked sent (``on_witnessed``) before it is acknowledged to the
+    broker. A dispatcher killed after the broker took a notice but before its own commit leaves that notice
+    unacknowledged in the session; the next holder's witness reads it first thing (before it sends anything:
+    a marker published after subscribing comes back after the backlog) and marks it sent, so it is not sent
+    twice.
+    """
 
     def __init__(self, host: str, port: int, *, client_id: str, username: str = "", password: str = "",
-                 timeout_s: float = 5.0) -> None:
+                 timeout_s: float = 5.0, witness_filter: str = "", on_witnessed: Witnessed | None = None) -> None:
+        self._witness = bool(witness_filter and on_witnessed)
         self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                                   protocol=mqtt.MQTTv311)
+                                   protocol=mqtt.MQTTv311, clean_session=not self._witness,
+                                   manual_ack=self._witness)
         if username:
             self._client.username_pw_set(username, password)
         self._host, self._port, self._timeout_s = host, port, timeout_s
         self._started = False
         self._connected = threading.Event()
-        self._client.on_connect = lambda _c, _u, _f, rc, _p: self._connected.set() if not rc.is_failure else None
+        self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._witness_filter = witness_filter
+        self._on_witnessed = on_witnessed
+        self._marker_topic = witness_filter.rstrip("#").rstrip("/") + "/_witness" if witness_filter else ""
+        self._marker = ""
+        self._seen: queue.Queue[tuple[int | None, int] | str] = queue.Queue()
+        self._witness_thread: threading.Thread | None = None
+        self.witnessed = 0  # notices read back and decided (sent; by this dispatcher or one that died before its commit)
         # With several instances the dispatchers log in alike (one account, and the broker may take the username
         # as the client id): only the dispatch role's holder may be connected. A connection dropped while the
         # role is not held here is not taken up again (a dispatcher that froze would take the session back
@@ -47,24 +90,101 @@ class MqttPublisher:
         self.gate: Callable[[], bool] = lambda: True
         self._gave_up = False
 
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+        if rc.is_failure:
+            return
+        if not self._witness:
+            self._connected.set()
+            return
+        # read the session's backlog first; ready once the marker, published after it, has come back through
+        # the witness thread (everything before it marked)
+        self._marker = uuid.uuid4().hex
+        client.subscribe([(self._witness_filter, 1)])
+        client.publish(self._marker_topic, self._marker.encode(), qos=1)
+
+    def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self._marker_topic:
+            client.ack(msg.mid, msg.qos)
+            if msg.payload.decode(errors="replace") == self._marker:
+                self._seen.put(self._marker)
+            return
+        self._seen.put((notice_id_of(msg.payload), msg.mid))  # the DB is not touched on paho's thread
+
+    def _run_witness(self) -> None:
+        """Mark what was seen sent, then acknowledge it to the broker. A notice that cannot be decided now (its
+        row locked) waits here, unacknowledged, and is asked again; one that failed (the database away) is not
+        acknowledged either: the session keeps it for the next connection."""
+        waiting: dict[int, list[int]] = {}  # notice id → broker message ids, not yet decided
+        ready_after_marker = False
+        while self._started:
+            try:
+                items = [self._seen.get(timeout=0.1)]
+            except queue.Empty:
+                items = []
+            while items and len(items) < 500:
+                try:
+                    items.append(self._seen.get_nowait())
+                except queue.Empty:
+                    break
+            for item in items:
+                if isinstance(item, str):
+                    ready_after_marker = ready_after_marker or item == self._marker
+                    continue
+                notice, mid = item
+                if notice is None:
+                    self._client.ack(mid, 1)  # not a notice of ours (no id): nothing to mark
+                else:
+                    waiting.setdefault(notice, []).append(mid)
+            if waiting and self._on_witnessed is not None:
+                try:
+                    undecided = self._on_witnessed(list(waiting)) or set()
+                except Exception:  # the database is away: unacknowledged, asked again
+                    log.exception("dispatch witness could not mark %d notices; asked again", len(waiting))
+                    self._stop_wait(0.5)
+                    continue
+                for notice in [n for n in waiting if n not in undecided]:
+                    self.witnessed += 1
+                    for mid in waiting.pop(notice):
+                        self._client.ack(mid, 1)
+            if ready_after_marker:
+                self._connected.set()
+
+    def _stop_wait(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while self._started and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def _on_disconnect(self, client: mqtt.Client, *_args: object) -> None:
         self._connected.clear()
         if not self.gate():
             self._gave_up = True
             client.disconnect()  # paho's loop stops reconnecting
 
-    def publish(self, topic: str, payload: str) -> None:
+    def connect(self) -> None:
+        """Connected, and (with the witness) the session's backlog read and marked; ConnectionError if not in
+        ``timeout_s``. A dispatcher's round asks this before it locks any notice: the witness's marks must not
+        wait for a lock of the round itself."""
         if not self.gate():  # asked again here: a send that froze half-way wakes up after the role left
             raise ConnectionError("the dispatch role is not held by this instance now")
         if self._started and self._gave_up:
             self._client.loop_stop()
             self._started = self._gave_up = False
         if not self._started:
+            if self._witness:
+                self._client.on_message = self._on_message
+                self._seen = queue.Queue()
             self._client.connect_async(self._host, self._port, keepalive=30)
             self._client.loop_start()
             self._started = True
+            if self._witness:
+                self._witness_thread = threading.Thread(target=self._run_witness, name="dispatch-witness",
+                                                        daemon=True)
+                self._witness_thread.start()
         if not self._connected.wait(self._timeout_s):
             raise ConnectionError(f"not connected to the broker at {self._host}:{self._port}")
+
+    def publish(self, topic: str, payload: str) -> None:
+        self.connect()
         info = self._client.publish(topic, payload.encode(), qos=1)
         info.wait_for_publish(self._timeout_s)
         if not info.is_published():
@@ -77,6 +197,9 @@ class MqttPublisher:
             self._client.loop_stop()
             self._started = self._gave_up = False
             self._connected.clear()
+            if self._witness_thread is not None:
+                self._witness_thread.join(5)
+                self._witness_thread = None
 
 
 class Dispatcher(WakeableLoop):
@@ -108,7 +231,15 @@ class Dispatcher(WakeableLoop):
     def send_pending(self) -> int:
         """One round: send what is pending, mark what went; return how many went."""
         sent = 0
-        for row in self._outbox.pending():
+        rows = self._outbox.pending()
+        broker_down: ConnectionError | None = None
+        if any(r.channel == CHANNEL_MQTT for r in rows):
+            try:  # the witness first: what it saw sent is marked before any notice is locked here
+                self._publisher.connect()
+                rows = self._outbox.pending()
+            except ConnectionError as exc:  # the MQTT notices fail this round, each recorded; the webhook's go on
+                broker_down = exc
+        for row in rows:
             if not self.gate():
                 break  # the dispatch role was lost meanwhile: the next holder sends the rest
             # Each notice locked while it is sent and marked in the same transaction (Outbox.claim): with
@@ -118,9 +249,11 @@ class Dispatcher(WakeableLoop):
                     continue  # sent meanwhile, or in another dispatcher's hands now
                 try:
                     if row.channel == CHANNEL_MQTT:
-                        self._publisher.publish(row.topic, row.payload)
+                        if broker_down is not None:
+                            raise broker_down
+                        self._publisher.publish(row.topic, with_notice_id(row.payload, row.id))
                     else:
-                        self._post(row.payload)
+                        self._post(with_notice_id(row.payload, row.id))
                 except Exception as exc:  # noqa: BLE001 - every failure is retried; say which
                     self.failures += 1
                     log.warning("notice %s for incident=%s via %s not sent: %s", row.id, row.incident_id,

@@ -159,6 +159,25 @@ class Outbox:
                 q = q.with_for_update(skip_locked=True)
             yield Claim(conn, row_id) if conn.execute(q).first() is not None else None
 
+    def mark_witnessed(self, ids: Sequence[int], now_ms: int) -> set[int]:
+        """Notices the dispatcher's witness saw on the broker (alerts/dispatch.py): sent, whoever sent them.
+
+        Never waits for a lock: a notice locked now (a dispatcher between its publish and its commit: this
+        instance's own, whose commit marks it anyway, or a dead one's whose session PostgreSQL has not cut
+        yet) is left and returned, for the witness to ask again."""
+        t = notifications_table
+        ids = list(dict.fromkeys(ids))
+        with self._engine.begin() as conn:
+            if conn.dialect.name != "postgresql":
+                conn.execute(update(t).where(t.c.id.in_(ids), t.c.sent_ms.is_(None)).values(sent_ms=now_ms))
+                return set()
+            existing = set(conn.execute(select(t.c.id).where(t.c.id.in_(ids))).scalars())
+            free = list(conn.execute(select(t.c.id).where(t.c.id.in_(ids)).with_for_update(skip_locked=True))
+                        .scalars())
+            if free:
+                conn.execute(update(t).where(t.c.id.in_(free), t.c.sent_ms.is_(None)).values(sent_ms=now_ms))
+        return existing - set(free)
+
     def mark_failed(self, row_id: int, error: str) -> None:
         t = notifications_table
         with self._engine.begin() as conn:

@@ -323,8 +323,9 @@ def station_dispatch_topic(street: str, station_id: str) -> str:
 
 
 def platform_account(username: str) -> ServiceAccount:
-    """The service's own account: it reads every device topic (ingest) and publishes the dispatch notices."""
-    return ServiceAccount(username, read=(subscription(),), write=(DISPATCH_FILTER,))
+    """The service's own account: it reads every device topic (ingest) and publishes the dispatch notices, which
+    it reads back too (the dispatcher's witness: alerts/dispatch.py)."""
+    return ServiceAccount(username, read=(subscription(), DISPATCH_FILTER), write=(DISPATCH_FILTER,))
 
 
 # Its username doubles as its MQTT client id (the broker config sets use_username_as_clientid),

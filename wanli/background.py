@@ -27,7 +27,8 @@ class WakeableLoop:
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout_s)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout_s)
 
     def _held_back(self) -> bool:
         """True (after a short wait) while the gate is shut: the loop skips its round."""

@@ -20,6 +20,7 @@ takeover (two instances fighting over a session would show there).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -133,9 +134,11 @@ class DutyListener:
 class Instance(ServiceProcess):
     """One of the service's instances: the shared database and client id, a data directory of its own."""
 
-    def __init__(self, workdir: Path, broker: MosquittoServer, database_url: str, client_id: str, name: str) -> None:
+    def __init__(self, workdir: Path, broker: MosquittoServer, database_url: str, client_id: str, name: str,
+                 policy_file: Path | None = None) -> None:
         super().__init__(workdir, broker, alert_tick_s=0.5, extra_env={
-            "WANLI_DATABASE_URL": database_url, "WANLI_MQTT_CLIENT_ID": client_id, "WANLI_INSTANCE_NAME": name})
+            "WANLI_DATABASE_URL": database_url, "WANLI_MQTT_CLIENT_ID": client_id, "WANLI_INSTANCE_NAME": name,
+            **({"WANLI_POLICY_FILE": str(policy_file)} if policy_file else {})})
         self.name = name
         self.ingest_role = f"ingest:{client_id}"
 
@@ -158,12 +161,27 @@ def _iso_ms(value: str) -> int:
     return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
 
 
+def fire_deadline_policy(workdir: Path, first_step_s: int) -> Path:
+    """The shipped escalation policies with a smoke alarm's first step due after ``first_step_s`` (a shorter
+    wait for the probe's deadline in tests; the chaos command keeps the street's 60 s)."""
+    from alerts.policies import default_document_text
+
+    document = json.loads(default_document_text())
+    document["policies"]["fire"]["steps"][0]["ack_within_s"] = first_step_s
+    path = workdir / "policies.json"
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, ensure_ascii=False), "utf-8")
+    return path
+
+
 def host_loss(workdir: Path, broker: MosquittoServer, database_url: str, *, kills: int = 1, freeze_s: float = 0.0,
-              rate: float = 20.0, between_s: float = 12.0) -> HostLossReport:
-    """See the module's docstring. ``freeze_s`` > 0: one freeze of that length instead of ``kills`` kills."""
+              rate: float = 20.0, between_s: float = 12.0, first_step_s: int | None = None) -> HostLossReport:
+    """See the module's docstring. ``freeze_s`` > 0: one freeze of that length instead of ``kills`` kills.
+    ``first_step_s``: a smoke alarm's first escalation step after this many seconds (default: the policy's 60)."""
     client_id = f"wanli-ha-{uuid.uuid4().hex[:6]}"
-    a = Instance(workdir / "a", broker, database_url, client_id, "host-a")
-    b = Instance(workdir / "b", broker, database_url, client_id, "host-b")
+    policy = fire_deadline_policy(workdir, first_step_s) if first_step_s else None
+    a = Instance(workdir / "a", broker, database_url, client_id, "host-a", policy)
+    b = Instance(workdir / "b", broker, database_url, client_id, "host-b", policy)
     listener: DutyListener | None = None
     publisher: Devices | None = None
     faults = 1 if freeze_s else kills

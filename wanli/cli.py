@@ -37,8 +37,12 @@ def _settings(overrides: dict[str, Any]) -> Settings:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import faulthandler
+
     from wanli.broker_check import OpenBroker
     from wanli.runtime import WanliService
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack to stderr
 
     settings = _settings({
         "mqtt_url": args.mqtt_url, "telemetry_backend": args.telemetry, "influx_url": args.influx_url,

@@ -57,9 +57,9 @@ from wanli.change_bus import DEVICES, INCIDENTS, POLICIES, ChangeBus, LocalChang
 from wanli.data_lifecycle import build_data_lifecycle
 from wanli.db import create_schema, make_engine
 from wanli.disk_guard import DiskGuard
-from wanli.errors import StoreUnavailable
+from wanli.errors import StaleIncident, StoreUnavailable
 from wanli.heap import HeapKeeper
-from wanli.leases import DISPATCH, ESCALATION, INGEST, ROLES, InstanceLock, LeaseKeeper, LeaseStore, instance_name
+from wanli.leases import DISPATCH, ESCALATION, INGEST, Fenced, InstanceLock, LeaseKeeper, LeaseStore, instance_name
 from wanli.log_limit import LogLimiter
 from wanli.notify_setup import build_notifier
 from wanli.settings import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX, Mode, Settings, TelemetryBackend
@@ -169,9 +169,13 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     outbox = Outbox(engine, webhook=bool(settings.webhook_url),
                     plan=notifier.plan_notices if settings.notify_enabled else None)
     host, port = settings.mqtt_host_port
+    # Several instances: the dispatcher's connection reads its notices back (the witness, alerts/dispatch.py), so
+    # a notice the broker took from a dispatcher killed before its commit is not sent again by the next one.
+    witness = {"witness_filter": f"dispatch/v1/{settings.street}/#",
+               "on_witnessed": lambda ids: outbox.mark_witnessed(ids, clock_ms())} if shared else {}
     dispatcher = Dispatcher(outbox, MqttPublisher(host, port, client_id=f"{settings.mqtt_client_id}{DISPATCH_SUFFIX}",
                                                   username=settings.mqtt_login(DISPATCH_SUFFIX),
-                                                  password=settings.mqtt_password),
+                                                  password=settings.mqtt_password, **witness),
                             settings.webhook_url, clock_ms)
     alerts = AlertService(incidents, ctx.locate, ctx, hierarchy, rules, outbox,
                           on_notices=lambda: (dispatcher.wake(), notifier.wake()), bus=bus, policies=policies)
@@ -344,6 +348,8 @@ class WanliService:
         """This instance took a role (the keeper's transition thread). Ingest: read what the last holder left
         (devices' sequence state, active incidents, the rules' checkpoints), then take the MQTT sessions."""
         if role != self.ingest_role:
+            if role == ESCALATION and self.shared:  # the deadlines as the last holder left them
+                self.services.alerts.refresh(None)
             if role == DISPATCH:
                 self.services.dispatcher.wake()
                 if self.services.notifier is not None:
@@ -353,9 +359,8 @@ class WanliService:
         with self._role_lock:
             if self.consumer is not None:
                 return
-            if self.shared:  # another instance held it: its committed state is the truth now
-                svc.registry.reload(None)
-                svc.registry.reload_states()
+            if self.shared:  # another instance held it: its committed state is the truth now (registrations are
+                svc.registry.reload_states()  # kept in step all along by the change bus)
                 svc.alerts.refresh(None)
                 svc.alerts.restore_rules(self._clock_ms())
                 svc.pipeline.fences = [self.keeper.fence(self.ingest_role)]
@@ -427,6 +432,10 @@ class WanliService:
                     try:
                         self.services.alerts.tick(now_ms, rules=rules, escalate=escalate)
                         self.health.tick_ok()
+                    except StaleIncident as exc:  # another instance's write came first: read again, next tick
+                        log.info("alert tick: %s; again on the fresh rows", exc)
+                    except Fenced as exc:  # the role just left this instance: its keeper stops the work
+                        log.warning("alert tick: %s", exc)
                     except Exception as exc:  # the database is away, a rule failed: try again next tick
                         log.exception("alert tick failed")
                         self.health.tick_failed(f"{type(exc).__name__}: {exc}"[:300], now_ms)

@@ -164,6 +164,7 @@ def test_acl_pins_every_device_to_its_street_kind_and_id_with_one_pattern() -> N
         "",
         "user wanli-ingest",
         "topic read safety/#",
+        "topic read dispatch/#",  # its notices, read back (the dispatcher's witness)
         "topic write dispatch/#",
         "",
         "# Devices log in as street/kind/device-id: %u is their own part of the topic tree.",
