@@ -252,8 +252,11 @@ class WanliService:
         self._stopping = False
         self._instance_lock: InstanceLock | None = None
         svc.dispatcher.gate = svc.dispatcher.publisher.gate = lambda: self.keeper.holds(DISPATCH)
+        # The notifier starts its rounds where the dispatch role is held only once the attempts the last holder
+        # left half-sent are settled (Notifier.recover: never sent again; the next contact point instead).
+        self._notifier_ready = threading.Event()
         if svc.notifier is not None:
-            svc.notifier.gate = lambda: self.keeper.holds(DISPATCH)
+            svc.notifier.gate = lambda: self.keeper.holds(DISPATCH) and self._notifier_ready.is_set()
         # Retention, roll-up, the monthly archive and disk growth (wanli/data_lifecycle.py), in a thread of its own.
         self.lifecycle = build_data_lifecycle(settings, self.services.engine, clock_ms, self.services.hierarchy.street_id)
         self.broker: EmbeddedBroker | None = None
@@ -351,9 +354,18 @@ class WanliService:
             if role == ESCALATION and self.shared:  # the deadlines as the last holder left them
                 self.services.alerts.refresh(None)
             if role == DISPATCH:
+                notifier = self.services.notifier
+                while notifier is not None and self.shared and self.keeper.holds(DISPATCH):
+                    try:
+                        notifier.recover(self._clock_ms())
+                        break
+                    except Exception:  # the database is away: again in a second, while the role is held here
+                        log.exception("notifier could not settle the attempts left sending; again in 1 s")
+                        time.sleep(1.0)
+                self._notifier_ready.set()
                 self.services.dispatcher.wake()
-                if self.services.notifier is not None:
-                    self.services.notifier.wake()
+                if notifier is not None:
+                    notifier.wake()
             return
         s, svc = self.settings, self.services
         with self._role_lock:
@@ -381,6 +393,7 @@ class WanliService:
         """This instance lost a role, or stops: its work stops here (the receivers have already left the
         sessions if it froze; what they held unacknowledged the broker gives the next holder)."""
         if role == DISPATCH:
+            self._notifier_ready.clear()
             self.services.dispatcher.disconnect()  # a round in progress stops at its next notice (its gate)
         if role != self.ingest_role:
             return
