@@ -96,6 +96,12 @@ RULES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/simulations"): "tester",
     ("POST", "/api/simulations/{sim_id}/stop"): "tester",
     # accounts and tokens: admins
+    ("GET", "/api/policies"): "admin",
+    ("GET", "/api/policies/versions"): "admin",
+    ("GET", "/api/policies/versions/{version}"): "admin",
+    ("POST", "/api/policies/check"): "admin",
+    ("POST", "/api/policies/dry-run"): "admin",
+    ("POST", "/api/policies/apply"): "admin",
     ("GET", "/api/users"): "admin",
     ("POST", "/api/users"): "admin",
     ("PATCH", "/api/users/{username}"): "admin",
