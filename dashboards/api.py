@@ -19,6 +19,7 @@ from dashboards.routes import (
     buildings,
     dead_letters,
     devices,
+    drills,
     health,
     incidents,
     kpi,
@@ -61,6 +62,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     for router in (notify.router, notify.answer_router, notify.callback_router):
         app.include_router(router)
     app.include_router(simulations.router)
+    app.include_router(drills.router)
     for router in (auth_routes.router, auth_routes.admin_router, exports.router):
         app.include_router(router)
 

@@ -38,6 +38,7 @@ from devices.catalog import KINDS
 from devices.hierarchy import Hierarchy, Location
 from devices.messages import Offline, Online
 from devices.reading import Reading
+from devices.drill import is_drill
 from devices.reserved import normalised_logins, refuse_reserved
 from devices.topics import MessageClass, is_device_id
 from ingest.sequence import JUMP_ABOVE, WINDOW, SeqState, Verdict, judge
@@ -540,10 +541,13 @@ class DeviceRegistry:
         return [self._snapshot(r) for r in out[offset: offset + limit]]
 
     def count_health(self, *, now_ms: int, kind: str = "", building_id: str = "", community_id: str = "",
-                     lifecycle: Lifecycle | None = Lifecycle.ACTIVE) -> dict[str, int]:
-        """How many devices match, in all and per health flag."""
+                     lifecycle: Lifecycle | None = Lifecycle.ACTIVE, drill: bool | None = None) -> dict[str, int]:
+        """How many devices match, in all and per health flag (``drill`` False: real devices only, as the KPIs
+        count them; True: a drill's only; None: both)."""
         counts = {"total": 0, **{h.value: 0 for h in Health}}
-        for _rec, flags in self._matching(now_ms, kind, building_id, community_id, lifecycle):
+        for rec, flags in self._matching(now_ms, kind, building_id, community_id, lifecycle):
+            if drill is not None and is_drill(rec.device_id) is not drill:
+                continue
             counts["total"] += 1
             for flag in flags:
                 counts[flag.value] += 1

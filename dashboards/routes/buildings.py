@@ -94,7 +94,7 @@ def building_profile(ctx: Ctx, request: Request, who: Viewer, building_id: str,
     recs = ctx.registry.list(now_ms=now, building_id=building_id, limit=10**9)
     covered = len({(r.floor, r.unit) for r in recs if r.kind == "smoke_detector" and r.unit})
     attention = [r for r in recs if health(r, now) - {Health.ONLINE}][:MAX_ATTENTION]
-    active = _urgent_first([i for i in ctx.alerts.active() if i.location.building_id == building_id])
+    active = _urgent_first([i for i in ctx.alerts.active() if i.location.building_id == building_id and not i.drill])
     rects = bp.rectifications(active, ctx.alerts, now)
     since = now - days * bp.DAY_MS
     past = bp.incidents_since(ctx.incidents, since, building_id)

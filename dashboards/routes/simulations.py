@@ -25,6 +25,8 @@ from pydantic import BaseModel, Field
 
 from dashboards.auth import VIEWER_ONLY, Tester
 from dashboards.deps import AppContext, Ctx
+from devices.drill import end_drill, register_drill
+from simulators.drill import drill_rows
 from simulators.expectations import Outcome
 from simulators.player import ExternalClock, play_population
 from simulators.population import Population, place_rows
@@ -99,6 +101,10 @@ class SimulationPublic(BaseModel):
     rate: float = Field(description="messages per second since it started")
     simulated_at: datetime | None = Field(description="the devices' clock now")
     phase: str = Field(description="what it is doing now")
+    drill: bool = Field(description="played by drill devices (DRILL-…): its incidents are drills, notices reach only "
+                                    "drill contacts, its devices are archived when it ends (docs/incidents.md)")
+    progress: float | None = Field(description="how far a scenario's script is, 0..1 (None: runs until stopped)")
+    left_s: float | None = Field(description="real seconds a scenario has left (None: unknown)")
     log: list[str]
     result: ScenarioResultPublic | None = Field(description="a scenario's expected outcomes, met or not, when it ends")
     error: str
@@ -143,7 +149,9 @@ class Simulation:
         return SimulationPublic(
             id=self.id, kind=self.kind, target=self.target, title=self.title, state=self.state,
             started_at=_dt(self.started_ms), devices=p.devices, sent=p.sent, acked=p.acked, rate=round(p.rate, 1),
-            simulated_at=_dt(p.sim_ms) if p.sim_ms else None, phase=p.phase, log=list(p.log[-30:]),
+            simulated_at=_dt(p.sim_ms) if p.sim_ms else None, phase=p.phase, log=list(p.log[-30:]), drill=True,
+            progress=None if p.fraction is None else round(p.fraction, 4),
+            left_s=None if p.left_s is None else round(p.left_s, 1),
             result=ScenarioResultPublic.of(self.result) if self.result else None, error=self.error)
 
 
@@ -250,6 +258,7 @@ def start_simulation(ctx: Ctx, sims: SimulationsDep, body: SimulationStart, requ
     clock = ExternalClock(ctx.clock_ms)
     progress = Progress(scenario=f"{body.kind} {body.target}")
     sim_id = sims.next_id()
+    actor = f"drill:{_who.name}"  # every run here is a drill on the live street (devices/drill.py)
     if body.kind == "scenario":
         try:
             scenario = get_scenario(body.target)
@@ -265,8 +274,9 @@ def start_simulation(ctx: Ctx, sims: SimulationsDep, body: SimulationStart, requ
             try:
                 sim.result = run_scenario(
                     scenario, api=api, broker=broker, clock=clock, hierarchy=hierarchy, progress=progress,
-                    stop=sim.stop, register=lambda recs: ctx.registry.register_many(recs, actor="simulator",
-                                                                                    now_ms=ctx.clock_ms()))
+                    stop=sim.stop, drill=True, register=lambda recs: register_drill(ctx.registry, recs, actor,
+                                                                                    ctx.clock_ms()),
+                    end=lambda ids: end_drill(ctx.registry, ids, actor, ctx.clock_ms()))
             finally:
                 api.close()
     else:
@@ -278,12 +288,17 @@ def start_simulation(ctx: Ctx, sims: SimulationsDep, body: SimulationStart, requ
             if community is None:
                 raise NotFound("community", body.target)
             title, rows = community.name, place_rows(hierarchy, community_ids=[body.target])
-        population = Population.from_rows(rows, hierarchy.street_id, start_seq=time.time_ns() // 1_000_000)
+        population = Population.from_rows(drill_rows(rows), hierarchy.street_id, start_seq=time.time_ns() // 1_000_000)
         sim = Simulation(sim_id, body.kind, body.target, title, ctx.clock_ms(), progress)
 
         def work() -> None:
-            ctx.registry.register_many(population.records, actor="simulator", now_ms=ctx.clock_ms())
-            play_population(population, broker, clock, stop=sim.stop, progress=progress, duration_s=body.duration_s)
+            register_drill(ctx.registry, population.records, actor, ctx.clock_ms())
+            try:
+                play_population(population, broker, clock, stop=sim.stop, progress=progress,
+                                duration_s=body.duration_s, drill=True)
+            finally:
+                n = end_drill(ctx.registry, list(population.devices), actor, ctx.clock_ms())
+                progress.log.append(f"{n} 台演练设备已归档")
 
     def guarded() -> None:
         try:

@@ -265,8 +265,12 @@ function updateRow(r, inc) {
   setText(r.title, inc.title);
   setText(r.detail, inc.detail);
   r.detail.title = inc.detail;
-  setText(r.kindTag, inc.category === SYSTEM ? "系统故障" : "");
-  r.kindTag.hidden = inc.category !== SYSTEM;
+  // A drill's incident (DRILL-… devices) says so on the wall: nobody real was paged for it.
+  setText(r.kindTag, inc.drill ? "演练" : inc.category === SYSTEM ? "系统故障" : "");
+  r.kindTag.hidden = !inc.drill && inc.category !== SYSTEM;
+  r.kindTag.classList.toggle("drill", !!inc.drill);
+  r.kindTag.title = inc.drill ? "演练事件：由模拟设备引发，只通知演练联系人，不计入考核指标" : "";
+  r.tr.classList.toggle("drill", !!inc.drill);
   r.mute.hidden = !(inc.state === "open" && RING_EVERY_MS[inc.severity]) || silenced.has(inc.id);
   r.tr.classList.toggle("silenced", silenced.has(inc.id));
   setText(r.placeText, inc.location.label);
