@@ -213,6 +213,29 @@ class ApiClient:
         if rejected:
             raise ScenarioError(f"the service refused {len(rejected)} of the scenario's devices, e.g. {rejected[:3]}")
 
+    def register_drill(self, records: Sequence[DeviceRecord]) -> None:
+        """Register a drill's devices (``DRILL-…`` only: ``POST /api/drills/devices``)."""
+        body = {"devices": [{"device_id": r.device_id, "kind": r.kind, "building_id": r.building_id, "floor": r.floor,
+                             "unit": r.unit, "label": r.label} for r in records]}
+        resp = self._http.post("/api/drills/devices", json=body)
+        if resp.status_code >= 400:
+            raise ScenarioError(f"registering the drill's devices failed: {resp.status_code} {resp.text[:300]}")
+
+    def end_drill(self, device_ids: Sequence[str]) -> int:
+        """Archive a drill's devices (``POST /api/drills/end``); how many were retired."""
+        resp = self._http.post("/api/drills/end", json={"device_ids": list(device_ids)})
+        if resp.status_code >= 400:
+            raise ScenarioError(f"archiving the drill's devices failed: {resp.status_code} {resp.text[:300]}")
+        return int(resp.json()["count"])
+
+    def device(self, device_id: str) -> dict[str, Any] | None:
+        """One registered device (None: not registered)."""
+        resp = self._http.get(f"/api/devices/{device_id}")
+        if resp.status_code == 404:
+            return None
+        resp.raise_for_status()
+        return resp.json()  # type: ignore[no-any-return]
+
     def close(self) -> None:
         self._http.close()
 
