@@ -63,6 +63,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         app.include_router(router)
     app.include_router(simulations.router)
     app.include_router(drills.router)
+    app.include_router(drills.clock_router)
     for router in (auth_routes.router, auth_routes.admin_router, exports.router):
         app.include_router(router)
 

@@ -30,6 +30,7 @@ from typing import Any
 from devices.registry import DeviceRecord
 from simulators.clock import SimClock, shanghai
 from simulators.drill import drill_rows
+from simulators.player import ExternalClock
 from simulators.scenario import Progress
 from wanli.errors import WanliError
 
@@ -341,7 +342,6 @@ def _cmd_scenario_list(args: argparse.Namespace) -> int:
 def _cmd_scenario_run(args: argparse.Namespace) -> int:
     import httpx
 
-    from simulators.player import ExternalClock
     from simulators.scenario import ScenarioError, run_embedded, run_scenario
     from simulators.scenarios import get
 
@@ -388,6 +388,17 @@ def _api(args: argparse.Namespace) -> Any:
         user, _, password = args.login.partition(":")
         api.login(user, password)
     return api
+
+
+def service_clock(api: Any) -> Any:
+    """The running service's clock, followed here: the wall clock, or a tester's accelerated one (``/api/clock``)."""
+    from simulators.player import OffsetClock
+
+    try:
+        found = api.clock()
+    except Exception:  # noqa: BLE001 - a service from before /api/clock: the wall clock
+        return ExternalClock(_wall_ms)
+    return OffsetClock(int(found["now_ms"]), float(found["speed"]))
 
 
 def _wall_ms() -> int:

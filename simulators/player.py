@@ -25,14 +25,25 @@ from simulators.scenario import DispatchListener, Progress
 
 
 class ExternalClock(SimClock):
-    """The clock of a service this process does not control: read through a function, real speed, no jumps."""
+    """The clock of a service this process does not control: read through a function, no jumps. ``speed``: how
+    fast that clock runs (a tester's accelerated service, ``WANLI_CLOCK_SPEED``), for waits and progress."""
 
-    def __init__(self, now_ms: Callable[[], int]) -> None:
+    def __init__(self, now_ms: Callable[[], int], speed: float = 1.0) -> None:
         super().__init__(now_ms(), 1.0, shared=False)
         self._read = now_ms
+        self._speed = speed
 
     def now_ms(self) -> int:
         return self._read()
+
+
+class OffsetClock(ExternalClock):
+    """A remote service's clock followed locally: its time and speed read once (``GET /api/clock``), then
+    extrapolated (polling the API for every timestamp would flood it)."""
+
+    def __init__(self, service_now_ms: int, speed: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        base_mono = monotonic()
+        super().__init__(lambda: service_now_ms + int((monotonic() - base_mono) * 1000 * speed), speed)
 
 
 def play_population(population: Population, broker: BrokerAddress, clock: SimClock, *, stop: threading.Event,

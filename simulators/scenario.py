@@ -228,6 +228,10 @@ class ApiClient:
             raise ScenarioError(f"archiving the drill's devices failed: {resp.status_code} {resp.text[:300]}")
         return int(resp.json()["count"])
 
+    def clock(self) -> dict[str, Any]:
+        """The service's clock (``GET /api/clock``): its time now and its speed."""
+        return self._get("/api/clock")  # type: ignore[no-any-return]
+
     def device(self, device_id: str) -> dict[str, Any] | None:
         """One registered device (None: not registered)."""
         resp = self._http.get(f"/api/devices/{device_id}")

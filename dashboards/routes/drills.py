@@ -16,6 +16,7 @@ from devices.drill import active_drill_devices, end_drill, register_drill
 from devices.registry import DeviceRecord
 
 router = APIRouter(prefix="/api/drills", tags=["drills"], dependencies=VIEWER_ONLY)
+clock_router = APIRouter(prefix="/api/clock", tags=["drills"], dependencies=VIEWER_ONLY)
 
 MAX_DEVICES = 60_000  # the whole generated street is 50,615
 
@@ -67,3 +68,18 @@ def end_drill_devices(ctx: Ctx, body: DrillEnd, who: Tester) -> DrillCount:
     ids = body.device_ids if body.device_ids is not None else active_drill_devices(ctx.registry)
     n = end_drill(ctx.registry, ids, actor=f"drill:{who.name}", now_ms=ctx.clock_ms())
     return DrillCount(count=n)
+
+
+class ClockPublic(BaseModel):
+    now_ms: int = Field(description="the service's time now, ms since the epoch (UTC)")
+    speed: float = Field(description="how many times real time it runs: 1 on the wall clock, more on a tester's clock "
+                                     "(WANLI_CLOCK_SPEED, never in production)")
+    test_clock: bool = Field(description="a tester's clock (accelerated or started elsewhere), not the wall clock")
+
+
+@clock_router.get("", response_model=ClockPublic)
+def service_clock(ctx: Ctx) -> ClockPublic:
+    """The service's clock: what a scenario played against it stamps its devices' messages with."""
+    s = ctx.settings
+    return ClockPublic(now_ms=ctx.clock_ms(), speed=s.clock_speed if s is not None else 1.0,
+                       test_clock=bool(s is not None and s.test_clock))
