@@ -48,7 +48,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.credentials import station_dispatch_topic
-from devices.drill import DRILL_TOPIC_ROOT
+from devices.drill import DRILL_TOPIC_ROOT, is_drill, real_id
 from devices.hierarchy import Hierarchy, hierarchy_from_dict, load_hierarchy
 from devices.registry import DeviceRecord
 from devices.street_generator import generate_street
@@ -323,6 +323,7 @@ class Stage:
         self.last_sent: dict[str, Publication] = {}  # device id → the last message sent for it
         self._received_before = 0
         self.drill = False  # a drill: every message goes out as a drill twin's (simulators/drill.py)
+        self._started_real = time.monotonic()
         self.view = DrillView(set(population.devices), drill=False)
 
     # -- the story ----------------------------------------------------------------------------------------------------
@@ -343,6 +344,8 @@ class Stage:
 
     def mark(self, name: str) -> int:
         at = self.evidence.marks[name] = self.now_ms()
+        if name == "start":
+            self._started_real = time.monotonic()
         return at
 
     def changed(self, device: SimulatedDevice) -> None:
@@ -381,7 +384,11 @@ class Stage:
             return
         done_s = max(0.0, (now_ms - start) / 1000)
         self.progress.fraction = min(1.0, done_s / total_s)
-        self.progress.left_s = max(0.0, total_s - done_s) / self.clock.speed
+        # The pace seen so far (simulated seconds per real second): a service's clock may run at any speed,
+        # and its jumps wait for ingest, so what was measured beats what the clock claims.
+        real_s = time.monotonic() - self._started_real
+        pace = done_s / real_s if real_s > 1 and done_s > 0 else self.clock.speed
+        self.progress.left_s = max(0.0, total_s - done_s) / pace
 
     def skip(self, seconds: float, step_s: float = 3600.0) -> None:
         """Jump ``seconds`` ahead in steps of ``step_s``; each step's messages are sent and ingested before the next.
@@ -438,7 +445,7 @@ class Stage:
                 if station is not None and hasattr(station, "on_dispatch"):
                     dispatch_id = station.on_dispatch(body, now_ms)
                     if dispatch_id:
-                        self.say(f"{station_id} 收到派单 {dispatch_id}")
+                        self.say(f"{real_id(station_id)}{'（演练）' if is_drill(station_id) else ''} 收到派单 {dispatch_id}")
                         self.population.touch(station)
         self.send(self.population.tick(now_ms))
         self.progress.sim_ms = now_ms

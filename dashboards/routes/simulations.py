@@ -36,6 +36,7 @@ from simulators.scenario import (
     Progress,
     ScenarioError,
     ScenarioResult,
+    ScenarioStopped,
     run_scenario,
 )
 from simulators.scenarios import get as get_scenario
@@ -303,6 +304,8 @@ def start_simulation(ctx: Ctx, sims: SimulationsDep, body: SimulationStart, requ
     def guarded() -> None:
         try:
             work()
+        except ScenarioStopped:  # the tester stopped it: stopped, not failed
+            progress.say("已停止")
         except Exception as exc:  # the broker went away, a scenario failed: the page shows why
             log.exception("simulation %s failed", sim_id)
             sim.error = str(exc) or type(exc).__name__
