@@ -322,9 +322,13 @@ def _cmd_load(args: argparse.Namespace) -> int:
     print(f"building {args.count:,} messages from {len(population):,} devices…", file=sys.stderr)
     messages = build_messages(population.records, args.count, mix, start_seq=time.time_ns() // 1_000_000)
     broker = _broker(args.mqtt_url)
+    tty = sys.stderr.isatty()  # rewriting a line takes escape codes: into a file or a pipe, no progress line
     report = publish(messages, broker.host, broker.port, rate=args.rate, inflight=args.inflight,
-                     progress=lambda i: print(f"\r\x1b[K{i:,} sent", end="", file=sys.stderr, flush=True))
-    print(f"\r\x1b[K{report.summary()}")
+                     progress=(lambda i: print(f"\r\x1b[K{i:,} sent", end="", file=sys.stderr, flush=True)) if tty
+                     else None)
+    if tty:
+        print("\r\x1b[K", end="", file=sys.stderr)
+    print(report.summary())
     return 0 if report.acknowledged == report.sent else 1
 
 
