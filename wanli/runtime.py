@@ -294,7 +294,11 @@ class WanliService:
         bound_port = self._server.servers[0].sockets[0].getsockname()[1]
         self.http_url = f"http://{s.http_host}:{bound_port}"
         await asyncio.get_running_loop().run_in_executor(None, consumer.subscribed.wait, 30)
-        if s.simulate_building:
+        if s.simulate_building and s.mode is Mode.PRODUCTION:
+            # It registers and publishes as 香泉1号楼's real ids: on a live street that is what a drill must never do
+            # (devices/drill.py); drills there run as DRILL-… twins (wanli simulate, the tester page).
+            log.warning("production mode: the simulated building is not started (WANLI_SIMULATE_BUILDING ignored)")
+        elif s.simulate_building:
             self._start_simulated_building(host, port)
 
     def _tick_alerts(self) -> None:
