@@ -27,6 +27,7 @@ from wanli.chaos import add_commands as add_chaos_commands
 from wanli.notify_commands import add_notify_commands
 from wanli.data_commands import add_data_commands
 from wanli.registry_commands import add_commands
+from wanli.errors import StoreUnavailable
 from wanli.settings import Settings
 from wanli.user_commands import add_user_commands
 
@@ -150,13 +151,17 @@ def main(argv: list[str] | None = None) -> int:
         # The service or the broker is not where the command looked: one line saying what to try, no traceback.
         print(f"wanli: {unreachable(args, exc)}", file=sys.stderr)
         return 1
+    except StoreUnavailable as exc:  # the broker refused or did not answer (simulators' publishers)
+        print(f"wanli: {unreachable(args, exc) if exc.store == 'mqtt' else exc}", file=sys.stderr)
+        return 1
 
 
 def unreachable(args: argparse.Namespace, exc: BaseException) -> str:
     """What could not be reached, why, and what to try."""
     from simulators.cli import running_service_hint
 
-    why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    why = (exc.detail if isinstance(exc, StoreUnavailable) else str(exc)).splitlines()[0] if str(exc) \
+        else type(exc).__name__
     if isinstance(exc, httpx.TransportError):
         where = getattr(args, "api", None) or "the service"
         what = f"cannot reach the service at {where} ({why})"
