@@ -281,7 +281,7 @@ def _sound_drill_alarm(args: argparse.Namespace, street: str, twin: str, real: s
             return 1
         print(f"published a drill alarm of {twin} (the drill twin of {real}; its incident is marked 演练): {topic}")
         if station_twin:
-            duty = FireStationSim(station_twin, street=street, seq=now, response="prompt")
+            duty = FireStationSim(station_twin, street=street, seq=now, response="drill")
             _answer_as_station(listener, duty, pub, args.answer_for)
         return 0
     finally:

@@ -115,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     alarm.add_argument("device", help="a registered smoke detector's id, e.g. SD-XQ01-0101")
     alarm.add_argument("--mqtt-url", help="broker (default: the embedded broker's address, mqtt://127.0.0.1:1883)")
     api_options(alarm)
-    alarm.add_argument("--answer-for", type=float, default=120.0,
-                       help="seconds the drill's station answers its dispatch (default 120; 0: nobody answers)")
+    alarm.add_argument("--answer-for", type=float, default=60.0,
+                       help="seconds the drill's station waits for its dispatch and answers it (acknowledge, depart, "
+                            "on scene, within seconds each; default 60; 0: nobody answers)")
     alarm.set_defaults(func=cmd_simulate_alarm)
 
     try:

@@ -664,7 +664,10 @@ function renderStateTile(list) {
   setText($("kpi-state-list"), states.length ? states.join("　") : "无");
   $("kpi-states").className = `tile${byState.get("open") ? " bad" : ""}`;
   const tiers = [...byTier].sort((a, b) => b[1] - a[1]).map(([t, n]) => `${TIER[t] || "未分级"} ${n}`);
-  setText($("kpi-tiers"), tiers.length ? `按层级：${tiers.join("、")}` : "按层级：—");
+  // A drill's rows are on the wall (marked 演练) and so in this count, which says how many; the street's KPIs
+  // (/api/kpi) leave them out.
+  const drills = list.filter((i) => i.drill).length;
+  setText($("kpi-tiers"), (tiers.length ? `按层级：${tiers.join("、")}` : "按层级：—") + (drills ? `；含演练 ${drills}` : ""));
 }
 
 function renderKpi(k) {

@@ -119,12 +119,15 @@ def test_a_drill_beside_a_real_detector_accepts_all_its_messages_and_pages_nobod
         publish(mosquitto.host, mosquitto.port, [real.heartbeat(now_ms())])
         sent += 1
 
-        # The drill: the real detector's twin alarms in its unit; nobody answers (--answer-for 0).
-        done = wanli("simulate", "alarm", REAL, *api, *broker, "--answer-for", "0", token=token, data_dir=tmp_path)
+        # The drill: the real detector's twin alarms in its unit; the station's twin answers its dispatch.
+        done = wanli("simulate", "alarm", REAL, *api, *broker, "--answer-for", "30", token=token, data_dir=tmp_path)
         assert done.returncode == 0, done.stderr
         assert "DRILL-SD-XQ01-0301" in done.stdout and "演练" in done.stdout
-        drill = wait_for(lambda: next((i for i in service.services.alerts.active() if i.drill), None))
+        drill = wait_for(lambda: next((i for i in service.services.alerts.active()
+                                       if i.drill and i.state.value == "on_scene"), None))
         assert drill.device_id == "DRILL-SD-XQ01-0301" and drill.location.unit == "0301"
+        assert "DRILL-MFS-XQ" in drill.acknowledged_by  # its own station answered: nothing left to climb
+        assert not [i for i in service.services.alerts.active() if i.condition.startswith("dispatch_")]
         publish(mosquitto.host, mosquitto.port, [real.heartbeat(now_ms())])  # the real one goes on, as always
         sent += 1
 
