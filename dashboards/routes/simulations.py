@@ -136,6 +136,7 @@ class Simulation:
     thread: threading.Thread | None = None
     result: ScenarioResult | None = None
     error: str = ""
+    devices: frozenset[str] = frozenset()  # its drill devices: two runs at once may not share one
 
     @property
     def state(self) -> Literal["running", "finished", "stopped", "failed"]:
@@ -184,6 +185,10 @@ class Simulations:
             for other in self._runs.values():
                 if other.state == "running" and (other.kind, other.target) == (sim.kind, sim.target):
                     raise Conflict(f"{sim.kind} {sim.target} is already being simulated ({other.id}); stop it first")
+                if other.state == "running" and sim.devices & other.devices:
+                    # the first to end would archive the other's devices under it
+                    raise Conflict(f"{other.id} is playing some of the same drill devices "
+                                   f"({len(sim.devices & other.devices)}); stop it first")
             self._runs[sim.id] = sim
             finished = [s for s in self._runs.values() if s.state != "running"]
             for old in sorted(finished, key=lambda s: s.started_ms)[: max(0, len(self._runs) - MAX_KEPT)]:
@@ -268,7 +273,10 @@ def start_simulation(ctx: Ctx, sims: SimulationsDep, body: SimulationStart, requ
         if scenario.needs_shared_clock:
             raise Invalid(f"scenario {scenario.name} jumps hours ahead and cannot run on this service's real clock; "
                           f"run it on a simulated clock of its own: wanli scenario run {scenario.name}")
-        sim = Simulation(sim_id, body.kind, body.target, scenario.title, ctx.clock_ms(), progress)
+        sim = Simulation(sim_id, body.kind, body.target, scenario.title, ctx.clock_ms(), progress,
+                         devices=frozenset(r[0] for r in drill_rows(
+                             scenario.rows(hierarchy) if scenario.rows else place_rows(
+                                 hierarchy, building_ids=scenario.buildings, community_ids=scenario.communities))))
         api = ApiClient(str(request.base_url).rstrip("/"), _caller_headers(request))
 
         def work() -> None:
@@ -290,7 +298,8 @@ def start_simulation(ctx: Ctx, sims: SimulationsDep, body: SimulationStart, requ
                 raise NotFound("community", body.target)
             title, rows = community.name, place_rows(hierarchy, community_ids=[body.target])
         population = Population.from_rows(drill_rows(rows), hierarchy.street_id, start_seq=time.time_ns() // 1_000_000)
-        sim = Simulation(sim_id, body.kind, body.target, title, ctx.clock_ms(), progress)
+        sim = Simulation(sim_id, body.kind, body.target, title, ctx.clock_ms(), progress,
+                         devices=frozenset(population.devices))
 
         def work() -> None:
             register_drill(ctx.registry, population.records, actor, ctx.clock_ms())

@@ -102,9 +102,12 @@ def test_a_long_run_shows_progress_and_time_left_and_can_be_stopped(tester, fast
              timeout_s=15)
     expect(page.locator("#verdict")).to_contain_text("剩余约")
     tester.screenshot("tester-drill-progress.png", full_page=False)
+    api = httpx.Client(base_url=service.http_url, headers=auth_headers(service), timeout=10)
+    # the same building's twins in a second run at once: refused (the first to end would archive the other's)
+    clash = api.post("/api/simulations", json={"kind": "building", "target": "xq-01"})
+    assert clash.status_code == 409 and "same drill devices" in clash.json()["detail"]
     run.locator("button", has_text="停止").click()
     expect(run.locator(".state")).to_have_text("已停止", timeout=10_000)
-    api = httpx.Client(base_url=service.http_url, headers=auth_headers(service), timeout=10)
     wait_for(lambda: api.get("/api/drills/devices").json()["count"] == 0, timeout_s=10)
     drill = [i for i in api.get("/api/incidents").json() if i["drill"]]
     assert drill and all(i["device_id"].startswith("DRILL-") for i in drill)
