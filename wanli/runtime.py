@@ -283,7 +283,9 @@ class WanliService:
                          svc.broker_access, ingest_ready=consumer.subscribed.is_set, clock_ms=self._clock_ms, settings=s, engine=svc.engine,
                          telemetry=svc.telemetry, faults=lambda: self.health.faults,
                          notifier=svc.notifier if s.notify_enabled else None, history=self.lifecycle.history)
-        config = uvicorn.Config(create_app(ctx), host=s.http_host, port=s.http_port, log_level="warning",
+        app = create_app(ctx)
+        app.state.service_clock = self.clock  # a tester's clock can be stepped through the API (None: the wall clock)
+        config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning",
                                 lifespan="off", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
         self._tasks.append(asyncio.create_task(self._server.serve(), name="http"))

@@ -7,13 +7,14 @@ reactivate, relabel or move a real device, whatever its file says.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from dashboards.auth import VIEWER_ONLY, Tester
 from dashboards.deps import Ctx
 from devices.drill import active_drill_devices, end_drill, register_drill
 from devices.registry import DeviceRecord
+from wanli.errors import Conflict
 
 router = APIRouter(prefix="/api/drills", tags=["drills"], dependencies=VIEWER_ONLY)
 clock_router = APIRouter(prefix="/api/clock", tags=["drills"], dependencies=VIEWER_ONLY)
@@ -83,3 +84,19 @@ def service_clock(ctx: Ctx) -> ClockPublic:
     s = ctx.settings
     return ClockPublic(now_ms=ctx.clock_ms(), speed=s.clock_speed if s is not None else 1.0,
                        test_clock=bool(s is not None and s.test_clock))
+
+
+class ClockStep(BaseModel):
+    seconds: float = Field(gt=0, le=30 * 86_400, description="how far to step the tester's clock ahead")
+
+
+@clock_router.post("/advance", response_model=ClockPublic)
+def advance_clock(ctx: Ctx, body: ClockStep, request: Request, _who: Tester) -> ClockPublic:
+    """Step a tester's clock ahead (a stepped clock: skip a quiet night at once). 409 on the wall clock: the
+    street's real time never jumps."""
+    clock = getattr(request.app.state, "service_clock", None)
+    if clock is None:
+        raise Conflict("this service runs on the wall clock, which never jumps: start it with WANLI_CLOCK_SPEED or "
+                       "WANLI_CLOCK_START (a tester's clock, development mode) to step it")
+    clock.advance(int(body.seconds * 1000))
+    return service_clock(ctx)

@@ -100,6 +100,7 @@ RULES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/drills/devices"): "tester",
     ("POST", "/api/drills/end"): "tester",
     ("GET", "/api/clock"): ANY,
+    ("POST", "/api/clock/advance"): "tester",
     # accounts and tokens: admins
     ("GET", "/api/users"): "admin",
     ("POST", "/api/users"): "admin",

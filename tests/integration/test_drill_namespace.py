@@ -203,6 +203,7 @@ def test_a_drill_refuses_what_is_not_its_own(service_factory: ServiceFactory, mo
     assert tester.post("/api/drills/end", json={"device_ids": [REAL]}).status_code == 422
     assert service.services.registry.get(REAL).lifecycle.value == "active"
     assert service_factory.client(service, "viewer").post("/api/drills/end", json={}).status_code == 403
+    assert tester.post("/api/clock/advance", json={"seconds": 60}).status_code == 409  # the wall clock never jumps
     token = new_token(service, "tester")
     api, broker = ["--api", service.http_url], ["--mqtt-url", mosquitto.url]
     # simulate says so when the device is not registered, or retired: nothing published, no traceback.

@@ -59,10 +59,17 @@ def test_a_day_long_scenario_runs_against_wanli_run_on_an_accelerated_clock(mosq
         assert "\x1b[" not in done.stderr  # the progress went to a pipe: no escape codes
 
         with httpx.Client(base_url=api, timeout=10) as c:  # signed in as development mode's account, as the CLI did
-            assert c.post("/api/auth/login", json={"username": "dev", "password": "wanli-dev"}).status_code == 200
+            signed = c.post("/api/auth/login", json={"username": "dev", "password": "wanli-dev"})
+            assert signed.status_code == 200
+            c.headers["X-CSRF-Token"] = signed.json()["csrf_token"]  # a session's changes carry it
             now = c.get("/api/clock").json()
             assert now["speed"] == SPEED and now["test_clock"] is True
             assert now["now_ms"] > start.timestamp() * 1000 + 26 * 3600 * 1000  # the service's day went by too
+            # a stepped clock: a night skipped at once
+            stepped = c.post("/api/clock/advance", json={"seconds": 8 * 3600})
+            assert stepped.status_code == 200, stepped.text
+            assert stepped.json()["now_ms"] >= now["now_ms"] + 8 * 3600 * 1000
+            assert c.post("/api/clock/advance", json={"seconds": -1}).status_code == 422
             welfare = [i for i in c.get("/api/incidents").json() if i["condition"] in ("no_activity", "low_water_use")]
             assert {i["device_id"] for i in welfare} == {"DRILL-EA-XQ01-1201", "DRILL-WM-XQ01-1201"}
             assert all(i["drill"] for i in welfare)
