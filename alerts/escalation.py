@@ -182,7 +182,8 @@ def _notice(incident: Incident, step_no: int, tier: str, place_id: str, who: Res
     if incident.drill:
         body["drill"] = True
         body["title"] = f"【{DRILL_ZH}】{incident.title}"
-    topic = dispatch_topic(loc.street_id, tier, place_id, who.role if tier != "fire_station" else "duty", incident.drill)
+    role = who.role if tier != "fire_station" else "duty"
+    topic = dispatch_topic(loc.street_id, tier, place_id, role, incident.drill)
     phone = "" if incident.drill else who.phone  # a drill's notice carries no real number to ring
     return Notice(incident.id, step_no, tier, place_id, who.role, who.name, phone, topic,
                   json.dumps(body, ensure_ascii=False, separators=(",", ":")), dispatch_id, drill=incident.drill)

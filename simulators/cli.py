@@ -127,9 +127,10 @@ class _LiveLine(threading.Thread):
         self._said = len(p.log)
         if self.tty:
             sim = f"{shanghai(p.sim_ms):%m-%d %H:%M:%S}" if p.sim_ms else "-"
-            left = f" · {p.fraction:.0%}, {p.left_s:,.0f} s left" if p.fraction is not None and p.left_s is not None else ""
-            self.out.write(f"{clear}{p.sent:,} sent ({p.acked:,} acked) · {p.rate:,.0f} msg/s · {p.devices:,} devices · "
-                           f"simulated {sim}{left} · {p.phase}")
+            known = p.fraction is not None and p.left_s is not None
+            left = f" · {p.fraction:.0%}, {p.left_s:,.0f} s left" if known else ""
+            self.out.write(f"{clear}{p.sent:,} sent ({p.acked:,} acked) · {p.rate:,.0f} msg/s · "
+                           f"{p.devices:,} devices · simulated {sim}{left} · {p.phase}")
         self.out.flush()
 
 

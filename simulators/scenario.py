@@ -377,7 +377,7 @@ class Stage:
         raise ScenarioStopped(self.scenario.name)
 
     def _tell_progress(self, now_ms: int) -> None:
-        """How far the story is and how long it has left (the script's length in simulated time, at the clock's speed)."""
+        """How far the story is and how long it has left (the script's length in simulated time, at the pace seen)."""
         total_s = self.scenario.duration_s
         start = self.evidence.marks.get("start")
         if not total_s or start is None:

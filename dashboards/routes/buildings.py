@@ -72,7 +72,8 @@ def street_map(ctx: Ctx) -> StreetMap:
             id=b.id, name=b.name, community_id=c.id, community=c.name, area_id=a.id, area=a.name, floors=b.floors,
             high_rise=b.high_rise, x=p.x, y=p.y, derived=p.derived,
             state=bp.building_state(critical, len(here), faults[b.id], devices[b.id]),
-            active=len(here), critical=critical, top_incident=here[0].title if here else "",
+            active=len(here), critical=critical,
+            top_incident=(f"【演练】{here[0].title}" if here[0].drill else here[0].title) if here else "",
             devices=devices[b.id], faults=faults[b.id], overdue=overdue[b.id]))
     return StreetMap(
         street=h.street_name, buildings=buildings,

@@ -37,8 +37,8 @@ class DrillDevices(BaseModel):
 
 
 class DrillEnd(BaseModel):
-    device_ids: list[str] | None = Field(default=None, max_length=MAX_DEVICES,
-                                         description="the drill's devices (DRILL-…); omitted: every active drill device")
+    device_ids: list[str] | None = Field(
+        default=None, max_length=MAX_DEVICES, description="the drill's devices (DRILL-…); omitted: every active one")
 
 
 class DrillCount(BaseModel):

@@ -25,8 +25,8 @@ def wanli(*args: str, data_dir: Path, token: str = "") -> subprocess.CompletedPr
                           timeout=60, check=False)
 
 
-def test_an_unreachable_service_or_broker_is_one_line_with_what_to_try(service_factory: ServiceFactory,
-                                                                      mosquitto: MosquittoServer, tmp_path: Path) -> None:
+def test_an_unreachable_service_or_broker_is_one_line_with_what_to_try(
+        service_factory: ServiceFactory, mosquitto: MosquittoServer, tmp_path: Path) -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"
     for args in (("devices", "list", "--api", nowhere), ("simulate", "alarm", "SD-XQ01-0101", "--api", nowhere),
                  ("scenario", "run", "kitchen_false_alarm", "--api", nowhere)):

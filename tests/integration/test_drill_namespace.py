@@ -195,7 +195,8 @@ def test_a_drill_refuses_what_is_not_its_own(service_factory: ServiceFactory, mo
     tester = service_factory.client(service, "tester")
     # The drill's door takes only DRILL-… ids: a real id is refused and nothing is written.
     r = tester.post("/api/drills/devices", json={"devices": [
-        {"device_id": "DRILL-SD-XQ01-0302", "kind": "smoke_detector", "building_id": "xq-01", "floor": 3, "unit": "0302"},
+        {"device_id": "DRILL-SD-XQ01-0302", "kind": "smoke_detector", "building_id": "xq-01", "floor": 3,
+         "unit": "0302"},
         {"device_id": NEIGHBOUR, "kind": "smoke_detector", "building_id": "xq-01", "floor": 3, "unit": "0302"}]})
     assert r.status_code == 422
     assert service.services.registry.find("DRILL-SD-XQ01-0302") is None

@@ -47,7 +47,8 @@ def test_a_drill_population_is_the_places_twins_and_a_script_still_names_the_rea
 def test_what_a_drill_publishes_by_hand_goes_out_as_the_twin():
     assert drill_topic("safety/v1/wanli/smoke_detector/SD-XQ01-0101/event") == \
         "safety/v1/wanli/smoke_detector/DRILL-SD-XQ01-0101/event"
-    assert drill_topic("safety/v1/wanli/smoke_detector/DRILL-SD-1/event") == "safety/v1/wanli/smoke_detector/DRILL-SD-1/event"
+    twin = "safety/v1/wanli/smoke_detector/DRILL-SD-1/event"
+    assert drill_topic(twin) == twin
     # a malformed topic stays malformed (it is refused as such, never turned into a valid id)
     assert drill_topic("safety/v1/wanli/smoke_detector/-SD-XQ01-0101/event") == \
         "safety/v1/wanli/smoke_detector/-SD-XQ01-0101/event"
