@@ -73,7 +73,11 @@ def register_drill(registry: DeviceRegistry, records: Sequence[DeviceRecord], ac
     many were registered anew or reactivated.
     """
     refuse_real(r.device_id for r in records)
-    outcomes = registry.register_many(records, actor=actor, now_ms=now_ms)
+    for r in records:  # a twin left active elsewhere (its real device was moved since): archived, then placed anew
+        old = registry.find(r.device_id)
+        if old is not None and old.lifecycle.value == "active" and old.placement != r.placement:
+            registry.retire(r.device_id, actor, now_ms, reason=f"{DRILL_ZH}设备换位")
+    outcomes = registry.register_many(records, actor=actor, now_ms=now_ms, drill=True)
     return sum(1 for o in outcomes if o.value in ("created", "reactivated"))
 
 

@@ -392,11 +392,17 @@ class DeviceRegistry:
 
     # -- maintainers' operations --
 
-    def validate(self, rec: DeviceRecord) -> None:
-        """Raise ``Invalid`` if the record's values cannot be right, ``Conflict`` if it clashes with the registry."""
+    def validate(self, rec: DeviceRecord, drill: bool = False) -> None:
+        """Raise ``Invalid`` if the record's values cannot be right, ``Conflict`` if it clashes with the registry.
+        ``drill``: a drill's registration, which takes drill ids (``DRILL-…``) only, as every other takes none."""
         if not is_device_id(rec.device_id):
             raise Invalid(f"device id {rec.device_id!r} must be 1-64 of [A-Za-z0-9_-], starting with a letter or digit")
         refuse_reserved(rec.device_id, self._reserved)
+        if is_drill(rec.device_id) and not drill:  # its incidents would page no real person: devices/drill.py
+            raise Invalid(f"device id {rec.device_id!r} is reserved: ids starting with 'DRILL-' are a drill's simulated "
+                          "devices (docs/incidents.md, Drills); choose another id")
+        if drill and not is_drill(rec.device_id):
+            raise Invalid(f"a drill registers only drill devices (DRILL-…), not {rec.device_id}")
         if rec.kind not in KINDS:
             raise Invalid(f"unknown device kind {rec.kind!r}; known: {', '.join(KINDS)}")
         if rec.street_id != self._hierarchy.street_id:
@@ -426,7 +432,8 @@ class DeviceRegistry:
         if len(unit) > 16:
             raise Invalid(f"unit {unit!r} is longer than 16 characters")
 
-    def register_many(self, records: Sequence[DeviceRecord], actor: str, now_ms: int) -> list[RegisterOutcome]:
+    def register_many(self, records: Sequence[DeviceRecord], actor: str, now_ms: int,
+                      drill: bool = False) -> list[RegisterOutcome]:
         """Register devices; idempotent for an identical registration, a conflict for a different one.
 
         All or nothing: every record is validated before anything is written.
@@ -437,7 +444,7 @@ class DeviceRegistry:
             history: list[HistoryEntry] = []
             seen: set[str] = set()
             for rec in records:
-                self.validate(rec)
+                self.validate(rec, drill)
                 if rec.device_id in seen:
                     raise Invalid(f"device {rec.device_id} appears twice")
                 seen.add(rec.device_id)

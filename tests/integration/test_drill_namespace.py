@@ -202,6 +202,15 @@ def test_a_drill_refuses_what_is_not_its_own(service_factory: ServiceFactory, mo
     assert service.services.registry.find("DRILL-SD-XQ01-0302") is None
     assert service.services.registry.get(NEIGHBOUR).lifecycle.value == "retired"
     assert tester.post("/api/drills/end", json={"device_ids": [REAL]}).status_code == 422
+    # …and the maintainers' doors take no DRILL- id: a real device so named would page nobody real.
+    maintainer = service_factory.client(service, "maintainer")
+    refused = maintainer.post("/api/devices", json={"device_id": "DRILL-SD-XQ01-0303", "kind": "smoke_detector",
+                                                    "building_id": "xq-01", "floor": 3, "unit": "0303"})
+    assert refused.status_code == 422 and "reserved" in refused.text
+    report = maintainer.post("/api/devices/import", headers={"content-type": "text/csv"},
+                             content="device_id,kind,building_id,floor,unit,label\n"
+                                     "DRILL-SD-XQ01-0304,smoke_detector,xq-01,3,0304,x\n".encode())
+    assert report.status_code == 200 and report.json()["created"] == 0 and len(report.json()["rejected"]) == 1
     assert service.services.registry.get(REAL).lifecycle.value == "active"
     assert service_factory.client(service, "viewer").post("/api/drills/end", json={}).status_code == 403
     assert tester.post("/api/clock/advance", json={"seconds": 60}).status_code == 409  # the wall clock never jumps
