@@ -148,7 +148,7 @@
       el("td", {}, c.group), el("td", {}, c.role_zh), el("td", {}, c.name),
       el("td", { class: "phone" }, c.phone === null ? "（无权查看电话）"
         : c.phone ? el("a", { href: `tel:${c.phone}` }, c.phone) : "（未登记电话）")))
-      : [el("tr", {}, el("td", { colspan: "4" }, "没有登记的联系人"))]));
+      : [el("tr", {}, el("td", { colspan: "4" }, inc.drill ? "演练：没有演练联系人（请勿拨打真实电话）" : "没有登记的联系人"))]));
 
     $("drawer-steps").replaceChildren(...steps.map((s) => el("li", { class: `step ${s.status}` },
       el("b", {}, `第${s.step + 1}级 · ${s.tiers_zh.join("、")}`),

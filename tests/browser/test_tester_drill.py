@@ -86,6 +86,23 @@ def test_a_page_run_is_a_drill_that_judges_only_its_own_incidents(tester, fast_s
         "building_id": "xq-01", "limit": 10_000}).json() if not d["device_id"].startswith("DRILL-")}
     assert after == before
     assert api.get("/api/drills/devices").json()["count"] == 0
+    drill_id = next(i["id"] for i in presses if i["drill"])
+
+    # On the wall both are there, the drill's marked 演练 (row and drawer), the real one not.
+    page.goto(service.http_url + "/ops/")
+    drill_row, real_row = page.locator(f"#inc-{drill_id}"), page.locator(f"#inc-{unrelated['id']}")
+    expect(drill_row.locator(".kind-tag.drill")).to_have_text("演练")
+    expect(drill_row).to_have_class(re.compile(r"\bdrill\b"))
+    expect(real_row.locator(".kind-tag")).to_be_hidden()
+    expect(page.locator("#kpi-tiers")).to_contain_text("含演练 1")
+    drill_row.locator(".title").click()
+    expect(page.locator("#drawer-title")).to_have_text(re.compile(r"^【演练】"))
+    expect(page.locator("#drawer-facts")).to_contain_text("只通知演练联系人")
+    # no real phone to ring from the screen during a drill: only its own contacts (none set here)
+    expect(page.locator("#drawer-contacts")).to_have_text("演练：没有演练联系人（请勿拨打真实电话）")
+    tester.screenshot("tester-drill-wall-drawer.png", full_page=False)
+    # The street's KPIs leave it out: the real press is the only active incident they count.
+    assert api.get("/api/kpi").json()["active"] == 1
     api.close()
 
 

@@ -170,6 +170,9 @@ def test_a_drill_beside_a_real_detector_accepts_all_its_messages_and_pages_nobod
         client = viewer
         listed = {i["id"]: i for i in client.get("/api/incidents").json()}
         assert listed[drill.id]["drill"] is True and listed[real_alarm.id]["drill"] is False
+        to_call = op.get(f"/api/incidents/{drill.id}/contacts").json()  # the drawer's list: nobody real to ring
+        assert [(c["group"], c["name"]) for c in to_call] == [("演练", "演练群")]
+        assert {c["group"] for c in op.get(f"/api/incidents/{real_alarm.id}/contacts").json()} >= {"楼栋", "居民区"}
         kpi = client.get("/api/kpi").json()
         assert kpi["active"] == sum(1 for i in service.services.alerts.active() if not i.drill)
         assert "演练" in client.get("/api/incidents.csv", params={"active": True}).text
