@@ -86,13 +86,7 @@ def end_drill(registry: DeviceRegistry, device_ids: Iterable[str], actor: str, n
     record and history kept, its messages no longer accepted). ``Invalid`` for a real id, nothing retired."""
     ids = list(dict.fromkeys(device_ids))
     refuse_real(ids)
-    retired = 0
-    for device_id in ids:
-        rec = registry.find(device_id)
-        if rec is not None and rec.lifecycle.value == "active":
-            registry.retire(device_id, actor, now_ms, reason=f"{DRILL_ZH}结束")
-            retired += 1
-    return retired
+    return len(registry.retire_many(ids, actor, now_ms, reason=f"{DRILL_ZH}结束"))
 
 
 def active_drill_devices(registry: DeviceRegistry) -> list[str]:

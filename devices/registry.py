@@ -501,6 +501,18 @@ class DeviceRegistry:
         self._notify([retired])
         return retired
 
+    def retire_many(self, device_ids: Iterable[str], actor: str, now_ms: int, reason: str = "") -> list[DeviceRecord]:
+        """Retire every active device among ``device_ids`` in one write and one notice to the listeners (a drill's
+        whole street of twins at its end); unknown or already retired ids are skipped."""
+        with self._lock:
+            found = [self._by_id.get(d) for d in dict.fromkeys(device_ids)]
+            retired = [replace(r, lifecycle=Lifecycle.RETIRED, retired_ms=now_ms) for r in found
+                       if r is not None and r.lifecycle is Lifecycle.ACTIVE]
+            if retired:
+                self._write(retired, [HistoryEntry(r.device_id, now_ms, "retired", actor, reason) for r in retired])
+        self._notify(retired)
+        return retired
+
     def _active(self, device_id: str, action: str) -> DeviceRecord:
         rec = self.get(device_id)
         if rec.lifecycle is Lifecycle.RETIRED:
