@@ -490,6 +490,22 @@ def run_scenario(scenario: Scenario, *, api: ApiClient, broker: BrokerAddress, c
     progress.devices = len(population)
     progress.say(f"正在注册 {len(population)} 台{'演练' if drill else ''}设备")
     register(population.records)
+    try:
+        return _play(scenario, population, api=api, broker=broker, clock=clock, hierarchy=hierarchy, passwords=passwords,
+                     progress=progress, stop=stop, drill=drill)
+    finally:  # however it ends (finished, stopped, the broker refusing it): its devices archived
+        if end is not None:
+            try:
+                end(list(population.devices))
+                progress.log.append(f"{len(population)} 台演练设备已归档" if drill else "设备已归档")
+            except Exception as exc:  # the run's own result stands; say what is left behind
+                log.warning("scenario %s: its devices could not be archived: %s", scenario.name, exc)
+                progress.log.append(f"演练设备未能归档：{exc}")
+
+
+def _play(scenario: Scenario, population: Population, *, api: ApiClient, broker: BrokerAddress, clock: SimClock,
+          hierarchy: Hierarchy, passwords: dict[str, str] | None, progress: Progress, stop: threading.Event,
+          drill: bool) -> ScenarioResult:
     if clock.shared:
         clock.set_speed(scenario.speed)
     started_real, evidence = time.monotonic(), Evidence(mark_names=scenario.marks)
@@ -539,13 +555,6 @@ def run_scenario(scenario: Scenario, *, api: ApiClient, broker: BrokerAddress, c
         if listener is not None:
             listener.close()
         sink.close()
-        if end is not None:
-            try:
-                end(list(population.devices))
-                progress.log.append(f"{len(population)} 台演练设备已归档" if drill else "设备已归档")
-            except Exception as exc:  # the run's own result stands; say what is left behind
-                log.warning("scenario %s: its devices could not be archived: %s", scenario.name, exc)
-                progress.log.append(f"演练设备未能归档：{exc}")
 
 
 def start_ms_for(scenario: Scenario, now_ms: int | None = None) -> int:

@@ -44,6 +44,10 @@ def test_an_unreachable_service_or_broker_is_one_line_with_what_to_try(
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert f"cannot reach the MQTT broker at {no_broker}" in done.stderr and "--mqtt-url" in done.stderr
     assert not [r for r in service.services.registry.active() if r.device_id.startswith("DRILL-")]
+    done = wanli("scenario", "run", "press_then_cancel", "--api", service.http_url, "--mqtt-url", no_broker,
+                 data_dir=tmp_path, token=new_token(service, "tester"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr and no_broker in done.stderr, done.stderr
+    assert not [r for r in service.services.registry.active() if r.device_id.startswith("DRILL-")]  # archived
 
 
 def test_help_names_the_api_and_the_token_and_commands_stay_quiet(tmp_path: Path) -> None:
