@@ -27,7 +27,7 @@ from wanli.chaos import add_commands as add_chaos_commands
 from wanli.notify_commands import add_notify_commands
 from wanli.data_commands import add_data_commands
 from wanli.registry_commands import add_commands
-from wanli.errors import StoreUnavailable
+from wanli.errors import StoreUnavailable, WanliError
 from wanli.settings import Settings
 from wanli.user_commands import add_user_commands
 
@@ -155,6 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     except StoreUnavailable as exc:  # the broker refused or did not answer (simulators' publishers)
         print(f"wanli: {unreachable(args, exc) if exc.store == 'mqtt' else exc}", file=sys.stderr)
         return 1
+    except httpx.HTTPStatusError as exc:  # the service answered no: say what and why, one line
+        r = exc.response
+        hint = "; check WANLI_TOKEN (or --token/--login)" if r.status_code in (401, 403) else ""
+        print(f"wanli: {r.request.method} {r.request.url} refused ({r.status_code}): {r.text[:200]}{hint}",
+              file=sys.stderr)
+        return 2
+    except WanliError as exc:  # a domain error the command did not expect to meet: its message, no traceback
+        print(f"wanli: {exc}", file=sys.stderr)
+        return 2
 
 
 def unreachable(args: argparse.Namespace, exc: BaseException) -> str:

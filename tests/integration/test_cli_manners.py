@@ -48,6 +48,9 @@ def test_an_unreachable_service_or_broker_is_one_line_with_what_to_try(
                  data_dir=tmp_path, token=new_token(service, "tester"))
     assert done.returncode == 1 and "Traceback" not in done.stderr and no_broker in done.stderr, done.stderr
     assert not [r for r in service.services.registry.active() if r.device_id.startswith("DRILL-")]  # archived
+    done = wanli("simulate", "alarm", "SD-XQ01-0101", "--api", service.http_url, data_dir=tmp_path, token="not-a-token")
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "(401)" in done.stderr, done.stderr
+    assert "WANLI_TOKEN" in done.stderr
 
 
 def test_help_names_the_api_and_the_token_and_commands_stay_quiet(tmp_path: Path) -> None:
