@@ -35,12 +35,13 @@ from sqlalchemy import Engine, delete, select
 
 from alerts.outbox import notifications_table
 from alerts.store import incident_audit_table, incidents_table
+from devices.drill import DRILL_ZH, is_drill
 
 log = logging.getLogger(__name__)
 
 SHANGHAI = timezone(timedelta(hours=8))
 DAY_MS = 86_400_000
-INCIDENT_COLUMNS = [c.name for c in incidents_table.columns]
+INCIDENT_COLUMNS = [c.name for c in incidents_table.columns] + ["drill"]  # drill: 演练 for a drill's (devices/drill.py)
 AUDIT_COLUMNS = [c.name for c in incident_audit_table.columns]
 NOTICE_COLUMNS = [c.name for c in notifications_table.columns]
 _TIME_COLUMNS = {"opened_ms", "first_event_ms", "last_event_ms", "updated_ms", "acknowledged_ms", "closed_ms",
@@ -80,7 +81,7 @@ def export_month(engine: Engine, street: str, month: str, archive_dir: Path) -> 
     start, end = month_bounds(month)
     i, a, n = incidents_table, incident_audit_table, notifications_table
     with engine.connect() as conn:
-        incidents = [dict(r) for r in conn.execute(
+        incidents = [{**r, "drill": DRILL_ZH if is_drill(str(r["device_id"])) else ""} for r in conn.execute(
             select(i).where(i.c.street_id == street, i.c.opened_ms >= start, i.c.opened_ms < end)
             .order_by(i.c.opened_ms, i.c.id)).mappings()]
         ids = [r["id"] for r in incidents]

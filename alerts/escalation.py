@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 
 from alerts.incidents import AuditEntry, Incident, Severity, State
 from alerts.policies import Policy, PolicySet, Step, load_default
-from devices.hierarchy import Hierarchy, Responder
+from devices.drill import DRILL_TOPIC_ROOT, DRILL_ZH, drill_id, is_drill
+from devices.hierarchy import Hierarchy, Responder, Tier
 
 __all__ = ["DEFAULT_POLICIES", "POLICIES", "Notice", "Policy", "PolicySet", "Step", "advance", "due", "notices_for",
            "policy_for", "rescale", "start"]
@@ -52,9 +53,12 @@ class Notice:
     drill: bool = False  # a drill's notice: people are reached only through the drill's test contacts
 
 
-def dispatch_topic(street: str, tier: str, place_id: str, role: str) -> str:
-    """``dispatch/v1/{street}/{tier}/{place}/{role}``: outside ``safety/`` so ingest never reads its own notices."""
-    return f"dispatch/v1/{street}/{tier}/{place_id}/{role}"
+def dispatch_topic(street: str, tier: str, place_id: str, role: str, drill: bool = False) -> str:
+    """``dispatch/v1/{street}/{tier}/{place}/{role}``: outside ``safety/`` so ingest never reads its own notices.
+
+    A drill's notice goes to ``drill/v1/…`` instead: no real terminal, duty phone app or group reads it
+    (devices/drill.py); the drill's simulated stations read theirs there."""
+    return f"{DRILL_TOPIC_ROOT if drill else 'dispatch/v1'}/{street}/{tier}/{place_id}/{role}"
 
 
 def notices_for(incident: Incident, step_no: int, policy: Policy, hierarchy: Hierarchy, now_ms: int) -> list[Notice]:
@@ -75,8 +79,13 @@ def notices_for(incident: Incident, step_no: int, policy: Policy, hierarchy: Hie
         station = hierarchy.nearest_station(loc.building_id)
         if station is not None:
             dispatch_id = f"{incident.id}-{step_no}"
-            duty = Responder("fire_station_duty", station.name, station.responders[0].phone if station.responders else "")
-            out.append(_notice(incident, step_no, "fire_station", station.id, duty, now_ms, dispatch_id))
+            if incident.drill:  # the station's drill twin, answered by the drill's simulated station: no real phone
+                duty = Responder("fire_station_duty", f"{station.name}（{DRILL_ZH}）", "")
+                out.append(_notice(incident, step_no, "fire_station", drill_id(station.id), duty, now_ms, dispatch_id))
+            else:
+                duty = Responder("fire_station_duty", station.name,
+                                 station.responders[0].phone if station.responders else "")
+                out.append(_notice(incident, step_no, "fire_station", station.id, duty, now_ms, dispatch_id))
     return out
 
 
@@ -90,9 +99,14 @@ def _notice(incident: Incident, step_no: int, tier: str, place_id: str, who: Res
         "device_id": incident.device_id, "opened_ms": incident.opened_ms, "role": who.role, "to": who.name,
         "acknowledge": f"/api/incidents/{incident.id}/actions",
     }
-    topic = dispatch_topic(loc.street_id, tier, place_id, who.role if tier != "fire_station" else "duty")
-    return Notice(incident.id, step_no, tier, place_id, who.role, who.name, who.phone, topic,
-                  json.dumps(body, ensure_ascii=False, separators=(",", ":")), dispatch_id)
+    if incident.drill:
+        body["drill"] = True
+        body["title"] = f"【{DRILL_ZH}】{incident.title}"
+    role = who.role if tier != "fire_station" else "duty"
+    topic = dispatch_topic(loc.street_id, tier, place_id, role, incident.drill)
+    phone = "" if incident.drill else who.phone  # a drill's notice carries no real number to ring
+    return Notice(incident.id, step_no, tier, place_id, who.role, who.name, phone, topic,
+                  json.dumps(body, ensure_ascii=False, separators=(",", ":")), dispatch_id, drill=incident.drill)
 
 
 STAND_DOWN_ROLE = "fire_station_stand_down"  # a cancel notice: its own row beside the dispatch it calls off
@@ -112,9 +126,12 @@ def stand_down_notices(incident: Incident, dispatch_id: str, station_id: str, hi
         "location": incident.location.label(), "building_id": incident.location.building_id, "to": name,
     }
     step = int(dispatch_id.rsplit("-", 1)[1]) if dispatch_id.rsplit("-", 1)[-1].isdigit() else 0
-    topic = dispatch_topic(incident.location.street_id, "fire_station", station_id, "duty")
+    drill = incident.drill or is_drill(station_id)
+    if drill:
+        body["drill"], phone = True, ""
+    topic = dispatch_topic(incident.location.street_id, "fire_station", station_id, "duty", drill)
     return [Notice(incident.id, step, "fire_station", station_id, STAND_DOWN_ROLE, name, phone, topic,
-                   json.dumps(body, ensure_ascii=False, separators=(",", ":")))]
+                   json.dumps(body, ensure_ascii=False, separators=(",", ":")), drill=drill)]
 
 
 def start(incident: Incident, hierarchy: Hierarchy, now_ms: int,

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from devices.catalog import KINDS
+from devices.drill import is_drill
 from devices.hierarchy import Location
 from wanli.errors import IllegalTransition, Invalid
 
@@ -115,6 +116,10 @@ class Signal:
 
     @property
     def key(self) -> str:
+        # A drill's group (DRILL-… devices) never shares a key with the real group of the same place:
+        # a drill's suspected fire in xq-01 and a real one there are two incidents (devices/drill.py).
+        if self.scope and is_drill(self.device_id):
+            return f"drill|{self.scope}:{self.condition}"
         return f"{self.scope or self.device_id}:{self.condition}"
 
 
@@ -151,6 +156,11 @@ class Incident:
     # The stored row's version (0: never stored). A write names the version it changed, so that two
     # instances of the service never overwrite each other's change (alerts/store.py, StaleIncident).
     version: int = 0
+
+    @property
+    def drill(self) -> bool:
+        """Raised by a drill's devices (``DRILL-…``): marked 演练, left out of KPIs, notices to drill contacts only."""
+        return is_drill(self.device_id)
 
     @property
     def subject(self) -> str:
@@ -327,6 +337,8 @@ def merge_into(source: Incident, group: Incident, actor: str, note: str,
         raise Invalid("不能把事件并入它自己（cannot merge an incident into itself）")
     if not is_group(group) or not group.state.is_active:
         raise Invalid(f"事件 {group.id} 不是进行中的群组事件（merge only into an active group incident）")
+    if source.drill != group.drill:
+        raise Invalid("演练事件与真实事件不能合并（a drill incident and a real one cannot be merged）")
     merged, entry = transition(source, Action.MERGE, actor, f"并入 {group.id}（{group.subject}）" + (f"：{note}" if note
                                                                                                else ""), now_ms)
     members = group.members if source.device_id in group.members else _merged(group.members, (source.device_id,))

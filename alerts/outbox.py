@@ -86,8 +86,8 @@ class Outbox:
         if not notices:
             return
         rows = [_row(n, CHANNEL_MQTT, n.topic, now_ms) for n in notices]
-        if self._webhook:  # the city platform gets every notice too
-            rows += [_row(n, CHANNEL_WEBHOOK, "", now_ms) for n in notices]
+        if self._webhook:  # the city platform gets every notice too, but never a drill's (devices/drill.py)
+            rows += [_row(n, CHANNEL_WEBHOOK, "", now_ms) for n in notices if not n.drill]
         conn.execute(notifications_table.insert(), rows)
         if self._plan is not None:
             try:

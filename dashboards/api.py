@@ -19,6 +19,7 @@ from dashboards.routes import (
     buildings,
     dead_letters,
     devices,
+    drills,
     health,
     incidents,
     kpi,
@@ -63,6 +64,8 @@ def create_app(ctx: AppContext) -> FastAPI:
         app.include_router(router)
     app.include_router(simulations.router)
     app.include_router(policies.router)
+    app.include_router(drills.router)
+    app.include_router(drills.clock_router)
     for router in (auth_routes.router, auth_routes.admin_router, exports.router):
         app.include_router(router)
 

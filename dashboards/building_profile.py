@@ -20,6 +20,7 @@ from alerts.service import AlertService
 from alerts.store import IncidentStore, incident_audit_table, incidents_table
 from dashboards.risk import RiskInputs
 from devices.catalog import KINDS
+from devices.drill import DRILL_PREFIX, is_drill
 from devices.hierarchy import Hierarchy
 from devices.registry import (
     LOW_BATTERY_PCT,
@@ -66,7 +67,8 @@ def device_health(registry: DeviceRegistry, now_ms: int, building_id: str = "") 
     """building id → device kind → counts per health flag, over active devices."""
     out: dict[str, dict[str, KindHealth]] = defaultdict(lambda: defaultdict(KindHealth))
     for rec in registry.list(now_ms=now_ms, building_id=building_id, limit=10**9):
-        out[rec.building_id][rec.kind].add(health(rec, now_ms))
+        if not is_drill(rec.device_id):  # a drill's devices are not the building's (devices/drill.py)
+            out[rec.building_id][rec.kind].add(health(rec, now_ms))
     return out
 
 
@@ -115,11 +117,14 @@ class PastIncident:
         return self.category == "fire" and self.condition in FIRE_ALARM_CONDITIONS
 
 
-def incidents_since(store: IncidentStore, since_ms: int, building_id: str = "") -> list[PastIncident]:
-    """Every incident opened since ``since_ms`` (active or not), oldest first."""
+def incidents_since(store: IncidentStore, since_ms: int, building_id: str = "",
+                    include_drill: bool = False) -> list[PastIncident]:
+    """Every incident opened since ``since_ms`` (active or not), oldest first; a drill's only if asked."""
     t = incidents_table
     q = select(t.c.id, t.c.building_id, t.c.device_id, t.c.kind, t.c.condition, t.c.category, t.c.severity, t.c.state,
                t.c.title, t.c.opened_ms, t.c.acknowledged_ms, t.c.closed_ms).where(t.c.opened_ms >= since_ms)
+    if not include_drill:  # a drill's incidents are no building's history: KPIs and risk profiles leave them out
+        q = q.where(~func.upper(t.c.device_id).like(f"{DRILL_PREFIX}%"))
     if building_id:
         q = q.where(t.c.building_id == building_id)
     with store.transaction() as conn:

@@ -65,6 +65,8 @@ class IncidentPublic(BaseModel):
     escalation_step: int
     tier: str = Field(description="the highest tier told so far: building, community, area, street or district")
     next_escalation_at: datetime | None = Field(description="when it climbs a tier unless acknowledged")
+    drill: bool = Field(False, description="raised by a drill's devices (DRILL-…): 演练, left out of the KPIs and risk "
+                                           "profiles, its notices only to drill contacts (docs/incidents.md, Drills)")
     flags: list[str] = Field(default_factory=list, description="data-quality flags of the messages it gathered, in "
                              "words (设备时钟落后 8.0 天, 序号跳变): let through, never dropped (docs/mqtt-contract.md)")
 
@@ -79,7 +81,7 @@ class IncidentPublic(BaseModel):
             acknowledged_at=ms_to_dt(i.acknowledged_ms), acknowledged_by=i.acknowledged_by,
             closed_at=ms_to_dt(i.closed_ms), scope=i.scope, members=list(i.members), subject=i.subject,
             escalation_policy=i.escalation_policy, escalation_step=i.escalation_step, tier=i.tier,
-            next_escalation_at=ms_to_dt(i.next_deadline_ms), flags=list(i.flags),
+            next_escalation_at=ms_to_dt(i.next_deadline_ms), flags=list(i.flags), drill=i.drill,
         )
 
 

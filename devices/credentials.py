@@ -51,6 +51,7 @@ from pathlib import Path
 
 from sqlalchemy import BigInteger, Column, Engine, String, Table, bindparam, select, update
 
+from devices.drill import DRILL_TOPIC_ROOT, is_drill
 from devices.topics import MessageClass, device_topic, subscription
 from wanli.db import METADATA
 from wanli.errors import NotFound, TopicError
@@ -317,15 +318,20 @@ FIRE_STATION_KIND = "fire_station"
 DISPATCH_FILTER = "dispatch/#"  # every notice the platform sends (docs/mqtt-contract.md, "Dispatch topics")
 
 
+DRILL_FILTER = f"{DRILL_TOPIC_ROOT.split('/')[0]}/#"  # a drill's notices (devices/drill.py), never on dispatch/
+
+
 def station_dispatch_topic(street: str, station_id: str) -> str:
-    """Where the platform sends a micro fire station's dispatches (alerts/escalation.py ``dispatch_topic``)."""
-    return f"dispatch/v1/{street}/{FIRE_STATION_KIND}/{station_id}/duty"
+    """Where the platform sends a micro fire station's dispatches (alerts/escalation.py ``dispatch_topic``);
+    a drill twin's (``DRILL-MFS-XQ``) under ``drill/v1``."""
+    root = DRILL_TOPIC_ROOT if is_drill(station_id) else "dispatch/v1"
+    return f"{root}/{street}/{FIRE_STATION_KIND}/{station_id}/duty"
 
 
 def platform_account(username: str) -> ServiceAccount:
-    """The service's own account: it reads every device topic (ingest) and publishes the dispatch notices, which
-    it reads back too (the dispatcher's witness: alerts/dispatch.py)."""
-    return ServiceAccount(username, read=(subscription(), DISPATCH_FILTER), write=(DISPATCH_FILTER,))
+    """The service's own account: it reads every device topic (ingest) and publishes the dispatch notices (and a
+    drill's, on ``drill/#``), which it reads back too (the dispatcher's witness: alerts/dispatch.py)."""
+    return ServiceAccount(username, read=(subscription(), DISPATCH_FILTER), write=(DISPATCH_FILTER, DRILL_FILTER))
 
 
 # Its username doubles as its MQTT client id (the broker config sets use_username_as_clientid),
@@ -352,6 +358,7 @@ DEVICE_PATTERNS = (
     # What is addressed to it: a micro fire station's duty terminal its dispatches. Other kinds
     # could read dispatch/v1/{their street/kind/id}/duty too, where the platform sends nothing.
     "pattern read dispatch/v1/%u/duty",
+    "pattern read drill/v1/%u/duty",  # a drill twin station's dispatches (devices/drill.py)
 )
 
 

@@ -38,6 +38,7 @@ from devices.catalog import KINDS
 from devices.hierarchy import Hierarchy, Location
 from devices.messages import Offline, Online
 from devices.reading import Reading
+from devices.drill import is_drill
 from devices.reserved import normalised_logins, refuse_reserved
 from devices.topics import MessageClass, is_device_id
 from ingest.sequence import JUMP_ABOVE, WINDOW, SeqState, Verdict, judge
@@ -397,11 +398,17 @@ class DeviceRegistry:
 
     # -- maintainers' operations --
 
-    def validate(self, rec: DeviceRecord) -> None:
-        """Raise ``Invalid`` if the record's values cannot be right, ``Conflict`` if it clashes with the registry."""
+    def validate(self, rec: DeviceRecord, drill: bool = False) -> None:
+        """Raise ``Invalid`` if the record's values cannot be right, ``Conflict`` if it clashes with the registry.
+        ``drill``: a drill's registration, which takes drill ids (``DRILL-…``) only, as every other takes none."""
         if not is_device_id(rec.device_id):
             raise Invalid(f"device id {rec.device_id!r} must be 1-64 of [A-Za-z0-9_-], starting with a letter or digit")
         refuse_reserved(rec.device_id, self._reserved)
+        if is_drill(rec.device_id) and not drill:  # its incidents would page no real person: devices/drill.py
+            raise Invalid(f"device id {rec.device_id!r} is reserved: ids starting with 'DRILL-' are a drill's simulated "
+                          "devices (docs/incidents.md, Drills); choose another id")
+        if drill and not is_drill(rec.device_id):
+            raise Invalid(f"a drill registers only drill devices (DRILL-…), not {rec.device_id}")
         if rec.kind not in KINDS:
             raise Invalid(f"unknown device kind {rec.kind!r}; known: {', '.join(KINDS)}")
         if rec.street_id != self._hierarchy.street_id:
@@ -431,7 +438,8 @@ class DeviceRegistry:
         if len(unit) > 16:
             raise Invalid(f"unit {unit!r} is longer than 16 characters")
 
-    def register_many(self, records: Sequence[DeviceRecord], actor: str, now_ms: int) -> list[RegisterOutcome]:
+    def register_many(self, records: Sequence[DeviceRecord], actor: str, now_ms: int,
+                      drill: bool = False) -> list[RegisterOutcome]:
         """Register devices; idempotent for an identical registration, a conflict for a different one.
 
         All or nothing: every record is validated before anything is written.
@@ -442,7 +450,7 @@ class DeviceRegistry:
             history: list[HistoryEntry] = []
             seen: set[str] = set()
             for rec in records:
-                self.validate(rec)
+                self.validate(rec, drill)
                 if rec.device_id in seen:
                     raise Invalid(f"device {rec.device_id} appears twice")
                 seen.add(rec.device_id)
@@ -499,6 +507,18 @@ class DeviceRegistry:
         self._notify([retired])
         return retired
 
+    def retire_many(self, device_ids: Iterable[str], actor: str, now_ms: int, reason: str = "") -> list[DeviceRecord]:
+        """Retire every active device among ``device_ids`` in one write and one notice to the listeners (a drill's
+        whole street of twins at its end); unknown or already retired ids are skipped."""
+        with self._lock:
+            found = [self._by_id.get(d) for d in dict.fromkeys(device_ids)]
+            retired = [replace(r, lifecycle=Lifecycle.RETIRED, retired_ms=now_ms) for r in found
+                       if r is not None and r.lifecycle is Lifecycle.ACTIVE]
+            if retired:
+                self._write(retired, [HistoryEntry(r.device_id, now_ms, "retired", actor, reason) for r in retired])
+        self._notify(retired)
+        return retired
+
     def _active(self, device_id: str, action: str) -> DeviceRecord:
         rec = self.get(device_id)
         if rec.lifecycle is Lifecycle.RETIRED:
@@ -546,10 +566,14 @@ class DeviceRegistry:
         return [self._snapshot(r) for r in out[offset: offset + limit]]
 
     def count_health(self, *, now_ms: int, kind: str = "", building_id: str = "", community_id: str = "",
-                     lifecycle: Lifecycle | None = Lifecycle.ACTIVE, id_contains: str = "") -> dict[str, int]:
-        """How many devices match, in all and per health flag."""
+                     lifecycle: Lifecycle | None = Lifecycle.ACTIVE, id_contains: str = "",
+                     drill: bool | None = None) -> dict[str, int]:
+        """How many devices match, in all and per health flag (``drill`` False: real devices only, as the KPIs
+        count them; True: a drill's only; None: both)."""
         counts = {"total": 0, **{h.value: 0 for h in Health}}
-        for _rec, flags in self._matching(now_ms, kind, building_id, community_id, lifecycle, id_contains):
+        for rec, flags in self._matching(now_ms, kind, building_id, community_id, lifecycle, id_contains):
+            if drill is not None and is_drill(rec.device_id) is not drill:
+                continue
             counts["total"] += 1
             for flag in flags:
                 counts[flag.value] += 1

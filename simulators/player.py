@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from devices.drill import refuse_real
 from simulators.clock import SimClock
 from simulators.population import Population
 from simulators.publisher import BrokerAddress, MqttPublisher
@@ -24,24 +25,40 @@ from simulators.scenario import DispatchListener, Progress
 
 
 class ExternalClock(SimClock):
-    """The clock of a service this process does not control: read through a function, real speed, no jumps."""
+    """The clock of a service this process does not control: read through a function, no jumps. ``speed``: how
+    fast that clock runs (a tester's accelerated service, ``WANLI_CLOCK_SPEED``), for waits and progress."""
 
-    def __init__(self, now_ms: Callable[[], int]) -> None:
+    def __init__(self, now_ms: Callable[[], int], speed: float = 1.0) -> None:
         super().__init__(now_ms(), 1.0, shared=False)
         self._read = now_ms
+        self._speed = speed
 
     def now_ms(self) -> int:
         return self._read()
 
 
+class OffsetClock(ExternalClock):
+    """A remote service's clock followed locally: its time and speed read once (``GET /api/clock``), then
+    extrapolated (polling the API for every timestamp would flood it)."""
+
+    def __init__(self, service_now_ms: int, speed: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        base_mono = monotonic()
+        super().__init__(lambda: service_now_ms + int((monotonic() - base_mono) * 1000 * speed), speed)
+
+
 def play_population(population: Population, broker: BrokerAddress, clock: SimClock, *, stop: threading.Event,
                     progress: Progress | None = None, duration_s: float | None = None, announce: bool = True,
-                    username: str = "", password: str = "", inflight: int = 2000) -> Progress:
+                    username: str = "", password: str = "", inflight: int = 2000, drill: bool = False) -> Progress:
+    """Play ``population`` at its real cadence until ``stop`` (or ``duration_s``). ``drill``: its devices are drill
+    twins (simulators/drill.py) and its stations read their dispatches on ``drill/v1``."""
     progress = progress or Progress()
     progress.devices = len(population)
+    if drill:
+        refuse_real(population.devices)  # a drill publishes only as drill devices
     pub = MqttPublisher(broker, client_id=f"wanli-sim-{time.time_ns() % 10**12}", username=username,
                         password=password, inflight=inflight)
-    listener = DispatchListener(broker, population.records[0].street_id) if population.stations() else None
+    listener = (DispatchListener(broker, population.records[0].street_id, drill=drill)
+                if population.stations() else None)
     try:
         start = clock.now_ms()
         progress.say(f"{len(population):,} 台设备上线" if announce else f"{len(population):,} 台设备开始上报")
@@ -58,6 +75,9 @@ def play_population(population: Population, broker: BrokerAddress, clock: SimClo
             for topic, payload in population.tick(now):
                 pub.publish(topic, payload)
             progress.sent, progress.acked, progress.sim_ms = pub.sent, pub.acked, now
+            if end is not None:
+                progress.fraction = min(1.0, (now - start) / max(1, end - start))
+                progress.left_s = clock.real_seconds(max(0, end - now))
             gap = clock.real_seconds(max(0, population.next_due_ms() - clock.now_ms()))
             stop.wait(min(0.2, max(0.005, gap)))
         pub.flush(10)

@@ -18,6 +18,7 @@ import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from devices.drill import drill_id
 from devices.hierarchy import Building, Hierarchy
 from devices.registry import DeviceRecord
 from simulators.devices import SIMULATORS
@@ -104,10 +105,11 @@ class Population:
         return len(self.devices)
 
     def device(self, device_id: str) -> SimulatedDevice:
-        try:
-            return self.devices[device_id]
-        except KeyError:
-            raise NotFound("simulated device", device_id) from None
+        """A device by id; in a drill's population a script's real id names its drill twin (``DRILL-…``)."""
+        found = self.devices.get(device_id) or self.devices.get(drill_id(device_id))
+        if found is None:
+            raise NotFound("simulated device", device_id)
+        return found
 
     def of_kind(self, kind: str) -> list[SimulatedDevice]:
         return [d for d in self.devices.values() if d.kind == kind]

@@ -48,11 +48,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.credentials import station_dispatch_topic
+from devices.drill import DRILL_TOPIC_ROOT, is_drill, real_id
 from devices.hierarchy import Hierarchy, hierarchy_from_dict, load_hierarchy
 from devices.registry import DeviceRecord
 from devices.street_generator import generate_street
 from simulators.clock import SimClock, next_local_time_ms, shanghai, wall_ms
 from simulators.devices.base import Publication, SimulatedDevice
+from simulators.drill import DrillView, drill_rows, drill_topic
 from simulators.expectations import Evidence, Expectation, Outcome, iso_ms
 from simulators.population import Population, Row, place_rows
 from simulators.publisher import BrokerAddress, DevicePublishers, MqttPublisher
@@ -79,13 +81,16 @@ class Scenario:
     speed: float = 60.0
     start_local: tuple[int, int] | None = None  # Shanghai (hour, minute) the story starts at
     needs_shared_clock: bool = False  # it jumps ahead (days, hours): only a service sharing its clock can follow
+    duration_s: float = 0.0  # how long its script lasts in simulated time (0: unknown), for progress and time left
     per_device_connections: bool = False  # each device its own MQTT connection with a last will
     marks: Mapping[str, str] = field(default_factory=dict)  # its marks in Chinese words, for the testers' page
 
-    def population(self, hierarchy: Hierarchy, seed: int = 0) -> Population:
+    def population(self, hierarchy: Hierarchy, seed: int = 0, drill: bool = False) -> Population:
+        """Its devices; as a drill, their drill twins (``DRILL-…``: simulators/drill.py)."""
         rows = self.rows(hierarchy) if self.rows else place_rows(hierarchy, building_ids=self.buildings,
                                                                  community_ids=self.communities)
-        return Population.from_rows(rows, hierarchy.street_id, seed=seed, start_seq=wall_ms())
+        return Population.from_rows(drill_rows(rows) if drill else rows, hierarchy.street_id, seed=seed,
+                                    start_seq=wall_ms())
 
     def load_hierarchy(self) -> Hierarchy:
         return hierarchy_from_dict(generate_street()) if self.hierarchy == "street" else load_hierarchy()
@@ -113,6 +118,10 @@ class Progress:
     started_real: float = field(default_factory=time.monotonic)
     log: list[str] = field(default_factory=list)
     done: bool = False
+    # How far the story is (0..1) and how long it has left in real seconds, when it knows (a scenario's
+    # script does: Scenario.duration_s); None for a population playing until stopped.
+    fraction: float | None = None
+    left_s: float | None = None
 
     @property
     def rate(self) -> float:
@@ -204,6 +213,33 @@ class ApiClient:
         if rejected:
             raise ScenarioError(f"the service refused {len(rejected)} of the scenario's devices, e.g. {rejected[:3]}")
 
+    def register_drill(self, records: Sequence[DeviceRecord]) -> None:
+        """Register a drill's devices (``DRILL-…`` only: ``POST /api/drills/devices``)."""
+        body = {"devices": [{"device_id": r.device_id, "kind": r.kind, "building_id": r.building_id, "floor": r.floor,
+                             "unit": r.unit, "label": r.label} for r in records]}
+        resp = self._http.post("/api/drills/devices", json=body)
+        if resp.status_code >= 400:
+            raise ScenarioError(f"registering the drill's devices failed: {resp.status_code} {resp.text[:300]}")
+
+    def end_drill(self, device_ids: Sequence[str]) -> int:
+        """Archive a drill's devices (``POST /api/drills/end``); how many were retired."""
+        resp = self._http.post("/api/drills/end", json={"device_ids": list(device_ids)})
+        if resp.status_code >= 400:
+            raise ScenarioError(f"archiving the drill's devices failed: {resp.status_code} {resp.text[:300]}")
+        return int(resp.json()["count"])
+
+    def clock(self) -> dict[str, Any]:
+        """The service's clock (``GET /api/clock``): its time now and its speed."""
+        return self._get("/api/clock")  # type: ignore[no-any-return]
+
+    def device(self, device_id: str) -> dict[str, Any] | None:
+        """One registered device (None: not registered)."""
+        resp = self._http.get(f"/api/devices/{device_id}")
+        if resp.status_code == 404:
+            return None
+        resp.raise_for_status()
+        return resp.json()  # type: ignore[no-any-return]
+
     def close(self) -> None:
         self._http.close()
 
@@ -211,9 +247,9 @@ class ApiClient:
 class _Watcher(threading.Thread):
     """Polls the incidents and notes (on the simulated clock) when each was first seen at each tier."""
 
-    def __init__(self, api: ApiClient, clock: SimClock, interval_s: float = 0.1) -> None:
+    def __init__(self, api: ApiClient, clock: SimClock, interval_s: float = 0.1, view: DrillView | None = None) -> None:
         super().__init__(name="scenario-watcher", daemon=True)
-        self.api, self.clock, self.interval_s = api, clock, interval_s
+        self.api, self.clock, self.interval_s, self.view = api, clock, interval_s, view
         self.tier_seen_ms: dict[tuple[str, str], int] = {}
         self.stop_event = threading.Event()
 
@@ -224,7 +260,8 @@ class _Watcher(threading.Thread):
     def poll(self) -> None:
         try:
             now = self.clock.now_ms()
-            for inc in self.api.incidents():
+            found = self.api.incidents()
+            for inc in self.view.incidents(found) if self.view is not None else found:
                 if inc.get("tier"):
                     # It reached its tier when it last changed step, which is at most when it was last updated:
                     # a bound tighter than when this poll happened to look.
@@ -251,14 +288,16 @@ class StationInbox:
 class DispatchListener:
     """Hands the dispatch notices addressed to simulated micro fire stations to them (one connection for all)."""
 
-    def __init__(self, broker: BrokerAddress, street: str, username: str = "", password: str = "") -> None:
+    def __init__(self, broker: BrokerAddress, street: str, username: str = "", password: str = "",
+                 drill: bool = False) -> None:
         self.notices: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self._ready = threading.Event()
         self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                                    client_id=f"wanli-sim-dispatch-{time.time_ns()}")
         if username:
             self._client.username_pw_set(username, password)
-        topic = f"dispatch/v1/{street}/fire_station/+/duty"
+        # A drill's stations are dispatched on drill/v1 (devices/drill.py): they never read a real station's topic.
+        topic = f"{DRILL_TOPIC_ROOT if drill else 'dispatch/v1'}/{street}/fire_station/+/duty"
         self._client.on_connect = lambda c, *_: (c.subscribe(topic, qos=1), None)[1]
         self._client.on_subscribe = lambda *_: self._ready.set()
         self._client.on_message = lambda _c, _u, m: self.notices.put((m.topic.split("/")[4], m.payload))
@@ -283,6 +322,9 @@ class Stage:
         self.outcomes: list[Outcome] = []
         self.last_sent: dict[str, Publication] = {}  # device id → the last message sent for it
         self._received_before = 0
+        self.drill = False  # a drill: every message goes out as a drill twin's (simulators/drill.py)
+        self._started_real = time.monotonic()
+        self.view = DrillView(set(population.devices), drill=False)
 
     # -- the story ----------------------------------------------------------------------------------------------------
 
@@ -302,6 +344,8 @@ class Stage:
 
     def mark(self, name: str) -> int:
         at = self.evidence.marks[name] = self.now_ms()
+        if name == "start":
+            self._started_real = time.monotonic()
         return at
 
     def changed(self, device: SimulatedDevice) -> None:
@@ -310,6 +354,8 @@ class Stage:
 
     def send(self, publications: Sequence[Publication]) -> None:
         for topic, payload in publications:
+            if self.drill:
+                topic = drill_topic(topic)
             self.sink.publish(topic, payload)
             parts = topic.split("/")
             if len(parts) == 6:
@@ -323,14 +369,35 @@ class Stage:
         while not self._stop.is_set():
             now = min(self.now_ms(), target)
             self._pump(now)
+            self._tell_progress(now)
             if now >= target:
                 return
             gap = self.clock.real_seconds(max(0, min(self.population.next_due_ms(), target) - self.now_ms()))
             time.sleep(min(0.05, max(0.002, gap)))
         raise ScenarioStopped(self.scenario.name)
 
+    def _tell_progress(self, now_ms: int) -> None:
+        """How far the story is and how long it has left (the script's length in simulated time, at the pace seen)."""
+        total_s = self.scenario.duration_s
+        start = self.evidence.marks.get("start")
+        if not total_s or start is None:
+            return
+        done_s = max(0.0, (now_ms - start) / 1000)
+        self.progress.fraction = min(1.0, done_s / total_s)
+        # The pace seen so far (simulated seconds per real second): a service's clock may run at any speed,
+        # and its jumps wait for ingest, so what was measured beats what the clock claims.
+        real_s = time.monotonic() - self._started_real
+        pace = done_s / real_s if real_s > 1 and done_s > 0 else self.clock.speed
+        self.progress.left_s = max(0.0, total_s - done_s) / pace
+
     def skip(self, seconds: float, step_s: float = 3600.0) -> None:
-        """Jump ``seconds`` ahead in steps of ``step_s``; each step's messages are sent and ingested before the next."""
+        """Jump ``seconds`` ahead in steps of ``step_s``; each step's messages are sent and ingested before the next.
+
+        On a service's accelerated clock (``WANLI_CLOCK_SPEED``, read through the API) nobody can jump: the
+        time passes at that speed instead, every device living it (docs/simulators.md)."""
+        if not self.clock.shared and self.clock.speed > 1:
+            self.wait(seconds)
+            return
         if not self.clock.shared:
             raise ScenarioError(f"scenario {self.scenario.name} jumps {seconds / 3600:g} h ahead: it needs a service "
                                 f"that shares its simulated clock (run it embedded, not against --api)")
@@ -342,6 +409,7 @@ class Stage:
             self.clock.advance(step)
             left -= step
             self._pump(self.now_ms())
+            self._tell_progress(self.now_ms())
             self.settle(timeout_s=30)
             time.sleep(0.1)  # the service's ticker looks at the new time
 
@@ -377,17 +445,18 @@ class Stage:
                 if station is not None and hasattr(station, "on_dispatch"):
                     dispatch_id = station.on_dispatch(body, now_ms)
                     if dispatch_id:
-                        self.say(f"{station_id} 收到派单 {dispatch_id}")
+                        self.say(f"{real_id(station_id)}{'（演练）' if is_drill(station_id) else ''} 收到派单 {dispatch_id}")
                         self.population.touch(station)
         self.send(self.population.tick(now_ms))
         self.progress.sim_ms = now_ms
 
     def _gather(self) -> Evidence:
-        ev = self.evidence
-        ev.incidents = self.api.incidents()
-        ev.dead_letters = self.api.dead_letter_counts()
-        ev.stats = self.api.stats()
-        ev.devices = self.api.devices(set(self.population.devices))
+        """What the API shows of this run only (simulators/drill.py ``DrillView``)."""
+        ev, view = self.evidence, self.view
+        ev.incidents = view.incidents(self.api.incidents())
+        ev.dead_letters = view.dead_letters(self.api.dead_letter_counts())
+        ev.stats = view.stats(self.api.stats())
+        ev.devices = view.devices(self.api.devices(set(self.population.devices)))
         return ev
 
 
@@ -403,19 +472,40 @@ def judge(expectations: Sequence[Expectation], evidence: Evidence) -> list[Outco
 def run_scenario(scenario: Scenario, *, api: ApiClient, broker: BrokerAddress, clock: SimClock,
                  register: Callable[[list[DeviceRecord]], None], hierarchy: Hierarchy | None = None,
                  passwords: dict[str, str] | None = None, progress: Progress | None = None,
-                 stop: threading.Event | None = None, seed: int = 0) -> ScenarioResult:
-    """Play ``scenario`` against the running system and judge its expected outcomes."""
-    if scenario.needs_shared_clock and not clock.shared:
+                 stop: threading.Event | None = None, seed: int = 0, drill: bool = False,
+                 end: Callable[[list[str]], None] | None = None) -> ScenarioResult:
+    """Play ``scenario`` against the running system and judge its expected outcomes.
+
+    ``drill``: on a live street, as a drill (its devices the drill twins, simulators/drill.py); ``end`` is
+    called with its devices' ids when it ends, however it ends (to archive them). Only the incidents its own
+    devices raised after it started are judged, and dead letters and ingest figures from where they stood."""
+    if scenario.needs_shared_clock and not clock.shared and clock.speed <= 1:
         raise ScenarioError(f"scenario {scenario.name} jumps hours ahead: it needs a service on its own simulated "
                             f"clock (`wanli scenario run {scenario.name}` starts one), not one on the wall clock")
     progress = progress or Progress()
     progress.scenario = scenario.name
     stop = stop or threading.Event()
     hierarchy = hierarchy or scenario.load_hierarchy()
-    population = scenario.population(hierarchy, seed)
+    population = scenario.population(hierarchy, seed, drill=drill)
     progress.devices = len(population)
-    progress.say(f"正在注册 {len(population)} 台设备")
+    progress.say(f"正在注册 {len(population)} 台{'演练' if drill else ''}设备")
     register(population.records)
+    try:
+        return _play(scenario, population, api=api, broker=broker, clock=clock, hierarchy=hierarchy, passwords=passwords,
+                     progress=progress, stop=stop, drill=drill)
+    finally:  # however it ends (finished, stopped, the broker refusing it): its devices archived
+        if end is not None:
+            try:
+                end(list(population.devices))
+                progress.log.append(f"{len(population)} 台演练设备已归档" if drill else "设备已归档")
+            except Exception as exc:  # the run's own result stands; say what is left behind
+                log.warning("scenario %s: its devices could not be archived: %s", scenario.name, exc)
+                progress.log.append(f"演练设备未能归档：{exc}")
+
+
+def _play(scenario: Scenario, population: Population, *, api: ApiClient, broker: BrokerAddress, clock: SimClock,
+          hierarchy: Hierarchy, passwords: dict[str, str] | None, progress: Progress, stop: threading.Event,
+          drill: bool) -> ScenarioResult:
     if clock.shared:
         clock.set_speed(scenario.speed)
     started_real, evidence = time.monotonic(), Evidence(mark_names=scenario.marks)
@@ -433,11 +523,16 @@ def run_scenario(scenario: Scenario, *, api: ApiClient, broker: BrokerAddress, c
         listener = inbox if duty else None
     else:
         sink = MqttPublisher(broker, client_id=f"wanli-sim-{scenario.name[:20]}-{time.time_ns() % 10**9}")
-        listener = DispatchListener(broker, hierarchy.street_id) if population.stations() else None
-    watcher = _Watcher(api, clock)
+        listener = DispatchListener(broker, hierarchy.street_id, drill=drill) if population.stations() else None
     stage = Stage(scenario, population, clock, sink, api, progress, stop, evidence, listener)
+    stage.drill = drill
+    watcher = _Watcher(api, clock, view=stage.view)
     try:
-        stage._received_before = api.stats()["received"]
+        stats = api.stats()
+        stage._received_before = stats["received"]
+        stage.view = DrillView(set(population.devices), since_ms=clock.now_ms() - 1000, drill=drill,
+                               dead_letters_before=dict(api.dead_letter_counts()), stats_before=dict(stats))
+        watcher.view = stage.view
         watcher.start()
         start_ms = stage.mark("start")
         progress.say(f"{len(population)} 台设备上线")
@@ -455,6 +550,7 @@ def run_scenario(scenario: Scenario, *, api: ApiClient, broker: BrokerAddress, c
                               time.monotonic() - started_real, list(progress.log))
     finally:
         progress.done = True
+        progress.left_s = 0.0 if progress.fraction is not None else None
         watcher.stop_event.set()
         if listener is not None:
             listener.close()

@@ -1,7 +1,7 @@
 """``wanli``: the one front door.
 
     wanli run                      the whole main job on embedded defaults (broker, SQLite, screen, a building)
-    wanli simulate alarm DEVICE    publish one smoke alarm as that device would
+    wanli simulate alarm DEVICE    a drill: DEVICE's drill twin (DRILL-…) sounds one smoke alarm
     wanli street generate          the full street's hierarchy as JSON
     wanli devices …                register, import, move, retire and list devices (through the API)
     wanli backup DIR / restore DIR a checked online backup; restore into a fresh data dir or database
@@ -17,14 +17,17 @@ import signal
 import sys
 from typing import Any
 
+import httpx
 from pydantic import ValidationError
 
 from simulators.cli import add_commands as add_simulator_commands
+from simulators.cli import api_options, cmd_simulate_alarm
 from wanli.bench import add_commands as add_bench_commands
 from wanli.chaos import add_commands as add_chaos_commands
 from wanli.notify_commands import add_notify_commands
 from wanli.data_commands import add_data_commands
 from wanli.registry_commands import add_commands
+from wanli.errors import StoreUnavailable, WanliError
 from wanli.settings import Settings
 from wanli.user_commands import add_user_commands
 
@@ -40,7 +43,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import faulthandler
 
     from wanli.broker_check import OpenBroker
-    from wanli.runtime import WanliService
+    from wanli.runtime import WanliService, write_service_file
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack to stderr
 
@@ -49,6 +52,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "http_host": args.host, "http_port": args.port, "data_dir": args.data_dir,
         "simulate_building": False if args.no_simulate else None, "simulate_alarm_every_seconds": args.alarm_every,
         "embedded_broker_port": args.broker_port, "hierarchy_file": args.hierarchy,
+        "clock_speed": args.clock_speed, "clock_start": args.clock_start,
     })
 
     async def main() -> None:
@@ -66,38 +70,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"万里街道 operations screen: {service.http_url}/ops/", flush=True)
         print(f"  MQTT broker: {broker}{' (embedded)' if service.broker else ''}"
               f" · telemetry: {settings.telemetry_backend.value} · data: {settings.data_dir}", flush=True)
+        if service.clock is not None:
+            print(f"  clock: a tester's, ×{settings.clock_speed:g} from {settings.clock_start or 'now'} "
+                  f"(never in production; docs/configuration.md)", flush=True)
+        service_file = write_service_file(settings.data_dir, service.http_url, broker)
         print("  Ctrl-C stops.", flush=True)
-        await stop.wait()
+        try:
+            await stop.wait()
+        finally:
+            service_file.unlink(missing_ok=True)
         print("stopping…", flush=True)
         await service.stop()
 
     asyncio.run(main())
-    return 0
-
-
-def _cmd_simulate_alarm(args: argparse.Namespace) -> int:
-    import time
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from simulators.devices.smoke_detector import SmokeDetectorSim
-
-    settings = _settings({"mqtt_url": args.mqtt_url})
-    host, port = settings.mqtt_host_port
-    now = time.time_ns() // 1_000_000
-    topic, payload = SmokeDetectorSim(args.device, street=settings.street, seq=now).alarm(now)
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"wanli-cli-{now}")
-    client.connect(host, port)
-    client.loop_start()
-    info = client.publish(topic, payload, qos=1)
-    info.wait_for_publish(timeout=10)
-    client.disconnect()
-    client.loop_stop()
-    if not info.is_published():
-        print(f"wanli: the broker at {host}:{port} did not acknowledge the alarm", file=sys.stderr)
-        return 1
-    print(f"published {topic} {payload.decode()}")
     return 0
 
 
@@ -117,14 +102,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-simulate", action="store_true", help="do not start the simulated building")
     run.add_argument("--alarm-every", type=float, help="drill: a random detector alarms every N seconds")
     run.add_argument("--hierarchy", help="the street's hierarchy JSON (default: the built-in sample of Wanli)")
+    run.add_argument("--clock-speed", type=float, help="a tester's clock: this many times real time, e.g. 3600 for an "
+                                                      "hour a second (WANLI_CLOCK_SPEED; refused in production)")
+    run.add_argument("--clock-start", help="a tester's clock starts at this ISO time with a zone, e.g. "
+                                           "2026-12-07T09:00:00+08:00 (WANLI_CLOCK_START; refused in production)")
     run.set_defaults(func=_cmd_run)
 
-    sim = sub.add_parser("simulate", help="publish simulated device messages")
+    sim = sub.add_parser("simulate", help="publish simulated device messages (as a drill: DRILL-… devices)")
     sim_sub = sim.add_subparsers(dest="what", required=True)
-    alarm = sim_sub.add_parser("alarm", help="publish one smoke alarm from a device")
-    alarm.add_argument("device", help="device id, e.g. SD-XQ01-0101")
-    alarm.add_argument("--mqtt-url", help="broker (default: the embedded broker's address)")
-    alarm.set_defaults(func=_cmd_simulate_alarm)
+    alarm = sim_sub.add_parser(
+        "alarm", help="a drill: the drill twin of a registered smoke detector sounds one alarm",
+        description="The drill twin (DRILL-…) of a registered smoke detector sounds one alarm in its unit; its "
+                    "incident is marked 演练 and reaches only drill contacts; the twin of the nearest micro fire "
+                    "station answers its dispatch; both twins are archived afterwards. The real device is never "
+                    "touched.")
+    alarm.add_argument("device", help="a registered smoke detector's id, e.g. SD-XQ01-0101")
+    alarm.add_argument("--mqtt-url", help="broker (default: the embedded broker's address, mqtt://127.0.0.1:1883)")
+    api_options(alarm)
+    alarm.add_argument("--answer-for", type=float, default=60.0,
+                       help="seconds the drill's station waits for its dispatch and answers it (acknowledge, depart, "
+                            "on scene, within seconds each; default 60; 0: nobody answers)")
+    alarm.set_defaults(func=cmd_simulate_alarm)
 
     try:
         defaults = Settings()
@@ -140,13 +138,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+QUIET_LIBRARIES = ("alembic", "amqtt", "transitions", "httpx", "httpcore", "paho", "urllib3", "uvicorn")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("amqtt", "transitions", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    return int(args.func(args))
+    # The service logs what it does; a one-off command prints its answer and only warnings beside it.
+    # Libraries (Alembic's migrations, the broker, HTTP clients) say INFO only with -v.
+    level = logging.DEBUG if args.verbose else logging.INFO if args.command == "run" else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        for noisy in QUIET_LIBRARIES:
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args))
+    except (httpx.TransportError, ConnectionError, TimeoutError, OSError) as exc:
+        # The service or the broker is not where the command looked: one line saying what to try, no traceback.
+        print(f"wanli: {unreachable(args, exc)}", file=sys.stderr)
+        return 1
+    except StoreUnavailable as exc:  # the broker refused or did not answer (simulators' publishers)
+        print(f"wanli: {unreachable(args, exc) if exc.store == 'mqtt' else exc}", file=sys.stderr)
+        return 1
+    except httpx.HTTPStatusError as exc:  # the service answered no: say what and why, one line
+        r = exc.response
+        hint = "; check WANLI_TOKEN (or --token/--login)" if r.status_code in (401, 403) else ""
+        print(f"wanli: {r.request.method} {r.request.url} refused ({r.status_code}): {r.text[:200]}{hint}",
+              file=sys.stderr)
+        return 2
+    except WanliError as exc:  # a domain error the command did not expect to meet: its message, no traceback
+        print(f"wanli: {exc}", file=sys.stderr)
+        return 2
+
+
+def unreachable(args: argparse.Namespace, exc: BaseException) -> str:
+    """What could not be reached, why, and what to try."""
+    from simulators.cli import running_service_hint
+
+    why = (exc.detail if isinstance(exc, StoreUnavailable) else str(exc)).splitlines()[0] if str(exc) \
+        else type(exc).__name__
+    if isinstance(exc, httpx.TransportError):
+        where = getattr(args, "api", None) or "the service"
+        what = f"cannot reach the service at {where} ({why})"
+        flag = "--api URL"
+    else:
+        where = getattr(args, "mqtt_url", None) or "mqtt://127.0.0.1:1883 (the embedded broker's default)"
+        what = f"cannot reach the MQTT broker at {where} ({why})"
+        flag = "--mqtt-url mqtt://HOST:PORT"
+    hint = running_service_hint()
+    return (f"{what}; is `wanli run` running? {hint or ''}"
+            f"pass its address with {flag} (`wanli run` prints both; WANLI_HTTP_PORT and WANLI_MQTT_URL set them)")
 
 
 if __name__ == "__main__":

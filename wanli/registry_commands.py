@@ -196,7 +196,9 @@ def add_commands(sub: Any, default_api: str) -> None:
     dev = sub.add_parser("devices", help="register, import, move, retire and list devices").add_subparsers(dest="what", required=True)
 
     def with_api(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--api", default=default_api, help=f"the running service (default {default_api})")
+        p.add_argument("--api", default=default_api, help=f"the running service (default {default_api}; `wanli run` "
+                       "prints its address). Signs in with the WANLI_TOKEN environment variable: an API token with "
+                       "the maintainer role (`wanli tokens create`, docs/access.md)")
         p.add_argument("--actor", default="maintainer", help="who does this (kept in the device's history)")
         return p
 

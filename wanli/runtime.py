@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -62,6 +64,7 @@ from wanli.heap import HeapKeeper
 from wanli.leases import DISPATCH, ESCALATION, INGEST, Fenced, InstanceLock, LeaseKeeper, LeaseStore, instance_name
 from wanli.log_limit import LogLimiter
 from wanli.notify_setup import build_notifier
+from wanli.service_clock import ServiceClock
 from wanli.settings import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX, Mode, Settings, TelemetryBackend
 from wanli.system_health import HealthThresholds, SystemHealth
 
@@ -70,6 +73,28 @@ log = logging.getLogger(__name__)
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+SERVICE_FILE = "service.json"  # where `wanli run` says where it listens, for the command line's hints
+
+
+def write_service_file(data_dir: Path, http_url: str, mqtt_url: str) -> Path:
+    """``{data_dir}/service.json``: the running service's addresses (no secret), removed when it stops."""
+    path = Path(data_dir) / SERVICE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"http_url": http_url, "mqtt_url": mqtt_url, "pid": os.getpid()}), "utf-8")
+    return path
+
+
+def read_service_file(data_dir: Path) -> dict[str, str] | None:
+    """What a service started with this data directory wrote (None: none, or it is not running any more)."""
+    path = Path(data_dir) / SERVICE_FILE
+    try:
+        found = json.loads(path.read_text("utf-8"))
+        os.kill(int(found["pid"]), 0)  # still there?
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {"http_url": str(found["http_url"]), "mqtt_url": str(found["mqtt_url"])}
 
 
 def make_telemetry_store(settings: Settings) -> TelemetryStore:
@@ -231,6 +256,13 @@ class WanliService:
         interpreter's switch interval and keep the heap (``wanli/heap.py``); a service hosted in a process that
         does other things (the test run, a drill) leaves both as they are."""
         self.settings = settings
+        self.clock: ServiceClock | None = None
+        if clock_ms is wall_clock_ms and settings.test_clock:  # a tester's clock (refused in production)
+            start = int(settings.clock_start.timestamp() * 1000) if settings.clock_start is not None else None
+            self.clock = ServiceClock(settings.clock_speed, start)
+            clock_ms = self.clock.now_ms
+            log.warning("the service runs on a tester's clock: speed=%s start=%s", settings.clock_speed,
+                        settings.clock_start)
         self._clock_ms = clock_ms
         self._owns_process = owns_process
         # Stable across restarts of the same data directory (one process at a time: InstanceLock), so a
@@ -320,7 +352,9 @@ class WanliService:
                          engine=svc.engine, telemetry=svc.telemetry, faults=lambda: self.health.faults,
                          notifier=svc.notifier if s.notify_enabled else None, history=self.lifecycle.history,
                          roles=self.roles, policy_desk=svc.policy_desk)
-        config = uvicorn.Config(create_app(ctx), host=s.http_host, port=s.http_port, log_level="warning",
+        app = create_app(ctx)
+        app.state.service_clock = self.clock  # a tester's clock can be stepped through the API (None: the wall clock)
+        config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning",
                                 lifespan="off", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
         self._tasks.append(asyncio.create_task(self._server.serve(), name="http"))
@@ -335,7 +369,11 @@ class WanliService:
         deadline = time.monotonic() + 30
         while self.keeper.holds(self.ingest_role) and not self._ingest_ready() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)  # the ingest role's consumer starting and subscribing
-        if s.simulate_building:
+        if s.simulate_building and s.mode is Mode.PRODUCTION:
+            # It registers and publishes as 香泉1号楼's real ids: on a live street that is what a drill must never do
+            # (devices/drill.py); drills there run as DRILL-… twins (wanli simulate, the tester page).
+            log.warning("production mode: the simulated building is not started (WANLI_SIMULATE_BUILDING ignored)")
+        elif s.simulate_building:
             self._start_simulated_building(*s.mqtt_host_port)
 
     # -- the roles (wanli/leases.py) ---------------------------------------------------------

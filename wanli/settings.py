@@ -8,6 +8,7 @@ each constructor needs.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -366,3 +367,22 @@ class Settings(BaseSettings):
     @property
     def resolved_archive_dir(self) -> Path:
         return self.archive_dir or self.data_dir / "archive"
+
+    # --- A tester's clock (docs/configuration.md, "A tester's clock"). Never in production: the street's alarms
+    # and their deadlines run on the real time there.
+    clock_speed: float = Field(default=1.0, gt=0, le=100_000)  # the service's clock runs this many times real time
+    clock_start: datetime | None = None  # the service's clock starts at this moment (ISO 8601 with a zone)
+
+    @model_validator(mode="after")
+    def _check_clock(self) -> "Settings":
+        if self.clock_start is not None and self.clock_start.tzinfo is None:
+            raise ValueError("WANLI_CLOCK_START needs a time zone, e.g. 2026-12-07T09:00:00+08:00")
+        if self.mode is Mode.PRODUCTION and (self.clock_speed != 1 or self.clock_start is not None):
+            raise ValueError("production mode runs on the real clock: WANLI_CLOCK_SPEED and WANLI_CLOCK_START are "
+                             "for a tester's own service (development mode)")
+        return self
+
+    @property
+    def test_clock(self) -> bool:
+        """The service runs on a tester's clock (accelerated or started elsewhere), not the wall clock."""
+        return self.clock_speed != 1 or self.clock_start is not None

@@ -182,6 +182,10 @@ class Notifier(WakeableLoop):
             return [(person, n.role, cps) for person, cps in by_person.items()]
         return [(n.name, n.role, self.contacts_of(n.name, n.phone, stored))]
 
+    def drill_contacts(self) -> list[ContactPoint]:
+        """Whom a drill reaches: the contact points marked drill and WANLI_NOTIFY_DRILL_CONTACTS (never a real one)."""
+        return [c for c in self.store.contact_points() if c.drill] + list(self._config.drill_contacts)
+
     def contacts_of(self, person: str, phone: str = "", stored: list[ContactPoint] | None = None) -> list[ContactPoint]:
         """A person's contact points: the operators' ones, then the phone in the street's data (drill ones never)."""
         stored = self.store.contact_points(person) if stored is None else [c for c in stored if c.person == person]

@@ -176,7 +176,13 @@ class NotifyStore:
         t = notify_attempts_table
         keys = [str(r["attempt_key"]) for r in rows]
         have = set(conn.execute(select(t.c.attempt_key).where(t.c.attempt_key.in_(keys))).scalars())
-        new = [r for r in rows if r["attempt_key"] not in have]
+        # Once per key within the batch too: a drill's contact stands in for every recipient of a step, and
+        # would otherwise be planned once per notice under one key (the insert failed, and with it the plan).
+        new = []
+        for r in rows:
+            if r["attempt_key"] not in have:
+                have.add(str(r["attempt_key"]))
+                new.append(r)
         if new:
             conn.execute(t.insert(), new)
         return len(new)

@@ -41,6 +41,7 @@ import numpy.typing as npt
 
 from alerts.incidents import Severity, Signal
 from alerts.rules.base import Place, Rule, RuleContext
+from devices.drill import is_drill
 from devices.messages import Offline
 from devices.reading import Reading
 
@@ -307,7 +308,8 @@ class DeadMan(Rule):
     def _refresh(self, ctx: RuleContext, now_ms: int) -> None:
         """Re-read the registered devices: newcomers count from now, the retired are forgotten."""
         self._next_refresh_ms = now_ms + self.REFRESH_EVERY_MS
-        places: Sequence[Place] = ctx.devices(self.KIND)
+        # A drill's devices are never watched for silence, nor counted in a street's mass offline (devices/drill.py).
+        places: Sequence[Place] = [p for p in ctx.devices(self.KIND) if not is_drill(p.device_id)]
         n = len(places)
         ids = [p.device_id for p in places]
         buildings = [p.building_id for p in places]

@@ -60,6 +60,7 @@ from alerts.rules.base import Place, Rule, RuleContext
 from alerts.rules.silence import DeadMan
 from alerts.rules.silence import duration_zh as _duration_zh
 from devices import smoke_detector as sd
+from devices.drill import DRILL_PREFIX, is_drill
 from devices.reading import Reading
 
 KIND = sd.KIND.name
@@ -171,7 +172,9 @@ class SuspectedFire(Rule):
             return []  # not registered to a building: nothing to correlate with
         window_ms = int(_threshold(ctx, "correlation_window_s", device) * 1000)
         this = _Alarmed(ts, place.floor, place.unit, window_ms)
-        alarms = self._alarms.setdefault(place.building_id, {})
+        # A drill's detectors correlate only with each other, never with the real ones beside them (devices/drill.py).
+        alarms = self._alarms.setdefault(f"{DRILL_PREFIX}{place.building_id}" if is_drill(device) else place.building_id,
+                                         {})
         if device not in alarms or ts >= alarms[device].ts_ms:
             alarms[device] = this
         together = {d: a for d, a in alarms.items() if d != device and abs(a.ts_ms - ts) <= window_ms}

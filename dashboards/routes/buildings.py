@@ -72,7 +72,8 @@ def street_map(ctx: Ctx) -> StreetMap:
             id=b.id, name=b.name, community_id=c.id, community=c.name, area_id=a.id, area=a.name, floors=b.floors,
             high_rise=b.high_rise, x=p.x, y=p.y, derived=p.derived,
             state=bp.building_state(critical, len(here), faults[b.id], devices[b.id]),
-            active=len(here), critical=critical, top_incident=here[0].title if here else "",
+            active=len(here), critical=critical,
+            top_incident=(f"【演练】{here[0].title}" if here[0].drill else here[0].title) if here else "",
             devices=devices[b.id], faults=faults[b.id], overdue=overdue[b.id]))
     return StreetMap(
         street=h.street_name, buildings=buildings,
@@ -94,7 +95,7 @@ def building_profile(ctx: Ctx, request: Request, who: Viewer, building_id: str,
     recs = ctx.registry.list(now_ms=now, building_id=building_id, limit=10**9)
     covered = len({(r.floor, r.unit) for r in recs if r.kind == "smoke_detector" and r.unit})
     attention = [r for r in recs if health(r, now) - {Health.ONLINE}][:MAX_ATTENTION]
-    active = _urgent_first([i for i in ctx.alerts.active() if i.location.building_id == building_id])
+    active = _urgent_first([i for i in ctx.alerts.active() if i.location.building_id == building_id and not i.drill])
     rects = bp.rectifications(active, ctx.alerts, now)
     since = now - days * bp.DAY_MS
     past = bp.incidents_since(ctx.incidents, since, building_id)

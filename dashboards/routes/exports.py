@@ -34,7 +34,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 INCIDENT_COLUMNS = ["id", "opened_at", "severity", "state", "title", "category", "condition", "kind", "device_id",
                     "community", "building_id", "building", "floor", "unit", "location", "event_count", "tier",
                     "escalation_step", "acknowledged_at", "acknowledged_by", "closed_at", "updated_at", "scope",
-                    "members", "detail"]
+                    "members", "detail", "drill"]
 DEVICE_COLUMNS = ["device_id", "kind", "building_id", "floor", "unit", "label", "kind_label", "lifecycle", "health",
                   "community", "building", "location", "registered_at", "last_seen_at", "last_type", "battery_pct",
                   "tampered", "connected", "retired_at"]
@@ -79,7 +79,7 @@ def _incident_row(i: Incident) -> list[object]:
     return [i.id, _time(i.opened_ms), i.severity.value, i.state.value, i.title, i.category, i.condition, i.kind,
             i.device_id, loc.community, loc.building_id, loc.building, loc.floor, loc.unit, loc.label(), i.event_count,
             i.tier, i.escalation_step, _time(i.acknowledged_ms), i.acknowledged_by, _time(i.closed_ms),
-            _time(i.updated_ms), i.scope, " ".join(i.members), i.detail]
+            _time(i.updated_ms), i.scope, " ".join(i.members), i.detail, "演练" if i.drill else ""]
 
 
 @router.get("/incidents.csv", response_class=StreamingResponse, responses=_CSV_RESPONSE)

@@ -174,6 +174,11 @@ def incident_contacts(ctx: Ctx, incident_id: str,
     h = ctx.registry.hierarchy
     loc = i.location
     show = who.may(Role.OPERATOR)
+    if i.drill:  # a drill rings no real phone, from the screen either: its own contacts only (devices/drill.py)
+        drill = ctx.notifier.drill_contacts() if ctx.notifier is not None else []
+        return [ContactPublic(group="演练", role="drill", role_zh=f"演练联系人（{c.kind.value}）", name=c.person,
+                              phone=(c.address if c.kind.value in ("mobile", "phone") else "") if show else None)
+                for c in drill]
     found: list[tuple[str, Responder]] = []
     if loc.building_id and loc.unit:
         home = h.household(loc.building_id, loc.unit)

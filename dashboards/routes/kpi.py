@@ -16,6 +16,7 @@ from dashboards.building_schemas import (
 )
 from dashboards.deps import Ctx
 from dashboards.schemas import ms_to_dt
+from devices.drill import is_drill
 
 router = APIRouter(prefix="/api/kpi", tags=["kpi"], dependencies=VIEWER_ONLY)
 
@@ -43,9 +44,10 @@ def kpi(ctx: Ctx, hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24) -> KpiPub
     """The wall's KPI panel: active incidents by tier and state; the 1-minute / 3-minute rule over the last
     ``hours``; the device online rate; overdue rectifications; the false-alarm rate per building."""
     now = ctx.clock_ms()
-    active = ctx.alerts.active()
+    # A drill's incidents and dispatches are not the street's: they never count here (devices/drill.py).
+    active = [i for i in ctx.alerts.active() if not i.drill]
     since = now - hours * bp.HOUR_MS
-    past = bp.incidents_since(ctx.incidents, since)
+    past = [p for p in bp.incidents_since(ctx.incidents, since) if not is_drill(p.device_id)]
     arrivals = bp.first_arrivals(ctx.incidents, since)
 
     acked = [(p.acknowledged_ms - p.opened_ms) / 1000 for p in past if p.acknowledged_ms is not None]
@@ -59,7 +61,7 @@ def kpi(ctx: Ctx, hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24) -> KpiPub
     for (tier, state), n in Counter((i.tier or "none", i.state.value) for i in active).items():
         by_tier_state[tier][state] = n
 
-    counts = ctx.registry.count_health(now_ms=now)
+    counts = ctx.registry.count_health(now_ms=now, drill=False)
     devices = DeviceFigures(**counts, online_rate=round(counts["online"] / counts["total"], 4) if counts["total"] else None)
 
     rects = [r for r in bp.rectifications(active, ctx.alerts, now) if r.overdue]
@@ -81,7 +83,7 @@ def kpi(ctx: Ctx, hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24) -> KpiPub
          for b, n in alarms.items()),
         key=lambda x: (-x.rate, -x.alarms, x.building_id))
 
-    dispatches = ctx.alerts.response_times()
+    dispatches = [d for d in ctx.alerts.response_times() if not is_drill(str(d["station"]))]
     station_acked = [float(d["ack_s"]) for d in dispatches if d["ack_s"] is not None]  # type: ignore[arg-type]
     station_arrived = [float(d["arrive_s"]) for d in dispatches if d["arrive_s"] is not None]  # type: ignore[arg-type]
     return KpiPublic(

@@ -25,6 +25,8 @@ from pydantic import BaseModel, Field
 
 from dashboards.auth import VIEWER_ONLY, Tester
 from dashboards.deps import AppContext, Ctx
+from devices.drill import end_drill, register_drill
+from simulators.drill import drill_rows
 from simulators.expectations import Outcome
 from simulators.player import ExternalClock, play_population
 from simulators.population import Population, place_rows
@@ -34,6 +36,7 @@ from simulators.scenario import (
     Progress,
     ScenarioError,
     ScenarioResult,
+    ScenarioStopped,
     run_scenario,
 )
 from simulators.scenarios import get as get_scenario
@@ -99,6 +102,10 @@ class SimulationPublic(BaseModel):
     rate: float = Field(description="messages per second since it started")
     simulated_at: datetime | None = Field(description="the devices' clock now")
     phase: str = Field(description="what it is doing now")
+    drill: bool = Field(description="played by drill devices (DRILL-…): its incidents are drills, notices reach only "
+                                    "drill contacts, its devices are archived when it ends (docs/incidents.md)")
+    progress: float | None = Field(description="how far a scenario's script is, 0..1 (None: runs until stopped)")
+    left_s: float | None = Field(description="real seconds a scenario has left (None: unknown)")
     log: list[str]
     result: ScenarioResultPublic | None = Field(description="a scenario's expected outcomes, met or not, when it ends")
     error: str
@@ -129,6 +136,7 @@ class Simulation:
     thread: threading.Thread | None = None
     result: ScenarioResult | None = None
     error: str = ""
+    devices: frozenset[str] = frozenset()  # its drill devices: two runs at once may not share one
 
     @property
     def state(self) -> Literal["running", "finished", "stopped", "failed"]:
@@ -143,7 +151,9 @@ class Simulation:
         return SimulationPublic(
             id=self.id, kind=self.kind, target=self.target, title=self.title, state=self.state,
             started_at=_dt(self.started_ms), devices=p.devices, sent=p.sent, acked=p.acked, rate=round(p.rate, 1),
-            simulated_at=_dt(p.sim_ms) if p.sim_ms else None, phase=p.phase, log=list(p.log[-30:]),
+            simulated_at=_dt(p.sim_ms) if p.sim_ms else None, phase=p.phase, log=list(p.log[-30:]), drill=True,
+            progress=None if p.fraction is None else round(p.fraction, 4),
+            left_s=None if p.left_s is None else round(p.left_s, 1),
             result=ScenarioResultPublic.of(self.result) if self.result else None, error=self.error)
 
 
@@ -175,6 +185,10 @@ class Simulations:
             for other in self._runs.values():
                 if other.state == "running" and (other.kind, other.target) == (sim.kind, sim.target):
                     raise Conflict(f"{sim.kind} {sim.target} is already being simulated ({other.id}); stop it first")
+                if other.state == "running" and sim.devices & other.devices:
+                    # the first to end would archive the other's devices under it
+                    raise Conflict(f"{other.id} is playing some of the same drill devices "
+                                   f"({len(sim.devices & other.devices)}); stop it first")
             self._runs[sim.id] = sim
             finished = [s for s in self._runs.values() if s.state != "running"]
             for old in sorted(finished, key=lambda s: s.started_ms)[: max(0, len(self._runs) - MAX_KEPT)]:
@@ -250,6 +264,7 @@ def start_simulation(ctx: Ctx, sims: SimulationsDep, body: SimulationStart, requ
     clock = ExternalClock(ctx.clock_ms)
     progress = Progress(scenario=f"{body.kind} {body.target}")
     sim_id = sims.next_id()
+    actor = f"drill:{_who.name}"  # every run here is a drill on the live street (devices/drill.py)
     if body.kind == "scenario":
         try:
             scenario = get_scenario(body.target)
@@ -258,15 +273,19 @@ def start_simulation(ctx: Ctx, sims: SimulationsDep, body: SimulationStart, requ
         if scenario.needs_shared_clock:
             raise Invalid(f"scenario {scenario.name} jumps hours ahead and cannot run on this service's real clock; "
                           f"run it on a simulated clock of its own: wanli scenario run {scenario.name}")
-        sim = Simulation(sim_id, body.kind, body.target, scenario.title, ctx.clock_ms(), progress)
+        sim = Simulation(sim_id, body.kind, body.target, scenario.title, ctx.clock_ms(), progress,
+                         devices=frozenset(r[0] for r in drill_rows(
+                             scenario.rows(hierarchy) if scenario.rows else place_rows(
+                                 hierarchy, building_ids=scenario.buildings, community_ids=scenario.communities))))
         api = ApiClient(str(request.base_url).rstrip("/"), _caller_headers(request))
 
         def work() -> None:
             try:
                 sim.result = run_scenario(
                     scenario, api=api, broker=broker, clock=clock, hierarchy=hierarchy, progress=progress,
-                    stop=sim.stop, register=lambda recs: ctx.registry.register_many(recs, actor="simulator",
-                                                                                    now_ms=ctx.clock_ms()))
+                    stop=sim.stop, drill=True, register=lambda recs: register_drill(ctx.registry, recs, actor,
+                                                                                    ctx.clock_ms()),
+                    end=lambda ids: end_drill(ctx.registry, ids, actor, ctx.clock_ms()))
             finally:
                 api.close()
     else:
@@ -278,16 +297,24 @@ def start_simulation(ctx: Ctx, sims: SimulationsDep, body: SimulationStart, requ
             if community is None:
                 raise NotFound("community", body.target)
             title, rows = community.name, place_rows(hierarchy, community_ids=[body.target])
-        population = Population.from_rows(rows, hierarchy.street_id, start_seq=time.time_ns() // 1_000_000)
-        sim = Simulation(sim_id, body.kind, body.target, title, ctx.clock_ms(), progress)
+        population = Population.from_rows(drill_rows(rows), hierarchy.street_id, start_seq=time.time_ns() // 1_000_000)
+        sim = Simulation(sim_id, body.kind, body.target, title, ctx.clock_ms(), progress,
+                         devices=frozenset(population.devices))
 
         def work() -> None:
-            ctx.registry.register_many(population.records, actor="simulator", now_ms=ctx.clock_ms())
-            play_population(population, broker, clock, stop=sim.stop, progress=progress, duration_s=body.duration_s)
+            register_drill(ctx.registry, population.records, actor, ctx.clock_ms())
+            try:
+                play_population(population, broker, clock, stop=sim.stop, progress=progress,
+                                duration_s=body.duration_s, drill=True)
+            finally:
+                n = end_drill(ctx.registry, list(population.devices), actor, ctx.clock_ms())
+                progress.log.append(f"{n} 台演练设备已归档")
 
     def guarded() -> None:
         try:
             work()
+        except ScenarioStopped:  # the tester stopped it: stopped, not failed
+            progress.say("已停止")
         except Exception as exc:  # the broker went away, a scenario failed: the page shows why
             log.exception("simulation %s failed", sim_id)
             sim.error = str(exc) or type(exc).__name__

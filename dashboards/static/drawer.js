@@ -111,10 +111,12 @@
     const badge = $("drawer-badge");
     badge.className = `badge ${inc.severity}`;
     badge.textContent = SEVERITY[inc.severity] || inc.severity;
-    $("drawer-title").textContent = inc.title;
+    $("drawer-title").textContent = inc.drill ? `【演练】${inc.title}` : inc.title;
+    $("drawer-title").classList.toggle("drill", !!inc.drill);
     const facts = [
       ["位置", inc.location.label], ["对象", inc.subject], ["状态", `${STATE[inc.state] || inc.state}${inc.acknowledged_by ? `（确认人 ${inc.acknowledged_by}）` : ""}`],
       ["发生", time(inc.opened_at)], ["次数", String(inc.event_count)], ["说明", inc.detail], ["编号", inc.id]];
+    if (inc.drill) facts.unshift(["演练", "模拟设备引发：只通知演练联系人与模拟微型消防站，不计入考核指标和风险画像"]);
     if (inc.closed_at) facts.splice(4, 0, ["结束", time(inc.closed_at)]);
     $("drawer-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
 
@@ -146,7 +148,7 @@
       el("td", {}, c.group), el("td", {}, c.role_zh), el("td", {}, c.name),
       el("td", { class: "phone" }, c.phone === null ? "（无权查看电话）"
         : c.phone ? el("a", { href: `tel:${c.phone}` }, c.phone) : "（未登记电话）")))
-      : [el("tr", {}, el("td", { colspan: "4" }, "没有登记的联系人"))]));
+      : [el("tr", {}, el("td", { colspan: "4" }, inc.drill ? "演练：没有演练联系人（请勿拨打真实电话）" : "没有登记的联系人"))]));
 
     $("drawer-steps").replaceChildren(...steps.map((s) => el("li", { class: `step ${s.status}` },
       el("b", {}, `第${s.step + 1}级 · ${s.tiers_zh.join("、")}`),

@@ -49,7 +49,8 @@
     $("rows").replaceChildren(...list.map((i) => el("tr", { id: `h-${i.id}`, "data-id": i.id },
       el("td", {}, time(i.opened_at)),
       el("td", {}, el("span", { class: `badge ${i.severity}` }, SEVERITY[i.severity] || i.severity)),
-      el("td", {}, i.title), el("td", {}, i.location.label), el("td", {}, i.subject),
+      el("td", {}, i.drill ? el("span", { class: "drill-tag", title: "演练事件：由模拟设备引发" }, "演练") : "", i.title),
+      el("td", {}, i.location.label), el("td", {}, i.subject),
       el("td", { class: `outcome-${i.state}` }, OUTCOME[i.state] || i.state), el("td", {}, time(i.closed_at)),
       el("td", {}, i.acknowledged_by || "—"))));
   }

@@ -198,7 +198,8 @@ function stateOf(b) {
   mine.sort((x, y) => (SEVERITY_RANK[y.severity] - SEVERITY_RANK[x.severity]) || (Date.parse(x.opened_at) - Date.parse(y.opened_at)));
   const critical = mine.filter((i) => i.severity === "critical").length;
   const state = critical ? "critical" : mine.length ? "incident" : b.faults ? "fault" : b.devices ? "normal" : "no_devices";
-  return { state, active: mine.length, critical, top: mine.length ? mine[0].title : "" };
+  const top = mine.length ? `${mine[0].drill ? "【演练】" : ""}${mine[0].title}` : "";  // a drill's says so
+  return { state, active: mine.length, critical, top };
 }
 
 function paint() {

@@ -265,8 +265,12 @@ function updateRow(r, inc) {
   setText(r.title, inc.title);
   setText(r.detail, inc.detail);
   r.detail.title = inc.detail;
-  setText(r.kindTag, inc.category === SYSTEM ? "系统故障" : "");
-  r.kindTag.hidden = inc.category !== SYSTEM;
+  // A drill's incident (DRILL-… devices) says so on the wall: nobody real was paged for it.
+  setText(r.kindTag, inc.drill ? "演练" : inc.category === SYSTEM ? "系统故障" : "");
+  r.kindTag.hidden = !inc.drill && inc.category !== SYSTEM;
+  r.kindTag.classList.toggle("drill", !!inc.drill);
+  r.kindTag.title = inc.drill ? "演练事件：由模拟设备引发，只通知演练联系人，不计入考核指标" : "";
+  r.tr.classList.toggle("drill", !!inc.drill);
   r.mute.hidden = !(inc.state === "open" && RING_EVERY_MS[inc.severity]) || silenced.has(inc.id);
   r.tr.classList.toggle("silenced", silenced.has(inc.id));
   setText(r.placeText, inc.location.label);
@@ -660,7 +664,10 @@ function renderStateTile(list) {
   setText($("kpi-state-list"), states.length ? states.join("　") : "无");
   $("kpi-states").className = `tile${byState.get("open") ? " bad" : ""}`;
   const tiers = [...byTier].sort((a, b) => b[1] - a[1]).map(([t, n]) => `${TIER[t] || "未分级"} ${n}`);
-  setText($("kpi-tiers"), tiers.length ? `按层级：${tiers.join("、")}` : "按层级：—");
+  // A drill's rows are on the wall (marked 演练) and so in this count, which says how many; the street's KPIs
+  // (/api/kpi) leave them out.
+  const drills = list.filter((i) => i.drill).length;
+  setText($("kpi-tiers"), (tiers.length ? `按层级：${tiers.join("、")}` : "按层级：—") + (drills ? `；含演练 ${drills}` : ""));
 }
 
 function renderKpi(k) {

@@ -78,17 +78,39 @@ function clock(iso) {
   return iso ? new Date(iso).toLocaleTimeString("zh-CN", { hour12: false }) : "—";
 }
 
+// How far a run is and how long it has left (a scenario's script knows its length; a building runs until stopped).
+function leftText(s) {
+  if (s >= 3600) return `${Math.floor(s / 3600)} 小时 ${Math.round((s % 3600) / 60)} 分`;
+  if (s >= 60) return `${Math.floor(s / 60)} 分 ${Math.round(s % 60)} 秒`;
+  return `${Math.round(s)} 秒`;
+}
+
+function progressCell(r) {
+  if (r.progress === null || r.progress === undefined) {
+    return el("td", { class: "progress muted" }, r.state === "running" ? "直到停止" : "—");
+  }
+  const pct = Math.round(r.progress * 100);
+  const fill = el("div", { class: "fill" });
+  fill.style.width = `${pct}%`;  // through the CSSOM: the page's CSP allows no style attribute
+  const bar = el("div", { class: "bar", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100",
+                          "aria-valuenow": String(pct) }, fill);
+  const left = r.state === "running" && r.left_s !== null ? `，剩余约 ${leftText(r.left_s)}` : "";
+  return el("td", { class: "progress" }, bar, el("div", { class: "small left" }, `${pct}%${left}`));
+}
+
 function renderRuns(runs) {
   const body = $("runs");
   if (!runs.length) {
-    body.replaceChildren(el("tr", {}, el("td", { colspan: 9, class: "muted" }, "尚无模拟")));
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 10, class: "muted" }, "尚无模拟")));
     return;
   }
   body.replaceChildren(...runs.map((r) => el("tr", { id: `run-${r.id}`, class: r.id === chosen ? "chosen" : "",
     onclick: () => { chosen = r.id; renderDetail(r); renderRuns(runs); } },
   el("td", { class: "mono small" }, r.id),
-  el("td", {}, `${KIND[r.kind]} ${r.title}`),
+  el("td", {}, r.drill ? el("span", { class: "drill-tag", title: "演练：模拟设备使用独立的演练编号，不影响真实设备，" +
+                                       "通知只发给演练联系人，结束后自动归档" }, "演练") : "", `${KIND[r.kind]} ${r.title}`),
   el("td", {}, el("span", { class: `state ${r.state}` }, STATE[r.state])),
+  progressCell(r),
   el("td", { class: "num" }, r.devices.toLocaleString()),
   el("td", { class: "num sent" }, r.sent.toLocaleString()),
   el("td", { class: "num" }, `${r.rate.toFixed(1)}/秒`),
@@ -112,7 +134,10 @@ function renderDetail(r) {
     verdict.textContent = `${r.result.ok ? "全部预期达成" : "有预期未达成"}：${met} / ${r.result.outcomes.length}` +
       `（${Math.round(r.result.sim_seconds / 60)} 分钟模拟时间，${r.result.real_seconds.toFixed(0)} 秒）`;
     verdict.classList.add(r.result.ok ? "ok" : "bad");
-  } else verdict.textContent = r.state === "running" ? "运行中…" : "";
+  } else verdict.textContent = r.state === "running"
+    ? `运行中…${r.progress !== null && r.progress !== undefined ? `（${Math.round(r.progress * 100)}%${r.left_s !== null
+      ? `，剩余约 ${leftText(r.left_s)}` : ""}）` : ""}` : "";
+  $("scope-note").hidden = r.kind !== "scenario";
   $("outcomes").replaceChildren(...(r.result ? r.result.outcomes : []).map((o) =>
     el("li", { class: `outcome ${o.met ? "met" : "unmet"}`, title: `${o.expectation}\n${o.detail}` },
       o.expectation_zh || o.expectation,

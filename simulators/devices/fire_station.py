@@ -25,6 +25,9 @@ EQUIPMENT = (("extinguisher", 8), ("hose", 4), ("breathing_set", 2), ("helmet", 
 RESPONSES = {  # (ack, depart after ack, on scene after depart) in seconds, each a (low, high) range
     "prompt": ((10, 40), (20, 40), (60, 100)),
     "slow": ((90, 150), (60, 90), (90, 120)),
+    # `wanli simulate alarm`'s drill station: answers within seconds, so a one-alarm drill ends in a quarter minute
+    # and leaves no unanswered dispatch behind (devices/drill.py)
+    "drill": ((1, 3), (1, 3), (2, 5)),
 }
 
 

@@ -38,6 +38,7 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
+    duration_s=108060,  # the script's simulated seconds (progress and time left)
     name="elderly_inactivity_day", title="独居老人全天无活动", summary="香泉1号楼1201室独居老人刘老伯早上在家病倒，此后开门、用水、走动全部停止，一键通心跳照常。场景逐小时跳过一天半，邻居0601、1801室生活如常。",
     marks={"ill": "老人病倒"},
     play=play, rows=households, speed=60, start_local=(8, 59), needs_shared_clock=True,

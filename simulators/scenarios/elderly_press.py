@@ -23,6 +23,7 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
+    duration_s=140,  # the script's simulated seconds (progress and time left)
     name="elderly_press", title="独居老人一键呼叫", summary="香泉1号楼0601室独居的84岁王阿婆按下一键通。本次演练无人确认，警情逐级上报。",
     marks={"press": "按下一键通"},
     play=play, buildings=("xq-01",), speed=60, start_local=(10, 0),

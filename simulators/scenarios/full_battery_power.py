@@ -28,6 +28,7 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
+    duration_s=480,  # the script's simulated seconds (progress and time left)
     name="full_battery_power", title="电池充满仍持续供电", summary="香泉1号楼充电棚2号口继电器粘连：骑手接入近满电电池后离开，充满后该口仍以约60瓦持续供电；相邻正常的4号口按时断电。",
     marks={"plugged": "接入充电"},
     play=play, buildings=("xq-01",), speed=180, start_local=(22, 0),

@@ -72,6 +72,7 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
+    duration_s=45,  # the script's simulated seconds (progress and time left)
     name="hostile_messages", title="畸形与恶意消息", summary="香泉1号楼正常上报、0803室烟感真实报警的同时，有人发布畸形与恶意消息：坏JSON、错误字段、超大消息、未知类型、冒用设备编号、重放、序号倒退、时间戳过旧或超前。",
     marks={"attack": "恶意消息发出"},
     play=play, buildings=("xq-01",), speed=10,

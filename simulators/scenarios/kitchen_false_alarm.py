@@ -29,6 +29,7 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
+    duration_s=330,  # the script's simulated seconds (progress and time left)
     name="kitchen_false_alarm", title="厨房油烟误报", summary="香泉1号楼0301室炒菜，油烟触发烟感；住户按下消音键，四分钟后油烟散去，烟感自动消警。楼内其他烟感均未报警。",
     marks={"cooking": "开始炒菜"},
     play=play, buildings=("xq-01",), speed=90, start_local=(18, 5),

@@ -55,6 +55,7 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
+    duration_s=60000,  # the script's simulated seconds (progress and time left)
     name="mass_offline", title="千台烟感同时离线后恢复", summary="运营商网络中断：生成街区前几栋楼约1,000个烟感同时离线，十二个半小时后网络恢复、全部重新上报。",
     marks={"outage": "网络中断"},
     play=play, rows=detectors, hierarchy="street", speed=1200, needs_shared_clock=True,

@@ -22,6 +22,7 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
+    duration_s=80,  # the script's simulated seconds (progress and time left)
     name="press_then_cancel", title="误按后取消", summary="香泉1号楼1201室刘老伯误按一键通，几秒后取消。",
     marks={"press": "按下一键通"},
     play=play, buildings=("xq-01",), speed=20, start_local=(15, 0),

@@ -39,6 +39,7 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
+    duration_s=400,  # the script's simulated seconds (progress and time left)
     name="real_fire_spreading", title="真实火情沿楼层蔓延", summary="香泉1号楼0502室起火，烟雾沿楼梯间上升：0602室、0702室、0501室烟感相继报警，直到微型消防站到场扑灭。",
     marks={"ignition": "起火"},
     play=play, buildings=("xq-01",), speed=60, start_local=(2, 10),

@@ -53,6 +53,7 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
+    duration_s=270,  # the script's simulated seconds (progress and time left)
     name="reconnect_storm", title="重连风暴", summary="楼栋交换机重启：香泉1号楼、2号楼全部设备的连接同时中断、一分钟后同时重连，并重发断线前的最后一条消息。",
     marks={"outage": "断线", "storm": "重连"},
     play=play, buildings=("xq-01", "xq-02"), speed=30, per_device_connections=True,

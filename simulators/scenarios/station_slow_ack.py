@@ -32,6 +32,7 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
+    duration_s=370,  # the script's simulated seconds (progress and time left)
     name="station_slow_ack", title="微型消防站确认出动超时", summary="香泉1号楼1104室烟感报警，派单香泉微型消防站；值班电话在另一房间，1分半到2分半后才确认出动，4到5分钟后到场。",
     marks={"alarm": "烟感报警"},
     play=play, buildings=("xq-01",), speed=60, start_local=(14, 0),

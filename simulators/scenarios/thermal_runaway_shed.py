@@ -33,6 +33,7 @@ def play(stage: Stage) -> None:
 
 
 SCENARIO = Scenario(
+    duration_s=1260,  # the script's simulated seconds (progress and time left)
     name="thermal_runaway_shed", title="充电棚电池热失控", summary="香泉1号楼充电棚四辆电动车充电，十分钟后3号口电池热失控：端口温度越升越快，超过60 °C，约110 °C时充电棚烟感报警。",
     marks={"runaway": "热失控开始"},
     play=play, buildings=("xq-01",), speed=180, start_local=(19, 30),

@@ -120,10 +120,10 @@ def test_a_drill_started_on_the_tester_page_is_followed_on_the_wall_to_its_closu
     run = page.locator("#runs > tr").first
     expect(run).to_contain_text(f"场景 {SCENARIO_TITLE}")
     expect(run.locator(".state")).to_have_text("运行中")
-    expect(page.locator("#verdict")).to_have_text("运行中…")
+    expect(page.locator("#verdict")).to_contain_text("运行中…")  # with how far it is and the time left
     expect(run.locator(".phase")).to_contain_text("0301室炒菜", timeout=30_000)  # the script's own words
     assert int(run.locator(".sent").inner_text().replace(",", "")) >= 81  # 香泉 1号楼's devices came online
-    expect(page.locator("#log li")).to_contain_text(["正在注册 81 台设备"])
+    expect(page.locator("#log li")).to_contain_text(["正在注册 81 台演练设备"])  # the twins, DRILL-…
     tester.screenshot("drill-tester-running.png")
 
     # The smoke alarm arrives on the wall, live.
@@ -142,7 +142,8 @@ def test_a_drill_started_on_the_tester_page_is_followed_on_the_wall_to_its_closu
     on_wall_ms = wall.page.evaluate(f"() => window.rowSeenAt['inc-{incident_id}']")
     expect(row.locator(".title")).to_have_text("烟感报警")
     expect(row).to_contain_text(UNIT)
-    expect(row).to_contain_text(DETECTOR)
+    expect(row).to_contain_text(f"DRILL-{DETECTOR}")  # the drill's twin of the detector
+    expect(row.locator(".kind-tag.drill")).to_have_text("演练")  # marked as a drill on the wall
     expect(row.locator(".badge.high")).to_have_text("高")
     expect(row.locator("td.state")).to_contain_text(OPERATOR)
     wall.screenshot("drill-wall-incident.png")
@@ -175,7 +176,9 @@ def test_a_drill_started_on_the_tester_page_is_followed_on_the_wall_to_its_closu
 
     # The record: closed, by the operator, every step in her name.
     incident = api_json(service, f"/api/incidents/{incident_id}")
-    assert (incident["condition"], incident["device_id"], incident["severity"]) == ("smoke_alarm", DETECTOR, "high")
+    assert (incident["condition"], incident["device_id"], incident["severity"]) == ("smoke_alarm", f"DRILL-{DETECTOR}",
+                                                                                    "high")
+    assert incident["drill"] is True
     assert incident["state"] == "closed"
     assert incident["acknowledged_by"] == OPERATOR
     moves = [(a["action"], a["actor"], a["from_state"], a["to_state"]) for a in incident["audit"]

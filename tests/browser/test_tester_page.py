@@ -79,8 +79,9 @@ def test_a_scenario_shows_its_expected_outcomes_met_and_a_bad_request_is_explain
     expect(page.locator("#verdict")).to_contain_text("全部预期达成", timeout=60_000)
     expect(page.locator("#outcomes li.met")).to_have_count(1)
     expect(page.locator("#outcomes li.met .seen")).to_have_text(re.compile(r"^实见：1201室一键通紧急呼叫（中），待响应"))
-    expect(page.locator("#log li").first).to_have_text("正在注册 81 台设备")
-    expect(page.locator("#log li").last).to_have_text("完成")
+    expect(page.locator("#log li").first).to_have_text("正在注册 81 台演练设备")  # a drill: DRILL-… twins
+    expect(page.locator("#log li").nth(-2)).to_have_text("完成")
+    expect(page.locator("#log li").last).to_have_text("81 台演练设备已归档")
     expect(page.locator("#log")).to_contain_text("误按一键通，随即取消")
     run = page.locator("#runs > tr").first
     expect(run.locator(".state")).to_have_text("已完成")

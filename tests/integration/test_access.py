@@ -95,6 +95,12 @@ RULES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/simulations/{sim_id}"): ANY,
     ("POST", "/api/simulations"): "tester",
     ("POST", "/api/simulations/{sim_id}/stop"): "tester",
+    # drills: their own devices (DRILL-…) registered and archived by testers; the service's clock is a read
+    ("GET", "/api/drills/devices"): ANY,
+    ("POST", "/api/drills/devices"): "tester",
+    ("POST", "/api/drills/end"): "tester",
+    ("GET", "/api/clock"): ANY,
+    ("POST", "/api/clock/advance"): "tester",
     # accounts and tokens: admins
     ("GET", "/api/policies"): "admin",
     ("GET", "/api/policies/versions"): "admin",

@@ -38,13 +38,16 @@ def test_hostile_messages_from_the_cli_against_a_running_service(service_factory
     result = json.loads(run.stdout)
     assert result["ok"] and result["scenario"] == "hostile_messages" and result["sent"] > 0
     assert all(o["met"] for o in result["outcomes"]) and len(result["outcomes"]) >= 4
-    # What the CLI judged is what the service holds: its devices registered, the genuine alarm one incident.
+    # What the CLI judged is what the service holds: a drill's devices (DRILL-… twins) registered and archived
+    # after, the genuine alarm one incident, a drill's.
     api = httpx.Client(base_url=service.http_url, headers=auth_headers(service), timeout=10)
     with api:
-        devices = api.get("/api/devices", params={"building_id": "xq-01", "limit": 10_000}).json()
-        assert len(devices) > 50
+        archived = api.get("/api/devices", params={"building_id": "xq-01", "limit": 10_000, "lifecycle": "retired"})
+        assert len(archived.json()) > 50 and all(d["device_id"].startswith("DRILL-") for d in archived.json())
+        assert api.get("/api/devices", params={"building_id": "xq-01"}).json() == []  # none left active
+        assert api.get("/api/drills/devices").json()["count"] == 0
         incidents = api.get("/api/incidents").json()
-        assert [i["device_id"] for i in incidents] == ["SD-XQ01-0803"]
+        assert [(i["device_id"], i["drill"]) for i in incidents] == [("DRILL-SD-XQ01-0803", True)]
 
 
 def test_a_scenario_that_jumps_ahead_is_refused_against_a_running_service(service_factory, mosquitto):
@@ -62,7 +65,7 @@ def test_a_wrong_token_or_no_service_is_a_clear_error(service_factory, mosquitto
     service = service_factory(mqtt_url=mosquitto.url)
     run = scenario_run("kitchen_false_alarm", service, mosquitto, "--token", "not-a-token")
     assert run.returncode == 2, run.stderr[-2000:]
-    assert "registering the scenario's devices failed: 401" in run.stderr
+    assert "registering the drill's devices failed: 401" in run.stderr
 
     gone = type("Gone", (), {"http_url": f"http://127.0.0.1:{free_port()}"})()
     run = scenario_run("kitchen_false_alarm", gone, mosquitto, "--token", "whatever")

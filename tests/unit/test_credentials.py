@@ -166,10 +166,12 @@ def test_acl_pins_every_device_to_its_street_kind_and_id_with_one_pattern() -> N
         "topic read safety/#",
         "topic read dispatch/#",  # its notices, read back (the dispatcher's witness)
         "topic write dispatch/#",
+        "topic write drill/#",
         "",
         "# Devices log in as street/kind/device-id: %u is their own part of the topic tree.",
         "pattern write safety/v1/%u/+",
         "pattern read dispatch/v1/%u/duty",
+        "pattern read drill/v1/%u/duty",
     ]
 
 
