@@ -53,7 +53,8 @@ Witnessed = Callable[[list[int]], "set[int] | None"]
 class MqttPublisher:
     """One paho connection for outgoing notices, QoS 1, waiting for the broker's acknowledgement.
 
-    **The witness** (with several instances, ``witness_filter`` set): the connection also reads the notices back,
+    **The witness** (with several instances, ``witness_filter`` set: one topic filter, or several comma-separated,
+    the first holding the marker): the connection also reads the notices back,
     on a persistent session shared by every instance's dispatcher (the same client id, held by the dispatch
     role's holder only), and each notice seen is marked sent (``on_witnessed``) before it is acknowledged to the
     broker. A dispatcher killed after the broker took a notice but before its own commit leaves that notice
@@ -77,7 +78,8 @@ class MqttPublisher:
         self._client.on_disconnect = self._on_disconnect
         self._witness_filter = witness_filter
         self._on_witnessed = on_witnessed
-        self._marker_topic = witness_filter.rstrip("#").rstrip("/") + "/_witness" if witness_filter else ""
+        first = witness_filter.split(",")[0]
+        self._marker_topic = first.rstrip("#").rstrip("/") + "/_witness" if witness_filter else ""
         self._marker = ""
         self._seen: queue.Queue[tuple[int | None, int] | str] = queue.Queue()
         self._witness_thread: threading.Thread | None = None
@@ -99,7 +101,7 @@ class MqttPublisher:
         # read the session's backlog first; ready once the marker, published after it, has come back through
         # the witness thread (everything before it marked)
         self._marker = uuid.uuid4().hex
-        client.subscribe([(self._witness_filter, 1)])
+        client.subscribe([(f, 1) for f in self._witness_filter.split(",")])
         client.publish(self._marker_topic, self._marker.encode(), qos=1)
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
@@ -158,7 +160,10 @@ class MqttPublisher:
         self._connected.clear()
         if not self.gate():
             self._gave_up = True
-            client.disconnect()  # paho's loop stops reconnecting
+            # paho's loop stops reconnecting: loop_stop from its own thread only sets its "terminate" flag, which
+            # it reads before a reconnect (a disconnect() here is undone: paho marks the connection lost after
+            # this callback and would reconnect, taking the session back from the next holder)
+            client.loop_stop()
 
     def connect(self) -> None:
         """Connected, and (with the witness) the session's backlog read and marked; ConnectionError if not in

@@ -331,7 +331,8 @@ def station_dispatch_topic(street: str, station_id: str) -> str:
 def platform_account(username: str) -> ServiceAccount:
     """The service's own account: it reads every device topic (ingest) and publishes the dispatch notices (and a
     drill's, on ``drill/#``), which it reads back too (the dispatcher's witness: alerts/dispatch.py)."""
-    return ServiceAccount(username, read=(subscription(), DISPATCH_FILTER), write=(DISPATCH_FILTER, DRILL_FILTER))
+    return ServiceAccount(username, read=(subscription(), DISPATCH_FILTER, DRILL_FILTER),
+                          write=(DISPATCH_FILTER, DRILL_FILTER))
 
 
 # Its username doubles as its MQTT client id (the broker config sets use_username_as_clientid),

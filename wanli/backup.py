@@ -255,6 +255,7 @@ def restore(source: Path, settings: Settings, force: bool = False) -> BackupSumm
             argv += ["--clean", "--if-exists"]
         _run([*argv, f"--dbname={make_url(url).database}", str(source / "database" / "wanli.pgdump")],
              _pg_env(url), "pg_restore")
+    _forget_leases(url)
     for backup_name, file_name in (("telemetry/telemetry.db", "telemetry.db"), ("telemetry/spool.db", "spool.db")):
         if backup_name in names:
             _replace_sqlite(source / backup_name, settings.data_dir / file_name)
@@ -265,6 +266,21 @@ def restore(source: Path, settings: Settings, force: bool = False) -> BackupSumm
         for name in broker_files:
             shutil.copy2(source / name, auth_dir / Path(name).name)
     return summary
+
+
+def _forget_leases(url: str) -> None:
+    """A restored database carries the roles' leases of the service it was copied from (wanli/leases.py), taken
+    while that one ran: none of them holds here. Left in, the restored service would wait for them to lapse
+    before it ingests."""
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            if "leases" in inspect(conn).get_table_names():
+                conn.execute(text("DELETE FROM leases"))
+    finally:
+        engine.dispose()
 
 
 def _check_targets(settings: Settings, kind: str, url: str, has_broker_files: bool, force: bool) -> None:

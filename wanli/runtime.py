@@ -43,6 +43,7 @@ from dashboards.live import LiveFeed
 from devices.broker_access import BrokerAccess, MqttCanaryLogin
 from devices.catalog import KINDS
 from devices.credentials import BrokerAuthFiles, CredentialStore, platform_account
+from devices.drill import DRILL_TOPIC_ROOT
 from devices.hierarchy import Hierarchy, load_hierarchy
 from devices.registry import DeviceRegistry
 from ingest.dead_letters import DeadLetterStore
@@ -196,7 +197,7 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     host, port = settings.mqtt_host_port
     # Several instances: the dispatcher's connection reads its notices back (the witness, alerts/dispatch.py), so
     # a notice the broker took from a dispatcher killed before its commit is not sent again by the next one.
-    witness = {"witness_filter": f"dispatch/v1/{settings.street}/#",
+    witness = {"witness_filter": f"dispatch/v1/{settings.street}/#,{DRILL_TOPIC_ROOT}/{settings.street}/#",
                "on_witnessed": lambda ids: outbox.mark_witnessed(ids, clock_ms())} if shared else {}
     dispatcher = Dispatcher(outbox, MqttPublisher(host, port, client_id=f"{settings.mqtt_client_id}{DISPATCH_SUFFIX}",
                                                   username=settings.mqtt_login(DISPATCH_SUFFIX),
@@ -367,6 +368,10 @@ class WanliService:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.keeper.first_round.wait, 30)
         deadline = time.monotonic() + 30
+        if not self.shared and self.ingest_role in self.keeper.roles:  # one machine: a lease left by an instance
+            # that died (under another name) lapses within the TTL
+            while not self.keeper.holds(self.ingest_role) and time.monotonic() < deadline - 30 + s.lease_ttl_s + 2:
+                await asyncio.sleep(0.05)
         while self.keeper.holds(self.ingest_role) and not self._ingest_ready() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)  # the ingest role's consumer starting and subscribing
         if s.simulate_building and s.mode is Mode.PRODUCTION:

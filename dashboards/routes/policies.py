@@ -4,9 +4,9 @@ a check and a dry-run of a draft, and applying it. Administrators only: a policy
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -65,7 +65,7 @@ class DryRunIn(DraftIn):
 
 
 class ApplyIn(DraftIn):
-    based_on: int = Field(ge=1, description="the version the draft was edited from (another applied since: 409)")
+    based_on: int = Field(ge=1, le=2**31 - 1, description="the version the draft was edited from (another applied since: 409)")
     comment: str = Field(default="", max_length=400, description="why (kept with the version)")
 
 
@@ -133,7 +133,7 @@ def policy_versions(ctx: Ctx, _who: Admin, limit: int = Query(50, ge=1, le=500))
 
 
 @router.get("/versions/{version}", response_model=PolicyInForce)
-def policy_version(ctx: Ctx, _who: Admin, version: int) -> PolicyInForce:
+def policy_version(ctx: Ctx, _who: Admin, version: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> PolicyInForce:
     """One stored version with its document (to compare, or to start a draft from an older one)."""
     v = _desk(ctx).store.get(version)
     return PolicyInForce(**_version(v), document=pretty_json(v.document), roles=dict(ROLE_LABELS), thresholds={},

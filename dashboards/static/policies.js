@@ -20,12 +20,7 @@
     return data;
   }
 
-  function cell(row, text, cls) {
-    const td = row.insertCell();
-    td.textContent = text == null ? "" : String(text);
-    if (cls) td.className = cls;
-    return td;
-  }
+  const cell = window.wanliCell;  // session.js
 
   function when(iso) {
     return new Date(iso).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false });

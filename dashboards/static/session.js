@@ -3,6 +3,13 @@
 // the session's CSRF token (X-CSRF-Token, from /api/auth/status) to the pages' own requests that change
 // something, so no page needs to know about it (docs/access.md).
 "use strict";
+// A table cell with text (never HTML), for the desk pages' tables: window.wanliCell(row, text, className).
+window.wanliCell = (row, text, cls) => {
+  const td = row.insertCell();
+  td.textContent = text == null ? "" : String(text);
+  if (cls) td.className = cls;
+  return td;
+};
 (() => {
   const LOGIN = "/ops/login.html";
   const CHECK_EVERY_MS = 60_000;

@@ -7,12 +7,7 @@
   const seconds = (s) => s >= 3600 ? `${(s / 3600).toFixed(1)} 小时` : s >= 60 ? `${Math.floor(s / 60)} 分 ${Math.round(s % 60)} 秒`
     : `${s.toFixed(1)} 秒`;
 
-  function cell(row, text, cls) {
-    const td = row.insertCell();
-    td.textContent = text == null ? "" : String(text);
-    if (cls) td.className = cls;
-    return td;
-  }
+  const cell = window.wanliCell;  // session.js
 
   async function json(path) {
     const resp = await fetch(path);

@@ -81,7 +81,7 @@ def _closed_incident(incident_id: str, opened_ms: int) -> dict[str, object]:
     row.update(id=incident_id, key=incident_id, floor=None, opened_ms=opened_ms, first_event_ms=opened_ms,
                last_event_ms=opened_ms, updated_ms=opened_ms, event_count=1, acknowledged_ms=None,
                closed_ms=opened_ms + 60_000, escalation_step=0, next_deadline_ms=None, street_id="wanli",
-               state="closed", severity="critical", location_json="{}", members_json="[]")
+               state="closed", severity="critical", location_json="{}", members_json="[]", version=1)
     return row
 
 

@@ -165,6 +165,7 @@ def test_acl_pins_every_device_to_its_street_kind_and_id_with_one_pattern() -> N
         "user wanli-ingest",
         "topic read safety/#",
         "topic read dispatch/#",  # its notices, read back (the dispatcher's witness)
+        "topic read drill/#",
         "topic write dispatch/#",
         "topic write drill/#",
         "",
