@@ -56,10 +56,11 @@ from devices.broker_dynsec import (
     Command,
     DynamicSecurity,
     create_client,
+    credential_mark,
     delete_client,
     disable_client,
     enable_client,
-    set_password,
+    modify_client,
 )
 from devices.credentials import (
     BrokerAuthFiles,
@@ -230,7 +231,7 @@ class BrokerAccess:
         # (device id -> candidates, newest last; held in memory only until the plugin has the one the table holds).
         self._overlay = overlay
         self._overlay_limit, self._overlay_batch_max = overlay_limit, overlay_batch_max
-        self._overlay_clients: dict[str, bool] = {}
+        self._overlay_clients: dict[str, str | None] = {}  # login -> its credential's mark, None when disabled
         self._overlay_epoch: int | None = None
         self._overlay_stale = False  # a fold failed: the plugin may hold clients the file does not agree with
         self._overlay_retry_at = 0.0
@@ -385,7 +386,7 @@ class BrokerAccess:
                 else:
                     fold = False
             if fold:
-                self._fold_overlay()
+                self._reconcile(before_confirming=True) and self._reconcile(before_confirming=False)
                 continue
             try:
                 self._apply(target)
@@ -425,6 +426,11 @@ class BrokerAccess:
         self._apply_file(target, started)
 
     @property
+    def fast_lane_clients(self) -> int:
+        """How many clients the writer has given the dynamic-security plugin since the last fold."""
+        return len(self._overlay_clients)
+
+    @property
     def fast_lane_ready(self) -> bool:
         """True when the next small change goes through the dynamic-security plugin (no reload)."""
         return self._overlay_usable(0)
@@ -437,7 +443,12 @@ class BrokerAccess:
 
     def _apply_overlay(self, changed: set[str], previous: Mapping[str, tuple[str, str, str, str] | None],
                        passwords: Mapping[str, list[str]]) -> bool:
-        """The plugin's commands for ``changed``, sent and answered; False when only the file can carry them."""
+        """The plugin's commands for ``changed``, sent and answered; False when only the file can carry them.
+
+        Each client the writer gives the plugin carries, as its text description, the fingerprint of the
+        credential (the table's hash) its password belongs to: whoever reads the plugin later (this writer after a
+        restart) can tell a client that agrees with the table from one that does not, without any password.
+        """
         assert self._overlay is not None
         commands: list[Command] = []
         after = dict(self._overlay_clients)
@@ -449,13 +460,14 @@ class BrokerAccess:
                                  if verify_mosquitto_password(p, now[0])), None)
                 if password is None:
                     return False  # only its hash is known here (issued before this process started): the file
+                mark = credential_mark(now[0])
                 if login not in after:
-                    commands.append(create_client(login, password))
+                    commands.append(create_client(login, password, mark))
                 else:
-                    commands.append(set_password(login, password))
-                    if not after[login]:
+                    commands.append(modify_client(login, password, mark))  # closes its connections, as a rotation should
+                    if after[login] is None:
                         commands.append(enable_client(login))
-                after[login] = True
+                after[login] = mark
                 continue
             login = self._login_of(device_id, before)
             if login is None:
@@ -463,12 +475,12 @@ class BrokerAccess:
             if login not in after:
                 if before is None:
                     continue  # neither the file nor the plugin admits it
-                commands += [create_client(login), disable_client(login)]
-            elif after[login]:
+                commands += [create_client(login), disable_client(login)]  # refused, its connections closed
+            elif after[login] is not None:
                 commands.append(disable_client(login))
-            after[login] = False
+            after[login] = None
         if len(after) > self._overlay_limit:
-            return False  # fold the plugin's clients into the file
+            return False  # the file takes them all (the plugin's clients are deleted after its reload)
         self._overlay.run(commands)
         self._overlay_clients = after
         return True
@@ -483,32 +495,63 @@ class BrokerAccess:
         return DeviceTopicOwner(rec.street_id, rec.kind, device_id).username
 
     def _on_overlay_connected(self, epoch: int) -> None:
-        """The admin connection was made again (a broker restart, a lost connection): fold what the plugin holds."""
+        """The admin connection was made again (a broker restart, a lost connection): the file from the table again,
+        and the plugin's clients checked against it."""
         if self._overlay_epoch is not None and epoch != self._overlay_epoch:
-            log.warning("broker access: the dynamic-security connection was made again; folding the plugin's "
-                        "clients into the password file")
+            log.warning("broker access: the dynamic-security connection was made again; rewriting the password file "
+                        "and checking the plugin's clients")
             self._request([])
 
-    def _fold_overlay(self) -> None:
-        """After a confirmed file generation: delete every client the plugin holds (the file agrees with the table)."""
+    def _reconcile(self, *, before_confirming: bool) -> bool:
+        """After the file's reload: delete the plugin's clients that would shadow the file wrongly.
+
+        ``before_confirming``: only those that disagree with the table (an enabled client whose credential is not
+        the device's current one, a disabled client of a device the file admits again): until they are gone, the
+        generation's changes are not all in force. Afterwards (``before_confirming=False``): the disabled clients
+        of devices the file no longer holds (nobody is connected with them), and every client once the plugin holds
+        ``overlay_limit`` (deleting a client closes its connection: those devices log in again once, now against
+        the file). False when the plugin could not be reached (the writer tries again every 5 s).
+        """
         overlay = self._overlay
         if overlay is None:
-            return
+            return True
         try:
-            if not overlay.connect(timeout_s=max(1.0, self._resend_after_s * 4)):
-                raise StoreUnavailable("mosquitto", "the dynamic-security admin login is not accepted")
-            epoch = overlay.epoch
-            names = overlay.list_clients()
-            overlay.run([delete_client(name) for name in names])
+            if self._overlay_epoch is None or overlay.epoch != self._overlay_epoch or not overlay.ready:
+                if not overlay.connect(timeout_s=max(1.0, self._resend_after_s * 4)):
+                    raise StoreUnavailable("mosquitto", "the dynamic-security admin login is not accepted")
+                epoch = overlay.epoch
+                held = overlay.list_clients()
+                self._overlay_clients = {login: (None if disabled else mark) for login, (disabled, mark)
+                                         in held.items()}
+                self._overlay_epoch = epoch
+            clients = self._overlay_clients
+            if before_confirming:
+                doomed = [login for login, mark in clients.items() if self._shadows_wrongly(login, mark)]
+            elif len(clients) >= self._overlay_limit:
+                doomed = list(clients)
+            else:
+                doomed = [login for login, mark in clients.items() if mark is None]
+            overlay.run([delete_client(login) for login in doomed])
         except StoreUnavailable as exc:
             self._overlay_stale, self._overlay_epoch = True, None
             self._overlay_retry_at = time.monotonic() + 5.0
-            log.warning("broker access: the dynamic-security plugin's clients were not folded (retrying in 5 s; "
-                        "changes go through the file meanwhile): %s", exc)
-            return
-        self._overlay_clients, self._overlay_epoch, self._overlay_stale = {}, epoch, False
-        if names:
-            log.info("broker access: %d dynamic-security clients folded into the password file", len(names))
+            log.warning("broker access: the dynamic-security plugin's clients were not checked against the password "
+                        "file (retrying in 5 s; changes go through the file meanwhile): %s", exc)
+            return False
+        for login in doomed:
+            del clients[login]
+        if not before_confirming:
+            self._overlay_stale = False
+        if doomed:
+            log.info("broker access: %d dynamic-security clients deleted (%d kept, agreeing with the file)",
+                     len(doomed), len(clients))
+        return True
+
+    def _shadows_wrongly(self, login: str, mark: str | None) -> bool:
+        line = self._lines.get(login.rsplit("/", 1)[-1])
+        if line is None or DeviceTopicOwner(line[1], line[2], login.rsplit("/", 1)[-1]).username != login:
+            return mark is not None  # the file refuses it: an enabled client would let it in
+        return mark != credential_mark(line[0])  # disabled, or another credential than the file's
 
     def _apply_file(self, target: int, started: float) -> None:
         canary_password = secrets.token_urlsafe(24)
@@ -524,10 +567,11 @@ class BrokerAccess:
                 log.warning("broker access: generation %d: %s", target, exc)
             if self._await_canary(canary_password):
                 self._file_pending = False
+                self._reconcile(before_confirming=True)
                 self._confirm(target)
                 log.info("broker access: generation %d confirmed in %.0f ms (files %.0f ms)", target,
                          (time.monotonic() - started) * 1000, written_s * 1000)
-                self._fold_overlay()
+                self._reconcile(before_confirming=False)
                 return
             self._check_overdue()
             with self._changed:

@@ -323,3 +323,44 @@ def test_a_broker_restarted_without_the_plugins_file_gets_every_change_in_its_pa
     assert wait_until(lambda: managed.access.fast_lane_ready, 5.0)
     assert refusal(managed.server, gone.username, gone.password).getName() == "Not authorized"
     assert managed.access.condition is None
+
+
+def test_a_restarted_writer_keeps_the_plugins_clients_that_agree_and_drops_those_that_do_not(
+        tmp_path: Path) -> None:
+    with managed_broker(tmp_path, dynamic_security=True) as managed:
+        staying = managed.access.issue("SD-T014")
+        stale = managed.access.issue("SD-T015")
+        connects_within(managed.server, staying.username, staying.password, 1.0)
+        connects_within(managed.server, stale.username, stale.password, 1.0)
+        assert sorted(plugin_clients(managed)) == sorted([staying.username, stale.username])
+        device = Login(managed.server, staying.username, staying.password)
+        try:
+            assert not device.connect().is_failure
+            managed.access.stop()  # the service stops ...
+            store = CredentialStore(managed.access._store._engine)  # noqa: SLF001  (the same table)
+            # ... and a credential reaches the table but never the broker (the service died in between)
+            fresh_password = store.issue("SD-T015", NOW_MS + 5)
+
+            # the service starts again: a new writer on the same broker and table
+            restarted = BrokerAccess(managed.registry, store, lambda: int(time.time() * 1000),
+                                     files=BrokerAuthFiles(tmp_path / "auth"), pid_file=tmp_path / "mosquitto.pid",
+                                     service_accounts={INGEST_ACCOUNT: managed.ingest_password},
+                                     canary=MqttCanaryLogin(managed.server.host, managed.server.port),
+                                     resend_after_s=0.2,
+                                     overlay=DynamicSecurity(managed.server.host, managed.server.port,
+                                                             secrets.token_urlsafe(24), answer_timeout_s=0.5))
+            managed.access = restarted
+            restarted.start()
+            assert restarted.sync(timeout_s=10)
+            assert wait_until(lambda: restarted.fast_lane_ready, 5.0)
+
+            # the client that agrees with the table stays, and so does the device's connection
+            assert plugin_clients(managed) == [staying.username]
+            time.sleep(0.3)
+            assert device.disconnects == []
+            # the one that did not is gone: the table's new password holds, the old one is refused
+            connects_within(managed.server, stale.username, fresh_password, 1.0)
+            assert refusal(managed.server, stale.username, stale.password).getName() == "Not authorized"
+        finally:
+            device.close()
+            managed.access.stop()
