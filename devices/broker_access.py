@@ -235,6 +235,7 @@ class BrokerAccess:
         self._overlay_epoch: int | None = None
         self._overlay_stale = False  # a fold failed: the plugin may hold clients the file does not agree with
         self._overlay_retry_at = 0.0
+        self._overlay_backoff_s = 5.0  # doubles up to 5 min while the plugin does not answer
         self._passwords: dict[str, list[str]] = {}
         self._file_pending = False  # a file was written whose reload the canary has not confirmed yet
         if overlay is not None:
@@ -510,7 +511,7 @@ class BrokerAccess:
         generation's changes are not all in force. Afterwards (``before_confirming=False``): the disabled clients
         of devices the file no longer holds (nobody is connected with them), and every client once the plugin holds
         ``overlay_limit`` (deleting a client closes its connection: those devices log in again once, now against
-        the file). False when the plugin could not be reached (the writer tries again every 5 s).
+        the file). False when the plugin could not be reached (the writer tries again after 5 s, then less and less often).
         """
         overlay = self._overlay
         if overlay is None:
@@ -534,14 +535,16 @@ class BrokerAccess:
             overlay.run([delete_client(login) for login in doomed])
         except StoreUnavailable as exc:
             self._overlay_stale, self._overlay_epoch = True, None
-            self._overlay_retry_at = time.monotonic() + 5.0
+            self._overlay_retry_at = time.monotonic() + self._overlay_backoff_s
             log.warning("broker access: the dynamic-security plugin's clients were not checked against the password "
-                        "file (retrying in 5 s; changes go through the file meanwhile): %s", exc)
+                        "file (retrying in %.0f s; changes go through the file meanwhile): %s",
+                        self._overlay_backoff_s, exc)
+            self._overlay_backoff_s = min(self._overlay_backoff_s * 2, 300.0)  # a broker without the plugin: rarely
             return False
         for login in doomed:
             del clients[login]
         if not before_confirming:
-            self._overlay_stale = False
+            self._overlay_stale, self._overlay_backoff_s = False, 5.0
         if doomed:
             log.info("broker access: %d dynamic-security clients deleted (%d kept, agreeing with the file)",
                      len(doomed), len(clients))

@@ -107,6 +107,7 @@ class DynamicSecurity:
         self.commands_per_message = max(1, commands_per_message)
         self._lock = threading.Condition()
         self._answers: dict[str, dict[str, Any]] = {}
+        self._waiting: set[str] = set()  # correlation ids still awaited (a late answer to an abandoned one is dropped)
         self._ids = itertools.count(1)
         self._epoch = 0
         self._connected = False
@@ -158,6 +159,9 @@ class DynamicSecurity:
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
+            # paho closes its wake-up socket pair only when the client is collected; in a reference cycle the
+            # sockets may be collected first (a ResourceWarning): close them now, as its __del__ would
+            self._client._reset_sockets()  # noqa: SLF001
             self._client = None
         with self._lock:
             self._connected = self._subscribed = False
@@ -195,7 +199,7 @@ class DynamicSecurity:
             return
         with self._lock:
             for response in responses:
-                if isinstance(response, dict) and isinstance(response.get("correlationData"), str):
+                if isinstance(response, dict) and response.get("correlationData") in self._waiting:
                     self._answers[response["correlationData"]] = response
             self._lock.notify_all()
 
@@ -227,18 +231,23 @@ class DynamicSecurity:
         ids = [f"wanli-{next(self._ids)}" for _ in batch]
         for command, cid in zip(batch, ids, strict=True):
             command["correlationData"] = cid
+        with self._lock:
+            self._waiting.update(ids)
         # QoS 0 both ways: at QoS 1 Mosquitto writes its PUBACK and then the answer as two small writes without
         # TCP_NODELAY (its set_tcp_nodelay is off by default), so the answer waited for our delayed ACK: 44 ms a
         # message instead of 0.8. A command or answer lost with the connection shows as no answer: the writer
         # then goes through the password file, and nothing is lost.
         info = client.publish(CONTROL_TOPIC, json.dumps({"commands": batch}), qos=0)
         if info.rc != 0:
+            with self._lock:
+                self._waiting.difference_update(ids)
             raise StoreUnavailable("mosquitto", f"the dynamic-security command could not be sent (rc {info.rc})")
         deadline = time.monotonic() + self.answer_timeout_s
         with self._lock:
             answered = self._lock.wait_for(lambda: all(i in self._answers for i in ids),
                                            timeout=max(0.0, deadline - time.monotonic()))
             answers = [self._answers.pop(i, None) for i in ids]
+            self._waiting.difference_update(ids)
         if not answered:
             raise StoreUnavailable("mosquitto", f"the dynamic-security plugin did not answer within "
                                    f"{self.answer_timeout_s:g} s (is it loaded?)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import threading
@@ -65,7 +66,8 @@ def managed_file_only(tmp_path: Path) -> Iterator[ManagedBroker]:
 
 
 @contextmanager
-def managed_broker(tmp_path: Path, *, dynamic_security: bool, overlay_limit: int = 500) -> Iterator[ManagedBroker]:
+def managed_broker(tmp_path: Path, *, dynamic_security: bool, overlay_limit: int = 500, overlay_batch_max: int = 200,
+                   plugin_loaded: bool = True) -> Iterator[ManagedBroker]:
     engine = db.make_engine(f"sqlite:///{tmp_path / 'x.db'}")
     db.METADATA.create_all(engine)
     hierarchy = load_hierarchy()
@@ -77,6 +79,8 @@ def managed_broker(tmp_path: Path, *, dynamic_security: bool, overlay_limit: int
     files.write(*render_broker_auth([], {}, {INGEST_ACCOUNT: ingest_password}))  # what the broker starts with
     server = MosquittoServer(tmp_path / "broker", port=free_port(), password_file=files.password_path,
                              acl_file=files.acl_path)
+    if not plugin_loaded:  # an older broker image, or one configured without it
+        server.conf_path.write_text(re.sub(r"^plugin.*\n", "", server.conf_path.read_text(), flags=re.MULTILINE))
     server.start()
     pid_file = tmp_path / "mosquitto.pid"
     pid_file.write_text(str(server.pid))
@@ -87,11 +91,11 @@ def managed_broker(tmp_path: Path, *, dynamic_security: bool, overlay_limit: int
                           resend_after_s=0.2, on_condition=conditions.append,
                           overlay=DynamicSecurity(server.host, server.port, secrets.token_urlsafe(24),
                                                   answer_timeout_s=0.5) if dynamic_security else None,
-                          overlay_limit=overlay_limit)
+                          overlay_limit=overlay_limit, overlay_batch_max=overlay_batch_max)
     access.start()
     try:
         assert access.sync(timeout_s=10), "the first generation was not confirmed"
-        if dynamic_security:
+        if dynamic_security and plugin_loaded:
             assert wait_until(lambda: access.fast_lane_ready, 5.0), "the dynamic-security plugin did not answer"
         yield ManagedBroker(server, registry, access, conditions, ingest_password)
     finally:
@@ -201,7 +205,8 @@ def test_a_broker_that_does_not_apply_a_change_raises_the_unconfirmed_condition(
     while managed.access.condition is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert managed.access.condition is None
-    assert [c.raised for c in managed.conditions] == [True, False]  # raised once, then cleared
+    # raised once, then cleared (the listeners are told a moment after the condition changes)
+    assert wait_until(lambda: [c.raised for c in managed.conditions] == [True, False], 2.0), managed.conditions
     assert managed.access.access("SD-T004").state is AccessState.ACTIVE
 
 
@@ -283,6 +288,9 @@ def test_past_its_limit_the_plugins_clients_are_folded_into_the_file(tmp_path: P
     with managed_broker(tmp_path, dynamic_security=True, overlay_limit=3) as managed:
         reloads = managed.server.reloads_logged()
         kept = [managed.access.issue(f"SD-T01{i}") for i in range(3)]
+        # each applied before the retirement (coalesced with it, SD-T010 would never reach the plugin at all)
+        assert wait_until(lambda: all(managed.access.access(f"SD-T01{i}").state is AccessState.ACTIVE
+                                      for i in range(3)), 2.0)
         managed.registry.retire("SD-T010", "test", NOW_MS + 1, "stolen")
         assert wait_until(lambda: managed.access.access("SD-T010").state is AccessState.REVOKED, 2.0)
         assert sorted(plugin_clients(managed)) == sorted(c.username for c in kept)
@@ -364,3 +372,34 @@ def test_a_restarted_writer_keeps_the_plugins_clients_that_agree_and_drops_those
         finally:
             device.close()
             managed.access.stop()
+
+
+def test_a_bulk_through_the_file_is_not_shadowed_by_the_plugins_older_passwords(tmp_path: Path) -> None:
+    with managed_broker(tmp_path, dynamic_security=True, overlay_batch_max=2) as managed:
+        older = managed.access.issue("SD-T016")  # through the plugin
+        connects_within(managed.server, older.username, older.password, 1.0)
+        reloads = managed.server.reloads_logged()
+
+        bulk = {c.device_id: c for c in managed.access.issue_many(["SD-T016", "SD-T017", "SD-T018"])}  # the file
+
+        requested, _ = managed.access.generations()
+        assert managed.access.wait_confirmed(requested, 5.0)
+        assert managed.server.reloads_logged() > reloads
+        # confirmed means in force: the plugin's client with the older password was deleted before that
+        assert not refusal(managed.server, older.username, bulk["SD-T016"].password).is_failure
+        assert refusal(managed.server, older.username, older.password).getName() == "Not authorized"
+        assert plugin_clients(managed) == []
+        for creds in bulk.values():
+            assert not refusal(managed.server, creds.username, creds.password).is_failure
+
+
+def test_without_the_plugin_loaded_every_change_still_reaches_the_broker_through_the_file(tmp_path: Path) -> None:
+    with managed_broker(tmp_path, dynamic_security=True, plugin_loaded=False) as managed:
+        assert not managed.access.fast_lane_ready
+        creds = managed.access.issue("SD-T019")
+        connects_within(managed.server, creds.username, creds.password, 3.0)
+        assert wait_until(lambda: managed.access.access("SD-T019").state is AccessState.ACTIVE, 3.0)
+        managed.registry.retire("SD-T019", "test", NOW_MS + 1, "stolen")
+        assert wait_until(lambda: refusal(managed.server, creds.username, creds.password).is_failure, 3.0)
+        assert wait_until(lambda: managed.access.access("SD-T019").state is AccessState.REVOKED, 3.0)
+        assert managed.access.condition is None and managed.conditions == []
