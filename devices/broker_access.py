@@ -197,6 +197,11 @@ class _Progress:
     condition: AccessCondition | None = None
 
 
+def changed_logins(after: Mapping[str, str | None], before: Mapping[str, str | None]) -> set[str]:
+    """Logins whose plugin client a generation creates or changes."""
+    return {login for login, mark in after.items() if login not in before or before[login] != mark}
+
+
 class BrokerAccess:
     def __init__(self, registry: DeviceRegistry, store: CredentialStore, clock_ms: Callable[[], int], *,
                  files: BrokerAuthFiles | None = None, pid_file: Path | None = None,
@@ -204,7 +209,7 @@ class BrokerAccess:
                  broker: BrokerControl | None = None, canary: CanaryLogin | None = None,
                  unconfirmed_after_s: float = 10.0, resend_after_s: float = 0.5,
                  on_condition: Callable[[AccessCondition], None] | None = None,
-                 overlay: DynamicSecurity | None = None, overlay_limit: int = 500,
+                 overlay: DynamicSecurity | None = None, overlay_limit: int = 2000,
                  overlay_batch_max: int = 200) -> None:
         self._registry, self._store, self._clock_ms = registry, store, clock_ms
         self._files = files
@@ -232,6 +237,7 @@ class BrokerAccess:
         self._overlay = overlay
         self._overlay_limit, self._overlay_batch_max = overlay_limit, overlay_batch_max
         self._overlay_clients: dict[str, str | None] = {}  # login -> its credential's mark, None when disabled
+        self._doomed: dict[str, None] = {}  # clients to delete between generations, a message at a time (the fold)
         self._overlay_epoch: int | None = None
         self._overlay_stale = False  # a fold failed: the plugin may hold clients the file does not agree with
         self._overlay_retry_at = 0.0
@@ -375,19 +381,26 @@ class BrokerAccess:
         while not self._stop.is_set():
             with self._changed:
                 self._changed.wait_for(lambda: self._stop.is_set()
-                                       or self._progress.requested > self._progress.confirmed, timeout=1.0)
+                                       or self._progress.requested > self._progress.confirmed
+                                       or bool(self._doomed and self._overlay_usable(0)), timeout=1.0)
                 if self._stop.is_set():
                     return
                 target = self._progress.requested
                 if target <= self._progress.confirmed:
                     if self._overlay_stale and time.monotonic() >= self._overlay_retry_at:
                         fold = True
+                    elif self._doomed and self._overlay_usable(0):
+                        fold = False
                     else:
                         continue
+                    pending = False
                 else:
-                    fold = False
-            if fold:
-                self._reconcile(before_confirming=True) and self._reconcile(before_confirming=False)
+                    pending = True
+            if not pending:
+                if fold:
+                    self._reconcile(before_confirming=True) and self._reconcile(before_confirming=False)
+                else:
+                    self._delete_some()  # a generation requested meanwhile goes first: one message at a time
                 continue
             try:
                 self._apply(target)
@@ -427,7 +440,7 @@ class BrokerAccess:
         self._apply_file(target, started)
 
     @property
-    def fast_lane_clients(self) -> int:
+    def fast_lane_clients(self) -> int:  # (the fold's clients count until deleted)
         """How many clients the writer has given the dynamic-security plugin since the last fold."""
         return len(self._overlay_clients)
 
@@ -480,11 +493,37 @@ class BrokerAccess:
             elif after[login] is not None:
                 commands.append(disable_client(login))
             after[login] = None
-        if len(after) > self._overlay_limit:
+        if len(after) - len(self._doomed.keys() - changed_logins(after, self._overlay_clients)) > self._overlay_limit:
             return False  # the file takes them all (the plugin's clients are deleted after its reload)
-        self._overlay.run(commands)
+        self._overlay.run(commands, per_message=self._per_message())
+        for login in [login for login in self._doomed if after.get(login) != self._overlay_clients.get(login)]:
+            del self._doomed[login]  # changed again: the plugin keeps deciding it
         self._overlay_clients = after
         return True
+
+    def _per_message(self) -> int:
+        """Commands to a message: each costs the broker ~0.5 ms + 2.3 µs per client the plugin holds (it rewrites
+        its JSON after every command); a message is handled in one go, so keep one to ~10 ms."""
+        return max(1, min(8, int(10 / (0.5 + 0.0023 * len(self._overlay_clients)))))
+
+    def _delete_some(self) -> None:
+        """One message of the fold's deletions (between generations: a change never waits behind the fold)."""
+        overlay = self._overlay
+        assert overlay is not None
+        batch = [login for login in self._doomed if login in self._overlay_clients][:self._per_message()]
+        try:
+            overlay.run([delete_client(login) for login in batch], per_message=len(batch) or 1)
+        except StoreUnavailable as exc:
+            self._overlay_stale, self._overlay_epoch = True, None  # the next file generation lists them again
+            self._overlay_retry_at = time.monotonic() + self._overlay_backoff_s
+            log.warning("broker access: the fold's deletions stopped (%d left): %s", len(self._doomed), exc)
+            return
+        for login in batch:
+            self._overlay_clients.pop(login, None)
+        for login in [login for login in self._doomed if login not in self._overlay_clients]:
+            del self._doomed[login]
+        if not self._doomed:
+            log.info("broker access: the fold is done: the plugin holds %d clients", len(self._overlay_clients))
 
     def _login_of(self, device_id: str, line: tuple[str, str, str, str] | None) -> str | None:
         if line is not None:
@@ -507,11 +546,11 @@ class BrokerAccess:
         """After the file's reload: delete the plugin's clients that would shadow the file wrongly.
 
         ``before_confirming``: only those that disagree with the table (an enabled client whose credential is not
-        the device's current one, a disabled client of a device the file admits again): until they are gone, the
-        generation's changes are not all in force. Afterwards (``before_confirming=False``): the disabled clients
-        of devices the file no longer holds (nobody is connected with them), and every client once the plugin holds
-        ``overlay_limit`` (deleting a client closes its connection: those devices log in again once, now against
-        the file). False when the plugin could not be reached (the writer tries again after 5 s, then less and less often).
+        the device's current one, a disabled client of a device the file admits again), at once: until they are
+        gone, the generation's changes are not all in force. Afterwards (``before_confirming=False``), to be
+        deleted between generations: the disabled clients of devices the file no longer holds (nobody is
+        connected with them), and every client once the plugin holds ``overlay_limit`` (the fold: deleting a
+        client closes its connection, so those devices log in again once, now against the file). False when the plugin could not be reached (the writer tries again after 5 s, then less and less often).
         """
         overlay = self._overlay
         if overlay is None:
@@ -524,15 +563,17 @@ class BrokerAccess:
                 held = overlay.list_clients()
                 self._overlay_clients = {login: (None if disabled else mark) for login, (disabled, mark)
                                          in held.items()}
-                self._overlay_epoch = epoch
+                self._overlay_epoch, self._doomed = epoch, {}
             clients = self._overlay_clients
             if before_confirming:
                 doomed = [login for login, mark in clients.items() if self._shadows_wrongly(login, mark)]
-            elif len(clients) >= self._overlay_limit:
-                doomed = list(clients)
+                overlay.run([delete_client(login) for login in doomed], per_message=self._per_message())
             else:
-                doomed = [login for login, mark in clients.items() if mark is None]
-            overlay.run([delete_client(login) for login in doomed])
+                # the rest is deleted between generations, a message at a time (``_delete_some``)
+                later = list(clients) if len(clients) >= self._overlay_limit else \
+                    [login for login, mark in clients.items() if mark is None]
+                self._doomed.update(dict.fromkeys(later))
+                doomed = []
         except StoreUnavailable as exc:
             self._overlay_stale, self._overlay_epoch = True, None
             self._overlay_retry_at = time.monotonic() + self._overlay_backoff_s
@@ -543,11 +584,12 @@ class BrokerAccess:
             return False
         for login in doomed:
             del clients[login]
+            self._doomed.pop(login, None)
         if not before_confirming:
             self._overlay_stale, self._overlay_backoff_s = False, 5.0
-        if doomed:
-            log.info("broker access: %d dynamic-security clients deleted (%d kept, agreeing with the file)",
-                     len(doomed), len(clients))
+        if doomed or (self._doomed and not before_confirming):
+            log.info("broker access: %d dynamic-security clients deleted, %d to delete between generations, "
+                     "%d kept (agreeing with the file)", len(doomed), len(self._doomed), len(clients) - len(self._doomed))
         return True
 
     def _shadows_wrongly(self, login: str, mark: str | None) -> bool:

@@ -205,7 +205,7 @@ class DynamicSecurity:
 
     # -- commands
 
-    def run(self, commands: Sequence[Command]) -> list[dict[str, Any]]:
+    def run(self, commands: Sequence[Command], per_message: int | None = None) -> list[dict[str, Any]]:
         """Send ``commands`` in order, a few to a message, each message once the previous is answered.
 
         Returns the plugin's answers in order. Raises ``StoreUnavailable`` when the connection is
@@ -213,8 +213,9 @@ class DynamicSecurity:
         (its error in the message; the commands before it are applied).
         """
         answers: list[dict[str, Any]] = []
-        for start in range(0, len(commands), self.commands_per_message):
-            answers += self._send([dict(c) for c in commands[start:start + self.commands_per_message]])
+        step = max(1, per_message or self.commands_per_message)
+        for start in range(0, len(commands), step):
+            answers += self._send([dict(c) for c in commands[start:start + step]])
         return answers
 
     def list_clients(self) -> dict[str, tuple[bool, str]]:

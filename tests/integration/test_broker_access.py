@@ -403,3 +403,23 @@ def test_without_the_plugin_loaded_every_change_still_reaches_the_broker_through
         assert wait_until(lambda: refusal(managed.server, creds.username, creds.password).is_failure, 3.0)
         assert wait_until(lambda: managed.access.access("SD-T019").state is AccessState.REVOKED, 3.0)
         assert managed.access.condition is None and managed.conditions == []
+
+
+def test_a_change_during_the_fold_goes_first_and_its_client_stays(tmp_path: Path) -> None:
+    with managed_broker(tmp_path, dynamic_security=True, overlay_limit=150) as managed:
+        hierarchy = load_hierarchy()
+        many = [DeviceRecord(f"SD-F{i:04d}", "smoke_detector", hierarchy.street_id, BUILDING, 1, "0101")
+                for i in range(152)]
+        managed.registry.register_many(many, "test", NOW_MS)
+        ids = [r.device_id for r in many]
+        requested, _ = managed.access.generations()
+        managed.access.issue_many(ids[:150])  # through the plugin: it holds 150 clients
+        assert managed.access.wait_confirmed(requested + 1, 5.0) and managed.access.fast_lane_clients == 150
+
+        managed.access.issue(ids[150])  # past the limit: through the file, then the fold's deletions begin
+        assert wait_until(lambda: managed.access.fast_lane_clients < 150, 5.0)
+        rotated = managed.access.issue(ids[0])  # made while the fold deletes: applied at once, through the plugin
+
+        assert connects_within(managed.server, rotated.username, rotated.password, 1.0) <= 1.0
+        assert wait_until(lambda: plugin_clients(managed) == [rotated.username], 10.0), len(plugin_clients(managed))
+        assert not refusal(managed.server, rotated.username, rotated.password).is_failure
