@@ -313,6 +313,8 @@ class SideResult:
     reload_cpu_ms: float = 0.0  # the broker's CPU time per reload, measured alone
     connected: int = 0  # devices connected (idle) while it was measured
     bulk_stall_ms: float = 0.0  # the stream's longest gap during the bulk credentials
+    change_cpu_ms: float = 0.0  # the broker's CPU per change, changes one at a time with nothing else going on
+    change_cpu_n: int = 0
     fold_clients: int = 0  # the plugin's clients folded into the file (0: no plugin on this side)
     fold_s: float = 0.0
     fold_stall_ms: float = 0.0
@@ -354,6 +356,26 @@ def _changes(side: Side, ids: list[str], give_up_s: float, result: SideResult) -
                 one(ids[i], None)
                 i += 1
             time.sleep(0.2)
+
+
+def _change_cpu_ms(side: Managed, device_ids: list[str]) -> float:
+    """The broker's CPU time (user + system) per change, one change at a time, each confirmed before the next: what
+    a change costs the broker whatever the machine's load (the stall on a free core is about this long)."""
+    assert side.access is not None and side.broker is not None and side.broker.pid is not None
+    stat = Path(f"/proc/{side.broker.pid}/stat")
+
+    def cpu() -> int:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+    time.sleep(0.5)
+    before = cpu()
+    for device_id in device_ids:
+        requested_before, _ = side.access.generations()
+        side.change([device_id])
+        if not side.access.wait_confirmed(requested_before + 1, 60):
+            raise RuntimeError(f"{side.name}: a change was not confirmed within 60 s")
+    return (cpu() - before) * 1000 / os.sysconf("SC_CLK_TCK") / len(device_ids)
 
 
 def _fold(side: Managed, stream: Callable[[], Stream], spare: list[str], clients: int, result: SideResult,
@@ -435,11 +457,17 @@ def run_side(side: Side, changes: int, give_up_s: float, rng: random.Random, con
         for sock in idle:
             sock.close()
 
+    spare = [d for d in ids if d != streamer and d not in set(changed)]
+    rng.shuffle(spare)
+    if isinstance(side, Managed):
+        result.change_cpu_n = 100
+        result.change_cpu_ms = _change_cpu_ms(side, spare[:result.change_cpu_n])
+
     if isinstance(side, Managed) and side.dynamic_security:
         from wanli.settings import Settings
 
-        _fold(side, stream, [d for d in ids if d != streamer and d not in set(changed)],
-              side.fold_limit or Settings().broker_dynamic_security_limit, result, rng)
+        _fold(side, stream, spare[result.change_cpu_n:], side.fold_limit or Settings().broker_dynamic_security_limit,
+              result, rng)
 
     if isinstance(side, Managed):
         bulk_stream = stream()
@@ -626,6 +654,8 @@ def print_table(results: list[SideResult], api: ApiResult | None) -> None:
     row("broker CPU per reload (SIGHUP alone)", "", lambda r: f"{r.reload_cpu_ms:,.0f} ms with {r.connected:,} devices "
                                                               "connected")
     row("reloads the broker logged for the changes", "", lambda r: f"{r.reloads} for {len(r.connect_s) + r.lost}")
+    row("broker CPU per change (one at a time, each confirmed)", "",
+        lambda r: f"{r.change_cpu_ms:,.1f} ms ({r.change_cpu_n} changes)" if r.change_cpu_n else "")
     row("bulk credentials, whole street", "≤ 60 s",
         lambda r: (f"{r.bulk_s:,.1f} s" if r.bulk_s < 600 else f"≈ {r.bulk_s / 3600:,.1f} h") + f" ({r.bulk_note})")
     row("… the stream's longest gap during the bulk (one reload)", "",
