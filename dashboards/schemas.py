@@ -221,6 +221,10 @@ class BrokerAccessPublic(BaseModel):
     condition: str | None  # "broker_access_unconfirmed" while raised
     condition_detail: str = ""
     condition_since: datetime | None = None
+    # the dynamic-security plugin: whether the next change of a few devices goes there (no reload), and how many
+    # clients the writer has given it since the last fold (docs/devices.md)
+    fast_lane_ready: bool = False
+    fast_lane_clients: int = 0
 
 
 class DeviceHistoryEntry(BaseModel):

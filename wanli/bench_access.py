@@ -6,9 +6,14 @@ whole street (``--devices``, default every device of ``generate_street()``: 50,6
 - **per-device files** (the baseline, before issue 21): devices log in as their id, the ACL
   has one ``user`` block per device, every change rewrites both files and sends SIGHUP at
   once, with no coalescing and no confirmation;
-- **managed** (``devices/broker_access.py``): devices log in as ``street/kind/id``, the ACL is
-  two ``%u`` patterns, one writer thread coalesces changes into one password file + one
-  SIGHUP and confirms each generation with its canary login.
+- **managed, password file only** (``devices/broker_access.py`` with
+  ``WANLI_BROKER_DYNAMIC_SECURITY=false``, issue 21's first round): devices log in as
+  ``street/kind/id``, the ACL is two ``%u`` patterns, one writer thread coalesces changes into
+  one password file + one SIGHUP and confirms each generation with its canary login;
+- **managed with the dynamic-security plugin** (the default): the same writer sends a change to
+  a few devices to the broker's plugin instead (no reload, confirmed by the plugin's answers),
+  and folds the plugin's clients back into the password file past a limit. Its side also
+  measures a fold of ``--fold-clients`` clients (one reload, then the plugin's clients deleted).
 
 Figures, per side:
 
@@ -51,6 +56,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.broker_access import BrokerAccess, MqttCanaryLogin
+from devices.broker_dynsec import DynamicSecurity
 from devices.credentials import (
     INGEST_ACCOUNT,
     BrokerAuthFiles,
@@ -170,10 +176,15 @@ class PerDeviceFiles(Side):
 
 
 class Managed(Side):
-    name = "managed (%u patterns, coalesced, confirmed)"
+    name = "managed + dynamic-security plugin (after)"
 
-    def __init__(self, workdir: Path, records: list[DeviceRecord], street_file: Path) -> None:
+    def __init__(self, workdir: Path, records: list[DeviceRecord], street_file: Path, *,
+                 dynamic_security: bool = True) -> None:
         super().__init__(workdir, records)
+        self.dynamic_security = dynamic_security
+        self.fold_limit = 0  # the plugin's limit (0: the settings' default)
+        if not dynamic_security:
+            self.name = "managed, password file only (before)"
         self.registry = DeviceRegistry(self.engine, load_hierarchy(street_file))
         self.registry.register_many(records, "bench", _now_ms())
         self.pid_file = workdir / "mosquitto.pid"
@@ -189,12 +200,24 @@ class Managed(Side):
     def start_access(self) -> None:
         assert self.broker is not None
         self.pid_file.write_text(str(self.broker.pid))
+        from wanli.settings import Settings
+
+        defaults = Settings()
+        overlay = DynamicSecurity(self.broker.host, self.broker.port, secrets.token_urlsafe(24)) \
+            if self.dynamic_security else None
         self.access = BrokerAccess(self.registry, self.store, _now_ms, files=self.files, pid_file=self.pid_file,
                                    service_accounts={INGEST_ACCOUNT: self.ingest_password},
-                                   canary=MqttCanaryLogin(self.broker.host, self.broker.port))
+                                   canary=MqttCanaryLogin(self.broker.host, self.broker.port), overlay=overlay,
+                                   overlay_limit=self.fold_limit or defaults.broker_dynamic_security_limit,
+                                   overlay_batch_max=defaults.broker_dynamic_security_batch)
         self.access.start()
         if not self.access.sync(60):
             raise RuntimeError("the managed broker did not confirm its first generation")
+        deadline = time.monotonic() + 30
+        while overlay is not None and not self.access.fast_lane_ready:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the broker's dynamic-security plugin did not answer")
+            time.sleep(0.05)
 
     def change(self, device_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         assert self.access is not None
@@ -289,6 +312,12 @@ class SideResult:
     reloads: int = 0  # reloads the broker logged during the changes
     reload_cpu_ms: float = 0.0  # the broker's CPU time per reload, measured alone
     connected: int = 0  # devices connected (idle) while it was measured
+    bulk_stall_ms: float = 0.0  # the stream's longest gap during the bulk credentials
+    change_cpu_ms: float = 0.0  # the broker's CPU per change, changes one at a time with nothing else going on
+    change_cpu_n: int = 0
+    fold_clients: int = 0  # the plugin's clients folded into the file (0: no plugin on this side)
+    fold_s: float = 0.0
+    fold_stall_ms: float = 0.0
 
     def pct(self, p: float) -> float:
         if not self.connect_s:
@@ -329,7 +358,62 @@ def _changes(side: Side, ids: list[str], give_up_s: float, result: SideResult) -
             time.sleep(0.2)
 
 
-def run_side(side: Side, changes: int, give_up_s: float, rng: random.Random, connected: int = 0) -> SideResult:
+def _change_cpu_ms(side: Managed, device_ids: list[str]) -> float:
+    """The broker's CPU time (user + system) per change, one change at a time, each confirmed before the next: what
+    a change costs the broker whatever the machine's load (the stall on a free core is about this long)."""
+    assert side.access is not None and side.broker is not None and side.broker.pid is not None
+    stat = Path(f"/proc/{side.broker.pid}/stat")
+
+    def cpu() -> int:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+    time.sleep(0.5)
+    before = cpu()
+    for device_id in device_ids:
+        requested_before, _ = side.access.generations()
+        side.change([device_id])
+        if not side.access.wait_confirmed(requested_before + 1, 60):
+            raise RuntimeError(f"{side.name}: a change was not confirmed within 60 s")
+    return (cpu() - before) * 1000 / os.sysconf("SC_CLK_TCK") / len(device_ids)
+
+
+def _fold(side: Managed, stream: Callable[[], Stream], spare: list[str], clients: int, result: SideResult,
+          rng: random.Random) -> None:
+    """Devices changed through the plugin (in generations it takes) until it holds ``clients`` (its limit), then one
+    change more while the stream runs: that change goes through the file (one reload) and the plugin's clients are
+    all deleted (the fold). Timed until the plugin is empty, with the stream's longest gap."""
+    assert side.access is not None and side.broker is not None
+    batch = 100
+    picked = rng.sample(spare, min(clients + 1, len(spare)))
+    reloads = side.broker.reloads_logged()
+    k = 0
+    while side.access.fast_lane_clients < clients and k < len(picked) - 1:
+        want = min(batch, clients - side.access.fast_lane_clients, len(picked) - 1 - k)
+        requested_before, _ = side.access.generations()
+        side.change(picked[k:k + want])
+        side.access.wait_confirmed(requested_before + 1, 60)
+        k += want
+    if side.broker.reloads_logged() != reloads:
+        print("    (the changes before the fold reloaded the broker)", flush=True)
+    held = side.access.fast_lane_clients
+    folding = stream()
+    folding.start()
+    t0 = time.monotonic()
+    side.change(picked[-1:])  # one past the limit
+    deadline = time.monotonic() + 300
+    while side.access.fast_lane_clients or not side.access.fast_lane_ready:  # the plugin's clients deleted
+        if time.monotonic() > deadline:
+            raise RuntimeError("the plugin's clients were not deleted after the fold")
+        time.sleep(0.01)
+    result.fold_s = time.monotonic() - t0
+    result.fold_clients = held
+    time.sleep(0.5)
+    result.fold_stall_ms = folding.stop()
+
+
+def run_side(side: Side, changes: int, give_up_s: float, rng: random.Random, connected: int = 0,
+             fold_clients: int = 0) -> SideResult:
     ids = [r.device_id for r in side.records]
     result = SideResult(side.name, len(ids))
     first = side.store.issue_many(ids, _now_ms())  # the street already credentialed
@@ -339,7 +423,9 @@ def run_side(side: Side, changes: int, give_up_s: float, rng: random.Random, con
         side.start_access()
     assert side.broker is not None
     streamer, *changed = rng.sample(ids, changes + 1)
-    s_login, s_password = side.change([streamer])[streamer]
+    # the stream's device keeps the credentials the street started with (in the password file): no change, fold or
+    # bulk below touches its login, so its stream's gaps are the broker's, not its own reconnections
+    s_login, s_password = side.login_of(streamer), first[streamer]
     if _first_connect(side.broker.host, side.broker.port, s_login, s_password, time.monotonic(), 600) is None:
         raise RuntimeError(f"{side.name}: the streaming device was never admitted")
     owner = side.owners[streamer]
@@ -371,18 +457,33 @@ def run_side(side: Side, changes: int, give_up_s: float, rng: random.Random, con
         for sock in idle:
             sock.close()
 
+    spare = [d for d in ids if d != streamer and d not in set(changed)]
+    rng.shuffle(spare)
     if isinstance(side, Managed):
+        result.change_cpu_n = 100
+        result.change_cpu_ms = _change_cpu_ms(side, spare[:result.change_cpu_n])
+
+    if isinstance(side, Managed) and side.dynamic_security:
+        from wanli.settings import Settings
+
+        _fold(side, stream, spare[result.change_cpu_n:], side.fold_limit or Settings().broker_dynamic_security_limit,
+              result, rng)
+
+    if isinstance(side, Managed):
+        bulk_stream = stream()
+        bulk_stream.start()
         t0 = time.monotonic()
-        issued = side.change(ids)
+        issued = side.change([d for d in ids if d != streamer])  # the stream's device keeps its login and connection
         assert side.access is not None
         requested, _ = side.access.generations()
         side.access.wait_confirmed(requested, 300)
-        sample = rng.sample(ids, min(20, len(ids)))
+        sample = rng.sample(sorted(issued), min(20, len(issued)))
         for d in sample:
             if _first_connect(side.broker.host, side.broker.port, *issued[d], time.monotonic(), 60) is None:
                 raise RuntimeError(f"{d} could not connect after the bulk issue")
         result.bulk_s = time.monotonic() - t0
-        result.bulk_note = f"issue_many({len(ids):,}), confirmed, 20 random devices logged in"
+        result.bulk_note = f"issue_many({len(issued):,}), confirmed, 20 random devices logged in"
+        result.bulk_stall_ms = bulk_stream.stop()
     else:
         per = statistics.mean(result.connect_s) if result.connect_s else float("nan")
         result.bulk_s = per * len(ids)
@@ -553,8 +654,14 @@ def print_table(results: list[SideResult], api: ApiResult | None) -> None:
     row("broker CPU per reload (SIGHUP alone)", "", lambda r: f"{r.reload_cpu_ms:,.0f} ms with {r.connected:,} devices "
                                                               "connected")
     row("reloads the broker logged for the changes", "", lambda r: f"{r.reloads} for {len(r.connect_s) + r.lost}")
+    row("broker CPU per change (one at a time, each confirmed)", "",
+        lambda r: f"{r.change_cpu_ms:,.1f} ms ({r.change_cpu_n} changes)" if r.change_cpu_n else "")
     row("bulk credentials, whole street", "≤ 60 s",
         lambda r: (f"{r.bulk_s:,.1f} s" if r.bulk_s < 600 else f"≈ {r.bulk_s / 3600:,.1f} h") + f" ({r.bulk_note})")
+    row("… the stream's longest gap during the bulk (one reload)", "",
+        lambda r: f"{r.bulk_stall_ms:,.0f} ms" if r.bulk_stall_ms else "")
+    row("fold of the plugin's clients into the file: time / longest gap", "",
+        lambda r: f"{r.fold_s:.2f} s / {r.fold_stall_ms:,.0f} ms ({r.fold_clients} clients)" if r.fold_clients else "")
     row("broker start on the street's files", "", lambda r: f"{r.start_s:.2f} s")
     if api is not None:
         print(f"\nper-device API, managed: {api.rate:,.1f} credentials/s ({api.calls} calls from {api.callers} callers "
@@ -581,13 +688,18 @@ def main(args: argparse.Namespace) -> int:
         rng = random.Random(args.seed)
         sides: list[tuple[Callable[[], Side], int]] = [
             (lambda: Managed(base / "managed", records, street_file), args.changes)]
+        if not args.skip_file_only:
+            sides.append((lambda: Managed(base / "managed-file", records, street_file, dynamic_security=False),
+                          args.changes))
         if not args.skip_baseline:
             sides.append((lambda: PerDeviceFiles(base / "per-device", records), args.baseline_changes))
         for make, changes in sides:
             side = make()
+            if isinstance(side, Managed):
+                side.fold_limit = args.fold_clients
             try:
                 print(f"  {side.name} …", flush=True)
-                results.append(run_side(side, changes, args.give_up_s, rng, args.connected))
+                results.append(run_side(side, changes, args.give_up_s, rng, args.connected, args.fold_clients))
                 print_table(results[-1:], None)  # at once: the next side may take long
             finally:
                 side.close()
@@ -617,7 +729,11 @@ def add_commands(bench_subparsers: Any) -> None:
     p.add_argument("--api-callers", type=int, default=8)
     p.add_argument("--connected", type=int, default=5000,
                    help="devices connected (idle) while the broker's CPU per reload is measured")
+    p.add_argument("--fold-clients", type=int, default=0,
+                   help="clients given to the dynamic-security plugin before it is folded into the file (default: "
+                        "its limit, WANLI_BROKER_DYNAMIC_SECURITY_LIMIT; the writer's limit is set to it)")
     p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--skip-file-only", action="store_true", help="leave out the password-file-only managed side")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", action="store_true")
     p.set_defaults(func=main)

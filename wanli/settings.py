@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     broker_access_unconfirmed_s: float = Field(default=10.0, gt=0)
     # While unconfirmed, SIGHUP is sent again this often (Mosquitto drops one that comes mid-reload).
     broker_access_resend_ms: int = Field(default=500, ge=20)
+    # A change to a few devices goes to the broker's dynamic-security plugin (no reload; config/mosquitto/
+    # auth.conf loads it) instead of a rewritten password file; off: every change rewrites the file and reloads.
+    broker_dynamic_security: bool = True
+    # The plugin's clients are folded into the password file (one reload) past this many; a generation of more
+    # devices than broker_dynamic_security_batch (bulk credentials) goes through the file at once.
+    broker_dynamic_security_limit: int = Field(default=2000, ge=1)
+    broker_dynamic_security_batch: int = Field(default=200, ge=1)
     embedded_broker_host: str = "127.0.0.1"
     embedded_broker_port: int = 1883
     # The broker address devices are given with their credentials (the page's files, the credentials API):

@@ -250,7 +250,9 @@ def broker_access_status(ctx: Ctx) -> BrokerAccessPublic:
     return BrokerAccessPublic(managed=ctx.broker_access.manages_broker, requested_generation=requested,
                               confirmed_generation=confirmed, condition=cond.name if cond else None,
                               condition_detail=cond.detail if cond else "",
-                              condition_since=ms_to_dt(cond.since_ms) if cond else None)
+                              condition_since=ms_to_dt(cond.since_ms) if cond else None,
+                              fast_lane_ready=ctx.broker_access.fast_lane_ready,
+                              fast_lane_clients=ctx.broker_access.fast_lane_clients)
 
 
 @kinds_router.get("/device-kinds", response_model=list[DeviceKindPublic])

@@ -105,12 +105,12 @@ def test_restore_drill(tmp_path, webhook, database, request):  # noqa: F811 - we
             detectors = sim.smoke_detectors()[:3]  # [0] alarms; [1:] beat (one login per device at a time)
             devices: dict[str, tuple[str, str, object]] = {}
             for det in detectors:
-                reloads = broker_a.server.reloads_logged()
                 issued = httpx.post(f"{api}/devices/{det.device_id}/credentials", headers=headers)
                 assert issued.status_code == 201, issued.text
                 creds = issued.json()
                 devices[det.device_id] = (creds["username"], creds["password"], det)
-                broker_a.server.wait_for_reload(reloads)
+                wait_for(lambda d=det.device_id: httpx.get(f"{api}/devices/{d}",  # type: ignore[misc]
+                                                           headers=headers).json()["access_state"] == "active")
             beats = Heartbeats(broker_a.server, {d: v for d, v in devices.items() if d != detectors[0].device_id})
             try:
                 alarmed = detectors[0]

@@ -267,6 +267,22 @@ def test_the_broker_admits_only_accounts_the_service_manages(compose_config: dic
     assert app["pid"] == "service:mosquitto"
 
 
+def test_the_broker_takes_changes_through_its_dynamic_security_plugin(compose_config: dict) -> None:
+    """compose.conf loads the image's dynamic-security plugin with its file in the shared auth volume (the app's
+    writer sends it a change to a few devices instead of a reload, docs/devices.md), made empty on a new volume."""
+    conf = (REPO_ROOT / "config" / "mosquitto" / "compose.conf").read_text().splitlines()
+    directives = [line.split(None, 1) for line in conf if line.strip() and not line.startswith("#")]
+    plugin = [v.strip() for k, v in directives if k == "plugin"]
+    plugin_file = [v.strip() for k, v in directives if k == "plugin_opt_config_file"]
+    password_file = next(v.strip() for k, v in directives if k == "password_file")
+    assert plugin == ["/usr/lib/mosquitto_dynamic_security.so"]  # where the eclipse-mosquitto image has it
+    assert len(plugin_file) == 1 and Path(plugin_file[0]).parent == Path(password_file).parent
+    command = " ".join(compose_config["services"]["mosquitto"]["command"])
+    name = Path(plugin_file[0]).name
+    assert f"[ -e {name} ] || install -o mosquitto -g mosquitto -m 0600 /dev/null {name}" in command
+    assert command.index(name) < command.index("exec mosquitto")
+
+
 def test_the_services_broker_password_is_a_secret_from_a_file(compose_config: dict) -> None:
     app = compose_config["services"]["app"]
     env = app["environment"]

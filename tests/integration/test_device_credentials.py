@@ -35,15 +35,19 @@ def test_a_device_publishes_with_issued_credentials_only_as_itself_until_retired
                 "unit": f"0{floor}01"}
         assert httpx.post(api, json=body, headers=auth_headers(service)).status_code == 201
     assert refusal(server, "SD-XQ01-0101", "guess").is_failure  # registered is not yet allowed in
-
+    status = f"{service.http_url}/api/broker-access"
+    wait_for(lambda: httpx.get(status, headers=auth_headers(service)).json()["fast_lane_ready"])  # the plugin answers
     reloads = server.reloads_logged()
+
     issued = httpx.post(f"{api}/SD-XQ01-0101/credentials", headers=auth_headers(service))
     assert issued.status_code == 201
     creds = issued.json()
     assert creds["publish_filter"] == "safety/v1/wanli/smoke_detector/SD-XQ01-0101/+" and creds["broker_updated"]
     assert creds["username"] == "wanli/smoke_detector/SD-XQ01-0101"
-    server.wait_for_reload(reloads)
+    # applied by the broker's dynamic-security plugin: no reload
     wait_for(lambda: httpx.get(f"{api}/SD-XQ01-0101", headers=auth_headers(service)).json()["access_state"] == "active")
+    assert server.reloads_logged() == reloads
+    assert httpx.get(status, headers=auth_headers(service)).json()["fast_lane_clients"] == 1
 
     own = "safety/v1/wanli/smoke_detector/SD-XQ01-0101/event"
     other = "safety/v1/wanli/smoke_detector/SD-XQ01-0201/event"
@@ -54,9 +58,7 @@ def test_a_device_publishes_with_issued_credentials_only_as_itself_until_retired
     assert incident["device_id"] == "SD-XQ01-0101"
     assert httpx.get(f"{service.http_url}/api/dead-letters", headers=auth_headers(service)).json() == []  # the spoof never reached ingest
 
-    reloads = server.reloads_logged()
     assert httpx.post(f"{api}/SD-XQ01-0101/retire", json={"reason": "replaced"}, headers=auth_headers(service)).status_code == 200
-    server.wait_for_reload(reloads)
     wait_for(lambda: httpx.get(f"{api}/SD-XQ01-0101", headers=auth_headers(service)).json()["access_state"] == "revoked")
     assert refusal(server, creds["username"], creds["password"]).is_failure
     assert httpx.post(f"{api}/SD-XQ01-0101/credentials", headers=auth_headers(service)).status_code == 409

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from importlib import resources
@@ -88,9 +89,8 @@ def alarms(service: WanliService, broker: SecuredBroker) -> tuple[dict, dict]:
     elderly = next(p.device for p in sim.placed if isinstance(p.device, ElderlyAlarmSim))
     maintainer = token(service, Role.MAINTAINER)
     for device, publication in ((detector, detector.alarm(now_ms())), (elderly, elderly.press(now_ms()))):
-        reloads = broker.server.reloads_logged()
         creds = maintainer.post(f"/api/devices/{device.device_id}/credentials").raise_for_status().json()
-        broker.server.wait_for_reload(reloads)
+        applied(maintainer, device.device_id)
         with logged_in(broker.server, creds["username"], creds["password"]) as login:
             login.publish(*publication)
     reader = admin(service)
@@ -170,12 +170,20 @@ def test_a_responder_credential_must_name_real_stations(street: WanliService) ->
 
 def issue(service: WanliService, broker: SecuredBroker, client: httpx.Client, device: str,
           **headers: str) -> httpx.Response:
-    """POST the device's credentials route; when it issued new ones, wait until the broker has read them."""
-    reloads = broker.server.reloads_logged()
+    """POST the device's credentials route; when it issued new ones, wait until the broker has applied them."""
     resp = client.post(f"/api/devices/{device}/credentials", headers=headers)
     if resp.status_code == 201:
-        broker.server.wait_for_reload(reloads)
+        applied(client, device)
     return resp
+
+
+def applied(client: httpx.Client, device: str, timeout_s: float = 10.0) -> None:
+    """Wait until the service says the broker applied the device's credentials (its plugin answered or it reloaded)."""
+    deadline = time.monotonic() + timeout_s
+    while client.get(f"/api/devices/{device}").json().get("access_state") != "active":
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the broker did not apply {device}'s credentials within {timeout_s} s")
+        time.sleep(0.05)
 
 
 def test_cross_origin_changes_with_the_session_cookie_are_refused(street: WanliService, broker: SecuredBroker) -> None:
