@@ -318,3 +318,5 @@ def test_the_ha_profile_runs_two_instances_as_one_service_on_postgresql() -> Non
     assert volumes[0] and volumes[1] and not volumes[0] & volumes[1]
     assert [p["published"] for p in one["ports"]] == ["8001"] and [p["host_ip"] for p in two["ports"]] == ["127.0.0.1"]
     assert "healthcheck" in services["postgres"]
+    # one instance manages the broker's device access (its admin login is one: docs/scaling.md)
+    assert one["environment"]["WANLI_BROKER_AUTH_DIR"] == "/broker-auth" and "WANLI_BROKER_AUTH_DIR" not in two["environment"]
