@@ -288,8 +288,11 @@ class Dispatcher(WakeableLoop):
             if self._held_back():
                 continue
             try:
+                failures = self.failures
                 self.send_pending()
-                delay = 1.0 if not self._outbox.pending(1) else min(delay * 2, 30.0)
+                # Back off only while sends fail (the broker or the webhook away). A notice skipped because another
+                # dispatcher holds it (one that froze mid-send) is asked for again in a second.
+                delay = min(delay * 2, 30.0) if self.failures > failures else 1.0
             except Exception:  # the database is away: try again later; nothing is marked sent
                 log.exception("dispatcher round failed")
                 delay = min(delay * 2, 30.0)

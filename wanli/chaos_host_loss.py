@@ -254,7 +254,8 @@ def host_loss(workdir: Path, broker: MosquittoServer, database_url: str, *, kill
             f"host frozen (SIGSTOP {freeze_s:.0f} s) mid-storm" if freeze_s else f"host lost (SIGKILL) x{kills} mid-storm",
             takeovers, published, opened, lost, doubled, listener.sent, listener.doubled, unsent,
             registration_seen_s, late, _fights(broker, client_id) - fights_mark,
-            details={"instances": 2, "rate": rate, "storm_alarms": len(sims)})
+            details={"instances": 2, "rate": rate, "storm_alarms": len(sims),
+                     **({"unsent": _unsent_detail(database_url)} if unsent else {})})
     finally:
         if publisher is not None:
             publisher.close()
@@ -285,12 +286,26 @@ def _incident_of(instance: Instance, record: Any) -> dict[str, Any] | None:
     return None
 
 
-def _unsent_notices(database_url: str) -> int:
+def _unsent_detail(database_url: str) -> list[tuple[object, ...]]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(
+                "SELECT id, topic, attempts, last_error, created_ms FROM notifications WHERE sent_ms IS NULL "
+                "AND channel = 'mqtt' ORDER BY id LIMIT 20"))]
+    finally:
+        engine.dispose()
+
+
+def _unsent_notices(database_url: str, in_flight_ms: int = 5_000) -> int:
+    """Notices still unsent that were written more than ``in_flight_ms`` ago (the escalations go on climbing
+    while the run ends: what a tick wrote a moment ago is on its way, not stuck)."""
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
             return int(conn.execute(text("SELECT count(*) FROM notifications WHERE sent_ms IS NULL "
-                                         "AND channel = 'mqtt'")).scalar_one())
+                                         "AND channel = 'mqtt' AND created_ms < :before"),
+                                    {"before": now_ms() - in_flight_ms}).scalar_one())
     finally:
         engine.dispose()
 

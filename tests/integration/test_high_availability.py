@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
 
 
 def check(report: HostLossReport) -> None:
-    table = format_host_loss_table([report])
+    table = format_host_loss_table([report]) + f"\n{report.details}"
     print(table)
     assert report.takeovers_s and max(report.takeovers_s) <= TAKEOVER_TARGET_S, table
     assert report.published > 100 and report.opened == report.published, table  # every alarm its incident
