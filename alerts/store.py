@@ -126,7 +126,8 @@ class IncidentStore:
 
         A new incident (version 0) is inserted; a stored one is updated only if the row still has the
         version it was read at: another instance's change since raises ``StaleIncident`` (naming the
-        incidents), and the caller's transaction is rolled back, to be tried again on fresh rows.
+        stored incidents of the write), and the caller's transaction is rolled back, to be tried again on
+        fresh rows.
         """
         if conn is None:
             with self.transaction() as own:
@@ -135,15 +136,12 @@ class IncidentStore:
         new = [{**_row(i), "version": 1} for i in incidents if i.version == 0]
         if new:
             conn.execute(incidents_table.insert(), new)
-        stale = []
-        for i in incidents:
-            if i.version:
-                done = conn.execute(self._checked_update, {**_row(i), "b_id": i.id, "b_version": i.version,
-                                                           "version": i.version + 1})
-                if done.rowcount != 1:
-                    stale.append(i.id)
-        if stale:
-            raise StaleIncident(stale)
+        stored = [i for i in incidents if i.version]
+        if stored:  # one executemany; both drivers count its rows (supports_sane_multi_rowcount)
+            done = conn.execute(self._checked_update, [{**_row(i), "b_id": i.id, "b_version": i.version,
+                                                        "version": i.version + 1} for i in stored])
+            if done.rowcount != len(stored):  # one or more moved meanwhile: the caller reads them all again
+                raise StaleIncident([i.id for i in stored])
         if audit:
             conn.execute(incident_audit_table.insert(), [
                 {"incident_id": a.incident_id, "at_ms": a.at_ms, "actor": a.actor, "action": a.action,
