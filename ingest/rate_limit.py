@@ -60,11 +60,6 @@ class TokenBucket:
         self.tokens = float(burst)
         self.updated_ms = now_ms  # None: full, on the clock of its first take
 
-    def copy(self) -> TokenBucket:
-        twin = TokenBucket.__new__(TokenBucket)
-        twin.tokens, twin.updated_ms = self.tokens, self.updated_ms
-        return twin
-
     def take(self, now_ms: int, rate_per_s: float, burst: int) -> bool:
         if self.updated_ms is None:
             self.updated_ms = now_ms
@@ -89,9 +84,19 @@ class DeviceLimitState:
     last_over_ms: int | None = None  # when it last went past either limit
     unstored: Counter[str] = field(default_factory=Counter)  # per reason: rejected, counted, not kept
 
-    def copy(self) -> DeviceLimitState:
-        return DeviceLimitState(self.messages.copy(), self.letters.copy(), self.last_ms, self.events, self.refused,
-                                self.letters_over, self.over_since_sample, self.last_over_ms, Counter(self.unstored))
+    def saved(self) -> tuple[object, ...]:
+        """What ``admit`` and ``letter`` may change, to put back with ``restore`` (scalars; the per-reason
+        counts copied only when there are any: most devices never have a dead letter)."""
+        m, lt = self.messages, self.letters
+        return (m.tokens, m.updated_ms, lt.tokens, lt.updated_ms, self.last_ms, self.events, self.refused,
+                self.letters_over, self.over_since_sample, self.last_over_ms, Counter(self.unstored) if self.unstored
+                else None)
+
+    def restore(self, saved: tuple[object, ...]) -> None:
+        m, lt = self.messages, self.letters
+        (m.tokens, m.updated_ms, lt.tokens, lt.updated_ms, self.last_ms, self.events, self.refused,  # type: ignore[assignment]
+         self.letters_over, self.over_since_sample, self.last_over_ms, unstored) = saved
+        self.unstored = unstored if unstored is not None else Counter()  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +120,8 @@ class DeviceRateLimits:
         self._pending_unstored: Counter[str] = Counter()  # the same, since the last take_unstored
         self._over: dict[str, int] = {}  # device -> when it last went past a limit: noisy() looks only here
         self.forgotten = 0
-        self._journal: dict[str, DeviceLimitState | None] | None = None  # inside ``undo_on_error``: states before it
+        # inside ``undo_on_error``: each touched device's state (the object and what it held), None if new
+        self._journal: dict[str, tuple[DeviceLimitState, tuple[object, ...]] | None] | None = None
 
     def __len__(self) -> int:
         return len(self._devices)
@@ -195,7 +201,9 @@ class DeviceRateLimits:
                 if before is None:
                     self._devices.pop(device_id, None)
                 else:
-                    self._devices[device_id] = before
+                    state, saved = before
+                    state.restore(saved)
+                    self._devices[device_id] = state
             raise
         finally:
             self._journal = None
@@ -220,7 +228,7 @@ class DeviceRateLimits:
     def _state(self, device_id: str, now_ms: int) -> DeviceLimitState:
         state = self._devices.get(device_id)
         if (journal := self._journal) is not None and device_id not in journal:
-            journal[device_id] = None if state is None else state.copy()
+            journal[device_id] = None if state is None else (state, state.saved())
         if state is None:
             p = self.policy
             # each bucket starts on the clock of its first take: an alarm (stamped by the device, maybe far ahead
