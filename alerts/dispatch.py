@@ -165,10 +165,11 @@ class MqttPublisher:
             # this callback and would reconnect, taking the session back from the next holder)
             client.loop_stop()
 
-    def connect(self) -> None:
+    def connect(self) -> bool:
         """Connected, and (with the witness) the session's backlog read and marked; ConnectionError if not in
-        ``timeout_s``. A dispatcher's round asks this before it locks any notice: the witness's marks must not
-        wait for a lock of the round itself."""
+        ``timeout_s``. True if it had to connect (the witness may have marked notices meanwhile). A
+        dispatcher's round asks this before it locks any notice: the witness's marks must not wait for a lock
+        of the round itself."""
         if not self.gate():  # asked again here: a send that froze half-way wakes up after the role left
             raise ConnectionError("the dispatch role is not held by this instance now")
         if self._started and self._gave_up:
@@ -185,8 +186,10 @@ class MqttPublisher:
                 self._witness_thread = threading.Thread(target=self._run_witness, name="dispatch-witness",
                                                         daemon=True)
                 self._witness_thread.start()
+        fresh = not self._connected.is_set()
         if not self._connected.wait(self._timeout_s):
             raise ConnectionError(f"not connected to the broker at {self._host}:{self._port}")
+        return fresh
 
     def publish(self, topic: str, payload: str) -> None:
         self.connect()
@@ -240,8 +243,8 @@ class Dispatcher(WakeableLoop):
         broker_down: ConnectionError | None = None
         if any(r.channel == CHANNEL_MQTT for r in rows):
             try:  # the witness first: what it saw sent is marked before any notice is locked here
-                self._publisher.connect()
-                rows = self._outbox.pending()
+                if self._publisher.connect():
+                    rows = self._outbox.pending()
             except ConnectionError as exc:  # the MQTT notices fail this round, each recorded; the webhook's go on
                 broker_down = exc
         for row in rows:

@@ -129,11 +129,6 @@ class Outbox:
             row = conn.execute(q).mappings().first()
         return _outbox_row(row) if row is not None else None
 
-    def mark_sent(self, ids: Sequence[int], now_ms: int) -> None:
-        if ids:
-            with self._engine.begin() as conn:
-                conn.execute(update(notifications_table).where(notifications_table.c.id.in_(ids)).values(sent_ms=now_ms))
-
     # A dispatcher that froze holding a notice keeps it this long before the database cuts its session and the
     # next holder sends it (PostgreSQL's idle_in_transaction_session_timeout, for the claim's transaction only).
     CLAIM_HOLD_S = 60
@@ -147,9 +142,9 @@ class Outbox:
         going twice: a dispatcher that froze mid-send (a paused VM) still holds its notice's lock, and the
         next holder skips it (SKIP LOCKED) instead of sending it again; the frozen one sends and marks it
         when it wakes, or, frozen longer than CLAIM_HOLD_S, its session is cut, the lock falls and the
-        notice goes from the next holder. A dispatcher killed between the broker's acknowledgement and its
-        commit (a few milliseconds) leaves the notice to be sent again: the receiving terminals drop a
-        notice they have seen (the dispatch id).
+        notice goes from the next holder. One killed between the broker's acknowledgement and its commit
+        leaves the notice unmarked: the next holder's dispatcher reads it back from the broker first and
+        marks it (``mark_witnessed``; alerts/dispatch.py), and every copy carries its ``notice_id``.
         """
         t = notifications_table
         with self._engine.begin() as conn:
@@ -178,10 +173,6 @@ class Outbox:
                 conn.execute(update(t).where(t.c.id.in_(free), t.c.sent_ms.is_(None)).values(sent_ms=now_ms))
         return existing - set(free)
 
-    def mark_failed(self, row_id: int, error: str) -> None:
-        t = notifications_table
-        with self._engine.begin() as conn:
-            conn.execute(update(t).where(t.c.id == row_id).values(attempts=t.c.attempts + 1, last_error=error[:500]))
 
 
 class Claim:

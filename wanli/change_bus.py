@@ -26,7 +26,6 @@ from sqlalchemy import Connection, Engine, text
 log = logging.getLogger(__name__)
 
 DEVICES, INCIDENTS, NOTIFY_ROUTING, POLICIES = "wanli_devices", "wanli_incidents", "wanli_notify", "wanli_policies"
-CHANNELS = (DEVICES, INCIDENTS, NOTIFY_ROUTING, POLICIES)
 MAX_PAYLOAD = 7000  # PostgreSQL's limit is 8000 bytes
 EVERYTHING = "*"
 
@@ -46,16 +45,12 @@ class ChangeBus(Protocol):
 
     def stop(self) -> None: ...
 
-    @property
-    def connected(self) -> bool: ...
-
 
 class LocalChangeBus:
     """One instance: nobody to tell."""
 
     origin = "local"
     shared = False
-    connected = True
 
     def announce(self, conn: Connection, channel: str, ids: Iterable[str]) -> None:
         pass
@@ -102,12 +97,6 @@ class PostgresChangeBus:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._connected = threading.Event()
-        self.reconnects = 0
-        self.heard = 0
-
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
 
     def announce(self, conn: Connection, channel: str, ids: Iterable[str]) -> None:
         ids = list(ids)
@@ -143,7 +132,6 @@ class PostgresChangeBus:
                     self._connected.set()
                     delay = 0.5
                     if not first:  # notices may have been missed while away: read everything again
-                        self.reconnects += 1
                         log.warning("change bus: listening again; reloading every cache")
                         for channel in self._reloads:
                             self._deliver(channel, None)
@@ -168,7 +156,6 @@ class PostgresChangeBus:
         origin, ids = decode(payload)
         if origin == self.origin:
             return  # this instance made the change and already has it
-        self.heard += 1
         self._deliver(channel, ids)
 
     def _deliver(self, channel: str, ids: set[str] | None) -> None:
