@@ -380,8 +380,7 @@ class DeviceRegistry:
         # Registrations (what maintainers change) and states (what messages change) are held apart:
         # the hot path touches only states, and a registration write never overwrites health.
         self._by_id: dict[str, DeviceRecord] = {r["device_id"]: _registration(r) for r in rows}
-        self._states: dict[str, DeviceState] = {r["device_id"]: DeviceState(*(r[f] for f in DeviceState.FIELDS))
-                                                for r in rows}
+        self._states: dict[str, DeviceState] = _states_of(rows)
         self._dirty: set[str] = set()
 
     @property
@@ -729,7 +728,7 @@ class DeviceRegistry:
             rows = conn.execute(select(devices_table.c.device_id, *(devices_table.c[f] for f in DeviceState.FIELDS))
                                 ).mappings().all()
         with self._lock:
-            self._states = {str(r["device_id"]): DeviceState(*(r[f] for f in DeviceState.FIELDS)) for r in rows}
+            self._states = _states_of(rows)
             self._dirty.clear()
 
     def lookup(self, device_id: str) -> DeviceRecord | None:
@@ -760,6 +759,11 @@ class DeviceRegistry:
 _REGISTRATION_FIELDS = ("device_id", "kind", "street_id", "building_id", "floor", "unit", "label", "lifecycle",
                         "registered_ms", "retired_ms")
 _EMPTY_STATE = dict(zip(DeviceState.FIELDS, DeviceState().values(), strict=True))
+
+
+def _states_of(rows: Iterable[Mapping[str, object]]) -> dict[str, DeviceState]:
+    """Each device's health and sequence state, from its row."""
+    return {str(r["device_id"]): DeviceState(*(r[f] for f in DeviceState.FIELDS)) for r in rows}
 
 
 def _registration_row(rec: DeviceRecord) -> dict[str, object]:

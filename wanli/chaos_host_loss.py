@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from simulators.devices.smoke_detector import SmokeDetectorSim
 from wanli.chaos import (
@@ -239,13 +239,15 @@ def host_loss(workdir: Path, broker: MosquittoServer, database_url: str, *, kill
                      what="every alarm counted")
         except TimeoutError:
             pass  # the report says what is missing
-        unsent = _unsent_notices(database_url)
+        notices = create_engine(database_url)
         try:
-            wait_for(lambda: _unsent_notices(database_url) == 0, 30, interval_s=0.5, what="every notice sent")
+            wait_for(lambda: _unsent_notices(notices) == 0, 30, interval_s=0.5, what="every notice sent")
         except TimeoutError:
             pass
         time.sleep(2)  # anything sent twice late shows now
-        unsent = _unsent_notices(database_url)
+        unsent = _unsent_notices(notices)
+        unsent_rows = _unsent_detail(notices) if unsent else []
+        notices.dispose()
         opened, lost, doubled = account_alarms(survivor, storm_records, 1)
         detail = survivor.get(f"/api/incidents/{probe_incident['id']}")
         escalated = [_iso_ms(e["at"]) for e in detail["audit"] if e["action"] == "escalate"]
@@ -255,7 +257,7 @@ def host_loss(workdir: Path, broker: MosquittoServer, database_url: str, *, kill
             takeovers, published, opened, lost, doubled, listener.sent, listener.doubled, unsent,
             registration_seen_s, late, _fights(broker, client_id) - fights_mark,
             details={"instances": 2, "rate": rate, "storm_alarms": len(sims),
-                     **({"unsent": _unsent_detail(database_url)} if unsent else {})})
+                     **({"unsent": unsent_rows} if unsent else {})})
     finally:
         if publisher is not None:
             publisher.close()
@@ -286,28 +288,20 @@ def _incident_of(instance: Instance, record: Any) -> dict[str, Any] | None:
     return None
 
 
-def _unsent_detail(database_url: str) -> list[tuple[object, ...]]:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(
-                "SELECT id, topic, attempts, last_error, created_ms FROM notifications WHERE sent_ms IS NULL "
-                "AND channel = 'mqtt' ORDER BY id LIMIT 20"))]
-    finally:
-        engine.dispose()
+def _unsent_detail(engine: Engine) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(
+            "SELECT id, topic, attempts, last_error, created_ms FROM notifications WHERE sent_ms IS NULL "
+            "AND channel = 'mqtt' ORDER BY id LIMIT 20"))]
 
 
-def _unsent_notices(database_url: str, in_flight_ms: int = 5_000) -> int:
+def _unsent_notices(engine: Engine, in_flight_ms: int = 5_000) -> int:
     """Notices still unsent that were written more than ``in_flight_ms`` ago (the escalations go on climbing
     while the run ends: what a tick wrote a moment ago is on its way, not stuck)."""
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM notifications WHERE sent_ms IS NULL "
-                                         "AND channel = 'mqtt' AND created_ms < :before"),
-                                    {"before": now_ms() - in_flight_ms}).scalar_one())
-    finally:
-        engine.dispose()
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM notifications WHERE sent_ms IS NULL "
+                                     "AND channel = 'mqtt' AND created_ms < :before"),
+                                {"before": now_ms() - in_flight_ms}).scalar_one())
 
 
 def _fights(broker: MosquittoServer, client_id: str) -> int:

@@ -375,11 +375,11 @@ class WanliService:
         self.http_url = f"http://{s.http_host}:{bound_port}"
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.keeper.first_round.wait, 30)
-        deadline = time.monotonic() + 30
         if not self.shared and self.ingest_role in self.keeper.roles:  # one machine: a lease left by an instance
-            # that died (under another name) lapses within the TTL
-            while not self.keeper.holds(self.ingest_role) and time.monotonic() < deadline - 30 + s.lease_ttl_s + 2:
+            lapsed = time.monotonic() + s.lease_ttl_s + 2  # that died (under another name) lapses within the TTL
+            while not self.keeper.holds(self.ingest_role) and time.monotonic() < lapsed:
                 await asyncio.sleep(0.05)
+        deadline = time.monotonic() + 30
         while self.keeper.holds(self.ingest_role) and not self._ingest_ready() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)  # the ingest role's consumer starting and subscribing
         if s.simulate_building and s.mode is Mode.PRODUCTION:
