@@ -210,7 +210,7 @@ class BrokerAccess:
                  broker: BrokerControl | None = None, canary: CanaryLogin | None = None,
                  unconfirmed_after_s: float = 10.0, resend_after_s: float = 0.5,
                  on_condition: Callable[[AccessCondition], None] | None = None,
-                 overlay: DynamicSecurity | None = None, overlay_limit: int = 2000,
+                 overlay: DynamicSecurity | None = None, overlay_limit: int = 5000,
                  overlay_batch_max: int = 200) -> None:
         self._registry, self._store, self._clock_ms = registry, store, clock_ms
         self._files = files
@@ -427,6 +427,12 @@ class BrokerAccess:
             with self._changed:
                 self._reread_all = True  # what was taken is not lost: the next pass reads everything
             raise
+        if reread_all and self._served_already():
+            self._confirm(target)
+            log.info("broker access: generation %d confirmed without a reload in %.0f ms: the broker already serves "
+                     "the table (its password file, with the plugin's %d clients over it)", target,
+                     (time.monotonic() - started) * 1000, len(self._overlay_clients))
+            return
         if not reread_all and self._overlay_usable(len(changed)):
             try:
                 if self._apply_overlay(changed, previous, passwords):
@@ -557,14 +563,7 @@ class BrokerAccess:
         if overlay is None:
             return True
         try:
-            if self._overlay_epoch is None or overlay.epoch != self._overlay_epoch or not overlay.ready:
-                if not overlay.connect(timeout_s=max(1.0, self._resend_after_s * 4)):
-                    raise StoreUnavailable("mosquitto", "the dynamic-security admin login is not accepted")
-                epoch = overlay.epoch
-                held = overlay.list_clients()
-                self._overlay_clients = {login: (None if disabled else mark) for login, (disabled, mark)
-                                         in held.items()}
-                self._overlay_epoch, self._doomed = epoch, {}
+            self._list_overlay(raise_errors=True)
             clients = self._overlay_clients
             if before_confirming:
                 doomed = [login for login, mark in clients.items() if self._shadows_wrongly(login, mark)]
@@ -593,15 +592,89 @@ class BrokerAccess:
                      "%d kept (agreeing with the file)", len(doomed), len(self._doomed), len(clients) - len(self._doomed))
         return True
 
+    def _list_overlay(self, *, raise_errors: bool = False) -> bool:
+        """The plugin's clients as it holds them now (after a new connection: a restarted broker, a restarted writer).
+
+        False (or ``StoreUnavailable`` with ``raise_errors``) when the plugin cannot be reached or listed."""
+        overlay = self._overlay
+        assert overlay is not None
+        try:
+            if self._overlay_epoch is None or overlay.epoch != self._overlay_epoch or not overlay.ready:
+                if not overlay.connect(timeout_s=max(1.0, self._resend_after_s * 4)):
+                    raise StoreUnavailable("mosquitto", "the dynamic-security admin login is not accepted")
+                epoch = overlay.epoch
+                held = overlay.list_clients()
+                self._overlay_clients = {login: (None if disabled else mark) for login, (disabled, mark)
+                                         in held.items()}
+                self._overlay_epoch, self._doomed = epoch, {}
+        except StoreUnavailable:
+            if raise_errors:
+                raise
+            return False
+        return True
+
     def _shadows_wrongly(self, login: str, mark: str | None) -> bool:
         line = self._lines.get(login.rsplit("/", 1)[-1])
         if line is None or DeviceTopicOwner(line[1], line[2], login.rsplit("/", 1)[-1]).username != login:
             return mark is not None  # the file refuses it: an enabled client would let it in
         return mark != credential_mark(line[0])  # disabled, or another credential than the file's
 
+    def _served_already(self) -> bool:
+        """True when the broker already admits exactly what the table says, so a start needs no reload.
+
+        The writer's start, and its reconnection to a restarted broker, read the whole table. A reload then would
+        stall a street's broker for a tenth of a second or more (docs/benchmarks.md) only to load the file it loaded
+        last time. So before writing, the writer checks: the password file on disk holds every device's current hash
+        (or the plugin holds its current credential, or refuses it), the service accounts' passwords, and the canary
+        whose password was kept beside it; and the broker lets the canary in with that password, which proves it
+        loaded this very file (each file has a canary of its own). Anything else, or any doubt, is a normal file
+        generation with its reload.
+        """
+        files, canary = self._files, self._canary
+        if files is None or canary is None:
+            return False
+        secret, loaded = files.read_canary(), files.read_passwords()
+        if secret is None or loaded is None:
+            return False
+        try:
+            canary_hash = loaded.pop(CANARY_USERNAME, None)
+            if canary_hash is None or not verify_mosquitto_password(secret, canary_hash):
+                return False
+            for account, password in self._accounts.items():
+                encoded = loaded.pop(account.username, None)
+                if encoded is None or not verify_mosquitto_password(password, encoded):
+                    return False
+        except ValueError:
+            return False  # a malformed line: not a file this writer wrote
+        accounts = [*self._accounts, ServiceAccount(CANARY_USERNAME)]
+        if files.read_acl() != render_acl([], accounts):
+            return False
+        plugin: Mapping[str, str | None] = {}
+        if self._overlay is not None:
+            if not self._list_overlay():
+                return False
+            plugin = self._overlay_clients
+        wanted = {line[3].split(":", 1)[0]: line[0] for line in self._lines.values()}
+        for login, encoded in wanted.items():
+            if login in plugin:
+                if plugin[login] != credential_mark(encoded):
+                    return False  # disabled there, or another credential
+            elif loaded.get(login) != encoded:
+                return False
+        if any(plugin.get(login, "") is not None for login in loaded.keys() - wanted.keys()):
+            return False  # the file admits a device the table does not, and the plugin does not refuse it
+        if any(mark is not None for login, mark in plugin.items() if login not in wanted):
+            return False
+        if not canary.try_login(CANARY_USERNAME, secret, timeout_s=max(0.5, self._resend_after_s * 2)):
+            return False  # the broker has another file loaded (or none): write and reload
+        self._last_acl = files.read_acl() or ""
+        return True
+
     def _apply_file(self, target: int, started: float) -> None:
         canary_password = secrets.token_urlsafe(24)
         self._file_pending = True  # from here until the canary gets in, only the file may confirm a generation
+        if self._files is not None and self._canary is not None:
+            self._files.write_canary(canary_password)  # before the file it belongs to (``_served_already``)
         self._write(canary_password)
         with self._changed:
             self._progress.written = target

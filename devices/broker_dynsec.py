@@ -32,7 +32,9 @@ raises ``StoreUnavailable``.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import itertools
 import json
 import logging
@@ -61,6 +63,18 @@ Command = dict[str, Any]
 def credential_mark(encoded: str) -> str:
     """Which credential a plugin client's password belongs to: a fingerprint of the table's hash (not the hash)."""
     return "wanli " + hashlib.sha256(encoded.encode()).hexdigest()[:20]
+
+
+def admin_password(*service_secrets: str) -> str:
+    """The writer's admin password, derived from the service's own secrets: the same in every process of one service.
+
+    The broker learns it from the password file (its hash). Were it new in every process, each start would have to
+    write and reload the street's file only to let the new one in; derived, a restarted service whose broker already
+    serves the table needs no reload at all. Changing either secret gives a new one (and one reload).
+    """
+    key = "\0".join(service_secrets).encode()
+    return base64.urlsafe_b64encode(hmac.new(key, b"wanli-access dynamic-security admin v1", "sha256").digest()
+                                    ).decode().rstrip("=")
 
 
 def create_client(username: str, password: str | None = None, description: str = "") -> Command:

@@ -425,6 +425,9 @@ class BrokerAuthFiles:
         self.directory = directory
         self.password_path = directory / "passwords"
         self.acl_path = directory / "acl"
+        # The canary's password for the password file now on disk (devices/broker_access.py): written before the
+        # file, so a restarted writer can ask the broker whether it loaded that file. It grants no topic at all.
+        self.canary_path = directory / "canary"
 
     def write(self, password_text: str, acl_text: str, *, acl_changed: bool = True) -> None:
         """Replace both files (the ACL only when ``acl_changed``: with the ``%u`` patterns it rarely is)."""
@@ -433,6 +436,36 @@ class BrokerAuthFiles:
         if acl_changed or not self.acl_path.exists():
             _replace_atomically(self.acl_path, acl_text, self.ACL_MODE)
         _replace_atomically(self.password_path, password_text, self.PASSWORD_MODE)
+
+    def write_canary(self, password: str) -> None:
+        """The canary's password for the next password file (before that file: see ``canary_path``)."""
+        _replace_atomically(self.canary_path, password + "\n", self.PASSWORD_MODE)
+
+    def read_canary(self) -> str | None:
+        try:
+            return self.canary_path.read_text("utf-8").strip() or None
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+
+    def read_passwords(self) -> dict[str, str] | None:
+        """The password file on disk as {username: hash}, or None when it is missing or not one this service wrote."""
+        try:
+            text = self.password_path.read_text("utf-8")
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+        entries: dict[str, str] = {}
+        for line in text.splitlines():
+            username, sep, encoded = line.rpartition(":")
+            if not sep or not username or username in entries:
+                return None
+            entries[username] = encoded
+        return entries
+
+    def read_acl(self) -> str | None:
+        try:
+            return self.acl_path.read_text("utf-8")
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
 
     def reload(self, pid: int) -> None:
         """Ask the broker to re-read both files (SIGHUP); it does so between network events."""

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import sys
 import threading
 import time
@@ -42,7 +41,7 @@ from dashboards.api import create_app
 from dashboards.deps import AppContext
 from dashboards.live import LiveFeed
 from devices.broker_access import BrokerAccess, MqttCanaryLogin
-from devices.broker_dynsec import DynamicSecurity
+from devices.broker_dynsec import DynamicSecurity, admin_password
 from devices.catalog import KINDS
 from devices.credentials import BrokerAuthFiles, CredentialStore, platform_account
 from devices.drill import DRILL_TOPIC_ROOT
@@ -230,9 +229,10 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
         canary=MqttCanaryLogin(*settings.mqtt_host_port) if settings.broker_auth_dir else None,
         unconfirmed_after_s=settings.broker_access_unconfirmed_s,
         resend_after_s=settings.broker_access_resend_ms / 1000,
-        # its admin password is new in every process, like the canary's: it reaches the broker in the file's first
-        # generation, before the writer logs in with it
-        overlay=DynamicSecurity(*settings.mqtt_host_port, secrets.token_urlsafe(24))
+        # its admin password is derived from the service's secrets (the same after a restart: no reload needed to
+        # let it in); it reaches the broker in a file generation before the writer logs in with it
+        overlay=DynamicSecurity(*settings.mqtt_host_port,
+                                admin_password(settings.auth_secret_key.get_secret_value(), settings.mqtt_password))
         if settings.broker_auth_dir and settings.broker_dynamic_security else None,
         overlay_limit=settings.broker_dynamic_security_limit,
         overlay_batch_max=settings.broker_dynamic_security_batch,

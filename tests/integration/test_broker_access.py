@@ -44,6 +44,7 @@ class ManagedBroker:
     access: BrokerAccess
     conditions: list[AccessCondition]
     ingest_password: str
+    admin_password: str = ""
 
 
 def smoke_detectors(n: int, street: str) -> list[DeviceRecord]:
@@ -85,11 +86,12 @@ def managed_broker(tmp_path: Path, *, dynamic_security: bool, overlay_limit: int
     pid_file = tmp_path / "mosquitto.pid"
     pid_file.write_text(str(server.pid))
     conditions: list[AccessCondition] = []
+    admin_password = secrets.token_urlsafe(24)
     access = BrokerAccess(registry, CredentialStore(engine), lambda: int(time.time() * 1000), files=files,
                           pid_file=pid_file, service_accounts={INGEST_ACCOUNT: ingest_password},
                           canary=MqttCanaryLogin(server.host, server.port), unconfirmed_after_s=1.5,
                           resend_after_s=0.2, on_condition=conditions.append,
-                          overlay=DynamicSecurity(server.host, server.port, secrets.token_urlsafe(24),
+                          overlay=DynamicSecurity(server.host, server.port, admin_password,
                                                   answer_timeout_s=0.5) if dynamic_security else None,
                           overlay_limit=overlay_limit, overlay_batch_max=overlay_batch_max)
     access.start()
@@ -97,7 +99,7 @@ def managed_broker(tmp_path: Path, *, dynamic_security: bool, overlay_limit: int
         assert access.sync(timeout_s=10), "the first generation was not confirmed"
         if dynamic_security and plugin_loaded:
             assert wait_until(lambda: access.fast_lane_ready, 5.0), "the dynamic-security plugin did not answer"
-        yield ManagedBroker(server, registry, access, conditions, ingest_password)
+        yield ManagedBroker(server, registry, access, conditions, ingest_password, admin_password)
     finally:
         access.stop()
         if server.pid is not None:
@@ -423,3 +425,92 @@ def test_a_change_during_the_fold_goes_first_and_its_client_stays(tmp_path: Path
         assert connects_within(managed.server, rotated.username, rotated.password, 1.0) <= 1.0
         assert wait_until(lambda: plugin_clients(managed) == [rotated.username], 10.0), len(plugin_clients(managed))
         assert not refusal(managed.server, rotated.username, rotated.password).is_failure
+
+
+def restarted_writer(managed: ManagedBroker, tmp_path: Path) -> BrokerAccess:
+    """The service started again: a new writer on the same broker, files and table (``wanli run``'s wiring, its
+    admin password derived from the same secrets)."""
+    managed.access.stop()
+    restarted = BrokerAccess(managed.registry, CredentialStore(managed.access._store._engine),  # noqa: SLF001
+                             lambda: int(time.time() * 1000), files=BrokerAuthFiles(tmp_path / "auth"),
+                             pid_file=tmp_path / "mosquitto.pid",
+                             service_accounts={INGEST_ACCOUNT: managed.ingest_password},
+                             canary=MqttCanaryLogin(managed.server.host, managed.server.port), resend_after_s=0.2,
+                             overlay=DynamicSecurity(managed.server.host, managed.server.port,
+                                                     managed.admin_password, answer_timeout_s=0.5))
+    managed.access = restarted
+    restarted.start()
+    return restarted
+
+
+def test_a_restarted_service_whose_broker_serves_the_table_already_starts_without_a_reload(tmp_path: Path) -> None:
+    with managed_broker(tmp_path, dynamic_security=True, overlay_batch_max=2) as managed:
+        in_file = {c.device_id: c for c in managed.access.issue_many([f"SD-T00{i}" for i in range(3)])}  # the file
+        in_plugin = managed.access.issue("SD-T004")
+        gone = managed.access.issue("SD-T005")
+        connects_within(managed.server, gone.username, gone.password, 1.0)
+        managed.registry.retire("SD-T005", "test", NOW_MS + 1, "stolen")
+        assert wait_until(lambda: managed.access.access("SD-T005").state is AccessState.REVOKED, 2.0)
+        device = Login(managed.server, in_plugin.username, in_plugin.password)
+        try:
+            assert not device.connect().is_failure
+            reloads = managed.server.reloads_logged()
+
+            restarted = restarted_writer(managed, tmp_path)
+
+            assert restarted.sync(timeout_s=10)
+            assert managed.server.reloads_logged() == reloads  # nothing to load: the broker has it all
+            assert restarted.fast_lane_ready
+            time.sleep(0.3)
+            assert device.disconnects == []  # and nobody was knocked off
+            for creds in in_file.values():
+                assert not refusal(managed.server, creds.username, creds.password).is_failure
+            assert refusal(managed.server, gone.username, gone.password).is_failure
+            rotated = restarted.issue("SD-T001")  # the fast lane works on at once
+            connects_within(managed.server, rotated.username, rotated.password, 1.0)
+            assert managed.server.reloads_logged() == reloads
+        finally:
+            device.close()
+            managed.access.stop()
+
+
+def test_a_restarted_service_reloads_when_the_broker_has_another_password_file(tmp_path: Path) -> None:
+    with managed_broker(tmp_path, dynamic_security=True, overlay_batch_max=1) as managed:
+        bulk = {c.device_id: c for c in managed.access.issue_many(["SD-T006", "SD-T007"])}  # the file
+        requested, _ = managed.access.generations()
+        assert managed.access.wait_confirmed(requested, 5.0)
+        managed.access.stop()
+        # the file on disk changes behind the broker's back (a restore, a hand edit): the broker still has the old one
+        files = BrokerAuthFiles(tmp_path / "auth")
+        files.write_canary(secrets.token_urlsafe(24))
+        reloads = managed.server.reloads_logged()
+
+        restarted = restarted_writer(managed, tmp_path)
+
+        assert restarted.sync(timeout_s=10)
+        assert managed.server.reloads_logged() > reloads
+        for creds in bulk.values():
+            assert not refusal(managed.server, creds.username, creds.password).is_failure
+        managed.access.stop()
+
+
+def test_a_broker_restarted_on_the_latest_files_is_not_reloaded_and_keeps_every_change(tmp_path: Path) -> None:
+    with managed_broker(tmp_path, dynamic_security=True) as managed:
+        kept = managed.access.issue("SD-T008")
+        gone = managed.access.issue("SD-T009")
+        connects_within(managed.server, gone.username, gone.password, 1.0)
+        managed.registry.retire("SD-T009", "test", NOW_MS + 1, "stolen")
+        assert wait_until(lambda: managed.access.access("SD-T009").state is AccessState.REVOKED, 1.0)
+        requested, _ = managed.access.generations()
+
+        managed.server.stop()  # its plugin's file stays: the plugin starts again with its clients
+        managed.server.start()
+        (managed.server.workdir.parent / "mosquitto.pid").write_text(str(managed.server.pid))
+        reloads = managed.server.reloads_logged()
+
+        assert wait_until(lambda: managed.access.generations()[1] > requested, 5.0)  # the writer's check, confirmed
+        assert wait_until(lambda: managed.access.fast_lane_ready, 5.0)
+        assert managed.server.reloads_logged() == reloads
+        connects_within(managed.server, kept.username, kept.password, 1.0)
+        assert refusal(managed.server, gone.username, gone.password).getName() == "Not authorized"
+        assert managed.access.condition is None
