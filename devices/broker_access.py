@@ -28,8 +28,9 @@ all. Each change becomes a plugin command (``createClient`` / ``modifyClient`` w
 just issued, or ``createClient`` without one + ``disableClient`` for a retirement), the plugin's
 answers confirm it, and the broker never reloads: a change costs it under a millisecond instead
 of a reload of the whole street (75-110 ms of its CPU, more with devices connected). The
-password file stays the base and goes on taking the rest: the writer's start, a reconnection
-(a restarted broker), a larger generation (bulk credentials), a plugin that failed, and the
+password file stays the base and goes on taking the rest: the writer's start and a reconnection
+(a restarted broker) when the broker does not serve the table already (``_served_already``: then
+they need no reload at all), a larger generation (bulk credentials), a plugin that failed, and the
 change that would put the plugin past ``overlay_limit`` clients. After such a file generation
 the plugin's clients that disagree with the table (each carries its credential's mark) are
 deleted before it is confirmed; past the limit all of them are, between generations (the fold).
@@ -509,9 +510,9 @@ class BrokerAccess:
         return True
 
     def _per_message(self) -> int:
-        """Commands to a message: each costs the broker ~0.5 ms + 2.3 µs per client the plugin holds (it rewrites
+        """Commands to a message: each costs the broker ~0.5 ms + 2.5 µs per client the plugin holds (it rewrites
         its JSON after every command); a message is handled in one go, so keep one to ~10 ms."""
-        return max(1, min(8, int(10 / (0.5 + 0.0023 * len(self._overlay_clients)))))
+        return max(1, min(8, int(10 / (0.5 + 0.0025 * len(self._overlay_clients)))))
 
     def _delete_some(self) -> None:
         """One message of the fold's deletions (between generations: a change never waits behind the fold)."""
@@ -556,8 +557,9 @@ class BrokerAccess:
         the device's current one, a disabled client of a device the file admits again), at once: until they are
         gone, the generation's changes are not all in force. Afterwards (``before_confirming=False``), to be
         deleted between generations: the disabled clients of devices the file no longer holds (nobody is
-        connected with them), and every client once the plugin holds ``overlay_limit`` (the fold: deleting a
-        client closes its connection, so those devices log in again once, now against the file). False when the plugin could not be reached (the writer tries again after 5 s, then less and less often).
+        connected with them), and every client once the plugin holds half of ``overlay_limit`` (the fold: deleting
+        a client closes its connection, so those devices log in again once, now against the file; a change that
+        would pass the limit itself goes through the file to make this reload). False when the plugin could not be reached (the writer tries again after 5 s, then less and less often).
         """
         overlay = self._overlay
         if overlay is None:
@@ -570,7 +572,9 @@ class BrokerAccess:
                 overlay.run([delete_client(login) for login in doomed], per_message=self._per_message())
             else:
                 # the rest is deleted between generations, a message at a time (``_delete_some``)
-                later = list(clients) if len(clients) >= self._overlay_limit else \
+                # the fold rides on a reload that happened anyway (a bulk, a start after changes) once the plugin
+                # holds half its limit: a fold of its own, later, would cost a reload more
+                later = list(clients) if len(clients) >= max(1, self._overlay_limit // 2) else \
                     [login for login, mark in clients.items() if mark is None]
                 self._doomed.update(dict.fromkeys(later))
                 doomed = []

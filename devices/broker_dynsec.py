@@ -5,7 +5,7 @@ reload is about 80 ms of broker CPU, and it re-checks the password of every conn
 well (5,000 connected: 98 ms, 15,000: 126 ms), with the broker serving nobody meanwhile. The plugin that Debian's (and the eclipse-mosquitto image's) Mosquitto ships,
 ``mosquitto_dynamic_security.so``, changes one client at a time over MQTT
 (``$CONTROL/dynamic-security/v1``) and answers each command: 0.5 ms of broker CPU a command plus
-about 2.3 µs for every client it holds (it rewrites its JSON file after each command), measured
+about 2.5 µs for every client it holds (it rewrites its JSON file after each command), measured
 in docs/benchmarks.md.
 
 How the two combine in Mosquitto 2.0 (src/security.c, plugins/dynamic-security/auth.c, acl.c):

@@ -514,3 +514,18 @@ def test_a_broker_restarted_on_the_latest_files_is_not_reloaded_and_keeps_every_
         connects_within(managed.server, kept.username, kept.password, 1.0)
         assert refusal(managed.server, gone.username, gone.password).getName() == "Not authorized"
         assert managed.access.condition is None
+
+
+def test_a_bulk_reload_folds_a_plugin_holding_half_its_limit(tmp_path: Path) -> None:
+    with managed_broker(tmp_path, dynamic_security=True, overlay_limit=4, overlay_batch_max=2) as managed:
+        held = [managed.access.issue(f"SD-T01{i}") for i in range(2)]  # through the plugin: half its limit
+        assert wait_until(lambda: sorted(plugin_clients(managed)) == sorted(c.username for c in held), 2.0)
+        reloads = managed.server.reloads_logged()
+
+        bulk = managed.access.issue_many(["SD-T002", "SD-T003", "SD-T004"])  # the file, with its reload
+
+        # folded on that reload (below half its limit the plugin keeps the clients that agree with the file)
+        assert wait_until(lambda: plugin_clients(managed) == [], 5.0)
+        assert managed.server.reloads_logged() > reloads
+        for creds in [*held, *bulk]:  # the file admits every one of them now
+            connects_within(managed.server, creds.username, creds.password, 2.0)
