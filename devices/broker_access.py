@@ -212,7 +212,7 @@ class BrokerAccess:
                  unconfirmed_after_s: float = 10.0, resend_after_s: float = 0.5,
                  on_condition: Callable[[AccessCondition], None] | None = None,
                  overlay: DynamicSecurity | None = None, overlay_limit: int = 5000,
-                 overlay_batch_max: int = 200) -> None:
+                 overlay_batch_max: int = 250) -> None:
         self._registry, self._store, self._clock_ms = registry, store, clock_ms
         self._files = files
         self._broker = broker if broker is not None else (PidFileBroker(pid_file) if pid_file is not None else None)

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     # The plugin's clients are folded into the password file (one reload) past this many; a generation of more
     # devices than broker_dynamic_security_batch (bulk credentials) goes through the file at once.
     broker_dynamic_security_limit: int = Field(default=5000, ge=1)
-    broker_dynamic_security_batch: int = Field(default=200, ge=1)
+    broker_dynamic_security_batch: int = Field(default=250, ge=1)
     embedded_broker_host: str = "127.0.0.1"
     embedded_broker_port: int = 1883
     # The broker address devices are given with their credentials (the page's files, the credentials API):
