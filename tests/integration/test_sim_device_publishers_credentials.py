@@ -143,7 +143,7 @@ def test_stations_answer_through_their_own_connections_in_a_scenario(mosquitto):
     """station_slow_ack with a connection per device: the station hears its dispatch on its own duty topic."""
     from dataclasses import replace
 
-    from simulators.scenario import run_embedded
+    from wanli.embedded_scenario import run_embedded
     from simulators.scenarios import get
 
     result = run_embedded(replace(get("station_slow_ack"), per_device_connections=True), mqtt_url=mosquitto.url)

@@ -21,7 +21,7 @@ from devices.registry import (
     Health,
     health,
 )
-from ingest.sequence import Verdict
+from devices.sequence import Verdict
 from wanli.db import create_schema, make_engine
 
 NOW = 1_795_000_000_000
