@@ -41,7 +41,7 @@ from devices.reading import Reading
 from devices.drill import is_drill
 from devices.reserved import normalised_logins, refuse_reserved
 from devices.topics import MessageClass, is_device_id
-from ingest.sequence import JUMP_ABOVE, WINDOW, SeqState, Verdict, judge
+from devices.sequence import JUMP_ABOVE, WINDOW, SeqState, Verdict, judge
 from wanli.change_bus import DEVICES, ChangeBus, LocalChangeBus
 from wanli.db import METADATA, BigId
 from wanli.errors import Conflict, Invalid, NotFound
@@ -126,7 +126,7 @@ class DeviceRecord:
     battery_pct: float | None = None
     tampered: bool = False
     connected: bool | None = None
-    seq_highest: int | None = None  # the sequence-number state (ingest/sequence.py), kept with the device
+    seq_highest: int | None = None  # the sequence-number state (devices/sequence.py), kept with the device
     seq_window: int = 0
     event_seq_highest: int | None = None  # the same for the device's events (judged apart: see DeviceState)
     event_seq_window: int = 0

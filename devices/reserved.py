@@ -21,6 +21,9 @@ from collections.abc import Iterable
 from wanli.errors import Invalid
 
 RESERVED_PREFIX = "wanli-"
+# The service's MQTT connections by client-id (and login) suffix: ingest's main lane, its alarm lane, the dispatcher.
+ALARM_LANE_SUFFIX, DISPATCH_SUFFIX = "-alarms", "-dispatch"
+MQTT_CONNECTION_SUFFIXES = ("", ALARM_LANE_SUFFIX, DISPATCH_SUFFIX)
 
 
 def normalised_logins(logins: Iterable[str]) -> frozenset[str]:

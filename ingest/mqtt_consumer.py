@@ -23,13 +23,13 @@ from multiprocessing.connection import wait
 
 from sqlalchemy.exc import OperationalError
 
+from devices.reserved import ALARM_LANE_SUFFIX
 from devices.topics import device_id_of_topic
 from ingest.dead_letters import DeadLetter
 from ingest.pipeline import IngestPipeline, RawMessage, SpoolRefused, TelemetryHeld
 from ingest.receiver import BATCH, DISCONNECTED, SUBSCRIBED, ReceiverConfig, ReceiverProcess, wall_ms
 from wanli.errors import StoreUnavailable
 from wanli.leases import Fenced
-from wanli.settings import ALARM_LANE_SUFFIX
 
 log = logging.getLogger(__name__)
 

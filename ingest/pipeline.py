@@ -4,7 +4,7 @@ No MQTT here: the consumer hands in batches and acknowledges them to the broker 
 ``process`` returns, so a batch that raises is redelivered rather than lost. For each batch:
 
 1. decode and validate every message; check its device is registered (else quarantine);
-   judge its clock and its sequence number (``ingest/hygiene.py``, ``ingest/sequence.py``):
+   judge its clock and its sequence number (``ingest/hygiene.py``, ``devices/sequence.py``):
    a duplicate is dropped and counted; an *event* (alarm, press, fault) with a wrong clock,
    a sequence going backwards or jumping is evaluated all the same and carries a flag;
    telemetry that fails is dead-lettered;
@@ -56,7 +56,7 @@ from ingest.decode import DecodeLimits, decode_message
 from ingest.hygiene import ClockSkew, check_clock
 from ingest.rate_limit import RATE_LIMITED, DeviceRateLimits
 from ingest.points import points_of_all
-from ingest.sequence import Verdict
+from devices.sequence import Verdict
 from ingest.spool import Spool, SpoolFull
 from wanli.disk_guard import DiskGuard
 from wanli.errors import PayloadError, RejectedMessage, UnregisteredDevice, WanliError

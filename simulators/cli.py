@@ -347,7 +347,8 @@ def _cmd_scenario_list(args: argparse.Namespace) -> int:
 def _cmd_scenario_run(args: argparse.Namespace) -> int:
     import httpx
 
-    from simulators.scenario import ScenarioError, run_embedded, run_scenario
+    from simulators.scenario import ScenarioError, run_scenario
+    from wanli.embedded_scenario import run_embedded
     from simulators.scenarios import get
 
     try:

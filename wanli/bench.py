@@ -327,7 +327,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: Any) -> tuple[Any, Any]:
     bench_parser = sub.add_parser("bench", help="benchmarks that print figures (bare: the headline table, as `all`)")
     bench = bench_parser.add_subparsers(dest="what")
     ingest = bench.add_parser("ingest", help="the full ingest path against real Mosquitto and InfluxDB 1.x")
@@ -337,12 +337,4 @@ def add_commands(sub: Any) -> None:
     ingest.add_argument("--overload-seconds", type=float, default=60.0,
                         help="offer 3x the full-path rate at QoS 1 this long and watch memory (0: skip)")
     ingest.set_defaults(func=main)
-    __import__("wanli.bench_alerts").bench_alerts.add_commands(bench)  # wanli bench alerts (its own module)
-    __import__("wanli.bench_street").bench_street.add_commands(bench)  # wanli bench street
-    __import__("wanli.bench_spool").bench_spool.add_commands(bench)  # wanli bench spool
-    __import__("wanli.bench_workers").bench_workers.add_commands(bench)  # wanli bench workers
-    __import__("wanli.bench_notify").bench_notify.add_commands(bench)  # wanli bench notify
-    __import__("wanli.bench_storage").bench_storage.add_commands(bench)  # wanli bench storage
-    __import__("wanli.bench_access").bench_access.add_commands(bench)  # wanli bench access
-    __import__("wanli.bench_policies").bench_policies.add_commands(bench)  # wanli bench policies
-    __import__("wanli.bench_all").bench_all.add_commands(bench_parser, bench)  # wanli bench [all]
+    return bench_parser, bench  # each bench module adds its own commands: wanli.bench_commands

@@ -22,8 +22,8 @@ from pydantic import ValidationError
 
 from simulators.cli import add_commands as add_simulator_commands
 from simulators.cli import api_options, cmd_simulate_alarm
-from wanli.bench import add_commands as add_bench_commands
-from wanli.chaos import add_commands as add_chaos_commands
+from wanli.bench_commands import add_commands as add_bench_commands
+from wanli.chaos_commands import add_commands as add_chaos_commands
 from wanli.notify_commands import add_notify_commands
 from wanli.data_commands import add_data_commands
 from wanli.registry_commands import add_commands

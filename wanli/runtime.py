@@ -47,6 +47,7 @@ from devices.credentials import BrokerAuthFiles, CredentialStore, platform_accou
 from devices.drill import DRILL_TOPIC_ROOT
 from devices.hierarchy import Hierarchy, load_hierarchy
 from devices.registry import DeviceRegistry
+from devices.reserved import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX
 from ingest.dead_letters import DeadLetterStore
 from ingest.decode import DecodeLimits
 from ingest.embedded_broker import EmbeddedBroker
@@ -67,7 +68,7 @@ from wanli.leases import DISPATCH, ESCALATION, INGEST, Fenced, InstanceLock, Lea
 from wanli.log_limit import LogLimiter
 from wanli.notify_setup import build_notifier
 from wanli.service_clock import ServiceClock
-from wanli.settings import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX, Mode, Settings, TelemetryBackend
+from wanli.settings import Mode, Settings, TelemetryBackend
 from wanli.system_health import HealthThresholds, SystemHealth
 
 log = logging.getLogger(__name__)

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from devices.reserved import MQTT_CONNECTION_SUFFIXES
 from devices.topics import subscription
 from ingest.dead_letters import DeadLetterBounds
 from ingest.rate_limit import RateLimitPolicy
@@ -34,9 +35,6 @@ class Mode(StrEnum):
 
 # Public, so refused outside development mode (see _check_auth).
 DEVELOPMENT_SECRET_KEY = "wanli-development-only-secret-key-not-for-production"
-# The service's MQTT connections by client-id suffix: ingest's main lane, its alarm lane, the dispatcher.
-ALARM_LANE_SUFFIX, DISPATCH_SUFFIX = "-alarms", "-dispatch"
-MQTT_CONNECTION_SUFFIXES = ("", ALARM_LANE_SUFFIX, DISPATCH_SUFFIX)
 
 
 class Settings(BaseSettings):

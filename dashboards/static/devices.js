@@ -3,6 +3,7 @@
 // /api/device-kinds, /api/hierarchy, /api/quarantine); the server judges every change, this page shows
 // what it said.
 "use strict";
+import { el, $ } from "./dom.js";
 
 const PAGE_SIZE = 200;
 const IMPORT_CHUNK_ROWS = 5000;   // rows per upload, so a large file shows progress
@@ -54,18 +55,7 @@ function explain(text) {
 
 // -- small helpers -------------------------------------------------------------------------------
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "class") node.className = v; else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) if (c !== undefined && c !== null) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return node;
-}
 
-const $ = (id) => document.getElementById(id);
 
 function fmtTime(iso) {
   return iso ? new Date(iso).toLocaleString("zh-CN", { hour12: false }) : "—";

@@ -8,10 +8,9 @@
 // It reads /api/incidents/{id} (with its audit), …/notifications, …/escalation and …/contacts.
 // No inline script or handler anywhere (the pages run under a strict Content-Security-Policy).
 "use strict";
+import { el, $ } from "./dom.js";
+import { SEVERITY, STATE } from "./labels.js";
 (() => {
-  const SEVERITY = { critical: "紧急", high: "高", warning: "中", info: "低" };
-  const STATE = { open: "待响应", acknowledged: "已确认", dispatched: "已派单", on_scene: "已到场",
-                  resolved: "已处置", closed: "已结案", false_alarm: "误报", merged: "已合并" };
   const ACTION = { open: "发现并上报", notify: "通知", escalate: "升级", acknowledge: "确认", dispatch: "派单",
                    arrive: "到场", resolve: "处置完毕", verify: "核查结案", false_alarm: "标记误报", merge: "合并",
                    merge_in: "并入", note: "备注", silence: "静音提示音", follow_group: "随群组", split: "拆出",
@@ -21,16 +20,6 @@
   const NEXT = { open: ["acknowledge", "确认"], acknowledged: ["dispatch", "派单"], dispatched: ["arrive", "到场"],
                  on_scene: ["resolve", "处置完毕"], resolved: ["verify", "核查结案"] };
 
-  const $ = (id) => document.getElementById(id);
-  function el(tag, attrs = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs)) {
-      if (k === "class") node.className = v; else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-      else node.setAttribute(k, v);
-    }
-    for (const c of children) if (c !== null && c !== undefined) node.append(c instanceof Node ? c : String(c));
-    return node;
-  }
   const time = (iso) => (iso ? new Date(iso).toLocaleString("zh-CN", { hour12: false, month: "2-digit", day: "2-digit",
                                                                        hour: "2-digit", minute: "2-digit", second: "2-digit" }) : "");
   const enc = encodeURIComponent;

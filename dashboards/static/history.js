@@ -1,22 +1,13 @@
 // 历史警情: ended incidents (closed, false alarm, merged) searched by time, community, building, device kind,
 // severity, outcome and words; each row opens the same drawer as the wall; the CSV link exports what is shown.
 "use strict";
+import { el, $ } from "./dom.js";
+import { SEVERITY } from "./labels.js";
 (() => {
-  const SEVERITY = { critical: "紧急", high: "高", warning: "中", info: "低" };
   const OUTCOME = { closed: "已结案", false_alarm: "误报", merged: "已合并" };
-  const $ = (id) => document.getElementById(id);
   const FIELDS = ["since", "until", "community", "building", "kind", "severity", "outcome", "q"];
   let hierarchy = null;
 
-  function el(tag, attrs = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs)) {
-      if (k === "class") node.className = v; else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-      else node.setAttribute(k, v);
-    }
-    for (const c of children) node.append(c instanceof Node ? c : String(c));
-    return node;
-  }
   const time = (iso) => (iso ? new Date(iso).toLocaleString("zh-CN", { hour12: false }) : "");
 
   // The form as query parameters of the API (datetime-local is the browser's local time: sent with its offset).

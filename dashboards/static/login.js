@@ -1,8 +1,8 @@
 // The login page: sign in, then go back to the page that sent us here (only ever a page of ours). When an
 // admin has asked for a new password, the page asks for it first (every other request would answer 403).
 "use strict";
-
-const $ = (id) => document.getElementById(id);
+import { refusalDetail } from "./api.js";
+import { $ } from "./dom.js";
 
 // Where to go after signing in: ?next=/ops/… as the server's redirect gave it; anything else
 // (another site, "//evil", a script URL) falls back to the wall.
@@ -43,8 +43,7 @@ async function saveNewPassword(event) {
     });
     if (resp.status !== 204) {
       const body = await resp.json().catch(() => ({}));
-      const detail = typeof body.detail === "string" ? body.detail
-        : Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("；") : `（${resp.status}）`;
+      const detail = refusalDetail(body, `（${resp.status}）`);
       showError(`未能保存：${detail}`, "new-password-error");
       return;
     }

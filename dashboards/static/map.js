@@ -13,6 +13,7 @@
 // another (buildings in trouble and the focused one first; the rest as room allows). ?focus=<building>
 // (from the wall's drawer) centres the map on that building and marks it.
 "use strict";
+import { el, $ } from "./dom.js";
 
 const STATE_ZH = { critical: "紧急警情", incident: "未结警情", fault: "设备故障", normal: "正常", no_devices: "未接入设备" };
 const STATE_ORDER = ["critical", "incident", "fault", "normal", "no_devices"];
@@ -25,7 +26,6 @@ const LABEL_PX = 15;        // building labels on screen, whatever the plan's sc
 const COMMUNITY_PX = 20;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
-const $ = (id) => document.getElementById(id);
 let street = null;                 // /api/map as last read
 const incidents = new Map();       // id → active incident (from the stream)
 const glyphs = new Map();          // building id → { g, rect, b }
@@ -44,15 +44,6 @@ function svg(tag, attrs = {}, ...children) {
   return node;
 }
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v; else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return node;
-}
 
 const profileUrl = (id) => `/ops/profile.html?b=${encodeURIComponent(id)}`;
 

@@ -13,11 +13,10 @@
 // unless the operator switched it off (remembered across reloads); while it is off, or the browser
 // still waits for a first click before it lets the page play sound, a banner says so.
 "use strict";
+import { el, $ } from "./dom.js";
+import { SEVERITY, STATE } from "./labels.js";
 
-const SEVERITY = { critical: "紧急", high: "高", warning: "中", info: "低" };
 const SEVERITY_ORDER = { critical: 0, high: 1, warning: 2, info: 3 };
-const STATE = { open: "待响应", acknowledged: "已确认", dispatched: "已派单", on_scene: "已到场",
-                resolved: "已处置", closed: "已结案", false_alarm: "误报", merged: "已合并" };
 const KIND = { system: "系统", smoke_detector: "烟感", charging_station: "充电桩", fire_station: "微型消防站",
                elderly_alarm: "一键通", inspection_report: "巡查上报", water_meter: "水表", lift_camera: "电梯摄像头" };
 // The closed loop 发现 → 上报 → 派单 → 处置 → 核查 → 结案: one next step per state, one button per row.
@@ -68,17 +67,7 @@ let memberOf = new Map();     // member incident id → its group's id (folded u
 window.wanliBeeps = 0;        // alarm sounds actually played (the tests read it)
 window.wanliRings = [];       // { id, severity, at }: each tone played, for the tests' timing figures
 
-const $ = (id) => document.getElementById(id);
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v; else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return node;
-}
 
 function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;

@@ -5,10 +5,8 @@
 // the live stream (/api/stream): an incident change in this building reloads the profile within a
 // second; the charts are read again every minute.
 "use strict";
-
-const STATE = { open: "待响应", acknowledged: "已确认", dispatched: "已派单", on_scene: "已到场",
-                resolved: "已处置", closed: "已结案", false_alarm: "误报", merged: "已合并" };
-const SEVERITY = { critical: "紧急", high: "高", warning: "中", info: "低" };
+import { el, $ } from "./dom.js";
+import { SEVERITY, STATE } from "./labels.js";
 const BUILDING_STATE = { critical: "紧急警情", incident: "有未结警情", fault: "设备故障", normal: "正常", no_devices: "未接入设备" };
 const HEALTH = { online: "在线", offline: "离线", never_seen: "从未上线", tampered: "防拆报警", low_battery: "低电量" };
 const ACTIVE = new Set(["open", "acknowledged", "dispatched", "on_scene", "resolved"]);
@@ -17,21 +15,8 @@ const TELEMETRY_REFRESH_MS = 60000;
 const PORT_HOT_C = 60;  // charging rules' default overheat threshold, drawn as a line
 const LOW_BATTERY_PCT = 20;
 
-const $ = (id) => document.getElementById(id);
 const buildingId = new URLSearchParams(location.search).get("b") || "";
 let profile = null;
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "class") node.className = v;
-    else if (k === "style") Object.assign(node.style, v);  // properties, not an attribute: the CSP blocks inline style attributes
-    else node.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) if (c !== undefined && c !== null && c !== "") node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return node;
-}
 
 function fmtTime(iso) {
   return iso ? new Date(iso).toLocaleString("zh-CN", { hour12: false, month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" }) : "—";

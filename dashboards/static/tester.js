@@ -2,34 +2,24 @@
 // its progress (messages sent, rate, what it does now) and, for a scenario, its expected outcomes met or
 // not. Plain DOM over /api/simulations, /api/simulations/scenarios and /api/hierarchy.
 "use strict";
+import { refusalDetail } from "./api.js";
+import { el, $ } from "./dom.js";
 
 const POLL_MS = 1000;
 const STATE = { running: "运行中", finished: "已完成", stopped: "已停止", failed: "失败" };
 const KIND = { building: "楼栋", community: "居民区", scenario: "场景" };
 const STATUS_TEXT = { 401: "请先登录", 403: "没有测试员权限", 404: "不存在", 409: "冲突", 422: "请求有误", 503: "服务暂不可用" };
 
-const $ = (id) => document.getElementById(id);
 let places = { building: [], community: [] };
 let scenarios = [];
 let chosen = null;  // the simulation whose detail is shown
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "class") node.className = v; else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return node;
-}
 
 async function api(path, options = {}) {
   const resp = await fetch(path, { headers: { "content-type": "application/json" }, ...options });
   const body = await resp.json().catch(() => ({}));
   if (!resp.ok) {
-    const detail = typeof body.detail === "string" ? body.detail
-      : Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("；") : resp.statusText;
+    const detail = refusalDetail(body, resp.statusText);
     throw new Error(`${STATUS_TEXT[resp.status] || resp.status}：${detail}`);
   }
   return body;

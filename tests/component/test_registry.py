@@ -15,6 +15,7 @@ from devices.registry import DeviceRecord, DeviceRegistry, Health, Lifecycle, Re
 from devices.topics import MessageClass
 from ingest.pipeline import RawMessage
 from tests.component.test_pipeline import NOW, Env
+from tests.support.readings import reading as support_reading
 from wanli.db import create_schema, make_engine
 from wanli.errors import Conflict, Invalid, NotFound
 
@@ -154,7 +155,7 @@ def test_a_device_publishing_as_another_kind_is_quarantined(tmp_path):
 
 
 def reading(message, cls=MessageClass.TELEMETRY):
-    return Reading("wanli", "smoke_detector", "SD-XQ01-0101", cls, message, received_ms=message.ts)
+    return support_reading("smoke_detector", message, "SD-XQ01-0101", msg_class=cls)
 
 
 def test_health_follows_readings_and_silence(registry):

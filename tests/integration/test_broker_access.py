@@ -14,7 +14,7 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +29,7 @@ from devices.hierarchy import load_hierarchy
 from devices.registry import DeviceRecord, DeviceRegistry
 from tests.fixtures.servers import MosquittoServer, free_port
 from tests.integration.test_broker_acl import Login, logged_in, refusal
+from tests.support.waiting import wait_until
 from wanli import db
 
 pytestmark = pytest.mark.mosquitto
@@ -106,15 +107,6 @@ def managed_broker(tmp_path: Path, *, dynamic_security: bool, overlay_limit: int
             os.kill(server.pid, signal.SIGCONT)
         server.stop()
         engine.dispose()
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def connects_within(server: MosquittoServer, username: str, password: str, timeout_s: float) -> float:

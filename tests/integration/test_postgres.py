@@ -16,10 +16,10 @@ from alerts.incidents import Action, Severity, Signal, State, new_incident_id, o
 from alerts.store import IncidentStore, incidents_table
 from devices import smoke_detector
 from devices.hierarchy import load_hierarchy
-from devices.reading import Reading
 from devices.registry import DeviceRecord, DeviceRegistry, Health, Lifecycle, RegisterOutcome, health
 from ingest.dead_letters import KEEP_BYTES, DeadLetter, DeadLetterBounds, DeadLetterStore
 from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
+from tests.support.readings import reading as support_reading
 from wanli.db import make_engine
 from wanli.errors import Conflict, NotFound, StaleIncident
 
@@ -30,7 +30,7 @@ METER = DeviceRecord("WM-PG-0101", "water_meter", "wanli", "xq-01", 1, "0101")
 
 
 def reading(message, device=DETECTOR.device_id):
-    return Reading("wanli", "smoke_detector", device, message.CLASS, message, received_ms=message.ts)
+    return support_reading("smoke_detector", message, device)
 
 
 # -- the device registry --------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Every scenario of the library, played against the whole service on real Mosquitto, its expected outcomes asserted.
 
-Each test starts a service on the scenario's simulated clock (``embedded_service``: the
+Each test starts a service on the scenario's simulated clock (``wanli.embedded_scenario``: the
 service reads the same clock, so time can run 60–1,200 times faster and jump a day), plays
 the scenario through the broker, and judges the scenario's own expectations through the
 HTTP API. A failure prints every expectation with what the API showed.
@@ -14,8 +14,9 @@ from dataclasses import replace
 import pytest
 
 from simulators.expectations import ExpectIncident
-from simulators.scenario import ScenarioResult, run_embedded
+from simulators.scenario import ScenarioResult
 from simulators.scenarios import get, scenarios
+from wanli.embedded_scenario import run_embedded
 
 pytestmark = pytest.mark.mosquitto
 

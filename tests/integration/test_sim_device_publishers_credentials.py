@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from simulators.population import Population
 from simulators.publisher import BrokerAddress, DevicePublishers
 from tests.fixtures.servers import MosquittoServer, free_port
 from tests.integration.test_broker_acl import logged_in
+from tests.support.waiting import wait_until
 from wanli import db
 from wanli.errors import StoreUnavailable
 
@@ -65,15 +65,6 @@ def logins(population: Population) -> dict[str, str]:
     return {r.device_id: DeviceTopicOwner("wanli", r.kind, r.device_id).username for r in population.records}
 
 
-def wait_until(predicate, timeout_s: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def test_each_device_publishes_as_itself_and_its_will_is_published_when_it_drops(secured):
     server, population, passwords, ingest_password = secured
     broker = BrokerAddress(server.host, server.port)
@@ -89,14 +80,14 @@ def test_each_device_publishes_as_itself_and_its_will_is_published_when_it_drops
             for t, body in sent:
                 sink.publish(t, body)
             assert sink.flush(30) and sink.acked == sink.sent == len(sent)
-            assert wait_until(lambda: len(ingest.messages) >= len(sent)), f"{len(ingest.messages)} of {len(sent)}"
+            assert wait_until(lambda: len(ingest.messages) >= len(sent), 15.0), f"{len(ingest.messages)} of {len(sent)}"
             assert sorted((m.topic, m.payload) for m in ingest.messages) == sorted(sent)
 
             dropped = sink.drop_all()  # every connection dies: the broker speaks for each device
         finally:
             sink.close()
         assert dropped == len(population)
-        assert wait_until(lambda: len(ingest.messages) >= 2 * len(sent))
+        assert wait_until(lambda: len(ingest.messages) >= 2 * len(sent), 15.0)
     wills = ingest.messages[len(sent):]
     assert sorted(m.topic for m in wills) == sorted(t.rsplit("/", 1)[0] + "/status" for t, _ in sent)
     for m in wills:
@@ -133,7 +124,7 @@ def test_a_station_reads_its_own_dispatches_over_its_own_connection(secured):
         with logged_in(server, INGEST_ACCOUNT.username, ingest_password) as platform:
             platform.publish("dispatch/v1/wanli/fire_station/MFS-YH/duty", b'{"dispatch_id":"other-0"}')
             platform.publish(own, b'{"dispatch_id":"inc_1-0"}')
-        assert wait_until(lambda: bool(got))
+        assert wait_until(lambda: bool(got), 15.0)
         assert got == [(station.device_id, b'{"dispatch_id":"inc_1-0"}')]
     finally:
         sink.close()
@@ -143,7 +134,7 @@ def test_stations_answer_through_their_own_connections_in_a_scenario(mosquitto):
     """station_slow_ack with a connection per device: the station hears its dispatch on its own duty topic."""
     from dataclasses import replace
 
-    from simulators.scenario import run_embedded
+    from wanli.embedded_scenario import run_embedded
     from simulators.scenarios import get
 
     result = run_embedded(replace(get("station_slow_ack"), per_device_connections=True), mqtt_url=mosquitto.url)

@@ -27,7 +27,7 @@ from devices import inspection_report as ir
 from devices import smoke_detector as sd
 from devices import water_meter as wm
 from devices.reading import Reading
-from tests.unit.rule_world import RuleWorld
+from tests.support.rules import RuleWorld
 
 T0 = 1_795_000_000_000
 S, MIN, H = 1000, 60_000, 3_600_000

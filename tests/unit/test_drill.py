@@ -15,7 +15,7 @@ from devices.hierarchy import load_hierarchy
 from devices.reading import Reading
 from simulators.drill import DrillView, drill_rows, drill_topic
 from simulators.population import Population, place_rows
-from tests.unit.rule_world import RuleWorld
+from tests.support.rules import RuleWorld
 from wanli.errors import Invalid
 from wanli.service_clock import ServiceClock
 

@@ -24,7 +24,7 @@ from alerts.rules.fire_station import DispatchResponse
 from devices import fire_station as fs
 from devices.hierarchy import Location, load_hierarchy
 from devices.reading import Reading
-from tests.unit.rule_world import RuleWorld
+from tests.support.rules import RuleWorld
 from wanli.errors import IllegalTransition, Invalid
 
 LOC = Location("wanli", "万里街道", building_id="xq-01", building="香泉 1号楼", floor=3, unit="0301")

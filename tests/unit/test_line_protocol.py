@@ -1,12 +1,12 @@
 from devices import charging_station, smoke_detector
-from devices.reading import Reading
 from devices.topics import MessageClass
 from ingest.line_protocol import encode
 from ingest.points import pack, points_of, points_of_all, unpack
+from tests.support.readings import reading as support_reading
 
 
 def reading(message, kind="smoke_detector", device="SD-XQ01-0101", cls=MessageClass.EVENT):
-    return Reading("wanli", kind, device, cls, message, received_ms=message.ts + 5)
+    return support_reading(kind, message, device, msg_class=cls, received_ms=message.ts + 5)
 
 
 def reading_lines(r):

@@ -21,8 +21,9 @@ from devices.registry import (
     Health,
     health,
 )
-from ingest.sequence import Verdict
+from devices.sequence import Verdict
 from wanli.db import create_schema, make_engine
+from tests.support.readings import reading as support_reading
 
 NOW = 1_795_000_000_000
 DEVICE = "SD-XQ01-0101"
@@ -56,7 +57,7 @@ class Device:
 
 
 def reading(msg: Message) -> Reading:
-    return Reading("wanli", "smoke_detector", DEVICE, msg.CLASS, msg, received_ms=msg.ts)
+    return support_reading("smoke_detector", msg, DEVICE)
 
 
 def connected_for_hours(device: Device, hours: int = 100) -> Offline:

@@ -4,10 +4,11 @@ from alerts.thresholds import Thresholds
 from devices import charging_station, elderly_alarm, smoke_detector
 from devices.reading import Reading
 from devices.topics import MessageClass
+from tests.support.readings import reading as support_reading
 
 
 def reading(kind, message, cls=MessageClass.EVENT, device="D-1"):
-    return Reading("wanli", kind, device, cls, message, received_ms=message.ts)
+    return support_reading(kind, message, device, msg_class=cls)
 
 
 class DefaultsOnly:

@@ -1,4 +1,5 @@
 import time
+from functools import partial
 
 import numpy as np
 from hypothesis import given
@@ -18,24 +19,22 @@ from alerts.rules.charging_station import (
 )
 from devices import charging_station as cs
 from devices.messages import Offline, Online
-from devices.reading import Reading
-from tests.unit.rule_world import RuleWorld
+from tests.support.readings import reading as support_reading
+from tests.support.rules import rule_context, run_rule
 
 T0 = 1_772_352_000_000  # 2026-03-01 08:00 UTC
 MIN = 60_000
 KIND = "charging_station"
 
 
-def Ctx(rules=RULES, places=(), overrides=None):  # noqa: N802 - reads like the class it stands for
-    """Overrides per device: {device_id: {threshold: value}}."""
-    return RuleWorld(rules, places, {"devices": overrides or {}})
+Ctx = partial(rule_context, RULES)  # Ctx(places=…, overrides={device_id: {threshold: value}})
 
 def stations(n):
     return [Place(f"CS-{i:04d}", KIND, f"b-{i % 477:03d}", None, "") for i in range(n)]
 
 
 def reading(message, device="CS-1"):
-    return Reading("wanli", KIND, device, message.CLASS, message, received_ms=message.ts)
+    return support_reading(KIND, message, device)
 
 
 def port(n, state="charging", temp=None, current=0.0, power=0.0, session=0):
@@ -47,7 +46,7 @@ def status(ts, *ports, mains=True, seq=1):
 
 
 def run(rule, ctx, *messages, device="CS-1"):
-    return [s for m in messages for s in rule.on_reading(reading(m, device), ctx, m.ts)]
+    return run_rule(rule, ctx, KIND, device, messages)
 
 
 def test_the_rules_are_registered():

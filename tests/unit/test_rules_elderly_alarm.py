@@ -1,4 +1,5 @@
 import time
+from functools import partial
 
 from alerts.incidents import Severity, State, open_or_update
 from alerts.rules import default_rules
@@ -13,28 +14,26 @@ from alerts.rules.elderly_alarm import (
 )
 from devices import elderly_alarm as ea
 from devices.hierarchy import Location
-from devices.reading import Reading
-from tests.unit.rule_world import RuleWorld
+from tests.support.readings import reading as support_reading
+from tests.support.rules import rule_context, run_rule
 
 T0 = 1_772_352_000_000  # 2026-03-01 08:00 UTC
 S, H = 1000, 3_600_000
 KIND = "elderly_alarm"
 
 
-def Ctx(rules=RULES, places=(), overrides=None):  # noqa: N802 - reads like the class it stands for
-    """Overrides per device: {device_id: {threshold: value}}."""
-    return RuleWorld(rules, places, {"devices": overrides or {}})
+Ctx = partial(rule_context, RULES)  # Ctx(places=…, overrides={device_id: {threshold: value}})
 
 def homes(*ids):
     return [Place(d, KIND, "xq-01", 3, "0301") for d in ids]
 
 
 def reading(message, device="EA-1"):
-    return Reading("wanli", KIND, device, message.CLASS, message, received_ms=message.ts)
+    return support_reading(KIND, message, device)
 
 
 def run(rule, ctx, *messages, device="EA-1"):
-    return [s for m in messages for s in rule.on_reading(reading(m, device), ctx, m.ts)]
+    return run_rule(rule, ctx, KIND, device, messages)
 
 
 def press(ts):

@@ -1,11 +1,12 @@
 from datetime import date
+from functools import partial
 
 from alerts.incidents import Severity
 from alerts.rules import default_rules
 from alerts.rules.fire_station import RULES, DispatchResponse, Equipment, Readiness, shanghai_date
 from devices import fire_station as fs
-from devices.reading import Reading
-from tests.unit.rule_world import RuleWorld
+from tests.support.readings import reading as support_reading
+from tests.support.rules import rule_context, run_rule
 
 T0 = 1_772_352_000_000  # 2026-03-01 08:00 UTC, 16:00 in Shanghai
 S = 1000
@@ -13,16 +14,14 @@ KIND = "fire_station"
 STATION = "MFS-XQ"
 
 
-def Ctx(rules=RULES, places=(), overrides=None):  # noqa: N802 - reads like the class it stands for
-    """Overrides per device: {device_id: {threshold: value}}."""
-    return RuleWorld(rules, places, {"devices": overrides or {}})
+Ctx = partial(rule_context, RULES)  # Ctx(places=…, overrides={device_id: {threshold: value}})
 
 def reading(message, device=STATION):
-    return Reading("wanli", KIND, device, message.CLASS, message, received_ms=message.ts)
+    return support_reading(KIND, message, device)
 
 
 def run(rule, ctx, *messages, device=STATION, now_ms=None):
-    return [s for m in messages for s in rule.on_reading(reading(m, device), ctx, now_ms or m.ts)]
+    return run_rule(rule, ctx, KIND, device, messages, now_ms)
 
 
 def test_the_rules_are_registered():

@@ -1,3 +1,5 @@
+from functools import partial
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,7 +17,7 @@ from alerts.rules.inspection_report import (
 )
 from devices import inspection_report as ir
 from devices.reading import Reading
-from tests.unit.rule_world import RuleWorld
+from tests.support.rules import rule_context, run_rule
 
 T0 = 1_772_352_000_000  # 2026-03-01 08:00 UTC = 16:00 in Shanghai
 H, D = 3_600_000, 86_400_000
@@ -23,9 +25,7 @@ KIND = "inspection_report"
 REPORTER = "IR-RIDER-07"
 
 
-def Ctx(rules=RULES, places=(), overrides=None):  # noqa: N802 - reads like the class it stands for
-    """Overrides per device: {device_id: {threshold: value}}."""
-    return RuleWorld(rules, places, {"devices": overrides or {}})
+Ctx = partial(rule_context, RULES)  # Ctx(places=…, overrides={device_id: {threshold: value}})
 
 _ids = iter(range(10**9))
 
@@ -36,8 +36,7 @@ def report(category="fire_lane_blocked", building="xq-01", ts=T0, report_id=None
 
 
 def run(rule, ctx, *messages, device=REPORTER):
-    return [s for m in messages
-            for s in rule.on_reading(Reading("wanli", KIND, device, m.CLASS, m, received_ms=m.ts), ctx, m.ts)]
+    return run_rule(rule, ctx, KIND, device, messages)
 
 
 def test_the_rules_are_registered():

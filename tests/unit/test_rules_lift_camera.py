@@ -1,3 +1,5 @@
+from functools import partial
+
 from alerts.incidents import Severity, open_or_update
 from alerts.rules import default_rules
 from alerts.rules.base import Place
@@ -6,15 +8,13 @@ from devices import lift_camera as lc
 from devices.hierarchy import Location
 from devices.messages import Offline
 from devices.reading import Reading
-from tests.unit.rule_world import RuleWorld
+from tests.support.rules import rule_context, run_rule
 
 T0 = 1_772_352_000_000
 KIND = "lift_camera"
 
 
-def Ctx(rules=RULES, places=(), overrides=None):  # noqa: N802 - reads like the class it stands for
-    """Overrides per device: {device_id: {threshold: value}}."""
-    return RuleWorld(rules, places, {"devices": overrides or {}})
+Ctx = partial(rule_context, RULES)  # Ctx(places=…, overrides={device_id: {threshold: value}})
 
 CAMERAS = [Place("LC-XQ01-A", KIND, "xq-01", 1, ""), Place("LC-XQ01-B", KIND, "xq-01", 1, ""),
            Place("LC-XQ02-A", KIND, "xq-02", 1, "")]
@@ -25,8 +25,7 @@ def detected(confidence, lift="A", action="door_held", ts=T0):
 
 
 def run(message, device="LC-XQ01-A", ctx=None):
-    reading = Reading("wanli", KIND, device, message.CLASS, message, received_ms=message.ts)
-    return EbikeInLift().on_reading(reading, ctx or Ctx(places=CAMERAS), message.ts)
+    return run_rule(EbikeInLift(), ctx or Ctx(places=CAMERAS), KIND, device, [message])
 
 
 def test_the_rules_are_registered():

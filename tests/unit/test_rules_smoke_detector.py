@@ -2,6 +2,7 @@
 
 import statistics
 import time
+from functools import partial
 
 import pytest
 from hypothesis import given
@@ -22,8 +23,8 @@ from alerts.thresholds import Thresholds
 from devices import smoke_detector as sd
 from devices.hierarchy import Location
 from devices.messages import Offline, Online
-from devices.reading import Reading
-from tests.unit.rule_world import RuleWorld
+from tests.support.readings import reading as support_reading
+from tests.support.rules import RuleWorld
 
 T0 = 1_795_000_000_000
 S, MIN, H = 1000, 60_000, 3_600_000
@@ -42,15 +43,14 @@ PLACES = [
 ]
 
 
-def Ctx(places=PLACES, overrides=None):  # noqa: N802 - reads like the class it stands for
-    return RuleWorld(RULES, places, overrides)
+Ctx = partial(RuleWorld, RULES, places=PLACES)  # Ctx(places=…, overrides=…) as in WANLI_THRESHOLDS_FILE
 
 def detectors(n, prefix="SD"):
     return [Place(f"{prefix}-{i:05d}", KIND, f"b-{i % 477:03d}", 1 + i % 30, f"{1 + i % 30:02d}01") for i in range(n)]
 
 
 def reading(message, device, street="wanli"):
-    return Reading(street, KIND, device, message.CLASS, message, received_ms=message.ts)
+    return support_reading(KIND, message, device, street=street)
 
 
 def alarm(ts):

@@ -1,3 +1,5 @@
+from functools import partial
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -7,17 +9,14 @@ from alerts.rules.base import Place
 from alerts.rules.water_meter import RULES, Leak, LowWaterUse, MeterOffline
 from devices import water_meter as wm
 from devices.messages import Offline
-from devices.reading import Reading
-from tests.unit.rule_world import RuleWorld
+from tests.support.rules import rule_context, run_rule
 
 T0 = 1_772_352_000_000  # 2026-03-01 08:00 UTC
 H = 3_600_000
 KIND = "water_meter"
 
 
-def Ctx(rules=RULES, places=(), overrides=None):  # noqa: N802 - reads like the class it stands for
-    """Overrides per device: {device_id: {threshold: value}}."""
-    return RuleWorld(rules, places, {"devices": overrides or {}})
+Ctx = partial(rule_context, RULES)  # Ctx(places=…, overrides={device_id: {threshold: value}})
 
 def meter_reading(end_ms, litres, interval_s=3600):
     return wm.Reading(v=1, ts=end_ms, seq=1, total_l=1000.0, interval_l=litres, interval_s=interval_s)
@@ -29,10 +28,7 @@ def hourly(litres_per_hour, start_ms=T0):
 
 
 def run(rule, ctx, *messages, device="WM-1"):
-    out = []
-    for m in messages:
-        out += rule.on_reading(Reading("wanli", KIND, device, m.CLASS, m, received_ms=m.ts), ctx, m.ts)
-    return out
+    return run_rule(rule, ctx, KIND, device, messages)
 
 
 def test_the_rules_are_registered():

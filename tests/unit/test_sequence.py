@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.sequence import WINDOW, SeqState, Verdict, judge
+from devices.sequence import WINDOW, SeqState, Verdict, judge
 
 
 def run(seqs, state=None):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+from alerts.incidents import Signal
 from alerts.rules.base import Place, Rule
 from alerts.thresholds import Thresholds
+from tests.support.readings import reading
 
 
 class RuleWorld:
@@ -28,3 +31,16 @@ class RuleWorld:
 
     def threshold(self, kind: str, name: str, device_id: str) -> float:
         return self._thresholds.get(kind, name, device_id)
+
+
+def rule_context(rules: Iterable[type[Rule]], places: Iterable[Place] = (),
+                 overrides: Mapping[str, Mapping[str, float]] | None = None) -> RuleWorld:
+    """A RuleWorld with thresholds overridden per device only: ``overrides`` is {device_id: {threshold: value}}."""
+    return RuleWorld(rules, places, {"devices": overrides or {}})
+
+
+def run_rule(rule: Rule, ctx: Any, kind: str, device: str, messages: Sequence[Any],
+             now_ms: int | None = None) -> list[Signal]:
+    """Every signal ``rule`` gives for ``messages`` from ``device``, each handed on at its own ts (or at ``now_ms``)."""
+    return [signal for m in messages
+            for signal in rule.on_reading(reading(kind, m, device), ctx, m.ts if now_ms is None else now_ms)]
