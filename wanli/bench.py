@@ -345,4 +345,5 @@ def add_commands(sub: Any) -> None:
     __import__("wanli.bench_storage").bench_storage.add_commands(bench)  # wanli bench storage
     __import__("wanli.bench_access").bench_access.add_commands(bench)  # wanli bench access
     __import__("wanli.bench_policies").bench_policies.add_commands(bench)  # wanli bench policies
+    __import__("wanli.bench_stages").bench_stages.add_commands(bench)  # wanli bench stages
     __import__("wanli.bench_all").bench_all.add_commands(bench_parser, bench)  # wanli bench [all]
