@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from wanli import (bench, bench_access, bench_alerts, bench_all, bench_notify, bench_policies, bench_spool,
-                   bench_storage, bench_street, bench_workers)
+                   bench_stages, bench_storage, bench_street, bench_workers)
 
 
 def add_commands(sub: Any) -> None:
@@ -23,4 +23,5 @@ def add_commands(sub: Any) -> None:
     bench_storage.add_commands(commands)  # wanli bench storage
     bench_access.add_commands(commands)  # wanli bench access
     bench_policies.add_commands(commands)  # wanli bench policies
+    bench_stages.add_commands(commands)  # wanli bench stages
     bench_all.add_commands(bench_parser, commands)  # wanli bench [all]
