@@ -10,6 +10,16 @@ it does well; a hand-made segment-file format would have to earn the same trust.
 The spool is bounded. Past ``warn_fraction`` of the bound it says so (``near_full``) so
 that an operator is told long before it fills; when full, ``append`` raises ``SpoolFull``
 and ingest stops acknowledging (backpressure: the broker keeps the messages).
+
+What a batch is kept as (its row's ``form``): for a store that takes InfluxDB line protocol
+(``write_lines``: InfluxDB 1.x and 2.x, VictoriaMetrics) the batch's lines, built once at
+append, with the points' device times beside them (for the latency window); else the points
+as msgpack (the embedded SQLite store). A replay after an outage is then reading rows and
+posting them in large requests: no decoding and re-encoding of every point in the drainer
+(``wanli bench spool``, docs/benchmarks.md). Rows of either form are read by either kind of
+store (a spool written before the form existed holds msgpack rows: they are encoded when
+drained into InfluxDB; lines drained into a store that takes points are parsed back), so
+neither a switch of store nor an upgrade over a full spool loses a point.
 """
 
 from __future__ import annotations
@@ -23,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ingest.line_protocol import encode_bytes, parse_bytes
 from ingest.points import TelemetryPoint, pack, unpack
-from ingest.telemetry import TelemetryStore
+from ingest.telemetry import LineProtocolStore, TelemetryStore
 from wanli.background import WakeableLoop
 from wanli.errors import StoreUnavailable, WanliError
 from wanli.metrics import LatencyWindow
@@ -50,8 +61,13 @@ class SpoolState:
         return self.points / self.limit_points if self.limit_points else 0.0
 
 
+POINTS, LINES = 0, 1  # a row's form: msgpack points, or line protocol (with its points' device times)
+
+
 class Spool:
-    def __init__(self, path: Path, max_points: int = 20_000_000, warn_fraction: float = 0.8) -> None:
+    def __init__(self, path: Path, max_points: int = 20_000_000, warn_fraction: float = 0.8, *,
+                 keep_lines: bool = False) -> None:
+        """``keep_lines``: keep batches as line protocol (the store takes it: ``write_lines``), else as points."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -60,9 +76,16 @@ class Spool:
             "CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, created_ms INTEGER NOT NULL,"
             " points INTEGER NOT NULL, body BLOB NOT NULL)"
         )
+        # A spool written before rows had a form holds msgpack rows only: they read as such (form 0).
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(spool)")}
+        if "form" not in columns:
+            self._conn.execute(f"ALTER TABLE spool ADD COLUMN form INTEGER NOT NULL DEFAULT {POINTS}")
+        if "ts" not in columns:
+            self._conn.execute("ALTER TABLE spool ADD COLUMN ts BLOB")  # int64 device times of a LINES row
         self._lock = threading.Lock()
         self.max_points = max_points
         self.warn_fraction = warn_fraction
+        self.keep_lines = keep_lines
         row = self._conn.execute("SELECT COUNT(*), COALESCE(SUM(points), 0), MIN(created_ms) FROM spool").fetchone()
         self._batches, self._points, self._oldest_ms = row[0], row[1], row[2]
         self.appended_points = 0
@@ -72,28 +95,56 @@ class Spool:
         """Durably keep a batch of points, or raise ``SpoolFull``."""
         if not points:
             return
+        if self.keep_lines:
+            row = (now_ms, len(points), encode_bytes(points), LINES,
+                   np.fromiter((p.ts_ms for p in points), np.int64, len(points)).tobytes())
+        else:
+            row = (now_ms, len(points), pack(points), POINTS, None)
         with self._lock:
             if self._points + len(points) > self.max_points:
                 raise SpoolFull(self._points, self.max_points)
-            self._conn.execute("INSERT INTO spool (created_ms, points, body) VALUES (?, ?, ?)",
-                               (now_ms, len(points), pack(points)))
+            self._conn.execute("INSERT INTO spool (created_ms, points, body, form, ts) VALUES (?, ?, ?, ?, ?)", row)
             self._batches += 1
             self._points += len(points)
             self.appended_points += len(points)
             if self._oldest_ms is None:
                 self._oldest_ms = now_ms
 
+    def _oldest_rows(self, max_points: int) -> list[tuple[int, int, bytes, int, bytes | None]]:
+        """The oldest rows, up to about ``max_points`` (at least one row): (id, points, body, form, ts)."""
+        with self._lock:
+            heads = self._conn.execute("SELECT id, points FROM spool ORDER BY id LIMIT 4096").fetchall()
+            if not heads:
+                return []
+            last, total = heads[0][0], 0
+            for row_id, count in heads:
+                if total and total + count > max_points:
+                    break
+                last, total = row_id, total + count
+            return self._conn.execute("SELECT id, points, body, form, ts FROM spool WHERE id <= ? ORDER BY id",
+                                      (last,)).fetchall()
+
     def peek(self, max_points: int) -> tuple[int, list[TelemetryPoint]]:
         """The oldest batches, up to about ``max_points`` (at least one batch); returns (last id, points)."""
-        with self._lock:
-            rows = self._conn.execute("SELECT id, points, body FROM spool ORDER BY id LIMIT 64").fetchall()
         last_id, out = 0, []
-        for row_id, count, body in rows:
-            if out and len(out) + count > max_points:
-                break
-            out.extend(unpack(body))
+        for row_id, _count, body, form, _ts in self._oldest_rows(max_points):
+            out.extend(parse_bytes(body) if form == LINES else unpack(body))
             last_id = row_id
         return last_id, out
+
+    def peek_lines(self, max_points: int) -> tuple[int, int, bytes, np.ndarray]:
+        """The oldest batches as one line-protocol body: (last id, points, body, the points' device times)."""
+        last_id, count, bodies, times = 0, 0, [], []
+        for row_id, points, body, form, ts in self._oldest_rows(max_points):
+            if form == LINES:
+                bodies.append(body)
+                times.append(np.frombuffer(ts, np.int64))
+            else:  # a row of points (a spool from before the form, or from a store that took points)
+                unpacked = unpack(body)
+                bodies.append(encode_bytes(unpacked))
+                times.append(np.fromiter((p.ts_ms for p in unpacked), np.int64, len(unpacked)))
+            last_id, count = row_id, count + points
+        return last_id, count, b"\n".join(bodies), (np.concatenate(times) if times else np.empty(0, np.int64))
 
     def release(self, up_to_id: int) -> None:
         """Forget every batch up to and including ``up_to_id``: the store has them."""
@@ -126,10 +177,11 @@ class SpoolDrainer(WakeableLoop):
     ``wake()`` when new points were appended: it drains now rather than at the next poll.
     """
 
-    def __init__(self, spool: Spool, store: TelemetryStore, *, batch_points: int = 5000) -> None:
+    def __init__(self, spool: Spool, store: TelemetryStore, *, batch_points: int = 50_000) -> None:
         super().__init__("spool-drainer")
         self._spool, self._store = spool, store
         self._batch_points = batch_points
+        self._line_store = store if isinstance(store, LineProtocolStore) else None
         self.store_failures = 0
         self.store_up = True
         self.last_error = ""
@@ -137,14 +189,20 @@ class SpoolDrainer(WakeableLoop):
 
     def drain_once(self) -> int:
         """Move one round of points; return how many (0 when empty). Raises ``StoreUnavailable``."""
-        last_id, points = self._spool.peek(self._batch_points)
-        if not points:
-            return 0
-        self._store.write_points(points)
+        if self._line_store is not None:  # the spool's rows go as they are
+            last_id, count, body, sent_ms = self._spool.peek_lines(self._batch_points)
+            if not count:
+                return 0
+            self._line_store.write_lines(body, count)
+        else:
+            last_id, points = self._spool.peek(self._batch_points)
+            if not points:
+                return 0
+            self._store.write_points(points)
+            count, sent_ms = len(points), np.fromiter((p.ts_ms for p in points), np.int64, len(points))
         self._spool.release(last_id)
-        stored_ms = time.time_ns() // 1_000_000
-        self.publish_to_stored.add(stored_ms - np.fromiter((p.ts_ms for p in points), np.int64, len(points)))
-        return len(points)
+        self.publish_to_stored.add(time.time_ns() // 1_000_000 - sent_ms)
+        return count
 
     def _run(self) -> None:
         delay = 0.2

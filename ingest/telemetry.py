@@ -7,7 +7,9 @@
   VictoriaMetrics accepts at ``/api/v2/write``).
 
 Writes take a whole batch of points and make one round trip. A store that cannot write
-raises ``StoreUnavailable``; the caller decides whether to retry or spool.
+raises ``StoreUnavailable``; the caller decides whether to retry or spool. The two InfluxDB
+stores also take a batch already written as line protocol (``LineProtocolStore.write_lines``):
+the spool keeps their batches as lines and replays them as they are (ingest/spool.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import httpx
 
@@ -53,6 +55,16 @@ class TelemetryStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class LineProtocolStore(TelemetryStore, Protocol):
+    """A store that takes InfluxDB line protocol as it is."""
+
+    def write_lines(self, body: bytes, count: int) -> int:
+        """Store ``count`` points given as newline-separated lines (millisecond times) in one request; return
+        ``count``. Raise ``StoreUnavailable``; nothing is kept unless the whole body was accepted."""
+        ...
 
 
 class SqliteTelemetryStore:
@@ -124,7 +136,12 @@ class InfluxV1TelemetryStore:
         lines = encode(points)
         if not lines:
             return 0
-        body = "\n".join(lines).encode()
+        return self.write_lines("\n".join(lines).encode(), len(lines))
+
+    def write_lines(self, body: bytes, count: int) -> int:
+        """Store ``count`` points given as line protocol (newline-separated, millisecond times) in one request."""
+        if not body:
+            return 0
         resp = self._post_write(body)
         if resp.status_code == 404 and "database not found" in resp.text:
             # The database was dropped, or never made (the server was away when the service started):
@@ -134,7 +151,7 @@ class InfluxV1TelemetryStore:
         if resp.status_code != 204:
             raise StoreUnavailable(self.name, f"/write answered {resp.status_code}: {resp.text[:300]}")
         self.database_missing = ""
-        return len(lines)
+        return count
 
     def _post_write(self, body: bytes) -> httpx.Response:
         try:
@@ -205,17 +222,23 @@ class InfluxV2TelemetryStore:
         self._org, self._bucket, self._precision = org, bucket, WritePrecision.MS
 
     def write_points(self, points: Sequence[TelemetryPoint]) -> int:
-        from influxdb_client.rest import ApiException
-        from urllib3.exceptions import HTTPError as Urllib3Error
-
         lines = encode(points)
         if not lines:
             return 0
+        return self.write_lines("\n".join(lines).encode(), len(lines))
+
+    def write_lines(self, body: bytes, count: int) -> int:
+        """Store ``count`` points given as line protocol (newline-separated, millisecond times) in one request."""
+        from influxdb_client.rest import ApiException
+        from urllib3.exceptions import HTTPError as Urllib3Error
+
+        if not body:
+            return 0
         try:
-            self._write_api.write(bucket=self._bucket, org=self._org, record=lines, write_precision=self._precision)
+            self._write_api.write(bucket=self._bucket, org=self._org, record=body, write_precision=self._precision)
         except (ApiException, Urllib3Error, OSError) as exc:
             raise StoreUnavailable(self.name, f"{type(exc).__name__}: {exc}") from exc
-        return len(lines)
+        return count
 
     def recent(self, device_id: str, limit: int = 100) -> list[StoredPoint]:
         escaped = device_id.replace("\\", "\\\\").replace('"', '\\"')

@@ -55,7 +55,8 @@ from ingest.mqtt_consumer import MqttConsumer
 from ingest.pipeline import IngestPipeline, TelemetryOverflow
 from ingest.rate_limit import DeviceRateLimits
 from ingest.spool import Spool, SpoolDrainer
-from ingest.telemetry import InfluxV1TelemetryStore, InfluxV2TelemetryStore, SqliteTelemetryStore, TelemetryStore
+from ingest.telemetry import (InfluxV1TelemetryStore, InfluxV2TelemetryStore, LineProtocolStore, SqliteTelemetryStore,
+                              TelemetryStore)
 from simulators.building import BuildingSimulation, run_building
 from wanli.broker_check import refuse_open_broker
 from wanli.change_bus import DEVICES, INCIDENTS, POLICIES, ChangeBus, LocalChangeBus, PostgresChangeBus
@@ -211,8 +212,10 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     bus.subscribe(INCIDENTS, alerts.refresh)
     give_act(alerts.act)
     telemetry = make_telemetry_store(settings)
-    spool = Spool(settings.data_dir / "spool.db", max_points=settings.spool_max_points)
-    drainer = SpoolDrainer(spool, telemetry)
+    # A store that takes line protocol gets the spool's rows as they are: built once, at append (ingest/spool.py)
+    spool = Spool(settings.data_dir / "spool.db", max_points=settings.spool_max_points,
+                  keep_lines=isinstance(telemetry, LineProtocolStore))
+    drainer = SpoolDrainer(spool, telemetry, batch_points=settings.spool_drain_batch_points)
     dead_letters = DeadLetterStore(engine)
     disk_guard = DiskGuard(data_directories(settings), settings.disk_reserve_mb * 1_000_000, settings.disk_alert_fill)
     pipeline = IngestPipeline(KINDS, engine, registry, spool, dead_letters, alerts,

@@ -1,7 +1,10 @@
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+
 from devices import charging_station, smoke_detector
 from devices.topics import MessageClass
-from ingest.line_protocol import encode
-from ingest.points import pack, points_of, points_of_all, unpack
+from ingest.line_protocol import encode, encode_bytes, parse, parse_bytes
+from ingest.points import TelemetryPoint, pack, points_of, points_of_all, unpack
 from tests.support.readings import reading as support_reading
 
 
@@ -64,3 +67,46 @@ def test_two_ports_events_in_one_millisecond_are_two_series_tagged_with_their_po
         f"charging_station,street=wanli,device=CS-1,type={t},class=event,port={p}"
         for t, p in (("session_started", 1), ("session_started", 2), ("session_ended", 3))]
     assert lines[2].split(" ")[1] == 'energy_wh=12.5,duration_s=60i,reason="full",seq=7i'  # no field named port
+
+
+# -- one body per batch, and reading our own lines back (the spool keeps line protocol: ingest/spool.py) --------
+
+_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\\\r"), min_size=1, max_size=12)
+_scalar = st.one_of(st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False),
+                    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r"), max_size=12))
+_point = st.builds(TelemetryPoint, _text, st.dictionaries(_text, _text, max_size=5),
+                   st.dictionaries(_text, _scalar, min_size=1, max_size=5), st.integers(0, 2**53))
+
+
+def _mixed_points():
+    station = charging_station.StationStatus(
+        v=1, ts=10, seq=3, ambient_temp_c=21.5, smoke=False, mains_power=True,
+        ports=[charging_station.Port(port=1, state="charging", temperature_c=41.5, power_w=180.0)])
+    fault = smoke_detector.Fault(v=1, ts=11, seq=4, code='E 1,"x"', detail="line\nbreak \\ end")
+    return points_of_all([reading(station, kind="charging_station", device="CS 1,=x", cls=MessageClass.TELEMETRY),
+                          reading(fault, device="D,1 =x")])
+
+
+def test_encode_bytes_is_the_lines_of_encode_joined_in_one_body():
+    points = _mixed_points()
+    assert encode_bytes(points) == "\n".join(encode(points)).encode()
+    assert encode_bytes([]) == b""
+
+
+def test_lines_read_back_as_the_points_they_were_escapes_and_types_included():
+    points = _mixed_points()
+    assert parse_bytes(encode_bytes(points)) == points
+    back = parse_bytes(encode_bytes(points))
+    assert [type(v) for p in back for v in p.fields.values()] == [type(v) for p in points for v in p.fields.values()]
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.lists(_point, min_size=1, max_size=5))
+def test_any_point_survives_line_protocol_and_back(points):
+    assert encode_bytes(points) == "\n".join(encode(points)).encode()
+    assert parse_bytes(encode_bytes(points)) == points
+
+
+def test_a_line_that_is_not_line_protocol_is_refused_with_its_text():
+    with pytest.raises(ValueError, match="not a line of line protocol"):
+        parse("garbage")
