@@ -78,7 +78,8 @@ def run_all(workdir: Path, *, messages: int, qos: list[int], background_rate: fl
         influx.stop()
     rows.append(Row("spool replay into InfluxDB 1.x", f"{s.rate:,.0f} points/s",
                     f"{s.points:,} points spooled during an outage, {s.seconds:.1f} s to drain, "
-                    f"{s.stored:,}/{s.expected_stored:,} counted back", f"{s.load_before:.2f}→{s.load_after:.2f}"))
+                    f"{s.stored:,}/{s.expected_stored:,} counted back; InfluxDB alone {s.alone_rate:,.0f} points/s "
+                    f"(ratio {s.ratio:.2f})", f"{s.load_before:.2f}→{s.load_after:.2f}"))
 
     if access_changes:
         from wanli.bench_access import Managed, run_side, street

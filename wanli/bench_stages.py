@@ -188,7 +188,6 @@ def measure_pipeline(services: Any, records: list[DeviceRecord], count: int) -> 
     """``IngestPipeline.process``: its total untouched, then stage by stage; then the drain and the state flush."""
     import ingest.pipeline as pipeline_module
     import ingest.spool as spool_module
-    import ingest.telemetry as telemetry_module
     from alerts.service import AlertBatch
     from ingest.dead_letters import DeadLetterStore
     from ingest.hygiene import ClockSkew
@@ -222,7 +221,7 @@ def measure_pipeline(services: Any, records: list[DeviceRecord], count: int) -> 
         (DeviceBatch, "admit", "sequence + device state (DeviceBatch.admit)"),
         (AlertBatch, "evaluate", "rules (AlertBatch.evaluate)"),
         (pipeline_module, "points_of_all", "points (Reading → TelemetryPoint)"),
-        (spool_module, "pack", "spool: msgpack pack"),
+        (spool_module, "encode_bytes", "spool: line protocol (encode_bytes)"),
         (Spool, "append", "spool: SQLite insert + fsync"),
         (AlertBatch, "write", "commit: incidents, notices"),
         (DeadLetterStore, "add_batch", "commit: dead letters"),
@@ -236,9 +235,9 @@ def measure_pipeline(services: Any, records: list[DeviceRecord], count: int) -> 
         total_timed = time.perf_counter() - started
     n = sum(map(len, timed))
     names = [s for _, _, s in stages]
-    us = _per_message(acc, calls, {"spool: SQLite insert + fsync": ["spool: msgpack pack"],
+    us = _per_message(acc, calls, {"spool: SQLite insert + fsync": ["spool: line protocol (encode_bytes)"],
                                    "total": [s for s in dict.fromkeys(names) if s != "total"]}, n, cost)
-    us["spool: SQLite insert + fsync"] -= us["spool: msgpack pack"]
+    us["spool: SQLite insert + fsync"] -= us["spool: line protocol (encode_bytes)"]
     whole = us.pop("total")
     fig.us.update({k: us.get(k, 0.0) for k in dict.fromkeys(names) if k != "total"})
     fig.us["the rest of process (batch bookkeeping, counters, transactions)"] = whole - sum(us.values())
@@ -252,9 +251,8 @@ def measure_pipeline(services: Any, records: list[DeviceRecord], count: int) -> 
     store = StageFigures(load=[os.getloadavg()[0]])
     acc, calls = Counter(), Counter()
     drain_stages = [
-        (spool_module, "unpack", "drain: msgpack unpack"),
-        (Spool, "peek", "drain: spool read (SQLite select)"),
-        (telemetry_module, "encode", "drain: line-protocol encode"),
+        (Spool, "_oldest_rows", "drain: spool read (SQLite select)"),
+        (Spool, "peek_lines", "drain: one body of the rows' lines"),
         (type(services.telemetry), "_post_write", "drain: InfluxDB /write (HTTP, the server's answer)"),
         (Spool, "release", "drain: spool release (SQLite delete)"),
         (type(drainer), "drain_once", "drain total"),
@@ -267,9 +265,9 @@ def measure_pipeline(services: Any, records: list[DeviceRecord], count: int) -> 
             pass
         drain_s = time.perf_counter() - started
     names = [s for _, _, s in drain_stages]
-    us = _per_message(acc, calls, {"drain: spool read (SQLite select)": ["drain: msgpack unpack"],
+    us = _per_message(acc, calls, {"drain: one body of the rows' lines": ["drain: spool read (SQLite select)"],
                                    "drain total": names[:-1]}, m, cost)
-    us["drain: spool read (SQLite select)"] -= us["drain: msgpack unpack"]
+    us["drain: one body of the rows' lines"] -= us["drain: spool read (SQLite select)"]
     drain_total = us.pop("drain total")
     store.us.update(us)
     store.us["drain: the rest (latency window)"] = drain_total - sum(us.values())
