@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from devices.messages import Scalar
+from devices.messages import Message, Scalar
+from devices.reading import Reading
 from ingest.points import TelemetryPoint
 
 _TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
 _MEASUREMENT_ESCAPE = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
 _FIRST_TAGS = ("street", "device", "type", "class")
+_FIRST_TAGS_SET = frozenset(_FIRST_TAGS)
 
 
 def _field_value(value: object) -> str:
@@ -67,24 +69,101 @@ def encode(points: Iterable[TelemetryPoint]) -> list[str]:
 def encode_bytes(points: Sequence[TelemetryPoint]) -> bytes:
     """The points' lines as one request body (``\\n``-joined, UTF-8): the same lines as ``encode``, built in one loop
     (what the spool keeps for a store that takes line protocol)."""
-    series, keys = _SERIES, _KEYS
+    series = _SERIES
     out: list[str] = []
     add = out.append
     for p in points:
         tags = p.tags
         prefix = series.get((p.measurement, *tags.values(), *tags)) or _series(p)
-        parts = []
-        for k, v in p.fields.items():
-            kind = type(v)
-            if kind is float:
-                text = repr(v)
-            elif kind is int:
-                text = f"{v}i"
-            else:
-                text = _field_value(v)
-            parts.append(f"{keys.get(k) or _key(k)}={text}")
-        add(f"{prefix} {','.join(parts)} {p.ts_ms}")
+        add(f"{prefix} {_fields_text(p.fields)} {p.ts_ms}")
     return "\n".join(out).encode()
+
+
+# -- straight from the readings: the lines ``encode_bytes(points_of_all(readings))`` makes, without the points ----
+
+_READING_SERIES: dict[tuple[str, str, str, str, str], str] = {}  # (kind, street, device, type, class) → prefix
+_DEFAULT_POINTS = Message.points
+_ENVELOPE = frozenset({"v", "ts"})  # what ``scalar_fields`` leaves out
+# A message type that keeps ``Message.points`` (one point of its scalar fields, no extra tag): its field names and
+# their escaped ``key=``, in order; () for a type with its own ``points`` (a station snapshot, a port's event).
+_ONE_POINT_FIELDS: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _one_point_fields(cls: type) -> tuple[tuple[str, str], ...]:
+    names: tuple[tuple[str, str], ...] = ()
+    if getattr(cls, "points", None) is _DEFAULT_POINTS:
+        names = tuple((n, f"{_key(n)}=") for n in cls.__struct_fields__ if n not in _ENVELOPE)  # type: ignore[attr-defined]
+    _ONE_POINT_FIELDS[cls] = names
+    return names
+
+
+def _reading_series(r: Reading) -> str:
+    key = (r.kind, r.street, r.device_id, r.type, r.msg_class.value)
+    prefix = _READING_SERIES.get(key)
+    if prefix is None:
+        tags = {"street": r.street, "device": r.device_id, "type": r.type, "class": r.msg_class.value}
+        prefix = _series(TelemetryPoint(r.kind, tags, {}, 0))
+        if len(_READING_SERIES) >= _MAX_SERIES:
+            _READING_SERIES.clear()
+        _READING_SERIES[key] = prefix
+    return prefix
+
+
+def _fields_text(fields: dict[str, Scalar]) -> str:
+    keys, parts = _KEYS, []
+    for k, v in fields.items():
+        kind = type(v)
+        if kind is float:
+            text = repr(v)
+        elif kind is int:
+            text = f"{v}i"
+        else:
+            text = _field_value(v)
+        parts.append(f"{keys.get(k) or _key(k)}={text}")
+    return ",".join(parts)
+
+
+def encode_readings(readings: Sequence[Reading]) -> tuple[bytes, list[int]]:
+    """The readings' points as one body of line protocol, and each point's device time: byte for byte
+    ``encode_bytes(points_of_all(readings))``, built without the points (the hot path's spool append)."""
+    out: list[str] = []
+    times: list[int] = []
+    add, add_time = out.append, times.append
+    for r in readings:
+        msg = r.message
+        prefix = _reading_series(r)
+        ts = msg.ts
+        names = _ONE_POINT_FIELDS.get(type(msg))
+        if names is None:
+            names = _one_point_fields(type(msg))
+        if names:  # most messages (heartbeats, alarms): one point of the scalar fields, as ``scalar_fields`` picks
+            parts = []
+            for name, key in names:
+                v = getattr(msg, name)
+                kind = type(v)
+                if kind is float:
+                    parts.append(key + repr(v))
+                elif kind is int:
+                    parts.append(f"{key}{v}i")
+                elif kind is bool or kind is str:
+                    parts.append(key + _field_value(v))
+            if parts:
+                add(f"{prefix} {','.join(parts)} {ts}")
+                add_time(ts)
+            continue
+        for extra, fields in msg.points():
+            if not fields:
+                continue
+            if not extra:
+                add(f"{prefix} {_fields_text(fields)} {ts}")
+            elif extra.keys() & _FIRST_TAGS_SET:  # an extra tag replacing a base one: as the point would have it
+                tags = {"street": r.street, "device": r.device_id, "type": r.type, "class": r.msg_class.value, **extra}
+                add(line(TelemetryPoint(r.kind, tags, fields, ts)))
+            else:
+                tag_text = "".join(f",{k.translate(_TAG_ESCAPE)}={extra[k].translate(_TAG_ESCAPE)}" for k in sorted(extra))
+                add(f"{prefix}{tag_text} {_fields_text(fields)} {ts}")
+            add_time(ts)
+    return "\n".join(out).encode(), times
 
 
 # -- reading our own lines back (a spool kept as line protocol, drained into a store that takes points) ----------

@@ -55,7 +55,6 @@ from devices.topics import MessageClass
 from ingest.decode import DecodeLimits, decode_message
 from ingest.hygiene import ClockSkew, check_clock
 from ingest.rate_limit import RATE_LIMITED, DeviceRateLimits
-from ingest.points import points_of_all
 from devices.sequence import Verdict
 from ingest.spool import Spool, SpoolFull
 from wanli.disk_guard import DiskGuard
@@ -184,16 +183,17 @@ class IngestPipeline:
                 self._alerts.batch(now_ms, self.fences) as alerts:
             readings, letters, duplicates, resets, held = self._admit(batch, devices, hold, now_ms)
             alerts.evaluate(readings)
-            points = points_of_all(readings)
+            row = self._spool.row_of(readings)  # the points, as the spool keeps them (line protocol for InfluxDB)
+            points = row.points
             dropped = 0
             if points and not refusal:
                 try:
-                    self._spool.append(points, now_ms)
+                    self._spool.append_row(row, now_ms)
                 except (SpoolFull, OSError, sqlite3.Error) as exc:
                     self._spool_failed(exc, now_ms)
                     raise SpoolRefused(str(exc)) from exc
             elif points:
-                dropped = len(points)  # held telemetry has none here: these are events' (and, with drop, all)
+                dropped = points  # held telemetry has none here: these are events' (and, with drop, all)
             stored_letters = [d for d in letters if self.rate_limits.letter(d.device_id, d.reason, now_ms)]
             unstored = self.rate_limits.take_unstored()
             if stored_letters and self._disk_guard is not None and self._disk_guard.refuse_bulk():
@@ -219,7 +219,7 @@ class IngestPipeline:
         c.batches += 1
         c.received += len(batch) - held
         c.readings += len(readings)
-        c.spooled_points += len(points) - dropped
+        c.spooled_points += points - dropped
         c.telemetry_dropped_points += dropped
         c.telemetry_held += held
         c.dead_letters_unstored += len(letters) - len(stored_letters)
@@ -240,7 +240,7 @@ class IngestPipeline:
             log.warning("telemetry points dropped=%d while the spool refuses: %s", dropped, refusal)
         if held:
             raise TelemetryHeld(held, refusal)
-        return BatchResult(len(readings), len(letters), duplicates, len(points) - dropped, len(alerts.pending))
+        return BatchResult(len(readings), len(letters), duplicates, points - dropped, len(alerts.pending))
 
     def take_letters_by_device(self) -> Counter[str]:
         """Dead letters per device since the last call (the system health check's flood detector)."""

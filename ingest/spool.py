@@ -28,13 +28,15 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ingest.line_protocol import encode_bytes, parse_bytes
-from ingest.points import TelemetryPoint, pack, unpack
+from devices.reading import Reading
+from ingest.line_protocol import encode_bytes, encode_readings, parse_bytes
+from ingest.points import TelemetryPoint, pack, points_of_all, unpack
 from ingest.telemetry import LineProtocolStore, TelemetryStore
 from wanli.background import WakeableLoop
 from wanli.errors import StoreUnavailable, WanliError
@@ -64,6 +66,16 @@ class SpoolState:
 POINTS, LINES = 0, 1  # a row's form: msgpack points, or line protocol (with its points' device times)
 
 
+@dataclass(frozen=True, slots=True)
+class SpoolRow:
+    """A batch as the spool keeps it, built before the batch's transaction (``Spool.row_of``)."""
+
+    points: int
+    body: bytes
+    form: int
+    ts: bytes | None  # a LINES row's int64 device times, one a point
+
+
 class Spool:
     def __init__(self, path: Path, max_points: int = 20_000_000, warn_fraction: float = 0.8, *,
                  keep_lines: bool = False) -> None:
@@ -91,22 +103,34 @@ class Spool:
         self.appended_points = 0
         self.drained_points = 0
 
+    def row_of(self, readings: Sequence[Reading]) -> SpoolRow:
+        """The readings' points as this spool keeps them (lines built straight from the readings)."""
+        if self.keep_lines:
+            body, times = encode_readings(readings)
+            return SpoolRow(len(times), body, LINES, np.array(times, np.int64).tobytes())
+        points = points_of_all(readings)
+        return SpoolRow(len(points), pack(points), POINTS, None)
+
     def append(self, points: list[TelemetryPoint], now_ms: int) -> None:
         """Durably keep a batch of points, or raise ``SpoolFull``."""
-        if not points:
-            return
         if self.keep_lines:
-            row = (now_ms, len(points), encode_bytes(points), LINES,
-                   np.fromiter((p.ts_ms for p in points), np.int64, len(points)).tobytes())
+            times = np.fromiter((p.ts_ms for p in points), np.int64, len(points)).tobytes()
+            self.append_row(SpoolRow(len(points), encode_bytes(points), LINES, times), now_ms)
         else:
-            row = (now_ms, len(points), pack(points), POINTS, None)
+            self.append_row(SpoolRow(len(points), pack(points), POINTS, None), now_ms)
+
+    def append_row(self, row: SpoolRow, now_ms: int) -> None:
+        """Durably keep a batch (``row_of``), or raise ``SpoolFull``."""
+        if not row.points:
+            return
         with self._lock:
-            if self._points + len(points) > self.max_points:
+            if self._points + row.points > self.max_points:
                 raise SpoolFull(self._points, self.max_points)
-            self._conn.execute("INSERT INTO spool (created_ms, points, body, form, ts) VALUES (?, ?, ?, ?, ?)", row)
+            self._conn.execute("INSERT INTO spool (created_ms, points, body, form, ts) VALUES (?, ?, ?, ?, ?)",
+                               (now_ms, row.points, row.body, row.form, row.ts))
             self._batches += 1
-            self._points += len(points)
-            self.appended_points += len(points)
+            self._points += row.points
+            self.appended_points += row.points
             if self._oldest_ms is None:
                 self._oldest_ms = now_ms
 

@@ -32,7 +32,7 @@ def body(seq, type_="alarm", ts=NOW - 500, **fields):
 class Env:
     """The pipeline with its real embedded stores; ``drain()`` moves the spool to the telemetry store."""
 
-    def __init__(self, tmp_path, telemetry=None):
+    def __init__(self, tmp_path, telemetry=None, keep_lines=False):
         self.engine = make_engine(f"sqlite:///{tmp_path / 'wanli.db'}")
         create_schema(self.engine)
         self.registry = DeviceRegistry(self.engine, load_hierarchy())
@@ -41,7 +41,7 @@ class Env:
         self.ctx = RegistryContext(self.registry, Thresholds(rules, lambda d: ""))
         self.alerts = AlertService(self.incidents, self.ctx.locate, self.ctx, self.registry.hierarchy, rules)
         self.telemetry = telemetry or SqliteTelemetryStore(tmp_path / "telemetry.db")
-        self.spool = Spool(tmp_path / "spool.db")
+        self.spool = Spool(tmp_path / "spool.db", keep_lines=keep_lines)
         self.drainer = SpoolDrainer(self.spool, self.telemetry)
         self.dead = DeadLetterStore(self.engine)
         self.pipeline = IngestPipeline(KINDS, self.engine, self.registry, self.spool, self.dead, self.alerts,
@@ -136,6 +136,19 @@ class FlakyStore:
         self.inner.close()
 
 
+def test_a_spool_of_line_protocol_keeps_what_the_pipeline_stored_field_for_field(tmp_path):
+    env = Env(tmp_path, keep_lines=True)  # as for InfluxDB; drained here into the embedded store, parsed back
+    env.registry.register(DeviceRecord("SD-XQ01-0301", "smoke_detector", "wanli", "xq-01", 3, "0301"), "test", NOW)
+    topic = ALARM_TOPIC.replace("/event", "/telemetry")
+    result = env.pipeline.process([RawMessage(ALARM_TOPIC, body(1, smoke_density=0.4), NOW),
+                                   RawMessage(topic, body(2, "heartbeat", ts=NOW - 400, battery_pct=90.5,
+                                                          rssi_dbm=-70), NOW)])
+    assert result.spooled_points == 2 and env.spool.state().points == 2 and env.drain() == 2
+    heartbeat, alarm = env.telemetry.recent("SD-XQ01-0301")
+    assert (alarm.type, alarm.fields["smoke_density"], alarm.fields["seq"]) == ("alarm", 0.4, 1)
+    assert (heartbeat.type, heartbeat.fields["battery_pct"], heartbeat.fields["rssi_dbm"]) == ("heartbeat", 90.5, -70)
+
+
 def test_an_unavailable_telemetry_store_holds_points_in_the_spool_but_never_the_incident(tmp_path):
     env = Env(tmp_path, telemetry=FlakyStore(SqliteTelemetryStore(tmp_path / "t.db"), failures=2))
     env.registry.register(DeviceRecord("SD-XQ01-0301", "smoke_detector", "wanli", "xq-01", 3, "0301"), "test", NOW)
@@ -190,15 +203,15 @@ def test_a_batch_that_did_not_commit_charges_nothing_to_its_devices_rate_limits(
     topic = ALARM_TOPIC.replace("/event", "/telemetry")
     batch = [RawMessage(topic, body(i, "heartbeat", ts=NOW - 100 + i, battery_pct=90.0, rssi_dbm=-70), NOW)
              for i in (1, 2, 3)]
-    append, failures = env.spool.append, []
+    append, failures = env.spool.append_row, []
 
-    def failing_append(points, now_ms):
+    def failing_append(row, now_ms):
         if len(failures) < 2:
             failures.append(now_ms)
             raise OSError(28, "No space left on device")
-        return append(points, now_ms)
+        return append(row, now_ms)
 
-    env.spool.append = failing_append
+    env.spool.append_row = failing_append
     for _ in range(2):
         with pytest.raises(SpoolRefused):
             env.pipeline.process(batch)

@@ -26,6 +26,7 @@ from devices.registry import DeviceRecord, DeviceRegistry
 from devices.topics import MessageClass, TopicAddress, device_topic, is_device_id, parse_topic
 from ingest.decode import DAY_MS, MINUTE_MS, decode_message
 from ingest.line_protocol import encode as line_protocol
+from ingest.line_protocol import encode_bytes, encode_readings
 from ingest.points import points_of
 from tests.reliability.strategies import MESSAGE_TYPES, encode, mutated, payloads, round_trip
 from wanli.db import create_schema, make_engine
@@ -132,6 +133,8 @@ def test_every_message_of_every_kind_decodes_what_its_schema_allows_and_round_tr
     # What it becomes in the time series is one line of line protocol per point, whatever its strings hold.
     lines = line_protocol(points_of(reading))
     assert all("\n" not in line for line in lines) and len(lines) == len(points_of(reading))
+    # The spool's lines built straight from the reading (the hot path) are the points' lines, byte for byte.
+    assert encode_readings([reading]) == (encode_bytes(points_of(reading)), [p.ts_ms for p in points_of(reading)])
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

@@ -3,7 +3,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from devices import charging_station, smoke_detector
 from devices.topics import MessageClass
-from ingest.line_protocol import encode, encode_bytes, parse, parse_bytes
+from ingest.line_protocol import encode, encode_bytes, encode_readings, parse, parse_bytes
 from ingest.points import TelemetryPoint, pack, points_of, points_of_all, unpack
 from tests.support.readings import reading as support_reading
 
@@ -110,3 +110,22 @@ def test_any_point_survives_line_protocol_and_back(points):
 def test_a_line_that_is_not_line_protocol_is_refused_with_its_text():
     with pytest.raises(ValueError, match="not a line of line protocol"):
         parse("garbage")
+
+
+def test_lines_built_straight_from_readings_are_the_points_lines_byte_for_byte():
+    station = charging_station.StationStatus(
+        v=1, ts=10, seq=3, ambient_temp_c=None, smoke=False, mains_power=True,
+        ports=[charging_station.Port(port=1, state="charging", temperature_c=41.5, power_w=180.0),
+               charging_station.Port(port=2, state="idle")])
+    readings = [
+        reading(smoke_detector.Alarm(v=1, ts=1, seq=1, smoke_density=0.25)),
+        reading(smoke_detector.Fault(v=1, ts=2, seq=2, code='E 1,"x"', detail="line\nbreak \\"), device="D,1 =x"),
+        reading(station, kind="charging_station", device="CS-1", cls=MessageClass.TELEMETRY),
+        reading(charging_station.SessionEnded(v=1, ts=11, seq=4, port=3, energy_wh=12.5, duration_s=60,
+                                              reason="full"), kind="charging_station", device="CS-1"),
+        reading(smoke_detector.Alarm(v=1, ts=5, seq=5, smoke_density=0.5)),  # the same series again
+    ]
+    points = points_of_all(readings)
+    body, times = encode_readings(readings)
+    assert body == encode_bytes(points) and times == [p.ts_ms for p in points] and len(times) == 7
+    assert encode_readings([]) == (b"", [])
