@@ -204,10 +204,10 @@ def measure_pipeline(services: Any, records: list[DeviceRecord], count: int) -> 
         pipeline.process(batch)
     gc.freeze()  # as the service keeps its heap (wanli/heap.py)
     fig = StageFigures(messages=count, load=[os.getloadavg()[0]])
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for batch in untouched:
         pipeline.process(batch)
-    total_untouched = time.perf_counter() - started
+    total_untouched, cpu_untouched = time.perf_counter() - started, time.process_time() - cpu
 
     acc: Counter[str] = Counter()
     calls: Counter[str] = Counter()
@@ -239,6 +239,7 @@ def measure_pipeline(services: Any, records: list[DeviceRecord], count: int) -> 
     fig.us.update({k: us.get(k, 0.0) for k in dict.fromkeys(names) if k != "total"})
     fig.us["the rest of process (batch bookkeeping, counters, transactions)"] = whole - sum(us.values())
     fig.us["pipeline total (untouched run)"] = total_untouched * 1e6 / sum(map(len, untouched))
+    fig.us["pipeline total, CPU of the process (untouched run)"] = cpu_untouched * 1e6 / sum(map(len, untouched))
     fig.notes.append(f"pipeline: batches of {BATCH:,}: {sum(map(len, untouched)) / total_untouched:,.0f} msg/s "
                      f"untouched, {n / total_timed:,.0f} msg/s with the timers (their cost, "
                      f"{cost[0]:.0f} ns a call, taken out of the stages: sum {whole:.1f} µs a message); "
@@ -257,10 +258,10 @@ def measure_pipeline(services: Any, records: list[DeviceRecord], count: int) -> 
     pts = spool.state().points
     m = sum(map(len, batches))  # every message processed above is drained now
     with _timers(acc, calls, drain_stages):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         while drainer.drain_once():
             pass
-        drain_s = time.perf_counter() - started
+        drain_s, drain_cpu = time.perf_counter() - started, time.process_time() - cpu
     names = [s for _, _, s in drain_stages]
     us = _per_message(acc, calls, {"drain: one body of the rows' lines": ["drain: spool read (SQLite select)"],
                                    "drain total": names[:-1]}, m, cost)
@@ -269,6 +270,7 @@ def measure_pipeline(services: Any, records: list[DeviceRecord], count: int) -> 
     store.us.update(us)
     store.us["drain: the rest (latency window)"] = drain_total - sum(us.values())
     store.us["drain total"] = drain_total
+    store.us["drain total, CPU of the process (timers included)"] = drain_cpu * 1e6 / m
     started = time.perf_counter()
     rows = pipeline.flush_device_states()
     flush_s = time.perf_counter() - started
