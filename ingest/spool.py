@@ -201,7 +201,7 @@ class SpoolDrainer(WakeableLoop):
     ``wake()`` when new points were appended: it drains now rather than at the next poll.
     """
 
-    def __init__(self, spool: Spool, store: TelemetryStore, *, batch_points: int = 50_000) -> None:
+    def __init__(self, spool: Spool, store: TelemetryStore, *, batch_points: int = 5000) -> None:
         super().__init__("spool-drainer")
         self._spool, self._store = spool, store
         self._batch_points = batch_points

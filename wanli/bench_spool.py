@@ -106,7 +106,7 @@ def _stored(influx: InfluxV1Server, database: str, measurements: set[str], since
     return total
 
 
-def run_spool(workdir: Path, influx: InfluxV1Server, points: int = 200_000, batch_points: int = 50_000,
+def run_spool(workdir: Path, influx: InfluxV1Server, points: int = 200_000, batch_points: int = 5000,
               form: str = "lines") -> SpoolResult:
     """Fill a spool while ``influx`` is stopped, start it, time the drain. ``influx`` must be running on entry."""
     messages, batches = spool_points(points)
@@ -203,7 +203,7 @@ def main(args: argparse.Namespace) -> int:
 def add_commands(bench_subparsers: Any) -> None:
     p = bench_subparsers.add_parser("spool", help="the telemetry spool's replay rate into InfluxDB 1.x after an outage")
     p.add_argument("--points", type=int, default=200_000)
-    p.add_argument("--batch-points", type=int, nargs="+", default=[50_000],
+    p.add_argument("--batch-points", type=int, nargs="+", default=[5000],
                    help="points per write (several: one run each)")
     p.add_argument("--form", nargs="+", default=["lines"], choices=["lines", "points"],
                    help="what the spool keeps: line protocol, or msgpack points (several: one run each)")
