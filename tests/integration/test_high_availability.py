@@ -1,4 +1,4 @@
-"""Two instances are one service: the ingest holder killed or frozen mid-storm (wanli/chaos_host_loss.py).
+"""Two instances are one service: the ingest holder killed or frozen mid-storm (tooling/chaos_host_loss.py).
 
 Real PostgreSQL and Mosquitto, two ``wanli run`` processes with the same MQTT client id and a
 data directory each. A probe alarm's escalation deadline falls inside the takeover (its first step due after
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from wanli.chaos_host_loss import TAKEOVER_TARGET_S, HostLossReport, format_host_loss_table, host_loss
+from tooling.chaos_host_loss import TAKEOVER_TARGET_S, HostLossReport, format_host_loss_table, host_loss
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("devices", "alerts", "ingest", "simulators", "dashboards", "wanli")
+PACKAGES = ("devices", "alerts", "ingest", "simulators", "dashboards", "wanli", "tooling")
 
 # Lowest first. Each entry: (layer, the module prefixes that belong to it).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -60,7 +60,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "wanli.registry_commands", "wanli.system_health", "wanli.user_commands", "wanli.embedded_scenario",
                "wanli.migrations.__main__", "simulators.cli")),
     # Development tooling: benchmarks, fault injection, local test servers.
-    ("tooling", ("wanli.bench", "wanli.chaos", "wanli.local_servers")),
+    ("tooling", ("tooling",)),
 )
 
 # Packages whose modules sit in different layers: the package's name covers its __init__ only, each
@@ -68,12 +68,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 SPLIT_PACKAGES = ("wanli",)
 
 # Back-arrows still in the code: (importer, imported) -> why it is still there.
-ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
-    ("wanli.cli", "wanli.bench_commands"): "the `wanli bench` commands: tooling still ships in the wheel and "
-                                           "registers under the product's CLI (issue 17 step 2 gives it a package "
-                                           "and an entry point of its own)",
-    ("wanli.cli", "wanli.chaos_commands"): "the `wanli chaos` commands, as `wanli bench` above",
-}
+ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {}
 
 
 def _layer_index() -> dict[str, int]:
@@ -90,7 +85,7 @@ def layer_of(module: str, index: Mapping[str, int] | None = None) -> int | None:
             return None
         if prefix in index:
             return index[prefix]
-        # "wanli.bench" names wanli.bench, wanli.bench_all, wanli.bench_spool, ...: a family by its stem.
+        # "tooling.bench" names tooling.bench, tooling.bench_all, tooling.bench_spool, ...: a family by its stem.
         stems = [p for p in index if "." in p and parts[:end - 1] == p.split(".")[:-1]
                  and parts[end - 1].startswith(p.split(".")[-1] + "_")]
         if stems:
@@ -228,12 +223,12 @@ def test_the_reader_counts_function_level_and_literal_dynamic_imports_but_not_ty
         "    import ingest.spool\n"
         "def later():\n"
         "    from wanli.runtime import WanliService\n"
-        "    importlib.import_module('wanli.bench')\n"
-        "    __import__('wanli.chaos').chaos\n"
+        "    importlib.import_module('tooling.bench')\n"
+        "    __import__('tooling.chaos').chaos\n"
     )
     names = imported_names(source, "dashboards.routes.example", is_package=False)
     assert {"devices.registry", "dashboards.routes.sibling", "ingest.spool", "wanli.runtime.WanliService",
-            "wanli.bench", "wanli.chaos"} <= names
+            "tooling.bench", "tooling.chaos"} <= names
     assert not any(name.startswith("alerts") for name in names)
 
 
@@ -271,3 +266,21 @@ def test_the_documented_layers_are_the_tested_ones() -> None:
     text = (ROOT / "docs" / "layers.md").read_text("utf-8")
     documented = re.findall(r"^\d+\. \*\*(\w+)\*\*", text, flags=re.MULTILINE)
     assert documented == [name for name, _ in LAYERS]
+
+
+def test_the_products_wheel_ships_no_tooling_and_the_tooling_joins_the_cli_by_entry_points() -> None:
+    import tomllib
+
+    from setuptools import find_packages
+
+    product = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    shipped = find_packages(str(ROOT), include=product["tool"]["setuptools"]["packages"]["find"]["include"])
+    assert "wanli" in shipped and "dashboards.routes" in shipped
+    assert not [p for p in shipped if p == "tooling" or p.startswith("tooling.")], shipped
+    tooling = tomllib.loads((ROOT / "tooling" / "pyproject.toml").read_text("utf-8"))
+    commands = tooling["project"]["entry-points"]["wanli.commands"]
+    for target in commands.values():
+        module, _, function = target.partition(":")
+        assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), target
+        assert f"def {function}(" in (ROOT / (module.replace(".", "/") + ".py")).read_text("utf-8"), target
+    assert set(commands) == {"bench", "chaos"}

@@ -134,7 +134,7 @@ class _ColdFlushInflux:
 
     @staticmethod
     def make(workdir: Path):  # type: ignore[no-untyped-def]
-        from wanli.local_servers import InfluxV1Server
+        from tooling.local_servers import InfluxV1Server
 
         class Server(InfluxV1Server):
             def _env(self):  # type: ignore[no-untyped-def]

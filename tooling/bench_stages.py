@@ -39,7 +39,7 @@ from typing import Any
 from devices.registry import DeviceBatch, DeviceRecord
 from devices.street_generator import device_rows, generate_street
 from simulators.load import build_messages, publish, stamp
-from wanli.local_servers import InfluxV1Server, MosquittoServer
+from tooling.local_servers import InfluxV1Server, MosquittoServer
 
 BATCH = 2000  # ingest's batch (the receiver's batch_size)
 

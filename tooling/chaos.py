@@ -18,7 +18,7 @@ Figures and how to run them: docs/reliability.md.
 
 The escalation fault needs the service to have been down for minutes. The heavy version
 waits them out with ``wanli run``; the short one starts the same ``WanliService`` through
-``python -m wanli.chaos --clock-offset-ms N`` (settings from ``WANLI_*``), whose clock runs
+``python -m tooling.chaos --clock-offset-ms N`` (settings from ``WANLI_*``), whose clock runs
 N ms ahead of the wall: the restart happens "minutes later" without the wait.
 """
 
@@ -50,7 +50,7 @@ from devices.hierarchy import Hierarchy, load_hierarchy
 from devices.registry import DeviceRecord
 from simulators.devices.base import Publication
 from simulators.devices.smoke_detector import SmokeDetectorSim
-from wanli.local_servers import InfluxV1Server, MosquittoServer, free_port
+from tooling.local_servers import InfluxV1Server, MosquittoServer, free_port
 
 READY_TIMEOUT_S = 60.0
 SMOKE_ALARM = "smoke_alarm"
@@ -150,7 +150,7 @@ class ServiceProcess:
 
     def argv(self, clock_offset_ms: int | None) -> list[str]:
         if clock_offset_ms is not None:
-            return [sys.executable, "-m", "wanli.chaos", "--clock-offset-ms", str(clock_offset_ms)]
+            return [sys.executable, "-m", "tooling.chaos", "--clock-offset-ms", str(clock_offset_ms)]
         argv = [sys.executable, "-m", "wanli.cli", "run", "--no-simulate", "--mqtt-url", self.broker.url,
                 "--data-dir", str(self.data_dir), "--port", str(self.port)]
         if self.influx is not None:
@@ -699,7 +699,7 @@ def restart_with_pending_deadlines(workdir: Path, broker: MosquittoServer, *, in
         service.close()
 
 
-# --- the clock-shifted launcher (python -m wanli.chaos --clock-offset-ms N) ------------------
+# --- the clock-shifted launcher (python -m tooling.chaos --clock-offset-ms N) ------------------
 
 
 def _serve_shifted(argv: Sequence[str]) -> int:
@@ -709,7 +709,7 @@ def _serve_shifted(argv: Sequence[str]) -> int:
     from wanli.runtime import WanliService
     from wanli.settings import Settings
 
-    parser = argparse.ArgumentParser(prog="python -m wanli.chaos")
+    parser = argparse.ArgumentParser(prog="python -m tooling.chaos")
     parser.add_argument("--clock-offset-ms", type=int, required=True)
     offset = parser.parse_args(argv).clock_offset_ms
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

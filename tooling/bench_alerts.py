@@ -8,7 +8,7 @@ Two figures, printed, never asserted:
    opened and escalated in memory, nothing written), in ingest's batch size. Also what one
    tick of every rule over the whole street costs.
 2. **Publish → incident committed** for smoke alarms, live: a real Mosquitto and InfluxDB 1.x
-   (``wanli/local_servers.py``), the service in this process (``running_in_thread``) with the
+   (``tooling/local_servers.py``), the service in this process (``running_in_thread``) with the
    whole street registered, and a background publisher *process* sending telemetry (smoke
    and one-touch heartbeats, activity, charging-station snapshots; no alarms) at
    ``--background-rate`` msg/s. Meanwhile one alarm every ``--alarm-every-ms`` comes from a
@@ -57,7 +57,7 @@ from ingest.decode import decode_message
 from simulators.devices.smoke_detector import SmokeDetectorSim
 from simulators.load import LoadMix, build_messages, publish, stamp
 from wanli.db import create_schema, make_engine
-from wanli.local_servers import InfluxV1Server, MosquittoServer
+from tooling.local_servers import InfluxV1Server, MosquittoServer
 from wanli.runtime import running_in_thread
 from wanli.settings import Settings, TelemetryBackend
 

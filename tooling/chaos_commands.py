@@ -1,7 +1,7 @@
-"""``wanli chaos``: the command that runs each fault (``wanli.chaos``, ``wanli.chaos_alarm_path``,
-``wanli.chaos_host_loss``) against servers of its own and prints one table.
+"""``wanli chaos``: the command that runs each fault (``tooling.chaos``, ``tooling.chaos_alarm_path``,
+``tooling.chaos_host_loss``) against servers of its own and prints one table.
 
-It sits above the fault modules, which share ``wanli.chaos``' helpers, so that the command composing
+It sits above the fault modules, which share ``tooling.chaos``' helpers, so that the command composing
 them does not make a circle with the helpers' module.
 """
 
@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wanli.chaos import (FaultReport, broker_restart_under_load, format_table, influx_outage_under_load,
+from tooling.chaos import (FaultReport, broker_restart_under_load, format_table, influx_outage_under_load,
                          kill_ingest_mid_storm, restart_with_pending_deadlines)
-from wanli.local_servers import InfluxV1Server, MosquittoServer, free_port
+from tooling.local_servers import InfluxV1Server, MosquittoServer, free_port
 
 
 # --- the command --------------------------------------------------------------------------
@@ -85,11 +85,11 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
     if reports:
         print(format_table(reports))
     if path_reports:
-        from wanli.chaos_alarm_path import format_alarm_path_table
+        from tooling.chaos_alarm_path import format_alarm_path_table
 
         print(format_alarm_path_table(path_reports))
     if loss_reports:
-        from wanli.chaos_host_loss import format_host_loss_table
+        from tooling.chaos_host_loss import format_host_loss_table
 
         print(format_host_loss_table(loss_reports))
     return 0 if all(r.ok for r in (*reports, *path_reports, *loss_reports)) else 1
@@ -97,9 +97,9 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
 
 def _run_host_loss(workdir: Path, kills: int) -> list[Any]:
     """Two instances on their own PostgreSQL and Mosquitto: the ingest holder killed ``kills`` times, then
-    frozen for 30 s (wanli/chaos_host_loss.py)."""
-    from wanli.chaos_host_loss import format_host_loss_table, host_loss
-    from wanli.local_servers import PostgresServer
+    frozen for 30 s (tooling/chaos_host_loss.py)."""
+    from tooling.chaos_host_loss import format_host_loss_table, host_loss
+    from tooling.local_servers import PostgresServer
 
     broker = MosquittoServer(workdir / "mosquitto", port=free_port())
     postgres = PostgresServer(workdir / "postgres", port=free_port())
@@ -120,7 +120,7 @@ def _run_host_loss(workdir: Path, kills: int) -> list[Any]:
 
 
 def _run_alarm_path(workdir: Path, detectors: int) -> list[Any]:
-    from wanli.chaos_alarm_path import run_alarm_path
+    from tooling.chaos_alarm_path import run_alarm_path
 
     broker = MosquittoServer(workdir / "mosquitto", port=free_port())
     influx = InfluxV1Server(workdir / "influxdb", port=free_port(), rpc_port=free_port())

@@ -70,7 +70,7 @@ from devices.hierarchy import load_hierarchy
 from devices.registry import DeviceRecord, DeviceRegistry
 from devices.street_generator import device_rows, generate_street
 from wanli import db
-from wanli.local_servers import MosquittoServer
+from tooling.local_servers import MosquittoServer
 
 STREAM_HZ = 50
 # The niceness given to the brokers and the stream's processes (``--nice``): on this shared two-core machine the

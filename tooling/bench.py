@@ -47,7 +47,7 @@ import httpx
 from devices.registry import DeviceRecord
 from devices.street_generator import device_rows, generate_street
 from simulators.load import build_messages, publish
-from wanli.local_servers import InfluxV1Server, MosquittoServer, find_binary, free_port
+from tooling.local_servers import InfluxV1Server, MosquittoServer, find_binary, free_port
 
 
 @dataclass
@@ -337,4 +337,4 @@ def add_commands(sub: Any) -> tuple[Any, Any]:
     ingest.add_argument("--overload-seconds", type=float, default=60.0,
                         help="offer 3x the full-path rate at QoS 1 this long and watch memory (0: skip)")
     ingest.set_defaults(func=main)
-    return bench_parser, bench  # each bench module adds its own commands: wanli.bench_commands
+    return bench_parser, bench  # each bench module adds its own commands: tooling.bench_commands

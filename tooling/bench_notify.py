@@ -26,7 +26,7 @@ from alerts.incidents import Action
 from alerts.notify.base import Channel, ContactKind
 from alerts.notify.gammu import GammuFolders, smsd_config
 from alerts.notify.rules import ContactPoint, NotifyRule, RuleStep
-from wanli.local_servers import free_port
+from tooling.local_servers import free_port
 
 
 def _now() -> int:

@@ -44,8 +44,8 @@ from simulators.clock import SimClock
 from simulators.devices.smoke_detector import SmokeDetectorSim
 from simulators.population import Population, place_rows
 from simulators.publisher import BrokerAddress, MqttPublisher
-from wanli.chaos import ServiceProcess
-from wanli.local_servers import InfluxV1Server, MosquittoServer
+from tooling.chaos import ServiceProcess
+from tooling.local_servers import InfluxV1Server, MosquittoServer
 
 _TS = re.compile(rb'"ts":(\d+)')
 _TYPE = re.compile(rb'"type":"(\w+)"')

@@ -1,14 +1,14 @@
-"""The ``wanli bench`` command tree: ``wanli bench ingest`` (``wanli.bench``) and each bench module's commands.
+"""The ``wanli bench`` command tree: ``wanli bench ingest`` (``tooling.bench``) and each bench module's commands.
 
 It sits above every bench module, so that one bench composing others (``wanli bench all`` runs
-``wanli.bench``'s ingest path) does not make a circle with the module that registers it.
+``tooling.bench``'s ingest path) does not make a circle with the module that registers it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from wanli import (bench, bench_access, bench_alerts, bench_all, bench_notify, bench_policies, bench_spool,
+from tooling import (bench, bench_access, bench_alerts, bench_all, bench_notify, bench_policies, bench_spool,
                    bench_stages, bench_storage, bench_street, bench_workers)
 
 

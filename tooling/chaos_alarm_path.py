@@ -1,7 +1,7 @@
 """``wanli chaos --only alarm-path``: the faults around the alarm path, each against real servers, one table.
 
 Every fault here once blocked or dropped alarms while ``/readyz`` said 200 (issue 13). Each
-function starts the service as its own OS process (``wanli/chaos.py``'s ``ServiceProcess``)
+function starts the service as its own OS process (``tooling/chaos.py``'s ``ServiceProcess``)
 on a real Mosquitto (and InfluxDB 1.x), injects the fault, sends smoke alarms from
 registered detectors during it, and reports:
 
@@ -40,8 +40,8 @@ import numpy as np
 from devices.registry import DeviceRecord
 from simulators.devices.base import Publication
 from simulators.devices.smoke_detector import SmokeDetectorSim
-from wanli.chaos import Devices, ServiceProcess, in_background, now_ms, publish_paced, storm_devices, wait_for
-from wanli.local_servers import InfluxV1Server, MosquittoServer
+from tooling.chaos import Devices, ServiceProcess, in_background, now_ms, publish_paced, storm_devices, wait_for
+from tooling.local_servers import InfluxV1Server, MosquittoServer
 
 DAY_MS = 86_400_000
 
@@ -258,7 +258,7 @@ def spool_bound(workdir: Path, broker: MosquittoServer, influx: InfluxV1Server, 
 
 
 def _wait_points(influx: InfluxV1Server, database: str, expected: int, timeout_s: float = 90) -> int:
-    from wanli.chaos import influx_count
+    from tooling.chaos import influx_count
 
     try:
         wait_for(lambda: influx_count(influx, database) >= expected, timeout_s, interval_s=0.5, what="points stored")

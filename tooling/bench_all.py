@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wanli.bench import run_ingest
-from wanli.bench_alerts import _street, run_latency
-from wanli.bench_spool import run_spool
-from wanli.local_servers import InfluxV1Server
+from tooling.bench import run_ingest
+from tooling.bench_alerts import _street, run_latency
+from tooling.bench_spool import run_spool
+from tooling.local_servers import InfluxV1Server
 
 
 @dataclass
@@ -81,7 +81,7 @@ def run_all(workdir: Path, *, messages: int, qos: list[int], background_rate: fl
                     f"{s.stored:,}/{s.expected_stored:,} counted back", f"{s.load_before:.2f}→{s.load_after:.2f}"))
 
     if access_changes:
-        from wanli.bench_access import Managed, run_side, street
+        from tooling.bench_access import Managed, run_side, street
 
         (workdir / "access").mkdir(parents=True)
         load = os.getloadavg()[0]

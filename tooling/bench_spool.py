@@ -4,7 +4,7 @@ The spool (``ingest/spool.py``) keeps every point on local disk until the store 
 an InfluxDB outage costs nothing but a backlog; how long the backlog takes to go after the
 store is back is the replay rate. This bench reproduces it with the service's own pieces:
 
-1. a real InfluxDB (``wanli/local_servers.py``) with the database made, then **stopped**;
+1. a real InfluxDB (``tooling/local_servers.py``) with the database made, then **stopped**;
 2. ``--points`` points of the load mix (``simulators/load.py``, decoded and turned into points
    exactly as ingest does, in ingest's batches of 2,000 messages) appended to a ``Spool``
    on local disk while the store is away: the drainer's first attempt fails
@@ -38,7 +38,7 @@ from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import InfluxV1TelemetryStore
 from simulators.load import build_messages, stamp
 from wanli.errors import StoreUnavailable
-from wanli.local_servers import InfluxV1Server
+from tooling.local_servers import InfluxV1Server
 
 INGEST_BATCH = 2000  # messages per ingest batch: one spool append each
 

@@ -38,7 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, create_engine, text
 
 from simulators.devices.smoke_detector import SmokeDetectorSim
-from wanli.chaos import (
+from tooling.chaos import (
     Devices,
     ServiceProcess,
     account_alarms,
@@ -48,7 +48,7 @@ from wanli.chaos import (
     storm_devices,
     wait_for,
 )
-from wanli.local_servers import MosquittoServer
+from tooling.local_servers import MosquittoServer
 
 TAKEOVER_TARGET_S = 10.0
 

@@ -42,8 +42,8 @@ from devices.messages import MessageClass
 from devices.registry import DeviceRecord
 from devices.street_generator import device_rows, generate_street
 from simulators.load import build_messages, publish, stamp
-from wanli.chaos import ServiceProcess
-from wanli.local_servers import MosquittoServer
+from tooling.chaos import ServiceProcess
+from tooling.local_servers import MosquittoServer
 
 ALL = "safety/#"
 SMOKE = "safety/v1/+/smoke_detector/#"
