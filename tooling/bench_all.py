@@ -5,6 +5,8 @@ Runs the parts, each with its own servers, at sizes that finish in a few minutes
 1. ``wanli bench ingest`` at QoS 1 (``--qos 0 1`` for both): the full path's throughput
    draining a backlog, its ratio to the raw broker ceiling (``mosquitto_sub`` draining the
    same backlog), and the service's peak memory (VmHWM of its process plus its receiver);
+   beside it a Node-RED flow doing MQTT → InfluxDB on the same backlog (``wanli bench nodered``;
+   ``--skip-nodered``, or a note in its row when npm cannot install it);
 2. ``wanli bench alerts``' live run: smoke alarms published → incident committed, p50 / p99,
    under background telemetry at half the full-path rate just measured (``--background-rate``
    to choose);
@@ -27,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tooling.bench import run_ingest
+from tooling.bench import PathResult, run_ingest
 from tooling.bench_alerts import _street, run_latency
+from tooling.bench_nodered import install, run_nodered, street_messages
 from tooling.bench_spool import run_spool
 from tooling.local_servers import InfluxV1Server
 
@@ -42,7 +45,7 @@ class Row:
 
 
 def run_all(workdir: Path, *, messages: int, qos: list[int], background_rate: float | None, seconds: float,
-            alarm_every_ms: int, spool_points: int, access_changes: int = 0) -> list[Row]:
+            alarm_every_ms: int, spool_points: int, access_changes: int = 0, nodered: bool = True) -> list[Row]:
     rows: list[Row] = []
     load = os.getloadavg()[0]
     (workdir / "ingest").mkdir(parents=True)
@@ -59,6 +62,9 @@ def run_all(workdir: Path, *, messages: int, qos: list[int], background_rate: fl
     peak = max(r.peak_rss_mb for r in results)
     rows.append(Row("peak memory, service + receiver", f"{peak:.0f} MB", "VmHWM after the drains (50,615 devices "
                     "registered)", load_ingest))
+
+    if nodered:
+        rows.extend(_nodered_rows(workdir / "nodered", messages, results))
 
     qos1 = next((r for r in results if r.qos == 1), results[-1])
     rate = background_rate if background_rate is not None else round(qos1.full_rate / 2, -2)
@@ -98,6 +104,22 @@ def run_all(workdir: Path, *, messages: int, qos: list[int], background_rate: fl
     return rows
 
 
+def _nodered_rows(workdir: Path, messages: int, results: list[PathResult]) -> list[Row]:
+    """Node-RED's MQTT → InfluxDB flow on the same backlog, and the full path's ratio to it; a note if it cannot run."""
+    red, versions = install()
+    if red is None:
+        return [Row("Node-RED MQTT → InfluxDB batch", "skipped", versions, "")]
+    rows = []
+    for r in results:
+        n = run_nodered(red, versions, workdir / f"qos{r.qos}", street_messages(messages, r.qos), r.qos)
+        load = f"{n.load_before:.2f}→{n.load_after:.2f}"
+        rows.append(Row(f"Node-RED MQTT → InfluxDB batch, QoS {r.qos}", f"{n.rate:,.0f} msg/s",
+                        f"the same backlog, no validation or rules ({n.counted:,} points counted back; {versions})",
+                        load))
+        rows.append(Row(f"ratio full path / Node-RED, QoS {r.qos}", f"{r.full_rate / n.rate:.2f}", "", load))
+    return rows
+
+
 def print_rows(rows: list[Row]) -> None:
     w = max(len(r.figure) for r in rows)
     v = max(len(r.value) for r in rows)
@@ -111,7 +133,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         rows = run_all(workdir, messages=args.messages, qos=args.qos, background_rate=args.background_rate,
                        seconds=args.seconds, alarm_every_ms=args.alarm_every_ms, spool_points=args.spool_points,
-                       access_changes=args.access_changes)
+                       access_changes=args.access_changes, nodered=not args.skip_nodered)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -129,6 +151,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spool-points", type=int, default=100_000)
     p.add_argument("--access-changes", type=int, default=10,
                    help="credential changes timed on the managed broker with the street credentialed (0: skip)")
+    p.add_argument("--skip-nodered", action="store_true",
+                   help="leave out the Node-RED flow beside the full path (wanli bench nodered)")
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, data)")
 
 
