@@ -43,11 +43,12 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices.credentials import station_dispatch_topic
-from devices.drill import DRILL_TOPIC_ROOT, is_drill, real_id
+from devices.credentials import FIRE_STATION_KIND, station_dispatch_topic
+from devices.drill import is_drill, real_id
 from devices.hierarchy import Hierarchy, hierarchy_from_dict, load_hierarchy
 from devices.registry import DeviceRecord
 from devices.street_generator import generate_street
+from devices.topics import dispatch_topic
 from simulators.clock import SimClock, next_local_time_ms, shanghai, wall_ms
 from simulators.devices.base import Publication, SimulatedDevice
 from simulators.drill import DrillView, drill_rows, drill_topic
@@ -293,7 +294,7 @@ class DispatchListener:
         if username:
             self._client.username_pw_set(username, password)
         # A drill's stations are dispatched on drill/v1 (devices/drill.py): they never read a real station's topic.
-        topic = f"{DRILL_TOPIC_ROOT if drill else 'dispatch/v1'}/{street}/fire_station/+/duty"
+        topic = dispatch_topic(street, FIRE_STATION_KIND, "+", "duty", drill)
         self._client.on_connect = lambda c, *_: (c.subscribe(topic, qos=1), None)[1]
         self._client.on_subscribe = lambda *_: self._ready.set()
         self._client.on_message = lambda _c, _u, m: self.notices.put((m.topic.split("/")[4], m.payload))

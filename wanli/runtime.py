@@ -44,10 +44,10 @@ from devices.broker_access import BrokerAccess, MqttCanaryLogin
 from devices.broker_dynsec import DynamicSecurity, admin_password
 from devices.catalog import KINDS
 from devices.credentials import BrokerAuthFiles, CredentialStore, platform_account
-from devices.drill import DRILL_TOPIC_ROOT
 from devices.hierarchy import Hierarchy, load_hierarchy
 from devices.registry import DeviceRegistry
 from devices.reserved import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX
+from devices.topics import dispatch_street_filter
 from ingest.dead_letters import DeadLetterStore
 from ingest.decode import DecodeLimits
 from ingest.embedded_broker import EmbeddedBroker
@@ -199,7 +199,7 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     host, port = settings.mqtt_host_port
     # Several instances: the dispatcher's connection reads its notices back (the witness, alerts/dispatch.py), so
     # a notice the broker took from a dispatcher killed before its commit is not sent again by the next one.
-    witness = {"witness_filter": f"dispatch/v1/{settings.street}/#,{DRILL_TOPIC_ROOT}/{settings.street}/#",
+    witness = {"witness_filter": ",".join(dispatch_street_filter(settings.street, drill) for drill in (False, True)),
                "on_witnessed": lambda ids: outbox.mark_witnessed(ids, clock_ms())} if shared else {}
     dispatcher = Dispatcher(outbox, MqttPublisher(host, port, client_id=f"{settings.mqtt_client_id}{DISPATCH_SUFFIX}",
                                                   username=settings.mqtt_login(DISPATCH_SUFFIX),
