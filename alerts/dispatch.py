@@ -25,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from alerts.outbox import CHANNEL_MQTT, Outbox
 from wanli.background import WakeableLoop
 from wanli.redact import redact_url
+from wanli.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ class MqttPublisher:
 
 class Dispatcher(WakeableLoop):
     def __init__(self, outbox: Outbox, publisher: MqttPublisher, webhook_url: str = "",
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 clock_ms: ClockMs = wall_ms) -> None:
         super().__init__("dispatcher")
         self._outbox = outbox
         self._publisher = publisher

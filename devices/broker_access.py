@@ -76,6 +76,7 @@ from devices.credentials import (
 )
 from devices.registry import DeviceRecord, DeviceRegistry, Lifecycle
 from wanli.errors import Conflict, StoreUnavailable
+from wanli.service_clock import ClockMs
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ def changed_logins(after: Mapping[str, str | None], before: Mapping[str, str | N
 
 
 class BrokerAccess:
-    def __init__(self, registry: DeviceRegistry, store: CredentialStore, clock_ms: Callable[[], int], *,
+    def __init__(self, registry: DeviceRegistry, store: CredentialStore, clock_ms: ClockMs, *,
                  files: BrokerAuthFiles | None = None, pid_file: Path | None = None,
                  service_accounts: Mapping[ServiceAccount, str] | None = None,
                  broker: BrokerControl | None = None, canary: CanaryLogin | None = None,

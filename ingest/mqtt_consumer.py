@@ -27,9 +27,10 @@ from devices.reserved import ALARM_LANE_SUFFIX
 from devices.topics import device_id_of_topic
 from ingest.dead_letters import DeadLetter
 from ingest.pipeline import IngestPipeline, RawMessage, SpoolRefused, TelemetryHeld
-from ingest.receiver import BATCH, DISCONNECTED, SUBSCRIBED, ReceiverConfig, ReceiverProcess, wall_ms
+from ingest.receiver import BATCH, DISCONNECTED, SUBSCRIBED, ReceiverConfig, ReceiverProcess
 from wanli.errors import StoreUnavailable
 from wanli.leases import Fenced
+from wanli.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class MqttConsumer:
         state_flush_s: float = 10.0,
         alarm_lane: bool = True,
         alarm_slice: int = 250,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: ClockMs = wall_ms,
         lease_remaining: Callable[[], float] | None = None,
     ) -> None:
         """``lease_remaining``: with several instances, how long the ingest role's lease still runs here

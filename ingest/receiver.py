@@ -61,6 +61,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.matcher import MQTTMatcher
 
+from wanli.service_clock import wall_ms
+
 log = logging.getLogger(__name__)
 
 BATCH, SUBSCRIBED, DISCONNECTED, PENDING, ACK, QUIT, GRANT = b"B", b"S", b"D", b"P", b"A", b"Q", b"G"
@@ -88,10 +90,6 @@ class ReceiverConfig:
     leave_to_other_lane: tuple[str, ...] = ()
     # Seconds it may stay connected before ingest's first G frame; 0: for good (one instance, no lease).
     grant_s: float = 0.0
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class _Receiver:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from ingest.telemetry import TelemetryStore
 from wanli.background import WakeableLoop
 from wanli.errors import StoreUnavailable, WanliError
 from wanli.metrics import LatencyWindow
+from wanli.service_clock import wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class SpoolDrainer(WakeableLoop):
             return 0
         self._store.write_points(points)
         self._spool.release(last_id)
-        stored_ms = time.time_ns() // 1_000_000
+        stored_ms = wall_ms()
         self.publish_to_stored.add(stored_ms - np.fromiter((p.ts_ms for p in points), np.int64, len(points)))
         return len(points)
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiomqtt
@@ -21,6 +19,7 @@ from simulators.devices.base import Publication, SimulatedDevice
 from simulators.devices.charging_station import ChargingStationSim
 from simulators.devices.elderly_alarm import ElderlyAlarmSim
 from simulators.devices.smoke_detector import SmokeDetectorSim
+from wanli.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ class BuildingSimulation:
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         b, code = self.building, _code(self.building)
-        start_seq = time.time_ns() // 1_000_000  # a fresh run continues after any earlier one's numbers
+        start_seq = wall_ms()  # a fresh run continues after any earlier one's numbers
         for floor in range(1, b.floors + 1):
             for u in range(1, b.units_per_floor + 1):
                 unit = f"{floor:02d}{u:02d}"
@@ -102,7 +101,7 @@ async def run_building(
     heartbeat_s: float = 30.0,
     alarm_every_s: float = 0.0,
     stop: asyncio.Event,
-    clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    clock_ms: ClockMs = wall_ms,
 ) -> None:
     """Publish the building until ``stop`` is set, reconnecting with backoff if the broker goes away."""
     heartbeat_ms = int(heartbeat_s * 1000)

@@ -31,6 +31,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from wanli.errors import StoreUnavailable
+from wanli.service_clock import ClockMs, wall_ms
 
 MAX_INFLIGHT = 65_535  # MQTT packet identifiers are 16 bits
 
@@ -154,7 +155,7 @@ class DevicePublishers:
 
     def __init__(self, broker: BrokerAddress, passwords: Mapping[str, str] | None = None, *, inflight: int = 100,
                  wills: Mapping[str, Callable[[int], tuple[str, bytes]]] | None = None,
-                 now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 now_ms: ClockMs = wall_ms,
                  dispatch_topics: Mapping[str, str] | None = None,
                  on_dispatch: Callable[[str, bytes], None] | None = None,
                  usernames: Mapping[str, str] | None = None) -> None:

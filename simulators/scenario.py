@@ -49,13 +49,14 @@ from devices.hierarchy import Hierarchy, hierarchy_from_dict, load_hierarchy
 from devices.registry import DeviceRecord
 from devices.street_generator import generate_street
 from devices.topics import dispatch_topic
-from simulators.clock import SimClock, next_local_time_ms, shanghai, wall_ms
+from simulators.clock import SimClock, next_local_time_ms, shanghai
 from simulators.devices.base import Publication, SimulatedDevice
 from simulators.drill import DrillView, drill_rows, drill_topic
 from simulators.expectations import Evidence, Expectation, Outcome, iso_ms
 from simulators.population import Population, Row, place_rows
 from simulators.publisher import BrokerAddress, DevicePublishers, MqttPublisher
 from wanli.errors import WanliError
+from wanli.service_clock import wall_ms
 
 log = logging.getLogger(__name__)
 

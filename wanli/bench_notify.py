@@ -27,10 +27,11 @@ from alerts.notify.base import Channel, ContactKind
 from alerts.notify.gammu import GammuFolders, smsd_config
 from alerts.notify.rules import ContactPoint, NotifyRule, RuleStep
 from wanli.local_servers import free_port
+from wanli.service_clock import wall_ms
 
 
 def _now() -> int:
-    return time.time_ns() // 1_000_000
+    return wall_ms()
 
 
 class _Robot(BaseHTTPRequestHandler):

@@ -51,13 +51,14 @@ from devices.registry import DeviceRecord
 from simulators.devices.base import Publication
 from simulators.devices.smoke_detector import SmokeDetectorSim
 from wanli.local_servers import InfluxV1Server, MosquittoServer, free_port
+from wanli.service_clock import wall_ms
 
 READY_TIMEOUT_S = 60.0
 SMOKE_ALARM = "smoke_alarm"
 
 
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return wall_ms()
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.1, what: str = "") -> Any:
