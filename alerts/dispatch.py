@@ -20,10 +20,10 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.outbox import CHANNEL_MQTT, Outbox
-from wanli.background import WakeableLoop
+from wanli.background import Backoff, WakeableLoop
+from wanli.mqtt import new_client
 from wanli.redact import redact_url
 from wanli.service_clock import ClockMs, wall_ms
 
@@ -51,8 +51,9 @@ def notice_id_of(payload: bytes) -> int | None:
 Witnessed = Callable[[list[int]], "set[int] | None"]
 
 
-class MqttPublisher:
-    """One paho connection for outgoing notices, QoS 1, waiting for the broker's acknowledgement.
+class NoticePublisher:
+    """One paho connection for outgoing notices, QoS 1, waiting for the broker's acknowledgement (each notice
+    is confirmed on its own; the simulators' bulk ``simulators.publisher.MqttPublisher`` keeps a window in flight).
 
     **The witness** (with several instances, ``witness_filter`` set: one topic filter, or several comma-separated,
     the first holding the marker): the connection also reads the notices back,
@@ -67,11 +68,8 @@ class MqttPublisher:
     def __init__(self, host: str, port: int, *, client_id: str, username: str = "", password: str = "",
                  timeout_s: float = 5.0, witness_filter: str = "", on_witnessed: Witnessed | None = None) -> None:
         self._witness = bool(witness_filter and on_witnessed)
-        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                                   protocol=mqtt.MQTTv311, clean_session=not self._witness,
-                                   manual_ack=self._witness)
-        if username:
-            self._client.username_pw_set(username, password)
+        self._client = new_client(client_id, username=username, password=password, clean_session=not self._witness,
+                                  manual_ack=self._witness)
         self._host, self._port, self._timeout_s = host, port, timeout_s
         self._started = False
         self._connected = threading.Event()
@@ -212,7 +210,7 @@ class MqttPublisher:
 
 
 class Dispatcher(WakeableLoop):
-    def __init__(self, outbox: Outbox, publisher: MqttPublisher, webhook_url: str = "",
+    def __init__(self, outbox: Outbox, publisher: NoticePublisher, webhook_url: str = "",
                  clock_ms: ClockMs = wall_ms) -> None:
         super().__init__("dispatcher")
         self._outbox = outbox
@@ -224,7 +222,7 @@ class Dispatcher(WakeableLoop):
         self.failures = 0
 
     @property
-    def publisher(self) -> MqttPublisher:
+    def publisher(self) -> NoticePublisher:
         return self._publisher
 
     def disconnect(self) -> None:
@@ -287,7 +285,7 @@ class Dispatcher(WakeableLoop):
             raise ConnectionError(f"webhook {where} answered {resp.status_code} {resp.reason_phrase}")
 
     def _run(self) -> None:
-        delay = 1.0
+        backoff = Backoff(2.0, 30.0)
         while not self._stop.is_set():
             if self._held_back():
                 continue
@@ -296,8 +294,12 @@ class Dispatcher(WakeableLoop):
                 self.send_pending()
                 # Back off only while sends fail (the broker or the webhook away). A notice skipped because another
                 # dispatcher holds it (one that froze mid-send) is asked for again in a second.
-                delay = min(delay * 2, 30.0) if self.failures > failures else 1.0
+                if self.failures > failures:
+                    delay = backoff.next_s()
+                else:
+                    delay = 1.0
+                    backoff.reset()
             except Exception:  # the database is away: try again later; nothing is marked sent
                 log.exception("dispatcher round failed")
-                delay = min(delay * 2, 30.0)
+                delay = backoff.next_s()
             self._pause(delay)

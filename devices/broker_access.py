@@ -158,7 +158,7 @@ class MqttCanaryLogin:
 
     def try_login(self, username: str, password: str, timeout_s: float) -> bool:
         import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        from wanli.mqtt import new_client
 
         answered = threading.Event()
         accepted: list[bool] = []
@@ -167,9 +167,7 @@ class MqttCanaryLogin:
             accepted.append(not getattr(reason, "is_failure", True))
             answered.set()
 
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=username,
-                             protocol=mqtt.MQTTv311, clean_session=True, reconnect_on_failure=False)
-        client.username_pw_set(username, password)
+        client = new_client(username, username=username, password=password, reconnect_on_failure=False)
         client.on_connect = on_connect
         deadline = time.monotonic() + timeout_s
         try:

@@ -58,9 +58,10 @@ from typing import Any
 
 import msgspec
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.matcher import MQTTMatcher
+from paho.mqtt.enums import MQTTErrorCode
 
+from wanli.background import Backoff
+from wanli.mqtt import TopicFilters, new_client
 from wanli.service_clock import wall_ms
 
 log = logging.getLogger(__name__)
@@ -106,18 +107,12 @@ class _Receiver:
         self._stopping = False
         self._permitted_until = time.monotonic() + cfg.grant_s if cfg.grant_s > 0 else float("inf")
         self._encoder = msgspec.msgpack.Encoder()
-        self._elsewhere = MQTTMatcher()
-        for topic_filter in cfg.leave_to_other_lane:
-            self._elsewhere[topic_filter] = True
+        self._elsewhere = TopicFilters(cfg.leave_to_other_lane)
         # a cheap first test: every filter of the other lane ends in a fixed last level
         self._elsewhere_suffixes = tuple({"/" + f.rsplit("/", 1)[-1] for f in cfg.leave_to_other_lane})
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
-            clean_session=False,  # persistent session: the broker keeps our QoS 1 messages while we are away
-            protocol=mqtt.MQTTv311, manual_ack=True,
-        )
-        if cfg.username:
-            self._client.username_pw_set(cfg.username, cfg.password)
+        # persistent session: the broker keeps our QoS 1 messages while we are away
+        self._client = new_client(cfg.client_id, username=cfg.username, password=cfg.password, clean_session=False,
+                                  manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
@@ -163,7 +158,7 @@ class _Receiver:
             self._ship()
 
     def _taken_elsewhere(self, topic: str) -> bool:
-        return any(True for _ in self._elsewhere.iter_match(topic))
+        return self._elsewhere.match(topic)
 
     # -- batches and acknowledgements --------------------------------------------------------
 
@@ -221,15 +216,15 @@ class _Receiver:
 
     def run(self) -> None:
         client, cfg = self._client, self._cfg
-        delay = 1.0
+        backoff = Backoff(1.0, 30.0)  # jittered: workers do not reconnect in step
         while not self._stopping and self._permitted():
             try:
                 client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
-                delay = 1.0
+                backoff.reset()
             except OSError as exc:
+                delay = backoff.next_s()
                 log.warning("MQTT connect to %s:%s failed: %s; retrying in %.0f s", cfg.host, cfg.port, exc, delay)
-                self._take_acks(timeout_s=delay * random.uniform(0.8, 1.2))  # jitter: workers do not reconnect in step
-                delay = min(delay * 2, 30.0)
+                self._take_acks(timeout_s=delay)
                 continue
             self._serve_connection()
         if client.is_connected():

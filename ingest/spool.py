@@ -24,7 +24,7 @@ import numpy as np
 
 from ingest.points import TelemetryPoint, pack, unpack
 from ingest.telemetry import TelemetryStore
-from wanli.background import WakeableLoop
+from wanli.background import Backoff, WakeableLoop
 from wanli.errors import StoreUnavailable, WanliError
 from wanli.metrics import LatencyWindow
 from wanli.service_clock import wall_ms
@@ -147,7 +147,7 @@ class SpoolDrainer(WakeableLoop):
         return len(points)
 
     def _run(self) -> None:
-        delay = 0.2
+        backoff = Backoff(0.2, 10.0)
         while not self._stop.is_set():
             try:
                 moved = self.drain_once()
@@ -156,8 +156,7 @@ class SpoolDrainer(WakeableLoop):
                 if self.store_up:
                     log.error("telemetry store %s unavailable; spooling (%s)", self._store.name, exc.detail)
                 self.store_up, self.last_error = False, exc.detail
-                self._stop.wait(delay)
-                delay = min(delay * 2, 10.0)
+                self._stop.wait(backoff.next_s())
                 continue
             except Exception:  # a bug must not stop draining for good; the points stay spooled
                 log.exception("spool drainer failed; retrying")
@@ -165,6 +164,7 @@ class SpoolDrainer(WakeableLoop):
                 continue
             if not self.store_up:
                 log.warning("telemetry store %s is back; draining the spool", self._store.name)
-            self.store_up, delay = True, 0.2
+            self.store_up = True
+            backoff.reset()
             if moved == 0:
                 self._pause(0.5)

@@ -19,6 +19,7 @@ from simulators.devices.base import Publication, SimulatedDevice
 from simulators.devices.charging_station import ChargingStationSim
 from simulators.devices.elderly_alarm import ElderlyAlarmSim
 from simulators.devices.smoke_detector import SmokeDetectorSim
+from wanli.background import Backoff
 from wanli.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
@@ -107,11 +108,11 @@ async def run_building(
     heartbeat_ms = int(heartbeat_s * 1000)
     started = False
     next_alarm_ms = clock_ms() + int(alarm_every_s * 1000) if alarm_every_s else None
-    delay = 1.0
+    backoff = Backoff(1.0, 30.0)  # jittered: a street of simulated buildings does not come back in step
     while not stop.is_set():
         try:
             async with aiomqtt.Client(host, port, identifier=f"sim-{sim.building.id}") as client:
-                delay = 1.0
+                backoff.reset()
                 if not started:
                     for topic, payload in sim.start(clock_ms(), heartbeat_ms):
                         await client.publish(topic, payload, qos=1)
@@ -129,9 +130,9 @@ async def run_building(
                     except TimeoutError:
                         pass
         except aiomqtt.MqttError as exc:
+            delay = backoff.next_s()
             log.warning("simulated building %s lost the broker (%s); retrying in %.0f s", sim.building.id, exc, delay)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             except TimeoutError:
                 pass
-            delay = min(delay * 2, 30.0)

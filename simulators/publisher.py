@@ -28,9 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from wanli.errors import StoreUnavailable
+from wanli.mqtt import new_client
 from wanli.service_clock import ClockMs, wall_ms
 
 MAX_INFLIGHT = 65_535  # MQTT packet identifiers are 16 bits
@@ -55,10 +55,7 @@ class MqttPublisher:
             raise ValueError(f"inflight must be 1..{MAX_INFLIGHT}, got {inflight}")
         self.broker, self.qos = broker, qos
         self.client_id = client_id or f"wanli-sim-{time.time_ns()}"
-        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                   protocol=mqtt.MQTTv311)
-        if username:
-            self._client.username_pw_set(username, password)
+        self._client = new_client(self.client_id, username=username, password=password)
         if will is not None:
             self._client.will_set(will[0], will[1], qos=1)
         self._client.max_inflight_messages_set(inflight)

@@ -40,8 +40,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.credentials import FIRE_STATION_KIND, station_dispatch_topic
 from devices.drill import is_drill, real_id
@@ -56,6 +54,7 @@ from simulators.expectations import Evidence, Expectation, Outcome, iso_ms
 from simulators.population import Population, Row, place_rows
 from simulators.publisher import BrokerAddress, DevicePublishers, MqttPublisher
 from wanli.errors import WanliError
+from wanli.mqtt import new_client
 from wanli.service_clock import wall_ms
 
 log = logging.getLogger(__name__)
@@ -290,10 +289,7 @@ class DispatchListener:
                  drill: bool = False) -> None:
         self.notices: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self._ready = threading.Event()
-        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                   client_id=f"wanli-sim-dispatch-{time.time_ns()}")
-        if username:
-            self._client.username_pw_set(username, password)
+        self._client = new_client(f"wanli-sim-dispatch-{time.time_ns()}", username=username, password=password)
         # A drill's stations are dispatched on drill/v1 (devices/drill.py): they never read a real station's topic.
         topic = dispatch_topic(street, FIRE_STATION_KIND, "+", "duty", drill)
         self._client.on_connect = lambda c, *_: (c.subscribe(topic, qos=1), None)[1]

@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.broker_access import BrokerAccess, MqttCanaryLogin
 from devices.broker_dynsec import DynamicSecurity
@@ -71,6 +70,7 @@ from devices.registry import DeviceRecord, DeviceRegistry
 from devices.street_generator import device_rows, generate_street
 from wanli import db
 from wanli.local_servers import MosquittoServer
+from wanli.mqtt import new_client
 from wanli.service_clock import wall_ms
 
 STREAM_HZ = 50
@@ -285,9 +285,7 @@ def _stream(host: str, port: int, login: str, password: str, topic: str, ingest_
         delays.append(now - float(message.payload.split(b'"t":', 1)[1].rstrip(b"}")))
 
     def client(name: str, secret: str) -> mqtt.Client:
-        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv311)
-        c.username_pw_set(name, secret)
-        return c
+        return new_client(name, username=name, password=secret)
 
     sub = client(INGEST_ACCOUNT.username, ingest_password)
     sub.on_message = lambda _c, _u, m: arrived(m)

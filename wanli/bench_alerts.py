@@ -40,8 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.context import RegistryContext
 from alerts.rules import default_rules
@@ -58,6 +56,7 @@ from simulators.devices.smoke_detector import SmokeDetectorSim
 from simulators.load import LoadMix, build_messages, publish, stamp
 from wanli.db import create_schema, make_engine
 from wanli.local_servers import InfluxV1Server, MosquittoServer
+from wanli.mqtt import new_client
 from wanli.runtime import running_in_thread
 from wanli.service_clock import wall_ms
 from wanli.settings import Settings, TelemetryBackend
@@ -191,8 +190,7 @@ class AlarmClock:
 def _alarms(host: str, port: int, device_ids: Sequence[str], every_ms: int, go: Any, sent: Any) -> None:
     """The detectors that alarm, in a process of their own (as in the field: not in the service's interpreter,
     whose lock the publishing thread would otherwise wait for). Says each alarm's device timestamp."""
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-alarms-{time.time_ns()}",
-                         protocol=mqtt.MQTTv311)
+    client = new_client(f"bench-alarms-{time.time_ns()}")
     client.connect(host, port, keepalive=60)
     client.loop_start()
     sims = [SmokeDetectorSim(d, seq=10**9) for d in device_ids]

@@ -44,13 +44,13 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.hierarchy import Hierarchy, load_hierarchy
 from devices.registry import DeviceRecord
 from simulators.devices.base import Publication
 from simulators.devices.smoke_detector import SmokeDetectorSim
 from wanli.local_servers import InfluxV1Server, MosquittoServer, free_port
+from wanli.mqtt import new_client
 from wanli.service_clock import wall_ms
 
 READY_TIMEOUT_S = 60.0
@@ -311,8 +311,7 @@ class Devices:
         self.acknowledged = 0
         self._clients: list[mqtt.Client] = []
         for i in range(connections):
-            client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                 client_id=f"chaos-devices-{i}-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv311)
+            client = new_client(f"chaos-devices-{i}-{uuid.uuid4().hex[:6]}")
             client.max_inflight_messages_set(inflight)
             client.reconnect_delay_set(min_delay=1, max_delay=2)
             client.on_publish = self._on_publish

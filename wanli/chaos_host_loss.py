@@ -34,7 +34,6 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, create_engine, text
 
 from simulators.devices.smoke_detector import SmokeDetectorSim
@@ -49,6 +48,7 @@ from wanli.chaos import (
     wait_for,
 )
 from wanli.local_servers import MosquittoServer
+from wanli.mqtt import new_client
 
 TAKEOVER_TARGET_S = 10.0
 
@@ -100,8 +100,7 @@ class DutyListener:
         self.copies: Counter[tuple[str, bytes]] = Counter()
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                   client_id=f"chaos-duty-{uuid.uuid4().hex[:6]}")
+        self._client = new_client(f"chaos-duty-{uuid.uuid4().hex[:6]}")
         self._client.on_connect = lambda c, *_a: c.subscribe("dispatch/v1/#", qos=1)
         self._client.on_subscribe = lambda *_a: self._subscribed.set()
         self._client.on_message = self._on_message

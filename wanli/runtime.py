@@ -26,7 +26,7 @@ import uvicorn
 from sqlalchemy import Connection, Engine
 
 from alerts.context import RegistryContext
-from alerts.dispatch import Dispatcher, MqttPublisher
+from alerts.dispatch import Dispatcher, NoticePublisher
 from alerts.notify.service import Notifier
 from alerts.outbox import Outbox
 from alerts.rules import default_rules
@@ -197,9 +197,9 @@ def build_services(settings: Settings, clock_ms: ClockMs = wall_ms, instance: st
     # a notice the broker took from a dispatcher killed before its commit is not sent again by the next one.
     witness = {"witness_filter": ",".join(dispatch_street_filter(settings.street, drill) for drill in (False, True)),
                "on_witnessed": lambda ids: outbox.mark_witnessed(ids, clock_ms())} if shared else {}
-    dispatcher = Dispatcher(outbox, MqttPublisher(host, port, client_id=f"{settings.mqtt_client_id}{DISPATCH_SUFFIX}",
-                                                  username=settings.mqtt_login(DISPATCH_SUFFIX),
-                                                  password=settings.mqtt_password, **witness),
+    dispatcher = Dispatcher(outbox, NoticePublisher(host, port, client_id=f"{settings.mqtt_client_id}{DISPATCH_SUFFIX}",
+                                                    username=settings.mqtt_login(DISPATCH_SUFFIX),
+                                                    password=settings.mqtt_password, **witness),
                             settings.webhook_url, clock_ms)
     alerts = AlertService(incidents, ctx.locate, ctx, hierarchy, rules, outbox,
                           on_notices=lambda: (dispatcher.wake(), notifier.wake()), bus=bus, policies=policies)

@@ -47,7 +47,7 @@ def test_a_notice_the_broker_took_from_a_dispatcher_that_died_before_its_commit_
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from alerts.dispatch import Dispatcher, MqttPublisher, with_notice_id
+    from alerts.dispatch import Dispatcher, NoticePublisher, with_notice_id
     from alerts.escalation import Notice
     from alerts.outbox import Outbox
     from wanli.db import create_schema, make_engine
@@ -72,10 +72,10 @@ def test_a_notice_the_broker_took_from_a_dispatcher_that_died_before_its_commit_
     listener.loop_start()
     assert subscribed.wait(10)
 
-    def publisher() -> MqttPublisher:  # each instance's: the same client id, the same persistent session
-        return MqttPublisher(mosquitto.host, mosquitto.port, client_id="wanli-w-dispatch",
-                             witness_filter="dispatch/v1/wanli/#",
-                             on_witnessed=lambda ids: outbox.mark_witnessed(ids, 2))
+    def publisher() -> NoticePublisher:  # each instance's: the same client id, the same persistent session
+        return NoticePublisher(mosquitto.host, mosquitto.port, client_id="wanli-w-dispatch",
+                               witness_filter="dispatch/v1/wanli/#",
+                               on_witnessed=lambda ids: outbox.mark_witnessed(ids, 2))
 
     dead = publisher()
     dead.publish(topic + "/_warmup", "{}")  # connected once: the session exists and reads dispatch/v1/wanli/#
