@@ -19,11 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
 
 from alerts.outbox import CHANNEL_MQTT, Outbox
 from wanli.background import Backoff, WakeableLoop
-from wanli.mqtt import new_client
+from wanli.mqtt import Client, MQTTMessage, new_client
 from wanli.redact import redact_url
 from wanli.service_clock import ClockMs, wall_ms
 
@@ -91,7 +90,7 @@ class NoticePublisher:
         self.gate: Callable[[], bool] = lambda: True
         self._gave_up = False
 
-    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+    def _on_connect(self, client: Client, _u: object, _f: object, rc: Any, _p: object) -> None:
         if rc.is_failure:
             return
         if not self._witness:
@@ -103,7 +102,7 @@ class NoticePublisher:
         client.subscribe([(f, 1) for f in self._witness_filter.split(",")])
         client.publish(self._marker_topic, self._marker.encode(), qos=1)
 
-    def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: Client, _u: object, msg: MQTTMessage) -> None:
         if msg.topic == self._marker_topic:
             client.ack(msg.mid, msg.qos)
             if msg.payload.decode(errors="replace") == self._marker:
@@ -155,7 +154,7 @@ class NoticePublisher:
         while self._started and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def _on_disconnect(self, client: mqtt.Client, *_args: object) -> None:
+    def _on_disconnect(self, client: Client, *_args: object) -> None:
         self._connected.clear()
         if not self.gate():
             self._gave_up = True

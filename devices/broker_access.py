@@ -157,13 +157,12 @@ class MqttCanaryLogin:
         self.host, self.port = host, port
 
     def try_login(self, username: str, password: str, timeout_s: float) -> bool:
-        import paho.mqtt.client as mqtt
-        from wanli.mqtt import new_client
+        from wanli.mqtt import Client, new_client
 
         answered = threading.Event()
         accepted: list[bool] = []
 
-        def on_connect(client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        def on_connect(client: Client, userdata: object, flags: object, reason: object, props: object) -> None:
             accepted.append(not getattr(reason, "is_failure", True))
             answered.set()
 

@@ -57,11 +57,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import msgspec
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTErrorCode
 
 from wanli.background import Backoff
-from wanli.mqtt import TopicFilters, new_client
+from wanli.mqtt import Client, MQTTErrorCode, MQTTMessage, TopicFilters, new_client
 from wanli.service_clock import wall_ms
 
 log = logging.getLogger(__name__)
@@ -120,7 +118,7 @@ class _Receiver:
 
     # -- paho callbacks ------------------------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, _userdata, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(self, client: Client, _userdata, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
         if reason_code.is_failure:
             log.error("MQTT connect to %s:%s refused: %s", self._cfg.host, self._cfg.port, reason_code)
             return
@@ -142,7 +140,7 @@ class _Receiver:
             except OSError:  # ingest is gone; the loop notices and stops
                 self._stopping = True
 
-    def _on_message(self, _client, _userdata, msg: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
+    def _on_message(self, _client, _userdata, msg: MQTTMessage) -> None:  # type: ignore[no-untyped-def]
         try:
             topic = msg.topic
         except UnicodeDecodeError:  # not UTF-8: keep it, the topic parser rejects it with a reason

@@ -27,10 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import paho.mqtt.client as mqtt
-
 from wanli.errors import StoreUnavailable
-from wanli.mqtt import new_client
+from wanli.mqtt import MQTTErrorCode, new_client
 from wanli.service_clock import ClockMs, wall_ms
 
 MAX_INFLIGHT = 65_535  # MQTT packet identifiers are 16 bits
@@ -113,7 +111,7 @@ class MqttPublisher:
         info = self._client.publish(topic, payload, qos=self.qos)
         with self._lock:
             self.sent += 1
-            if info.rc == mqtt.MQTT_ERR_NO_CONN and not self.qos:
+            if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and not self.qos:
                 self.lost += 1  # at QoS 1 paho keeps it and sends it on reconnecting; the window holds its place
 
     def flush(self, timeout_s: float = 30.0) -> bool:

@@ -52,8 +52,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-
 from devices.broker_access import BrokerAccess, MqttCanaryLogin
 from devices.broker_dynsec import DynamicSecurity
 from devices.credentials import (
@@ -70,7 +68,7 @@ from devices.registry import DeviceRecord, DeviceRegistry
 from devices.street_generator import device_rows, generate_street
 from wanli import db
 from wanli.local_servers import MosquittoServer
-from wanli.mqtt import new_client
+from wanli.mqtt import Client, new_client
 from wanli.service_clock import wall_ms
 
 STREAM_HZ = 50
@@ -284,7 +282,7 @@ def _stream(host: str, port: int, login: str, password: str, topic: str, ingest_
         arrivals.append(now)
         delays.append(now - float(message.payload.split(b'"t":', 1)[1].rstrip(b"}")))
 
-    def client(name: str, secret: str) -> mqtt.Client:
+    def client(name: str, secret: str) -> Client:
         return new_client(name, username=name, password=secret)
 
     sub = client(INGEST_ACCOUNT.username, ingest_password)

@@ -43,14 +43,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
 
 from devices.hierarchy import Hierarchy, load_hierarchy
 from devices.registry import DeviceRecord
 from simulators.devices.base import Publication
 from simulators.devices.smoke_detector import SmokeDetectorSim
 from wanli.local_servers import InfluxV1Server, MosquittoServer, free_port
-from wanli.mqtt import new_client
+from wanli.mqtt import Client, new_client
 from wanli.service_clock import wall_ms
 
 READY_TIMEOUT_S = 60.0
@@ -309,7 +308,7 @@ class Devices:
         self._lock = threading.Lock()
         self.sent = 0
         self.acknowledged = 0
-        self._clients: list[mqtt.Client] = []
+        self._clients: list[Client] = []
         for i in range(connections):
             client = new_client(f"chaos-devices-{i}-{uuid.uuid4().hex[:6]}")
             client.max_inflight_messages_set(inflight)

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
 from sqlalchemy import Engine, create_engine, text
 
 from simulators.devices.smoke_detector import SmokeDetectorSim
@@ -48,7 +47,7 @@ from wanli.chaos import (
     wait_for,
 )
 from wanli.local_servers import MosquittoServer
-from wanli.mqtt import new_client
+from wanli.mqtt import MQTTMessage, new_client
 
 TAKEOVER_TARGET_S = 10.0
 
@@ -109,7 +108,7 @@ class DutyListener:
         if not self._subscribed.wait(10):
             raise RuntimeError("the duty listener could not subscribe")
 
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, _c: Any, _u: Any, msg: MQTTMessage) -> None:
         if msg.dup:  # the broker's own re-send of a packet it already gave us: not the service's doing
             return
         with self._lock:

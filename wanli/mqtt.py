@@ -10,6 +10,9 @@ level, ``#`` this level and all below it, including the level above it; a wildca
 level never matches a ``$`` topic such as ``$SYS/…``), taught one thing it does not know: a shared
 subscription's ``$share/{group}/`` prefix, which the broker strips before it matches. Many filters at
 once: ``TopicFilters`` (paho's trie).
+
+The paho types a module names (``Client``, ``MQTTMessage``, ``MQTTErrorCode``) are taken from here too,
+so that paho is imported in this module only (aiomqtt, the simulated buildings' asyncio client, apart).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.client import topic_matches_sub
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.client import Client, MQTTMessage, topic_matches_sub
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.matcher import MQTTMatcher
+
+__all__ = ["Client", "MQTTErrorCode", "MQTTMessage", "TopicFilters", "matches", "new_client", "unshared"]
 
 SHARE_PREFIX = "$share/"
 
@@ -53,12 +58,12 @@ class TopicFilters:
 
 
 def new_client(client_id: str, *, username: str = "", password: str = "", clean_session: bool = True,
-               manual_ack: bool = False, reconnect_on_failure: bool = True) -> mqtt.Client:
+               manual_ack: bool = False, reconnect_on_failure: bool = True) -> Client:
     """A paho client as every connection here is made: version-2 callbacks, MQTT 3.1.1, the login if any.
 
     ``clean_session=False``: a persistent session (the broker keeps QoS 1 messages while it is away);
     ``manual_ack``: a message is acknowledged only when the caller says (once it is safe)."""
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+    client = Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
                          protocol=mqtt.MQTTv311, clean_session=clean_session, manual_ack=manual_ack,
                          reconnect_on_failure=reconnect_on_failure)
     if username:
