@@ -54,7 +54,7 @@ from simulators.expectations import Evidence, Expectation, Outcome, iso_ms
 from simulators.population import Population, Row, place_rows
 from simulators.publisher import BrokerAddress, DevicePublishers, MqttPublisher
 from wanli.errors import WanliError
-from wanli.mqtt import new_client
+from wanli.mqtt import Subscriber
 from wanli.service_clock import wall_ms
 
 log = logging.getLogger(__name__)
@@ -288,21 +288,17 @@ class DispatchListener:
     def __init__(self, broker: BrokerAddress, street: str, username: str = "", password: str = "",
                  drill: bool = False) -> None:
         self.notices: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self._ready = threading.Event()
-        self._client = new_client(f"wanli-sim-dispatch-{time.time_ns()}", username=username, password=password)
         # A drill's stations are dispatched on drill/v1 (devices/drill.py): they never read a real station's topic.
         topic = dispatch_topic(street, FIRE_STATION_KIND, "+", "duty", drill)
-        self._client.on_connect = lambda c, *_: (c.subscribe(topic, qos=1), None)[1]
-        self._client.on_subscribe = lambda *_: self._ready.set()
-        self._client.on_message = lambda _c, _u, m: self.notices.put((m.topic.split("/")[4], m.payload))
-        self._client.connect(broker.host, broker.port, keepalive=30)
-        self._client.loop_start()
-        if not self._ready.wait(10):
+        self._subscriber = Subscriber(broker.host, broker.port, topic,
+                                      lambda m: self.notices.put((m.topic.split("/")[4], m.payload)),
+                                      client_id=f"wanli-sim-dispatch-{time.time_ns()}", username=username,
+                                      password=password, keepalive_s=30)
+        if not self._subscriber.wait(10):
             log.warning("the dispatch subscription was not confirmed: simulated stations may not answer")
 
     def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._subscriber.close()
 
 
 class Stage:

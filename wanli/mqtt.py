@@ -9,7 +9,8 @@ are 3.1.1's), the login when there is one. Reconnecting loops wait with ``wanli.
 level, ``#`` this level and all below it, including the level above it; a wildcard in the first
 level never matches a ``$`` topic such as ``$SYS/…``), taught one thing it does not know: a shared
 subscription's ``$share/{group}/`` prefix, which the broker strips before it matches. Many filters at
-once: ``TopicFilters`` (paho's trie).
+once: ``TopicFilters`` (paho's trie). A connection that only reads (a duty terminal's stand-in, a test's
+ear on the dispatch topics): ``Subscriber``.
 
 The paho types a module names (``Client``, ``MQTTMessage``, ``MQTTErrorCode``) are taken from here too,
 so that paho is imported in this module only (aiomqtt, the simulated buildings' asyncio client, apart).
@@ -17,14 +18,15 @@ so that paho is imported in this module only (aiomqtt, the simulated buildings' 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import Client, MQTTMessage, topic_matches_sub
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.matcher import MQTTMatcher
 
-__all__ = ["Client", "MQTTErrorCode", "MQTTMessage", "TopicFilters", "matches", "new_client", "unshared"]
+__all__ = ["Client", "MQTTErrorCode", "MQTTMessage", "Subscriber", "TopicFilters", "matches", "new_client", "unshared"]
 
 SHARE_PREFIX = "$share/"
 
@@ -69,3 +71,30 @@ def new_client(client_id: str, *, username: str = "", password: str = "", clean_
     if username:
         client.username_pw_set(username, password)
     return client
+
+
+class Subscriber:
+    """One connection that reads ``topic_filters`` and hands each message to ``on_message`` (on paho's network
+    thread: keep it short). It subscribes again on every reconnection; ``wait`` says whether the broker has
+    confirmed the subscription, so nothing published after it is missed."""
+
+    def __init__(self, host: str, port: int, topic_filters: str | Iterable[str],
+                 on_message: Callable[[MQTTMessage], None], *, client_id: str, username: str = "", password: str = "",
+                 qos: int = 1, keepalive_s: int = 60) -> None:
+        filters = [topic_filters] if isinstance(topic_filters, str) else list(topic_filters)
+        self._subscribed = threading.Event()
+        self.client = new_client(client_id, username=username, password=password)
+        self.client.on_connect = lambda c, _u, _f, rc, _p: None if rc.is_failure else c.subscribe(
+            [(f, qos) for f in filters])
+        self.client.on_subscribe = lambda *_a: self._subscribed.set()
+        self.client.on_message = lambda _c, _u, msg: on_message(msg)
+        self.client.connect(host, port, keepalive=keepalive_s)
+        self.client.loop_start()
+
+    def wait(self, timeout_s: float = 10.0) -> bool:
+        """True once the broker confirmed the subscription; False if it did not within ``timeout_s``."""
+        return self._subscribed.wait(timeout_s)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from wanli.background import Backoff
-from wanli.mqtt import TopicFilters, matches, new_client, unshared
+from wanli.mqtt import Subscriber, TopicFilters, matches, new_client, unshared
 
 EVENT = "safety/v1/wanli/smoke_detector/SD-XQ01-0101/event"
 
@@ -68,3 +68,10 @@ def test_backoff_spreads_clients_that_lost_the_same_server() -> None:
     rngs = [random.Random(seed).random for seed in range(20)]
     first_waits = {round(Backoff(1.0, 30.0, rng=rng).next_s(), 3) for rng in rngs}
     assert len(first_waits) > 10 and all(0.8 <= w <= 1.2 for w in first_waits)
+
+
+def test_a_subscriber_that_reaches_no_broker_says_so_at_once() -> None:
+    from tests.fixtures.servers import free_port
+
+    with pytest.raises(OSError):
+        Subscriber("127.0.0.1", free_port(), "dispatch/#", lambda _m: None, client_id="nobody-home")
