@@ -323,9 +323,9 @@ class DeviceState:
             self.connected = True  # it speaks, so it is connected (devices that never announce their connection)
 
 
-
 DeviceState.FIELDS = tuple(f.name for f in fields(DeviceState) if f.init)
 _stored_values = attrgetter(*DeviceState.FIELDS)
+
 
 # -- the registry ----------------------------------------------------------------------
 
