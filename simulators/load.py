@@ -30,6 +30,7 @@ from simulators.devices import SIMULATORS
 from simulators.devices.base import Publication, SimulatedDevice
 from simulators.devices.charging_station import ChargingStationSim
 from simulators.publisher import BrokerAddress, MqttPublisher
+from wanli.service_clock import wall_ms
 
 TS_PLACEHOLDER = b'"ts":1000000000000'  # 13 digits, the same width as a real epoch-ms now
 _PLACEHOLDER_MS = 1_000_000_000_000
@@ -143,7 +144,7 @@ def publish(messages: Sequence[Publication], host: str, port: int, *, qos: int =
                 ahead = started + i / rate - time.monotonic()
                 if ahead > 0:
                     time.sleep(ahead)
-            pub.publish(topic, stamp(payload, time.time_ns() // 1_000_000))
+            pub.publish(topic, stamp(payload, wall_ms()))
             by_kind[topic.split("/", 4)[3]] += 1
             if progress is not None and i % 10_000 == 0:
                 progress(i)

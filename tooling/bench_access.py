@@ -52,9 +52,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from devices.broker_access import BrokerAccess, MqttCanaryLogin
 from devices.broker_dynsec import DynamicSecurity
 from devices.credentials import (
@@ -71,6 +68,8 @@ from devices.registry import DeviceRecord, DeviceRegistry
 from devices.street_generator import device_rows, generate_street
 from wanli import db
 from tooling.local_servers import MosquittoServer
+from wanli.mqtt import Client, new_client
+from wanli.service_clock import wall_ms
 
 STREAM_HZ = 50
 # The niceness given to the brokers and the stream's processes (``--nice``): on this shared two-core machine the
@@ -94,10 +93,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 # -- the two ways ---------------------------------------------------------------------------------------------------
@@ -181,7 +176,7 @@ class PerDeviceFiles(Side):
         self.files.write(*legacy_files(list(self.owners.values()), self.store.active_hashes(), self.ingest_password))
 
     def change(self, device_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-        issued = {d: (d, self.store.issue(d, _now_ms())) for d in device_ids}
+        issued = {d: (d, self.store.issue(d, wall_ms())) for d in device_ids}
         with self._lock:  # BrokerAccess.sync held a lock around render + write + SIGHUP, one change at a time
             self.write_all()
             assert self.broker is not None and self.broker.pid is not None
@@ -200,7 +195,7 @@ class Managed(Side):
         if not dynamic_security:
             self.name = "managed, password file only (before)"
         self.registry = DeviceRegistry(self.engine, load_hierarchy(street_file))
-        self.registry.register_many(records, "bench", _now_ms())
+        self.registry.register_many(records, "bench", wall_ms())
         self.pid_file = workdir / "mosquitto.pid"
         self.access: BrokerAccess | None = None
         self.admin_password = secrets.token_urlsafe(24)  # the same for every writer of this side, as for a service
@@ -220,7 +215,7 @@ class Managed(Side):
         defaults = Settings()
         overlay = DynamicSecurity(self.broker.host, self.broker.port, self.admin_password) \
             if self.dynamic_security else None
-        self.access = BrokerAccess(self.registry, self.store, _now_ms, files=self.files, pid_file=self.pid_file,
+        self.access = BrokerAccess(self.registry, self.store, wall_ms, files=self.files, pid_file=self.pid_file,
                                    service_accounts={INGEST_ACCOUNT: self.ingest_password},
                                    canary=MqttCanaryLogin(self.broker.host, self.broker.port), overlay=overlay,
                                    overlay_limit=self.fold_limit or defaults.broker_dynamic_security_limit,
@@ -287,10 +282,8 @@ def _stream(host: str, port: int, login: str, password: str, topic: str, ingest_
         arrivals.append(now)
         delays.append(now - float(message.payload.split(b'"t":', 1)[1].rstrip(b"}")))
 
-    def client(name: str, secret: str) -> mqtt.Client:
-        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv311)
-        c.username_pw_set(name, secret)
-        return c
+    def client(name: str, secret: str) -> Client:
+        return new_client(name, username=name, password=secret)
 
     sub = client(INGEST_ACCOUNT.username, ingest_password)
     sub.on_message = lambda _c, _u, m: arrived(m)
@@ -451,7 +444,7 @@ def run_side(side: Side, changes: int, give_up_s: float, rng: random.Random, con
              fold_clients: int = 0) -> SideResult:
     ids = [r.device_id for r in side.records]
     result = SideResult(side.name, len(ids))
-    first = side.store.issue_many(ids, _now_ms())  # the street already credentialed
+    first = side.store.issue_many(ids, wall_ms())  # the street already credentialed
     side.write_all()  # type: ignore[attr-defined]
     result.start_s = side.start_broker()
     if isinstance(side, Managed):
@@ -699,12 +692,12 @@ def run_api(workdir: Path, street_file: Path, records: list[DeviceRecord], calls
                             hierarchy_file=street_file, http_port=0, simulate_building=False)
         with running_in_thread(settings, owns_process=True) as service:
             svc = service.services
-            svc.registry.register_many(records, actor="bench", now_ms=_now_ms())
+            svc.registry.register_many(records, actor="bench", now_ms=wall_ms())
             svc.broker_access.issue_many([r.device_id for r in records])  # the street already credentialed
             requested, _ = svc.broker_access.generations()
             svc.broker_access.wait_confirmed(requested, 300)
             _token, raw = AccountStore(svc.engine, settings.auth_secret_key.get_secret_value()).create_token(
-                "bench-access", [Role.MAINTAINER], "bench", _now_ms())
+                "bench-access", [Role.MAINTAINER], "bench", wall_ms())
             ids = [r.device_id for r in random.Random(1).sample(records, calls)]
             errors = 0
             lock = threading.Lock()

@@ -40,8 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.context import RegistryContext
 from alerts.rules import default_rules
@@ -58,15 +56,13 @@ from simulators.devices.smoke_detector import SmokeDetectorSim
 from simulators.load import LoadMix, build_messages, publish, stamp
 from wanli.db import create_schema, make_engine
 from tooling.local_servers import InfluxV1Server, MosquittoServer
+from wanli.mqtt import new_client
 from wanli.runtime import running_in_thread
+from wanli.service_clock import wall_ms
 from wanli.settings import Settings, TelemetryBackend
 
 TELEMETRY = LoadMix(smoke_alarm=0.0)  # the background: everything a street sends but alarms
 BATCH = 500  # ingest's default batch size
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _street(workdir: Path) -> tuple[Path, list[DeviceRecord]]:
@@ -99,11 +95,11 @@ def run_evaluation(street_file: Path, records: list[DeviceRecord], count: int) -
     create_schema(engine)
     hierarchy: Hierarchy = load_hierarchy(street_file)
     registry = DeviceRegistry(engine, hierarchy)
-    registry.register_many(records, actor="bench", now_ms=_now_ms())
+    registry.register_many(records, actor="bench", now_ms=wall_ms())
     rules = default_rules()
     ctx = RegistryContext(registry, Thresholds(rules, lambda d: (r.building_id if (r := registry.find(d)) else "")))
     alerts = AlertService(IncidentStore(engine), ctx.locate, ctx, hierarchy, rules)
-    now = _now_ms()
+    now = wall_ms()
     readings: list[Reading] = [decode_message(topic, stamp(payload, now), now, KINDS)
                                for topic, payload in build_messages(records, count, seed=1)]
     started = time.perf_counter()
@@ -179,7 +175,7 @@ class AlarmClock:
         self._lock = threading.Lock()
 
     def on_changes(self, changes: Sequence[IncidentChange]) -> None:
-        committed_ms = _now_ms()
+        committed_ms = wall_ms()
         with self._lock:
             for change in changes:
                 i = change.incident
@@ -194,8 +190,7 @@ class AlarmClock:
 def _alarms(host: str, port: int, device_ids: Sequence[str], every_ms: int, go: Any, sent: Any) -> None:
     """The detectors that alarm, in a process of their own (as in the field: not in the service's interpreter,
     whose lock the publishing thread would otherwise wait for). Says each alarm's device timestamp."""
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-alarms-{time.time_ns()}",
-                         protocol=mqtt.MQTTv311)
+    client = new_client(f"bench-alarms-{time.time_ns()}")
     client.connect(host, port, keepalive=60)
     client.loop_start()
     sims = [SmokeDetectorSim(d, seq=10**9) for d in device_ids]
@@ -205,7 +200,7 @@ def _alarms(host: str, port: int, device_ids: Sequence[str], every_ms: int, go: 
         ahead = started + i * every_ms / 1000 - time.monotonic()
         if ahead > 0:
             time.sleep(ahead)
-        topic, payload = sim.alarm(_now_ms())
+        topic, payload = sim.alarm(wall_ms())
         client.publish(topic, payload, qos=1).wait_for_publish(10)
         sent.put((sim.device_id, json.loads(payload)["ts"]))
     client.disconnect()
@@ -235,7 +230,7 @@ def run_latency(workdir: Path, street_file: Path, records: list[DeviceRecord], r
                             influx_url=influx.url, influx_database="bench_alerts", hierarchy_file=street_file,
                             http_port=0, simulate_building=False, mqtt_client_id=f"wanli-bench-alerts-{time.time_ns()}")
         with running_in_thread(settings, owns_process=True) as service:  # tuned as `wanli run` is
-            service.services.registry.register_many(records, actor="bench", now_ms=_now_ms())
+            service.services.registry.register_many(records, actor="bench", now_ms=wall_ms())
             gc.freeze()  # the street registered after the start: frozen now, as the heap keeper does within a minute
             clock = AlarmClock()
             service.services.alerts.subscribe(clock.on_changes)

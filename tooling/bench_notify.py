@@ -27,10 +27,11 @@ from alerts.notify.base import Channel, ContactKind
 from alerts.notify.gammu import GammuFolders, smsd_config
 from alerts.notify.rules import ContactPoint, NotifyRule, RuleStep
 from tooling.local_servers import free_port
+from wanli.service_clock import wall_ms
 
 
 def _now() -> int:
-    return time.time_ns() // 1_000_000
+    return wall_ms()
 
 
 class _Robot(BaseHTTPRequestHandler):
@@ -56,11 +57,9 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def main(args: argparse.Namespace) -> int:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
     from simulators.building import BuildingSimulation
     from simulators.devices.elderly_alarm import ElderlyAlarmSim
+    from wanli.mqtt import new_client
     from wanli.runtime import running_in_thread
     from wanli.settings import Settings
 
@@ -107,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
             sim = BuildingSimulation(service.services.hierarchy.building("xq-01"))
             service.services.registry.register_many(sim.records(), actor="bench", now_ms=_now())
             device = next(p.device for p in sim.placed if isinstance(p.device, ElderlyAlarmSim) and p.unit == "0601")
-            client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-{_now()}")
+            client = new_client(f"bench-{_now()}")
             client.connect(service.broker.host, service.broker.port)
             client.loop_start()
             for _ in range(args.presses):

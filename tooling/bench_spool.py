@@ -39,6 +39,7 @@ from ingest.telemetry import InfluxV1TelemetryStore
 from simulators.load import build_messages, stamp
 from wanli.errors import StoreUnavailable
 from tooling.local_servers import InfluxV1Server
+from wanli.service_clock import wall_ms
 
 INGEST_BATCH = 2000  # messages per ingest batch: one spool append each
 
@@ -65,7 +66,7 @@ def spool_points(count: int, seed: int = 3) -> tuple[int, list[list[TelemetryPoi
     """About ``count`` points of the load mix, in ingest's batches; (messages, batches of points)."""
     street = generate_street()
     records = [DeviceRecord(d, k, "wanli", b, f, u, lbl) for d, k, b, f, u, lbl in device_rows(street)]
-    now = time.time_ns() // 1_000_000
+    now = wall_ms()
     batches: list[list[TelemetryPoint]] = []
     made = messages = 0
     while made < count:
@@ -96,7 +97,7 @@ def run_spool(workdir: Path, influx: InfluxV1Server, points: int = 200_000, batc
     try:
         store.ensure_database()
         influx.stop()  # the outage
-        now = time.time_ns() // 1_000_000
+        now = wall_ms()
         for batch in batches:
             spool.append(batch, now)
         drainer = SpoolDrainer(spool, store, batch_points=batch_points)

@@ -40,6 +40,7 @@ from devices.registry import DeviceBatch, DeviceRecord
 from devices.street_generator import device_rows, generate_street
 from simulators.load import build_messages, publish, stamp
 from tooling.local_servers import InfluxV1Server, MosquittoServer
+from wanli.service_clock import wall_ms
 
 BATCH = 2000  # ingest's batch (the receiver's batch_size)
 
@@ -198,7 +199,7 @@ def measure_pipeline(services: Any, records: list[DeviceRecord], count: int) -> 
 
     pipeline, drainer, spool = services.pipeline, services.drainer, services.spool
     cost = timer_cost_ns()
-    now = time.time_ns() // 1_000_000
+    now = wall_ms()
     batches = _raw_batches(records, BATCH + 2 * count, 22, now)
     warm, untouched, timed = batches[:1], batches[1:1 + count // BATCH], batches[1 + count // BATCH:]
     for batch in warm:  # caches, first statements
@@ -308,7 +309,7 @@ def run_stages(workdir: Path, count: int) -> list[StageFigures]:
                             influx_url=influx.url, influx_database="stages", mqtt_url=broker.url,
                             simulate_building=False)
         services = build_services(settings)
-        services.registry.register_many(records, "bench", time.time_ns() // 1_000_000)
+        services.registry.register_many(records, "bench", wall_ms())
         services.telemetry.ensure_database()
         pipe, store = measure_pipeline(services, records, count)
         return [receive, pipe, store]

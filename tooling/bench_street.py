@@ -46,14 +46,11 @@ from simulators.population import Population, place_rows
 from simulators.publisher import BrokerAddress, MqttPublisher
 from tooling.chaos import ServiceProcess
 from tooling.local_servers import InfluxV1Server, MosquittoServer
+from wanli.service_clock import wall_ms
 
 _TS = re.compile(rb'"ts":(\d+)')
 _TYPE = re.compile(rb'"type":"(\w+)"')
 _PORT = re.compile(rb'"port":(\d+)')  # a station port event's port (a snapshot: its first port, harmless)
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def restamp(payload: bytes, clock: SimClock, sim_start_ms: int, wall_start_ms: int) -> bytes:

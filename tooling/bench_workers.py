@@ -44,6 +44,7 @@ from devices.street_generator import device_rows, generate_street
 from simulators.load import build_messages, publish, stamp
 from tooling.chaos import ServiceProcess
 from tooling.local_servers import MosquittoServer
+from wanli.service_clock import wall_ms
 
 ALL = "safety/#"
 SMOKE = "safety/v1/+/smoke_detector/#"
@@ -147,7 +148,7 @@ def run_setup(workdir: Path, broker: MosquittoServer, street_file: Path, records
             w.stop()
         # Each message its own millisecond: the telemetry table keeps one row per device, type and time (as InfluxDB
         # one point per series and time), so two in one millisecond would read back as one, and out of order.
-        t0 = time.time_ns() // 1_000_000 - count
+        t0 = wall_ms() - count
         messages = [(topic, stamp(payload, t0 + i))
                     for i, (topic, payload) in enumerate(build_messages(records, count, seed=seed, start_seq=1))]
         sent: dict[str, list[int]] = defaultdict(list)

@@ -43,21 +43,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.hierarchy import Hierarchy, load_hierarchy
 from devices.registry import DeviceRecord
 from simulators.devices.base import Publication
 from simulators.devices.smoke_detector import SmokeDetectorSim
 from tooling.local_servers import InfluxV1Server, MosquittoServer, free_port
+from wanli.mqtt import Client, new_client
+from wanli.service_clock import wall_ms
 
 READY_TIMEOUT_S = 60.0
 SMOKE_ALARM = "smoke_alarm"
 
 
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return wall_ms()
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.1, what: str = "") -> Any:
@@ -308,10 +308,9 @@ class Devices:
         self._lock = threading.Lock()
         self.sent = 0
         self.acknowledged = 0
-        self._clients: list[mqtt.Client] = []
+        self._clients: list[Client] = []
         for i in range(connections):
-            client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                 client_id=f"chaos-devices-{i}-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv311)
+            client = new_client(f"chaos-devices-{i}-{uuid.uuid4().hex[:6]}")
             client.max_inflight_messages_set(inflight)
             client.reconnect_delay_set(min_delay=1, max_delay=2)
             client.on_publish = self._on_publish

@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, create_engine, text
 
+from devices.topics import DISPATCH_ROOT
 from simulators.devices.smoke_detector import SmokeDetectorSim
 from tooling.chaos import (
     Devices,
@@ -49,6 +48,7 @@ from tooling.chaos import (
     wait_for,
 )
 from tooling.local_servers import MosquittoServer
+from wanli.mqtt import MQTTMessage, Subscriber
 
 TAKEOVER_TARGET_S = 10.0
 
@@ -99,18 +99,12 @@ class DutyListener:
     def __init__(self, broker: MosquittoServer) -> None:
         self.copies: Counter[tuple[str, bytes]] = Counter()
         self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                   client_id=f"chaos-duty-{uuid.uuid4().hex[:6]}")
-        self._client.on_connect = lambda c, *_a: c.subscribe("dispatch/v1/#", qos=1)
-        self._client.on_subscribe = lambda *_a: self._subscribed.set()
-        self._client.on_message = self._on_message
-        self._client.connect(broker.host, broker.port)
-        self._client.loop_start()
-        if not self._subscribed.wait(10):
+        self._subscriber = Subscriber(broker.host, broker.port, f"{DISPATCH_ROOT}/#", self._on_message,
+                                      client_id=f"chaos-duty-{uuid.uuid4().hex[:6]}")
+        if not self._subscriber.wait(10):
             raise RuntimeError("the duty listener could not subscribe")
 
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: MQTTMessage) -> None:
         if msg.dup:  # the broker's own re-send of a packet it already gave us: not the service's doing
             return
         with self._lock:
@@ -127,8 +121,7 @@ class DutyListener:
             return sum(n - 1 for n in self.copies.values())
 
     def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._subscriber.close()
 
 
 class Instance(ServiceProcess):

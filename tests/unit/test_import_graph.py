@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # between instances, leases, background loops, the disk guard, log helpers, the service clock.
     ("foundation", ("wanli.errors", "wanli.db", "wanli.migrations", "wanli.metrics", "wanli.change_bus",
                     "wanli.leases", "wanli.background", "wanli.disk_guard", "wanli.log_limit", "wanli.redact",
-                    "wanli.heap", "wanli.service_clock", "wanli.ports", "wanli")),  # "wanli": its __init__ only
+                    "wanli.heap", "wanli.service_clock", "wanli.ports", "wanli.mqtt", "wanli")),  # "wanli": its __init__ only
     # The MQTT contract, the device kinds, the hierarchy, the registry.
     ("devices", ("devices",)),
     # Rules, incidents, escalation, notification.
