@@ -188,6 +188,8 @@ class DeviceCounts(BaseModel):
 class DeviceKindPublic(BaseModel):
     name: str
     label_zh: str
+    short_label: str  # the word on the wall and the testers' page (烟感, 电梯摄像头)
+    id_prefix: str  # its devices' ids begin "<prefix>-"
     heartbeat_s: int | None
     messages: list[str]
 

@@ -3,9 +3,9 @@ from functools import partial
 from alerts.incidents import Severity, open_or_update
 from alerts.rules import default_rules
 from alerts.rules.base import Place
-from alerts.rules.lift_camera import RULES, CameraOffline, EbikeInLift
-from devices import lift_camera as lc
 from devices.hierarchy import Location
+from devices.kinds.lift_camera import contract as lc
+from devices.kinds.lift_camera.rules import RULES, CameraOffline, EbikeInLift
 from devices.messages import Offline
 from devices.reading import Reading
 from tests.support.rules import rule_context, run_rule

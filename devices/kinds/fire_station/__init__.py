@@ -1,0 +1,19 @@
+"""Micro fire station (微型消防站): one per community, registered at the community's first building."""
+
+from __future__ import annotations
+
+from devices import fire_station as contract
+from devices.hierarchy import FireStation
+from devices.kind_slice import KindSlice, Placement, Row
+
+
+def _the_station(station: FireStation, home_building_id: str) -> list[Row]:
+    return [(station.id, "fire_station", home_building_id, None, "", station.name)]
+
+
+SLICE = KindSlice(
+    kind=contract.KIND, short_label="微型消防站", id_prefix="MFS",
+    rules="alerts.rules.fire_station", simulator="simulators.devices.fire_station:FireStationSim",
+    placement=Placement(station=_the_station),
+    conditions_zh={"dispatch_ack_late": "微型消防站确认出动超时", "dispatch_arrival_late": "微型消防站到场超时"},
+)
