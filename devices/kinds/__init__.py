@@ -20,6 +20,7 @@ REGISTERED: tuple[str, ...] = (
     "inspection_report",
     "water_meter",
     "lift_camera",
+    "gas_detector",
 )
 
 SLICES: dict[str, KindSlice] = {name: import_module(f"devices.kinds.{name}").SLICE for name in REGISTERED}
