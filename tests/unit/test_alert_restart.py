@@ -19,13 +19,13 @@ from alerts.rules.smoke_detector import (
     DetectorSilence,
     SuspectedFire,
 )
-from alerts.rules.water_meter import LowWaterUse
+from devices.kinds.water_meter.rules import LowWaterUse
 from devices import charging_station as cs
 from devices import elderly_alarm as ea
 from devices import fire_station as fs
 from devices import inspection_report as ir
 from devices import smoke_detector as sd
-from devices import water_meter as wm
+from devices.kinds.water_meter import contract as wm
 from devices.reading import Reading
 from tests.support.rules import RuleWorld
 

@@ -22,7 +22,7 @@ from simulators.devices.charging_station import ChargingStationSim
 from simulators.devices.elderly_alarm import ElderlyAlarmSim
 from simulators.devices.fire_station import FireStationSim
 from simulators.devices.smoke_detector import SmokeDetectorSim
-from simulators.devices.water_meter import WaterMeterSim
+from devices.kinds.water_meter.simulator import WaterMeterSim
 from simulators.expectations import (
     Evidence,
     ExpectDeadLetters,

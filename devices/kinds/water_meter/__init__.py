@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from devices import water_meter as contract
 from devices.hierarchy import Household
 from devices.kind_slice import KindSlice, Placement, Row, building_code
+from devices.kinds.water_meter import contract
 
 
 def _every_household(home: Household) -> list[Row]:
@@ -14,7 +14,7 @@ def _every_household(home: Household) -> list[Row]:
 
 SLICE = KindSlice(
     kind=contract.KIND, short_label="水表", id_prefix="WM",
-    rules="alerts.rules.water_meter", simulator="simulators.devices.water_meter:WaterMeterSim",
+    rules="devices.kinds.water_meter.rules", simulator="devices.kinds.water_meter.simulator:WaterMeterSim",
     placement=Placement(household=_every_household),
     conditions_zh={"low_water_use": "用水异常偏少"},
 )
