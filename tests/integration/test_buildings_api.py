@@ -14,7 +14,7 @@ from simulators.building import BuildingSimulation
 from simulators.devices.base import Publication
 from simulators.devices.charging_station import ChargingStationSim
 from simulators.devices.elderly_alarm import ElderlyAlarmSim
-from simulators.devices.inspection_report import InspectionReporterSim
+from devices.kinds.inspection_report.simulator import InspectionReporterSim
 from tests.fixtures.service import (
     ServiceFactory,
     now_ms,

@@ -12,7 +12,7 @@ from alerts.rules.base import Place
 from alerts.rules.charging_station import StationOffline, ThermalRunaway
 from alerts.rules.elderly_alarm import EmergencyPress, Inactivity
 from alerts.rules.fire_station import DispatchResponse
-from alerts.rules.inspection_report import RecurringHazard
+from devices.kinds.inspection_report.rules import RecurringHazard
 from alerts.rules.smoke_detector import (
     AlarmFlapping,
     DetectorMaintenance,
@@ -23,7 +23,7 @@ from devices.kinds.water_meter.rules import LowWaterUse
 from devices import charging_station as cs
 from devices import elderly_alarm as ea
 from devices import fire_station as fs
-from devices import inspection_report as ir
+from devices.kinds.inspection_report import contract as ir
 from devices import smoke_detector as sd
 from devices.kinds.water_meter import contract as wm
 from devices.reading import Reading

@@ -4,7 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devices import charging_station, elderly_alarm, fire_station, inspection_report, smoke_detector
+from devices import charging_station, elderly_alarm, fire_station, smoke_detector
+
+from devices.kinds.inspection_report import contract as inspection_report
 from devices.catalog import KINDS
 from devices.topics import MessageClass
 from devices.topics import device_id_of_topic

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from devices import inspection_report as contract
 from devices.kind_slice import KindSlice
+from devices.kinds.inspection_report import contract
 
 SLICE = KindSlice(
     kind=contract.KIND, short_label="巡查上报", id_prefix="IR",
-    rules="alerts.rules.inspection_report", simulator="simulators.devices.inspection_report:InspectionReporterSim",
+    rules="devices.kinds.inspection_report.rules", simulator="devices.kinds.inspection_report.simulator:InspectionReporterSim",
 )
