@@ -19,7 +19,7 @@ from devices.hierarchy import Building
 from devices.registry import DeviceRecord
 from simulators.devices.base import Publication, SimulatedDevice
 from simulators.devices.charging_station import ChargingStationSim
-from simulators.devices.elderly_alarm import ElderlyAlarmSim
+from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from simulators.devices.smoke_detector import SmokeDetectorSim
 
 log = logging.getLogger(__name__)

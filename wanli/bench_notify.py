@@ -60,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
     from paho.mqtt.enums import CallbackAPIVersion
 
     from simulators.building import BuildingSimulation
-    from simulators.devices.elderly_alarm import ElderlyAlarmSim
+    from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
     from wanli.runtime import running_in_thread
     from wanli.settings import Settings
 

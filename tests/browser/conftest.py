@@ -34,7 +34,7 @@ from dashboards.auth import SESSION_COOKIE
 from simulators.building import BuildingSimulation
 from simulators.devices.base import Publication
 from simulators.devices.charging_station import ChargingStationSim
-from simulators.devices.elderly_alarm import ElderlyAlarmSim
+from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from simulators.devices.smoke_detector import SmokeDetectorSim
 from tests.fixtures.service import (
     ServiceFactory,

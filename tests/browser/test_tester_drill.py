@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, ViewportSize, expect
 
 from simulators.clock import SimClock
-from simulators.devices.elderly_alarm import ElderlyAlarmSim
+from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from tests.browser.conftest import WatchedPage, signed_in_session, watched_page
 from tests.fixtures.servers import free_port
 from tests.fixtures.service import auth_headers, publish, register_building, wait_for

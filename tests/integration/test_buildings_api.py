@@ -13,7 +13,7 @@ from devices.topics import MessageClass
 from simulators.building import BuildingSimulation
 from simulators.devices.base import Publication
 from simulators.devices.charging_station import ChargingStationSim
-from simulators.devices.elderly_alarm import ElderlyAlarmSim
+from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from devices.kinds.inspection_report.simulator import InspectionReporterSim
 from tests.fixtures.service import (
     ServiceFactory,

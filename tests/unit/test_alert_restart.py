@@ -10,7 +10,7 @@ from alerts.incidents import Severity
 from alerts.rules import default_rules
 from alerts.rules.base import Place
 from alerts.rules.charging_station import StationOffline, ThermalRunaway
-from alerts.rules.elderly_alarm import EmergencyPress, Inactivity
+from devices.kinds.elderly_alarm.rules import EmergencyPress, Inactivity
 from alerts.rules.fire_station import DispatchResponse
 from devices.kinds.inspection_report.rules import RecurringHazard
 from alerts.rules.smoke_detector import (
@@ -21,7 +21,7 @@ from alerts.rules.smoke_detector import (
 )
 from devices.kinds.water_meter.rules import LowWaterUse
 from devices import charging_station as cs
-from devices import elderly_alarm as ea
+from devices.kinds.elderly_alarm import contract as ea
 from devices import fire_station as fs
 from devices.kinds.inspection_report import contract as ir
 from devices import smoke_detector as sd

@@ -4,7 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devices import charging_station, elderly_alarm, fire_station, smoke_detector
+from devices import charging_station, fire_station, smoke_detector
+
+from devices.kinds.elderly_alarm import contract as elderly_alarm
 
 from devices.kinds.inspection_report import contract as inspection_report
 from devices.catalog import KINDS

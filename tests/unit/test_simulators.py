@@ -19,7 +19,7 @@ from devices.topics import parse_topic
 from simulators.clock import SHANGHAI, SimClock, next_local_time_ms, shanghai
 from simulators.devices import SIMULATORS
 from simulators.devices.charging_station import ChargingStationSim
-from simulators.devices.elderly_alarm import ElderlyAlarmSim
+from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from simulators.devices.fire_station import FireStationSim
 from simulators.devices.smoke_detector import SmokeDetectorSim
 from devices.kinds.water_meter.simulator import WaterMeterSim

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from devices import elderly_alarm as contract
 from devices.hierarchy import Household
 from devices.kind_slice import KindSlice, Placement, Row, building_code
+from devices.kinds.elderly_alarm import contract
 
 
 def _every_household(home: Household) -> list[Row]:
@@ -14,7 +14,7 @@ def _every_household(home: Household) -> list[Row]:
 
 SLICE = KindSlice(
     kind=contract.KIND, short_label="一键通", id_prefix="EA",
-    rules="alerts.rules.elderly_alarm", simulator="simulators.devices.elderly_alarm:ElderlyAlarmSim",
+    rules="devices.kinds.elderly_alarm.rules", simulator="devices.kinds.elderly_alarm.simulator:ElderlyAlarmSim",
     placement=Placement(household=_every_household),
     conditions_zh={"emergency_press": "一键通紧急呼叫", "no_activity": "长时间无活动"},
 )
