@@ -10,7 +10,7 @@ from alerts.service import URGENT_DELTA, AlertService
 from alerts.store import IncidentStore
 from alerts.thresholds import Thresholds
 from devices import charging_station as cs
-from devices import fire_station as fs
+from devices.kinds.fire_station import contract as fs
 from devices import smoke_detector as sd
 from devices.hierarchy import load_hierarchy
 from devices.reading import Reading

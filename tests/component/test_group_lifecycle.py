@@ -17,7 +17,7 @@ from alerts.rules import default_rules
 from alerts.service import AlertService
 from alerts.store import IncidentStore
 from alerts.thresholds import Thresholds
-from devices import fire_station as fs
+from devices.kinds.fire_station import contract as fs
 from devices import smoke_detector as sd
 from devices.hierarchy import load_hierarchy
 from devices.reading import Reading

@@ -11,7 +11,7 @@ from alerts.rules import default_rules
 from alerts.rules.base import Place
 from alerts.rules.charging_station import StationOffline, ThermalRunaway
 from devices.kinds.elderly_alarm.rules import EmergencyPress, Inactivity
-from alerts.rules.fire_station import DispatchResponse
+from devices.kinds.fire_station.rules import DispatchResponse
 from devices.kinds.inspection_report.rules import RecurringHazard
 from alerts.rules.smoke_detector import (
     AlarmFlapping,
@@ -22,7 +22,7 @@ from alerts.rules.smoke_detector import (
 from devices.kinds.water_meter.rules import LowWaterUse
 from devices import charging_station as cs
 from devices.kinds.elderly_alarm import contract as ea
-from devices import fire_station as fs
+from devices.kinds.fire_station import contract as fs
 from devices.kinds.inspection_report import contract as ir
 from devices import smoke_detector as sd
 from devices.kinds.water_meter import contract as wm

@@ -20,7 +20,7 @@ from simulators.clock import SHANGHAI, SimClock, next_local_time_ms, shanghai
 from simulators.devices import SIMULATORS
 from simulators.devices.charging_station import ChargingStationSim
 from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
-from simulators.devices.fire_station import FireStationSim
+from devices.kinds.fire_station.simulator import FireStationSim
 from simulators.devices.smoke_detector import SmokeDetectorSim
 from devices.kinds.water_meter.simulator import WaterMeterSim
 from simulators.expectations import (

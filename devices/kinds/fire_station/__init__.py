@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from devices import fire_station as contract
 from devices.hierarchy import FireStation
 from devices.kind_slice import KindSlice, Placement, Row
+from devices.kinds.fire_station import contract
 
 
 def _the_station(station: FireStation, home_building_id: str) -> list[Row]:
@@ -13,7 +13,7 @@ def _the_station(station: FireStation, home_building_id: str) -> list[Row]:
 
 SLICE = KindSlice(
     kind=contract.KIND, short_label="微型消防站", id_prefix="MFS",
-    rules="alerts.rules.fire_station", simulator="simulators.devices.fire_station:FireStationSim",
+    rules="devices.kinds.fire_station.rules", simulator="devices.kinds.fire_station.simulator:FireStationSim",
     placement=Placement(station=_the_station),
     conditions_zh={"dispatch_ack_late": "微型消防站确认出动超时", "dispatch_arrival_late": "微型消防站到场超时"},
 )
