@@ -18,7 +18,7 @@ import aiomqtt
 from devices.hierarchy import Building
 from devices.registry import DeviceRecord
 from simulators.devices.base import Publication, SimulatedDevice
-from simulators.devices.charging_station import ChargingStationSim
+from devices.kinds.charging_station.simulator import ChargingStationSim
 from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from simulators.devices.smoke_detector import SmokeDetectorSim
 

@@ -9,7 +9,7 @@ from alerts.rules import default_rules
 from alerts.service import URGENT_DELTA, AlertService
 from alerts.store import IncidentStore
 from alerts.thresholds import Thresholds
-from devices import charging_station as cs
+from devices.kinds.charging_station import contract as cs
 from devices.kinds.fire_station import contract as fs
 from devices import smoke_detector as sd
 from devices.hierarchy import load_hierarchy

@@ -12,7 +12,7 @@ import pytest
 from devices.topics import MessageClass
 from simulators.building import BuildingSimulation
 from simulators.devices.base import Publication
-from simulators.devices.charging_station import ChargingStationSim
+from devices.kinds.charging_station.simulator import ChargingStationSim
 from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from devices.kinds.inspection_report.simulator import InspectionReporterSim
 from tests.fixtures.service import (

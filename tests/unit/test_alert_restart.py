@@ -9,7 +9,7 @@ import json
 from alerts.incidents import Severity
 from alerts.rules import default_rules
 from alerts.rules.base import Place
-from alerts.rules.charging_station import StationOffline, ThermalRunaway
+from devices.kinds.charging_station.rules import StationOffline, ThermalRunaway
 from devices.kinds.elderly_alarm.rules import EmergencyPress, Inactivity
 from devices.kinds.fire_station.rules import DispatchResponse
 from devices.kinds.inspection_report.rules import RecurringHazard
@@ -20,7 +20,7 @@ from alerts.rules.smoke_detector import (
     SuspectedFire,
 )
 from devices.kinds.water_meter.rules import LowWaterUse
-from devices import charging_station as cs
+from devices.kinds.charging_station import contract as cs
 from devices.kinds.elderly_alarm import contract as ea
 from devices.kinds.fire_station import contract as fs
 from devices.kinds.inspection_report import contract as ir

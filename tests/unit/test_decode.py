@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devices import charging_station, smoke_detector
+from devices import smoke_detector
+from devices.kinds.charging_station import contract as charging_station
 from devices.kinds.fire_station import contract as fire_station
 
 from devices.kinds.elderly_alarm import contract as elderly_alarm

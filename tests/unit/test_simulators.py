@@ -18,7 +18,7 @@ from devices.street_generator import device_rows, generate_street
 from devices.topics import parse_topic
 from simulators.clock import SHANGHAI, SimClock, next_local_time_ms, shanghai
 from simulators.devices import SIMULATORS
-from simulators.devices.charging_station import ChargingStationSim
+from devices.kinds.charging_station.simulator import ChargingStationSim
 from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from devices.kinds.fire_station.simulator import FireStationSim
 from simulators.devices.smoke_detector import SmokeDetectorSim

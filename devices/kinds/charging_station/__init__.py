@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from devices import charging_station as contract
 from devices.hierarchy import Building
 from devices.kind_slice import KindSlice, Placement, Row, building_code
+from devices.kinds.charging_station import contract
 
 
 def _every_third_building(building: Building, index: int) -> list[Row]:
@@ -15,7 +15,7 @@ def _every_third_building(building: Building, index: int) -> list[Row]:
 
 SLICE = KindSlice(
     kind=contract.KIND, short_label="充电桩", id_prefix="CS",
-    rules="alerts.rules.charging_station", simulator="simulators.devices.charging_station:ChargingStationSim",
+    rules="devices.kinds.charging_station.rules", simulator="devices.kinds.charging_station.simulator:ChargingStationSim",
     placement=Placement(building=_every_third_building),
     conditions_zh={"charging_full": "充满后仍供电", "port_overheat": "充电口过热", "thermal_runaway": "疑似电池热失控",
                    "shed_smoke": "充电棚烟雾", "overcurrent": "充电过流"},
