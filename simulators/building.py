@@ -20,7 +20,7 @@ from devices.registry import DeviceRecord
 from simulators.devices.base import Publication, SimulatedDevice
 from devices.kinds.charging_station.simulator import ChargingStationSim
 from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
-from simulators.devices.smoke_detector import SmokeDetectorSim
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 
 log = logging.getLogger(__name__)
 

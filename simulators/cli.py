@@ -265,7 +265,7 @@ def cmd_simulate_alarm(args: argparse.Namespace) -> int:
 
 def _sound_drill_alarm(args: argparse.Namespace, street: str, twin: str, real: str, station_twin: str) -> int:
     from devices.kinds.fire_station.simulator import FireStationSim
-    from simulators.devices.smoke_detector import SmokeDetectorSim
+    from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
     from simulators.publisher import MqttPublisher
     from simulators.scenario import DispatchListener
 

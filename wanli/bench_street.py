@@ -41,7 +41,7 @@ import numpy as np
 from devices.hierarchy import hierarchy_from_dict
 from devices.street_generator import generate_street
 from simulators.clock import SimClock
-from simulators.devices.smoke_detector import SmokeDetectorSim
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from simulators.population import Population, place_rows
 from simulators.publisher import BrokerAddress, MqttPublisher
 from wanli.chaos import ServiceProcess

@@ -49,7 +49,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from devices.hierarchy import Hierarchy, load_hierarchy
 from devices.registry import DeviceRecord
 from simulators.devices.base import Publication
-from simulators.devices.smoke_detector import SmokeDetectorSim
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from wanli.local_servers import InfluxV1Server, MosquittoServer, free_port
 
 READY_TIMEOUT_S = 60.0

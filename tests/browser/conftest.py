@@ -35,7 +35,7 @@ from simulators.building import BuildingSimulation
 from simulators.devices.base import Publication
 from devices.kinds.charging_station.simulator import ChargingStationSim
 from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
-from simulators.devices.smoke_detector import SmokeDetectorSim
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from tests.fixtures.service import (
     ServiceFactory,
     accounts,

@@ -18,7 +18,7 @@ from alerts.service import AlertService
 from alerts.store import IncidentStore
 from alerts.thresholds import Thresholds
 from devices.kinds.fire_station import contract as fs
-from devices import smoke_detector as sd
+from devices.kinds.smoke_detector import contract as sd
 from devices.hierarchy import load_hierarchy
 from devices.reading import Reading
 from devices.registry import DeviceRecord, DeviceRegistry

@@ -21,7 +21,7 @@ from simulators.devices import SIMULATORS
 from devices.kinds.charging_station.simulator import ChargingStationSim
 from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from devices.kinds.fire_station.simulator import FireStationSim
-from simulators.devices.smoke_detector import SmokeDetectorSim
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from devices.kinds.water_meter.simulator import WaterMeterSim
 from simulators.expectations import (
     Evidence,

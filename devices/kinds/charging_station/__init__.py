@@ -1,4 +1,8 @@
-"""E-bike charging station (电动自行车集中充电设施): a shed at every third building of a community."""
+"""E-bike charging station (电动自行车集中充电设施): a shed at every third building of a community.
+
+The whole kind is in this folder: ``contract.py`` its messages (MQTT payloads), ``rules.py`` its
+alert rules, ``simulator.py`` its simulated device; here its words and where a street has it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""One-touch alarm (一键通): one in every household of an elderly person living alone."""
+"""One-touch alarm (一键通): one in every household of an elderly person living alone.
+
+The whole kind is in this folder: ``contract.py`` its messages (MQTT payloads), ``rules.py`` its
+alert rules, ``simulator.py`` its simulated device; here its words and where a street has it.
+"""
 
 from __future__ import annotations
 

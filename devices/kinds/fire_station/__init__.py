@@ -1,4 +1,8 @@
-"""Micro fire station (微型消防站): one per community, registered at the community's first building."""
+"""Micro fire station (微型消防站): one per community, registered at the community's first building.
+
+The whole kind is in this folder: ``contract.py`` its messages (MQTT payloads), ``rules.py`` its
+alert rules, ``simulator.py`` its simulated device; here its words and where a street has it.
+"""
 
 from __future__ import annotations
 

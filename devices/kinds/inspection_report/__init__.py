@@ -1,4 +1,8 @@
-"""Inspection reports (随手拍): people, not sensors; reporters are registered as they join, not placed."""
+"""Inspection reports (随手拍): people, not sensors; reporters are registered as they join, not placed.
+
+The whole kind is in this folder: ``contract.py`` its messages (MQTT payloads), ``rules.py`` its
+alert rules, ``simulator.py`` its simulated device; here its words and where a street has it.
+"""
 
 from __future__ import annotations
 

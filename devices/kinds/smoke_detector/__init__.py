@@ -1,10 +1,14 @@
-"""Smoke detector (独立式感烟火灾探测报警器, GB 20517): a detector in every unit of every building."""
+"""Smoke detector (独立式感烟火灾探测报警器, GB 20517): a detector in every unit of every building.
+
+The whole kind is in this folder: ``contract.py`` its messages (MQTT payloads), ``rules.py`` its
+alert rules, ``simulator.py`` its simulated device; here its words and where a street has it.
+"""
 
 from __future__ import annotations
 
-from devices import smoke_detector as contract
 from devices.hierarchy import Building
 from devices.kind_slice import KindSlice, Placement, Row, building_code
+from devices.kinds.smoke_detector import contract
 
 
 def _every_unit(building: Building, _index: int) -> list[Row]:
@@ -16,7 +20,7 @@ def _every_unit(building: Building, _index: int) -> list[Row]:
 
 SLICE = KindSlice(
     kind=contract.KIND, short_label="烟感", id_prefix="SD",
-    rules="alerts.rules.smoke_detector", simulator="simulators.devices.smoke_detector:SmokeDetectorSim",
+    rules="devices.kinds.smoke_detector.rules", simulator="devices.kinds.smoke_detector.simulator:SmokeDetectorSim",
     placement=Placement(building=_every_unit),
     conditions_zh={"smoke_alarm": "烟感报警", "suspected_fire": "疑似火情", "flapping": "报警反复切换",
                    "repeated_silencing": "反复消音"},

@@ -1,4 +1,8 @@
-"""Smart water meter (智能水表): one in every household of an elderly person living alone (a welfare signal)."""
+"""Smart water meter (智能水表): one in every household of an elderly person living alone (a welfare signal).
+
+The whole kind is in this folder: ``contract.py`` its messages (MQTT payloads), ``rules.py`` its
+alert rules, ``simulator.py`` its simulated device; here its words and where a street has it.
+"""
 
 from __future__ import annotations
 
