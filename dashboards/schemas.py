@@ -190,6 +190,7 @@ class DeviceKindPublic(BaseModel):
     label_zh: str
     short_label: str  # the word on the wall and the testers' page (烟感, 电梯摄像头)
     id_prefix: str  # its devices' ids begin "<prefix>-"
+    placed: bool  # a simulated building or street has devices of this kind (its slice's placement)
     heartbeat_s: int | None
     messages: list[str]
 

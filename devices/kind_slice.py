@@ -52,6 +52,11 @@ class Placement:
     household: Callable[[Household], list[Row]] | None = None
     station: Callable[[FireStation, str], list[Row]] | None = None
 
+    @property
+    def places_any(self) -> bool:
+        """Whether a street has devices of the kind at all (an unplaced kind is registered by hand)."""
+        return any((self.building, self.household, self.station))
+
 
 @dataclass(frozen=True)
 class KindSlice:

@@ -260,5 +260,6 @@ def broker_access_status(ctx: Ctx) -> BrokerAccessPublic:
 def device_kinds() -> list[DeviceKindPublic]:
     """Every device kind the system understands (its slice, devices/kinds/), with its labels and message types."""
     return [DeviceKindPublic(name=s.name, label_zh=s.kind.label_zh, short_label=s.short_label, id_prefix=s.id_prefix,
+                             placed=s.placement.places_any,
                              heartbeat_s=s.kind.heartbeat_s, messages=s.kind.message_types())
             for s in SLICES.values()]

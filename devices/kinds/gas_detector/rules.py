@@ -65,6 +65,9 @@ class ValveNotClosed(Rule):
     kinds = frozenset({KIND})
     messages = (gd.GasAlarm, gd.GasCleared, gd.Valve, gd.Heartbeat)
     THRESHOLDS = {KIND: {"valve_feedback_s": 30.0}}
+    # A wait for a valve is written right after the batch that started or ended it (alerts/rules/base.py), not at
+    # the next checkpoint: a crash in between must not forget a kitchen whose gas may still flow.
+    persist_at_once = True
 
     def __init__(self) -> None:
         self._waiting: dict[str, tuple[int, int]] = {}  # detector → (engine-time deadline, the alarm's device time)
@@ -72,6 +75,13 @@ class ValveNotClosed(Rule):
         self._no_valve: set[str] = set()  # detectors whose heartbeat says no valve is fitted
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
+        before = (len(self._waiting), len(self._shut), len(self._no_valve))
+        said = self._read(reading, ctx, now_ms)
+        if (len(self._waiting), len(self._shut), len(self._no_valve)) != before:
+            self.changed = True
+        return said
+
+    def _read(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         msg, dev = reading.message, reading.device_id
         if isinstance(msg, gd.Heartbeat):
             self._no_valve.discard(dev)
@@ -111,6 +121,8 @@ class ValveNotClosed(Rule):
         late = [(dev, at) for dev, (deadline, at) in self._waiting.items() if deadline <= now_ms]
         for dev, _ in late:
             del self._waiting[dev]
+        if late:
+            self.changed = True
         return [self._signal(dev, at, f"报警后 {ctx.threshold(KIND, 'valve_feedback_s', dev):g} 秒内切断阀未反馈关闭")
                 for dev, at in late]
 
