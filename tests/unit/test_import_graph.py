@@ -285,7 +285,10 @@ def test_the_kinds_slices_are_in_the_graph_with_their_layers(graph: dict[str, se
     edges = kind_slice_edges()
     assert ("alerts.rules", "devices.kinds.lift_camera.rules") in edges
     assert ("simulators.devices", "devices.kinds.lift_camera.simulator") in edges
+    assert ("simulators.scenarios", "devices.kinds.gas_detector.scenario") in edges
     assert "devices.kinds.lift_camera.rules" in graph["alerts.rules"]
+    assert "devices.kinds.gas_detector.scenario" in graph["simulators.scenarios"]
+    assert names[layer_of("devices.kinds.gas_detector.scenario") or 0] == "simulators"
     assert names[layer_of("devices.kinds.lift_camera.rules") or 0] == "alerts"
     assert names[layer_of("devices.kinds.lift_camera.simulator") or 0] == "simulators"
     assert names[layer_of("devices.kinds.lift_camera.contract") or 0] == "devices"
