@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import aiomqtt
 
 from devices.hierarchy import Building
-from devices.registry import DeviceRecord
-from simulators.devices.base import Publication, SimulatedDevice
 from devices.kinds.charging_station.simulator import ChargingStationSim
 from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
+from devices.registry import DeviceRecord
+from simulators.devices.base import Publication, SimulatedDevice
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from devices import placement
 from devices.drill import drill_id
 from devices.hierarchy import Building, Hierarchy
+from devices.kinds.fire_station.simulator import FireStationSim
 from devices.placement import Row, building_code, place_rows
 from devices.registry import DeviceRecord
 from simulators.devices import SIMULATORS
 from simulators.devices.base import Publication, SimulatedDevice
-from devices.kinds.fire_station.simulator import FireStationSim
 from wanli.errors import NotFound
 
 __all__ = ["Population", "Row", "building_code", "building_rows", "place_rows"]

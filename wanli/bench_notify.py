@@ -59,8 +59,8 @@ def main(args: argparse.Namespace) -> int:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from simulators.building import BuildingSimulation
     from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
+    from simulators.building import BuildingSimulation
     from wanli.runtime import running_in_thread
     from wanli.settings import Settings
 

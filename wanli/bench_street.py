@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 
 from devices.hierarchy import hierarchy_from_dict
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from devices.street_generator import generate_street
 from simulators.clock import SimClock
-from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from simulators.population import Population, place_rows
 from simulators.publisher import BrokerAddress, MqttPublisher
 from wanli.chaos import ServiceProcess

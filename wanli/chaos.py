@@ -47,9 +47,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.hierarchy import Hierarchy, load_hierarchy
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from devices.registry import DeviceRecord
 from simulators.devices.base import Publication
-from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from wanli.local_servers import InfluxV1Server, MosquittoServer, free_port
 
 READY_TIMEOUT_S = 60.0

@@ -31,11 +31,11 @@ from playwright.sync_api import (
 )
 
 from dashboards.auth import SESSION_COOKIE
-from simulators.building import BuildingSimulation
-from simulators.devices.base import Publication
 from devices.kinds.charging_station.simulator import ChargingStationSim
 from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
+from simulators.building import BuildingSimulation
+from simulators.devices.base import Publication
 from tests.fixtures.service import (
     ServiceFactory,
     accounts,

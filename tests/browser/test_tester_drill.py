@@ -18,8 +18,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ViewportSize, expect
 
-from simulators.clock import SimClock
 from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
+from simulators.clock import SimClock
 from tests.browser.conftest import WatchedPage, signed_in_session, watched_page
 from tests.fixtures.servers import free_port
 from tests.fixtures.service import auth_headers, publish, register_building, wait_for

@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from devices.registry import DeviceRecord
 from devices.kinds.charging_station.simulator import ChargingStationSim
+from devices.registry import DeviceRecord
 from tests.fixtures.servers import free_port
 from tests.fixtures.service import publish, register_building, wait_for
 from tests.integration.test_escalation_dispatch import FakeClock

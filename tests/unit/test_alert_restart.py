@@ -9,23 +9,23 @@ import json
 from alerts.incidents import Severity
 from alerts.rules import default_rules
 from alerts.rules.base import Place
+from devices.kinds.charging_station import contract as cs
 from devices.kinds.charging_station.rules import StationOffline, ThermalRunaway
+from devices.kinds.elderly_alarm import contract as ea
 from devices.kinds.elderly_alarm.rules import EmergencyPress, Inactivity
+from devices.kinds.fire_station import contract as fs
 from devices.kinds.fire_station.rules import DispatchResponse
+from devices.kinds.inspection_report import contract as ir
 from devices.kinds.inspection_report.rules import RecurringHazard
+from devices.kinds.smoke_detector import contract as sd
 from devices.kinds.smoke_detector.rules import (
     AlarmFlapping,
     DetectorMaintenance,
     DetectorSilence,
     SuspectedFire,
 )
-from devices.kinds.water_meter.rules import LowWaterUse
-from devices.kinds.charging_station import contract as cs
-from devices.kinds.elderly_alarm import contract as ea
-from devices.kinds.fire_station import contract as fs
-from devices.kinds.inspection_report import contract as ir
-from devices.kinds.smoke_detector import contract as sd
 from devices.kinds.water_meter import contract as wm
+from devices.kinds.water_meter.rules import LowWaterUse
 from devices.reading import Reading
 from tests.support.rules import RuleWorld
 

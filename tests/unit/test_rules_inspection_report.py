@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from alerts.incidents import Severity
 from alerts.rules import default_rules
+from devices.kinds.inspection_report import contract as ir
 from devices.kinds.inspection_report.rules import (
     CATEGORIES,
     CATEGORY_ZH,
@@ -15,7 +16,6 @@ from devices.kinds.inspection_report.rules import (
     RecurringHazard,
     zh_number,
 )
-from devices.kinds.inspection_report import contract as ir
 from devices.reading import Reading
 from tests.support.rules import rule_context, run_rule
 

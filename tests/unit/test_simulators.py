@@ -14,15 +14,15 @@ from devices.catalog import KINDS
 from devices.hierarchy import Building, hierarchy_from_dict, load_hierarchy
 from devices.kind_slice import Placement, Row, building_code
 from devices.kinds import SLICES
-from devices.street_generator import device_rows, generate_street
-from devices.topics import parse_topic
-from simulators.clock import SHANGHAI, SimClock, next_local_time_ms, shanghai
-from simulators.devices import SIMULATORS
 from devices.kinds.charging_station.simulator import ChargingStationSim
 from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from devices.kinds.fire_station.simulator import FireStationSim
 from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from devices.kinds.water_meter.simulator import WaterMeterSim
+from devices.street_generator import device_rows, generate_street
+from devices.topics import parse_topic
+from simulators.clock import SHANGHAI, SimClock, next_local_time_ms, shanghai
+from simulators.devices import SIMULATORS
 from simulators.expectations import (
     Evidence,
     ExpectDeadLetters,
