@@ -57,8 +57,8 @@ from alerts.rules import default_rules
 from alerts.rules.base import Rule, RuleContext
 from alerts.store import IncidentStore
 from alerts.system_faults import SYSTEM_CATEGORY
-from devices import fire_station as fs
 from devices.hierarchy import Hierarchy, Location
+from devices.kinds.fire_station import contract as fs
 from devices.reading import Reading
 from devices.topics import MessageClass
 from wanli.change_bus import INCIDENTS, ChangeBus, LocalChangeBus

@@ -198,6 +198,9 @@ class DeviceCounts(BaseModel):
 class DeviceKindPublic(BaseModel):
     name: str
     label_zh: str
+    short_label: str  # the word on the wall and the testers' page (烟感, 电梯摄像头)
+    id_prefix: str  # its devices' ids begin "<prefix>-"
+    placed: bool  # a simulated building or street has devices of this kind (its slice's placement)
     heartbeat_s: int | None
     messages: list[str]
 

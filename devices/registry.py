@@ -35,7 +35,6 @@ from sqlalchemy import (
     update,
 )
 
-from devices import smoke_detector
 from devices.catalog import KINDS
 from devices.hierarchy import Hierarchy, Location
 from devices.messages import Offline, Online
@@ -317,8 +316,9 @@ class DeviceState:
         battery = getattr(msg, "battery_pct", None)
         if battery is not None:
             self.battery_pct = float(battery)
-        if isinstance(msg, smoke_detector.Tamper):
-            self.tampered = msg.state == "removed"
+        tampered = msg.tampered()  # the kind's tamper event, if it has one
+        if tampered is not None:
+            self.tampered = tampered
         if not isinstance(msg, Online | Offline):
             self.connected = True  # it speaks, so it is connected (devices that never announce their connection)
 

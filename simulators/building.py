@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import aiomqtt
 
 from devices.hierarchy import Building
+from devices.kinds.charging_station.simulator import ChargingStationSim
+from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from devices.registry import DeviceRecord
 from simulators.devices.base import Publication, SimulatedDevice
-from simulators.devices.charging_station import ChargingStationSim
-from simulators.devices.elderly_alarm import ElderlyAlarmSim
-from simulators.devices.smoke_detector import SmokeDetectorSim
 from wanli.background import Backoff
 from wanli.service_clock import ClockMs, wall_ms
 

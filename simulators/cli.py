@@ -265,8 +265,8 @@ def cmd_simulate_alarm(args: argparse.Namespace) -> int:
 
 
 def _sound_drill_alarm(args: argparse.Namespace, street: str, twin: str, real: str, station_twin: str) -> int:
-    from simulators.devices.fire_station import FireStationSim
-    from simulators.devices.smoke_detector import SmokeDetectorSim
+    from devices.kinds.fire_station.simulator import FireStationSim
+    from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
     from simulators.publisher import MqttPublisher
     from simulators.scenario import DispatchListener
 

@@ -48,11 +48,11 @@ from alerts.store import IncidentStore
 from alerts.thresholds import Thresholds
 from devices.catalog import KINDS
 from devices.hierarchy import Hierarchy
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from devices.reading import Reading
 from devices.registry import DeviceRecord, DeviceRegistry
 from devices.street_generator import device_rows, generate_street
 from ingest.decode import decode_message
-from simulators.devices.smoke_detector import SmokeDetectorSim
 from simulators.load import LoadMix, build_messages, publish, stamp
 from wanli.db import create_schema, make_engine
 from tooling.local_servers import InfluxV1Server, MosquittoServer

@@ -58,7 +58,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def main(args: argparse.Namespace) -> int:
     from simulators.building import BuildingSimulation
-    from simulators.devices.elderly_alarm import ElderlyAlarmSim
+    from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
     from wanli.mqtt import new_client
     from wanli.runtime import running_in_thread
     from wanli.settings import Settings

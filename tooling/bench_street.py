@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 
 from devices.hierarchy import hierarchy_from_dict
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from devices.street_generator import generate_street
 from simulators.clock import SimClock
-from simulators.devices.smoke_detector import SmokeDetectorSim
 from simulators.population import Population, place_rows
 from simulators.publisher import BrokerAddress, MqttPublisher
 from tooling.chaos import ServiceProcess
@@ -319,7 +319,7 @@ def run_street(workdir: Path, broker: MosquittoServer, influx: InfluxV1Server, *
 def _influx_messages(influx: InfluxV1Server, database: str, measurement: str) -> int:
     """Points of one kind in InfluxDB, one per message (a station snapshot's per-port points left out)."""
     # A station's snapshot is one point for the station and one per port; any other message is one point (a port's
-    # event is tagged with its port, devices/charging_station.py).
+    # event is tagged with its port, devices/kinds/charging_station/contract.py).
     where = "\"port\"::tag = '' OR \"type\"::tag != 'station_status'"
     result = influx.query(f"SELECT count(seq) FROM {measurement} WHERE {where}", database)["results"][0]
     if "error" in result:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from devices.catalog import KINDS
+from devices.kinds import SLICES
 from devices.messages import MessageClass
 from devices.registry import DeviceRecord
 from devices.street_generator import device_rows, generate_street
@@ -48,8 +49,7 @@ from wanli.service_clock import wall_ms
 
 ALL = "safety/#"
 SMOKE = "safety/v1/+/smoke_detector/#"
-OTHERS = ",".join(f"safety/v1/+/{k}/#" for k in ("charging_station", "elderly_alarm", "lift_camera", "water_meter",
-                                                  "fire_station", "inspection_report"))
+OTHERS = ",".join(f"safety/v1/+/{k}/#" for k in SLICES if k != "smoke_detector")  # every other registered kind
 SETUPS: dict[str, list[tuple[str, str]]] = {  # (topics, share group) per worker
     "one": [(ALL, "g-all")],
     "shared": [(ALL, "g-all"), (ALL, "g-all")],

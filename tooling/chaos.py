@@ -45,9 +45,10 @@ from typing import Any
 import httpx
 
 from devices.hierarchy import Hierarchy, load_hierarchy
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from devices.registry import DeviceRecord
 from simulators.devices.base import Publication
-from simulators.devices.smoke_detector import SmokeDetectorSim
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from tooling.local_servers import InfluxV1Server, MosquittoServer, free_port
 from wanli.mqtt import Client, new_client
 from wanli.service_clock import wall_ms

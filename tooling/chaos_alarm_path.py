@@ -39,7 +39,7 @@ import numpy as np
 
 from devices.registry import DeviceRecord
 from simulators.devices.base import Publication
-from simulators.devices.smoke_detector import SmokeDetectorSim
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from tooling.chaos import Devices, ServiceProcess, in_background, now_ms, publish_paced, storm_devices, wait_for
 from tooling.local_servers import InfluxV1Server, MosquittoServer
 

@@ -36,7 +36,7 @@ import httpx
 from sqlalchemy import Engine, create_engine, text
 
 from devices.topics import DISPATCH_ROOT
-from simulators.devices.smoke_detector import SmokeDetectorSim
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from tooling.chaos import (
     Devices,
     ServiceProcess,

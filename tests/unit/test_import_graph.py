@@ -63,6 +63,11 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tooling", ("tooling",)),
 )
 
+# A device kind's folder (devices/kinds/<kind>/, docs/layers.md) is a vertical slice through the layers: its
+# modules of these names sit in the named layer, the rest of the folder in the devices layer.
+KIND_SLICE_PACKAGE = "devices.kinds"
+KIND_SLICE_LAYERS = {"rules": "alerts", "simulator": "simulators", "scenario": "simulators"}
+
 # Packages whose modules sit in different layers: the package's name covers its __init__ only, each
 # module must be named above (so a new module in it fails test_every_module_has_a_layer until placed).
 SPLIT_PACKAGES = ("wanli",)
@@ -76,9 +81,16 @@ def _layer_index() -> dict[str, int]:
 
 
 def layer_of(module: str, index: Mapping[str, int] | None = None) -> int | None:
-    """The rank of the module's layer (0 lowest), by the longest prefix in LAYERS; None if none names it."""
+    """The rank of the module's layer (0 lowest), by the longest prefix in LAYERS; None if none names it.
+
+    A kind's ``rules`` and ``simulator`` modules (``devices.kinds.<kind>.rules``) are of the layer
+    ``KIND_SLICE_LAYERS`` names."""
     index = _layer_index() if index is None else index
     parts = module.split(".")
+    slice_parts = KIND_SLICE_PACKAGE.split(".")
+    if parts[:len(slice_parts)] == slice_parts and len(parts) > len(slice_parts) + 1 \
+            and parts[len(slice_parts) + 1] in KIND_SLICE_LAYERS:
+        return [name for name, _ in LAYERS].index(KIND_SLICE_LAYERS[parts[len(slice_parts) + 1]])
     for end in range(len(parts), 0, -1):
         prefix = ".".join(parts[:end])
         if prefix in SPLIT_PACKAGES and prefix != module:
@@ -142,8 +154,25 @@ def imported_names(source: str, module: str, is_package: bool) -> set[str]:
     return names
 
 
+def kind_slice_edges(root: Path = ROOT) -> set[tuple[str, str]]:
+    """The imports the registered kinds' slices make at run time by name (``import_module(s.rules)``):
+    ``alerts.rules`` imports every kind's rules module, ``simulators.devices`` every simulator module,
+    ``simulators.scenarios`` every kind's scenario modules. Read from the literal ``rules="…"``,
+    ``simulator="module:Class"`` and ``scenarios=("…",)`` of each ``devices/kinds/*/__init__.py``."""
+    loaders = {"rules": "alerts.rules", "simulator": "simulators.devices", "scenarios": "simulators.scenarios"}
+    edges: set[tuple[str, str]] = set()
+    for init in sorted((root / "devices" / "kinds").glob("*/__init__.py")):
+        for node in ast.walk(ast.parse(init.read_text("utf-8"))):
+            if isinstance(node, ast.keyword) and node.arg in loaders:
+                values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
+                edges.update((loaders[node.arg], v.value.partition(":")[0]) for v in values
+                             if isinstance(v, ast.Constant) and isinstance(v.value, str))
+    return edges
+
+
 def import_graph(modules: Mapping[str, Path]) -> dict[str, set[str]]:
-    """Module -> the first-party modules it imports (each name resolved to the longest module it names)."""
+    """Module -> the first-party modules it imports (each name resolved to the longest module it names), and the
+    kinds' slices' imports by name (``kind_slice_edges``)."""
 
     def resolve(name: str) -> str | None:
         while name and name not in modules:
@@ -154,6 +183,9 @@ def import_graph(modules: Mapping[str, Path]) -> dict[str, set[str]]:
     for module, path in modules.items():
         names = imported_names(path.read_text("utf-8"), module, path.name == "__init__.py")
         graph[module] = {target for name in names if (target := resolve(name)) and target != module}
+    for loader, loaded in kind_slice_edges():
+        if loader in graph and loaded in modules:
+            graph[loader].add(loaded)
     return graph
 
 
@@ -241,6 +273,21 @@ def test_the_graph_sees_the_packages_and_their_function_level_imports(graph: dic
     assert len(graph) > 150
     assert "alerts.service" in graph["ingest.pipeline"]  # module level
     assert "wanli.runtime" in graph["wanli.cli"]  # inside a function
+
+
+def test_the_kinds_slices_are_in_the_graph_with_their_layers(graph: dict[str, set[str]]) -> None:
+    names = [name for name, _ in LAYERS]
+    edges = kind_slice_edges()
+    assert ("alerts.rules", "devices.kinds.lift_camera.rules") in edges
+    assert ("simulators.devices", "devices.kinds.lift_camera.simulator") in edges
+    assert ("simulators.scenarios", "devices.kinds.gas_detector.scenario") in edges
+    assert "devices.kinds.lift_camera.rules" in graph["alerts.rules"]
+    assert "devices.kinds.gas_detector.scenario" in graph["simulators.scenarios"]
+    assert names[layer_of("devices.kinds.gas_detector.scenario") or 0] == "simulators"
+    assert names[layer_of("devices.kinds.lift_camera.rules") or 0] == "alerts"
+    assert names[layer_of("devices.kinds.lift_camera.simulator") or 0] == "simulators"
+    assert names[layer_of("devices.kinds.lift_camera.contract") or 0] == "devices"
+    assert names[layer_of("devices.kinds.lift_camera") or 0] == "devices"
 
 
 def test_every_module_has_a_layer(graph: dict[str, set[str]]) -> None:

@@ -1,4 +1,5 @@
-from devices import charging_station, smoke_detector
+from devices.kinds.charging_station import contract as charging_station
+from devices.kinds.smoke_detector import contract as smoke_detector
 from devices.topics import MessageClass
 from ingest.line_protocol import encode
 from ingest.points import pack, points_of, points_of_all, unpack

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from devices import charging_station, smoke_detector
+from devices.kinds.charging_station import contract as charging_station
+from devices.kinds.smoke_detector import contract as smoke_detector
 from devices.messages import Message, Offline, Online
 from devices.reading import Reading
 from devices.registry import (

@@ -11,7 +11,7 @@ from __future__ import annotations
 from alerts.incidents import Severity, Signal
 from alerts.rules.base import Rule, RuleContext
 from alerts.rules.silence import DeadMan
-from devices import lift_camera as lc
+from devices.kinds.lift_camera import contract as lc
 from devices.reading import Reading
 
 KIND = "lift_camera"

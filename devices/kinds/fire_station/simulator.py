@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from devices.topics import MessageClass
 from simulators.clock import next_local_time_ms
-from simulators.devices.base import Publication, SimulatedDevice
+from simulators.devices.base import LoadStream, Publication, SimulatedDevice
 
 LEADERS = ("队长 王磊", "队长 李强", "副队长 陈杰", "副队长 刘洋")
 EQUIPMENT = (("extinguisher", 8), ("hose", 4), ("breathing_set", 2), ("helmet", 6), ("fire_suit", 6), ("flashlight", 4))
@@ -34,6 +35,9 @@ RESPONSES = {  # (ack, depart after ack, on scene after depart) in seconds, each
 @dataclass
 class FireStationSim(SimulatedDevice):
     kind: str = "fire_station"
+    LOAD_STREAMS: ClassVar[dict[str, LoadStream]] = {
+        "fire_station_duty": LoadStream(lambda d, t: d.duty_status(t), street_weight=0.005),
+    }
     staff_on_duty: int = 4
     response: str = "prompt"
     leader: str = field(default="", init=False)

@@ -17,7 +17,7 @@ import numpy as np
 from alerts.incidents import Severity, Signal
 from alerts.rules.base import Rule, RuleContext
 from alerts.rules.silence import DeadMan
-from devices import water_meter as wm
+from devices.kinds.water_meter import contract as wm
 from devices.reading import Reading
 
 KIND = "water_meter"

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from devices.topics import MessageClass
 from simulators.clock import local_hour
-from simulators.devices.base import Publication, SimulatedDevice
+from simulators.devices.base import LoadStream, Publication, SimulatedDevice
 
 MAINS_V = 220.0
 CC_POWER_W = 180.0
@@ -68,6 +69,9 @@ def _arrivals_per_hour(hour: float) -> float:
 @dataclass
 class ChargingStationSim(SimulatedDevice):
     kind: str = "charging_station"
+    LOAD_STREAMS: ClassVar[dict[str, LoadStream]] = {
+        "charging_status": LoadStream(lambda d, t: d.minute_status(t), weight=0.04, street_weight=0.28),
+    }
     port_count: int = 10
     ambient_c: float = 22.0
     ports: list[PortState] = field(default_factory=list)
@@ -144,6 +148,11 @@ class ChargingStationSim(SimulatedDevice):
             self.step(seconds, at_ms)
         out, self._events = self._events, []
         return [*out, self.status(at_ms)]
+
+    def minute_status(self, now_ms: int) -> Publication:
+        """A minute of charging, then the station's snapshot (the load generator's charging stream)."""
+        self.step(60.0)
+        return self.status(now_ms)
 
     def status(self, now_ms: int) -> Publication:
         ports = []

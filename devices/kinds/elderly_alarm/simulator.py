@@ -12,10 +12,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from devices.topics import MessageClass
 from simulators.clock import local_hour
-from simulators.devices.base import Publication, SimulatedDevice, random_walk
+from simulators.devices.base import LoadStream, Publication, SimulatedDevice, random_walk
 
 DAY_MS = 86_400_000
 WAKE_H, SLEEP_H = 6.5, 22.0
@@ -24,6 +25,10 @@ WAKE_H, SLEEP_H = 6.5, 22.0
 @dataclass
 class ElderlyAlarmSim(SimulatedDevice):
     kind: str = "elderly_alarm"
+    LOAD_STREAMS: ClassVar[dict[str, LoadStream]] = {
+        "elderly_heartbeat": LoadStream(lambda d, t: d.heartbeat(t), weight=0.08, street_weight=0.03),
+        "elderly_activity": LoadStream(lambda d, t: d.activity(t), weight=0.08, street_weight=0.03),
+    }
     battery_pct: float = 100.0
     drain_pct_per_day: float = 1.0
     active: bool = True  # the resident moves about the home

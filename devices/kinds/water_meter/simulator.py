@@ -9,10 +9,11 @@ is unwell or away) and ``leak`` (a tap left running) on demand.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from devices.topics import MessageClass
 from simulators.clock import local_hour, next_local_time_ms, shanghai
-from simulators.devices.base import Publication, SimulatedDevice
+from simulators.devices.base import LoadStream, Publication, SimulatedDevice
 
 
 def _litres_per_hour(hour: float) -> float:
@@ -28,6 +29,9 @@ def _litres_per_hour(hour: float) -> float:
 @dataclass
 class WaterMeterSim(SimulatedDevice):
     kind: str = "water_meter"
+    LOAD_STREAMS: ClassVar[dict[str, LoadStream]] = {
+        "water_reading": LoadStream(lambda d, t: d.periodic(t)[-1], street_weight=0.03),
+    }
     total_l: float = 0.0
     battery_pct: float = 90.0
     in_use: bool = True

@@ -7,10 +7,11 @@ No heartbeat: people report when they see something. ``report`` publishes one
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from devices.topics import MessageClass
 from simulators.clock import shanghai
-from simulators.devices.base import Publication, SimulatedDevice
+from simulators.devices.base import LoadStream, Publication, SimulatedDevice
 
 CATEGORIES = ("corridor_clutter", "flying_wire_charging", "fire_lane_blocked", "ebike_indoors",
               "extinguisher_missing", "extinguisher_expired", "manhole_damaged", "other")
@@ -23,6 +24,9 @@ NOTES = {"corridor_clutter": "楼道堆放纸箱杂物", "flying_wire_charging":
 @dataclass
 class InspectionReporterSim(SimulatedDevice):
     kind: str = "inspection_report"
+    LOAD_STREAMS: ClassVar[dict[str, LoadStream]] = {
+        "hazard_report": LoadStream(lambda d, t: d.report(t, "corridor_clutter"), street_weight=0.0002),
+    }
     reporter: str = "网格员 张伟"
     community: str = ""
 

@@ -17,7 +17,7 @@ from typing import Any
 from alerts.incidents import Severity, Signal
 from alerts.rules.base import Rule, RuleContext
 from alerts.rules.silence import DeadMan, SilenceWatch
-from devices import elderly_alarm as ea
+from devices.kinds.elderly_alarm import contract as ea
 from devices.messages import Offline
 from devices.reading import Reading
 

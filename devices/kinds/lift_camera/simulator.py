@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from devices.topics import MessageClass
 from simulators.clock import local_hour, shanghai
-from simulators.devices.base import Publication, SimulatedDevice
+from simulators.devices.base import LoadStream, Publication, SimulatedDevice
 
 
 @dataclass
 class LiftCameraSim(SimulatedDevice):
     kind: str = "lift_camera"
+    LOAD_STREAMS: ClassVar[dict[str, LoadStream]] = {
+        "lift_heartbeat": LoadStream(lambda d, t: d.periodic(t)[-1], street_weight=0.08),
+        "ebike_in_lift": LoadStream(lambda d, t: d.ebike(t), street_weight=0.0005),
+    }
     lift: str = "A"
     attempts_per_day: float = 0.5
     detections_today: int = field(default=0, init=False)

@@ -14,9 +14,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from devices.topics import MessageClass
-from simulators.devices.base import Publication, SimulatedDevice, random_walk
+from simulators.devices.base import LoadStream, Publication, SimulatedDevice, random_walk
 
 LOW_BATTERY_PCT = 20.0
 DAY_MS = 86_400_000
@@ -25,6 +26,10 @@ DAY_MS = 86_400_000
 @dataclass
 class SmokeDetectorSim(SimulatedDevice):
     kind: str = "smoke_detector"
+    LOAD_STREAMS: ClassVar[dict[str, LoadStream]] = {
+        "smoke_heartbeat": LoadStream(lambda d, t: d.heartbeat(t), weight=0.70, street_weight=0.34),
+        "smoke_alarm": LoadStream(lambda d, t: d.alarm(t), weight=0.001, street_weight=0.001),  # a few among thousands
+    }
     battery_pct: float = 100.0
     drain_pct_per_day: float = 0.03
     rssi_mean_dbm: float = field(default=0.0)

@@ -16,7 +16,7 @@ from typing import Any, get_args
 
 from alerts.incidents import Severity, Signal
 from alerts.rules.base import Rule, RuleContext
-from devices import inspection_report as ir
+from devices.kinds.inspection_report import contract as ir
 from devices.reading import Reading
 
 KIND = "inspection_report"

@@ -54,6 +54,9 @@ class Tamper(Message, tag="tamper"):
     CLASS = MessageClass.EVENT
     state: Literal["removed", "restored"]
 
+    def tampered(self) -> bool | None:
+        return self.state == "removed"
+
 
 class SelfTest(Message, tag="self_test"):
     CLASS = MessageClass.EVENT

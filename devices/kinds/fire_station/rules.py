@@ -26,7 +26,7 @@ from typing import Any
 from alerts.incidents import Severity, Signal
 from alerts.rules.base import Rule, RuleContext
 from alerts.rules.silence import DeadMan
-from devices import fire_station as fs
+from devices.kinds.fire_station import contract as fs
 from devices.reading import Reading
 
 KIND = "fire_station"

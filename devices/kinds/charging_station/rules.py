@@ -23,7 +23,7 @@ import numpy.typing as npt
 from alerts.incidents import Severity, Signal
 from alerts.rules.base import Rule, RuleContext
 from alerts.rules.silence import DeadMan
-from devices import charging_station as cs
+from devices.kinds.charging_station import contract as cs
 from devices.reading import Reading
 
 KIND = "charging_station"

@@ -59,8 +59,8 @@ from alerts.incidents import Severity, Signal
 from alerts.rules.base import Place, Rule, RuleContext
 from alerts.rules.silence import DeadMan
 from alerts.rules.silence import duration_zh as _duration_zh
-from devices import smoke_detector as sd
 from devices.drill import DRILL_PREFIX, is_drill
+from devices.kinds.smoke_detector import contract as sd
 from devices.reading import Reading
 
 KIND = sd.KIND.name
