@@ -19,12 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.outbox import CHANNEL_MQTT, Outbox
-from wanli.background import WakeableLoop
+from wanli.background import Backoff, WakeableLoop
+from wanli.mqtt import Client, MQTTMessage, new_client
 from wanli.redact import redact_url
+from wanli.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,9 @@ def notice_id_of(payload: bytes) -> int | None:
 Witnessed = Callable[[list[int]], "set[int] | None"]
 
 
-class MqttPublisher:
-    """One paho connection for outgoing notices, QoS 1, waiting for the broker's acknowledgement.
+class NoticePublisher:
+    """One paho connection for outgoing notices, QoS 1, waiting for the broker's acknowledgement (each notice
+    is confirmed on its own; the simulators' bulk ``simulators.publisher.MqttPublisher`` keeps a window in flight).
 
     **The witness** (with several instances, ``witness_filter`` set: one topic filter, or several comma-separated,
     the first holding the marker): the connection also reads the notices back,
@@ -66,11 +67,8 @@ class MqttPublisher:
     def __init__(self, host: str, port: int, *, client_id: str, username: str = "", password: str = "",
                  timeout_s: float = 5.0, witness_filter: str = "", on_witnessed: Witnessed | None = None) -> None:
         self._witness = bool(witness_filter and on_witnessed)
-        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                                   protocol=mqtt.MQTTv311, clean_session=not self._witness,
-                                   manual_ack=self._witness)
-        if username:
-            self._client.username_pw_set(username, password)
+        self._client = new_client(client_id, username=username, password=password, clean_session=not self._witness,
+                                  manual_ack=self._witness)
         self._host, self._port, self._timeout_s = host, port, timeout_s
         self._started = False
         self._connected = threading.Event()
@@ -92,7 +90,7 @@ class MqttPublisher:
         self.gate: Callable[[], bool] = lambda: True
         self._gave_up = False
 
-    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+    def _on_connect(self, client: Client, _u: object, _f: object, rc: Any, _p: object) -> None:
         if rc.is_failure:
             return
         if not self._witness:
@@ -104,7 +102,7 @@ class MqttPublisher:
         client.subscribe([(f, 1) for f in self._witness_filter.split(",")])
         client.publish(self._marker_topic, self._marker.encode(), qos=1)
 
-    def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: Client, _u: object, msg: MQTTMessage) -> None:
         if msg.topic == self._marker_topic:
             client.ack(msg.mid, msg.qos)
             if msg.payload.decode(errors="replace") == self._marker:
@@ -156,7 +154,7 @@ class MqttPublisher:
         while self._started and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def _on_disconnect(self, client: mqtt.Client, *_args: object) -> None:
+    def _on_disconnect(self, client: Client, *_args: object) -> None:
         self._connected.clear()
         if not self.gate():
             self._gave_up = True
@@ -211,8 +209,8 @@ class MqttPublisher:
 
 
 class Dispatcher(WakeableLoop):
-    def __init__(self, outbox: Outbox, publisher: MqttPublisher, webhook_url: str = "",
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+    def __init__(self, outbox: Outbox, publisher: NoticePublisher, webhook_url: str = "",
+                 clock_ms: ClockMs = wall_ms) -> None:
         super().__init__("dispatcher")
         self._outbox = outbox
         self._publisher = publisher
@@ -223,7 +221,7 @@ class Dispatcher(WakeableLoop):
         self.failures = 0
 
     @property
-    def publisher(self) -> MqttPublisher:
+    def publisher(self) -> NoticePublisher:
         return self._publisher
 
     def disconnect(self) -> None:
@@ -286,7 +284,7 @@ class Dispatcher(WakeableLoop):
             raise ConnectionError(f"webhook {where} answered {resp.status_code} {resp.reason_phrase}")
 
     def _run(self) -> None:
-        delay = 1.0
+        backoff = Backoff(2.0, 30.0)
         while not self._stop.is_set():
             if self._held_back():
                 continue
@@ -295,8 +293,12 @@ class Dispatcher(WakeableLoop):
                 self.send_pending()
                 # Back off only while sends fail (the broker or the webhook away). A notice skipped because another
                 # dispatcher holds it (one that froze mid-send) is asked for again in a second.
-                delay = min(delay * 2, 30.0) if self.failures > failures else 1.0
+                if self.failures > failures:
+                    delay = backoff.next_s()
+                else:
+                    delay = 1.0
+                    backoff.reset()
             except Exception:  # the database is away: try again later; nothing is marked sent
                 log.exception("dispatcher round failed")
-                delay = min(delay * 2, 30.0)
+                delay = backoff.next_s()
             self._pause(delay)

@@ -18,8 +18,9 @@ from dataclasses import dataclass, replace
 
 from alerts.incidents import AuditEntry, Incident, Severity, State
 from alerts.policies import Policy, PolicySet, Step, load_default
-from devices.drill import DRILL_TOPIC_ROOT, DRILL_ZH, drill_id, is_drill
+from devices.drill import DRILL_ZH, drill_id, is_drill
 from devices.hierarchy import Hierarchy, Responder, Tier
+from devices.topics import dispatch_topic
 
 __all__ = ["DEFAULT_POLICIES", "POLICIES", "Notice", "Policy", "PolicySet", "Step", "advance", "due", "notices_for",
            "policy_for", "rescale", "start"]
@@ -51,14 +52,6 @@ class Notice:
     payload: str  # JSON
     dispatch_id: str = ""  # set when a micro fire station is dispatched
     drill: bool = False  # a drill's notice: people are reached only through the drill's test contacts
-
-
-def dispatch_topic(street: str, tier: str, place_id: str, role: str, drill: bool = False) -> str:
-    """``dispatch/v1/{street}/{tier}/{place}/{role}``: outside ``safety/`` so ingest never reads its own notices.
-
-    A drill's notice goes to ``drill/v1/…`` instead: no real terminal, duty phone app or group reads it
-    (devices/drill.py); the drill's simulated stations read theirs there."""
-    return f"{DRILL_TOPIC_ROOT if drill else 'dispatch/v1'}/{street}/{tier}/{place_id}/{role}"
 
 
 def notices_for(incident: Incident, step_no: int, policy: Policy, hierarchy: Hierarchy, now_ms: int) -> list[Notice]:

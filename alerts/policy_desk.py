@@ -22,6 +22,7 @@ from alerts.policy_store import PolicyStore, PolicyVersion
 from alerts.service import AlertService
 from devices.hierarchy import ROLE_LABELS, Hierarchy
 from wanli.errors import Conflict, Invalid
+from wanli.service_clock import ClockMs
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Applied:
 class PolicyDesk:
     def __init__(self, store: PolicyStore, alerts: AlertService, *, known_roles: Set[str] | None = None,
                  threshold_defaults: Mapping[str, Mapping[str, float]] | None = None,
-                 clock_ms: Callable[[], int], dry_run: DryRun | None = None,
+                 clock_ms: ClockMs, dry_run: DryRun | None = None,
                  stories: Sequence[Mapping[str, Any]] = ()) -> None:
         self.store = store
         self._alerts = alerts

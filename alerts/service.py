@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -58,12 +57,13 @@ from alerts.rules import default_rules
 from alerts.rules.base import Rule, RuleContext
 from alerts.store import IncidentStore
 from alerts.system_faults import SYSTEM_CATEGORY
-from devices import fire_station as fs
 from devices.hierarchy import Hierarchy, Location
+from devices.kinds.fire_station import contract as fs
 from devices.reading import Reading
 from devices.topics import MessageClass
 from wanli.change_bus import INCIDENTS, ChangeBus, LocalChangeBus
 from wanli.errors import Conflict, IllegalTransition, Invalid, NotFound, StaleIncident
+from wanli.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ class AlertService:
     def __init__(self, store: IncidentStore, locate: Locator, ctx: RuleContext, hierarchy: Hierarchy,
                  rules: Sequence[Rule] | None = None, outbox: Outbox | None = None,
                  on_notices: Callable[[], None] = lambda: None, new_id: Callable[[], str] = new_incident_id,
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 clock_ms: ClockMs = wall_ms,
                  bus: ChangeBus | None = None, policies: PolicySet | None = None) -> None:
         self.store = store
         self.bus: ChangeBus = bus if bus is not None else LocalChangeBus()

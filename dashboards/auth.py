@@ -38,6 +38,7 @@ from dashboards.access_audit import AccessAudit
 from dashboards.accounts import AccountStore, Principal, Role
 from dashboards.login_throttle import LoginThrottle
 from wanli.metrics import AccessCounters
+from wanli.service_clock import ClockMs
 from wanli.settings import Mode, Settings
 
 log = logging.getLogger(__name__)
@@ -65,13 +66,13 @@ class Access:
     store: AccountStore
     development: bool
     cookie_secure: bool
-    clock_ms: Callable[[], int]
+    clock_ms: ClockMs
     audit: AccessAudit
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     counters: AccessCounters = field(default_factory=AccessCounters)
 
     @classmethod
-    def from_settings(cls, engine: Engine, settings: Settings, clock_ms: Callable[[], int]) -> Access:
+    def from_settings(cls, engine: Engine, settings: Settings, clock_ms: ClockMs) -> Access:
         store = AccountStore(engine, settings.auth_secret_key.get_secret_value(),
                              session_idle_ms=int(settings.auth_session_idle_hours * 3_600_000),
                              session_max_ms=int(settings.auth_session_max_days * 86_400_000))

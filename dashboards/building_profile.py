@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, case, func, or_, select
 
 from alerts.incidents import Incident, Severity, State
-from alerts.rules.inspection_report import CATEGORY_ZH, DEADLINE_H
 from alerts.service import AlertService
 from alerts.store import IncidentStore, incident_audit_table, incidents_table
 from dashboards.risk import RiskInputs
 from devices.catalog import KINDS
 from devices.drill import DRILL_PREFIX, is_drill
 from devices.hierarchy import Hierarchy
+from devices.kinds.inspection_report.rules import CATEGORY_ZH, DEADLINE_H
 from devices.registry import (
     LOW_BATTERY_PCT,
     SILENT_INTERVALS,

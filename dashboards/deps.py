@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -19,6 +18,7 @@ from devices.broker_access import BrokerAccess
 from devices.registry import DeviceRegistry
 from ingest.dead_letters import DeadLetterStore
 from ingest.telemetry import TelemetryStore
+from wanli.service_clock import ClockMs, wall_ms
 from wanli.settings import Settings
 
 
@@ -32,7 +32,7 @@ class AppContext:
     snapshot: Callable[..., dict[str, Any]]  # counters, spool and latency figures (WanliService.snapshot)
     broker_access: BrokerAccess
     ingest_ready: Callable[[], bool] = lambda: True
-    clock_ms: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)
+    clock_ms: ClockMs = field(default=wall_ms)
     telemetry: TelemetryStore | None = None  # read back for the building profile's charts
     settings: Settings | None = None  # the API's access rules (mode, secret key, sessions)
     engine: Engine | None = None  # the database its accounts, sessions and tokens live in

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from alerts.incidents import Action, AuditEntry, Incident
 from devices.hierarchy import FireStation, Hierarchy, Location, Responder
@@ -38,7 +38,26 @@ class LocationPublic(BaseModel):
         return cls(label=loc.label(), **{f: getattr(loc, f) for f in Location.__slots__})  # type: ignore[attr-defined]
 
 
+def _ms_as_dt(value: object) -> object:
+    """A domain object's milliseconds since the epoch as a UTC datetime (a datetime, or None, as it is)."""
+    return ms_to_dt(value) if isinstance(value, int) else value
+
+
+def _location_public(value: object) -> object:
+    return LocationPublic.of(value) if isinstance(value, Location) else value
+
+
+# The domain keeps times as milliseconds (``opened_ms``), the API shows datetimes (``opened_at``).
+Ms = Annotated[datetime, BeforeValidator(_ms_as_dt)]
+MsOrNone = Annotated[datetime | None, BeforeValidator(_ms_as_dt)]
+
+
+# An incident as the API shows it, read from the ``Incident`` by name (``of``): the times from its ``…_ms``
+# fields, the location in words; a field added to both needs no copying line. (A comment, not a docstring:
+# pydantic would put a docstring into the API's schema.)
 class IncidentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
+
     id: str
     title: str
     detail: str
@@ -48,15 +67,15 @@ class IncidentPublic(BaseModel):
     condition: str
     device_id: str
     kind: str
-    location: LocationPublic
-    opened_at: datetime
-    first_event_at: datetime
-    last_event_at: datetime
-    updated_at: datetime
+    location: Annotated[LocationPublic, BeforeValidator(_location_public)]
+    opened_at: Ms = Field(validation_alias="opened_ms")
+    first_event_at: Ms = Field(validation_alias="first_event_ms")
+    last_event_at: Ms = Field(validation_alias="last_event_ms")
+    updated_at: Ms = Field(validation_alias="updated_ms")
     event_count: int
-    acknowledged_at: datetime | None
+    acknowledged_at: MsOrNone = Field(validation_alias="acknowledged_ms")
     acknowledged_by: str
-    closed_at: datetime | None
+    closed_at: MsOrNone = Field(validation_alias="closed_ms")
     scope: str = Field(description='"" for one device; "building:xq-01", "street:wanli" for a group incident')
     members: list[str] = Field(description="the devices a group incident gathers")
     subject: str = Field(description="what it is about: the device, or a group's place and how many devices it "
@@ -64,7 +83,8 @@ class IncidentPublic(BaseModel):
     escalation_policy: str
     escalation_step: int
     tier: str = Field(description="the highest tier told so far: building, community, area, street or district")
-    next_escalation_at: datetime | None = Field(description="when it climbs a tier unless acknowledged")
+    next_escalation_at: MsOrNone = Field(validation_alias="next_deadline_ms",
+                                         description="when it climbs a tier unless acknowledged")
     drill: bool = Field(False, description="raised by a drill's devices (DRILL-…): 演练, left out of the KPIs and risk "
                                            "profiles, its notices only to drill contacts (docs/incidents.md, Drills)")
     flags: list[str] = Field(default_factory=list, description="data-quality flags of the messages it gathered, in "
@@ -72,17 +92,7 @@ class IncidentPublic(BaseModel):
 
     @classmethod
     def of(cls, i: Incident) -> IncidentPublic:
-        return cls(
-            id=i.id, title=i.title, detail=i.detail, severity=i.severity.value, state=i.state.value,
-            category=i.category, condition=i.condition, device_id=i.device_id, kind=i.kind,
-            location=LocationPublic.of(i.location), opened_at=ms_to_dt(i.opened_ms),  # type: ignore[arg-type]
-            first_event_at=ms_to_dt(i.first_event_ms), last_event_at=ms_to_dt(i.last_event_ms),  # type: ignore[arg-type]
-            updated_at=ms_to_dt(i.updated_ms), event_count=i.event_count,  # type: ignore[arg-type]
-            acknowledged_at=ms_to_dt(i.acknowledged_ms), acknowledged_by=i.acknowledged_by,
-            closed_at=ms_to_dt(i.closed_ms), scope=i.scope, members=list(i.members), subject=i.subject,
-            escalation_policy=i.escalation_policy, escalation_step=i.escalation_step, tier=i.tier,
-            next_escalation_at=ms_to_dt(i.next_deadline_ms), flags=list(i.flags), drill=i.drill,
-        )
+        return cls.model_validate(i)
 
 
 class AuditEntryPublic(BaseModel):
@@ -188,6 +198,9 @@ class DeviceCounts(BaseModel):
 class DeviceKindPublic(BaseModel):
     name: str
     label_zh: str
+    short_label: str  # the word on the wall and the testers' page (烟感, 电梯摄像头)
+    id_prefix: str  # its devices' ids begin "<prefix>-"
+    placed: bool  # a simulated building or street has devices of this kind (its slice's placement)
     heartbeat_s: int | None
     messages: list[str]
 

@@ -75,7 +75,9 @@ from devices.credentials import (
     verify_mosquitto_password,
 )
 from devices.registry import DeviceRecord, DeviceRegistry, Lifecycle
+from wanli.background import Backoff
 from wanli.errors import Conflict, StoreUnavailable
+from wanli.service_clock import ClockMs
 
 log = logging.getLogger(__name__)
 
@@ -156,19 +158,16 @@ class MqttCanaryLogin:
         self.host, self.port = host, port
 
     def try_login(self, username: str, password: str, timeout_s: float) -> bool:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        from wanli.mqtt import Client, new_client
 
         answered = threading.Event()
         accepted: list[bool] = []
 
-        def on_connect(client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        def on_connect(client: Client, userdata: object, flags: object, reason: object, props: object) -> None:
             accepted.append(not getattr(reason, "is_failure", True))
             answered.set()
 
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=username,
-                             protocol=mqtt.MQTTv311, clean_session=True, reconnect_on_failure=False)
-        client.username_pw_set(username, password)
+        client = new_client(username, username=username, password=password, reconnect_on_failure=False)
         client.on_connect = on_connect
         deadline = time.monotonic() + timeout_s
         try:
@@ -205,7 +204,7 @@ def changed_logins(after: Mapping[str, str | None], before: Mapping[str, str | N
 
 
 class BrokerAccess:
-    def __init__(self, registry: DeviceRegistry, store: CredentialStore, clock_ms: Callable[[], int], *,
+    def __init__(self, registry: DeviceRegistry, store: CredentialStore, clock_ms: ClockMs, *,
                  files: BrokerAuthFiles | None = None, pid_file: Path | None = None,
                  service_accounts: Mapping[ServiceAccount, str] | None = None,
                  broker: BrokerControl | None = None, canary: CanaryLogin | None = None,
@@ -243,7 +242,7 @@ class BrokerAccess:
         self._overlay_epoch: int | None = None
         self._overlay_stale = False  # a fold failed: the plugin may hold clients the file does not agree with
         self._overlay_retry_at = 0.0
-        self._overlay_backoff_s = 5.0  # doubles up to 5 min while the plugin does not answer
+        self._overlay_backoff = Backoff(5.0, 300.0)  # while the plugin does not answer; a broker without it: rarely
         self._passwords: dict[str, list[str]] = {}
         self._file_pending = False  # a file was written whose reload the canary has not confirmed yet
         if overlay is not None:
@@ -523,7 +522,7 @@ class BrokerAccess:
             overlay.run([delete_client(login) for login in batch], per_message=len(batch) or 1)
         except StoreUnavailable as exc:
             self._overlay_stale, self._overlay_epoch = True, None  # the next file generation lists them again
-            self._overlay_retry_at = time.monotonic() + self._overlay_backoff_s
+            self._overlay_retry_at = time.monotonic() + self._overlay_backoff.next_s()
             log.warning("broker access: the fold's deletions stopped (%d left): %s", len(self._doomed), exc)
             return
         for login in batch:
@@ -580,17 +579,17 @@ class BrokerAccess:
                 doomed = []
         except StoreUnavailable as exc:
             self._overlay_stale, self._overlay_epoch = True, None
-            self._overlay_retry_at = time.monotonic() + self._overlay_backoff_s
+            wait_s = self._overlay_backoff.next_s()
+            self._overlay_retry_at = time.monotonic() + wait_s
             log.warning("broker access: the dynamic-security plugin's clients were not checked against the password "
-                        "file (retrying in %.0f s; changes go through the file meanwhile): %s",
-                        self._overlay_backoff_s, exc)
-            self._overlay_backoff_s = min(self._overlay_backoff_s * 2, 300.0)  # a broker without the plugin: rarely
+                        "file (retrying in %.0f s; changes go through the file meanwhile): %s", wait_s, exc)
             return False
         for login in doomed:
             del clients[login]
             self._doomed.pop(login, None)
         if not before_confirming:
-            self._overlay_stale, self._overlay_backoff_s = False, 5.0
+            self._overlay_stale = False
+            self._overlay_backoff.reset()
         if doomed or (self._doomed and not before_confirming):
             log.info("broker access: %d dynamic-security clients deleted, %d to delete between generations, "
                      "%d kept (agreeing with the file)", len(doomed), len(self._doomed), len(clients) - len(self._doomed))

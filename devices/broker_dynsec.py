@@ -147,13 +147,10 @@ class DynamicSecurity:
 
     def connect(self, timeout_s: float) -> bool:
         """Start the connection if it is not started; True once logged in and subscribed to the answers."""
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        from wanli.mqtt import new_client
 
         if self._client is None:
-            client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.username,
-                                 protocol=mqtt.MQTTv311, clean_session=True)
-            client.username_pw_set(self.username, self._password)
+            client = new_client(self.username, username=self.username, password=self._password)
             client.reconnect_delay_set(0.1, 2.0)
             client.on_connect = self._on_connect
             client.on_disconnect = self._on_disconnect

@@ -1,30 +1,12 @@
 """Every device kind the system understands, by its name on the wire.
 
-Adding a kind is one new module in ``devices/`` defining ``KIND`` and one line here.
+Derived from the registered kinds (``devices/kinds/__init__.py``): adding a kind is one folder in
+``devices/kinds/`` and one line there.
 """
 
 from __future__ import annotations
 
-from devices import (
-    charging_station,
-    elderly_alarm,
-    fire_station,
-    inspection_report,
-    lift_camera,
-    smoke_detector,
-    water_meter,
-)
+from devices.kinds import SLICES
 from devices.messages import DeviceKind
 
-KINDS: dict[str, DeviceKind] = {
-    k.name: k
-    for k in (
-        smoke_detector.KIND,
-        charging_station.KIND,
-        fire_station.KIND,
-        elderly_alarm.KIND,
-        inspection_report.KIND,
-        water_meter.KIND,
-        lift_camera.KIND,
-    )
-}
+KINDS: dict[str, DeviceKind] = {name: s.kind for name, s in SLICES.items()}

@@ -52,7 +52,7 @@ from pathlib import Path
 from sqlalchemy import BigInteger, Column, Engine, String, Table, bindparam, select, update
 
 from devices.drill import DRILL_TOPIC_ROOT, is_drill
-from devices.topics import MessageClass, device_topic, subscription
+from devices.topics import MessageClass, device_topic, dispatch_topic, subscription
 from wanli.db import METADATA
 from wanli.errors import NotFound, TopicError
 
@@ -322,10 +322,9 @@ DRILL_FILTER = f"{DRILL_TOPIC_ROOT.split('/')[0]}/#"  # a drill's notices (devic
 
 
 def station_dispatch_topic(street: str, station_id: str) -> str:
-    """Where the platform sends a micro fire station's dispatches (alerts/escalation.py ``dispatch_topic``);
-    a drill twin's (``DRILL-MFS-XQ``) under ``drill/v1``."""
-    root = DRILL_TOPIC_ROOT if is_drill(station_id) else "dispatch/v1"
-    return f"{root}/{street}/{FIRE_STATION_KIND}/{station_id}/duty"
+    """Where the platform sends a micro fire station's dispatches; a drill twin's (``DRILL-MFS-XQ``) under
+    ``drill/v1``."""
+    return dispatch_topic(street, FIRE_STATION_KIND, station_id, "duty", is_drill(station_id))
 
 
 def platform_account(username: str) -> ServiceAccount:

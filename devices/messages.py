@@ -49,6 +49,11 @@ class Message(msgspec.Struct, kw_only=True, tag_field="type", frozen=True):
     def type(self) -> str:
         return self.__struct_config__.tag  # type: ignore[return-value]
 
+    def tampered(self) -> bool | None:
+        """A health hook: what this message says about tampering (True: removed from its base, False: put
+        back), or None when it says nothing (every message but a kind's tamper event)."""
+        return None
+
     def points(self) -> list[Point]:
         """The time-series points this message becomes; one point of its scalar fields by default."""
         return [({}, scalar_fields(self))]

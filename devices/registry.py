@@ -14,8 +14,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
+from operator import attrgetter
+from typing import ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -33,7 +35,6 @@ from sqlalchemy import (
     update,
 )
 
-from devices import smoke_detector
 from devices.catalog import KINDS
 from devices.hierarchy import Hierarchy, Location
 from devices.messages import Offline, Online
@@ -121,18 +122,20 @@ class DeviceRecord:
     lifecycle: Lifecycle = Lifecycle.ACTIVE
     registered_ms: int = 0
     retired_ms: int | None = None
+    # Its state when it was read (DeviceRegistry.get): DeviceState's fields, explained there. A frozen record
+    # cannot inherit them from the mutable state, so they stand here again; a unit test keeps the two equal.
     last_seen_ms: int | None = None
     last_type: str | None = None
     battery_pct: float | None = None
     tampered: bool = False
     connected: bool | None = None
-    seq_highest: int | None = None  # the sequence-number state (devices/sequence.py), kept with the device
+    seq_highest: int | None = None
     seq_window: int = 0
-    event_seq_highest: int | None = None  # the same for the device's events (judged apart: see DeviceState)
+    event_seq_highest: int | None = None
     event_seq_window: int = 0
-    status_seq_highest: int | None = None  # and for its status messages (online, its last will)
+    status_seq_highest: int | None = None
     status_seq_window: int = 0
-    online_seq: int | None = None  # the sequence number of the `online` that opened its current connection
+    online_seq: int | None = None
 
     @property
     def placement(self) -> tuple[str, str, str, int | None, str]:
@@ -187,31 +190,35 @@ _SEQ_WINDOWS = {MessageClass.EVENT: ("event_seq_highest", "event_seq_window"),
                 MessageClass.STATUS: ("status_seq_highest", "status_seq_window")}
 
 
+@dataclass(slots=True, eq=False)
 class DeviceState:
     """What ingest learns about a device from its messages: health and sequence state.
 
     Mutable on purpose: it changes with every message, so it is copied once per device per
     batch and changed in place, rather than rebuilding an immutable record per message.
+    Its fields are declared here once: they name the ``devices`` table's state columns, the
+    row mapping (``_states_of``), the flush (``write_states``) and a record's snapshot
+    (``DeviceRegistry.get``); a ``DeviceRecord`` carries the same fields, read-only, after its
+    registration (a unit test keeps the two equal).
     """
 
-    FIELDS = ("last_seen_ms", "last_type", "battery_pct", "tampered", "connected", "seq_highest", "seq_window",
-              "event_seq_highest", "event_seq_window", "status_seq_highest", "status_seq_window", "online_seq")
-    # jump_seq: the last number that jumped far past the window (kept in memory only): a next number
-    # just after it means the device's counter really moved there.
-    __slots__ = (*FIELDS, "jump_seq")
+    last_seen_ms: int | None = None
+    last_type: str | None = None
+    battery_pct: float | None = None
+    tampered: bool = False
+    connected: bool | None = None
+    seq_highest: int | None = None  # the sequence-number state (devices/sequence.py), kept with the device
+    seq_window: int = 0
+    event_seq_highest: int | None = None  # the same for the device's events (judged apart: see judge)
+    event_seq_window: int = 0
+    status_seq_highest: int | None = None  # and for its status messages (online, its last will)
+    status_seq_window: int = 0
+    online_seq: int | None = None  # the sequence number of the `online` that opened its current connection
+    # The last number that jumped far past the window (kept in memory only, never stored): a next
+    # number just after it means the device's counter really moved there.
+    jump_seq: int | None = field(default=None, init=False, repr=False)
 
-    def __init__(self, last_seen_ms: int | None = None, last_type: str | None = None, battery_pct: float | None = None,
-                 tampered: bool = False, connected: bool | None = None, seq_highest: int | None = None,
-                 seq_window: int = 0, event_seq_highest: int | None = None, event_seq_window: int = 0,
-                 status_seq_highest: int | None = None, status_seq_window: int = 0,
-                 online_seq: int | None = None) -> None:
-        self.last_seen_ms, self.last_type, self.battery_pct = last_seen_ms, last_type, battery_pct
-        self.tampered, self.connected = tampered, connected
-        self.seq_highest, self.seq_window = seq_highest, seq_window
-        self.event_seq_highest, self.event_seq_window = event_seq_highest, event_seq_window
-        self.status_seq_highest, self.status_seq_window = status_seq_highest, status_seq_window
-        self.online_seq = online_seq
-        self.jump_seq: int | None = None
+    FIELDS: ClassVar[tuple[str, ...]] = ()  # the stored fields, in order (every field but jump_seq): set below
 
     def copy(self) -> DeviceState:
         state = DeviceState(*self.values())
@@ -219,9 +226,8 @@ class DeviceState:
         return state
 
     def values(self) -> tuple[object, ...]:
-        return (self.last_seen_ms, self.last_type, self.battery_pct, self.tampered, self.connected,
-                self.seq_highest, self.seq_window, self.event_seq_highest, self.event_seq_window,
-                self.status_seq_highest, self.status_seq_window, self.online_seq)
+        """The stored fields' values, in ``FIELDS`` order."""
+        return _stored_values(self)
 
     def judge(self, seq: int, msg_class: MessageClass = MessageClass.TELEMETRY, *, restarts: bool = False) -> Verdict:
         """Judge a sequence number and remember it if it is new.
@@ -310,10 +316,15 @@ class DeviceState:
         battery = getattr(msg, "battery_pct", None)
         if battery is not None:
             self.battery_pct = float(battery)
-        if isinstance(msg, smoke_detector.Tamper):
-            self.tampered = msg.state == "removed"
+        tampered = msg.tampered()  # the kind's tamper event, if it has one
+        if tampered is not None:
+            self.tampered = tampered
         if not isinstance(msg, Online | Offline):
             self.connected = True  # it speaks, so it is connected (devices that never announce their connection)
+
+
+DeviceState.FIELDS = tuple(f.name for f in fields(DeviceState) if f.init)
+_stored_values = attrgetter(*DeviceState.FIELDS)
 
 
 # -- the registry ----------------------------------------------------------------------
@@ -756,8 +767,8 @@ class DeviceRegistry:
                 listener(records)
 
 
-_REGISTRATION_FIELDS = ("device_id", "kind", "street_id", "building_id", "floor", "unit", "label", "lifecycle",
-                        "registered_ms", "retired_ms")
+# What maintainers change: a record's fields that are not its state.
+_REGISTRATION_FIELDS = tuple(f.name for f in fields(DeviceRecord) if f.name not in DeviceState.FIELDS)
 _EMPTY_STATE = dict(zip(DeviceState.FIELDS, DeviceState().values(), strict=True))
 
 

@@ -14,6 +14,9 @@ import math
 import random
 from typing import Any
 
+from devices.hierarchy import hierarchy_from_dict
+from devices.placement import place_rows
+
 NAMED_COMMUNITIES = [  # (id, code, name, road) from the brief
     ("xiangquan", "XQ", "香泉居民区", "新村路"), ("zhonghuanjiayuan", "ZH", "中环家园居民区", "广泉路"),
     ("zhongjuntianyu", "ZJ", "中骏天誉居民区", "富水路"), ("fuping", "FP", "富平居民区", "富平路"),
@@ -106,28 +109,6 @@ def generate_street(seed: int = 0, high_rise: int = 477, low_rise: int = 160, ex
 def device_rows(street: dict[str, Any]) -> list[tuple[str, str, str, int | None, str, str]]:
     """One registration row per device of the generated street: (id, kind, building, floor, unit, label).
 
-    A smoke detector in every unit, a charging station per community's first buildings, a
-    one-touch alarm and a water meter per elderly household, a lift camera per high-rise.
+    Where each kind's devices go is the kind's own placement (``devices/placement.py``).
     """
-    rows: list[tuple[str, str, str, int | None, str, str]] = []
-    for area in street["areas"]:
-        for c in area["communities"]:
-            for i, b in enumerate(c["buildings"]):
-                code = b["id"].upper().replace("-", "")
-                for floor in range(1, b["floors"] + 1):
-                    for u in range(1, b["units_per_floor"] + 1):
-                        unit = f"{floor:02d}{u:02d}"
-                        rows.append((f"SD-{code}-{unit}", "smoke_detector", b["id"], floor, unit, f"{b['name']} {unit}"))
-                if b["floors"] >= 10:
-                    rows.append((f"LC-{code}-A", "lift_camera", b["id"], 1, "", f"{b['name']} A梯"))
-                if i % 3 == 0:
-                    rows.append((f"CS-{code}-01", "charging_station", b["id"], None, "", f"{b['name']} 充电棚"))
-    for h in street["households"]:
-        code = h["building"].upper().replace("-", "")
-        floor = int(h["unit"][:2])
-        rows.append((f"EA-{code}-{h['unit']}", "elderly_alarm", h["building"], floor, h["unit"], h["resident"]))
-        rows.append((f"WM-{code}-{h['unit']}", "water_meter", h["building"], floor, h["unit"], h["resident"]))
-    first_building = {c["id"]: c["buildings"][0]["id"] for a in street["areas"] for c in a["communities"] if c["buildings"]}
-    for s in street["fire_stations"]:
-        rows.append((s["id"], "fire_station", first_building.get(s["community"], ""), None, "", s["name"]))
-    return rows
+    return place_rows(hierarchy_from_dict(street), whole_street=True)

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from enum import StrEnum
 
+from devices.drill import DRILL_TOPIC_ROOT
 from wanli.errors import TopicError
 
 ROOT = "safety"
 VERSION = "v1"
+DISPATCH_ROOT = f"dispatch/{VERSION}"  # the platform's notices to responders: outside safety/, never read by ingest
 _IDENT = re.compile(r"[a-z][a-z0-9_]{0,31}")  # used with fullmatch: "$" would let a trailing newline in
 _DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
@@ -105,3 +107,23 @@ def subscription(street: str = "") -> str:
 
 def device_topic(street: str, kind: str, device_id: str, msg_class: MessageClass) -> str:
     return TopicAddress(street, kind, device_id, msg_class).topic
+
+
+def dispatch_root(drill: bool = False) -> str:
+    """Where the platform's notices go: ``dispatch/v1``, or ``drill/v1`` for a drill's (devices/drill.py)."""
+    return DRILL_TOPIC_ROOT if drill else DISPATCH_ROOT
+
+
+def dispatch_topic(street: str, tier: str, place_id: str, role: str, drill: bool = False) -> str:
+    """``dispatch/v1/{street}/{tier}/{place}/{role}``: outside ``safety/`` so ingest never reads its own notices
+    (docs/mqtt-contract.md, "Dispatch topics"); a micro fire station's is ``…/fire_station/{station}/duty``.
+
+    A drill's notice goes to ``drill/v1/…`` instead: no real terminal, duty phone app or group reads it
+    (devices/drill.py); the drill's simulated stations read theirs there. A ``+`` for a segment makes it a
+    subscription's filter (every station's duty topic: ``place_id="+"``)."""
+    return f"{dispatch_root(drill)}/{street}/{tier}/{place_id}/{role}"
+
+
+def dispatch_street_filter(street: str, drill: bool = False) -> str:
+    """Every notice to one street's responders (``dispatch/v1/{street}/#``; a drill's under ``drill/v1``)."""
+    return f"{dispatch_root(drill)}/{street}/#"

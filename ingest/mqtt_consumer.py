@@ -27,9 +27,11 @@ from devices.reserved import ALARM_LANE_SUFFIX
 from devices.topics import device_id_of_topic
 from ingest.dead_letters import DeadLetter
 from ingest.pipeline import IngestPipeline, RawMessage, SpoolRefused, TelemetryHeld
-from ingest.receiver import BATCH, DISCONNECTED, SUBSCRIBED, ReceiverConfig, ReceiverProcess, wall_ms
+from ingest.receiver import BATCH, DISCONNECTED, SUBSCRIBED, ReceiverConfig, ReceiverProcess
+from wanli.background import Backoff
 from wanli.errors import StoreUnavailable
 from wanli.leases import Fenced
+from wanli.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ class MqttConsumer:
         state_flush_s: float = 10.0,
         alarm_lane: bool = True,
         alarm_slice: int = 250,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: ClockMs = wall_ms,
         lease_remaining: Callable[[], float] | None = None,
     ) -> None:
         """``lease_remaining``: with several instances, how long the ingest role's lease still runs here
@@ -281,7 +283,7 @@ class MqttConsumer:
         on_alarm_lane = lane is not None and lane is self._alarm_lane
         # Only a main lane beside an alarm lane may hold its telemetry back: alone, it carries the alarms too.
         hold = not on_alarm_lane and self._alarm_lane is not None
-        delay = 0.2
+        backoff = Backoff(0.2, 10.0)
         while not self._stop.is_set():
             try:
                 self._pipeline.process(batch, hold_telemetry=hold)
@@ -289,13 +291,13 @@ class MqttConsumer:
             except SpoolRefused:
                 continue  # nothing was committed; the pipeline now knows the spool refuses: again at once
             except TelemetryHeld as exc:
+                delay = backoff.next_s()
                 log.warning("ingest holding %d telemetry messages for %.1f s: %s", exc.held, delay, exc.why)
                 self._wait(delay, serve_alarms=not on_alarm_lane)
-                delay = min(delay * 2, 10.0)
             except TRANSIENT as exc:
+                delay = backoff.next_s()
                 log.error("ingest waiting %.1f s: %s: %s", delay, type(exc).__name__, exc)
                 self._wait(delay, serve_alarms=not on_alarm_lane)
-                delay = min(delay * 2, 10.0)
             except Exception:
                 log.exception("ingest batch of %d failed; processing its messages one by one", len(batch))
                 for raw in batch:
@@ -316,7 +318,7 @@ class MqttConsumer:
 
     def _process_alone(self, raw: RawMessage, hold: bool = False, serve_alarms: bool = False) -> None:
         """One message of a batch that failed as a whole; waits like ``_process_safely`` (serving the alarm lane)."""
-        delay = 0.2
+        backoff = Backoff(0.2, 10.0)
         while not self._stop.is_set():
             try:
                 self._pipeline.process([raw], hold_telemetry=hold)
@@ -324,8 +326,7 @@ class MqttConsumer:
             except SpoolRefused:
                 continue
             except (TelemetryHeld, *TRANSIENT):
-                self._wait(delay, serve_alarms)
-                delay = min(delay * 2, 10.0)
+                self._wait(backoff.next_s(), serve_alarms)
             except Exception as exc:  # noqa: BLE001 - whatever it is, the message must be kept
                 letter = DeadLetter(raw.received_ms, raw.topic, device_id_of_topic(raw.topic), "internal_error",
                                     f"{type(exc).__name__}: {exc}", raw.payload, len(raw.payload))
@@ -333,6 +334,5 @@ class MqttConsumer:
                     self._pipeline.dead_letter(letter)
                     return
                 except TRANSIENT:
-                    self._wait(delay, serve_alarms)
-                    delay = min(delay * 2, 10.0)
+                    self._wait(backoff.next_s(), serve_alarms)
         raise ConsumerStopped

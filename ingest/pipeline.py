@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ from wanli.disk_guard import DiskGuard
 from wanli.errors import PayloadError, RejectedMessage, UnregisteredDevice, WanliError
 from wanli.log_limit import LogLimiter, log_held_back, log_limited
 from wanli.metrics import LatencyWindow
+from wanli.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class IngestPipeline:
         dead_letters: DeadLetterStore,
         alerts: AlertService,
         limits: DecodeLimits = DecodeLimits(),
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: ClockMs = wall_ms,
         on_spooled: Callable[[], None] = lambda: None,
         *,
         disk_guard: DiskGuard | None = None,

@@ -57,9 +57,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import msgspec
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.matcher import MQTTMatcher
+
+from wanli.background import Backoff
+from wanli.mqtt import Client, MQTTErrorCode, MQTTMessage, TopicFilters, new_client
+from wanli.service_clock import wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,6 @@ class ReceiverConfig:
     grant_s: float = 0.0
 
 
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class _Receiver:
     """The receiver's side: one thread, its own loop over the MQTT socket and the pipe."""
 
@@ -108,18 +105,12 @@ class _Receiver:
         self._stopping = False
         self._permitted_until = time.monotonic() + cfg.grant_s if cfg.grant_s > 0 else float("inf")
         self._encoder = msgspec.msgpack.Encoder()
-        self._elsewhere = MQTTMatcher()
-        for topic_filter in cfg.leave_to_other_lane:
-            self._elsewhere[topic_filter] = True
+        self._elsewhere = TopicFilters(cfg.leave_to_other_lane)
         # a cheap first test: every filter of the other lane ends in a fixed last level
         self._elsewhere_suffixes = tuple({"/" + f.rsplit("/", 1)[-1] for f in cfg.leave_to_other_lane})
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
-            clean_session=False,  # persistent session: the broker keeps our QoS 1 messages while we are away
-            protocol=mqtt.MQTTv311, manual_ack=True,
-        )
-        if cfg.username:
-            self._client.username_pw_set(cfg.username, cfg.password)
+        # persistent session: the broker keeps our QoS 1 messages while we are away
+        self._client = new_client(cfg.client_id, username=cfg.username, password=cfg.password, clean_session=False,
+                                  manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
@@ -127,7 +118,7 @@ class _Receiver:
 
     # -- paho callbacks ------------------------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, _userdata, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(self, client: Client, _userdata, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
         if reason_code.is_failure:
             log.error("MQTT connect to %s:%s refused: %s", self._cfg.host, self._cfg.port, reason_code)
             return
@@ -149,7 +140,7 @@ class _Receiver:
             except OSError:  # ingest is gone; the loop notices and stops
                 self._stopping = True
 
-    def _on_message(self, _client, _userdata, msg: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
+    def _on_message(self, _client, _userdata, msg: MQTTMessage) -> None:  # type: ignore[no-untyped-def]
         try:
             topic = msg.topic
         except UnicodeDecodeError:  # not UTF-8: keep it, the topic parser rejects it with a reason
@@ -165,7 +156,7 @@ class _Receiver:
             self._ship()
 
     def _taken_elsewhere(self, topic: str) -> bool:
-        return any(True for _ in self._elsewhere.iter_match(topic))
+        return self._elsewhere.match(topic)
 
     # -- batches and acknowledgements --------------------------------------------------------
 
@@ -223,15 +214,15 @@ class _Receiver:
 
     def run(self) -> None:
         client, cfg = self._client, self._cfg
-        delay = 1.0
+        backoff = Backoff(1.0, 30.0)  # jittered: workers do not reconnect in step
         while not self._stopping and self._permitted():
             try:
                 client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
-                delay = 1.0
+                backoff.reset()
             except OSError as exc:
+                delay = backoff.next_s()
                 log.warning("MQTT connect to %s:%s failed: %s; retrying in %.0f s", cfg.host, cfg.port, exc, delay)
-                self._take_acks(timeout_s=delay * random.uniform(0.8, 1.2))  # jitter: workers do not reconnect in step
-                delay = min(delay * 2, 30.0)
+                self._take_acks(timeout_s=delay)
                 continue
             self._serve_connection()
         if client.is_connected():

@@ -42,6 +42,7 @@ from pathlib import Path
 import httpx
 
 from wanli.errors import StoreUnavailable
+from wanli.service_clock import ClockMs
 
 log = logging.getLogger(__name__)
 
@@ -482,7 +483,7 @@ class RetentionJob:
     others still run. Each target gets the job's clock.
     """
 
-    def __init__(self, targets: Sequence[RetentionTarget], every_s: float, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, targets: Sequence[RetentionTarget], every_s: float, clock_ms: ClockMs) -> None:
         self.targets, self.every_s, self._clock_ms = list(targets), every_s, clock_ms
         self.stopping = threading.Event()
         self.last_reports: dict[str, object] = {}

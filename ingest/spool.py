@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +37,10 @@ from devices.reading import Reading
 from ingest.line_protocol import encode_bytes, encode_readings, parse_bytes
 from ingest.points import TelemetryPoint, pack, points_of_all, unpack
 from ingest.telemetry import LineProtocolStore, TelemetryStore
-from wanli.background import WakeableLoop
+from wanli.background import Backoff, WakeableLoop
 from wanli.errors import StoreUnavailable, WanliError
 from wanli.metrics import LatencyWindow
+from wanli.service_clock import wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -225,11 +225,11 @@ class SpoolDrainer(WakeableLoop):
             self._store.write_points(points)
             count, sent_ms = len(points), np.fromiter((p.ts_ms for p in points), np.int64, len(points))
         self._spool.release(last_id)
-        self.publish_to_stored.add(time.time_ns() // 1_000_000 - sent_ms)
+        self.publish_to_stored.add(wall_ms() - sent_ms)
         return count
 
     def _run(self) -> None:
-        delay = 0.2
+        backoff = Backoff(0.2, 10.0)
         while not self._stop.is_set():
             try:
                 moved = self.drain_once()
@@ -238,8 +238,7 @@ class SpoolDrainer(WakeableLoop):
                 if self.store_up:
                     log.error("telemetry store %s unavailable; spooling (%s)", self._store.name, exc.detail)
                 self.store_up, self.last_error = False, exc.detail
-                self._stop.wait(delay)
-                delay = min(delay * 2, 10.0)
+                self._stop.wait(backoff.next_s())
                 continue
             except Exception:  # a bug must not stop draining for good; the points stay spooled
                 log.exception("spool drainer failed; retrying")
@@ -247,6 +246,7 @@ class SpoolDrainer(WakeableLoop):
                 continue
             if not self.store_up:
                 log.warning("telemetry store %s is back; draining the spool", self._store.name)
-            self.store_up, delay = True, 0.2
+            self.store_up = True
+            backoff.reset()
             if moved == 0:
                 self._pause(0.5)

@@ -9,18 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiomqtt
 
 from devices.hierarchy import Building
+from devices.kinds.charging_station.simulator import ChargingStationSim
+from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from devices.registry import DeviceRecord
 from simulators.devices.base import Publication, SimulatedDevice
-from simulators.devices.charging_station import ChargingStationSim
-from simulators.devices.elderly_alarm import ElderlyAlarmSim
-from simulators.devices.smoke_detector import SmokeDetectorSim
+from wanli.background import Backoff
+from wanli.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class BuildingSimulation:
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         b, code = self.building, _code(self.building)
-        start_seq = time.time_ns() // 1_000_000  # a fresh run continues after any earlier one's numbers
+        start_seq = wall_ms()  # a fresh run continues after any earlier one's numbers
         for floor in range(1, b.floors + 1):
             for u in range(1, b.units_per_floor + 1):
                 unit = f"{floor:02d}{u:02d}"
@@ -102,17 +102,17 @@ async def run_building(
     heartbeat_s: float = 30.0,
     alarm_every_s: float = 0.0,
     stop: asyncio.Event,
-    clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    clock_ms: ClockMs = wall_ms,
 ) -> None:
     """Publish the building until ``stop`` is set, reconnecting with backoff if the broker goes away."""
     heartbeat_ms = int(heartbeat_s * 1000)
     started = False
     next_alarm_ms = clock_ms() + int(alarm_every_s * 1000) if alarm_every_s else None
-    delay = 1.0
+    backoff = Backoff(1.0, 30.0)  # jittered: a street of simulated buildings does not come back in step
     while not stop.is_set():
         try:
             async with aiomqtt.Client(host, port, identifier=f"sim-{sim.building.id}") as client:
-                delay = 1.0
+                backoff.reset()
                 if not started:
                     for topic, payload in sim.start(clock_ms(), heartbeat_ms):
                         await client.publish(topic, payload, qos=1)
@@ -130,9 +130,9 @@ async def run_building(
                     except TimeoutError:
                         pass
         except aiomqtt.MqttError as exc:
+            delay = backoff.next_s()
             log.warning("simulated building %s lost the broker (%s); retrying in %.0f s", sim.building.id, exc, delay)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             except TimeoutError:
                 pass
-            delay = min(delay * 2, 30.0)

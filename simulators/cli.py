@@ -33,6 +33,7 @@ from simulators.drill import drill_rows
 from simulators.player import ExternalClock
 from simulators.scenario import Progress
 from wanli.errors import WanliError
+from wanli.service_clock import wall_ms
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -156,7 +157,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             return 2
     # A drill on the live street: the place's drill twins, never its real devices (devices/drill.py).
     population = Population.from_rows(drill_rows(rows), hierarchy.street_id, seed=args.seed,
-                                      start_seq=time.time_ns() // 1_000_000)
+                                      start_seq=wall_ms())
     api = None
     if not args.no_register:
         import httpx
@@ -264,13 +265,13 @@ def cmd_simulate_alarm(args: argparse.Namespace) -> int:
 
 
 def _sound_drill_alarm(args: argparse.Namespace, street: str, twin: str, real: str, station_twin: str) -> int:
-    from simulators.devices.fire_station import FireStationSim
-    from simulators.devices.smoke_detector import SmokeDetectorSim
+    from devices.kinds.fire_station.simulator import FireStationSim
+    from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
     from simulators.publisher import MqttPublisher
     from simulators.scenario import DispatchListener
 
     broker = _broker(args.mqtt_url)
-    now = _wall_ms()
+    now = wall_ms()
     pub = MqttPublisher(broker, client_id=f"wanli-drill-{now % 10**9}")
     listener = DispatchListener(broker, street, drill=True) if station_twin else None
     try:
@@ -296,15 +297,15 @@ def _answer_as_station(listener: Any, duty: Any, pub: Any, seconds: float) -> No
     if listener is None or duty is None or seconds <= 0:
         return
     deadline = time.monotonic() + seconds
-    duty.start(_wall_ms(), announce=False)
+    duty.start(wall_ms(), announce=False)
     while time.monotonic() < deadline:
         try:
             station_id, body = listener.notices.get(timeout=0.2)
-            if station_id == duty.device_id and duty.on_dispatch(body, _wall_ms()):
+            if station_id == duty.device_id and duty.on_dispatch(body, wall_ms()):
                 print(f"  · {duty.device_id} received dispatch {json.loads(body).get('dispatch_id')}", file=sys.stderr)
         except Exception:  # noqa: BLE001 - queue.Empty: nothing yet
             pass
-        for topic, payload in duty.tick(_wall_ms()):
+        for topic, payload in duty.tick(wall_ms()):
             if topic.endswith("/event"):
                 pub.publish(topic, payload)
         if duty.answered and all(len(steps) >= 3 for steps in duty.answered.values()):
@@ -321,7 +322,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
     population = Population.of(hierarchy_from_dict(generate_street()), whole_street=True)
     mix = STREET_MIX if args.mix == "street" else LoadMix()
     print(f"building {args.count:,} messages from {len(population):,} devices…", file=sys.stderr)
-    messages = build_messages(population.records, args.count, mix, start_seq=time.time_ns() // 1_000_000)
+    messages = build_messages(population.records, args.count, mix, start_seq=wall_ms())
     broker = _broker(args.mqtt_url)
     tty = sys.stderr.isatty()  # rewriting a line takes escape codes: into a file or a pipe, no progress line
     report = publish(messages, broker.host, broker.port, rate=args.rate, inflight=args.inflight,
@@ -403,9 +404,6 @@ def service_clock(api: Any) -> Any:
     try:
         found = api.clock()
     except Exception:  # noqa: BLE001 - a service from before /api/clock: the wall clock
-        return ExternalClock(_wall_ms)
+        return ExternalClock(wall_ms)
     return OffsetClock(int(found["now_ms"]), float(found["speed"]))
 
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000

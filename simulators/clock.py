@@ -19,11 +19,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
+from wanli.service_clock import wall_ms
+
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")  # no daylight saving in China
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class SimClock:

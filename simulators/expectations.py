@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from devices.kinds import SLICES
+
 TIERS = ("building", "community", "area", "street", "district")
 SEVERITIES = ("info", "warning", "high", "critical")
 
@@ -34,16 +36,13 @@ SEVERITY_ZH = {"info": "低", "warning": "中", "high": "高", "critical": "紧�
 STATE_ZH = {"open": "待响应", "acknowledged": "已确认", "dispatched": "已派单", "on_scene": "已到场",
             "resolved": "已处置", "closed": "已结案", "false_alarm": "误报", "merged": "已合并", "active": "未结案"}
 TIER_ZH = {"building": "楼栋", "community": "居民区", "area": "片区", "street": "街道", "district": "区"}
+# Conditions of no one kind; each kind's own come from its slice (devices/kinds/<kind>/).
 CONDITION_ZH = {
-    "smoke_alarm": "烟感报警", "suspected_fire": "疑似火情", "flapping": "报警反复切换", "repeated_silencing": "反复消音",
-    "emergency_press": "一键通紧急呼叫", "no_activity": "长时间无活动", "low_water_use": "用水异常偏少",
-    "charging_full": "充满后仍供电", "port_overheat": "充电口过热", "thermal_runaway": "疑似电池热失控",
-    "shed_smoke": "充电棚烟雾", "overcurrent": "充电过流", "offline": "设备离线", "mass_offline": "大面积离线",
-    "dispatch_ack_late": "微型消防站确认出动超时", "dispatch_arrival_late": "微型消防站到场超时",
+    "offline": "设备离线", "mass_offline": "大面积离线",
+    **{c: zh for s in SLICES.values() for c, zh in s.conditions_zh.items()},
 }
-DEVICE_ZH = {"SD": "烟感", "EA": "一键通", "WM": "水表", "CS": "充电桩", "MFS": "微型消防站", "LC": "电梯摄像头"}
-KIND_ZH = {"smoke_detector": "烟感", "charging_station": "充电桩", "fire_station": "微型消防站", "elderly_alarm": "一键通",
-           "inspection_report": "巡查上报", "water_meter": "水表", "lift_camera": "电梯摄像头"}
+DEVICE_ZH = {s.id_prefix: s.short_label for s in SLICES.values()}  # by the prefix of a device id: SD-XQ01-0101
+KIND_ZH = {name: s.short_label for name, s in SLICES.items()}
 HEALTH_ZH = {"online": "在线", "offline": "离线", "low_battery": "低电量", "tampered": "防拆报警", "never_seen": "从未上线"}
 MESSAGE_ZH = {"alarm": "报警", "alarm_cleared": "消警", "heartbeat": "心跳", "online": "上线", "offline": "离线"}
 REASON_ZH = {

@@ -27,62 +27,67 @@ from dataclasses import dataclass, field
 
 from devices.registry import DeviceRecord
 from simulators.devices import SIMULATORS
-from simulators.devices.base import Publication, SimulatedDevice
-from simulators.devices.charging_station import ChargingStationSim
+from simulators.devices.base import LoadStream, Publication, SimulatedDevice
 from simulators.publisher import BrokerAddress, MqttPublisher
+from wanli.service_clock import wall_ms
 
 TS_PLACEHOLDER = b'"ts":1000000000000'  # 13 digits, the same width as a real epoch-ms now
 _PLACEHOLDER_MS = 1_000_000_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class LoadMix:
-    """Weights of the message mix (they need not sum to 1).
+def load_streams() -> dict[str, LoadStream]:
+    """Every stream of the mix, by name: the registered kinds' simulators' ``LOAD_STREAMS``, in registration order."""
+    return {name: stream for sim in SIMULATORS.values() for name, stream in sim.LOAD_STREAMS.items()}
 
-    The defaults are the mix ``wanli bench`` has always measured (heartbeats, some snapshots
-    and activity, a few alarms); ``STREET_MIX`` is the street at its real cadences.
+
+def _kind_of_stream() -> dict[str, str]:
+    return {name: kind for kind, sim in SIMULATORS.items() for name in sim.LOAD_STREAMS}
+
+
+class LoadMix:
+    """Weights of the message mix, one per stream (they need not sum to 1).
+
+    The streams are the kinds' own (each simulator's ``LOAD_STREAMS``); a stream not given keeps
+    its default weight, the mix ``wanli bench`` has always measured (heartbeats, some snapshots and
+    activity, a few alarms). ``STREET_MIX`` is the street at its real cadences.
     """
 
-    smoke_heartbeat: float = 0.70
-    elderly_heartbeat: float = 0.08
-    elderly_activity: float = 0.08
-    charging_status: float = 0.04
-    smoke_alarm: float = 0.001  # a real street: a few alarms among thousands of heartbeats
-    water_reading: float = 0.0
-    lift_heartbeat: float = 0.0
-    fire_station_duty: float = 0.0
-    ebike_in_lift: float = 0.0
-    hazard_report: float = 0.0
+    __slots__ = ("weights",)
+
+    def __init__(self, **weights: float) -> None:
+        streams = load_streams()
+        unknown = sorted(set(weights) - streams.keys())
+        if unknown:
+            raise ValueError(f"unknown load stream(s) {', '.join(unknown)}; the streams are: {', '.join(streams)}")
+        self.weights: dict[str, float] = {name: float(weights.get(name, s.weight)) for name, s in streams.items()}
+
+    def __getattr__(self, name: str) -> float:
+        try:
+            return self.weights[name]  # type: ignore[no-any-return]
+        except (KeyError, AttributeError):
+            raise AttributeError(name) from None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LoadMix) and other.weights == self.weights
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.weights.items()))
+
+    def __repr__(self) -> str:
+        return "LoadMix(" + ", ".join(f"{k}={v}" for k, v in self.weights.items() if v) + ")"
 
 
 # The generated street (50,615 devices) at the kinds' real cadences, as measured from the
 # population simulation (docs/simulators.md): about 9 messages a second, a third of them
 # smoke detector heartbeats (4 h), over a quarter charging snapshots (every minute, 170
 # stations), lift camera heartbeats (10 min), the hourly one-touch alarms and water meters,
-# and events a fraction of a percent.
-STREET_MIX = LoadMix(smoke_heartbeat=0.34, elderly_heartbeat=0.03, elderly_activity=0.03, charging_status=0.28,
-                     smoke_alarm=0.001, water_reading=0.03, lift_heartbeat=0.08, fire_station_duty=0.005,
-                     ebike_in_lift=0.0005, hazard_report=0.0002)
+# and events a fraction of a percent. Each stream's ``street_weight``.
+STREET_MIX = LoadMix(**{name: s.street_weight for name, s in load_streams().items()})
 
 
 def _makers(mix: LoadMix) -> list[tuple[float, str, Callable[[SimulatedDevice, int], Publication]]]:
-    return [
-        (mix.smoke_heartbeat, "smoke_detector", lambda d, t: d.heartbeat(t)),  # type: ignore[attr-defined]
-        (mix.smoke_alarm, "smoke_detector", lambda d, t: d.alarm(t)),  # type: ignore[attr-defined]
-        (mix.elderly_heartbeat, "elderly_alarm", lambda d, t: d.heartbeat(t)),  # type: ignore[attr-defined]
-        (mix.elderly_activity, "elderly_alarm", lambda d, t: d.activity(t)),  # type: ignore[attr-defined]
-        (mix.charging_status, "charging_station", lambda d, t: _station_status(d, t)),  # type: ignore[arg-type]
-        (mix.water_reading, "water_meter", lambda d, t: d.periodic(t)[-1]),
-        (mix.lift_heartbeat, "lift_camera", lambda d, t: d.periodic(t)[-1]),
-        (mix.ebike_in_lift, "lift_camera", lambda d, t: d.ebike(t)),  # type: ignore[attr-defined]
-        (mix.fire_station_duty, "fire_station", lambda d, t: d.duty_status(t)),  # type: ignore[attr-defined]
-        (mix.hazard_report, "inspection_report", lambda d, t: d.report(t, "corridor_clutter")),  # type: ignore[attr-defined]
-    ]
-
-
-def _station_status(d: ChargingStationSim, t: int) -> Publication:
-    d.step(60.0)
-    return d.status(t)
+    kind_of = _kind_of_stream()
+    return [(mix.weights[name], kind_of[name], s.make) for name, s in load_streams().items()]
 
 
 def build_messages(records: Sequence[DeviceRecord], count: int, mix: LoadMix = LoadMix(), seed: int = 0,
@@ -143,7 +148,7 @@ def publish(messages: Sequence[Publication], host: str, port: int, *, qos: int =
                 ahead = started + i / rate - time.monotonic()
                 if ahead > 0:
                     time.sleep(ahead)
-            pub.publish(topic, stamp(payload, time.time_ns() // 1_000_000))
+            pub.publish(topic, stamp(payload, wall_ms()))
             by_kind[topic.split("/", 4)[3]] += 1
             if progress is not None and i % 10_000 == 0:
                 progress(i)

@@ -22,13 +22,14 @@ from simulators.clock import SimClock
 from simulators.population import Population
 from simulators.publisher import BrokerAddress, MqttPublisher
 from simulators.scenario import DispatchListener, Progress
+from wanli.service_clock import ClockMs
 
 
 class ExternalClock(SimClock):
     """The clock of a service this process does not control: read through a function, no jumps. ``speed``: how
     fast that clock runs (a tester's accelerated service, ``WANLI_CLOCK_SPEED``), for waits and progress."""
 
-    def __init__(self, now_ms: Callable[[], int], speed: float = 1.0) -> None:
+    def __init__(self, now_ms: ClockMs, speed: float = 1.0) -> None:
         super().__init__(now_ms(), 1.0, shared=False)
         self._read = now_ms
         self._speed = speed

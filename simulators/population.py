@@ -1,9 +1,9 @@
 """A population of simulated devices placed from the street's hierarchy: a building, a community, the street.
 
-Which devices a place has follows ``devices.street_generator.device_rows`` (the generated
-street's registration file): a smoke detector in every unit, a lift camera in every
-high-rise, a charging station at every third building of a community, a one-touch alarm
-and a water meter in every household of an elderly person living alone, and the
+Which devices a place has is each kind's placement (``devices/placement.py``, the same rows
+as the generated street's registration file): a smoke detector in every unit, a lift camera
+in every high-rise, a charging station at every third building of a community, a one-touch
+alarm and a water meter in every household of an elderly person living alone, and the
 community's micro fire station registered at its first building. The whole generated
 street is 50,615 devices.
 
@@ -18,63 +18,22 @@ import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from devices import placement
 from devices.drill import drill_id
 from devices.hierarchy import Building, Hierarchy
+from devices.kinds.fire_station.simulator import FireStationSim
+from devices.placement import Row, building_code, place_rows
 from devices.registry import DeviceRecord
 from simulators.devices import SIMULATORS
 from simulators.devices.base import Publication, SimulatedDevice
-from simulators.devices.fire_station import FireStationSim
 from wanli.errors import NotFound
 
-Row = tuple[str, str, str, int | None, str, str]  # (device id, kind, building, floor, unit, label)
-
-
-def building_code(building_id: str) -> str:
-    return building_id.upper().replace("-", "")
+__all__ = ["Population", "Row", "building_code", "building_rows", "place_rows"]
 
 
 def building_rows(hierarchy: Hierarchy, building: Building, index_in_community: int) -> list[Row]:
-    code, rows = building_code(building.id), []
-    for floor in range(1, building.floors + 1):
-        for u in range(1, building.units_per_floor + 1):
-            unit = f"{floor:02d}{u:02d}"
-            rows.append((f"SD-{code}-{unit}", "smoke_detector", building.id, floor, unit, f"{building.name} {unit}"))
-    if building.floors >= 10:
-        rows.append((f"LC-{code}-A", "lift_camera", building.id, 1, "", f"{building.name} A梯"))
-    if index_in_community % 3 == 0:
-        rows.append((f"CS-{code}-01", "charging_station", building.id, None, "", f"{building.name} 充电棚"))
-    for (bid, unit), home in sorted(hierarchy.households.items()):
-        if bid == building.id:
-            rows.append((f"EA-{code}-{unit}", "elderly_alarm", bid, int(unit[:2]), unit, home.resident))
-            rows.append((f"WM-{code}-{unit}", "water_meter", bid, int(unit[:2]), unit, home.resident))
-    return rows
-
-
-def place_rows(hierarchy: Hierarchy, *, building_ids: Iterable[str] = (), community_ids: Iterable[str] = (),
-               whole_street: bool = False) -> list[Row]:
-    """Registration rows of the devices in the given buildings and communities (or the whole street)."""
-    wanted_b, wanted_c = set(building_ids), set(community_ids)
-    for b in wanted_b:
-        hierarchy.building(b)  # NotFound for an unknown building
-    for c in wanted_c:
-        if c not in hierarchy.communities:
-            raise NotFound("community", c)
-    rows: list[Row] = []
-    households_first: list[Row] = []
-    for community in hierarchy.communities.values():
-        take_all = whole_street or community.id in wanted_c
-        for i, bid in enumerate(community.building_ids):
-            if take_all or bid in wanted_b:
-                found = building_rows(hierarchy, hierarchy.buildings[bid], i)
-                rows += [r for r in found if r[1] not in ("elderly_alarm", "water_meter")]
-                households_first += [r for r in found if r[1] in ("elderly_alarm", "water_meter")]
-    rows += households_first
-    first = {c.id: c.building_ids[0] for c in hierarchy.communities.values() if c.building_ids}
-    for s in hierarchy.fire_stations.values():
-        home = first.get(s.community_id, "")
-        if whole_street or s.community_id in wanted_c or home in wanted_b or wanted_b & set(s.covers):
-            rows.append((s.id, "fire_station", home, None, "", s.name))
-    return rows
+    """The building's devices and those of its households (``devices/placement.py``)."""
+    return placement.building_rows(building, index_in_community) + placement.household_rows(hierarchy, building.id)
 
 
 @dataclass

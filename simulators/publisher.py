@@ -27,10 +27,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from wanli.errors import StoreUnavailable
+from wanli.mqtt import MQTTErrorCode, new_client
+from wanli.service_clock import ClockMs, wall_ms
 
 MAX_INFLIGHT = 65_535  # MQTT packet identifiers are 16 bits
 
@@ -54,10 +53,7 @@ class MqttPublisher:
             raise ValueError(f"inflight must be 1..{MAX_INFLIGHT}, got {inflight}")
         self.broker, self.qos = broker, qos
         self.client_id = client_id or f"wanli-sim-{time.time_ns()}"
-        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                   protocol=mqtt.MQTTv311)
-        if username:
-            self._client.username_pw_set(username, password)
+        self._client = new_client(self.client_id, username=username, password=password)
         if will is not None:
             self._client.will_set(will[0], will[1], qos=1)
         self._client.max_inflight_messages_set(inflight)
@@ -115,7 +111,7 @@ class MqttPublisher:
         info = self._client.publish(topic, payload, qos=self.qos)
         with self._lock:
             self.sent += 1
-            if info.rc == mqtt.MQTT_ERR_NO_CONN and not self.qos:
+            if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and not self.qos:
                 self.lost += 1  # at QoS 1 paho keeps it and sends it on reconnecting; the window holds its place
 
     def flush(self, timeout_s: float = 30.0) -> bool:
@@ -154,7 +150,7 @@ class DevicePublishers:
 
     def __init__(self, broker: BrokerAddress, passwords: Mapping[str, str] | None = None, *, inflight: int = 100,
                  wills: Mapping[str, Callable[[int], tuple[str, bytes]]] | None = None,
-                 now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 now_ms: ClockMs = wall_ms,
                  dispatch_topics: Mapping[str, str] | None = None,
                  on_dispatch: Callable[[str, bytes], None] | None = None,
                  usernames: Mapping[str, str] | None = None) -> None:

@@ -40,21 +40,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
-from devices.credentials import station_dispatch_topic
-from devices.drill import DRILL_TOPIC_ROOT, is_drill, real_id
+from devices.credentials import FIRE_STATION_KIND, station_dispatch_topic
+from devices.drill import is_drill, real_id
 from devices.hierarchy import Hierarchy, hierarchy_from_dict, load_hierarchy
 from devices.registry import DeviceRecord
 from devices.street_generator import generate_street
-from simulators.clock import SimClock, next_local_time_ms, shanghai, wall_ms
+from devices.topics import dispatch_topic
+from simulators.clock import SimClock, next_local_time_ms, shanghai
 from simulators.devices.base import Publication, SimulatedDevice
 from simulators.drill import DrillView, drill_rows, drill_topic
 from simulators.expectations import Evidence, Expectation, Outcome, iso_ms
 from simulators.population import Population, Row, place_rows
 from simulators.publisher import BrokerAddress, DevicePublishers, MqttPublisher
 from wanli.errors import WanliError
+from wanli.mqtt import Subscriber
+from wanli.service_clock import wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -287,24 +288,17 @@ class DispatchListener:
     def __init__(self, broker: BrokerAddress, street: str, username: str = "", password: str = "",
                  drill: bool = False) -> None:
         self.notices: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self._ready = threading.Event()
-        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                   client_id=f"wanli-sim-dispatch-{time.time_ns()}")
-        if username:
-            self._client.username_pw_set(username, password)
         # A drill's stations are dispatched on drill/v1 (devices/drill.py): they never read a real station's topic.
-        topic = f"{DRILL_TOPIC_ROOT if drill else 'dispatch/v1'}/{street}/fire_station/+/duty"
-        self._client.on_connect = lambda c, *_: (c.subscribe(topic, qos=1), None)[1]
-        self._client.on_subscribe = lambda *_: self._ready.set()
-        self._client.on_message = lambda _c, _u, m: self.notices.put((m.topic.split("/")[4], m.payload))
-        self._client.connect(broker.host, broker.port, keepalive=30)
-        self._client.loop_start()
-        if not self._ready.wait(10):
+        topic = dispatch_topic(street, FIRE_STATION_KIND, "+", "duty", drill)
+        self._subscriber = Subscriber(broker.host, broker.port, topic,
+                                      lambda m: self.notices.put((m.topic.split("/")[4], m.payload)),
+                                      client_id=f"wanli-sim-dispatch-{time.time_ns()}", username=username,
+                                      password=password, keepalive_s=30)
+        if not self._subscriber.wait(10):
             log.warning("the dispatch subscription was not confirmed: simulated stations may not answer")
 
     def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._subscriber.close()
 
 
 class Stage:

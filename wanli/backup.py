@@ -34,8 +34,6 @@ import re
 import shutil
 import sqlite3
 import subprocess
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from wanli.errors import WanliError
+from wanli.service_clock import ClockMs, wall_ms
 from wanli.settings import Settings
 
 FORMAT = 1
@@ -68,13 +67,9 @@ class BackupSummary:
         return self.manifest["files"]  # type: ignore[no-any-return]
 
 
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 # --- backup -------------------------------------------------------------------------------------------
 
-def backup(settings: Settings, destination: Path, clock_ms: Callable[[], int] = wall_clock_ms) -> BackupSummary:
+def backup(settings: Settings, destination: Path, clock_ms: ClockMs = wall_ms) -> BackupSummary:
     """Write a backup of the running (or stopped) service described by ``settings`` into ``destination``."""
     if destination.exists() and any(destination.iterdir()):
         raise BackupError(f"{destination} is not empty: give a new directory for the backup")

@@ -15,8 +15,7 @@ import logging
 import secrets
 import threading
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from wanli.mqtt import new_client
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +28,7 @@ def accepts_anonymous(host: str, port: int, timeout_s: float = 5.0) -> bool | No
     """True: it accepted a connection with no credentials; False: it refused; None: no answer (unreachable)."""
     answered = threading.Event()
     outcome: list[bool] = []
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                         client_id=f"wanli-anonymous-probe-{secrets.token_hex(4)}")
+    client = new_client(f"wanli-anonymous-probe-{secrets.token_hex(4)}")
 
     def on_connect(_c, _u, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
         outcome.append(not reason_code.is_failure)

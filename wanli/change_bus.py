@@ -23,6 +23,8 @@ from typing import Protocol
 
 from sqlalchemy import Connection, Engine, text
 
+from wanli.background import Backoff
+
 log = logging.getLogger(__name__)
 
 DEVICES, INCIDENTS, NOTIFY_ROUTING, POLICIES = "wanli_devices", "wanli_incidents", "wanli_notify", "wanli_policies"
@@ -123,14 +125,14 @@ class PostgresChangeBus:
         import psycopg  # the driver of the PostgreSQL URL (pyproject's dependency)
 
         first = True
-        delay = 0.5
+        backoff = Backoff(0.5, 5.0)
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
                     for channel in self._reloads:
                         conn.execute(f'LISTEN "{channel}"')
                     self._connected.set()
-                    delay = 0.5
+                    backoff.reset()
                     if not first:  # notices may have been missed while away: read everything again
                         log.warning("change bus: listening again; reloading every cache")
                         for channel in self._reloads:
@@ -146,10 +148,10 @@ class PostgresChangeBus:
                 self._connected.clear()
                 if self._stop.is_set():
                     return
+                delay = backoff.next_s()
                 log.warning("change bus: connection lost (%s: %s); again in %.1f s", type(exc).__name__, exc, delay)
                 first = False
                 self._stop.wait(delay)
-                delay = min(delay * 2, 5.0)
         self._connected.clear()
 
     def _heard(self, channel: str, payload: str) -> None:

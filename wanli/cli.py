@@ -15,6 +15,7 @@ import asyncio
 import logging
 import signal
 import sys
+from importlib.metadata import entry_points
 from typing import Any
 
 import httpx
@@ -22,8 +23,6 @@ from pydantic import ValidationError
 
 from simulators.cli import add_commands as add_simulator_commands
 from simulators.cli import api_options, cmd_simulate_alarm
-from wanli.bench_commands import add_commands as add_bench_commands
-from wanli.chaos_commands import add_commands as add_chaos_commands
 from wanli.notify_commands import add_notify_commands
 from wanli.data_commands import add_data_commands
 from wanli.registry_commands import add_commands
@@ -129,13 +128,21 @@ def build_parser() -> argparse.ArgumentParser:
     except ValidationError:  # a bad environment: the command run says so (_settings); the parser still builds
         defaults = Settings.model_construct()
     add_commands(sub, f"http://{defaults.http_host}:{defaults.http_port}")
-    add_bench_commands(sub)
     add_simulator_commands(sub)
     add_user_commands(sub)
-    add_chaos_commands(sub)
     add_notify_commands(sub)
     add_data_commands(sub)
+    add_plugin_commands(sub)
     return parser
+
+
+def add_plugin_commands(sub: Any) -> None:
+    """The commands other installed distributions add under ``wanli`` (entry points of the group
+    ``wanli.commands``, each a function given the CLI's subcommands): the development tooling's
+    ``wanli bench`` and ``wanli chaos`` (tooling/pyproject.toml), present in a checkout set up by
+    scripts/test and absent from the product's wheel."""
+    for entry in sorted(entry_points(group="wanli.commands"), key=lambda e: e.name):
+        entry.load()(sub)
 
 
 QUIET_LIBRARIES = ("alembic", "amqtt", "transitions", "httpx", "httpcore", "paho", "urllib3", "uvicorn")

@@ -14,7 +14,6 @@ None of it runs on an alarm's path: its own thread, its own connections, short t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, text
@@ -29,6 +28,7 @@ from ingest.retention import (
     RetentionTarget,
     SqliteRetention,
 )
+from wanli.service_clock import ClockMs
 from wanli.settings import Settings, TelemetryBackend
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class DataLifecycle:
                 close()
 
 
-def build_data_lifecycle(settings: Settings, engine: Engine, clock_ms: Callable[[], int],
+def build_data_lifecycle(settings: Settings, engine: Engine, clock_ms: ClockMs,
                          street_id: str) -> DataLifecycle:
     """The retention job with every target the settings call for (not started)."""
     s = settings

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from wanli.service_clock import ClockMs
+
 StatVfs = Callable[[str], os.statvfs_result]
 
 
@@ -57,7 +59,7 @@ class DiskGuard:
 
     def __init__(self, paths: Iterable[Path | str], reserve_bytes: int, alert_fill: float = 0.9,
                  statvfs: StatVfs = os.statvfs, cache_ms: int = 1000,
-                 clock_ms: Callable[[], int] = lambda: time.monotonic_ns() // 1_000_000) -> None:
+                 clock_ms: ClockMs = lambda: time.monotonic_ns() // 1_000_000) -> None:
         self._paths = sorted({str(_existing(Path(p))) for p in paths})
         self.reserve_bytes = reserve_bytes
         self.alert_fill = alert_fill

@@ -48,6 +48,7 @@ from sqlalchemy import BigInteger, Column, Connection, Engine, String, Table, te
 
 from wanli.db import METADATA
 from wanli.errors import WanliError
+from wanli.service_clock import ClockMs
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class Grant:
 class LeaseStore:
     """The ``leases`` table. ``clock_ms`` is used only where the database has no clock of its own (SQLite)."""
 
-    def __init__(self, engine: Engine, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, engine: Engine, clock_ms: ClockMs) -> None:
         self._engine = engine
         self._clock_ms = clock_ms
         self._pg = engine.dialect.name == "postgresql"

@@ -14,18 +14,18 @@ from devices.hierarchy import load_hierarchy
 from wanli.db import create_schema, make_engine
 from wanli.errors import NotFound
 from wanli.notify_setup import build_notifier
+from wanli.service_clock import wall_ms
 from wanli.settings import Settings
 
 
 def _cmd_notify_test(args: argparse.Namespace) -> int:
-    import time
 
     settings = Settings()
     engine = make_engine(settings.resolved_database_url)
     try:
         create_schema(engine)
         notifier, _ = build_notifier(settings, engine, load_hierarchy(settings.hierarchy_file), IncidentStore(engine),
-                                     lambda: time.time_ns() // 1_000_000)
+                                     wall_ms)
         try:
             outcomes = notifier.send_test(args.person)
         except NotFound:

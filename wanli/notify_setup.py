@@ -20,6 +20,7 @@ from alerts.store import IncidentStore
 from devices.hierarchy import Hierarchy
 from wanli.change_bus import ChangeBus
 from wanli.errors import IllegalTransition, NotFound
+from wanli.service_clock import ClockMs
 from wanli.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def parse_drill_contacts(text: str) -> tuple[ContactPoint, ...]:
     return tuple(out)
 
 
-def providers_from(settings: Settings, clock_ms: Callable[[], int]) -> tuple[dict[Channel, list[Provider]], GammuSms | None]:
+def providers_from(settings: Settings, clock_ms: ClockMs) -> tuple[dict[Channel, list[Provider]], GammuSms | None]:
     s = settings
     providers: dict[Channel, list[Provider]] = {c: [] for c in Channel}
     if s.notify_smtp_host:
@@ -86,7 +87,7 @@ def providers_from(settings: Settings, clock_ms: Callable[[], int]) -> tuple[dic
 
 
 def build_notifier(settings: Settings, engine: Engine, hierarchy: Hierarchy, incidents: IncidentStore,
-                   clock_ms: Callable[[], int], bus: ChangeBus | None = None) -> tuple[Notifier, Callable[[Callable[..., object]], None]]:
+                   clock_ms: ClockMs, bus: ChangeBus | None = None) -> tuple[Notifier, Callable[[Callable[..., object]], None]]:
     """The notifier, and a function that gives it the alert service's ``act`` once that exists."""
     s = settings
     act: dict[str, Callable[..., object]] = {}

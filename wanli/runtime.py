@@ -26,7 +26,7 @@ import uvicorn
 from sqlalchemy import Connection, Engine
 
 from alerts.context import RegistryContext
-from alerts.dispatch import Dispatcher, MqttPublisher
+from alerts.dispatch import Dispatcher, NoticePublisher
 from alerts.notify.service import Notifier
 from alerts.outbox import Outbox
 from alerts.rules import default_rules
@@ -44,10 +44,10 @@ from devices.broker_access import BrokerAccess, MqttCanaryLogin
 from devices.broker_dynsec import DynamicSecurity, admin_password
 from devices.catalog import KINDS
 from devices.credentials import BrokerAuthFiles, CredentialStore, platform_account
-from devices.drill import DRILL_TOPIC_ROOT
 from devices.hierarchy import Hierarchy, load_hierarchy
 from devices.registry import DeviceRegistry
 from devices.reserved import ALARM_LANE_SUFFIX, DISPATCH_SUFFIX
+from devices.topics import dispatch_street_filter
 from ingest.dead_letters import DeadLetterStore
 from ingest.decode import DecodeLimits
 from ingest.embedded_broker import EmbeddedBroker
@@ -68,15 +68,11 @@ from wanli.heap import HeapKeeper
 from wanli.leases import DISPATCH, ESCALATION, INGEST, Fenced, InstanceLock, LeaseKeeper, LeaseStore, instance_name
 from wanli.log_limit import LogLimiter
 from wanli.notify_setup import build_notifier
-from wanli.service_clock import ServiceClock
+from wanli.service_clock import ClockMs, ServiceClock, wall_ms
 from wanli.settings import Mode, Settings, TelemetryBackend
 from wanli.system_health import HealthThresholds, SystemHealth
 
 log = logging.getLogger(__name__)
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 SERVICE_FILE = "service.json"  # where `wanli run` says where it listens, for the command line's hints
@@ -175,7 +171,7 @@ def policy_stories() -> list[dict[str, Any]]:
     return policy_replay.library_choices()
 
 
-def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms, instance: str = "") -> Services:
+def build_services(settings: Settings, clock_ms: ClockMs = wall_ms, instance: str = "") -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     create_schema(engine)
@@ -200,11 +196,11 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     host, port = settings.mqtt_host_port
     # Several instances: the dispatcher's connection reads its notices back (the witness, alerts/dispatch.py), so
     # a notice the broker took from a dispatcher killed before its commit is not sent again by the next one.
-    witness = {"witness_filter": f"dispatch/v1/{settings.street}/#,{DRILL_TOPIC_ROOT}/{settings.street}/#",
+    witness = {"witness_filter": ",".join(dispatch_street_filter(settings.street, drill) for drill in (False, True)),
                "on_witnessed": lambda ids: outbox.mark_witnessed(ids, clock_ms())} if shared else {}
-    dispatcher = Dispatcher(outbox, MqttPublisher(host, port, client_id=f"{settings.mqtt_client_id}{DISPATCH_SUFFIX}",
-                                                  username=settings.mqtt_login(DISPATCH_SUFFIX),
-                                                  password=settings.mqtt_password, **witness),
+    dispatcher = Dispatcher(outbox, NoticePublisher(host, port, client_id=f"{settings.mqtt_client_id}{DISPATCH_SUFFIX}",
+                                                    username=settings.mqtt_login(DISPATCH_SUFFIX),
+                                                    password=settings.mqtt_password, **witness),
                             settings.webhook_url, clock_ms)
     alerts = AlertService(incidents, ctx.locate, ctx, hierarchy, rules, outbox,
                           on_notices=lambda: (dispatcher.wake(), notifier.wake()), bus=bus, policies=policies)
@@ -248,7 +244,7 @@ def build_services(settings: Settings, clock_ms: Callable[[], int] = wall_clock_
     return Services(settings, engine, hierarchy, registry, telemetry, spool, drainer, dead_letters, incidents, alerts,
                     pipeline, LiveFeed(), access, outbox, dispatcher, disk_guard, notifier,
                     policy_desk=policy_desk,
-                    bus=bus, leases=LeaseStore(engine, wall_clock_ms))  # leases on real time, whatever the service's clock
+                    bus=bus, leases=LeaseStore(engine, wall_ms))  # leases on real time, whatever the service's clock
 
 
 # How long a thread may hold the interpreter before another waiting for it gets a turn (Python's
@@ -263,14 +259,14 @@ SWITCH_INTERVAL_S = 0.0005
 class WanliService:
     """The whole main job in one process. ``start`` returns once everything listens."""
 
-    def __init__(self, settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms, *,
+    def __init__(self, settings: Settings, clock_ms: ClockMs = wall_ms, *,
                  owns_process: bool = False) -> None:
         """``owns_process``: the process is the service's alone (``wanli run``, a benchmark), so it may set the
         interpreter's switch interval and keep the heap (``wanli/heap.py``); a service hosted in a process that
         does other things (the test run, a drill) leaves both as they are."""
         self.settings = settings
         self.clock: ServiceClock | None = None
-        if clock_ms is wall_clock_ms and settings.test_clock:  # a tester's clock (refused in production)
+        if clock_ms is wall_ms and settings.test_clock:  # a tester's clock (refused in production)
             start = int(settings.clock_start.timestamp() * 1000) if settings.clock_start is not None else None
             self.clock = ServiceClock(settings.clock_speed, start)
             clock_ms = self.clock.now_ms
@@ -488,7 +484,7 @@ class WanliService:
     def _tick_alerts(self) -> None:
         """Rules look at the time and escalations climb, every alert_tick_s, until the service stops."""
         # The heap lives in real time (the wall clock), not in the service's.
-        heap = HeapKeeper(wall_clock_ms()) if self._owns_process else None
+        heap = HeapKeeper(wall_ms()) if self._owns_process else None
         try:
             while not self._stop_ticker.wait(self.settings.alert_tick_s):
                 now_ms = self._clock_ms()
@@ -515,7 +511,7 @@ class WanliService:
                     except Exception:
                         log.exception("system health check failed")
                 if heap is not None:
-                    heap.tick(wall_clock_ms())
+                    heap.tick(wall_ms())
         finally:
             if heap is not None:
                 heap.close()
@@ -628,7 +624,7 @@ class WanliService:
 
 
 @contextlib.contextmanager
-def running_in_thread(settings: Settings, clock_ms: Callable[[], int] = wall_clock_ms,
+def running_in_thread(settings: Settings, clock_ms: ClockMs = wall_ms,
                       start_timeout_s: float = 60.0, owns_process: bool = False) -> Iterator[WanliService]:
     """Run the whole service on an event loop in a background thread (for tests, drills and benchmarks)."""
     ready = threading.Event()

@@ -13,16 +13,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeAlias
+
+ClockMs: TypeAlias = Callable[[], int]
+"""A clock: milliseconds since the epoch (UTC). What every waiting, timing out or escalating piece is given
+(``clock_ms``), so that tests advance a fake one instead of sleeping; ``wall_ms`` is the default."""
 
 
 def wall_ms() -> int:
+    """The wall clock, in milliseconds since the epoch (UTC): every ``ClockMs`` parameter's default."""
     return time.time_ns() // 1_000_000
 
 
 class ServiceClock:
     """Milliseconds since the epoch (UTC), ``speed`` times real time from ``start_ms`` (default: now)."""
 
-    def __init__(self, speed: float = 1.0, start_ms: int | None = None, *, wall: Callable[[], int] = wall_ms,
+    def __init__(self, speed: float = 1.0, start_ms: int | None = None, *, wall: ClockMs = wall_ms,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         if speed <= 0:
             raise ValueError(f"clock speed must be positive, got {speed}")

@@ -31,10 +31,7 @@ from pydantic import ValidationError
 
 from dashboards.accounts import AccountStore, Role
 from wanli.errors import WanliError
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+from wanli.service_clock import wall_ms
 
 
 @contextmanager
@@ -72,7 +69,7 @@ def _ms_text(ms: int | None) -> str:
 def cmd_users_add(args: argparse.Namespace) -> int:
     password = _read_password(args)
     with _store() as store:
-        user = store.add_user(args.username, password, args.role, _now_ms(), display_name=args.name or "",
+        user = store.add_user(args.username, password, args.role, wall_ms(), display_name=args.name or "",
                               stations=args.station or ())
     print(f"{user.username}: {', '.join(user.roles)}")
     return 0
@@ -89,27 +86,27 @@ def cmd_users_list(_args: argparse.Namespace) -> int:
 def cmd_users_passwd(args: argparse.Namespace) -> int:
     password = _read_password(args)
     with _store() as store:
-        store.update_user(args.username, _now_ms(), password=password)
+        store.update_user(args.username, wall_ms(), password=password)
     print(f"{args.username}: new password set; their sessions have ended")
     return 0
 
 
 def cmd_users_enable(args: argparse.Namespace, disabled: bool) -> int:
     with _store() as store:
-        store.update_user(args.username, _now_ms(), disabled=disabled)
+        store.update_user(args.username, wall_ms(), disabled=disabled)
     print(f"{args.username}: {'disabled, signed out everywhere' if disabled else 'enabled'}")
     return 0
 
 
 def cmd_users_roles(args: argparse.Namespace) -> int:
     with _store() as store:
-        user = store.update_user(args.username, _now_ms(), roles=args.role)
+        user = store.update_user(args.username, wall_ms(), roles=args.role)
     print(f"{user.username}: {', '.join(user.roles)}")
     return 0
 
 
 def cmd_tokens_create(args: argparse.Namespace) -> int:
-    now = _now_ms()
+    now = wall_ms()
     expires = now + int(args.expires_days * 86_400_000) if args.expires_days else None
     with _store() as store:
         token, raw = store.create_token(args.name, args.role, "cli", now, expires, stations=args.station or ())
@@ -130,7 +127,7 @@ def cmd_tokens_list(_args: argparse.Namespace) -> int:
 
 def cmd_tokens_revoke(args: argparse.Namespace) -> int:
     with _store() as store:
-        token = store.revoke_token(args.token_id, _now_ms())
+        token = store.revoke_token(args.token_id, wall_ms())
     print(f"token {token.id} ({token.name}) revoked")
     return 0
 

@@ -23,15 +23,15 @@ import base64
 import hashlib
 import hmac
 import json
-import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import httpx
 
 from alerts.notify.base import Channel, Message, ProviderRejected, ProviderUnavailable, RateLimited, SendResult
+from wanli.service_clock import ClockMs, wall_ms
 
 SMS_URL = "https://dysmsapi.aliyuncs.com/"
 VOICE_URL = "https://dyvmsapi.aliyuncs.com/"
@@ -63,7 +63,7 @@ class AliyunRpc:
     """Signs and posts RPC calls to one Aliyun endpoint."""
 
     def __init__(self, url: str, access_key_id: str, access_key_secret: str, *, region: str = "cn-hangzhou",
-                 timeout_s: float = 10.0, clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 timeout_s: float = 10.0, clock_ms: ClockMs = wall_ms) -> None:
         self._url, self._key_id, self._secret, self._region = url, access_key_id, access_key_secret, region
         self._clock_ms = clock_ms
         self._http = httpx.Client(timeout=timeout_s)

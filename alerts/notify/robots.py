@@ -24,9 +24,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import httpx
 
@@ -39,6 +38,7 @@ from alerts.notify.base import (
     SendResult,
     utf8_truncate,
 )
+from wanli.service_clock import ClockMs, wall_ms
 
 WECOM_URL = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
 DINGTALK_URL = "https://oapi.dingtalk.com/robot/send"
@@ -116,7 +116,7 @@ class DingTalkRobot:
     channel = Channel.DINGTALK
 
     def __init__(self, secrets: Mapping[str, str], url: str = DINGTALK_URL, *, timeout_s: float = 10.0,
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 clock_ms: ClockMs = wall_ms) -> None:
         self._secrets, self._url, self._clock_ms = dict(secrets), url, clock_ms
         self._http = httpx.Client(timeout=timeout_s)
 
@@ -146,7 +146,7 @@ class FeishuRobot:
     channel = Channel.FEISHU
 
     def __init__(self, secrets: Mapping[str, str], url: str = FEISHU_URL, *, timeout_s: float = 10.0,
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 clock_ms: ClockMs = wall_ms) -> None:
         self._secrets, self._url, self._clock_ms = dict(secrets), url.rstrip("/"), clock_ms
         self._http = httpx.Client(timeout=timeout_s)
 

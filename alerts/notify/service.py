@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -63,6 +62,7 @@ from alerts.notify.store import (
 from devices.hierarchy import ROLE_LABELS
 from wanli.background import WakeableLoop
 from wanli.errors import NotFound
+from wanli.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Notifier(WakeableLoop):
     def __init__(self, store: NotifyStore, people: Mapping[str, tuple[str, str]], providers: Mapping[Channel, Sequence[Provider]],
                  config: NotifyConfig, incident_facts: Callable[[str], IncidentFacts | None], on_answer: AnswerHook,
                  *, gammu: GammuSms | None = None, tick_s: float = 1.0,
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 clock_ms: ClockMs = wall_ms) -> None:
         """``people``: every person in the street's data by name → (role, phone)."""
         super().__init__("notifier")
         self.store, self._people, self._config = store, dict(people), config

@@ -1,25 +1,33 @@
 """Alert rules, one module per device kind (``base.py`` says what a rule is).
 
-Each module lists its rule classes in ``RULES``; adding a module is one line here.
+Each kind's slice names its rules module (``KindSlice.rules``, devices/kind_slice.py), which lists
+its rule classes in ``RULES``; the registry is derived from the registered kinds. Loaded on first
+use, so a kind's rules module may import ``alerts.rules.base`` without a circle.
 """
 
 from __future__ import annotations
 
-from alerts.rules import (
-    charging_station,
-    elderly_alarm,
-    fire_station,
-    inspection_report,
-    lift_camera,
-    smoke_detector,
-    water_meter,
-)
-from alerts.rules.base import Rule
+from functools import cache
+from importlib import import_module
+from types import ModuleType
+from typing import Any
 
-RULE_MODULES = (smoke_detector, charging_station, elderly_alarm, fire_station, water_meter, lift_camera,
-                inspection_report)
+from alerts.rules.base import Rule
+from devices.kinds import SLICES
+
+
+@cache
+def rule_modules() -> tuple[ModuleType, ...]:
+    """Every registered kind's rules module, in registration order."""
+    return tuple(import_module(s.rules) for s in SLICES.values())
 
 
 def default_rules() -> list[Rule]:
     """A fresh instance of every rule (rules hold state: one set per engine)."""
-    return [rule() for module in RULE_MODULES for rule in module.RULES]
+    return [rule() for module in rule_modules() for rule in module.RULES]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RULE_MODULES":
+        return rule_modules()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

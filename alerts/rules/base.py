@@ -78,8 +78,14 @@ class Rule:
 
     @property
     def name(self) -> str:
-        """The rule's name in the checkpoint table: its module and class."""
-        return f"{type(self).__module__.rsplit('.', 1)[-1]}.{type(self).__name__}"
+        """The rule's name in the checkpoint table: its kind's module and its class (``lift_camera.EbikeInLift``).
+
+        A kind's folder keeps its rules in ``devices/kinds/<kind>/rules.py``: named by the folder, as
+        ``alerts/rules/<kind>.py`` was, so a checkpoint written before a kind moved is still its own."""
+        package, _, module = type(self).__module__.rpartition(".")
+        if module == "rules" and package:
+            module = package.rpartition(".")[2]
+        return f"{module}.{type(self).__name__}"
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         return []

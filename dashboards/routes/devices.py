@@ -24,6 +24,7 @@ from dashboards.schemas import (
     ms_to_dt,
 )
 from devices.catalog import KINDS
+from devices.kinds import SLICES
 from devices.csv_import import decode_csv, import_csv
 from devices.registry import DeviceRecord, Health, Lifecycle, RegisterOutcome
 from wanli.errors import Invalid, NotFound, TooLarge
@@ -257,6 +258,8 @@ def broker_access_status(ctx: Ctx) -> BrokerAccessPublic:
 
 @kinds_router.get("/device-kinds", response_model=list[DeviceKindPublic])
 def device_kinds() -> list[DeviceKindPublic]:
-    """Every device kind the system understands, with its label and message types."""
-    return [DeviceKindPublic(name=k.name, label_zh=k.label_zh, heartbeat_s=k.heartbeat_s, messages=k.message_types())
-            for k in KINDS.values()]
+    """Every device kind the system understands (its slice, devices/kinds/), with its labels and message types."""
+    return [DeviceKindPublic(name=s.name, label_zh=s.kind.label_zh, short_label=s.short_label, id_prefix=s.id_prefix,
+                             placed=s.placement.places_any,
+                             heartbeat_s=s.kind.heartbeat_s, messages=s.kind.message_types())
+            for s in SLICES.values()]

@@ -42,6 +42,7 @@ from simulators.scenario import (
 from simulators.scenarios import get as get_scenario
 from simulators.scenarios import scenarios
 from wanli.errors import Conflict, Invalid, NotFound, StoreUnavailable
+from wanli.service_clock import wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ def start_simulation(ctx: Ctx, sims: SimulationsDep, body: SimulationStart, requ
             if community is None:
                 raise NotFound("community", body.target)
             title, rows = community.name, place_rows(hierarchy, community_ids=[body.target])
-        population = Population.from_rows(drill_rows(rows), hierarchy.street_id, start_seq=time.time_ns() // 1_000_000)
+        population = Population.from_rows(drill_rows(rows), hierarchy.street_id, start_seq=wall_ms())
         sim = Simulation(sim_id, body.kind, body.target, title, ctx.clock_ms(), progress,
                          devices=frozenset(population.devices))
 

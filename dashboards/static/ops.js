@@ -17,8 +17,10 @@ import { el, $ } from "./dom.js";
 import { SEVERITY, STATE } from "./labels.js";
 
 const SEVERITY_ORDER = { critical: 0, high: 1, warning: 2, info: 3 };
-const KIND = { system: "系统", smoke_detector: "烟感", charging_station: "充电桩", fire_station: "微型消防站",
-               elderly_alarm: "一键通", inspection_report: "巡查上报", water_meter: "水表", lift_camera: "电梯摄像头" };
+// The device kinds' words come from the server (/api/device-kinds: each kind's own, devices/kinds/); until they
+// have arrived, or when the request failed, a row shows the kind's name on the wire: an alarm never waits for a label.
+const KIND = { system: "系统" };
+let kindsLoaded = false;
 // The closed loop 发现 → 上报 → 派单 → 处置 → 核查 → 结案: one next step per state, one button per row.
 const NEXT_STEP = {
   open: { action: "acknowledge", label: "确认", hint: "确认已看到此警情（响应计时到此为止）" },
@@ -573,6 +575,7 @@ function connect() {
     }
   }));
   s.addEventListener("snapshot", current((e) => {
+    loadKinds();
     onSnapshot(JSON.parse(e.data).incidents);
     setLink("up");  // up once the screen is current, not merely connected
     settled = true;
@@ -586,6 +589,17 @@ function connect() {
     kpiSoon();
   }));
   s.addEventListener("heartbeat", current(() => { heartbeats = true; }));
+}
+
+async function loadKinds() {
+  if (kindsLoaded) return;
+  try {
+    const resp = await fetch("/api/device-kinds");
+    if (!resp.ok) return;
+    for (const k of await resp.json()) KIND[k.name] = k.short_label;
+    kindsLoaded = true;
+    for (const [id, r] of rows) if (incidents.has(id)) updateRow(r, incidents.get(id));
+  } catch { /* the link indicator already says the server is away; the next (re)connect asks again */ }
 }
 
 // A stream that stalls without breaking looks like a quiet night. If the server sends heartbeats,

@@ -12,6 +12,7 @@ const STATUS_TEXT = { 401: "请先登录", 403: "没有测试员权限", 404: "�
 
 let places = { building: [], community: [] };
 let scenarios = [];
+let placedKinds = [];  // the words of the kinds a simulated place has (/api/device-kinds: each kind's own)
 let chosen = null;  // the simulation whose detail is shown
 
 
@@ -52,7 +53,8 @@ function describe() {
   const about = $("about");
   about.replaceChildren();
   if ($("kind").value !== "scenario") {
-    about.append("该范围内每台设备（烟感、充电桩、一键通、水表、电梯摄像头、微型消防站）按真实周期上报，经本服务的 MQTT 代理发布。");
+    const kinds = placedKinds.length ? `（${placedKinds.join("、")}）` : "";
+    about.append(`该范围内每台设备${kinds}按真实周期上报，经本服务的 MQTT 代理发布。`);
     return;
   }
   const s = scenarios.find((x) => x.name === $("target").value);
@@ -173,7 +175,9 @@ async function stop(id) {
 
 async function init() {
   try {
-    const [h, s] = await Promise.all([api("/api/hierarchy"), api("/api/simulations/scenarios")]);
+    const [h, s, k] = await Promise.all([api("/api/hierarchy"), api("/api/simulations/scenarios"),
+                                         api("/api/device-kinds").catch(() => [])]);  // without the words: the sentence without them
+    placedKinds = k.filter((kind) => kind.placed).map((kind) => kind.short_label);
     for (const a of h.areas) {
       for (const c of a.communities) {
         places.community.push({ id: c.id, name: c.name });

@@ -18,7 +18,7 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from devices.catalog import KINDS
 from devices.messages import SCHEMA_VERSION
@@ -31,8 +31,23 @@ DRIFT = 0.01  # a device's interval wanders by up to 1 %: a building's heartbeat
 MAX_CATCH_UP = 10_000  # messages one tick may produce after a jump of the clock
 
 
+@dataclass(frozen=True)
+class LoadStream:
+    """One stream of the load generator's mix (``simulators/load.py``): one kind of message of the kind.
+
+    ``make`` builds one message from a simulated device of the kind; ``weight`` is its share in the
+    default bench mix (``LoadMix()``), ``street_weight`` in the street at its real cadences (``STREET_MIX``).
+    """
+
+    make: Callable[[Any, int], Publication]
+    weight: float = 0.0
+    street_weight: float = 0.0
+
+
 @dataclass
 class SimulatedDevice:
+    LOAD_STREAMS: ClassVar[dict[str, LoadStream]] = {}  # the kind's streams in the load mix, by name
+
     device_id: str
     kind: str
     street: str = "wanli"

@@ -12,8 +12,8 @@ neighbours.
 """
 
 from devices.hierarchy import Hierarchy
-from simulators.devices.elderly_alarm import ElderlyAlarmSim
-from simulators.devices.water_meter import WaterMeterSim
+from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
+from devices.kinds.water_meter.simulator import WaterMeterSim
 from simulators.expectations import ExpectIncident, ExpectNoIncident
 from simulators.population import Row, building_rows
 from simulators.scenario import Scenario, Stage

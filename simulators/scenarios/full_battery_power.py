@@ -9,7 +9,7 @@ shows it counts into the same incident) within five minutes, told to the propert
 and the building-group leader (tier ``community``); nothing for port 4.
 """
 
-from simulators.devices.charging_station import ChargingStationSim
+from devices.kinds.charging_station.simulator import ChargingStationSim
 from simulators.expectations import ExpectIncident, ExpectNoIncident
 from simulators.scenario import Scenario, Stage
 

@@ -5,7 +5,7 @@ one-minute grace lowers it to WARNING (and says so), but does not close it: some
 calls back, because a person who pressed and then cancelled may not be fine.
 """
 
-from simulators.devices.elderly_alarm import ElderlyAlarmSim
+from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from simulators.expectations import ExpectIncident
 from simulators.scenario import Scenario, Stage
 

@@ -11,7 +11,7 @@ comes, told to the community and the street's operations centre (tier ``street``
 moves the smoke alarm on from ``open``.
 """
 
-from simulators.devices.fire_station import FireStationSim
+from devices.kinds.fire_station.simulator import FireStationSim
 from simulators.expectations import ExpectIncident
 from simulators.scenario import Scenario, Stage
 

@@ -10,7 +10,7 @@ centre; the overheating port (HIGH, over 60 °C) follows; then shed smoke, CRITI
 other port raises anything.
 """
 
-from simulators.devices.charging_station import ChargingStationSim
+from devices.kinds.charging_station.simulator import ChargingStationSim
 from simulators.expectations import ExpectIncident, ExpectNoIncident
 from simulators.scenario import Scenario, Stage
 

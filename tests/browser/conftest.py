@@ -31,11 +31,11 @@ from playwright.sync_api import (
 )
 
 from dashboards.auth import SESSION_COOKIE
+from devices.kinds.charging_station.simulator import ChargingStationSim
+from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from simulators.building import BuildingSimulation
 from simulators.devices.base import Publication
-from simulators.devices.charging_station import ChargingStationSim
-from simulators.devices.elderly_alarm import ElderlyAlarmSim
-from simulators.devices.smoke_detector import SmokeDetectorSim
 from tests.fixtures.service import (
     ServiceFactory,
     accounts,

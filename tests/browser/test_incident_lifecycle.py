@@ -12,9 +12,7 @@ import re
 import threading
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from playwright.sync_api import Browser, expect
 
 from simulators.building import BuildingSimulation
@@ -31,6 +29,7 @@ from tests.browser.conftest import (
     watched_page,
 )
 from tests.fixtures.service import now_ms, wait_for
+from wanli.mqtt import MQTTMessage, Subscriber
 from wanli.runtime import WanliService
 
 pytestmark = pytest.mark.browser
@@ -43,16 +42,11 @@ class DutyTopic:
         assert service.broker is not None
         self.messages: list[tuple[str, dict]] = []
         self._lock = threading.Lock()
-        subscribed = threading.Event()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"duty-{now_ms()}")
-        self.client.on_connect = lambda c, *_: c.subscribe("dispatch/v1/+/fire_station/+/duty", qos=1)
-        self.client.on_subscribe = lambda *_: subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(service.broker.host, service.broker.port)
-        self.client.loop_start()
-        assert subscribed.wait(5)
+        self._subscriber = Subscriber(service.broker.host, service.broker.port, "dispatch/v1/+/fire_station/+/duty",
+                                      self._on_message, client_id=f"duty-{now_ms()}")
+        assert self._subscriber.wait(5)
 
-    def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: MQTTMessage) -> None:
         with self._lock:
             self.messages.append((msg.topic, json.loads(msg.payload)))
 
@@ -61,8 +55,7 @@ class DutyTopic:
             return [(t, m) for t, m in self.messages if m.get("type") == "dispatch_cancel"]
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._subscriber.close()
 
 
 def test_closing_a_suspected_fire_on_the_wall_leaves_no_member_escalating(

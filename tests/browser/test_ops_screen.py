@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Route, expect
 
+from devices.kinds.gas_detector.simulator import GasDetectorSim
+from devices.registry import DeviceRecord
 from simulators.building import BuildingSimulation
 from tests.browser.conftest import (
     PERSON_ACTOR,
@@ -468,3 +470,30 @@ def test_screen_retries_when_the_stream_is_refused(ops: OpsScreen) -> None:
     expect(ops.link).to_have_class("link up", timeout=8_000)
     expect(empty).to_have_text("当前没有未结警情")
     assert len(refused) >= 1
+
+
+def test_a_kinds_words_come_from_its_slice_and_an_alarm_never_waits_for_them(ops: OpsScreen, service: WanliService) -> None:
+    """The wall names a device by its kind's own word (GET /api/device-kinds, from devices/kinds/<kind>/): the gas
+    detector, added as one folder and one line, needs nothing here. While the words cannot be had, the row shows
+    the kind's wire name; the next load has the word."""
+    detector = GasDetectorSim("GD-FP01-0302")
+    service.services.registry.register_many(
+        [DeviceRecord(detector.device_id, "gas_detector", "wanli", "fp-01", 3, "0302", label="富平 1号楼 0302 厨房")],
+        actor="test", now_ms=now_ms())
+    page = ops.page
+    page.route("**/api/device-kinds", lambda route: route.abort())
+    ops.open()
+    send(service, detector.gas_alarm(now_ms(), "high", 52.0))
+    incident_id = active_incident_id(service, detector.device_id)
+    row = ops.row(incident_id)
+    expect(row).to_be_visible(timeout=SCREEN_TIMEOUT_MS)
+    expect(row.locator(".title")).to_have_text("可燃气体泄漏（高限）")
+    expect(row.locator(".badge.critical")).to_have_text("紧急")
+    expect(row).to_contain_text(f"gas_detector {detector.device_id}")
+    problems = ops.take_problems()  # the refused request, and only it, was reported by the browser
+    assert problems and all("Failed to load resource" in p for p in problems), problems
+
+    page.unroute("**/api/device-kinds")
+    ops.open()
+    expect(ops.row(incident_id)).to_contain_text(f"燃气探测器 {detector.device_id}")
+    ops.screenshot("ops-gas-leak.png", full_page=False)

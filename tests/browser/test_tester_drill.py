@@ -18,8 +18,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ViewportSize, expect
 
+from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from simulators.clock import SimClock
-from simulators.devices.elderly_alarm import ElderlyAlarmSim
 from tests.browser.conftest import WatchedPage, signed_in_session, watched_page
 from tests.fixtures.servers import free_port
 from tests.fixtures.service import auth_headers, publish, register_building, wait_for

@@ -9,10 +9,10 @@ from alerts.rules import default_rules
 from alerts.service import URGENT_DELTA, AlertService
 from alerts.store import IncidentStore
 from alerts.thresholds import Thresholds
-from devices import charging_station as cs
-from devices import fire_station as fs
-from devices import smoke_detector as sd
 from devices.hierarchy import load_hierarchy
+from devices.kinds.charging_station import contract as cs
+from devices.kinds.fire_station import contract as fs
+from devices.kinds.smoke_detector import contract as sd
 from devices.reading import Reading
 from devices.registry import DeviceRecord, DeviceRegistry
 from wanli.db import create_schema, make_engine

@@ -1,7 +1,7 @@
 """A storm of silence through the alert service on SQLite: one grouped incident, told who is back, never reopened."""
 
 from alerts.incidents import Action, Severity, State
-from devices import charging_station as cs
+from devices.kinds.charging_station import contract as cs
 from devices.registry import DeviceRecord
 from tests.component.test_alert_checkpoints import Engine
 

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import select
 
-from alerts.dispatch import Dispatcher, MqttPublisher
+from alerts.dispatch import Dispatcher, NoticePublisher
 from alerts.escalation import Notice
 from alerts.outbox import CHANNEL_WEBHOOK, Outbox, notifications_table
 from tests.fixtures.servers import free_port
@@ -52,7 +52,7 @@ def test_a_failing_webhook_is_logged_and_kept_without_its_key(tmp_path, refusing
     outbox = Outbox(engine, webhook=True)
     with engine.begin() as conn:
         outbox.add([Notice("inc_1", 1, "building", "xq-01", "duty", "王", "", "dispatch/v1/x", '{"a":1}')], NOW, conn)
-    dispatcher = Dispatcher(outbox, MqttPublisher("127.0.0.1", free_port(), client_id="t", timeout_s=0.2), url)
+    dispatcher = Dispatcher(outbox, NoticePublisher("127.0.0.1", free_port(), client_id="t", timeout_s=0.2), url)
     def errors():
         with engine.connect() as conn:
             return dict(conn.execute(select(notifications_table.c.channel, notifications_table.c.last_error)

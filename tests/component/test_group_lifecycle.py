@@ -17,9 +17,9 @@ from alerts.rules import default_rules
 from alerts.service import AlertService
 from alerts.store import IncidentStore
 from alerts.thresholds import Thresholds
-from devices import fire_station as fs
-from devices import smoke_detector as sd
 from devices.hierarchy import load_hierarchy
+from devices.kinds.fire_station import contract as fs
+from devices.kinds.smoke_detector import contract as sd
 from devices.reading import Reading
 from devices.registry import DeviceRecord, DeviceRegistry
 from wanli.db import create_schema, make_engine

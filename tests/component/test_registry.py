@@ -6,7 +6,7 @@ import json
 import pytest
 
 from alerts.incidents import State
-from devices import smoke_detector
+from devices.kinds.smoke_detector import contract as smoke_detector
 from devices.csv_import import import_csv
 from devices.hierarchy import load_hierarchy
 from devices.messages import Offline

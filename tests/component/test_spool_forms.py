@@ -5,7 +5,8 @@ import sqlite3
 
 import pytest
 
-from devices import charging_station, smoke_detector
+from devices.kinds.charging_station import contract as charging_station
+from devices.kinds.smoke_detector import contract as smoke_detector
 from devices.topics import MessageClass
 from ingest.line_protocol import encode_bytes, parse_bytes
 from ingest.points import TelemetryPoint, pack, points_of_all

@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
+from devices.kinds.charging_station.simulator import ChargingStationSim
 from devices.registry import DeviceRecord
-from simulators.devices.charging_station import ChargingStationSim
 from tests.fixtures.servers import free_port
 from tests.fixtures.service import publish, register_building, wait_for
 from tests.integration.test_escalation_dispatch import FakeClock

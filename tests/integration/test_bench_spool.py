@@ -2,8 +2,8 @@
 
 import pytest
 
-from wanli.bench_spool import run_spool
-from wanli.bench_workers import order_figures
+from tooling.bench_spool import run_spool
+from tooling.bench_workers import order_figures
 
 pytestmark = pytest.mark.influxdb
 

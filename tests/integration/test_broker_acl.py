@@ -385,7 +385,7 @@ def test_a_micro_fire_station_receives_its_dispatches_and_nothing_else(broker: S
     """The platform publishes a dispatch on the station's duty topic (as alerts/escalation.py addresses it) and the
     station's duty terminal, logged in as itself, receives it; another station's dispatch does not reach it, a
     smoke detector reads no dispatch, and a station cannot forge one."""
-    from alerts.escalation import dispatch_topic
+    from devices.topics import dispatch_topic
 
     station = DeviceTopicOwner("wanli", "fire_station", "MFS-XQ")
     broker.passwords[station.device_id] = broker.store.issue(station.device_id, NOW_MS + 1)

@@ -9,12 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devices.kinds.charging_station.simulator import ChargingStationSim
+from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
+from devices.kinds.inspection_report.simulator import InspectionReporterSim
 from devices.topics import MessageClass
 from simulators.building import BuildingSimulation
 from simulators.devices.base import Publication
-from simulators.devices.charging_station import ChargingStationSim
-from simulators.devices.elderly_alarm import ElderlyAlarmSim
-from simulators.devices.inspection_report import InspectionReporterSim
 from tests.fixtures.service import (
     ServiceFactory,
     now_ms,

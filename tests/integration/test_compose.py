@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from devices.catalog import KINDS
-from devices.charging_station import Port
+from devices.kinds.charging_station.contract import Port
 from devices.messages import STATUS_MESSAGES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

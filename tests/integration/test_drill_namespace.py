@@ -21,14 +21,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
-from simulators.devices.smoke_detector import SmokeDetectorSim
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from tests.fixtures.notify_servers import ContractServer, contract_server  # noqa: F401 - fixture
 from tests.fixtures.servers import MosquittoServer
 from tests.fixtures.service import ServiceFactory, new_token, now_ms, publish, register_building, wait_for
+from wanli.mqtt import Subscriber
 
 pytestmark = pytest.mark.mosquitto
 
@@ -71,21 +70,16 @@ class Listener:
 
     def __init__(self, broker: MosquittoServer) -> None:
         self.got: list[tuple[str, dict[str, object]]] = []
-        ready = threading.Event()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"ear-{now_ms()}")
-        self.client.on_connect = lambda c, *_: c.subscribe([("dispatch/#", 1), ("drill/#", 1)])
-        self.client.on_subscribe = lambda *_: ready.set()
-        self.client.on_message = lambda _c, _u, m: self.got.append((m.topic, json.loads(m.payload)))
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        assert ready.wait(10)
+        self._subscriber = Subscriber(broker.host, broker.port, ["dispatch/#", "drill/#"],
+                                      lambda m: self.got.append((m.topic, json.loads(m.payload))),
+                                      client_id=f"ear-{now_ms()}")
+        assert self._subscriber.wait(10)
 
     def about(self, incident_id: str) -> list[str]:
         return [t for t, body in self.got if body.get("incident_id") == incident_id]
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._subscriber.close()
 
 
 def wanli(*args: str, token: str, data_dir: Path, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:

@@ -102,7 +102,7 @@ def test_alarm_over_real_mosquitto_is_stored_in_real_influxdb_1x(service_factory
 
 @pytest.mark.victoriametrics
 def test_influxdb_client_write_path_against_real_victoria_metrics(victoria_metrics):
-    from devices import charging_station
+    from devices.kinds.charging_station import contract as charging_station
     from devices.reading import Reading
     from ingest.points import points_of
     from ingest.telemetry import InfluxV2TelemetryStore

@@ -11,12 +11,11 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.fixtures.servers import free_port
 from tests.fixtures.service import accounts, auth_headers, now_ms, publish, register_building, wait_for
+from wanli.mqtt import Subscriber
 from wanli.runtime import running_in_thread
 from wanli.settings import Settings
 
@@ -39,21 +38,16 @@ class Inbox:
 
     def __init__(self, broker) -> None:
         self.messages: list[tuple[str, dict]] = []
-        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"inbox-{uuid.uuid4().hex[:6]}")
-        self._client.on_message = lambda _c, _u, m: self.messages.append((m.topic, json.loads(m.payload)))
-        subscribed = threading.Event()
-        self._client.on_subscribe = lambda *_a: subscribed.set()
-        self._client.connect(broker.host, broker.port)
-        self._client.loop_start()
-        self._client.subscribe("dispatch/#", qos=1)
-        assert subscribed.wait(10)
+        self._subscriber = Subscriber(broker.host, broker.port, "dispatch/#",
+                                      lambda m: self.messages.append((m.topic, json.loads(m.payload))),
+                                      client_id=f"inbox-{uuid.uuid4().hex[:6]}")
+        assert self._subscriber.wait(10)
 
     def topics(self) -> set[str]:
         return {t for t, _ in self.messages}
 
     def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._subscriber.close()
 
 
 @pytest.fixture

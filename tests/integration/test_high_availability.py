@@ -1,4 +1,4 @@
-"""Two instances are one service: the ingest holder killed or frozen mid-storm (wanli/chaos_host_loss.py).
+"""Two instances are one service: the ingest holder killed or frozen mid-storm (tooling/chaos_host_loss.py).
 
 Real PostgreSQL and Mosquitto, two ``wanli run`` processes with the same MQTT client id and a
 data directory each. A probe alarm's escalation deadline falls inside the takeover (its first step due after
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from wanli.chaos_host_loss import TAKEOVER_TARGET_S, HostLossReport, format_host_loss_table, host_loss
+from tooling.chaos_host_loss import TAKEOVER_TARGET_S, HostLossReport, format_host_loss_table, host_loss
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
 
@@ -40,17 +40,17 @@ def test_a_notice_the_broker_took_from_a_dispatcher_that_died_before_its_commit_
         mosquitto, postgres_url):
     """The witness (alerts/dispatch.py), step by step: the dead dispatcher's last publish reached the broker, its
     commit did not; the next holder's dispatcher reads it back from the shared session, marks it, sends it not."""
-    import threading
     import time
     from collections import Counter
 
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from alerts.dispatch import Dispatcher, MqttPublisher, with_notice_id
+    from alerts.dispatch import Dispatcher, NoticePublisher, with_notice_id
     from alerts.escalation import Notice
     from alerts.outbox import Outbox
     from wanli.db import create_schema, make_engine
+    from wanli.mqtt import Subscriber
 
     engine = make_engine(postgres_url)
     create_schema(engine)
@@ -63,19 +63,14 @@ def test_a_notice_the_broker_took_from_a_dispatcher_that_died_before_its_commit_
                            '{"v":1,"incident_id":"inc_w2","title":"烟雾报警"}')], 1, conn)
     first, second = outbox.pending()
     copies: Counter[bytes] = Counter()
-    subscribed = threading.Event()
-    listener = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="duty-listener")
-    listener.on_connect = lambda c, *_a: c.subscribe("dispatch/v1/wanli/building/#", qos=1)
-    listener.on_subscribe = lambda *_a: subscribed.set()
-    listener.on_message = lambda _c, _u, m: copies.update([m.payload])
-    listener.connect(mosquitto.host, mosquitto.port)
-    listener.loop_start()
-    assert subscribed.wait(10)
+    listener = Subscriber(mosquitto.host, mosquitto.port, "dispatch/v1/wanli/building/#",
+                          lambda m: copies.update([m.payload]), client_id="duty-listener")
+    assert listener.wait(10)
 
-    def publisher() -> MqttPublisher:  # each instance's: the same client id, the same persistent session
-        return MqttPublisher(mosquitto.host, mosquitto.port, client_id="wanli-w-dispatch",
-                             witness_filter="dispatch/v1/wanli/#",
-                             on_witnessed=lambda ids: outbox.mark_witnessed(ids, 2))
+    def publisher() -> NoticePublisher:  # each instance's: the same client id, the same persistent session
+        return NoticePublisher(mosquitto.host, mosquitto.port, client_id="wanli-w-dispatch",
+                               witness_filter="dispatch/v1/wanli/#",
+                               on_witnessed=lambda ids: outbox.mark_witnessed(ids, 2))
 
     dead = publisher()
     dead.publish(topic + "/_warmup", "{}")  # connected once: the session exists and reads dispatch/v1/wanli/#
@@ -98,6 +93,5 @@ def test_a_notice_the_broker_took_from_a_dispatcher_that_died_before_its_commit_
         assert all(b'"notice_id":' in p for p in ours)
     finally:
         successor.stop()
-        listener.disconnect()
-        listener.loop_stop()
+        listener.close()
         engine.dispose()

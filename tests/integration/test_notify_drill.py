@@ -12,7 +12,7 @@ import urllib.parse
 
 import pytest
 
-from simulators.devices.elderly_alarm import ElderlyAlarmSim
+from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from tests.fixtures.notify_servers import (  # noqa: F401 - fixtures
     ContractServer,
     GammuDaemon,

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from alerts.incidents import Action, Severity, Signal, State, new_incident_id, open_or_update, transition
 from alerts.store import IncidentStore, incidents_table
-from devices import smoke_detector
+from devices.kinds.smoke_detector import contract as smoke_detector
 from devices.hierarchy import load_hierarchy
 from devices.registry import DeviceRecord, DeviceRegistry, Health, Lifecycle, RegisterOutcome, health
 from ingest.dead_letters import KEEP_BYTES, DeadLetter, DeadLetterBounds, DeadLetterStore

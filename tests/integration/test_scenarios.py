@@ -34,7 +34,7 @@ def test_the_library_has_every_scenario_of_the_issue_each_with_expectations():
     assert set(scenarios()) == {
         "real_fire_spreading", "kitchen_false_alarm", "thermal_runaway_shed", "full_battery_power", "elderly_press",
         "press_then_cancel", "elderly_inactivity_day", "station_slow_ack", "mass_offline", "reconnect_storm",
-        "hostile_messages"}
+        "hostile_messages", "kitchen_gas_leak"}
     for scenario in scenarios().values():
         assert scenario.expect and scenario.summary and scenario.title
         # the testers' page reads them in Chinese: no condition codes, mark names or English words
@@ -44,7 +44,7 @@ def test_the_library_has_every_scenario_of_the_issue_each_with_expectations():
 
 @pytest.mark.parametrize("name", ["real_fire_spreading", "kitchen_false_alarm", "thermal_runaway_shed",
                                   "full_battery_power", "elderly_press", "press_then_cancel", "elderly_inactivity_day",
-                                  "station_slow_ack", "hostile_messages"])
+                                  "station_slow_ack", "hostile_messages", "kitchen_gas_leak"])
 def test_scenario_meets_its_expected_outcomes(name, mosquitto):
     assert_met(play(name, mosquitto))
 

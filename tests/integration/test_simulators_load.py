@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.hierarchy import load_hierarchy
 from simulators.load import STREET_MIX, build_messages, publish
 from simulators.population import Population
 from simulators.publisher import BrokerAddress, MqttPublisher
+from wanli.mqtt import Subscriber
 
 pytestmark = pytest.mark.mosquitto
 
@@ -40,15 +38,11 @@ def test_qos0_publishing_takes_no_place_in_the_window_and_every_message_arrives(
     """QoS 0 (metered links' telemetry): nothing is acknowledged, so nothing may be released from the window either
     (it once was: 'Semaphore released too many times' killed the network thread and the publisher stalled)."""
     topic, count = "safety/v1/wanli/smoke_detector/SD-QOS0/telemetry", 5_000
-    received, subscribed = [], threading.Event()
-    sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="test-qos0-sub")
-    sub.on_connect = lambda c, *_: c.subscribe(topic, qos=0)
-    sub.on_subscribe = lambda *_: subscribed.set()
-    sub.on_message = lambda _c, _u, m: received.append(m.payload)
-    sub.connect(mosquitto.host, mosquitto.port)
-    sub.loop_start()
+    received = []
+    sub = Subscriber(mosquitto.host, mosquitto.port, topic, lambda m: received.append(m.payload),
+                     client_id="test-qos0-sub", qos=0)
     try:
-        assert subscribed.wait(10)
+        assert sub.wait(10)
         pub = MqttPublisher(BrokerAddress(mosquitto.host, mosquitto.port), qos=0, inflight=10)
         for i in range(count):
             pub.publish(topic, str(i).encode())
@@ -63,5 +57,4 @@ def test_qos0_publishing_takes_no_place_in_the_window_and_every_message_arrives(
         pub.publish(topic, b"after close")
         assert pub.lost == 1 and pub.flush(1)
     finally:
-        sub.disconnect()
-        sub.loop_stop()
+        sub.close()

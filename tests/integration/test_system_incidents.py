@@ -1,6 +1,6 @@
 """Faults of the service itself become incidents on the wall and /readyz tells (issue 13), against real Mosquitto.
 
-The faults the chaos table covers (wanli/chaos_alarm_path.py, tests/reliability/test_alarm_path_faults.py)
+The faults the chaos table covers (tooling/chaos_alarm_path.py, tests/reliability/test_alarm_path_faults.py)
 plus two more: notices that cannot leave (the city platform's webhook refusing) and an MQTT
 receiver process that keeps dying.
 """

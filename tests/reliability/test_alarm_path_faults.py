@@ -2,14 +2,14 @@
 
 Every alarm sent during the fault becomes an incident; the fault itself becomes a system
 incident on the wall (and closes itself once the fault is removed); /readyz tells the truth.
-The same functions print the table of ``wanli chaos --only alarm-path`` (wanli/chaos_alarm_path.py).
+The same functions print the table of ``wanli chaos --only alarm-path`` (tooling/chaos_alarm_path.py).
 """
 
 import os
 
 import pytest
 
-from wanli.chaos_alarm_path import (
+from tooling.chaos_alarm_path import (
     database_missing,
     device_clock,
     disk_full,

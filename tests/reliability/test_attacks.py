@@ -28,7 +28,7 @@ import pytest
 from dashboards.accounts import Role
 from dashboards.auth import SESSION_COOKIE
 from simulators.building import BuildingSimulation
-from simulators.devices.elderly_alarm import ElderlyAlarmSim
+from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from tests.fixtures.secured_broker import SecuredBroker, secured_mosquitto
 from tests.fixtures.servers import MosquittoServer, free_port
 from tests.fixtures.service import ServiceFactory, accounts, add_person, now_ms, register_building, wait_for

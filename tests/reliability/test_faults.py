@@ -1,7 +1,7 @@
 """Faults injected against real servers, short versions (the heavy ones: ``wanli chaos --heavy``).
 
 The service runs as its own OS process (``python -m wanli.cli run``) on the suite's real
-Mosquitto (and InfluxDB 1.x); wanli/chaos.py injects each fault while devices publish and
+Mosquitto (and InfluxDB 1.x); tooling/chaos.py injects each fault while devices publish and
 accounts for every message through the service's API. Complements
 tests/integration/test_nothing_lost.py, which shows the same promises for a graceful stop,
 a quiet InfluxDB outage and republished messages, in-process.
@@ -9,7 +9,7 @@ a quiet InfluxDB outage and republished messages, in-process.
 
 import pytest
 
-from wanli.chaos import (
+from tooling.chaos import (
     format_table,
     broker_restart_under_load,
     influx_outage_under_load,

@@ -1,6 +1,6 @@
 """The street at a faster cadence against a ``wanli run`` of its own, short version (the long one: ``wanli bench street``).
 
-Real Mosquitto and InfluxDB 1.x; wanli/bench_street.py plays the population, stamps each
+Real Mosquitto and InfluxDB 1.x; tooling/bench_street.py plays the population, stamps each
 message with the wall time it is sent at, and counts every message per kind at the
 publisher, in ingest and in InfluxDB, while sampling the service's memory (its process and
 its receiver) every second.
@@ -8,7 +8,7 @@ its receiver) every second.
 
 import pytest
 
-from wanli.bench_street import MemoryFigures, print_street, run_street
+from tooling.bench_street import MemoryFigures, print_street, run_street
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.influxdb, pytest.mark.slow]
 

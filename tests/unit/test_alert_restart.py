@@ -9,23 +9,23 @@ import json
 from alerts.incidents import Severity
 from alerts.rules import default_rules
 from alerts.rules.base import Place
-from alerts.rules.charging_station import StationOffline, ThermalRunaway
-from alerts.rules.elderly_alarm import EmergencyPress, Inactivity
-from alerts.rules.fire_station import DispatchResponse
-from alerts.rules.inspection_report import RecurringHazard
-from alerts.rules.smoke_detector import (
+from devices.kinds.charging_station import contract as cs
+from devices.kinds.charging_station.rules import StationOffline, ThermalRunaway
+from devices.kinds.elderly_alarm import contract as ea
+from devices.kinds.elderly_alarm.rules import EmergencyPress, Inactivity
+from devices.kinds.fire_station import contract as fs
+from devices.kinds.fire_station.rules import DispatchResponse
+from devices.kinds.inspection_report import contract as ir
+from devices.kinds.inspection_report.rules import RecurringHazard
+from devices.kinds.smoke_detector import contract as sd
+from devices.kinds.smoke_detector.rules import (
     AlarmFlapping,
     DetectorMaintenance,
     DetectorSilence,
     SuspectedFire,
 )
-from alerts.rules.water_meter import LowWaterUse
-from devices import charging_station as cs
-from devices import elderly_alarm as ea
-from devices import fire_station as fs
-from devices import inspection_report as ir
-from devices import smoke_detector as sd
-from devices import water_meter as wm
+from devices.kinds.water_meter import contract as wm
+from devices.kinds.water_meter.rules import LowWaterUse
 from devices.reading import Reading
 from tests.support.rules import RuleWorld
 

@@ -4,8 +4,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devices import charging_station, elderly_alarm, fire_station, inspection_report, smoke_detector
 from devices.catalog import KINDS
+from devices.kinds.charging_station import contract as charging_station
+from devices.kinds.elderly_alarm import contract as elderly_alarm
+from devices.kinds.fire_station import contract as fire_station
+from devices.kinds.inspection_report import contract as inspection_report
+from devices.kinds.smoke_detector import contract as smoke_detector
 from devices.topics import MessageClass
 from devices.topics import device_id_of_topic
 from ingest.decode import DecodeLimits, decode_message, nesting_depth

@@ -8,10 +8,10 @@ import pytest
 from alerts import escalation
 from alerts.incidents import Severity, Signal, State, merge_into, open_or_update
 from alerts.rules.base import Place
-from alerts.rules.smoke_detector import SuspectedFire
-from devices import smoke_detector as sd
 from devices.drill import drill_id, is_drill, real_id, refuse_real
 from devices.hierarchy import load_hierarchy
+from devices.kinds.smoke_detector import contract as sd
+from devices.kinds.smoke_detector.rules import SuspectedFire
 from devices.reading import Reading
 from simulators.drill import DrillView, drill_rows, drill_topic
 from simulators.population import Population, place_rows

@@ -20,9 +20,9 @@ from alerts.incidents import (
     transition,
 )
 from alerts.rules.base import Place
-from alerts.rules.fire_station import DispatchResponse
-from devices import fire_station as fs
 from devices.hierarchy import Location, load_hierarchy
+from devices.kinds.fire_station import contract as fs
+from devices.kinds.fire_station.rules import DispatchResponse
 from devices.reading import Reading
 from tests.support.rules import RuleWorld
 from wanli.errors import IllegalTransition, Invalid

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("devices", "alerts", "ingest", "simulators", "dashboards", "wanli")
+PACKAGES = ("devices", "alerts", "ingest", "simulators", "dashboards", "wanli", "tooling")
 
 # Lowest first. Each entry: (layer, the module prefixes that belong to it).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # between instances, leases, background loops, the disk guard, log helpers, the service clock.
     ("foundation", ("wanli.errors", "wanli.db", "wanli.migrations", "wanli.metrics", "wanli.change_bus",
                     "wanli.leases", "wanli.background", "wanli.disk_guard", "wanli.log_limit", "wanli.redact",
-                    "wanli.heap", "wanli.service_clock", "wanli.ports", "wanli")),  # "wanli": its __init__ only
+                    "wanli.heap", "wanli.service_clock", "wanli.ports", "wanli.mqtt", "wanli")),  # "wanli": its __init__ only
     # The MQTT contract, the device kinds, the hierarchy, the registry.
     ("devices", ("devices",)),
     # Rules, incidents, escalation, notification.
@@ -60,20 +60,20 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "wanli.registry_commands", "wanli.system_health", "wanli.user_commands", "wanli.embedded_scenario",
                "wanli.migrations.__main__", "simulators.cli")),
     # Development tooling: benchmarks, fault injection, local test servers.
-    ("tooling", ("wanli.bench", "wanli.chaos", "wanli.local_servers")),
+    ("tooling", ("tooling",)),
 )
+
+# A device kind's folder (devices/kinds/<kind>/, docs/layers.md) is a vertical slice through the layers: its
+# modules of these names sit in the named layer, the rest of the folder in the devices layer.
+KIND_SLICE_PACKAGE = "devices.kinds"
+KIND_SLICE_LAYERS = {"rules": "alerts", "simulator": "simulators", "scenario": "simulators"}
 
 # Packages whose modules sit in different layers: the package's name covers its __init__ only, each
 # module must be named above (so a new module in it fails test_every_module_has_a_layer until placed).
 SPLIT_PACKAGES = ("wanli",)
 
 # Back-arrows still in the code: (importer, imported) -> why it is still there.
-ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
-    ("wanli.cli", "wanli.bench_commands"): "the `wanli bench` commands: tooling still ships in the wheel and "
-                                           "registers under the product's CLI (issue 17 step 2 gives it a package "
-                                           "and an entry point of its own)",
-    ("wanli.cli", "wanli.chaos_commands"): "the `wanli chaos` commands, as `wanli bench` above",
-}
+ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {}
 
 
 def _layer_index() -> dict[str, int]:
@@ -81,16 +81,23 @@ def _layer_index() -> dict[str, int]:
 
 
 def layer_of(module: str, index: Mapping[str, int] | None = None) -> int | None:
-    """The rank of the module's layer (0 lowest), by the longest prefix in LAYERS; None if none names it."""
+    """The rank of the module's layer (0 lowest), by the longest prefix in LAYERS; None if none names it.
+
+    A kind's ``rules`` and ``simulator`` modules (``devices.kinds.<kind>.rules``) are of the layer
+    ``KIND_SLICE_LAYERS`` names."""
     index = _layer_index() if index is None else index
     parts = module.split(".")
+    slice_parts = KIND_SLICE_PACKAGE.split(".")
+    if parts[:len(slice_parts)] == slice_parts and len(parts) > len(slice_parts) + 1 \
+            and parts[len(slice_parts) + 1] in KIND_SLICE_LAYERS:
+        return [name for name, _ in LAYERS].index(KIND_SLICE_LAYERS[parts[len(slice_parts) + 1]])
     for end in range(len(parts), 0, -1):
         prefix = ".".join(parts[:end])
         if prefix in SPLIT_PACKAGES and prefix != module:
             return None
         if prefix in index:
             return index[prefix]
-        # "wanli.bench" names wanli.bench, wanli.bench_all, wanli.bench_spool, ...: a family by its stem.
+        # "tooling.bench" names tooling.bench, tooling.bench_all, tooling.bench_spool, ...: a family by its stem.
         stems = [p for p in index if "." in p and parts[:end - 1] == p.split(".")[:-1]
                  and parts[end - 1].startswith(p.split(".")[-1] + "_")]
         if stems:
@@ -147,8 +154,25 @@ def imported_names(source: str, module: str, is_package: bool) -> set[str]:
     return names
 
 
+def kind_slice_edges(root: Path = ROOT) -> set[tuple[str, str]]:
+    """The imports the registered kinds' slices make at run time by name (``import_module(s.rules)``):
+    ``alerts.rules`` imports every kind's rules module, ``simulators.devices`` every simulator module,
+    ``simulators.scenarios`` every kind's scenario modules. Read from the literal ``rules="…"``,
+    ``simulator="module:Class"`` and ``scenarios=("…",)`` of each ``devices/kinds/*/__init__.py``."""
+    loaders = {"rules": "alerts.rules", "simulator": "simulators.devices", "scenarios": "simulators.scenarios"}
+    edges: set[tuple[str, str]] = set()
+    for init in sorted((root / "devices" / "kinds").glob("*/__init__.py")):
+        for node in ast.walk(ast.parse(init.read_text("utf-8"))):
+            if isinstance(node, ast.keyword) and node.arg in loaders:
+                values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
+                edges.update((loaders[node.arg], v.value.partition(":")[0]) for v in values
+                             if isinstance(v, ast.Constant) and isinstance(v.value, str))
+    return edges
+
+
 def import_graph(modules: Mapping[str, Path]) -> dict[str, set[str]]:
-    """Module -> the first-party modules it imports (each name resolved to the longest module it names)."""
+    """Module -> the first-party modules it imports (each name resolved to the longest module it names), and the
+    kinds' slices' imports by name (``kind_slice_edges``)."""
 
     def resolve(name: str) -> str | None:
         while name and name not in modules:
@@ -159,6 +183,9 @@ def import_graph(modules: Mapping[str, Path]) -> dict[str, set[str]]:
     for module, path in modules.items():
         names = imported_names(path.read_text("utf-8"), module, path.name == "__init__.py")
         graph[module] = {target for name in names if (target := resolve(name)) and target != module}
+    for loader, loaded in kind_slice_edges():
+        if loader in graph and loaded in modules:
+            graph[loader].add(loaded)
     return graph
 
 
@@ -228,12 +255,12 @@ def test_the_reader_counts_function_level_and_literal_dynamic_imports_but_not_ty
         "    import ingest.spool\n"
         "def later():\n"
         "    from wanli.runtime import WanliService\n"
-        "    importlib.import_module('wanli.bench')\n"
-        "    __import__('wanli.chaos').chaos\n"
+        "    importlib.import_module('tooling.bench')\n"
+        "    __import__('tooling.chaos').chaos\n"
     )
     names = imported_names(source, "dashboards.routes.example", is_package=False)
     assert {"devices.registry", "dashboards.routes.sibling", "ingest.spool", "wanli.runtime.WanliService",
-            "wanli.bench", "wanli.chaos"} <= names
+            "tooling.bench", "tooling.chaos"} <= names
     assert not any(name.startswith("alerts") for name in names)
 
 
@@ -246,6 +273,21 @@ def test_the_graph_sees_the_packages_and_their_function_level_imports(graph: dic
     assert len(graph) > 150
     assert "alerts.service" in graph["ingest.pipeline"]  # module level
     assert "wanli.runtime" in graph["wanli.cli"]  # inside a function
+
+
+def test_the_kinds_slices_are_in_the_graph_with_their_layers(graph: dict[str, set[str]]) -> None:
+    names = [name for name, _ in LAYERS]
+    edges = kind_slice_edges()
+    assert ("alerts.rules", "devices.kinds.lift_camera.rules") in edges
+    assert ("simulators.devices", "devices.kinds.lift_camera.simulator") in edges
+    assert ("simulators.scenarios", "devices.kinds.gas_detector.scenario") in edges
+    assert "devices.kinds.lift_camera.rules" in graph["alerts.rules"]
+    assert "devices.kinds.gas_detector.scenario" in graph["simulators.scenarios"]
+    assert names[layer_of("devices.kinds.gas_detector.scenario") or 0] == "simulators"
+    assert names[layer_of("devices.kinds.lift_camera.rules") or 0] == "alerts"
+    assert names[layer_of("devices.kinds.lift_camera.simulator") or 0] == "simulators"
+    assert names[layer_of("devices.kinds.lift_camera.contract") or 0] == "devices"
+    assert names[layer_of("devices.kinds.lift_camera") or 0] == "devices"
 
 
 def test_every_module_has_a_layer(graph: dict[str, set[str]]) -> None:
@@ -271,3 +313,21 @@ def test_the_documented_layers_are_the_tested_ones() -> None:
     text = (ROOT / "docs" / "layers.md").read_text("utf-8")
     documented = re.findall(r"^\d+\. \*\*(\w+)\*\*", text, flags=re.MULTILINE)
     assert documented == [name for name, _ in LAYERS]
+
+
+def test_the_products_wheel_ships_no_tooling_and_the_tooling_joins_the_cli_by_entry_points() -> None:
+    import tomllib
+
+    from setuptools import find_packages
+
+    product = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    shipped = find_packages(str(ROOT), include=product["tool"]["setuptools"]["packages"]["find"]["include"])
+    assert "wanli" in shipped and "dashboards.routes" in shipped
+    assert not [p for p in shipped if p == "tooling" or p.startswith("tooling.")], shipped
+    tooling = tomllib.loads((ROOT / "tooling" / "pyproject.toml").read_text("utf-8"))
+    commands = tooling["project"]["entry-points"]["wanli.commands"]
+    for target in commands.values():
+        module, _, function = target.partition(":")
+        assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), target
+        assert f"def {function}(" in (ROOT / (module.replace(".", "/") + ".py")).read_text("utf-8"), target
+    assert set(commands) == {"bench", "chaos"}

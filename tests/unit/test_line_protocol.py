@@ -1,7 +1,8 @@
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from devices import charging_station, smoke_detector
+from devices.kinds.charging_station import contract as charging_station
+from devices.kinds.smoke_detector import contract as smoke_detector
 from devices.topics import MessageClass
 from ingest.line_protocol import encode, encode_bytes, encode_readings, parse, parse_bytes
 from ingest.points import TelemetryPoint, pack, points_of, points_of_all, unpack

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from devices import charging_station, smoke_detector
+from devices.kinds.charging_station import contract as charging_station
+from devices.kinds.smoke_detector import contract as smoke_detector
 from devices.messages import Message, Offline, Online
 from devices.reading import Reading
 from devices.registry import (
@@ -209,3 +210,21 @@ def test_after_a_counter_restart_every_class_starts_again_so_the_next_alarm_is_n
     assert device.admit(*(device.heartbeat(NOW + (121 + m) * MIN) for m in range(30))) == [Verdict.NEW] * 30
     alarm = smoke_detector.Alarm(v=1, ts=NOW + 160 * MIN, seq=device.next_seq())  # seq 33: past RESET_BELOW
     assert device.admit(alarm) == [Verdict.NEW]
+
+
+def test_the_state_fields_are_declared_once_and_the_record_and_table_carry_the_same() -> None:
+    from dataclasses import fields
+
+    from devices.registry import devices_table
+
+    stored = [f for f in fields(DeviceState) if f.init]
+    assert DeviceState.FIELDS == tuple(f.name for f in stored) and "jump_seq" not in DeviceState.FIELDS
+    record = {f.name: f for f in fields(DeviceRecord)}
+    assert [(f.name, f.type, f.default) for f in stored] == \
+        [(record[n].name, record[n].type, record[n].default) for n in DeviceState.FIELDS]
+    assert set(DeviceState.FIELDS) <= set(devices_table.c.keys())
+    state = DeviceState(*range(len(DeviceState.FIELDS)))
+    assert state.values() == tuple(range(len(DeviceState.FIELDS)))
+    state.jump_seq = 7
+    copy = state.copy()
+    assert copy is not state and copy.values() == state.values() and copy.jump_seq == 7

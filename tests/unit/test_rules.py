@@ -1,7 +1,9 @@
 from alerts.incidents import Severity
 from alerts.rules import default_rules
 from alerts.thresholds import Thresholds
-from devices import charging_station, elderly_alarm, smoke_detector
+from devices.kinds.charging_station import contract as charging_station
+from devices.kinds.elderly_alarm import contract as elderly_alarm
+from devices.kinds.smoke_detector import contract as smoke_detector
 from devices.reading import Reading
 from devices.topics import MessageClass
 from tests.support.readings import reading as support_reading

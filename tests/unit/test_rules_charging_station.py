@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from alerts.incidents import Severity
 from alerts.rules import default_rules
 from alerts.rules.base import Place
-from alerts.rules.charging_station import (
+from devices.kinds.charging_station import contract as cs
+from devices.kinds.charging_station.rules import (
     RULES,
     MainsPower,
     PortConditions,
@@ -17,7 +18,6 @@ from alerts.rules.charging_station import (
     ThermalRunaway,
     temperature_slopes,
 )
-from devices import charging_station as cs
 from devices.messages import Offline, Online
 from tests.support.readings import reading as support_reading
 from tests.support.rules import rule_context, run_rule

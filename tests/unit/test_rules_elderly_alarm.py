@@ -4,7 +4,9 @@ from functools import partial
 from alerts.incidents import Severity, State, open_or_update
 from alerts.rules import default_rules
 from alerts.rules.base import Place
-from alerts.rules.elderly_alarm import (
+from devices.hierarchy import Location
+from devices.kinds.elderly_alarm import contract as ea
+from devices.kinds.elderly_alarm.rules import (
     RULES,
     AlarmOffline,
     EmergencyPress,
@@ -12,8 +14,6 @@ from alerts.rules.elderly_alarm import (
     Inactivity,
     LowBattery,
 )
-from devices import elderly_alarm as ea
-from devices.hierarchy import Location
 from tests.support.readings import reading as support_reading
 from tests.support.rules import rule_context, run_rule
 

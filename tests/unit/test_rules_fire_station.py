@@ -3,8 +3,8 @@ from functools import partial
 
 from alerts.incidents import Severity
 from alerts.rules import default_rules
-from alerts.rules.fire_station import RULES, DispatchResponse, Equipment, Readiness, shanghai_date
-from devices import fire_station as fs
+from devices.kinds.fire_station.rules import RULES, DispatchResponse, Equipment, Readiness, shanghai_date
+from devices.kinds.fire_station import contract as fs
 from tests.support.readings import reading as support_reading
 from tests.support.rules import rule_context, run_rule
 
@@ -191,7 +191,7 @@ def test_expecting_the_same_dispatch_twice_keeps_the_first_time():
 
 
 def test_memory_is_bounded_forgetting_finished_dispatches_first(monkeypatch):
-    monkeypatch.setattr("alerts.rules.fire_station.MAX_DISPATCHES", 3)
+    monkeypatch.setattr("devices.kinds.fire_station.rules.MAX_DISPATCHES", 3)
     rule, ctx = DispatchResponse(), Ctx()
     for k in range(3):
         rule.expect_dispatch(f"D{k}", STATION, "inc_1", T0 + k)

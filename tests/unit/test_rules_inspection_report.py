@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from alerts.incidents import Severity
 from alerts.rules import default_rules
-from alerts.rules.inspection_report import (
+from devices.kinds.inspection_report import contract as ir
+from devices.kinds.inspection_report.rules import (
     CATEGORIES,
     CATEGORY_ZH,
     RULES,
@@ -15,7 +16,6 @@ from alerts.rules.inspection_report import (
     RecurringHazard,
     zh_number,
 )
-from devices import inspection_report as ir
 from devices.reading import Reading
 from tests.support.rules import rule_context, run_rule
 

@@ -3,9 +3,9 @@ from functools import partial
 from alerts.incidents import Severity, open_or_update
 from alerts.rules import default_rules
 from alerts.rules.base import Place
-from alerts.rules.lift_camera import RULES, CameraOffline, EbikeInLift
-from devices import lift_camera as lc
 from devices.hierarchy import Location
+from devices.kinds.lift_camera import contract as lc
+from devices.kinds.lift_camera.rules import RULES, CameraOffline, EbikeInLift
 from devices.messages import Offline
 from devices.reading import Reading
 from tests.support.rules import rule_context, run_rule
@@ -122,3 +122,9 @@ def test_many_cameras_silent_at_once_are_one_street_incident():
     (storm,) = rule.on_tick(ctx, T0 + LIMIT + 1)  # more than storm_count (10) at once
     assert (storm.key, storm.severity, len(storm.members)) == ("street:wanli:mass_offline", Severity.HIGH, 30)
     assert [s for t in range(1, 20) for s in rule.on_tick(ctx, T0 + LIMIT + t * MIN)] == []
+
+
+def test_a_rule_moved_into_its_kinds_folder_keeps_its_checkpoint_name():
+    """Rules are checkpointed by name (alerts/rules/base.py): devices/kinds/lift_camera/rules.py names them as
+    alerts/rules/lift_camera.py did, so a checkpoint written before the move restores after it."""
+    assert [r().name for r in RULES] == ["lift_camera.EbikeInLift", "lift_camera.CameraOffline"]

@@ -11,7 +11,10 @@ from hypothesis import strategies as st
 from alerts.incidents import Severity, open_or_update
 from alerts.rules import default_rules
 from alerts.rules.base import Place
-from alerts.rules.smoke_detector import (
+from alerts.thresholds import Thresholds
+from devices.hierarchy import Location
+from devices.kinds.smoke_detector import contract as sd
+from devices.kinds.smoke_detector.rules import (
     RULES,
     AlarmFlapping,
     DetectorMaintenance,
@@ -19,9 +22,6 @@ from alerts.rules.smoke_detector import (
     SmokeAlarm,
     SuspectedFire,
 )
-from alerts.thresholds import Thresholds
-from devices import smoke_detector as sd
-from devices.hierarchy import Location
 from devices.messages import Offline, Online
 from tests.support.readings import reading as support_reading
 from tests.support.rules import RuleWorld

@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 from alerts.incidents import Severity
 from alerts.rules import default_rules
 from alerts.rules.base import Place
-from alerts.rules.water_meter import RULES, Leak, LowWaterUse, MeterOffline
-from devices import water_meter as wm
+from devices.kinds.water_meter import contract as wm
+from devices.kinds.water_meter.rules import RULES, Leak, LowWaterUse, MeterOffline
 from devices.messages import Offline
 from tests.support.rules import rule_context, run_rule
 

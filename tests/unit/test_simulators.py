@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections import defaultdict
+from collections import Counter
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
 
 from devices.catalog import KINDS
-from devices.hierarchy import hierarchy_from_dict, load_hierarchy
+from devices.hierarchy import Building, hierarchy_from_dict, load_hierarchy
+from devices.kind_slice import Placement, Row, building_code
+from devices.kinds import SLICES
+from devices.kinds.charging_station.simulator import ChargingStationSim
+from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
+from devices.kinds.fire_station.simulator import FireStationSim
+from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
+from devices.kinds.water_meter.simulator import WaterMeterSim
 from devices.street_generator import device_rows, generate_street
 from devices.topics import parse_topic
 from simulators.clock import SHANGHAI, SimClock, next_local_time_ms, shanghai
 from simulators.devices import SIMULATORS
-from simulators.devices.charging_station import ChargingStationSim
-from simulators.devices.elderly_alarm import ElderlyAlarmSim
-from simulators.devices.fire_station import FireStationSim
-from simulators.devices.smoke_detector import SmokeDetectorSim
-from simulators.devices.water_meter import WaterMeterSim
 from simulators.expectations import (
     Evidence,
     ExpectDeadLetters,
@@ -183,16 +186,35 @@ def test_a_device_off_the_network_sends_nothing_until_it_comes_back():
     assert [b["type"] for b in back] == ["online", "heartbeat"]
 
 
-def test_the_whole_street_population_is_the_generated_registration_file():
+def test_the_whole_street_is_placed_by_each_kinds_own_placement():
+    """One placement (devices/placement.py, the kinds' hooks) serves the generated street's registration file and
+    the populations; its counts follow the street's shape, worked out here from the hierarchy itself."""
     raw = generate_street()
-    rows = place_rows(hierarchy_from_dict(raw), whole_street=True)
-    assert len(rows) == 50_615 and sorted(rows) == sorted(device_rows(raw))
+    street = hierarchy_from_dict(raw)
+    rows = place_rows(street, whole_street=True)
+    assert rows == device_rows(raw) and len(rows) == 50_615 and len({r[0] for r in rows}) == len(rows)
+    kinds = Counter(r[1] for r in rows)
+    assert kinds == {
+        "smoke_detector": sum(b.floors * b.units_per_floor for b in street.buildings.values()),
+        "lift_camera": sum(b.high_rise for b in street.buildings.values()),
+        "charging_station": sum(len(c.building_ids[::3]) for c in street.communities.values()),
+        "elderly_alarm": len(street.households), "water_meter": len(street.households),
+        "fire_station": len(street.fire_stations)}
     sample = load_hierarchy()
-    kinds = defaultdict(int)
-    for r in place_rows(sample, building_ids=["xq-01"]):
-        kinds[r[1]] += 1
-    assert dict(kinds) == {"smoke_detector": 72, "lift_camera": 1, "charging_station": 1, "elderly_alarm": 3,
-                           "water_meter": 3, "fire_station": 1}
+    assert Counter(r[1] for r in place_rows(sample, building_ids=["xq-01"])) == {
+        "smoke_detector": 72, "lift_camera": 1, "charging_station": 1, "elderly_alarm": 3, "water_meter": 3,
+        "fire_station": 1}
+
+
+def test_a_registered_kinds_placement_is_all_it_takes_to_place_it(monkeypatch: pytest.MonkeyPatch):
+    def one_per_building(building: Building, _index: int) -> list[Row]:
+        return [(f"XX-{building_code(building.id)}", "extra_kind", building.id, 1, "", building.name)]
+
+    extra = replace(SLICES["lift_camera"], placement=Placement(building=one_per_building))
+    monkeypatch.setitem(SLICES, "extra_kind", extra)
+    rows = place_rows(load_hierarchy(), building_ids=["fp-01"])
+    assert ("XX-FP01", "extra_kind", "fp-01", 1, "", "富平 1号楼") in rows
+    assert "lift_camera" not in {r[1] for r in rows}  # fp-01 has six floors: no lift camera
 
 
 def test_a_population_publishes_what_is_due_in_time_order_and_wakes_a_rescheduled_device():

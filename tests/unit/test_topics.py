@@ -2,7 +2,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devices.topics import MessageClass, TopicAddress, device_topic, parse_topic, subscription
+from devices.topics import (
+    MessageClass,
+    TopicAddress,
+    device_topic,
+    dispatch_street_filter,
+    dispatch_topic,
+    parse_topic,
+    subscription,
+)
 from wanli.errors import TopicError
 
 
@@ -60,3 +68,14 @@ def test_built_topics_round_trip(street, kind, device, cls):
 def test_subscription_filter_covers_every_topic_under_the_root_so_bad_ones_are_seen_too():
     assert subscription() == "safety/#"
     assert subscription("wanli") == "safety/v1/wanli/#"
+
+
+def test_dispatch_topics_sit_outside_safety_and_a_drills_under_drill_v1():
+    assert dispatch_topic("wanli", "building", "xq-01", "building_leader") == \
+        "dispatch/v1/wanli/building/xq-01/building_leader"
+    assert dispatch_topic("wanli", "fire_station", "DRILL-MFS-XQ", "duty", drill=True) == \
+        "drill/v1/wanli/fire_station/DRILL-MFS-XQ/duty"
+    assert dispatch_street_filter("wanli") == "dispatch/v1/wanli/#"
+    assert dispatch_street_filter("wanli", drill=True) == "drill/v1/wanli/#"
+    with pytest.raises(TopicError):
+        parse_topic(dispatch_topic("wanli", "building", "xq-01", "building_leader"))  # ingest never reads its own
