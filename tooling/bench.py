@@ -45,9 +45,9 @@ from typing import Any
 import httpx
 
 from devices.registry import DeviceRecord
-from devices.street_generator import device_rows, generate_street
 from simulators.load import build_messages, publish
 from tooling.local_servers import InfluxV1Server, MosquittoServer, find_binary, free_port
+from tooling.street_files import street_on_disk
 
 
 @dataclass
@@ -258,10 +258,7 @@ def _register_street(service: ServiceProcess, records: list[DeviceRecord]) -> No
 
 def run_ingest(count: int, qos_levels: list[int], workdir: Path,
                overload_s: float = 0.0) -> tuple[list[PathResult], OverloadResult | None]:
-    street = generate_street()
-    street_file = workdir / "street.json"
-    street_file.write_text(json.dumps(street, ensure_ascii=False), "utf-8")
-    records = [DeviceRecord(d, k, "wanli", b, f, u, lbl) for d, k, b, f, u, lbl in device_rows(street)]
+    street_file, records = street_on_disk(workdir)
     messages = {qos: build_messages(records, count, seed=qos, start_seq=1) for qos in qos_levels}
     broker = MosquittoServer(workdir / "mosquitto")
     influx = InfluxV1Server(workdir / "influxdb")

@@ -65,9 +65,9 @@ from devices.credentials import (
 )
 from devices.hierarchy import load_hierarchy
 from devices.registry import DeviceRecord, DeviceRegistry
-from devices.street_generator import device_rows, generate_street
 from wanli import db
 from tooling.local_servers import MosquittoServer
+from tooling.street_files import street_on_disk
 from wanli.mqtt import Client, new_client
 from wanli.service_clock import wall_ms
 
@@ -724,15 +724,7 @@ def run_api(workdir: Path, street_file: Path, records: list[DeviceRecord], calls
 
 
 def street(devices: int, workdir: Path) -> tuple[Path, list[DeviceRecord]]:
-    import json
-
-    data = generate_street()
-    street_file = workdir / "street.json"
-    street_file.write_text(json.dumps(data, ensure_ascii=False), "utf-8")
-    records = [DeviceRecord(d, k, "wanli", b, f, u, lbl) for d, k, b, f, u, lbl in device_rows(data)]
-    if devices and devices < len(records):
-        records = random.Random(0).sample(records, devices)
-    return street_file, records
+    return street_on_disk(workdir, devices)
 
 
 def print_table(results: list[SideResult], api: ApiResult | None) -> None:

@@ -51,11 +51,11 @@ from devices.hierarchy import Hierarchy
 from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from devices.reading import Reading
 from devices.registry import DeviceRecord, DeviceRegistry
-from devices.street_generator import device_rows, generate_street
 from ingest.decode import decode_message
 from simulators.load import LoadMix, build_messages, publish, stamp
 from wanli.db import create_schema, make_engine
 from tooling.local_servers import InfluxV1Server, MosquittoServer
+from tooling.street_files import street_on_disk
 from wanli.mqtt import new_client
 from wanli.runtime import running_in_thread
 from wanli.service_clock import wall_ms
@@ -66,10 +66,7 @@ BATCH = 500  # ingest's default batch size
 
 
 def _street(workdir: Path) -> tuple[Path, list[DeviceRecord]]:
-    street = generate_street()
-    street_file = workdir / "street.json"
-    street_file.write_text(json.dumps(street, ensure_ascii=False), "utf-8")
-    return street_file, [DeviceRecord(d, k, "wanli", b, f, u, lbl) for d, k, b, f, u, lbl in device_rows(street)]
+    return street_on_disk(workdir)
 
 
 # -- 1. evaluation, pure ----------------------------------------------------------------------------------------------

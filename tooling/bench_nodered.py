@@ -34,11 +34,10 @@ from typing import Any
 
 import httpx
 
-from devices.registry import DeviceRecord
-from devices.street_generator import device_rows, generate_street
 from simulators.load import build_messages, publish
 from tooling.bench_spool import _stored
 from tooling.local_servers import InfluxV1Server, MosquittoServer
+from tooling.street_files import street_records
 from wanli.ports import free_port
 from wanli.service_clock import wall_ms
 
@@ -202,8 +201,7 @@ class NodeRed:
 
 def street_messages(count: int, qos: int) -> list[tuple[str, bytes]]:
     """The messages ``wanli bench ingest`` drains at this QoS (the same street, mix and seed)."""
-    records = [DeviceRecord(d, k, "wanli", b, f, u, lbl) for d, k, b, f, u, lbl in device_rows(generate_street())]
-    return build_messages(records, count, seed=qos, start_seq=1)
+    return build_messages(street_records(), count, seed=qos, start_seq=1)
 
 
 def run_nodered(red: Path, versions_: str, workdir: Path, messages: list[tuple[str, bytes]],

@@ -40,8 +40,6 @@ from pathlib import Path
 from typing import Any
 
 from devices.catalog import KINDS
-from devices.registry import DeviceRecord
-from devices.street_generator import device_rows, generate_street
 from ingest.decode import decode_message
 from ingest.line_protocol import encode_bytes
 from ingest.points import TelemetryPoint, points_of_all
@@ -50,6 +48,7 @@ from ingest.telemetry import InfluxV1TelemetryStore
 from simulators.load import build_messages, stamp
 from wanli.errors import StoreUnavailable
 from tooling.local_servers import InfluxV1Server
+from tooling.street_files import street_records
 from wanli.service_clock import wall_ms
 
 INGEST_BATCH = 2000  # messages per ingest batch: one spool append each
@@ -83,8 +82,7 @@ class SpoolResult:
 
 def spool_points(count: int, seed: int = 3) -> tuple[int, list[list[TelemetryPoint]]]:
     """About ``count`` points of the load mix, in ingest's batches; (messages, batches of points)."""
-    street = generate_street()
-    records = [DeviceRecord(d, k, "wanli", b, f, u, lbl) for d, k, b, f, u, lbl in device_rows(street)]
+    records = street_records()
     now = wall_ms()
     batches: list[list[TelemetryPoint]] = []
     made = messages = 0

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import shutil
 import tempfile
@@ -37,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from devices.registry import DeviceBatch, DeviceRecord
-from devices.street_generator import device_rows, generate_street
 from simulators.load import build_messages, publish, stamp
 from tooling.local_servers import InfluxV1Server, MosquittoServer
+from tooling.street_files import street_on_disk
 from wanli.service_clock import wall_ms
 
 BATCH = 2000  # ingest's batch (the receiver's batch_size)
@@ -291,10 +290,7 @@ def run_stages(workdir: Path, count: int) -> list[StageFigures]:
     from wanli.runtime import build_services
     from wanli.settings import Settings
 
-    street = generate_street()
-    street_file = workdir / "street.json"
-    street_file.write_text(json.dumps(street, ensure_ascii=False), "utf-8")
-    records = [DeviceRecord(d, k, "wanli", b, f, u, lbl) for d, k, b, f, u, lbl in device_rows(street)]
+    street_file, records = street_on_disk(workdir)
     broker = MosquittoServer(workdir / "mosquitto")
     influx = InfluxV1Server(workdir / "influxdb")
     broker.start()

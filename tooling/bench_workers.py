@@ -41,10 +41,10 @@ from devices.catalog import KINDS
 from devices.kinds import SLICES
 from devices.messages import MessageClass
 from devices.registry import DeviceRecord
-from devices.street_generator import device_rows, generate_street
 from simulators.load import build_messages, publish, stamp
 from tooling.chaos import ServiceProcess
 from tooling.local_servers import MosquittoServer
+from tooling.street_files import street_on_disk
 from wanli.service_clock import wall_ms
 
 ALL = "safety/#"
@@ -186,10 +186,7 @@ def run_setup(workdir: Path, broker: MosquittoServer, street_file: Path, records
 
 
 def run_workers(workdir: Path, broker: MosquittoServer, setups: list[str], count: int) -> list[WorkersResult]:
-    street = generate_street()
-    street_file = workdir / "street.json"
-    street_file.write_text(json.dumps(street, ensure_ascii=False), "utf-8")
-    records = [DeviceRecord(d, k, "wanli", b, f, u, lbl) for d, k, b, f, u, lbl in device_rows(street)]
+    street_file, records = street_on_disk(workdir)
     return [run_setup(workdir / setup, broker, street_file, records, setup, count) for setup in setups]
 
 
