@@ -67,6 +67,19 @@ class LineProtocolStore(TelemetryStore, Protocol):
         ...
 
 
+class _LineProtocolWrites:
+    """``write_points`` for a store that writes line protocol: the points encoded, then ``write_lines``."""
+
+    def write_lines(self, body: bytes, count: int) -> int:
+        raise NotImplementedError
+
+    def write_points(self, points: Sequence[TelemetryPoint]) -> int:
+        lines = encode(points)
+        if not lines:
+            return 0
+        return self.write_lines("\n".join(lines).encode(), len(lines))
+
+
 class SqliteTelemetryStore:
     """Readings in one SQLite table, fields as JSON. Good for a building or a drill, not a city."""
 
@@ -117,7 +130,7 @@ def _extra_tags(p: TelemetryPoint) -> dict[str, str]:
     return {k: v for k, v in p.tags.items() if k not in ("street", "device", "type", "class")}
 
 
-class InfluxV1TelemetryStore:
+class InfluxV1TelemetryStore(_LineProtocolWrites):
     """InfluxDB 1.x HTTP API: line protocol to ``/write``, InfluxQL to ``/query``."""
 
     name = "influxdb1"
@@ -131,12 +144,6 @@ class InfluxV1TelemetryStore:
     def ensure_database(self) -> None:
         """Create the database if it does not exist (CREATE DATABASE is idempotent in InfluxQL)."""
         self._post_query(f'CREATE DATABASE "{self._database}"')
-
-    def write_points(self, points: Sequence[TelemetryPoint]) -> int:
-        lines = encode(points)
-        if not lines:
-            return 0
-        return self.write_lines("\n".join(lines).encode(), len(lines))
 
     def write_lines(self, body: bytes, count: int) -> int:
         """Store ``count`` points given as line protocol (newline-separated, millisecond times) in one request."""
@@ -208,7 +215,7 @@ class InfluxV1TelemetryStore:
         self._client.close()
 
 
-class InfluxV2TelemetryStore:
+class InfluxV2TelemetryStore(_LineProtocolWrites):
     """InfluxDB 2.x through influxdb-client, writing prebuilt line protocol synchronously."""
 
     name = "influxdb2"
@@ -220,12 +227,6 @@ class InfluxV2TelemetryStore:
         self._client = InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000))
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         self._org, self._bucket, self._precision = org, bucket, WritePrecision.MS
-
-    def write_points(self, points: Sequence[TelemetryPoint]) -> int:
-        lines = encode(points)
-        if not lines:
-            return 0
-        return self.write_lines("\n".join(lines).encode(), len(lines))
 
     def write_lines(self, body: bytes, count: int) -> int:
         """Store ``count`` points given as line protocol (newline-separated, millisecond times) in one request."""
