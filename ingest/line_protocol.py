@@ -58,8 +58,7 @@ def _key(name: str) -> str:
 
 
 def line(point: TelemetryPoint) -> str:
-    body = ",".join(f"{_key(k)}={_field_value(v)}" for k, v in point.fields.items())
-    return f"{_series(point)} {body} {point.ts_ms}"
+    return f"{_series(point)} {_fields_text(point.fields)} {point.ts_ms}"
 
 
 def encode(points: Iterable[TelemetryPoint]) -> list[str]:
@@ -67,16 +66,9 @@ def encode(points: Iterable[TelemetryPoint]) -> list[str]:
 
 
 def encode_bytes(points: Sequence[TelemetryPoint]) -> bytes:
-    """The points' lines as one request body (``\\n``-joined, UTF-8): the same lines as ``encode``, built in one loop
-    (what the spool keeps for a store that takes line protocol)."""
-    series = _SERIES
-    out: list[str] = []
-    add = out.append
-    for p in points:
-        tags = p.tags
-        prefix = series.get((p.measurement, *tags.values(), *tags)) or _series(p)
-        add(f"{prefix} {_fields_text(p.fields)} {p.ts_ms}")
-    return "\n".join(out).encode()
+    """The points' lines as one request body (``\\n``-joined, UTF-8): the lines of ``encode`` (what the spool keeps
+    for a store that takes line protocol, and what a store's ``write_points`` sends)."""
+    return "\n".join([line(p) for p in points]).encode()
 
 
 # -- straight from the readings: the lines ``encode_bytes(points_of_all(readings))`` makes, without the points ----

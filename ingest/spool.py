@@ -63,6 +63,11 @@ class SpoolState:
         return self.points / self.limit_points if self.limit_points else 0.0
 
 
+def device_times(points: Sequence[TelemetryPoint]) -> np.ndarray:
+    """The points' device times (ms), as the latency window and a LINES row keep them."""
+    return np.fromiter((p.ts_ms for p in points), np.int64, len(points))
+
+
 POINTS, LINES = 0, 1  # a row's form: msgpack points, or line protocol (with its points' device times)
 
 
@@ -108,16 +113,16 @@ class Spool:
         if self.keep_lines:
             body, times = encode_readings(readings)
             return SpoolRow(len(times), body, LINES, np.array(times, np.int64).tobytes())
-        points = points_of_all(readings)
+        return self._row_of_points(points_of_all(readings))
+
+    def _row_of_points(self, points: Sequence[TelemetryPoint]) -> SpoolRow:
+        if self.keep_lines:
+            return SpoolRow(len(points), encode_bytes(points), LINES, device_times(points).tobytes())
         return SpoolRow(len(points), pack(points), POINTS, None)
 
     def append(self, points: list[TelemetryPoint], now_ms: int) -> None:
         """Durably keep a batch of points, or raise ``SpoolFull``."""
-        if self.keep_lines:
-            times = np.fromiter((p.ts_ms for p in points), np.int64, len(points)).tobytes()
-            self.append_row(SpoolRow(len(points), encode_bytes(points), LINES, times), now_ms)
-        else:
-            self.append_row(SpoolRow(len(points), pack(points), POINTS, None), now_ms)
+        self.append_row(self._row_of_points(points), now_ms)
 
     def append_row(self, row: SpoolRow, now_ms: int) -> None:
         """Durably keep a batch (``row_of``), or raise ``SpoolFull``."""
@@ -166,7 +171,7 @@ class Spool:
             else:  # a row of points (a spool from before the form, or from a store that took points)
                 unpacked = unpack(body)
                 bodies.append(encode_bytes(unpacked))
-                times.append(np.fromiter((p.ts_ms for p in unpacked), np.int64, len(unpacked)))
+                times.append(device_times(unpacked))
             last_id, count = row_id, count + points
         return last_id, count, b"\n".join(bodies), (np.concatenate(times) if times else np.empty(0, np.int64))
 
@@ -223,7 +228,7 @@ class SpoolDrainer(WakeableLoop):
             if not points:
                 return 0
             self._store.write_points(points)
-            count, sent_ms = len(points), np.fromiter((p.ts_ms for p in points), np.int64, len(points))
+            count, sent_ms = len(points), device_times(points)
         self._spool.release(last_id)
         self.publish_to_stored.add(wall_ms() - sent_ms)
         return count

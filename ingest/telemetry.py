@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
-from ingest.line_protocol import encode
+from ingest.line_protocol import encode_bytes
 from ingest.points import TelemetryPoint
 from wanli.errors import StoreUnavailable
 
@@ -74,10 +74,7 @@ class _LineProtocolWrites:
         raise NotImplementedError
 
     def write_points(self, points: Sequence[TelemetryPoint]) -> int:
-        lines = encode(points)
-        if not lines:
-            return 0
-        return self.write_lines("\n".join(lines).encode(), len(lines))
+        return self.write_lines(encode_bytes(points), len(points)) if points else 0
 
 
 class SqliteTelemetryStore:
