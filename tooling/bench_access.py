@@ -66,7 +66,7 @@ from devices.credentials import (
 from devices.hierarchy import load_hierarchy
 from devices.registry import DeviceRecord, DeviceRegistry
 from wanli import db
-from tooling.local_servers import MosquittoServer
+from tooling.local_servers import MosquittoServer, free_port, secured_mosquitto
 from tooling.street_files import street_on_disk
 from wanli.mqtt import Client, new_client
 from wanli.service_clock import wall_ms
@@ -84,15 +84,6 @@ def _prioritise(pid: int = 0) -> None:
             os.setpriority(os.PRIO_PROCESS, pid, NICE)
         except PermissionError:  # not root: measured at the normal priority (the table's header says which)
             pass
-
-
-def _free_port() -> int:
-    """A port the kernel just gave out (Mosquitto's default one may be taken by a test run beside this)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- the two ways ---------------------------------------------------------------------------------------------------
@@ -135,7 +126,7 @@ class Side:
 
     def start_broker(self) -> float:
         """Start a new broker on the current files; seconds until the ingest account's login is accepted."""
-        self.broker = MosquittoServer(self.workdir / f"broker-{time.time_ns()}", port=self.port or _free_port(),
+        self.broker = MosquittoServer(self.workdir / f"broker-{time.time_ns()}", port=self.port or free_port(),
                                       password_file=self.files.password_path, acl_file=self.files.acl_path)
         started = time.monotonic()
         self.broker.start(timeout=900)  # per-device files at the street's size: minutes on a loaded machine
@@ -625,7 +616,7 @@ def plugin_cost(workdir: Path, sizes: Sequence[int], commands: int = 20) -> list
             {"username": login, "textdescription": "wanli " + "0" * 20, "password": base64.b64encode(digest).decode(),
              "salt": base64.b64encode(salt).decode(), "iterations": 1} for login in logins])
         (files.directory / "dynamic-security.json").write_text(json.dumps(config))
-        broker = MosquittoServer(here / "broker", port=_free_port(), password_file=files.password_path,
+        broker = MosquittoServer(here / "broker", port=free_port(), password_file=files.password_path,
                                  acl_file=files.acl_path)
         broker.start()
         assert broker.pid is not None
@@ -677,19 +668,9 @@ def run_api(workdir: Path, street_file: Path, records: list[DeviceRecord], calls
     from wanli.runtime import running_in_thread
     from wanli.settings import Settings
 
-    ingest_password = secrets.token_urlsafe(24)
-    files = BrokerAuthFiles(workdir / "auth")
-    files.directory.mkdir(parents=True)
-    files.write(*render_broker_auth([], {}, {INGEST_ACCOUNT: ingest_password}))
-    broker = MosquittoServer(workdir / "mosquitto", port=_free_port(), password_file=files.password_path,
-                             acl_file=files.acl_path)
-    broker.start()
-    pid_file = workdir / "mosquitto.pid"
-    pid_file.write_text(str(broker.pid))
-    try:
-        settings = Settings(data_dir=workdir / "data", mqtt_url=broker.url, mqtt_client_id=INGEST_ACCOUNT.username,
-                            mqtt_password=ingest_password, broker_auth_dir=files.directory, broker_pid_file=pid_file,
-                            hierarchy_file=street_file, http_port=0, simulate_building=False)
+    with secured_mosquitto(workdir) as broker:
+        settings = Settings(data_dir=workdir / "data", hierarchy_file=street_file, http_port=0, simulate_building=False,
+                            **broker.service_settings())
         with running_in_thread(settings, owns_process=True) as service:
             svc = service.services
             svc.registry.register_many(records, actor="bench", now_ms=wall_ms())
@@ -716,8 +697,6 @@ def run_api(workdir: Path, street_file: Path, records: list[DeviceRecord], calls
             with ThreadPoolExecutor(callers) as pool:
                 list(pool.map(caller, chunks))
             return ApiResult(callers, calls, time.monotonic() - t0, errors)
-    finally:
-        broker.stop()
 
 
 # -- the command ----------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, expect
 from devices.credentials import INGEST_ACCOUNT, BrokerAuthFiles
 from tests.browser.conftest import DESK, signed_in_session, watched_page
 from tests.browser.test_devices_page import DevicesPage, choose_place
-from tests.fixtures.secured_broker import secured_mosquitto
+from tooling.local_servers import secured_mosquitto
 from tests.fixtures.servers import MosquittoServer
 from tests.fixtures.service import ServiceFactory, register_building
 from tests.integration.test_broker_acl import logged_in, refusal

@@ -19,7 +19,7 @@ import pytest
 
 from dashboards.accounts import Role
 from dashboards.auth import DEVELOPMENT_PASSWORD, DEVELOPMENT_USERNAME, SESSION_COOKIE, STATION_BOUND_READS
-from tests.fixtures.secured_broker import secured_mosquitto
+from tooling.local_servers import secured_mosquitto
 from tests.fixtures.servers import free_port
 from tests.fixtures.service import accounts, add_person, auth_headers, new_token, now_ms, publish, register_building, wait_for
 from wanli.runtime import WanliService, running_in_thread

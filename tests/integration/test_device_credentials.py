@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from devices.credentials import INGEST_ACCOUNT
-from tests.fixtures.secured_broker import secured_mosquitto
+from tooling.local_servers import secured_mosquitto
 from tests.fixtures.service import auth_headers, now_ms, wait_for
 from tests.integration.test_broker_acl import logged_in, refusal
 

@@ -29,7 +29,7 @@ from dashboards.accounts import Role
 from dashboards.auth import SESSION_COOKIE
 from simulators.building import BuildingSimulation
 from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
-from tests.fixtures.secured_broker import SecuredBroker, secured_mosquitto
+from tooling.local_servers import SecuredBroker, secured_mosquitto
 from tests.fixtures.servers import MosquittoServer, free_port
 from tests.fixtures.service import ServiceFactory, accounts, add_person, now_ms, register_building, wait_for
 from tests.integration.test_broker_acl import logged_in, refusal
