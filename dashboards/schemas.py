@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
+from dataclasses import dataclass
 from datetime import UTC, datetime
-
+from enum import Enum
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -45,6 +47,11 @@ def _ms_as_dt(value: object) -> object:
 
 def _location_public(value: object) -> object:
     return LocationPublic.of(value) if isinstance(value, Location) else value
+
+
+def _enum_value(value: object) -> object:
+    """An enum member as its value (the API shows ``"acknowledged"``, not the member)."""
+    return value.value if isinstance(value, Enum) else value
 
 
 # The domain keeps times as milliseconds (``opened_ms``), the API shows datetimes (``opened_at``).
@@ -96,17 +103,18 @@ class IncidentPublic(BaseModel):
 
 
 class AuditEntryPublic(BaseModel):
-    at: datetime
+    model_config = ConfigDict(from_attributes=True)
+
+    at: Ms = Field(validation_alias="at_ms")
     actor: str
     action: str
-    from_state: str | None
-    to_state: str
+    from_state: Annotated[str | None, BeforeValidator(_enum_value)]
+    to_state: Annotated[str, BeforeValidator(_enum_value)]
     note: str
 
     @classmethod
     def of(cls, a: AuditEntry) -> AuditEntryPublic:
-        return cls(at=ms_to_dt(a.at_ms), actor=a.actor, action=a.action,  # type: ignore[arg-type]
-                   from_state=a.from_state.value if a.from_state else None, to_state=a.to_state.value, note=a.note)
+        return cls.model_validate(a)
 
 
 class IncidentDetail(IncidentPublic):
@@ -128,17 +136,43 @@ class IncidentActionRequest(BaseModel):
                       description="with merge: the active group incident to merge into (it carries this one's device)")
 
 
+@dataclass(frozen=True, slots=True)
+class _DeviceView:
+    """A device record with what the API adds to it (its kind's label, its health now, its place), read by name."""
+
+    record: DeviceRecord
+    location: Location
+    now_ms: int
+
+    def __getattr__(self, name: str) -> object:  # the record's own fields
+        return getattr(self.record, name)
+
+    @property
+    def kind_label(self) -> str:
+        kind = self.record.kind
+        return KINDS[kind].label_zh if kind in KINDS else kind
+
+    @property
+    def health(self) -> Set[str]:
+        if self.record.lifecycle is not Lifecycle.ACTIVE:  # a retired device's health means nothing any more
+            return set()
+        return {h.value for h in health(self.record, self.now_ms)}
+
+
+# A device as the API shows it, read from the record by name (``of``): the times from its ``…_ms`` fields.
 class DevicePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     device_id: str
     kind: str
     kind_label: str
-    lifecycle: str
-    health: list[str]
+    lifecycle: Annotated[str, BeforeValidator(_enum_value)]
+    health: Annotated[list[str], BeforeValidator(sorted)]
     label: str
-    location: LocationPublic
-    registered_at: datetime
-    retired_at: datetime | None
-    last_seen_at: datetime | None
+    location: Annotated[LocationPublic, BeforeValidator(_location_public)]
+    registered_at: Ms = Field(validation_alias="registered_ms")
+    retired_at: MsOrNone = Field(validation_alias="retired_ms")
+    last_seen_at: MsOrNone = Field(validation_alias="last_seen_ms")
     last_type: str | None
     battery_pct: float | None
     tampered: bool
@@ -150,13 +184,7 @@ class DevicePublic(BaseModel):
 
     @classmethod
     def of(cls, d: DeviceRecord, loc: Location, now_ms: int) -> DevicePublic:
-        active = d.lifecycle is Lifecycle.ACTIVE  # a retired device's health means nothing any more
-        return cls(device_id=d.device_id, kind=d.kind, kind_label=KINDS[d.kind].label_zh if d.kind in KINDS else d.kind,
-                   lifecycle=d.lifecycle.value, health=sorted(h.value for h in health(d, now_ms)) if active else [],
-                   label=d.label,
-                   location=LocationPublic.of(loc), registered_at=ms_to_dt(d.registered_ms),  # type: ignore[arg-type]
-                   retired_at=ms_to_dt(d.retired_ms), last_seen_at=ms_to_dt(d.last_seen_ms), last_type=d.last_type,
-                   battery_pct=d.battery_pct, tampered=d.tampered, connected=d.connected)
+        return cls.model_validate(_DeviceView(d, loc, now_ms))
 
 
 Actor = Annotated[str, Field(max_length=100,
@@ -241,14 +269,16 @@ class BrokerAccessPublic(BaseModel):
 
 
 class DeviceHistoryEntry(BaseModel):
-    at: datetime
+    model_config = ConfigDict(from_attributes=True)
+
+    at: Ms = Field(validation_alias="at_ms")
     action: str
     actor: str
     detail: str
 
     @classmethod
     def of(cls, h: HistoryEntry) -> DeviceHistoryEntry:
-        return cls(at=ms_to_dt(h.at_ms), action=h.action, actor=h.actor, detail=h.detail)  # type: ignore[arg-type]
+        return cls.model_validate(h)
 
 
 class RowErrorPublic(BaseModel):
@@ -294,24 +324,31 @@ class QuarantinedDevice(BaseModel):
     last_seen_at: datetime
 
 
+def _preview(payload: object) -> object:
+    """The first 500 bytes of a payload, as text (bytes that are not UTF-8 shown as U+FFFD)."""
+    return payload[:500].decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+
+
 class DeadLetterPublic(BaseModel):
-    id: int
-    received_at: datetime
+    model_config = ConfigDict(from_attributes=True)
+
+    id: Annotated[int, BeforeValidator(lambda v: v or 0)]
+    received_at: Ms = Field(validation_alias="received_ms")
     topic: str
     device_id: str
     reason: str
     detail: str
     payload_size: int
-    payload_preview: str
+    payload_preview: Annotated[str, BeforeValidator(_preview)] = Field(validation_alias="payload")
 
     @classmethod
     def of(cls, d: DeadLetter) -> DeadLetterPublic:
-        return cls(id=d.id or 0, received_at=ms_to_dt(d.received_ms), topic=d.topic,  # type: ignore[arg-type]
-                   device_id=d.device_id, reason=d.reason, detail=d.detail, payload_size=d.payload_size,
-                   payload_preview=d.payload[:500].decode("utf-8", "replace"))
+        return cls.model_validate(d)
 
 
 class ResponderPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     role: str
     role_zh: str
     name: str
@@ -319,7 +356,7 @@ class ResponderPublic(BaseModel):
 
     @classmethod
     def of(cls, r: Responder) -> ResponderPublic:
-        return cls(role=r.role, role_zh=r.role_zh, name=r.name, phone=r.phone)
+        return cls.model_validate(r)
 
 
 class TierPublic(BaseModel):
