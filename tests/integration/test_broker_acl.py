@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.credentials import (
@@ -38,6 +34,7 @@ from devices.credentials import (
 )
 from devices.topics import MessageClass, device_topic
 from tests.fixtures.servers import MosquittoServer, free_port
+from tests.support.mqtt import TestClient
 from wanli import db
 
 pytestmark = pytest.mark.mosquitto
@@ -57,110 +54,11 @@ def payload(seq: int, msg_type: str = "alarm") -> bytes:
     return json.dumps({"v": 1, "ts": NOW_MS, "seq": seq, "type": msg_type}).encode()
 
 
-class Login:
-    """A paho 2.x client logged in as one MQTT user, driven synchronously."""
-
-    def __init__(
-        self,
-        broker: MosquittoServer,
-        username: str | None,
-        password: str | None,
-        *,
-        client_id: str = "",
-        will_topic: str = "",
-    ) -> None:
-        self._broker = broker
-        self.username = username
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv311,
-            reconnect_on_failure=False,  # a dropped or refused login stays so, for the test to see
-        )
-        if username is not None:
-            self._client.username_pw_set(username, password)
-        if will_topic:
-            self._client.will_set(will_topic, payload(0, "offline"), qos=1)
-        self._changed = threading.Condition()
-        self.connacks: list[ReasonCode] = []
-        self.disconnects: list[ReasonCode] = []
-        self.messages: list[mqtt.MQTTMessage] = []
-        self._subacks: dict[int, list[ReasonCode]] = {}
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
-
-    # -- paho callbacks (its network thread)
-
-    def _on_connect(
-        self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self._record(self.connacks.append, reason_code)
-
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags, reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self._record(self.disconnects.append, reason_code)
-
-    def _on_subscribe(
-        self, client: mqtt.Client, userdata: object, mid: int, reason_codes: list[ReasonCode], properties: Properties | None
-    ) -> None:
-        self._record(lambda codes: self._subacks.__setitem__(mid, codes), reason_codes)
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self._record(self.messages.append, message)
-
-    def _record(self, store: Callable[[object], None], value: object) -> None:
-        with self._changed:
-            store(value)
-            self._changed.notify_all()
-
-    def _wait(self, condition: Callable[[], bool], what: str) -> None:
-        with self._changed:
-            if not self._changed.wait_for(condition, timeout=MQTT_TIMEOUT_S):
-                raise AssertionError(f"{self.username}: timed out after {MQTT_TIMEOUT_S} s waiting for {what}")
-
-    # -- what tests do
-
-    def connect(self) -> ReasonCode:
-        """Connect and return the CONNACK's reason code (success or why not)."""
-        self._client.connect(self._broker.host, self._broker.port, keepalive=30)
-        self._client.loop_start()
-        self._wait(lambda: bool(self.connacks), "CONNACK")
-        return self.connacks[0]
-
-    def publish(self, topic: str, body: bytes) -> None:
-        """Publish at QoS 1 and return once the broker has acknowledged it."""
-        info = self._client.publish(topic, body, qos=1)
-        info.wait_for_publish(timeout=MQTT_TIMEOUT_S)
-        assert info.is_published(), f"{self.username}: no PUBACK for {topic}"
-
-    def subscribe(self, topic_filter: str) -> list[ReasonCode]:
-        _, mid = self._client.subscribe(topic_filter, qos=1)
-        self._wait(lambda: mid in self._subacks, f"SUBACK for {topic_filter}")
-        return self._subacks[mid]
-
-    def wait_for_message(self, body: bytes) -> list[mqtt.MQTTMessage]:
-        """Every message received up to and including the one carrying ``body``."""
-        self._wait(lambda: any(m.payload == body for m in self.messages), f"message {body!r}")
-        with self._changed:
-            return self.messages[: next(i for i, m in enumerate(self.messages) if m.payload == body) + 1]
-
-    def wait_for_disconnect(self) -> ReasonCode:
-        self._wait(lambda: bool(self.disconnects), "the broker to drop the connection")
-        return self.disconnects[0]
-
-    def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-
-
 @contextmanager
-def logged_in(broker: MosquittoServer, username: str, password: str, **options: str) -> Iterator[Login]:
-    login = Login(broker, username, password, **options)
+def logged_in(broker: MosquittoServer, username: str, password: str, *, client_id: str = "",
+              will_topic: str = "") -> Iterator[TestClient]:
+    login = TestClient(broker, client_id, username=username, password=password, timeout_s=MQTT_TIMEOUT_S,
+                       will=(will_topic, payload(0, "offline")) if will_topic else None)
     try:
         reason = login.connect()
         assert not reason.is_failure, f"{username} was refused: {reason}"
@@ -171,7 +69,7 @@ def logged_in(broker: MosquittoServer, username: str, password: str, **options: 
 
 def refusal(broker: MosquittoServer, username: str | None, password: str | None) -> ReasonCode:
     """The CONNACK a login gets (the test expects a refusal)."""
-    login = Login(broker, username, password)
+    login = TestClient(broker, username=username, password=password, timeout_s=MQTT_TIMEOUT_S)
     try:
         return login.connect()
     finally:
@@ -188,12 +86,12 @@ class SecuredBroker:
     owners: list[DeviceTopicOwner]
     passwords: dict[str, str]  # device id or account name -> plaintext, as the installer would hold them
 
-    def login(self, name: str, **options: str) -> AbstractContextManager[Login]:
+    def login(self, name: str, **options: str) -> AbstractContextManager[TestClient]:
         """Log in as a device (by its id: its login is street/kind/id) or a service account."""
         username = next((o.username for o in self.owners if o.device_id == name), name)
         return logged_in(self.server, username, self.passwords[name], **options)
 
-    def ingest(self) -> AbstractContextManager[Login]:
+    def ingest(self) -> AbstractContextManager[TestClient]:
         return self.login(INGEST_ACCOUNT.username)
 
     def sync(self) -> None:

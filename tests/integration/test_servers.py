@@ -8,18 +8,11 @@ of 1000) so a config change that would lose alarms fails here first.
 from __future__ import annotations
 
 import socket
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from tests.fixtures.servers import (
     InfluxQueryError,
@@ -31,98 +24,12 @@ from tests.fixtures.servers import (
     find_binary,
     render_mosquitto_conf,
 )
-
-MQTT_TIMEOUT_S = 20.0
+from tests.support.mqtt import TestClient, connected
 
 
 def unique(prefix: str) -> str:
     """A name no other test in the session uses (the servers are shared)."""
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
-
-
-class BrokerClient:
-    """A paho 2.x client driven synchronously: each call waits for the broker's answer."""
-
-    def __init__(self, server: MosquittoServer, client_id: str, *, clean_session: bool = True) -> None:
-        self._server = server
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=clean_session,
-            protocol=mqtt.MQTTv311,
-        )
-        self._client.max_inflight_messages_set(1000)
-        self._changed = threading.Condition()
-        self._connack: tuple[bool, ReasonCode] | None = None
-        self._subacks: set[int] = set()
-        self.messages: list[mqtt.MQTTMessage] = []
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
-
-    def _on_connect(
-        self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, reason_code: ReasonCode, properties: Properties | None
-    ) -> None:
-        with self._changed:
-            self._connack = (flags.session_present, reason_code)
-            self._changed.notify_all()
-
-    def _on_subscribe(
-        self, client: mqtt.Client, userdata: object, mid: int, reason_codes: list[ReasonCode], properties: Properties | None
-    ) -> None:
-        with self._changed:
-            self._subacks.add(mid)
-            self._changed.notify_all()
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        with self._changed:
-            self.messages.append(message)
-            self._changed.notify_all()
-
-    def _wait(self, condition: Callable[[], bool], what: str) -> None:
-        with self._changed:
-            if not self._changed.wait_for(condition, timeout=MQTT_TIMEOUT_S):
-                raise AssertionError(f"timed out after {MQTT_TIMEOUT_S} s waiting for {what}")
-
-    def connect(self) -> bool:
-        """Connect and return the broker's session-present flag."""
-        self._client.connect(self._server.host, self._server.port, keepalive=30)
-        self._client.loop_start()
-        self._wait(lambda: self._connack is not None, "CONNACK")
-        assert self._connack is not None
-        session_present, reason_code = self._connack
-        assert not reason_code.is_failure, reason_code
-        return session_present
-
-    def subscribe(self, topic: str) -> None:
-        _, mid = self._client.subscribe(topic, qos=1)
-        self._wait(lambda: mid in self._subacks, f"SUBACK for {topic}")
-
-    def publish_all(self, topic: str, payloads: Iterable[bytes]) -> None:
-        """Publish at QoS 1 and return once the broker has acknowledged every message."""
-        infos = [self._client.publish(topic, payload, qos=1) for payload in payloads]
-        deadline = time.monotonic() + MQTT_TIMEOUT_S
-        for info in infos:
-            info.wait_for_publish(timeout=max(0.0, deadline - time.monotonic()))
-        assert all(info.is_published() for info in infos), "broker did not acknowledge every publish"
-
-    def wait_for_messages(self, count: int) -> list[mqtt.MQTTMessage]:
-        self._wait(lambda: len(self.messages) >= count, f"{count} messages (have {len(self.messages)})")
-        return list(self.messages)
-
-    def disconnect(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-
-
-@contextmanager
-def connected(server: MosquittoServer, client_id: str, *, clean_session: bool = True) -> Iterator[BrokerClient]:
-    client = BrokerClient(server, client_id, clean_session=clean_session)
-    client.connect()
-    try:
-        yield client
-    finally:
-        client.disconnect()
 
 
 def forget_session(server: MosquittoServer, client_id: str) -> None:
@@ -192,12 +99,13 @@ def test_persistent_session_survives_broker_restart(mosquitto: MosquittoServer) 
 
     assert (mosquitto.port, mosquitto.running) == (port, True)
     assert mosquitto.pid != pid_before
-    subscriber = BrokerClient(mosquitto, subscriber_id, clean_session=False)
+    subscriber = TestClient(mosquitto, subscriber_id, clean_session=False)
     try:
-        assert subscriber.connect(), "broker forgot the persistent session"
+        assert not subscriber.connect().is_failure
+        assert subscriber.session_present, "broker forgot the persistent session"
         [message] = subscriber.wait_for_messages(1)
     finally:
-        subscriber.disconnect()
+        subscriber.close()
         forget_session(mosquitto, subscriber_id)
     assert message.payload == b"queued-while-offline"
 
