@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tooling import (bench, bench_access, bench_alerts, bench_all, bench_nodered, bench_notify, bench_policies,
-                     bench_spool, bench_stages, bench_storage, bench_street, bench_workers)
+                     bench_receive, bench_spool, bench_stages, bench_storage, bench_street, bench_workers)
 
 
 def add_commands(sub: Any) -> None:
@@ -25,4 +25,5 @@ def add_commands(sub: Any) -> None:
     bench_policies.add_commands(commands)  # wanli bench policies
     bench_stages.add_commands(commands)  # wanli bench stages
     bench_nodered.add_commands(commands)  # wanli bench nodered
+    bench_receive.add_commands(commands)  # wanli bench receive
     bench_all.add_commands(bench_parser, commands)  # wanli bench [all]

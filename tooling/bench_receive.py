@@ -1,0 +1,470 @@
+"""``wanli bench receive``: paho as the service's receiver uses it, against a bulk receiver on the ``mqtt5`` codec.
+
+Issue 18's lead "receive without a Python call per packet": the receiver process costs 18–21 µs
+of CPU a message (``wanli bench stages``), most of it paho's, which reads one packet at a time
+and calls back into Python for each. This measures what a receiver that reads the socket in
+large chunks and parses every complete frame in bulk would cost instead, with ``mqtt5`` (a
+sans-I/O MQTT 5 packet codec written in Rust, by aiomqtt's maintainer) doing the parsing.
+It is a measurement, not the service's receiver: nothing here is wired into ingest.
+
+Against a real Mosquitto (the tests' configuration, ``max_queued_messages`` 1,000,000), two
+persistent sessions are made and subscribed to ``safety/#``, then disconnected; one backlog of N
+messages of the load mix (``simulators.load``: the simulators' topics and JSON payloads) is
+published once and queues for both. Each session then drains its copy:
+
+(a) **paho**, as ``ingest/receiver.py`` drives it (MQTT 3.1.1, ``manual_ack``, one ``on_message``
+    call a message, up to 64 ``loop_read`` a wakeup, batches of 2,000 each acknowledged at
+    once with ``client.ack`` per message, as ingest does once a batch is safe), in this process
+    and without the pipe to ingest;
+(b) **bulk**: a plain socket, an MQTT 5 CONNECT (clean start false, a session expiry, the same
+    receive window of 20,000 as paho's ``max_inflight_messages``) written by ``mqtt5``,
+    ``recv_into`` a 4 MiB buffer, every complete frame parsed by ``mqtt5.read`` in a loop
+    (``FrameBuffer``), (topic, payload, packet id) collected into batches of 2,000, and the PUBACKs
+    of a batch sent together in one ``sendall``.
+
+Both are timed with ``time.process_time()`` of this process (nothing else runs in it while a
+session drains) and Mosquitto's CPU from ``/proc/PID/stat``, each per message; both must
+receive exactly the N distinct messages published. ``--qos0`` repeats the drain with a QoS 0
+backlog (queued for the offline sessions: ``queue_qos0_messages true``). Optionally the
+service's own receiver process (with its pipe, ``tooling.bench_stages.measure_receive``) as a
+reference row.
+
+Mosquitto's periodic autosave of its persistence file is turned off for this broker (the
+backlog is 2N messages: a save landing in one drain and not the other would skew the broker's
+figure); everything else is the tests' configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import select
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mqtt5
+
+from tooling.bench_stages import _cpu_s
+from tooling.local_servers import MosquittoServer
+
+BATCH = 2000  # the receiver's batch_size
+BATCH_WAIT_S = 0.02  # the receiver's batch_wait_s: a partial batch goes when nothing more came for this long
+RECEIVE_WINDOW = 20_000  # Mosquitto's max_inflight_messages in config/mosquitto/test.conf (paho's window)
+BUFFER_BYTES = 4 << 20
+MAX_PACKET_BYTES = 1_052_672  # the broker's max_packet_size
+SESSION_EXPIRY_S = 14 * 24 * 3600  # as persistent_client_expiration
+TOPIC_FILTER = "safety/#"
+DRAIN_TIMEOUT_S = 300.0
+
+
+class MalformedFrame(ValueError):
+    """The byte stream holds a frame the codec cannot read although all its bytes have arrived."""
+
+
+def _declared_size(view: memoryview) -> int | None:
+    """The whole size of the frame starting at ``view[0]`` from its fixed header (1 byte + the remaining length,
+    a variable-length integer of 1–4 bytes); None while the header itself is incomplete."""
+    multiplier, value = 1, 0
+    for i in range(1, min(len(view), 5)):
+        byte = view[i]
+        value += (byte & 0x7F) * multiplier
+        if not byte & 0x80:
+            return 1 + i + value
+        multiplier <<= 7
+    if len(view) >= 5:
+        raise MalformedFrame("the remaining length of a frame runs past 4 bytes")
+    return None
+
+
+class FrameBuffer:
+    """A byte stream from the broker, cut into MQTT 5 packets in bulk.
+
+    Fill ``space()`` (``sock.recv_into``) and say how much with ``filled(n)``, or ``feed(data)``;
+    ``frames()`` parses every complete frame in the buffer with ``mqtt5.read`` and keeps the
+    incomplete tail (moved to the front) for the next fill. PUBLISH packets come back as
+    (topic, payload, qos, packet id) tuples, every other packet (SUBACK, PINGRESP, DISCONNECT …)
+    as the codec's object. A frame the codec cannot read although it is complete raises
+    ``MalformedFrame`` (the connection must then be dropped: the stream has lost its framing).
+    """
+
+    def __init__(self, size: int = BUFFER_BYTES) -> None:
+        self._buf = bytearray(size)
+        self._view = memoryview(self._buf)
+        self._end = 0
+
+    def space(self) -> memoryview:
+        return self._view[self._end:]
+
+    def filled(self, n: int) -> None:
+        self._end += n
+
+    def feed(self, data: bytes) -> None:
+        if len(data) > len(self._buf) - self._end:
+            raise MalformedFrame(f"a frame larger than the buffer ({len(self._buf):,} bytes)")
+        self._buf[self._end:self._end + len(data)] = data
+        self._end += len(data)
+
+    def frames(self, publishes: list[tuple[str, bytes, int, int | None]], others: list[Any]) -> int:
+        """Append the complete frames' messages to ``publishes`` and other packets to ``others``; how many publishes."""
+        read, publish_type = mqtt5.read, mqtt5.PublishPacket
+        view, end, pos, count = self._view, self._end, 0, 0
+        while pos < end:
+            try:
+                packet, size = read(view[pos:end])
+            except IndexError:  # "Not enough bytes": the frame is cut, unless its header says it is all here
+                declared = _declared_size(view[pos:end])
+                if declared is not None and declared <= end - pos:
+                    raise MalformedFrame(f"a complete frame of {declared} bytes the codec could not read") from None
+                break
+            except ValueError as exc:
+                raise MalformedFrame(str(exc)) from exc
+            pos += size
+            if type(packet) is publish_type:
+                publishes.append((packet.topic, packet.payload, int(packet.qos), packet.packet_id))  # QoS 0 is truthy
+                count += 1
+            else:
+                others.append(packet)
+        rest = end - pos
+        if pos and rest:
+            self._buf[:rest] = view[pos:end]  # bytearray copies a memoryview of itself before assigning
+        self._end = rest
+        if rest >= len(self._buf):
+            raise MalformedFrame(f"a frame larger than the buffer ({len(self._buf):,} bytes)")
+        return count
+
+
+@dataclass
+class Drain:
+    name: str
+    qos: int
+    received: int = 0
+    distinct: int = 0
+    seconds: float = 0.0
+    cpu_s: float = 0.0
+    broker_cpu_s: float = 0.0
+    load: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.received / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu_s * 1e6 / max(self.received, 1)
+
+    @property
+    def broker_us(self) -> float:
+        return self.broker_cpu_s * 1e6 / max(self.received, 1)
+
+
+def _distinct(batches: Sequence[Sequence[tuple[Any, ...]]]) -> int:
+    return len({(m[0], m[1]) for batch in batches for m in batch})
+
+
+# -- (a) paho, as ingest/receiver.py drives it ------------------------------------------------------
+
+class PahoDrain:
+    """The receiver's paho loop (``_Receiver._serve_connection``) minus the pipe: batches acknowledged at once."""
+
+    def __init__(self, host: str, port: int, client_id: str) -> None:
+        from wanli.mqtt import new_client
+
+        self.host, self.port = host, port
+        self.client = new_client(client_id, clean_session=False, manual_ack=True)
+        self.subscribed = False
+        self.batches: list[list[tuple[str, bytes, int, int, int]]] = []
+        self._batch: list[tuple[str, bytes, int, int, int]] = []
+        self._batch_started = 0.0
+        self.received = 0
+        self.client.on_connect = lambda c, _u, _f, rc, _p: None if rc.is_failure else c.subscribe(TOPIC_FILTER, 1)
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    def _on_subscribe(self, *_args: Any) -> None:
+        self.subscribed = True
+
+    def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
+        from wanli.service_clock import wall_ms
+
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = msg._topic.decode("utf-8", "replace")  # noqa: SLF001 - as the receiver does
+        if not self._batch:
+            self._batch_started = time.monotonic()
+        self._batch.append((topic, msg.payload, wall_ms(), msg.qos, msg.mid))
+        self.received += 1
+        if len(self._batch) >= BATCH:
+            self._ship()
+
+    def _ship(self) -> None:
+        batch, self._batch = self._batch, []
+        self.batches.append(batch)
+        for _topic, _payload, _ms, qos, mid in batch:  # ingest said the batch is safe: acknowledge it
+            if qos:
+                self.client.ack(mid, qos)
+
+    def run_until(self, count: int, until: float) -> None:
+        from wanli.mqtt import MQTTErrorCode
+
+        client = self.client
+        client.connect(self.host, self.port, keepalive=30)
+        while (self.received < count or self._batch) and time.monotonic() < until:
+            sock = client.socket()
+            if sock is None:
+                raise RuntimeError("paho lost its connection")
+            wait_s = BATCH_WAIT_S if self._batch else 0.1
+            readable, _, _ = select.select([sock], [sock] if client.want_write() else [], [], wait_s)
+            rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+            if sock in readable:
+                for _ in range(64):  # ingest.receiver.READS_PER_WAKEUP
+                    rc = client.loop_read()
+                    if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
+                        break
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and client.socket() is not None:
+                if client.want_write():
+                    rc = client.loop_write()
+                rc = rc or client.loop_misc()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                raise RuntimeError(f"paho: {rc}")
+            if self._batch and (self.received >= count or time.monotonic() - self._batch_started >= BATCH_WAIT_S):
+                self._ship()
+        while client.want_write():  # the last PUBACKs out
+            client.loop_write()
+
+    def subscribe_and_leave(self) -> None:
+        """Make the session and its subscription, then disconnect: the backlog queues for it."""
+        self.client.connect(self.host, self.port, keepalive=30)
+        deadline = time.monotonic() + 10
+        while not self.subscribed and time.monotonic() < deadline:
+            self.client.loop(0.1)
+        if not self.subscribed:
+            raise RuntimeError("paho's session did not subscribe within 10 s")
+        self.close()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop(0.1)
+
+
+# -- (b) a bulk receiver on mqtt5 -------------------------------------------------------------------
+
+class BulkDrain:
+    """A plain socket, mqtt5's packets, frames parsed in bulk, a batch's PUBACKs in one ``sendall``."""
+
+    def __init__(self, host: str, port: int, client_id: str) -> None:
+        self.host, self.port, self.client_id = host, port, client_id
+        self.batches: list[list[tuple[str, bytes, int, int | None, int]]] = []
+        self.received = 0
+        self.sock: socket.socket | None = None
+        self.frames = FrameBuffer()
+        self.early: list[tuple[str, bytes, int, int | None]] = []  # what arrived with the CONNACK
+
+    def _connect(self, clean_start: bool) -> bool:
+        self.sock = socket.create_connection((self.host, self.port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.frames = FrameBuffer()
+        self.early = []
+        self.sock.sendall(mqtt5.ConnectPacket(
+            self.client_id, clean_start=clean_start, keep_alive=30, session_expiry_interval=SESSION_EXPIRY_S,
+            receive_max=RECEIVE_WINDOW, max_packet_size=MAX_PACKET_BYTES).write())
+        connack = self._next_packet(mqtt5.ConnAckPacket)
+        if connack.reason_code != mqtt5.ConnAckReasonCode.SUCCESS:
+            raise RuntimeError(f"CONNECT refused: {connack.reason_code!r}")
+        return bool(connack.session_present)
+
+    def _next_packet(self, kind: type, timeout_s: float = 10.0) -> Any:
+        """Read until a packet of ``kind`` arrives; PUBLISH packets that come with it (a queued backlog follows
+        the CONNACK in the same read) are kept in ``self.early``."""
+        assert self.sock is not None
+        self.sock.settimeout(timeout_s)
+        others: list[Any] = []
+        while True:
+            n = self.sock.recv_into(self.frames.space())
+            if not n:
+                raise RuntimeError("the broker closed the connection")
+            self.frames.filled(n)
+            self.frames.frames(self.early, others)
+            for packet in others:
+                if isinstance(packet, kind):
+                    self.sock.settimeout(None)
+                    return packet
+
+    def subscribe_and_leave(self) -> None:
+        assert not self._connect(clean_start=True)
+        assert self.sock is not None
+        self.sock.sendall(mqtt5.SubscribePacket(1, [mqtt5.TopicFilter(TOPIC_FILTER, max_qos=mqtt5.QoS.AT_LEAST_ONCE)])
+                          .write())
+        suback = self._next_packet(mqtt5.SubAckPacket)
+        if self.early:
+            raise RuntimeError("a PUBLISH arrived before the subscription was confirmed")
+        if any(int(rc) > 2 for rc in suback.reason_codes):  # the codec's enums are not ints
+            raise RuntimeError(f"SUBSCRIBE refused: {suback.reason_codes!r}")
+        self.close()
+
+    def run_until(self, count: int, until: float) -> None:
+        from wanli.service_clock import wall_ms
+
+        if not self._connect(clean_start=False):
+            raise RuntimeError("the broker did not keep the bulk receiver's session")
+        sock, frames = self.sock, self.frames
+        assert sock is not None
+        sock.setblocking(False)
+        puback = mqtt5.PubAckPacket
+        publishes, self.early = self.early, []
+        self.received = len(publishes)
+        others: list[Any] = []
+        batch_started = time.monotonic()
+        while self.received < count and time.monotonic() < until:
+            readable, _, _ = select.select([sock], [], [], BATCH_WAIT_S if publishes else 0.1)
+            if readable:
+                try:
+                    n = sock.recv_into(frames.space())
+                except BlockingIOError:
+                    n = -1
+                if n == 0:
+                    raise RuntimeError("the broker closed the connection")
+                if n > 0:
+                    frames.filled(n)
+                    had = len(publishes)
+                    got = frames.frames(publishes, others)
+                    if got and not had:
+                        batch_started = time.monotonic()
+                    self.received += got
+                    if others:  # PINGRESP and the like: nothing to do in a drain; a DISCONNECT ends it
+                        if any(isinstance(p, mqtt5.DisconnectPacket) for p in others):
+                            raise RuntimeError(f"the broker disconnected: {others!r}")
+                        others.clear()
+            if publishes and (len(publishes) >= BATCH or self.received >= count
+                              or time.monotonic() - batch_started >= BATCH_WAIT_S):
+                ms = wall_ms()  # one receive stamp a batch, not a call a message
+                batch = [(topic, payload, ms, qos, pid) for topic, payload, qos, pid in publishes]
+                publishes = []
+                self.batches.append(batch)
+                acks = b"".join([puback(pid).write() for _t, _p, _ms, qos, pid in batch if qos])  # type: ignore[arg-type]
+                if acks:  # ingest said the batch is safe: all its PUBACKs in one write
+                    sock.setblocking(True)
+                    sock.sendall(acks)
+                    sock.setblocking(False)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.setblocking(True)
+                self.sock.sendall(mqtt5.DisconnectPacket().write())  # the session stays (its expiry)
+            finally:
+                self.sock.close()
+                self.sock = None
+
+
+# -- the benchmark -----------------------------------------------------------------------------------
+
+def _drain(name: str, receiver: PahoDrain | BulkDrain, count: int, qos: int, broker_pid: int) -> Drain:
+    gc.collect()
+    result = Drain(name, qos, load=[os.getloadavg()[0]])
+    broker_before, cpu_before = _cpu_s(broker_pid), time.process_time()
+    started = time.perf_counter()
+    receiver.run_until(count, time.monotonic() + DRAIN_TIMEOUT_S)
+    result.seconds = time.perf_counter() - started
+    result.cpu_s = time.process_time() - cpu_before
+    time.sleep(0.3)  # the last acknowledgements reach the broker
+    result.broker_cpu_s = _cpu_s(broker_pid) - broker_before
+    result.received = receiver.received
+    receiver.close()
+    result.distinct = _distinct(receiver.batches)
+    result.load.append(os.getloadavg()[0])
+    receiver.batches.clear()
+    return result
+
+
+def run_receive(workdir: Path, count: int, with_qos0: bool, with_service_receiver: bool) -> tuple[list[Drain], list[str]]:
+    from simulators.load import build_messages, publish
+    from tooling.street_files import street_records
+
+    notes: list[str] = []
+    broker = MosquittoServer(workdir / "mosquitto")
+    conf = broker.conf_path.read_text()
+    broker.conf_path.write_text(conf.replace("autosave_interval 30", "autosave_interval 0"))
+    broker.start()
+    try:
+        records = street_records()
+        host, port, broker_pid = broker.host, broker.port, broker.pid or 0
+        tag = time.time_ns()
+        paho_id, bulk_id = f"bench-receive-paho-{tag}", f"bench-receive-bulk-{tag}"
+        PahoDrain(host, port, paho_id).subscribe_and_leave()
+        BulkDrain(host, port, bulk_id).subscribe_and_leave()
+        drains: list[Drain] = []
+        for qos in (1, 0) if with_qos0 else (1,):
+            report = publish(build_messages(records, count, seed=18 + qos, start_seq=1 + qos * count), host, port, qos=qos)
+            notes.append(f"QoS {qos} backlog: {report.summary()}; queued for both sessions")
+            drains.append(_drain("paho (the receiver's loop, no pipe)", PahoDrain(host, port, paho_id), count, qos,
+                                 broker_pid))
+            drains.append(_drain("bulk: recv_into + mqtt5.read", BulkDrain(host, port, bulk_id), count, qos,
+                                 broker_pid))
+        if with_service_receiver:
+            from tooling.bench_stages import measure_receive
+
+            fig = measure_receive(workdir, broker, records, count)
+            service = Drain("the service's receiver process (paho + pipe)", 1, received=count,
+                            load=fig.load)
+            us = list(fig.us.values())
+            service.cpu_s, service.broker_cpu_s = us[0] * count / 1e6, us[1] * count / 1e6
+            service.distinct = -1  # counted by measure_receive, not checked for distinctness
+            notes.extend(f"service receiver: {n}" for n in fig.notes)
+            drains.append(service)
+        return drains, notes
+    finally:
+        broker.stop()
+
+
+def print_receive(drains: list[Drain], notes: list[str], count: int) -> bool:
+    ok = True
+    print("| receiver | QoS | received (distinct) | msg/s | receiver CPU µs/msg | Mosquitto CPU µs/msg "
+          "| both, µs/msg | load avg |")
+    print("|---|---|---|---|---|---|---|---|")
+    for d in drains:
+        distinct = "not checked" if d.distinct < 0 else f"{d.distinct:,}"
+        rate = f"{d.rate:,.0f}" if d.seconds else "see note"
+        print(f"| {d.name} | {d.qos} | {d.received:,} ({distinct}) | {rate} | {d.cpu_us:.1f} | {d.broker_us:.1f} "
+              f"| {d.cpu_us + d.broker_us:.1f} | {d.load[0]:.2f} → {d.load[-1]:.2f} |")
+        if d.distinct >= 0 and (d.received != count or d.distinct != count):
+            ok = False
+            print(f"  LOSS OR DUPLICATES: {d.name} at QoS {d.qos} received {d.received:,}, {d.distinct:,} distinct, "
+                  f"of {count:,}")
+    for qos in (1, 0):
+        pair = [d for d in drains if d.qos == qos and d.seconds]
+        if len(pair) == 2:
+            paho, bulk = pair
+            print(f"- QoS {qos}: bulk / paho: {bulk.rate / paho.rate:.2f}x the rate; receiver CPU "
+                  f"{bulk.cpu_us / paho.cpu_us:.2f}x ({paho.cpu_us - bulk.cpu_us:.1f} µs a message less); "
+                  f"Mosquitto {bulk.broker_us / paho.broker_us:.2f}x")
+    for note in notes:
+        print(f"- {note}")
+    return ok
+
+
+def main(args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="wanli-bench-receive-"))
+    try:
+        drains, notes = run_receive(workdir, args.messages, not args.no_qos0, args.service_receiver)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if print_receive(drains, notes, args.messages) else 1
+
+
+def add_commands(bench_subparsers: Any) -> None:
+    p = bench_subparsers.add_parser("receive", help="paho (as the receiver uses it) against a bulk mqtt5 receiver")
+    p.add_argument("--messages", type=int, default=100_000, help="messages in each backlog")
+    p.add_argument("--no-qos0", action="store_true", help="skip the QoS 0 drain")
+    p.add_argument("--service-receiver", action="store_true",
+                   help="also the service's receiver process with its pipe (wanli bench stages' receive step)")
+    p.add_argument("--keep", action="store_true")
+    p.set_defaults(func=main)
