@@ -53,91 +53,15 @@ import mqtt5
 
 from tooling.bench_stages import _cpu_s
 from tooling.local_servers import MosquittoServer
+from tooling.mqtt_frames import FrameBuffer
 
 BATCH = 2000  # the receiver's batch_size
 BATCH_WAIT_S = 0.02  # the receiver's batch_wait_s: a partial batch goes when nothing more came for this long
 RECEIVE_WINDOW = 20_000  # Mosquitto's max_inflight_messages in config/mosquitto/test.conf (paho's window)
-BUFFER_BYTES = 4 << 20
 MAX_PACKET_BYTES = 1_052_672  # the broker's max_packet_size
 SESSION_EXPIRY_S = 14 * 24 * 3600  # as persistent_client_expiration
 TOPIC_FILTER = "safety/#"
 DRAIN_TIMEOUT_S = 300.0
-
-
-class MalformedFrame(ValueError):
-    """The byte stream holds a frame the codec cannot read although all its bytes have arrived."""
-
-
-def _declared_size(view: memoryview) -> int | None:
-    """The whole size of the frame starting at ``view[0]`` from its fixed header (1 byte + the remaining length,
-    a variable-length integer of 1–4 bytes); None while the header itself is incomplete."""
-    multiplier, value = 1, 0
-    for i in range(1, min(len(view), 5)):
-        byte = view[i]
-        value += (byte & 0x7F) * multiplier
-        if not byte & 0x80:
-            return 1 + i + value
-        multiplier <<= 7
-    if len(view) >= 5:
-        raise MalformedFrame("the remaining length of a frame runs past 4 bytes")
-    return None
-
-
-class FrameBuffer:
-    """A byte stream from the broker, cut into MQTT 5 packets in bulk.
-
-    Fill ``space()`` (``sock.recv_into``) and say how much with ``filled(n)``, or ``feed(data)``;
-    ``frames()`` parses every complete frame in the buffer with ``mqtt5.read`` and keeps the
-    incomplete tail (moved to the front) for the next fill. PUBLISH packets come back as
-    (topic, payload, qos, packet id) tuples, every other packet (SUBACK, PINGRESP, DISCONNECT …)
-    as the codec's object. A frame the codec cannot read although it is complete raises
-    ``MalformedFrame`` (the connection must then be dropped: the stream has lost its framing).
-    """
-
-    def __init__(self, size: int = BUFFER_BYTES) -> None:
-        self._buf = bytearray(size)
-        self._view = memoryview(self._buf)
-        self._end = 0
-
-    def space(self) -> memoryview:
-        return self._view[self._end:]
-
-    def filled(self, n: int) -> None:
-        self._end += n
-
-    def feed(self, data: bytes) -> None:
-        if len(data) > len(self._buf) - self._end:
-            raise MalformedFrame(f"a frame larger than the buffer ({len(self._buf):,} bytes)")
-        self._buf[self._end:self._end + len(data)] = data
-        self._end += len(data)
-
-    def frames(self, publishes: list[tuple[str, bytes, int, int | None]], others: list[Any]) -> int:
-        """Append the complete frames' messages to ``publishes`` and other packets to ``others``; how many publishes."""
-        read, publish_type = mqtt5.read, mqtt5.PublishPacket
-        view, end, pos, count = self._view, self._end, 0, 0
-        while pos < end:
-            try:
-                packet, size = read(view[pos:end])
-            except IndexError:  # "Not enough bytes": the frame is cut, unless its header says it is all here
-                declared = _declared_size(view[pos:end])
-                if declared is not None and declared <= end - pos:
-                    raise MalformedFrame(f"a complete frame of {declared} bytes the codec could not read") from None
-                break
-            except ValueError as exc:
-                raise MalformedFrame(str(exc)) from exc
-            pos += size
-            if type(packet) is publish_type:
-                publishes.append((packet.topic, packet.payload, int(packet.qos), packet.packet_id))  # QoS 0 is truthy
-                count += 1
-            else:
-                others.append(packet)
-        rest = end - pos
-        if pos and rest:
-            self._buf[:rest] = view[pos:end]  # bytearray copies a memoryview of itself before assigning
-        self._end = rest
-        if rest >= len(self._buf):
-            raise MalformedFrame(f"a frame larger than the buffer ({len(self._buf):,} bytes)")
-        return count
 
 
 @dataclass
