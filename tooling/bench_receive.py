@@ -54,6 +54,7 @@ import mqtt5
 from tooling.bench_stages import _cpu_s
 from tooling.local_servers import MosquittoServer
 from tooling.mqtt_frames import FrameBuffer
+from wanli.service_clock import wall_ms
 
 BATCH = 2000  # the receiver's batch_size
 BATCH_WAIT_S = 0.02  # the receiver's batch_wait_s: a partial batch goes when nothing more came for this long
@@ -115,8 +116,6 @@ class PahoDrain:
         self.subscribed = True
 
     def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
-        from wanli.service_clock import wall_ms
-
         try:
             topic = msg.topic
         except UnicodeDecodeError:
@@ -234,8 +233,6 @@ class BulkDrain:
         self.close()
 
     def run_until(self, count: int, until: float) -> None:
-        from wanli.service_clock import wall_ms
-
         if not self._connect(clean_start=False):
             raise RuntimeError("the broker did not keep the bulk receiver's session")
         sock, frames = self.sock, self.frames
