@@ -238,16 +238,7 @@ class _Receiver:
                 break
             wait_s = cfg.batch_wait_s if self._batch else 0.1
             readable, _, _ = select.select([sock, self._conn], [sock] if client.want_write() else [], [], wait_s)
-            rc = MQTTErrorCode.MQTT_ERR_SUCCESS
-            if sock in readable:
-                for _ in range(READS_PER_WAKEUP):
-                    rc = client.loop_read()
-                    if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
-                        break
-            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and client.socket() is not None:
-                if client.want_write():
-                    rc = client.loop_write()
-                rc = rc or client.loop_misc()
+            rc = pump(client, sock in readable)
             now = time.monotonic()
             if self._conn in readable or (self._in_flight and now >= next_ack_check):
                 self._take_acks(timeout_s=0)
@@ -261,6 +252,23 @@ class _Receiver:
                 break
         if not self._stopping:
             time.sleep(random.uniform(0.5, 1.5))
+
+
+def pump(client: Client, readable: bool) -> MQTTErrorCode:
+    """One turn of paho's network loop, driven by hand: up to ``READS_PER_WAKEUP`` reads when its socket is
+    ``readable`` (each read hands over one packet), then what it wants to write and its keepalive. Anything but
+    success: the connection is lost."""
+    rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+    if readable:
+        for _ in range(READS_PER_WAKEUP):
+            rc = client.loop_read()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
+                break
+    if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and client.socket() is not None:
+        if client.want_write():
+            rc = client.loop_write()
+        rc = rc or client.loop_misc()
+    return rc
 
 
 def main(argv: list[str] | None = None) -> None:

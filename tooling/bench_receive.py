@@ -51,6 +51,7 @@ from typing import Any
 
 import mqtt5
 
+from ingest.receiver import pump
 from tooling.bench_stages import _cpu_s
 from tooling.local_servers import MosquittoServer
 from tooling.mqtt_frames import FrameBuffer
@@ -145,16 +146,7 @@ class PahoDrain:
                 raise RuntimeError("paho lost its connection")
             wait_s = BATCH_WAIT_S if self._batch else 0.1
             readable, _, _ = select.select([sock], [sock] if client.want_write() else [], [], wait_s)
-            rc = MQTTErrorCode.MQTT_ERR_SUCCESS
-            if sock in readable:
-                for _ in range(64):  # ingest.receiver.READS_PER_WAKEUP
-                    rc = client.loop_read()
-                    if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
-                        break
-            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and client.socket() is not None:
-                if client.want_write():
-                    rc = client.loop_write()
-                rc = rc or client.loop_misc()
+            rc = pump(client, sock in readable)  # as the service's receiver turns paho's loop
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 raise RuntimeError(f"paho: {rc}")
             if self._batch and (self.received >= count or time.monotonic() - self._batch_started >= BATCH_WAIT_S):
