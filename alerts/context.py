@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from alerts.rules.base import Place
+from alerts.rules.base import Place, RuleContext
 from alerts.thresholds import Thresholds
 from devices.hierarchy import Location
+from devices.reading import Reading
 from devices.registry import DeviceRecord, DeviceRegistry, Lifecycle
 
 
@@ -60,6 +61,11 @@ class RegistryContext:
         rec = self._registry.find(device_id)
         return None if rec is None else self._place(rec)
 
+    def for_reading(self, reading: Reading) -> RuleContext:
+        """The context the rules see for one reading: its own device's place from the registration it carries
+        (ingest looked the device up once, ``Reading.registration``), no second lookup; itself otherwise."""
+        return self if reading.registration is None else ReadingContext(self, reading.registration, self._place)
+
     def devices(self, kind: str) -> Sequence[Place]:
         listed = self._lists.get(kind)
         if listed is not None:
@@ -75,6 +81,10 @@ class RegistryContext:
                 self._by_kind = {**self._by_kind, kind: places}
             listed = self._lists[kind] = list(places.values())
         return listed
+
+    def place_of(self, rec: DeviceRecord) -> Place:
+        """A registration's place, as ``place`` gives it (its community from the hierarchy)."""
+        return self._place(rec)
 
     def _place(self, rec: DeviceRecord) -> Place:
         building = self._registry.hierarchy.buildings.get(rec.building_id)
@@ -102,3 +112,31 @@ class RegistryContext:
             return h.locate()
         rec = self._registry.find(device_id)
         return self._registry.location(rec) if rec else h.locate()
+
+
+class ReadingContext:
+    """The rules' context for one reading that carries its device's registration (``Reading.registration``):
+    ``place`` of that device is made from the registration, at most once and only if a rule asks; every
+    other question goes to the context behind it. Made per reading that has rules to hear it."""
+
+    __slots__ = ("_ctx", "_registration", "_place_of", "_place")
+
+    def __init__(self, ctx: RuleContext, registration: DeviceRecord,
+                 place_of: Callable[[DeviceRecord], Place]) -> None:
+        self._ctx = ctx
+        self._registration = registration
+        self._place_of = place_of
+        self._place: Place | None = None
+
+    def place(self, device_id: str) -> Place | None:
+        if device_id != self._registration.device_id:
+            return self._ctx.place(device_id)
+        if self._place is None:
+            self._place = self._place_of(self._registration)
+        return self._place
+
+    def devices(self, kind: str) -> Sequence[Place]:
+        return self._ctx.devices(kind)
+
+    def threshold(self, kind: str, name: str, device_id: str) -> float:
+        return self._ctx.threshold(kind, name, device_id)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -60,6 +60,7 @@ from alerts.system_faults import SYSTEM_CATEGORY
 from devices.hierarchy import Hierarchy, Location
 from devices.kinds.fire_station import contract as fs
 from devices.reading import Reading
+from devices.registry import DeviceRecord
 from devices.topics import MessageClass
 from wanli.change_bus import INCIDENTS, ChangeBus, LocalChangeBus
 from wanli.errors import Conflict, IllegalTransition, Invalid, NotFound, StaleIncident
@@ -96,15 +97,22 @@ class AlertBatch:
         """Hand each reading to the rules that watch its kind, and fold what they say into incidents."""
         svc = self._service
         signals: list[Signal] = []
+        registered: dict[str, DeviceRecord] = {}  # the devices whose readings came with their registration
         for reading in readings:
             if isinstance(reading.message, fs.DispatchStep):
                 self._station_step(reading)
-            for rule in svc.rules_for_message(reading.kind, type(reading.message)):
-                said = rule.on_reading(reading, svc.ctx, self._now_ms)
+            rules = svc.rules_for_message(reading.kind, type(reading.message))
+            if not rules:
+                continue
+            ctx = svc.context_for(reading)  # its device's place from the reading: no second registry lookup
+            if reading.registration is not None:
+                registered[reading.device_id] = reading.registration
+            for rule in rules:
+                said = rule.on_reading(reading, ctx, self._now_ms)
                 if reading.flags:  # hygiene let it through flagged: the incident says so
                     said = [replace(s, flags=(*s.flags, *reading.flags)) for s in said]
                 signals.extend(said)
-        self.apply(signals)
+        self.apply(signals, registered)
 
     def answer(self, reading: Reading, by: str) -> Incident:
         """A station's answer through the API (``by``: the caller): the incident moves and the rules that
@@ -153,13 +161,17 @@ class AlertBatch:
         self.audit.append(entry)
         return updated
 
-    def apply(self, signals: Sequence[Signal]) -> None:
+    def apply(self, signals: Sequence[Signal], registered: Mapping[str, DeviceRecord] | None = None) -> None:
+        """Fold signals into incidents. ``registered``: registrations the readings carried (``Reading.registration``):
+        a signal of such a device without a scope is located from it, not by asking the registry again."""
         svc = self._service
         for signal in signals:
             current = self.pending.get(signal.key) or svc.active_by_key(signal.key)
             if signal.update_only and (current is None or not current.state.is_active):
                 continue  # news for an incident a person has already closed
-            location = svc.locate(signal.device_id, signal.scope)
+            rec = registered.get(signal.device_id) if registered and not signal.scope else None
+            location = (svc.locate(signal.device_id, signal.scope) if rec is None
+                        else svc.hierarchy.locate(rec.building_id, rec.floor, rec.unit))
             incident, entry = open_or_update(current, signal, location, self._now_ms, svc.new_id())
             if entry is not None:
                 self.audit.append(entry)
@@ -184,7 +196,9 @@ class AlertBatch:
         self.audit.append(entry)
         return incident
 
-    def write(self, conn: Connection) -> None:
+    def write(self, conn: Connection) -> int:
+        """Write the incidents and their audit, and queue their notices in the outbox, in the caller's
+        transaction (the fences checked first); return how many notices were queued."""
         for fence in self._fences:
             fence(conn)
         svc = self._service
@@ -194,6 +208,8 @@ class AlertBatch:
             svc.bus.announce(conn, INCIDENTS, [i.id for i in self.pending.values()])
         if self.notices and svc.outbox is not None:
             svc.outbox.add(self.notices, self._now_ms, conn)
+            return len(self.notices)
+        return 0
 
     @property
     def changes(self) -> list[IncidentChange]:
@@ -245,6 +261,9 @@ class AlertService:
         self._on_notices = on_notices
         self.locate = locate
         self.ctx = ctx
+        # The context for one reading (RegistryContext.for_reading: its device's place from the reading); a
+        # context that cannot (a test's) is used as it is.
+        self.context_for: Callable[[Reading], RuleContext] = getattr(ctx, "for_reading", None) or (lambda _r: ctx)
         self.rules = list(default_rules() if rules is None else rules)
         self._by_kind: dict[str, list[Rule]] = {}
         self._by_message: dict[tuple[str, type], list[Rule]] = {}
