@@ -92,6 +92,9 @@ class AlertBatch:
         self.notices: list[Notice] = []
         self.created: set[str] = set()
         self.committed = False
+        # True: the caller tells the dispatcher and the listeners (``AlertService.announce``) once it has let its
+        # own locks go (ingest's unit of work holds the registry's); False: the batch does, on leaving the lock.
+        self.announce_later = False
 
     def evaluate(self, readings: Sequence[Reading]) -> None:
         """Hand each reading to the rules that watch its kind, and fold what they say into incidents."""
@@ -494,6 +497,12 @@ class AlertService:
                         del self._active[key]  # closed in the batch (a system fault that cleared)
                 self._expect_dispatches(alerts.notices, now_ms)
                 self._persist_urgent(now_ms)
+        if not alerts.announce_later:
+            self.announce(alerts)
+
+    def announce(self, alerts: AlertBatch) -> None:
+        """A committed batch's news, outside every lock: the dispatcher woken for its notices, the listeners (the
+        live screens) told of its changes. Nothing for a batch that did not commit."""
         if alerts.committed and alerts.notices:
             self._on_notices()
         if alerts.committed and alerts.pending:

@@ -7,8 +7,9 @@ refused (stored, or only counted), and the rate limits' charges (``DeviceRateLim
 ``IngestUnitOfWork`` opens all of them together; ``commit()`` writes them in ONE database
 transaction (the ingest role's fences checked first in it, ``wanli/leases.py``: a holder
 that lost the role writes nothing) and returns what changed, ``Committed``. Memory (device
-states, active incidents, the rules' expected dispatches) takes the changes, and the
-listeners (the live screens) hear of them, when the unit closes after its commit. Closed by
+states, active incidents, the rules' expected dispatches) takes the changes when the unit
+closes after its commit; then, every lock let go, the dispatcher is woken for the notices
+and the listeners (the live screens) hear of the changes. Closed by
 an exception before or inside ``commit()``, it leaves everything as it was: the devices'
 states and the incidents in memory untouched, the rate limits' charges refunded; the
 database transaction, if one was begun, rolled back.
@@ -19,7 +20,7 @@ new ones: one critical section) and the alert service's lock when the rules firs
 (``evaluate``); it holds both until it closes. The pipeline appends the batch's points to the
 spool (its own lock) after admission and before the rules evaluate, so the spool's lock is
 never taken under the alert service's. The database's write lock comes last, inside
-``commit()``.
+``commit()``. The listeners are told after both locks are let go (``AlertService.announce``).
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ class IngestUnitOfWork:
                  tb: TracebackType | None) -> bool:
         stack, self._stack = self._stack, None
         assert stack is not None, "the unit of work was not opened"
-        return stack.__exit__(exc_type, exc, tb)
+        suppressed = stack.__exit__(exc_type, exc, tb)  # memory takes a committed batch; the locks are let go
+        if exc_type is None and self._incidents is not None:
+            self._alerts.announce(self._incidents)  # the dispatcher and the live screens, under no lock of ours
+        return suppressed
 
     @property
     def devices(self) -> DeviceBatch:
@@ -94,6 +98,7 @@ class IngestUnitOfWork:
             assert self._stack is not None, "the unit of work was not opened"
             # the alert service's lock, from here to the end (after the registry's: the lock order)
             self._incidents = self._stack.enter_context(self._alerts.batch(self._now_ms, self._fences))
+            self._incidents.announce_later = True  # told once the registry's lock is let go too (__exit__)
         return self._incidents
 
     def evaluate(self, readings: Sequence[Reading]) -> None:

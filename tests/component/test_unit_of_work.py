@@ -4,6 +4,7 @@ a fence that refuses commits nothing; and through the pipeline a smoke alarm loo
 in the registry once."""
 
 import json
+import threading
 
 import pytest
 from sqlalchemy import func, select
@@ -174,3 +175,40 @@ def test_a_smoke_alarm_looks_its_device_up_in_the_registry_once(env, monkeypatch
     assert found == [DEVICE]
     (incident,) = env.incidents.list()
     assert incident.location.label() == "香泉居民区 香泉 1号楼 3层 0301室" and incident.event_count == 2
+
+
+def test_the_listeners_hear_of_a_committed_batch_after_every_lock_is_let_go(env):
+    heard = []
+
+    def listener(changes):
+        # another thread could take both locks now: nothing of the batch holds them
+        for lock in (env.registry._lock, env.alerts._lock):
+            took = []
+            worker = threading.Thread(target=lambda lk=lock: took.append(lk.acquire(timeout=1) and lk.release() is None))
+            worker.start()
+            worker.join()
+            heard.append(took == [True])
+        heard.append(len(changes))
+
+    env.alerts.subscribe(listener)
+    with env.unit() as uow:
+        reading = env.alarm(seq=7)
+        uow.devices.admit(reading)
+        uow.evaluate([reading])
+        uow.commit()
+        assert heard == []  # not before the unit closes
+    assert heard == [True, True, 1]
+
+
+def test_the_listeners_hear_nothing_of_a_batch_that_did_not_commit(env):
+    heard = []
+    env.alerts.subscribe(heard.append)
+    with pytest.raises(RuntimeError):
+        with env.unit() as uow:
+            reading = env.alarm(seq=7)
+            uow.devices.admit(reading)
+            uow.evaluate([reading])
+            raise RuntimeError("before commit")
+    with env.unit() as uow:
+        uow.evaluate([env.alarm(seq=8)])  # never committed: closes without commit
+    assert heard == []
