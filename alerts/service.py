@@ -6,6 +6,11 @@ caller's transaction (together with the dead letters and the devices' sequence s
 reach memory and the listeners only once that transaction has committed. Listeners (the
 live screen) are never told of a change that could still be rolled back.
 
+Lock order (docs/reliability.md, "Lock order"): the engine's lock comes after the registry's
+(ingest's unit of work holds that one and takes this one for the rules) and before the
+database's; nothing under it asks for the registry's. Listeners are told outside it (and
+outside the registry's, for ingest: ``announce``).
+
 Rule state survives restarts. Every ``CHECKPOINT_EVERY_MS`` the ticker writes each stateful
 rule's snapshot to the ``rule_state`` table (``checkpoint``, also for whoever stops the
 engine); a rule that must lose nothing even to a crash (a dispatch being timed) is written

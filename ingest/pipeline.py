@@ -190,15 +190,10 @@ class IngestPipeline:
         with IngestUnitOfWork(self._engine, self._registry, self._alerts, self._dead_letters, self.rate_limits,
                               now_ms, self.fences) as uow:
             readings, letters, duplicates, resets, held = self._admit(batch, uow.devices, hold, now_ms)
-            # spooled before the rules run, so the spool's lock is never taken under the alert service's
+            uow.dead_letters(*self._letters_to_keep(letters, now_ms))
+            # spooled before the rules run: the spool's lock is never taken under the alert service's
             points, dropped = self._spool_points(readings, refusal, now_ms)
             uow.evaluate(readings)
-            stored_letters = [d for d in letters if self.rate_limits.letter(d.device_id, d.reason, now_ms)]
-            unstored = self.rate_limits.take_unstored()
-            if stored_letters and self._disk_guard is not None and self._disk_guard.refuse_bulk():
-                unstored.update(d.reason for d in stored_letters)  # the disk's reserve is for alarms: counted only
-                stored_letters = []
-            uow.dead_letters(stored_letters, unstored)
             changed = uow.commit()
         if points and not refusal:
             self._on_spooled()
@@ -216,7 +211,7 @@ class IngestPipeline:
         c.spooled_points += points - dropped
         c.telemetry_dropped_points += dropped
         c.telemetry_held += held
-        c.dead_letters_unstored += len(letters) - len(stored_letters)
+        c.dead_letters_unstored += len(letters) - changed.dead_letters
         c.incidents_changed += len(changed.incidents)
         c.duplicates += duplicates
         c.seq_resets += resets
@@ -235,6 +230,16 @@ class IngestPipeline:
         if held:
             raise TelemetryHeld(held, refusal)
         return BatchResult(len(readings), len(letters), duplicates, points - dropped, len(changed.incidents))
+
+    def _letters_to_keep(self, letters: Sequence[DeadLetter], now_ms: int) -> tuple[list[DeadLetter], Counter[str]]:
+        """The dead letters to store, and the ones only counted by reason (a device past its letters' rate,
+        sampled; every one while the disk is at the alarm reserve)."""
+        stored = [d for d in letters if self.rate_limits.letter(d.device_id, d.reason, now_ms)]
+        unstored = self.rate_limits.take_unstored()
+        if stored and self._disk_guard is not None and self._disk_guard.refuse_bulk():
+            unstored.update(d.reason for d in stored)  # the disk's reserve is for alarms: counted only
+            stored = []
+        return stored, unstored
 
     def _spool_points(self, readings: Sequence[Reading], refusal: str, now_ms: int) -> tuple[int, int]:
         """Append the readings' points to the spool (fsynced) unless it refuses; return (points, dropped).
