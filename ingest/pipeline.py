@@ -56,7 +56,7 @@ from devices.messages import DeviceKind, Online
 from devices.reading import Reading
 from devices.registry import DeviceBatch, DeviceRecord, DeviceRegistry
 from ingest.dead_letters import DeadLetter, DeadLetterStore
-from devices.topics import MessageClass
+from devices.topics import MessageClass, TopicAddress
 from ingest.decode import DecodeLimits, decode_message
 from ingest.hygiene import ClockSkew, check_clock
 from ingest.rate_limit import RATE_LIMITED, DeviceRateLimits
@@ -292,6 +292,7 @@ class IngestPipeline:
         skew = self.clock_skew
         offset_ms = skew.offset_ms
         limits = self.rate_limits
+        check_registered = self._check_registered
         c = self.counters
         for raw in batch:
             topic = raw.topic
@@ -300,11 +301,9 @@ class IngestPipeline:
                 held += 1  # left for the broker to deliver again once the spool takes telemetry
                 continue
             try:
-                reading = decode_message(raw.topic, raw.payload, raw.received_ms, self._kinds, self._limits)
-                registration = self._check_registered(reading, raw.topic)
-                # the place travels on the reading from here: the rules and the incident's location read it
-                reading = Reading(reading.street, reading.kind, reading.device_id, reading.msg_class,
-                                  reading.message, reading.received_ms, reading.flags, registration)
+                # checked registered once valid; the registration travels on the reading (the rules' place from it)
+                reading = decode_message(raw.topic, raw.payload, raw.received_ms, self._kinds, self._limits,
+                                         check_registered)
                 online = isinstance(reading.message, Online)
                 if online or reading.msg_class is MessageClass.TELEMETRY:
                     # stamped as sent (a last will is stamped when its connection opened; an event may be buffered)
@@ -350,7 +349,7 @@ class IngestPipeline:
                                           raw.payload, len(raw.payload)))
         return readings, letters, duplicates, resets, held
 
-    def _check_registered(self, reading: Reading, topic: str) -> DeviceRecord:
+    def _check_registered(self, reading: TopicAddress | Reading, topic: str) -> DeviceRecord:
         """Only active devices publishing as what they were registered as get through; the rest wait in quarantine.
         Returns the registration: the message's one registry lookup (``Reading.registration``)."""
         rec = self._registry.lookup(reading.device_id)  # memory, then the database before quarantining
