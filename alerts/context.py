@@ -61,10 +61,9 @@ class RegistryContext:
         rec = self._registry.find(device_id)
         return None if rec is None else self._place(rec)
 
-    def for_reading(self, reading: Reading) -> RuleContext:
-        """The context the rules see for one reading: its own device's place from the registration it carries
-        (ingest looked the device up once, ``Reading.registration``), no second lookup; itself otherwise."""
-        return self if reading.registration is None else ReadingContext(self, reading.registration, self._place)
+    def reading_context(self) -> ReadingContext:
+        """The context the rules see for a batch's readings, one reading at a time (``ReadingContext.hear``)."""
+        return ReadingContext(self, self._place)
 
     def devices(self, kind: str) -> Sequence[Place]:
         listed = self._lists.get(kind)
@@ -115,24 +114,29 @@ class RegistryContext:
 
 
 class ReadingContext:
-    """The rules' context for one reading that carries its device's registration (``Reading.registration``):
-    ``place`` of that device is made from the registration, at most once and only if a rule asks; every
-    other question goes to the context behind it. Made per reading that has rules to hear it."""
+    """The rules' context for the reading they are hearing: made once per batch, told of each reading
+    (``hear``) before its rules run. ``place`` of that reading's device is made from the registration it
+    carries (``Reading.registration``: ingest looked the device up once), at most once and only if a rule
+    asks; every other question, and a reading without a registration, go to the context behind it."""
 
-    __slots__ = ("_ctx", "_registration", "_place_of", "_place")
+    __slots__ = ("_ctx", "_place_of", "_registration", "_place")
 
-    def __init__(self, ctx: RuleContext, registration: DeviceRecord,
-                 place_of: Callable[[DeviceRecord], Place]) -> None:
+    def __init__(self, ctx: RuleContext, place_of: Callable[[DeviceRecord], Place]) -> None:
         self._ctx = ctx
-        self._registration = registration
         self._place_of = place_of
+        self._registration: DeviceRecord | None = None
         self._place: Place | None = None
 
+    def hear(self, reading: Reading) -> None:
+        self._registration = reading.registration
+        self._place = None
+
     def place(self, device_id: str) -> Place | None:
-        if device_id != self._registration.device_id:
+        rec = self._registration
+        if rec is None or device_id != rec.device_id:
             return self._ctx.place(device_id)
         if self._place is None:
-            self._place = self._place_of(self._registration)
+            self._place = self._place_of(rec)
         return self._place
 
     def devices(self, kind: str) -> Sequence[Place]:

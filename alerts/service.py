@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from alerts import escalation
+from alerts.context import ReadingContext
 from alerts.escalation import Notice, stand_down_notices
 from alerts.incidents import (
     Action,
@@ -105,21 +106,26 @@ class AlertBatch:
         """Hand each reading to the rules that watch its kind, and fold what they say into incidents."""
         svc = self._service
         signals: list[Signal] = []
-        registered: dict[str, DeviceRecord] = {}  # the devices whose readings came with their registration
+        registered: dict[str, DeviceRecord] = {}  # the devices whose signals' readings came with their registration
+        # the reading's own device placed from the registration it carries: no second registry lookup
+        hearing = svc.reading_context() if svc.reading_context is not None else None
+        ctx = svc.ctx if hearing is None else hearing
         for reading in readings:
             if isinstance(reading.message, fs.DispatchStep):
                 self._station_step(reading)
             rules = svc.rules_for_message(reading.kind, type(reading.message))
             if not rules:
                 continue
-            ctx = svc.context_for(reading)  # its device's place from the reading: no second registry lookup
-            if reading.registration is not None:
-                registered[reading.device_id] = reading.registration
+            if hearing is not None:
+                hearing.hear(reading)
+            before = len(signals)
             for rule in rules:
                 said = rule.on_reading(reading, ctx, self._now_ms)
                 if reading.flags:  # hygiene let it through flagged: the incident says so
                     said = [replace(s, flags=(*s.flags, *reading.flags)) for s in said]
                 signals.extend(said)
+            if len(signals) > before and reading.registration is not None:
+                registered[reading.device_id] = reading.registration
         self.apply(signals, registered)
 
     def answer(self, reading: Reading, by: str) -> Incident:
@@ -269,9 +275,9 @@ class AlertService:
         self._on_notices = on_notices
         self.locate = locate
         self.ctx = ctx
-        # The context for one reading (RegistryContext.for_reading: its device's place from the reading); a
-        # context that cannot (a test's) is used as it is.
-        self.context_for: Callable[[Reading], RuleContext] = getattr(ctx, "for_reading", None) or (lambda _r: ctx)
+        # A batch's context that places each reading's device from the reading (RegistryContext.reading_context);
+        # None: the context cannot (a test's), and is used as it is.
+        self.reading_context: Callable[[], ReadingContext] | None = getattr(ctx, "reading_context", None)
         self.rules = list(default_rules() if rules is None else rules)
         self._by_kind: dict[str, list[Rule]] = {}
         self._by_message: dict[tuple[str, type], list[Rule]] = {}

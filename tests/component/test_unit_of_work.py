@@ -212,3 +212,19 @@ def test_the_listeners_hear_nothing_of_a_batch_that_did_not_commit(env):
     with env.unit() as uow:
         uow.evaluate([env.alarm(seq=8)])  # never committed: closes without commit
     assert heard == []
+
+
+def test_the_rules_context_places_the_readings_own_device_from_its_registration_and_asks_for_others(env):
+    other = DeviceRecord("SD-XQ01-0401", "smoke_detector", "wanli", "xq-01", 4, "0401")
+    env.registry.register(other, "test", NOW)
+    hearing = env.ctx.reading_context()
+    reading = env.alarm(seq=1)
+    moved = env.registry.move(DEVICE, "xq-01", 5, "0501", "test", NOW)  # after the reading was admitted
+    hearing.hear(reading)
+    place = hearing.place(DEVICE)
+    assert (place.building_id, place.floor, place.unit, place.community_id) == ("xq-01", 3, "0301",
+                                                                              env.ctx.place(DEVICE).community_id)
+    assert hearing.place(DEVICE) is place  # made once
+    assert hearing.place("SD-XQ01-0401") == env.ctx.place("SD-XQ01-0401")  # another device: asked
+    hearing.hear(Reading("wanli", "smoke_detector", DEVICE, MessageClass.EVENT, sd.Alarm(v=1, ts=NOW, seq=2), NOW))
+    assert hearing.place(DEVICE).floor == moved.floor == 5  # a reading without its registration: asked
