@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from alerts.rules.base import Place
+from alerts.rules.base import Place, RuleContext
 from alerts.thresholds import Thresholds
 from devices.hierarchy import Location
+from devices.reading import Reading
 from devices.registry import DeviceRecord, DeviceRegistry, Lifecycle
 
 
@@ -60,6 +61,10 @@ class RegistryContext:
         rec = self._registry.find(device_id)
         return None if rec is None else self._place(rec)
 
+    def reading_context(self) -> ReadingContext:
+        """The context the rules see for a batch's readings, one reading at a time (``ReadingContext.hear``)."""
+        return ReadingContext(self, self._place)
+
     def devices(self, kind: str) -> Sequence[Place]:
         listed = self._lists.get(kind)
         if listed is not None:
@@ -75,6 +80,10 @@ class RegistryContext:
                 self._by_kind = {**self._by_kind, kind: places}
             listed = self._lists[kind] = list(places.values())
         return listed
+
+    def place_of(self, rec: DeviceRecord) -> Place:
+        """A registration's place, as ``place`` gives it (its community from the hierarchy)."""
+        return self._place(rec)
 
     def _place(self, rec: DeviceRecord) -> Place:
         building = self._registry.hierarchy.buildings.get(rec.building_id)
@@ -102,3 +111,36 @@ class RegistryContext:
             return h.locate()
         rec = self._registry.find(device_id)
         return self._registry.location(rec) if rec else h.locate()
+
+
+class ReadingContext:
+    """The rules' context for the reading they are hearing: made once per batch, told of each reading
+    (``hear``) before its rules run. ``place`` of that reading's device is made from the registration it
+    carries (``Reading.registration``: ingest looked the device up once), at most once and only if a rule
+    asks; every other question, and a reading without a registration, go to the context behind it."""
+
+    __slots__ = ("_ctx", "_place_of", "_registration", "_place")
+
+    def __init__(self, ctx: RuleContext, place_of: Callable[[DeviceRecord], Place]) -> None:
+        self._ctx = ctx
+        self._place_of = place_of
+        self._registration: DeviceRecord | None = None
+        self._place: Place | None = None
+
+    def hear(self, reading: Reading) -> None:
+        self._registration = reading.registration
+        self._place = None
+
+    def place(self, device_id: str) -> Place | None:
+        rec = self._registration
+        if rec is None or device_id != rec.device_id:
+            return self._ctx.place(device_id)
+        if self._place is None:
+            self._place = self._place_of(rec)
+        return self._place
+
+    def devices(self, kind: str) -> Sequence[Place]:
+        return self._ctx.devices(kind)
+
+    def threshold(self, kind: str, name: str, device_id: str) -> float:
+        return self._ctx.threshold(kind, name, device_id)

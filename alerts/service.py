@@ -6,6 +6,11 @@ caller's transaction (together with the dead letters and the devices' sequence s
 reach memory and the listeners only once that transaction has committed. Listeners (the
 live screen) are never told of a change that could still be rolled back.
 
+Lock order (docs/reliability.md, "Lock order"): the engine's lock comes after the registry's
+(ingest's unit of work holds that one and takes this one for the rules) and before the
+database's; nothing under it asks for the registry's. Listeners are told outside it (and
+outside the registry's, for ingest: ``announce``).
+
 Rule state survives restarts. Every ``CHECKPOINT_EVERY_MS`` the ticker writes each stateful
 rule's snapshot to the ``rule_state`` table (``checkpoint``, also for whoever stops the
 engine); a rule that must lose nothing even to a crash (a dispatch being timed) is written
@@ -26,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -34,6 +39,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from alerts import escalation
+from alerts.context import ReadingContext
 from alerts.escalation import Notice, stand_down_notices
 from alerts.incidents import (
     Action,
@@ -60,6 +66,7 @@ from alerts.system_faults import SYSTEM_CATEGORY
 from devices.hierarchy import Hierarchy, Location
 from devices.kinds.fire_station import contract as fs
 from devices.reading import Reading
+from devices.registry import DeviceRecord
 from devices.topics import MessageClass
 from wanli.change_bus import INCIDENTS, ChangeBus, LocalChangeBus
 from wanli.errors import Conflict, IllegalTransition, Invalid, NotFound, StaleIncident
@@ -91,20 +98,35 @@ class AlertBatch:
         self.notices: list[Notice] = []
         self.created: set[str] = set()
         self.committed = False
+        # True: the caller tells the dispatcher and the listeners (``AlertService.announce``) once it has let its
+        # own locks go (ingest's unit of work holds the registry's); False: the batch does, on leaving the lock.
+        self.announce_later = False
 
     def evaluate(self, readings: Sequence[Reading]) -> None:
         """Hand each reading to the rules that watch its kind, and fold what they say into incidents."""
         svc = self._service
         signals: list[Signal] = []
+        registered: dict[str, DeviceRecord] = {}  # the devices whose signals' readings came with their registration
+        # the reading's own device placed from the registration it carries: no second registry lookup
+        hearing = svc.reading_context() if svc.reading_context is not None else None
+        ctx = svc.ctx if hearing is None else hearing
         for reading in readings:
             if isinstance(reading.message, fs.DispatchStep):
                 self._station_step(reading)
-            for rule in svc.rules_for_message(reading.kind, type(reading.message)):
-                said = rule.on_reading(reading, svc.ctx, self._now_ms)
+            rules = svc.rules_for_message(reading.kind, type(reading.message))
+            if not rules:
+                continue
+            if hearing is not None:
+                hearing.hear(reading)
+            before = len(signals)
+            for rule in rules:
+                said = rule.on_reading(reading, ctx, self._now_ms)
                 if reading.flags:  # hygiene let it through flagged: the incident says so
                     said = [replace(s, flags=(*s.flags, *reading.flags)) for s in said]
                 signals.extend(said)
-        self.apply(signals)
+            if len(signals) > before and reading.registration is not None:
+                registered[reading.device_id] = reading.registration
+        self.apply(signals, registered)
 
     def answer(self, reading: Reading, by: str) -> Incident:
         """A station's answer through the API (``by``: the caller): the incident moves and the rules that
@@ -153,13 +175,17 @@ class AlertBatch:
         self.audit.append(entry)
         return updated
 
-    def apply(self, signals: Sequence[Signal]) -> None:
+    def apply(self, signals: Sequence[Signal], registered: Mapping[str, DeviceRecord] | None = None) -> None:
+        """Fold signals into incidents. ``registered``: registrations the readings carried (``Reading.registration``):
+        a signal of such a device without a scope is located from it, not by asking the registry again."""
         svc = self._service
         for signal in signals:
             current = self.pending.get(signal.key) or svc.active_by_key(signal.key)
             if signal.update_only and (current is None or not current.state.is_active):
                 continue  # news for an incident a person has already closed
-            location = svc.locate(signal.device_id, signal.scope)
+            rec = registered.get(signal.device_id) if registered and not signal.scope else None
+            location = (svc.locate(signal.device_id, signal.scope) if rec is None
+                        else svc.hierarchy.locate(rec.building_id, rec.floor, rec.unit))
             incident, entry = open_or_update(current, signal, location, self._now_ms, svc.new_id())
             if entry is not None:
                 self.audit.append(entry)
@@ -184,7 +210,9 @@ class AlertBatch:
         self.audit.append(entry)
         return incident
 
-    def write(self, conn: Connection) -> None:
+    def write(self, conn: Connection) -> int:
+        """Write the incidents and their audit, and queue their notices in the outbox, in the caller's
+        transaction (the fences checked first); return how many notices were queued."""
         for fence in self._fences:
             fence(conn)
         svc = self._service
@@ -194,6 +222,8 @@ class AlertBatch:
             svc.bus.announce(conn, INCIDENTS, [i.id for i in self.pending.values()])
         if self.notices and svc.outbox is not None:
             svc.outbox.add(self.notices, self._now_ms, conn)
+            return len(self.notices)
+        return 0
 
     @property
     def changes(self) -> list[IncidentChange]:
@@ -245,6 +275,9 @@ class AlertService:
         self._on_notices = on_notices
         self.locate = locate
         self.ctx = ctx
+        # A batch's context that places each reading's device from the reading (RegistryContext.reading_context);
+        # None: the context cannot (a test's), and is used as it is.
+        self.reading_context: Callable[[], ReadingContext] | None = getattr(ctx, "reading_context", None)
         self.rules = list(default_rules() if rules is None else rules)
         self._by_kind: dict[str, list[Rule]] = {}
         self._by_message: dict[tuple[str, type], list[Rule]] = {}
@@ -475,6 +508,12 @@ class AlertService:
                         del self._active[key]  # closed in the batch (a system fault that cleared)
                 self._expect_dispatches(alerts.notices, now_ms)
                 self._persist_urgent(now_ms)
+        if not alerts.announce_later:
+            self.announce(alerts)
+
+    def announce(self, alerts: AlertBatch) -> None:
+        """A committed batch's news, outside every lock: the dispatcher woken for its notices, the listeners (the
+        live screens) told of its changes. Nothing for a batch that did not commit."""
         if alerts.committed and alerts.notices:
             self._on_notices()
         if alerts.committed and alerts.pending:

@@ -6,6 +6,11 @@ the registrations are held in memory (tens of thousands of small records) and wr
 through to the database on every change. Maintainers register, move and retire devices;
 each of those is kept in the device's history. Health (last seen, battery, tamper,
 connection) is folded in from the readings ingest hands over, one transaction per batch.
+
+Lock order (docs/reliability.md, "Lock order"): the registry's lock comes first. Ingest's
+unit of work (``ingest/unit_of_work.py``) holds it from admission to the end of its commit and
+takes the spool's, the disk guard's and the alert service's locks under it; nothing here asks
+for any of those while holding it, and nothing holding them asks for this one.
 """
 
 from __future__ import annotations

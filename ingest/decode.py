@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from devices.messages import DeviceKind
 from devices.reading import Reading
-from devices.topics import device_id_of_topic, parse_topic
+from devices.topics import TopicAddress, device_id_of_topic, parse_topic
 from wanli.errors import PayloadError, TopicError
+
+if TYPE_CHECKING:
+    from devices.registry import DeviceRecord
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
@@ -72,7 +76,15 @@ def decode_message(
     received_ms: int,
     kinds: Mapping[str, DeviceKind],
     limits: DecodeLimits = DecodeLimits(),
+    registered: Callable[[TopicAddress, str], DeviceRecord] | None = None,
 ) -> Reading:
+    """The message as a ``Reading``, or a ``RejectedMessage`` saying what is wrong with it.
+
+    ``registered``: ingest's check that the device is registered as what it publishes as (raises
+    ``UnregisteredDevice`` else), asked with the topic's address once the message itself is valid (a bad
+    message is refused for what is wrong with it first); the registration it returns travels on the
+    reading (``Reading.registration``): the message's one registry lookup.
+    """
     try:
         addr = parse_topic(topic)
     except TopicError as exc:
@@ -97,4 +109,5 @@ def decode_message(
         exc.topic, exc.device_id = topic, addr.device_id
         raise
     # The device's clock is judged after the sequence (ingest/hygiene.py): an alarm is flagged, not refused.
-    return Reading(addr.street, addr.kind, addr.device_id, addr.msg_class, msg, received_ms)
+    registration = None if registered is None else registered(addr, topic)
+    return Reading(addr.street, addr.kind, addr.device_id, addr.msg_class, msg, received_ms, (), registration)

@@ -1,21 +1,27 @@
-"""One batch of raw MQTT messages through decode → registry → hygiene → alerts → commit → spool.
+"""One batch of raw MQTT messages through decode → registry → hygiene → spool → alerts → commit.
 
 No MQTT here: the consumer hands in batches and acknowledges them to the broker only after
-``process`` returns, so a batch that raises is redelivered rather than lost. For each batch:
+``process`` returns, so a batch that raises is redelivered rather than lost. Each batch is
+one unit of work (``ingest/unit_of_work.py``): admit → spool → evaluate → ``commit()``.
 
-1. decode and validate every message; check its device is registered (else quarantine);
-   judge its clock and its sequence number (``ingest/hygiene.py``, ``devices/sequence.py``):
+1. admit: decode and validate every message; check its device is registered (else
+   quarantine), the message's one registry lookup, whose registration then travels on the
+   reading (``Reading.registration``: the rules' place and the incident's location come from
+   it); judge its clock and its sequence number (``ingest/hygiene.py``, ``devices/sequence.py``):
    a duplicate is dropped and counted; an *event* (alarm, press, fault) with a wrong clock,
    a sequence going backwards or jumping is evaluated all the same and carries a flag;
    telemetry that fails is dead-lettered;
-2. evaluate the alert rules on what is new;
-3. append its time-series points to the durable spool (fsynced), which a drainer moves to
-   the telemetry store: a slow or absent InfluxDB never delays an alarm;
-4. commit, in ONE database transaction, the incidents, the dead letters and the sequence
-   state of the devices whose messages changed incidents; only then do memory and the live
-   screens see the changes. Other devices' health and sequence state are flushed every ten
-   seconds or so (``flush_device_states``): for them a redelivery after a crash can at worst
-   re-spool points the store already has, which it writes idempotently.
+2. append its time-series points to the durable spool (fsynced), which a drainer moves to
+   the telemetry store: a slow or absent InfluxDB never delays an alarm (appended before the
+   rules run, so the spool's lock is never taken under the alert service's: docs/reliability.md,
+   "Lock order"; a spool that refuses the batch has then not run the rules on it either);
+3. evaluate the alert rules on what is new;
+4. commit (``IngestUnitOfWork.commit``), in ONE database transaction, the incidents and
+   their notices, the dead letters and the sequence state of the devices whose messages
+   changed incidents; only then do memory and the live screens see the changes. Other
+   devices' health and sequence state are flushed every ten seconds or so
+   (``flush_device_states``): for them a redelivery after a crash can at worst re-spool
+   points the store already has, which it writes idempotently.
 
 **Alarms never wait on telemetry.** When the spool cannot take points (at its bound, its
 disk at the alarm reserve of ``wanli/disk_guard.py``, or a write that failed), telemetry is
@@ -48,14 +54,15 @@ from sqlalchemy import Connection, Engine
 from alerts.service import AlertService
 from devices.messages import DeviceKind, Online
 from devices.reading import Reading
-from devices.registry import DeviceBatch, DeviceRegistry
+from devices.registry import DeviceBatch, DeviceRecord, DeviceRegistry
 from ingest.dead_letters import DeadLetter, DeadLetterStore
-from devices.topics import MessageClass
+from devices.topics import MessageClass, TopicAddress
 from ingest.decode import DecodeLimits, decode_message
 from ingest.hygiene import ClockSkew, check_clock
 from ingest.rate_limit import RATE_LIMITED, DeviceRateLimits
 from devices.sequence import Verdict
 from ingest.spool import Spool, SpoolFull
+from ingest.unit_of_work import IngestUnitOfWork
 from wanli.disk_guard import DiskGuard
 from wanli.errors import PayloadError, RejectedMessage, UnregisteredDevice, WanliError
 from wanli.log_limit import LogLimiter, log_held_back, log_limited
@@ -178,34 +185,16 @@ class IngestPipeline:
         now_ms = self._clock_ms()
         refusal = self._spool_refusing(now_ms)
         hold = bool(refusal) and hold_telemetry and self.overflow is TelemetryOverflow.HOLD
-        # the devices' states, the incidents and the rate limits' charges: all kept, or all taken back
-        with self.rate_limits.undo_on_error(), self._registry.batch() as devices, \
-                self._alerts.batch(now_ms, self.fences) as alerts:
-            readings, letters, duplicates, resets, held = self._admit(batch, devices, hold, now_ms)
-            alerts.evaluate(readings)
-            row = self._spool.row_of(readings)  # the points, as the spool keeps them (line protocol for InfluxDB)
-            points = row.points
-            dropped = 0
-            if points and not refusal:
-                try:
-                    self._spool.append_row(row, now_ms)
-                except (SpoolFull, OSError, sqlite3.Error) as exc:
-                    self._spool_failed(exc, now_ms)
-                    raise SpoolRefused(str(exc)) from exc
-            elif points:
-                dropped = points  # held telemetry has none here: these are events' (and, with drop, all)
-            stored_letters = [d for d in letters if self.rate_limits.letter(d.device_id, d.reason, now_ms)]
-            unstored = self.rate_limits.take_unstored()
-            if stored_letters and self._disk_guard is not None and self._disk_guard.refuse_bulk():
-                unstored.update(d.reason for d in stored_letters)  # the disk's reserve is for alarms: counted only
-                stored_letters = []
-            if alerts.pending or stored_letters or unstored:
-                with self._engine.begin() as conn:
-                    alerts.write(conn)  # checks the ingest role's fence first (several instances)
-                    devices.write(conn, {i.device_id for i in alerts.pending.values()})
-                    self._dead_letters.add_batch(stored_letters, conn)
-                    self._dead_letters.count_unstored(unstored, conn)
-            devices.committed = alerts.committed = True
+        # the devices' states, the incidents, the dead letters and the rate limits' charges: all kept, or all
+        # taken back (ingest/unit_of_work.py)
+        with IngestUnitOfWork(self._engine, self._registry, self._alerts, self._dead_letters, self.rate_limits,
+                              now_ms, self.fences) as uow:
+            readings, letters, duplicates, resets, held = self._admit(batch, uow.devices, hold, now_ms)
+            uow.dead_letters(*self._letters_to_keep(letters, now_ms))
+            # spooled before the rules run: the spool's lock is never taken under the alert service's
+            points, dropped = self._spool_points(readings, refusal, now_ms)
+            uow.evaluate(readings)
+            changed = uow.commit()
         if points and not refusal:
             self._on_spooled()
         if readings:
@@ -222,8 +211,8 @@ class IngestPipeline:
         c.spooled_points += points - dropped
         c.telemetry_dropped_points += dropped
         c.telemetry_held += held
-        c.dead_letters_unstored += len(letters) - len(stored_letters)
-        c.incidents_changed += len(alerts.pending)
+        c.dead_letters_unstored += len(letters) - changed.dead_letters
+        c.incidents_changed += len(changed.incidents)
         c.duplicates += duplicates
         c.seq_resets += resets
         c.rejected.update(d.reason for d in letters)
@@ -240,7 +229,31 @@ class IngestPipeline:
             log.warning("telemetry points dropped=%d while the spool refuses: %s", dropped, refusal)
         if held:
             raise TelemetryHeld(held, refusal)
-        return BatchResult(len(readings), len(letters), duplicates, points - dropped, len(alerts.pending))
+        return BatchResult(len(readings), len(letters), duplicates, points - dropped, len(changed.incidents))
+
+    def _letters_to_keep(self, letters: Sequence[DeadLetter], now_ms: int) -> tuple[list[DeadLetter], Counter[str]]:
+        """The dead letters to store, and the ones only counted by reason (a device past its letters' rate,
+        sampled; every one while the disk is at the alarm reserve)."""
+        stored = [d for d in letters if self.rate_limits.letter(d.device_id, d.reason, now_ms)]
+        unstored = self.rate_limits.take_unstored()
+        if stored and self._disk_guard is not None and self._disk_guard.refuse_bulk():
+            unstored.update(d.reason for d in stored)  # the disk's reserve is for alarms: counted only
+            stored = []
+        return stored, unstored
+
+    def _spool_points(self, readings: Sequence[Reading], refusal: str, now_ms: int) -> tuple[int, int]:
+        """Append the readings' points to the spool (fsynced) unless it refuses; return (points, dropped).
+        Raises ``SpoolRefused`` when the append fails (nothing is committed: the batch is tried again)."""
+        row = self._spool.row_of(readings)  # the points, as the spool keeps them (line protocol for InfluxDB)
+        points = row.points
+        if points and not refusal:
+            try:
+                self._spool.append_row(row, now_ms)
+            except (SpoolFull, OSError, sqlite3.Error) as exc:
+                self._spool_failed(exc, now_ms)
+                raise SpoolRefused(str(exc)) from exc
+            return points, 0
+        return points, points  # held telemetry has none here: these are events' (and, with drop, all)
 
     def take_letters_by_device(self) -> Counter[str]:
         """Dead letters per device since the last call (the system health check's flood detector)."""
@@ -279,6 +292,7 @@ class IngestPipeline:
         skew = self.clock_skew
         offset_ms = skew.offset_ms
         limits = self.rate_limits
+        check_registered = self._check_registered
         c = self.counters
         for raw in batch:
             topic = raw.topic
@@ -287,8 +301,9 @@ class IngestPipeline:
                 held += 1  # left for the broker to deliver again once the spool takes telemetry
                 continue
             try:
-                reading = decode_message(raw.topic, raw.payload, raw.received_ms, self._kinds, self._limits)
-                self._check_registered(reading, raw.topic)
+                # checked registered once valid; the registration travels on the reading (the rules' place from it)
+                reading = decode_message(raw.topic, raw.payload, raw.received_ms, self._kinds, self._limits,
+                                         check_registered)
                 online = isinstance(reading.message, Online)
                 if online or reading.msg_class is MessageClass.TELEMETRY:
                     # stamped as sent (a last will is stamped when its connection opened; an event may be buffered)
@@ -334,8 +349,9 @@ class IngestPipeline:
                                           raw.payload, len(raw.payload)))
         return readings, letters, duplicates, resets, held
 
-    def _check_registered(self, reading: Reading, topic: str) -> None:
-        """Only active devices publishing as what they were registered as get through; the rest wait in quarantine."""
+    def _check_registered(self, reading: TopicAddress | Reading, topic: str) -> DeviceRecord:
+        """Only active devices publishing as what they were registered as get through; the rest wait in quarantine.
+        Returns the registration: the message's one registry lookup (``Reading.registration``)."""
         rec = self._registry.lookup(reading.device_id)  # memory, then the database before quarantining
         if rec is None:
             retired = self._registry.is_retired(reading.device_id)
@@ -347,6 +363,7 @@ class IngestPipeline:
                 f"device {reading.device_id} is registered as {rec.kind} in {rec.street_id}, "
                 f"but published as {reading.kind} in {reading.street}",
                 topic=topic, device_id=reading.device_id, reason="kind_mismatch")
+        return rec
 
     def flush_device_states(self) -> int:
         """Write the devices' health and sequence state; not while the disk is at the alarm reserve (they

@@ -20,6 +20,10 @@ posting them in large requests: no decoding and re-encoding of every point in th
 store (a spool written before the form existed holds msgpack rows: they are encoded when
 drained into InfluxDB; lines drained into a store that takes points are parsed back), so
 neither a switch of store nor an upgrade over a full spool loses a point.
+
+Lock order (docs/reliability.md, "Lock order"): the spool's lock is a leaf. Ingest appends
+under the registry's lock only (before the rules run, never under the alert service's), the
+drainer under none; nothing is asked for while it is held but the spool's own SQLite file.
 """
 
 from __future__ import annotations
