@@ -219,6 +219,8 @@ class Dispatcher(WakeableLoop):
         self._clock_ms = clock_ms
         self.sent = 0
         self.failures = 0
+        # Told after each round which incidents' notices went (the live feed: the wall shows who was told).
+        self.on_sent: Callable[[set[str]], None] = lambda _incident_ids: None
 
     @property
     def publisher(self) -> NoticePublisher:
@@ -237,6 +239,7 @@ class Dispatcher(WakeableLoop):
     def send_pending(self) -> int:
         """One round: send what is pending, mark what went; return how many went."""
         sent = 0
+        went: set[str] = set()  # the incidents whose notices went this round
         rows = self._outbox.pending()
         broker_down: ConnectionError | None = None
         if any(r.channel == CHANNEL_MQTT for r in rows):
@@ -268,7 +271,13 @@ class Dispatcher(WakeableLoop):
                     continue
                 claim.sent(self._clock_ms())
             sent += 1
+            went.add(row.incident_id)
         self.sent += sent
+        if went:
+            try:
+                self.on_sent(went)
+            except Exception:  # a screen's news never stops a notice
+                log.exception("could not tell the live feed which notices went")
         return sent
 
     def _post(self, payload: str) -> None:
