@@ -111,7 +111,7 @@ class NoticePublisher(Publisher):
         row locked) waits here, unacknowledged, and is asked again; one that failed (the database away) is not
         acknowledged either: the session keeps it for the next connection."""
         waiting: dict[int, list[int]] = {}  # notice id → broker message ids, not yet decided
-        ready_after_marker = False
+        came_back = ""  # the last marker that came back: this connection's once it is the current one
         while self._witnessing:
             try:
                 items = [self._seen.get(timeout=0.1)]
@@ -124,7 +124,7 @@ class NoticePublisher(Publisher):
                     break
             for item in items:
                 if isinstance(item, str):
-                    ready_after_marker = ready_after_marker or item == self._marker
+                    came_back = item
                     continue
                 notice, mid = item
                 if notice is None:
@@ -142,7 +142,9 @@ class NoticePublisher(Publisher):
                     self.witnessed += 1
                     for mid in waiting.pop(notice):
                         self._client.ack(mid, 1)
-            if ready_after_marker:
+            # ready once this connection's marker came back (a reconnection publishes a new one: its backlog is
+            # read again first), and only while connected
+            if came_back and came_back == self._marker and self.connected:
                 self._ready.set()
 
     def _stop_wait(self, seconds: float) -> None:
