@@ -243,7 +243,7 @@ class Publisher:
                 self._ready.clear()
             if self._stopping.is_set() or not self.may_reconnect():
                 return
-            if self._stopping.wait(self._backoff.next_s()):
+            if self._stopping.wait(self._backoff.next_s()) or not self.may_reconnect():  # asked again after the wait
                 return
 
     def _stop(self) -> None:
