@@ -19,6 +19,7 @@ so that paho is imported in this module only (aiomqtt, the simulated buildings' 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -159,6 +160,10 @@ class Publisher:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        # The network thread (``_run``) is the only one that writes to the socket: paho writes a packet at once
+        # from the publishing thread when it runs no thread of its own (``loop_start``) and no event loop is
+        # registered, and two writers would interleave partial writes. Registered, paho only wakes the thread.
+        self._client.on_socket_register_write = lambda *_args: None
 
     # -- for subclasses -------------------------------------------------------------------------------
 
@@ -219,6 +224,14 @@ class Publisher:
         self._ready.clear()
 
     def _run(self) -> None:
+        try:
+            self._connect_and_serve()
+        finally:
+            # The loop's wake-up socket pair (made by paho's ``loop()``): closed with the loop that used it, not
+            # left to the collector (a Publisher and its client are a cycle: their sockets would go unclosed).
+            self._client._reset_sockets(sockpair_only=True)  # paho 2.x: no public way
+
+    def _connect_and_serve(self) -> None:
         client, first = self._client, True
         while True:
             with self._running:
@@ -253,7 +266,8 @@ class Publisher:
     def close(self) -> None:
         """Say goodbye (DISCONNECT: the broker publishes no last will) and stop; ``connect`` starts again."""
         self._stop()
-        self._client.disconnect()
+        with contextlib.suppress(OSError):  # the loop ended meanwhile: its wake-up socket closed with it
+            self._client.disconnect()
         self._join()
 
     def drop(self) -> None:
@@ -292,10 +306,10 @@ class Publisher:
 
     def publish_confirmed(self, topic: str, payload: bytes, timeout_s: float) -> None:
         """Send one and wait for the broker's acknowledgement; ConnectionError if it did not come in ``timeout_s``."""
-        info = self.publish(topic, payload)
         try:
+            info = self.publish(topic, payload)
             info.wait_for_publish(timeout_s)
-        except (RuntimeError, ValueError) as exc:  # paho: not connected now, or its queue full
+        except (OSError, RuntimeError, ValueError) as exc:  # paho: not connected now, or its queue full
             raise ConnectionError(f"the message on {topic} was not sent: {exc}") from None
         if not info.is_published():
             raise ConnectionError(f"the broker did not acknowledge the message on {topic} within {timeout_s} s")
