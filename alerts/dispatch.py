@@ -16,13 +16,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 
 from alerts.outbox import CHANNEL_MQTT, Outbox
 from wanli.background import Backoff, WakeableLoop
-from wanli.mqtt import Client, MQTTMessage, new_client
+from wanli.mqtt import Client, MQTTMessage, Publisher
 from wanli.redact import redact_url
 from wanli.service_clock import ClockMs, wall_ms
 
@@ -50,9 +49,9 @@ def notice_id_of(payload: bytes) -> int | None:
 Witnessed = Callable[[list[int]], "set[int] | None"]
 
 
-class NoticePublisher:
-    """One paho connection for outgoing notices, QoS 1, waiting for the broker's acknowledgement (each notice
-    is confirmed on its own; the simulators' bulk ``simulators.publisher.MqttPublisher`` keeps a window in flight).
+class NoticePublisher(Publisher):
+    """The dispatcher's connection (``wanli.mqtt.Publisher``): each notice QoS 1, confirmed on its own
+    (``publish_confirmed``: the broker's acknowledgement awaited, no window in flight).
 
     **The witness** (with several instances, ``witness_filter`` set: one topic filter, or several comma-separated,
     the first holding the marker): the connection also reads the notices back,
@@ -67,13 +66,9 @@ class NoticePublisher:
     def __init__(self, host: str, port: int, *, client_id: str, username: str = "", password: str = "",
                  timeout_s: float = 5.0, witness_filter: str = "", on_witnessed: Witnessed | None = None) -> None:
         self._witness = bool(witness_filter and on_witnessed)
-        self._client = new_client(client_id, username=username, password=password, clean_session=not self._witness,
-                                  manual_ack=self._witness)
-        self._host, self._port, self._timeout_s = host, port, timeout_s
-        self._started = False
-        self._connected = threading.Event()
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
+        super().__init__(host, port, client_id=client_id, username=username, password=password, qos=1,
+                         clean_session=not self._witness, manual_ack=self._witness, backoff=Backoff(0.5, 10.0))
+        self._timeout_s = timeout_s
         self._witness_filter = witness_filter
         self._on_witnessed = on_witnessed
         first = witness_filter.split(",")[0]
@@ -81,20 +76,21 @@ class NoticePublisher:
         self._marker = ""
         self._seen: queue.Queue[tuple[int | None, int] | str] = queue.Queue()
         self._witness_thread: threading.Thread | None = None
+        self._witnessing = False
         self.witnessed = 0  # notices read back and decided (sent; by this dispatcher or one that died before its commit)
         # With several instances the dispatchers log in alike (one account, and the broker may take the username
         # as the client id): only the dispatch role's holder may be connected. A connection dropped while the
-        # role is not held here is not taken up again (a dispatcher that froze would take the session back
-        # from the next holder, and they would close each other's connections for ever): the next publish,
-        # made only by a holder, connects anew.
+        # role is not held here is not taken up again (``may_reconnect``: a dispatcher that froze would take the
+        # session back from the next holder, and they would close each other's connections for ever): the next
+        # publish, made only by a holder, connects anew.
         self.gate: Callable[[], bool] = lambda: True
-        self._gave_up = False
 
-    def _on_connect(self, client: Client, _u: object, _f: object, rc: Any, _p: object) -> None:
-        if rc.is_failure:
-            return
+    def may_reconnect(self) -> bool:
+        return self.gate()
+
+    def on_connected(self, client: Client) -> None:
         if not self._witness:
-            self._connected.set()
+            super().on_connected(client)
             return
         # read the session's backlog first; ready once the marker, published after it, has come back through
         # the witness thread (everything before it marked)
@@ -115,8 +111,8 @@ class NoticePublisher:
         row locked) waits here, unacknowledged, and is asked again; one that failed (the database away) is not
         acknowledged either: the session keeps it for the next connection."""
         waiting: dict[int, list[int]] = {}  # notice id → broker message ids, not yet decided
-        ready_after_marker = False
-        while self._started:
+        came_back = ""  # the last marker that came back: this connection's once it is the current one
+        while self._witnessing:
             try:
                 items = [self._seen.get(timeout=0.1)]
             except queue.Empty:
@@ -128,7 +124,7 @@ class NoticePublisher:
                     break
             for item in items:
                 if isinstance(item, str):
-                    ready_after_marker = ready_after_marker or item == self._marker
+                    came_back = item
                     continue
                 notice, mid = item
                 if notice is None:
@@ -146,66 +142,48 @@ class NoticePublisher:
                     self.witnessed += 1
                     for mid in waiting.pop(notice):
                         self._client.ack(mid, 1)
-            if ready_after_marker:
-                self._connected.set()
+            # ready once this connection's marker came back (a reconnection publishes a new one: its backlog is
+            # read again first), and only while connected
+            if came_back and came_back == self._marker and self.connected:
+                self._ready.set()
 
     def _stop_wait(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
-        while self._started and time.monotonic() < deadline:
+        while self._witnessing and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def _on_disconnect(self, client: Client, *_args: object) -> None:
-        self._connected.clear()
-        if not self.gate():
-            self._gave_up = True
-            # paho's loop stops reconnecting: loop_stop from its own thread only sets its "terminate" flag, which
-            # it reads before a reconnect (a disconnect() here is undone: paho marks the connection lost after
-            # this callback and would reconnect, taking the session back from the next holder)
-            client.loop_stop()
-
-    def connect(self) -> bool:
+    def connect(self, timeout_s: float | None = None, *, fail_fast: bool = False) -> bool:  # type: ignore[override]
         """Connected, and (with the witness) the session's backlog read and marked; ConnectionError if not in
         ``timeout_s``. True if it had to connect (the witness may have marked notices meanwhile). A
         dispatcher's round asks this before it locks any notice: the witness's marks must not wait for a lock
         of the round itself."""
         if not self.gate():  # asked again here: a send that froze half-way wakes up after the role left
             raise ConnectionError("the dispatch role is not held by this instance now")
-        if self._started and self._gave_up:
-            self._client.loop_stop()
-            self._started = self._gave_up = False
-        if not self._started:
+        if not self.running:
+            self._stop_witness()  # a loop that ended (the role left meanwhile): its witness goes with it
             if self._witness:
                 self._client.on_message = self._on_message
                 self._seen = queue.Queue()
-            self._client.connect_async(self._host, self._port, keepalive=30)
-            self._client.loop_start()
-            self._started = True
-            if self._witness:
+                self._witnessing = True
                 self._witness_thread = threading.Thread(target=self._run_witness, name="dispatch-witness",
                                                         daemon=True)
                 self._witness_thread.start()
-        fresh = not self._connected.is_set()
-        if not self._connected.wait(self._timeout_s):
-            raise ConnectionError(f"not connected to the broker at {self._host}:{self._port}")
-        return fresh
+        return super().connect(self._timeout_s if timeout_s is None else timeout_s)
 
-    def publish(self, topic: str, payload: str) -> None:
+    def publish_notice(self, topic: str, payload: str) -> None:
         self.connect()
-        info = self._client.publish(topic, payload.encode(), qos=1)
-        info.wait_for_publish(self._timeout_s)
-        if not info.is_published():
-            raise ConnectionError(f"the broker did not acknowledge the notice on {topic} within {self._timeout_s} s")
+        self.publish_confirmed(topic, payload.encode(), self._timeout_s)
+
+    def _stop_witness(self) -> None:
+        self._witnessing = False
+        if self._witness_thread is not None:
+            self._witness_thread.join(5)
+            self._witness_thread = None
 
     def close(self) -> None:
         """Disconnect (a publish after it connects again)."""
-        if self._started:
-            self._client.disconnect()
-            self._client.loop_stop()
-            self._started = self._gave_up = False
-            self._connected.clear()
-            if self._witness_thread is not None:
-                self._witness_thread.join(5)
-                self._witness_thread = None
+        super().close()
+        self._stop_witness()
 
 
 class Dispatcher(WakeableLoop):
@@ -219,6 +197,8 @@ class Dispatcher(WakeableLoop):
         self._clock_ms = clock_ms
         self.sent = 0
         self.failures = 0
+        # Told after each round which incidents' notices went (the live feed: the wall shows who was told).
+        self.on_sent: Callable[[set[str]], None] = lambda _incident_ids: None
 
     @property
     def publisher(self) -> NoticePublisher:
@@ -237,6 +217,7 @@ class Dispatcher(WakeableLoop):
     def send_pending(self) -> int:
         """One round: send what is pending, mark what went; return how many went."""
         sent = 0
+        went: set[str] = set()  # the incidents whose notices went this round
         rows = self._outbox.pending()
         broker_down: ConnectionError | None = None
         if any(r.channel == CHANNEL_MQTT for r in rows):
@@ -257,7 +238,7 @@ class Dispatcher(WakeableLoop):
                     if row.channel == CHANNEL_MQTT:
                         if broker_down is not None:
                             raise broker_down
-                        self._publisher.publish(row.topic, with_notice_id(row.payload, row.id))
+                        self._publisher.publish_notice(row.topic, with_notice_id(row.payload, row.id))
                     else:
                         self._post(with_notice_id(row.payload, row.id))
                 except Exception as exc:  # noqa: BLE001 - every failure is retried; say which
@@ -268,7 +249,13 @@ class Dispatcher(WakeableLoop):
                     continue
                 claim.sent(self._clock_ms())
             sent += 1
+            went.add(row.incident_id)
         self.sent += sent
+        if went:
+            try:
+                self.on_sent(went)
+            except Exception:  # a screen's news never stops a notice
+                log.exception("could not tell the live feed which notices went")
         return sent
 
     def _post(self, payload: str) -> None:

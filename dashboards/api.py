@@ -51,7 +51,6 @@ def create_app(ctx: AppContext) -> FastAPI:
     # CSRF checks and the security headers (CSP, no framing, nosniff, referrer) on every answer
     app.add_middleware(BrowserGuard, session_cookie=SESSION_COOKIE, expected_token=access.store.csrf_token,
                        refused=access.refused)
-    ctx.alerts.subscribe(lambda changes: _publish_changes(ctx, changes))
 
     for error, code in _STATUS:
         app.add_exception_handler(error, _handler(code))
@@ -76,11 +75,6 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.mount("/ops", GuardedPages(directory=str(resources.files("dashboards").joinpath("static")), html=True), name="ops")
     document_access(app)
     return app
-
-
-def _publish_changes(ctx: AppContext, changes) -> None:  # type: ignore[no-untyped-def]
-    for change in changes:
-        ctx.feed.publish(live.incident_event(change))
 
 
 def _handler(code: int):  # type: ignore[no-untyped-def]

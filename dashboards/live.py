@@ -1,4 +1,11 @@
-"""Fan-out of incident changes to every open screen (one bounded asyncio queue per screen).
+"""Fan-out of incident changes, and of who was told of them, to every open screen (one bounded asyncio queue
+per screen).
+
+``follow`` wires a feed to the alert service and the dispatcher; the runtime (wanli/runtime.py, the composition
+root) calls it once, whether or not an HTTP app is built over the feed. Two kinds of event travel:
+an incident's change (a dict, sent to the screens as the ``incident`` event) and ``NoticesChanged``
+(the notices of these incidents were queued or sent: the stream reads them for each screen with that screen's
+access, dashboards/routes/live.py, and sends a ``notices`` event).
 
 ``publish`` is called from the ingest worker thread; it hands over to the event loop with
 ``call_soon_threadsafe``. A screen that cannot keep up is not allowed to grow memory: its
@@ -10,9 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dashboards.schemas import IncidentPublic
+
+if TYPE_CHECKING:
+    from alerts.service import AlertService, IncidentChange
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +84,43 @@ class LiveFeed:
             yield q
         finally:
             self._subscribers.discard(q)
+
+
+@dataclass(frozen=True, slots=True)
+class NoticesChanged:
+    """Notices of these incidents were queued or sent: a screen showing them reads who was told again."""
+
+    incident_ids: frozenset[str]
+
+
+def incident_event(change: IncidentChange) -> dict[str, Any]:
+    return {"created": change.created, "incident": IncidentPublic.of(change.incident).model_dump(mode="json")}
+
+
+def follow(feed: LiveFeed, alerts: AlertService) -> Callable[[Iterable[str]], None]:
+    """Publish every incident change on the feed, and a ``NoticesChanged`` when an active incident opened or moved to
+    another escalation step, tier or policy (its notices were queued in the change's own transaction). Returns
+    ``notices_changed(incident_ids)`` for the dispatcher to call once it has sent an incident's notices."""
+    told_for: dict[str, tuple[str, int, str]] = {}  # incident id → the step whose notices the screens were told of
+
+    def notices_changed(incident_ids: Iterable[str]) -> None:
+        ids = frozenset(incident_ids)
+        if ids:
+            feed.publish(NoticesChanged(ids))
+
+    def on_changes(changes: Sequence[IncidentChange]) -> None:
+        stepped: list[str] = []
+        for change in changes:
+            feed.publish(incident_event(change))
+            incident = change.incident
+            if not incident.state.is_active:
+                told_for.pop(incident.id, None)
+                continue
+            step = (incident.escalation_policy, incident.escalation_step, incident.tier)
+            if told_for.get(incident.id) != step:
+                told_for[incident.id] = step
+                stepped.append(incident.id)
+        notices_changed(stepped)
+
+    alerts.subscribe(on_changes)
+    return notices_changed

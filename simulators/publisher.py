@@ -1,6 +1,7 @@
 """Publishing simulated messages over MQTT, the way devices do: paho, QoS 1, a bounded window in flight.
 
-``MqttPublisher`` is one connection (a gateway, or the load generator). At most
+``MqttPublisher`` is one connection (a gateway, or the load generator; ``wanli.mqtt.Publisher``, the
+one publisher, as the dispatcher's is). At most
 ``inflight`` QoS 1 messages are unacknowledged at any time: ``publish`` blocks until the
 broker's PUBACKs make room. Without the bound a fast publisher queues without limit, and
 past 65,535 unacknowledged messages (MQTT packet ids are 16 bits) a paho client wedges.
@@ -28,10 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from wanli.errors import StoreUnavailable
-from wanli.mqtt import MQTTErrorCode, new_client
+from wanli.mqtt import MAX_INFLIGHT, Client, Publisher
 from wanli.service_clock import ClockMs, wall_ms
 
-MAX_INFLIGHT = 65_535  # MQTT packet identifiers are 16 bits
+__all__ = ["MAX_INFLIGHT", "BrokerAddress", "DevicePublishers", "MqttPublisher"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,98 +45,40 @@ class BrokerAddress:
         return f"mqtt://{self.host}:{self.port}"
 
 
-class MqttPublisher:
+class MqttPublisher(Publisher):
+    """One connection (a gateway, or the load generator): ``wanli.mqtt.Publisher`` with a window of ``inflight``,
+    connected when made (``StoreUnavailable`` at once if the broker cannot be reached or refuses the login).
+    ``listen``: (a topic filter, a handler) subscribed on every (re)connection, confirmed before it returns."""
+
     def __init__(self, broker: BrokerAddress, *, client_id: str = "", username: str = "", password: str = "",
                  inflight: int = 2000, qos: int = 1, connect_timeout_s: float = 10.0,
                  will: tuple[str, bytes] | None = None,
                  listen: tuple[str, Callable[[str, bytes], None]] | None = None) -> None:
-        if not 1 <= inflight <= MAX_INFLIGHT:
-            raise ValueError(f"inflight must be 1..{MAX_INFLIGHT}, got {inflight}")
-        self.broker, self.qos = broker, qos
-        self.client_id = client_id or f"wanli-sim-{time.time_ns()}"
-        self._client = new_client(self.client_id, username=username, password=password)
-        if will is not None:
-            self._client.will_set(will[0], will[1], qos=1)
-        self._client.max_inflight_messages_set(inflight)
-        self._client.max_queued_messages_set(0)  # the window below is the only bound
-        self._window = threading.BoundedSemaphore(inflight)
-        self._lock = threading.Lock()
-        self._connected = threading.Event()
-        self._refused: str = ""
-        self.sent = 0
-        self.acked = 0
-        self.lost = 0  # QoS 0 messages published while disconnected: paho drops them
-        self._client.on_publish = self._on_publish
-        self._client.on_connect = self._on_connect
-        self._listen = listen  # (topic filter, handler): subscribed on every (re)connection
+        super().__init__(broker.host, broker.port, client_id=client_id or f"wanli-sim-{time.time_ns()}",
+                         username=username, password=password, qos=qos, will=will, window=inflight)
+        self.broker = broker
+        self._listen = listen
         self._subscribed = threading.Event()
         if listen is not None:
             self._client.on_subscribe = lambda *_: self._subscribed.set()
             self._client.on_message = lambda _c, _u, m: listen[1](m.topic, m.payload)
-        self._client.reconnect_delay_set(0.2, 5)
         try:
-            self._client.connect(broker.host, broker.port, keepalive=30)
-        except OSError as exc:
-            raise StoreUnavailable("mqtt", f"cannot reach the broker at {broker.url}: {exc}") from exc
-        self._client.loop_start()
-        if not self._connected.wait(connect_timeout_s) or self._refused:
+            self.connect(connect_timeout_s, fail_fast=True)
+        except ConnectionError as exc:
             self.close()
-            raise StoreUnavailable("mqtt", f"the broker at {broker.url} refused {self.client_id}: "
-                                           f"{self._refused or 'no answer'}")
+            raise StoreUnavailable("mqtt", f"cannot connect {self.client_id} to the broker at {broker.url}: {exc}") from exc
         if listen is not None and not self._subscribed.wait(connect_timeout_s):
             self.close()
             raise StoreUnavailable("mqtt", f"the broker at {broker.url} did not confirm {self.client_id}'s "
                                            f"subscription to {listen[0]}")
 
-    def _on_connect(self, client, _u, _flags, reason_code, _p) -> None:  # type: ignore[no-untyped-def]
-        if reason_code.is_failure:
-            self._refused = str(reason_code)
-        elif self._listen is not None:
+    def on_connected(self, client: Client) -> None:
+        if self._listen is not None:
             client.subscribe(self._listen[0], qos=1)
-        self._connected.set()
+        super().on_connected(client)
 
-    def _on_publish(self, _c, _u, _mid, _rc, _p) -> None:  # type: ignore[no-untyped-def]
-        # QoS 1: the broker's PUBACK, which frees a place in the window. QoS 0: written to the socket; it never took one.
-        with self._lock:
-            self.acked += 1
-        if self.qos:
-            self._window.release()
-
-    @property
-    def connected(self) -> bool:
-        return self._client.is_connected()
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        if self.qos:
-            self._window.acquire()
-        info = self._client.publish(topic, payload, qos=self.qos)
-        with self._lock:
-            self.sent += 1
-            if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and not self.qos:
-                self.lost += 1  # at QoS 1 paho keeps it and sends it on reconnecting; the window holds its place
-
-    def flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until the broker acknowledged everything sent (and not lost); False if it did not in time."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                if self.acked + self.lost >= self.sent:
-                    return True
-            time.sleep(0.005)
-        return False
-
-    def drop(self) -> None:
-        """Cut the connection without a DISCONNECT (the broker then publishes the last will)."""
-        self._client.loop_stop()
-        sock = self._client.socket()
-        if sock is not None:
-            sock.close()
-
-    def close(self) -> None:
-        try:
-            self._client.disconnect()
-        finally:
-            self._client.loop_stop()
+    def publish(self, topic: str, payload: bytes) -> None:  # type: ignore[override]
+        super().publish(topic, payload)
 
 
 class DevicePublishers:

@@ -28,6 +28,7 @@ from wanli.background import Backoff
 log = logging.getLogger(__name__)
 
 DEVICES, INCIDENTS, NOTIFY_ROUTING, POLICIES = "wanli_devices", "wanli_incidents", "wanli_notify", "wanli_policies"
+NOTICES = "wanli_notices"  # an incident's notices went (the dispatcher's instance tells the others' screens)
 MAX_PAYLOAD = 7000  # PostgreSQL's limit is 8000 bytes
 EVERYTHING = "*"
 

@@ -10,7 +10,8 @@ level, ``#`` this level and all below it, including the level above it; a wildca
 level never matches a ``$`` topic such as ``$SYS/…``), taught one thing it does not know: a shared
 subscription's ``$share/{group}/`` prefix, which the broker strips before it matches. Many filters at
 once: ``TopicFilters`` (paho's trie). A connection that only reads (a duty terminal's stand-in, a test's
-ear on the dispatch topics): ``Subscriber``.
+ear on the dispatch topics): ``Subscriber``. A connection that publishes, whoever it is for (the dispatcher's
+notices, alerts/dispatch.py; a simulated device or the load generator, simulators/publisher.py): ``Publisher``.
 
 The paho types a module names (``Client``, ``MQTTMessage``, ``MQTTErrorCode``) are taken from here too,
 so that paho is imported in this module only (aiomqtt, the simulated buildings' asyncio client, apart).
@@ -18,17 +19,24 @@ so that paho is imported in this module only (aiomqtt, the simulated buildings' 
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import Client, MQTTMessage, topic_matches_sub
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.matcher import MQTTMatcher
 
-__all__ = ["Client", "MQTTErrorCode", "MQTTMessage", "Subscriber", "TopicFilters", "matches", "new_client", "unshared"]
+from wanli.background import Backoff
+
+__all__ = ["MAX_INFLIGHT", "Client", "MQTTErrorCode", "MQTTMessage", "Publisher", "Subscriber", "TopicFilters", "matches",
+           "new_client", "unshared"]
 
 SHARE_PREFIX = "$share/"
+MAX_INFLIGHT = 65_535  # MQTT packet identifiers are 16 bits
 
 
 def unshared(topic_filter: str) -> str:
@@ -98,3 +106,220 @@ class Subscriber:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class Publisher:
+    """One connection that publishes: a paho client made by ``new_client`` (the login if any; no TLS, as every
+    connection here), its network loop on a thread of its own, and reconnection after a lost connection or a failed
+    attempt, each wait from ``backoff`` (``wanli.background.Backoff``: jittered, so that many connections that lost
+    one broker do not come back in step), reset once the broker accepts the connection.
+
+    ``connect`` starts the connection (if it is not running) and waits until it is ready; ``publish`` sends
+    (QoS ``qos``; with a ``window`` at most that many QoS 1 messages unacknowledged, ``publish`` waiting for the
+    broker's PUBACKs to make room: without a bound a fast publisher queues without limit, and past 65,535
+    unacknowledged messages a paho client wedges); ``publish_confirmed`` sends one and waits for the broker's
+    acknowledgement. ``sent``, ``acked`` and ``lost`` count (at QoS 0 a message counts as acknowledged once
+    written to the socket; one published while disconnected is gone, ``lost``); ``flush`` waits until everything
+    sent is acknowledged. ``close`` says goodbye (DISCONNECT: no last will); ``drop`` cuts the connection (the
+    broker publishes the last will).
+
+    For subclasses: ``on_connected(client)`` runs on each accepted connection (the default: ready now),
+    ``may_reconnect()`` says whether a lost connection is taken up again (if not, the loop ends and the next
+    ``connect`` starts it anew).
+    """
+
+    def __init__(self, host: str, port: int, *, client_id: str, username: str = "", password: str = "",
+                 qos: int = 1, clean_session: bool = True, manual_ack: bool = False,
+                 will: tuple[str, bytes] | None = None, window: int | None = None, keepalive_s: int = 30,
+                 backoff: Backoff | None = None) -> None:
+        if window is not None and not 1 <= window <= MAX_INFLIGHT:
+            raise ValueError(f"inflight must be 1..{MAX_INFLIGHT}, got {window}")
+        self.host, self.port, self.client_id, self.qos = host, port, client_id, qos
+        self._client = new_client(client_id, username=username, password=password, clean_session=clean_session,
+                                  manual_ack=manual_ack, reconnect_on_failure=False)  # reconnecting is ours (below)
+        if will is not None:
+            self._client.will_set(will[0], will[1], qos=1)
+        self._window: threading.BoundedSemaphore | None = None
+        if window is not None:
+            self._client.max_inflight_messages_set(window)
+            self._client.max_queued_messages_set(0)  # the window is the only bound
+            self._window = threading.BoundedSemaphore(window)
+        self._keepalive_s = keepalive_s
+        self._backoff = backoff or Backoff(0.2, 5.0)
+        self._ready = threading.Event()  # connected, and whatever on_connected waits for done
+        self._tried = threading.Event()  # an attempt is over: accepted, refused or the broker unreachable
+        self.refused = ""  # the broker's refusal of the last attempt (its CONNACK's reason)
+        self.unreachable = ""  # why the last attempt could not reach the broker
+        self._stopping = threading.Event()
+        self._running = threading.Lock()  # a reconnect and a close, one at a time (close never misses one)
+        self._thread: threading.Thread | None = None
+        self._counts = threading.Lock()
+        self.sent = 0
+        self.acked = 0
+        self.lost = 0
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        # The network thread (``_run``) is the only one that writes to the socket: paho writes a packet at once
+        # from the publishing thread when it runs no thread of its own (``loop_start``) and no event loop is
+        # registered, and two writers would interleave partial writes. Registered, paho only wakes the thread.
+        self._client.on_socket_register_write = lambda *_args: None
+
+    # -- for subclasses -------------------------------------------------------------------------------
+
+    def on_connected(self, client: Client) -> None:
+        """The broker accepted the connection (paho's network thread). Ready unless a subclass waits for more."""
+        self._ready.set()
+
+    def may_reconnect(self) -> bool:
+        return True
+
+    # -- the connection ---------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._client.is_connected()
+
+    @property
+    def running(self) -> bool:
+        """The network loop runs (connected, or connecting again)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start connecting in the background, unless the loop runs already."""
+        if self.running:
+            return
+        self._stopping.clear()
+        self._tried.clear()
+        self._ready.clear()
+        self._thread = threading.Thread(target=self._run, name=f"mqtt-{self.client_id}"[:40], daemon=True)
+        self._thread.start()
+
+    def connect(self, timeout_s: float, *, fail_fast: bool = False) -> bool:
+        """Started and ready; ConnectionError if not within ``timeout_s`` (``fail_fast``: at once when the attempt
+        is refused or cannot reach the broker). True if it was not ready when asked."""
+        self.start()
+        fresh = not self._ready.is_set()
+        if fail_fast:
+            self._tried.wait(timeout_s)
+            if self.refused or (self.unreachable and not self._ready.is_set()):
+                raise ConnectionError(f"the broker at {self.host}:{self.port} "
+                                      f"{'refused ' + self.client_id + ': ' + self.refused if self.refused else 'cannot be reached: ' + self.unreachable}")
+        if not self._ready.wait(timeout_s):
+            raise ConnectionError(f"not connected to the broker at {self.host}:{self.port}"
+                                  + (f" ({self.refused or self.unreachable})" if self.refused or self.unreachable else ""))
+        return fresh
+
+    def _on_connect(self, client: Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+        if rc.is_failure:
+            self.refused = str(rc)
+            self._tried.set()
+            return
+        self.refused = self.unreachable = ""
+        self._backoff.reset()
+        self.on_connected(client)
+        self._tried.set()
+
+    def _on_disconnect(self, *_args: object) -> None:
+        self._ready.clear()
+
+    def _run(self) -> None:
+        try:
+            self._connect_and_serve()
+        finally:
+            # The loop's wake-up socket pair (made by paho's ``loop()``): closed with the loop that used it, not
+            # left to the collector (a Publisher and its client are a cycle: their sockets would go unclosed).
+            self._client._reset_sockets(sockpair_only=True)  # paho 2.x: no public way
+
+    def _connect_and_serve(self) -> None:
+        client, first = self._client, True
+        while True:
+            with self._running:
+                if self._stopping.is_set():
+                    return
+                try:
+                    if first:
+                        client.connect(self.host, self.port, keepalive=self._keepalive_s)
+                    else:
+                        client.reconnect()
+                    reached = True
+                except OSError as exc:
+                    reached = False
+                    self.unreachable = f"{type(exc).__name__}: {exc}"
+                first = False
+            if not reached:
+                self._tried.set()
+            else:
+                rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+                while rc == MQTTErrorCode.MQTT_ERR_SUCCESS:  # until the connection ends (close: after DISCONNECT)
+                    rc = client.loop(timeout=1.0)
+                self._ready.clear()
+            if self._stopping.is_set() or not self.may_reconnect():
+                return
+            if self._stopping.wait(self._backoff.next_s()) or not self.may_reconnect():  # asked again after the wait
+                return
+
+    def _stop(self) -> None:
+        with self._running:
+            self._stopping.set()
+
+    def close(self) -> None:
+        """Say goodbye (DISCONNECT: the broker publishes no last will) and stop; ``connect`` starts again."""
+        self._stop()
+        with contextlib.suppress(OSError):  # the loop ended meanwhile: its wake-up socket closed with it
+            self._client.disconnect()
+        self._join()
+
+    def drop(self) -> None:
+        """Cut the connection without a DISCONNECT (the broker then publishes the last will), and stop."""
+        self._stop()
+        sock = self._client.socket()
+        if sock is not None:
+            sock.close()
+        self._join()
+
+    def _join(self) -> None:
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(10)
+        self._ready.clear()
+
+    # -- publishing -------------------------------------------------------------------------------------
+
+    def _on_publish(self, _c: object, _u: object, _mid: object, _rc: object, _p: object) -> None:
+        # QoS 1: the broker's PUBACK, which frees a place in the window. QoS 0: written to the socket; it took none.
+        with self._counts:
+            self.acked += 1
+        if self._window is not None and self.qos:
+            self._window.release()
+
+    def publish(self, topic: str, payload: bytes) -> Any:
+        """Send (waiting for room in the window, if any); paho's MQTTMessageInfo."""
+        if self._window is not None and self.qos:
+            self._window.acquire()
+        info = self._client.publish(topic, payload, qos=self.qos)
+        with self._counts:
+            self.sent += 1
+            if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and not self.qos:
+                self.lost += 1  # at QoS 1 paho keeps it and sends it on reconnecting; the window holds its place
+        return info
+
+    def publish_confirmed(self, topic: str, payload: bytes, timeout_s: float) -> None:
+        """Send one and wait for the broker's acknowledgement; ConnectionError if it did not come in ``timeout_s``."""
+        try:
+            info = self.publish(topic, payload)
+            info.wait_for_publish(timeout_s)
+        except (OSError, RuntimeError, ValueError) as exc:  # paho: not connected now, or its queue full
+            raise ConnectionError(f"the message on {topic} was not sent: {exc}") from None
+        if not info.is_published():
+            raise ConnectionError(f"the broker did not acknowledge the message on {topic} within {timeout_s} s")
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until the broker acknowledged everything sent (and not lost); False if it did not in time."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._counts:
+                if self.acked + self.lost >= self.sent:
+                    return True
+            time.sleep(0.005)
+        return False

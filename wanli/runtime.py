@@ -39,7 +39,7 @@ from alerts.store import IncidentStore
 from alerts.system_faults import SystemFaults
 from dashboards.api import create_app
 from dashboards.deps import AppContext
-from dashboards.live import LiveFeed
+from dashboards.live import LiveFeed, follow
 from devices.broker_access import BrokerAccess, MqttCanaryLogin
 from devices.broker_dynsec import DynamicSecurity, admin_password
 from devices.catalog import KINDS
@@ -59,7 +59,7 @@ from ingest.telemetry import (InfluxV1TelemetryStore, InfluxV2TelemetryStore, Li
                               TelemetryStore)
 from simulators.building import BuildingSimulation, run_building
 from wanli.broker_check import refuse_open_broker
-from wanli.change_bus import DEVICES, INCIDENTS, POLICIES, ChangeBus, LocalChangeBus, PostgresChangeBus
+from wanli.change_bus import DEVICES, INCIDENTS, NOTICES, POLICIES, ChangeBus, LocalChangeBus, PostgresChangeBus
 from wanli.data_lifecycle import build_data_lifecycle
 from wanli.db import create_schema, make_engine
 from wanli.disk_guard import DiskGuard
@@ -206,6 +206,7 @@ def build_services(settings: Settings, clock_ms: ClockMs = wall_ms, instance: st
                           on_notices=lambda: (dispatcher.wake(), notifier.wake()), bus=bus, policies=policies)
     bus.subscribe(DEVICES, registry.reload)
     bus.subscribe(INCIDENTS, alerts.refresh)
+    feed = live_feed(alerts, dispatcher, bus, engine)
     give_act(alerts.act)
     telemetry = make_telemetry_store(settings)
     # A store that takes line protocol gets the spool's rows as they are: built once, at append (ingest/spool.py)
@@ -242,9 +243,27 @@ def build_services(settings: Settings, clock_ms: ClockMs = wall_ms, instance: st
                              dry_run=policy_dry_run(incidents, hierarchy), stories=policy_stories())
     bus.subscribe(POLICIES, policy_desk.follow)
     return Services(settings, engine, hierarchy, registry, telemetry, spool, drainer, dead_letters, incidents, alerts,
-                    pipeline, LiveFeed(), access, outbox, dispatcher, disk_guard, notifier,
+                    pipeline, feed, access, outbox, dispatcher, disk_guard, notifier,
                     policy_desk=policy_desk,
                     bus=bus, leases=LeaseStore(engine, wall_ms))  # leases on real time, whatever the service's clock
+
+
+def live_feed(alerts: AlertService, dispatcher: Dispatcher, bus: ChangeBus, engine: Engine) -> LiveFeed:
+    """The screens' feed, following the incidents and their notices (dashboards/live.py), built here whether or
+    not an HTTP app is built over it. With several instances the dispatcher's instance tells the others when an
+    incident's notices went (their screens show who was told too); an incident's changes travel already."""
+    feed = LiveFeed()
+    notices_changed = follow(feed, alerts)
+
+    def sent(incident_ids: set[str]) -> None:
+        notices_changed(incident_ids)
+        if bus.shared:
+            with engine.begin() as conn:
+                bus.announce(conn, NOTICES, incident_ids)
+
+    dispatcher.on_sent = sent
+    bus.subscribe(NOTICES, lambda ids: notices_changed(ids if ids is not None else [i.id for i in alerts.active()]))
+    return feed
 
 
 # How long a thread may hold the interpreter before another waiting for it gets a turn (Python's

@@ -59,7 +59,7 @@ const KPI_REFRESH_MS = 30000;  // device health changes without incident events:
 const incidents = new Map();  // id → the incident as the server last described it
 const rows = new Map();       // id → the row's elements and its buttons' state
 const fresh = new Set();      // ids of incidents that are new to this screen: their row flashes once
-const told = new Map();       // id → { key, list }: who the escalation told, fetched when its step changes
+const told = new Map();       // id → who the escalation told: the stream's snapshot, then its `notices` events
 let link = "connecting";      // connecting | up | down
 let everSynced = false;       // a snapshot has arrived at least once
 let settled = false;          // the first snapshot is on the table: changes from now on happen under the pointer
@@ -303,30 +303,20 @@ function updateWaited(r, inc, now = Date.now()) {
 
 // -- who has been told, and when it climbs next -------------------------------------------------
 
-// The escalation's notices (the outbox), fetched once per step: a new step told new people.
-async function fetchTold(inc) {
-  const key = `${inc.escalation_policy}:${inc.escalation_step}:${inc.tier}`;
-  const held = told.get(inc.id);
-  if (held && held.key === key) return;
-  told.set(inc.id, { key, list: held ? held.list : null });
-  let list = null;
-  try {
-    const resp = await fetch(`/api/incidents/${encodeURIComponent(inc.id)}/notifications`);
-    if (resp.ok) list = await resp.json();
-  } catch { /* the stream's next change or reconnect asks again */ }
-  const now = told.get(inc.id);
-  if (!now || now.key !== key) return;  // a newer step is being fetched
-  if (list === null) { told.delete(inc.id); return; }
-  now.list = list;
-  const r = rows.get(inc.id);
-  const current = incidents.get(inc.id);
-  if (r && current) updateTold(r, current);
+// The escalation's notices (the outbox) and the attempts to reach people: the rows
+// GET /api/incidents/{id}/notifications answers, carried by the stream (in its snapshot, and a `notices`
+// event whenever they are queued or sent), so the wall never asks for them.
+function receiveTold(incidentId, list) {
+  const inc = incidents.get(incidentId);
+  if (!inc || !ACTIVE.has(inc.state)) return;  // ended, or not on this wall: nothing to show
+  told.set(incidentId, list);
+  const r = rows.get(incidentId);
+  if (r) updateTold(r, inc);
 }
 
 function updateTold(r, inc) {
-  const held = told.get(inc.id);
-  const list = held && held.list;
-  if (!list) { setText(r.told, held ? "通知名单读取中…" : ""); r.told.title = ""; return; }
+  const list = told.get(inc.id);
+  if (!list) { setText(r.told, ""); r.told.title = ""; return; }
   const names = [...new Set(list.map((n) => n.recipient))];
   const pending = list.filter((n) => !n.sent_at).length;
   const text = names.length ? `已通知 ${names.length} 方：${names.join("、")}` : "未通知任何人";  // one line; the drawer lists them all
@@ -507,7 +497,7 @@ function receive(inc) {
   if (held && Date.parse(held.updated_at) > Date.parse(inc.updated_at)) return;
   if (becameCritical(inc, held)) ringSoon = true;  // raised to critical: its tone, now
   incidents.set(inc.id, inc);
-  if (ACTIVE.has(inc.state)) fetchTold(inc); else told.delete(inc.id);
+  if (!ACTIVE.has(inc.state)) told.delete(inc.id);
   if (window.WanliDrawer) window.WanliDrawer.changed(inc);
 }
 
@@ -523,9 +513,10 @@ function announce(inc) {
   ringSoon = true;
 }
 
-function onSnapshot(list) {
+function onSnapshot(list, notices) {
   const before = new Map(incidents);
   incidents.clear();
+  told.clear();
   for (const inc of list) {
     // After a reconnect, what opened while the link was down is new to this screen: it flashes and,
     // if critical, sounds. The first snapshot after loading is just how things stand.
@@ -534,9 +525,8 @@ function onSnapshot(list) {
     else rungFor.add(inc.id);  // how things stood: the severity's repeating tone covers it, no tone of its own
     if (everSynced && becameCritical(inc, held)) ringSoon = true;
     incidents.set(inc.id, inc);
-    fetchTold(inc);
+    if (notices && notices[inc.id]) told.set(inc.id, notices[inc.id]);
   }
-  for (const id of told.keys()) if (!incidents.has(id)) told.delete(id);
   everSynced = true;
   ringSoon = true;  // what is open and unacknowledged rings, after a reload too
   loadKpi();
@@ -576,7 +566,8 @@ function connect() {
   }));
   s.addEventListener("snapshot", current((e) => {
     loadKinds();
-    onSnapshot(JSON.parse(e.data).incidents);
+    const snapshot = JSON.parse(e.data);
+    onSnapshot(snapshot.incidents, snapshot.notices);
     setLink("up");  // up once the screen is current, not merely connected
     settled = true;
   }));
@@ -587,6 +578,10 @@ function connect() {
     render();
     if (ringSoon) ring();
     kpiSoon();
+  }));
+  s.addEventListener("notices", current((e) => {
+    const { incident_id: incidentId, notices } = JSON.parse(e.data);
+    receiveTold(incidentId, notices);
   }));
   s.addEventListener("heartbeat", current(() => { heartbeats = true; }));
 }

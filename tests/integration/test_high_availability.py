@@ -73,7 +73,7 @@ def test_a_notice_the_broker_took_from_a_dispatcher_that_died_before_its_commit_
                                on_witnessed=lambda ids: outbox.mark_witnessed(ids, 2))
 
     dead = publisher()
-    dead.publish(topic + "/_warmup", "{}")  # connected once: the session exists and reads dispatch/v1/wanli/#
+    dead.publish_notice(topic + "/_warmup", "{}")  # connected once: the session exists and reads dispatch/v1/wanli/#
     dead.close()  # ... and the instance dies: what follows is its last publish, taken by the broker
     raw = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="the-dead-ones-last-packet")
     raw.connect(mosquitto.host, mosquitto.port)
