@@ -102,3 +102,7 @@ class RegistryContext:
             return h.locate()
         rec = self._registry.find(device_id)
         return self._registry.location(rec) if rec else h.locate()
+
+    def threshold_span(self, kind: str, name: str) -> tuple[float, float]:
+        """The lowest and highest value of a threshold over every device of the kind (``Thresholds.span``)."""
+        return self._thresholds.span(kind, name)

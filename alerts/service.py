@@ -55,6 +55,7 @@ from alerts.outbox import Outbox
 from alerts.policies import PolicySet
 from alerts.rules import default_rules
 from alerts.rules.base import Rule, RuleContext
+from alerts.rules.hearing import hear
 from alerts.store import IncidentStore
 from alerts.system_faults import SYSTEM_CATEGORY
 from devices.hierarchy import Hierarchy, Location
@@ -93,18 +94,11 @@ class AlertBatch:
         self.committed = False
 
     def evaluate(self, readings: Sequence[Reading]) -> None:
-        """Hand each reading to the rules that watch its kind, and fold what they say into incidents."""
+        """Hand each reading to the rules that watch its kind and can be changed by it (``alerts/rules/hearing.py``:
+        a heartbeat inside every bound only notes the device heard), and fold what they say into incidents."""
         svc = self._service
-        signals: list[Signal] = []
-        for reading in readings:
-            if isinstance(reading.message, fs.DispatchStep):
-                self._station_step(reading)
-            for rule in svc.rules_for_message(reading.kind, type(reading.message)):
-                said = rule.on_reading(reading, svc.ctx, self._now_ms)
-                if reading.flags:  # hygiene let it through flagged: the incident says so
-                    said = [replace(s, flags=(*s.flags, *reading.flags)) for s in said]
-                signals.extend(said)
-        self.apply(signals)
+        self.apply(hear(readings, svc.rules_for_message, svc.ctx, self._now_ms,
+                        before=(fs.DispatchStep, self._station_step)))
 
     def answer(self, reading: Reading, by: str) -> Incident:
         """A station's answer through the API (``by``: the caller): the incident moves and the rules that
