@@ -199,3 +199,16 @@ def test_leaving_out_quiet_readings_changes_no_signal_and_no_state(kind: str, da
     gaps_s = data.draw(st.lists(st.sampled_from([0, 1, 30, 600, 4 * 3600, 30 * 3600]), min_size=len(batches),
                                 max_size=len(batches)), label="gaps")
     _run(kind, data.draw(overrides_of(kind), label="overrides"), batches, gaps_s)
+
+
+def test_a_thresholds_span_covers_the_default_the_policy_and_every_override() -> None:
+    from alerts.thresholds import Thresholds
+
+    rules = default_rules()
+    thresholds = Thresholds(rules, lambda d: "", {"buildings": {"B-1": {"smoke_detector": {"low_battery_pct": 35}}},
+                                                  "devices": {"D-9": {"low_battery_pct": 5}}})
+    assert thresholds.span("smoke_detector", "low_battery_pct") == (5.0, 35.0)
+    assert thresholds.span("elderly_alarm", "low_battery_pct") == (5.0, 20.0)  # a device's override names no kind
+    thresholds.set_policy_values({"elderly_alarm": {"low_battery_pct": 40}})
+    assert thresholds.span("elderly_alarm", "low_battery_pct") == (5.0, 40.0)
+    assert thresholds.span("charging_station", "port_temp_c") == (60.0, 60.0)
