@@ -112,6 +112,10 @@ class RegistryContext:
         rec = self._registry.find(device_id)
         return self._registry.location(rec) if rec else h.locate()
 
+    def threshold_span(self, kind: str, name: str) -> tuple[float, float]:
+        """The lowest and highest value of a threshold over every device of the kind (``Thresholds.span``)."""
+        return self._thresholds.span(kind, name)
+
 
 class ReadingContext:
     """The rules' context for the reading they are hearing: made once per batch, told of each reading
@@ -144,3 +148,6 @@ class ReadingContext:
 
     def threshold(self, kind: str, name: str, device_id: str) -> float:
         return self._ctx.threshold(kind, name, device_id)
+
+    def threshold_span(self, kind: str, name: str) -> tuple[float, float]:
+        return self._ctx.threshold_span(kind, name)

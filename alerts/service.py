@@ -61,6 +61,7 @@ from alerts.outbox import Outbox
 from alerts.policies import PolicySet
 from alerts.rules import default_rules
 from alerts.rules.base import Rule, RuleContext
+from alerts.rules.hearing import hear
 from alerts.store import IncidentStore
 from alerts.system_faults import SYSTEM_CATEGORY
 from devices.hierarchy import Hierarchy, Location
@@ -103,29 +104,14 @@ class AlertBatch:
         self.announce_later = False
 
     def evaluate(self, readings: Sequence[Reading]) -> None:
-        """Hand each reading to the rules that watch its kind, and fold what they say into incidents."""
+        """Hand each reading to the rules that watch its kind and can be changed by it (``alerts/rules/hearing.py``:
+        a heartbeat inside every bound only notes the device heard), and fold what they say into incidents."""
         svc = self._service
-        signals: list[Signal] = []
-        registered: dict[str, DeviceRecord] = {}  # the devices whose signals' readings came with their registration
         # the reading's own device placed from the registration it carries: no second registry lookup
         hearing = svc.reading_context() if svc.reading_context is not None else None
-        ctx = svc.ctx if hearing is None else hearing
-        for reading in readings:
-            if isinstance(reading.message, fs.DispatchStep):
-                self._station_step(reading)
-            rules = svc.rules_for_message(reading.kind, type(reading.message))
-            if not rules:
-                continue
-            if hearing is not None:
-                hearing.hear(reading)
-            before = len(signals)
-            for rule in rules:
-                said = rule.on_reading(reading, ctx, self._now_ms)
-                if reading.flags:  # hygiene let it through flagged: the incident says so
-                    said = [replace(s, flags=(*s.flags, *reading.flags)) for s in said]
-                signals.extend(said)
-            if len(signals) > before and reading.registration is not None:
-                registered[reading.device_id] = reading.registration
+        signals = hear(readings, svc.rules_for_message, svc.ctx if hearing is None else hearing, self._now_ms,
+                       before=(fs.DispatchStep, self._station_step), heard=None if hearing is None else hearing.hear)
+        registered = {r.device_id: r.registration for r in readings if r.registration is not None}
         self.apply(signals, registered)
 
     def answer(self, reading: Reading, by: str) -> Incident:

@@ -33,6 +33,7 @@ class Thresholds:
         self._buildings: dict[str, dict[str, dict[str, float]]] = raw.get("buildings", {})  # type: ignore[assignment]
         self._devices: dict[str, dict[str, float]] = raw.get("devices", {})  # type: ignore[assignment]
         self._policy: dict[str, dict[str, float]] = {}  # the policy document's values per kind (alerts/policies.py)
+        self._spans: dict[tuple[str, str], tuple[float, float]] = {}
         self._check()
 
     def set_policy_values(self, values: Mapping[str, Mapping[str, float]]) -> None:
@@ -42,6 +43,7 @@ class Thresholds:
             if unknown:
                 raise Invalid(f"thresholds for {kind}: no rule has a threshold {sorted(unknown)}")
         self._policy = {k: dict(v) for k, v in values.items()}
+        self._spans = {}
 
     def _check(self) -> None:
         known = {name for values in self._defaults.values() for name in values}
@@ -69,6 +71,21 @@ class Thresholds:
             return self._defaults[kind][name]
         except KeyError:
             raise Invalid(f"no threshold {name!r} for {kind}") from None
+
+    def span(self, kind: str, name: str) -> tuple[float, float]:
+        """The lowest and the highest value this threshold has for any device of the kind: its default, the
+        policy's, every building's and every device's override. A reading beyond both sides of a bound for every
+        device is judged without asking which device it came from (``Rule.quiet``, alerts/rules/base.py)."""
+        span = self._spans.get((kind, name))
+        if span is None:
+            if name not in self._defaults.get(kind, {}):
+                raise Invalid(f"no threshold {name!r} for {kind}")
+            policy = self._policy.get(kind, {})
+            values = [float(policy[name]) if name in policy else self._defaults[kind][name]]
+            values += [float(b[kind][name]) for b in self._buildings.values() if name in b.get(kind, {})]
+            values += [float(own[name]) for own in self._devices.values() if name in own]
+            span = self._spans[(kind, name)] = (min(values), max(values))
+        return span
 
     def defaults(self) -> dict[str, dict[str, float]]:
         return {k: dict(v) for k, v in self._defaults.items()}

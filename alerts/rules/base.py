@@ -22,6 +22,15 @@ at its first.
 
 A rule reads thresholds through its context, so each can be changed per kind and
 overridden per building or per device (``alerts/thresholds.py``) without touching code.
+
+Quiet readings (issue 18). Most of a street's traffic is heartbeats inside every bound: they
+change nothing but the device's last-seen. A rule may say so ahead of time, beside its own
+``on_reading``, so the engine does not call it for them (``alerts/rules/hearing.py``):
+``quiet`` marks, for readings of one kind and message type at once, those that provably
+raise nothing, clear nothing and change none of the rule's state; a rule whose ``on_reading``
+only notes that a device was heard (a dead-man timer) sets ``notes_only`` and takes a batch's
+readings in one ``note``. Both may err only on the safe side: a reading ``quiet`` is unsure
+of is handed to ``on_reading`` and judged exactly as before.
 """
 
 from __future__ import annotations
@@ -29,6 +38,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from alerts.incidents import Signal
 from devices.reading import Reading
@@ -64,6 +76,24 @@ class RuleContext(Protocol):
         ...
 
 
+def threshold_span(ctx: RuleContext, kind: str, name: str) -> tuple[float, float] | None:
+    """The lowest and highest value a threshold has for any device of the kind (``Thresholds.span``); None when
+    the context cannot tell (then no reading is quiet by that threshold)."""
+    span = getattr(ctx, "threshold_span", None)
+    return None if span is None else span(kind, name)  # type: ignore[no-any-return]
+
+
+def at_least_every(readings: Sequence[Reading], ctx: RuleContext, kind: str, name: str, field: str,
+                   ) -> npt.NDArray[np.bool_] | None:
+    """Which readings' ``message.<field>`` is at or above the threshold ``name`` of every device of the kind (a battery
+    no device would call low); None when the context cannot tell. NaN is never at least anything."""
+    span = threshold_span(ctx, kind, name)
+    if span is None:
+        return None
+    values = np.fromiter((getattr(r.message, field) for r in readings), np.float64, len(readings))
+    return values >= span[1]
+
+
 class Rule:
     """Base of every rule. Subclasses set ``kinds`` and ``THRESHOLDS`` (name → default) and override the hooks."""
 
@@ -73,6 +103,9 @@ class Rule:
     messages: ClassVar[tuple[type, ...] | None] = None
     THRESHOLDS: ClassVar[Mapping[str, Mapping[str, float]]] = {}  # kind → {name: default}
     persist_at_once: ClassVar[bool] = False
+    # on_reading only notes that a device was heard, says nothing and reads nothing another rule changes: the engine
+    # hands it a batch's readings at once (``note``) instead (module docstring)
+    notes_only: ClassVar[bool] = False
     urgent_is_delta: ClassVar[bool] = False  # urgent_snapshot is a change since the checkpoint, kept in its own row
     changed: bool = False  # set by a persist_at_once rule when its state changed, cleared once it is written
 
@@ -89,6 +122,17 @@ class Rule:
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         return []
+
+    def quiet(self, readings: Sequence[Reading], ctx: RuleContext) -> npt.NDArray[np.bool_] | None:
+        """Of these readings (one kind, one message type this rule acts on, in order), those ``on_reading`` would
+        provably answer with nothing and no change of state: True for each the engine may leave out. None: every
+        one is handed on. Pure: it reads the readings, the thresholds' spans and the rule's state, changes nothing."""
+        return None
+
+    def note(self, readings: Sequence[Reading], ctx: RuleContext, now_ms: int) -> None:
+        """A ``notes_only`` rule's ``on_reading`` for a batch's readings of its kinds at once, in their order."""
+        for reading in readings:
+            self.on_reading(reading, ctx, now_ms)
 
     def on_tick(self, ctx: RuleContext, now_ms: int) -> list[Signal]:
         return []

@@ -126,11 +126,19 @@ class DeadMan(Rule):
     def sign_of_life(self, reading: Reading) -> bool:
         return not isinstance(reading.message, Offline)  # the broker speaking for a lost connection, not the device
 
+    notes_only = True  # the engine hands a batch's readings to ``note`` at once (alerts/rules/hearing.py)
+
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         # The hot path: noted here, folded into the arrays in one vectorised step at the next tick.
         if self.sign_of_life(reading):
             self._heard_since_tick[reading.device_id] = (now_ms, reading.street)
         return []
+
+    def note(self, readings: Sequence[Reading], ctx: RuleContext, now_ms: int) -> None:
+        heard, alive = self._heard_since_tick, self.sign_of_life
+        for reading in readings:
+            if alive(reading):
+                heard[reading.device_id] = (now_ms, reading.street)
 
     def _fold_heard(self) -> None:
         """Everything heard since the last tick: back online, deadlines moved, storms told who returned."""
@@ -443,6 +451,21 @@ class SilenceWatch:
         self.last_ms[i] = max(self.last_ms[i], at_ms)
         self.never_seen[i] = False
         self._raised[i] = False
+
+    def seen_all(self, device_ids: Sequence[str], at_ms: int) -> None:
+        """``seen`` for many devices at one time, in one vectorised step."""
+        index, slots = self._index, []
+        for device_id in device_ids:
+            i = index.get(device_id)
+            if i is None:
+                self._early[device_id] = max(at_ms, self._early.get(device_id, at_ms))
+            else:
+                slots.append(i)
+        if slots:
+            at = np.array(slots, np.intp)
+            self.last_ms[at] = np.maximum(self.last_ms[at], at_ms)
+            self.never_seen[at] = False
+            self._raised[at] = False
 
     def follow(self, population: Callable[[], Sequence[Place]], limit_ms: Callable[[str], float], now_ms: int) -> None:
         self._last_now_ms = now_ms

@@ -32,6 +32,9 @@ class RuleWorld:
     def threshold(self, kind: str, name: str, device_id: str) -> float:
         return self._thresholds.get(kind, name, device_id)
 
+    def threshold_span(self, kind: str, name: str) -> tuple[float, float]:
+        return self._thresholds.span(kind, name)
+
 
 def rule_context(rules: Iterable[type[Rule]], places: Iterable[Place] = (),
                  overrides: Mapping[str, Mapping[str, float]] | None = None) -> RuleWorld:

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alerts.incidents import Severity, Signal
-from alerts.rules.base import Rule, RuleContext
+from alerts.rules.base import Rule, RuleContext, threshold_span
 from alerts.rules.silence import DeadMan
 from devices.kinds.charging_station import contract as cs
 from devices.reading import Reading
@@ -50,6 +50,25 @@ class PortConditions(Rule):
     kinds = frozenset({KIND})
     messages = (cs.Overcurrent, cs.StationStatus)
     THRESHOLDS = {KIND: {"port_temp_c": 60.0, "max_current_a": 10.0, "full_power_w": 20.0, "max_session_h": 10.0}}
+
+    def quiet(self, readings: Sequence[Reading], ctx: RuleContext) -> npt.NDArray[np.bool_] | None:
+        """Snapshots whose every port is within the bounds of every station: not too hot, not over the current, not
+        feeding a full battery, no session too long (each compared with the lowest value any station has)."""
+        if not issubclass(type(readings[0].message), cs.StationStatus):
+            return None
+        spans = [threshold_span(ctx, KIND, name) for name in ("port_temp_c", "max_current_a", "full_power_w",
+                                                               "max_session_h")]
+        if any(span is None for span in spans):
+            return None
+        temp_c, max_a, full_w, max_session_h = (span[0] for span in spans)  # type: ignore[index]
+        max_session_s = max_session_h * 3600
+
+        def within(ports: Sequence[cs.Port]) -> bool:
+            return all((p.temperature_c is None or p.temperature_c <= temp_c) and p.current_a <= max_a
+                       and (p.state != "full" or p.power_w <= full_w)
+                       and (p.state not in ("charging", "full") or p.session_s <= max_session_s) for p in ports)
+
+        return np.fromiter((within(r.message.ports) for r in readings), np.bool_, len(readings))
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         msg, dev = reading.message, reading.device_id
@@ -215,6 +234,12 @@ class MainsPower(Rule):
 
     kinds = frozenset({KIND})
     messages = (cs.PowerLost, cs.StationStatus)
+
+    def quiet(self, readings: Sequence[Reading], ctx: RuleContext) -> npt.NDArray[np.bool_] | None:
+        """Snapshots of a station on mains power."""
+        if not issubclass(type(readings[0].message), cs.StationStatus):
+            return None
+        return np.fromiter((r.message.mains_power for r in readings), np.bool_, len(readings))
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         msg = reading.message

@@ -11,11 +11,14 @@ network outage never turns into a thousand welfare checks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from alerts.incidents import Severity, Signal
-from alerts.rules.base import Rule, RuleContext
+from alerts.rules.base import Rule, RuleContext, at_least_every
 from alerts.rules.silence import DeadMan, SilenceWatch
 from devices.kinds.elderly_alarm import contract as ea
 from devices.messages import Offline
@@ -88,6 +91,8 @@ class Inactivity(Rule):
         self._watch = SilenceWatch()  # activity
         self._alive = SilenceWatch()  # any message: the device itself is heard
 
+    notes_only = True  # the engine hands a batch's readings to ``note`` at once (alerts/rules/hearing.py)
+
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         # the engine's clock: a wrong device clock must not hide a day
         if isinstance(reading.message, ea.Activity):
@@ -95,6 +100,10 @@ class Inactivity(Rule):
         if not isinstance(reading.message, Offline):
             self._alive.seen(reading.device_id, now_ms)
         return []
+
+    def note(self, readings: Sequence[Reading], ctx: RuleContext, now_ms: int) -> None:
+        self._watch.seen_all([r.device_id for r in readings if isinstance(r.message, ea.Activity)], now_ms)
+        self._alive.seen_all([r.device_id for r in readings if not isinstance(r.message, Offline)], now_ms)
 
     def on_tick(self, ctx: RuleContext, now_ms: int) -> list[Signal]:
         population = lambda: ctx.devices(KIND)  # noqa: E731 - read once per refresh by each watch
@@ -144,6 +153,12 @@ class LowBattery(Rule):
     kinds = frozenset({KIND})
     messages = (ea.LowBattery, ea.Heartbeat)
     THRESHOLDS = {KIND: {"low_battery_pct": 20.0}}
+
+    def quiet(self, readings: Sequence[Reading], ctx: RuleContext) -> npt.NDArray[np.bool_] | None:
+        """Heartbeats charged at or above every device's low-battery threshold."""
+        if not issubclass(type(readings[0].message), ea.Heartbeat):
+            return None
+        return at_least_every(readings, ctx, KIND, "low_battery_pct", "battery_pct")
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         msg, dev = reading.message, reading.device_id

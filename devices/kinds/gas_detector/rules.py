@@ -20,11 +20,14 @@ measure: a maintenance task.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from alerts.incidents import Severity, Signal
-from alerts.rules.base import Rule, RuleContext
+from alerts.rules.base import Rule, RuleContext, threshold_span
 from alerts.rules.silence import DeadMan
 from devices.kinds.gas_detector import contract as gd
 from devices.reading import Reading
@@ -39,6 +42,16 @@ class GasLeak(Rule):
     kinds = frozenset({KIND})
     messages = (gd.GasAlarm, gd.Heartbeat)
     THRESHOLDS = {KIND: {"low_alarm_lel_pct": 20.0, "high_alarm_lel_pct": 50.0}}
+
+    def quiet(self, readings: Sequence[Reading], ctx: RuleContext) -> npt.NDArray[np.bool_] | None:
+        """Heartbeats reading below both set points of every detector (an alarm is never quiet)."""
+        if not issubclass(type(readings[0].message), gd.Heartbeat):
+            return None
+        low, high = threshold_span(ctx, KIND, "low_alarm_lel_pct"), threshold_span(ctx, KIND, "high_alarm_lel_pct")
+        if low is None or high is None:
+            return None
+        lel = np.fromiter((r.message.lel_pct for r in readings), np.float64, len(readings))
+        return lel < min(low[0], high[0])
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         msg, dev = reading.message, reading.device_id

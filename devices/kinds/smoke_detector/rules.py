@@ -51,12 +51,15 @@ detector alarming a minute after a restart still makes a suspected fire.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from alerts.incidents import Severity, Signal
-from alerts.rules.base import Place, Rule, RuleContext
+from alerts.rules.base import Place, Rule, RuleContext, at_least_every
 from alerts.rules.silence import DeadMan
 from alerts.rules.silence import duration_zh as _duration_zh
 from devices.drill import DRILL_PREFIX, is_drill
@@ -237,6 +240,12 @@ class DetectorMaintenance(Rule):
     def __init__(self) -> None:
         self._silenced: dict[str, _Recent] = {}  # detector → when residents muted it
         self._next_sweep_ms = 0
+
+    def quiet(self, readings: Sequence[Reading], ctx: RuleContext) -> npt.NDArray[np.bool_] | None:
+        """Heartbeats charged at or above every detector's low-battery threshold: nothing here for them."""
+        if not issubclass(type(readings[0].message), sd.Heartbeat):
+            return None
+        return at_least_every(readings, ctx, KIND, "low_battery_pct", "battery_pct")
 
     def on_reading(self, reading: Reading, ctx: RuleContext, now_ms: int) -> list[Signal]:
         msg, device = reading.message, reading.device_id
