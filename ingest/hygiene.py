@@ -1,4 +1,4 @@
-"""Message hygiene: the device's clock and the server's. Pure.
+"""Message hygiene: the device's clock and the server's.
 
 Hygiene *flags* an alarm; it never discards one. A device whose clock reset (8 days behind)
 or runs ahead still gets its smoke alarm evaluated: an event (``MessageClass.EVENT``) that
@@ -13,11 +13,13 @@ server is off (their median offset is past ``alert_ms``), the service raises a s
 incident ("the server's clock disagrees with most devices"); when the devices are *ahead*
 (the server is behind, and their telemetry would be refused as ``ts_future``),
 ``offset_ms`` says by how much and the clock check measures every device against the
-corrected time.
+corrected time. ``check_clock`` is pure; ``ClockSkew`` is written by ingest and read by the
+system health probe's thread, so its table is read and written under its own lock (a leaf).
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import replace as dc_replace
 
@@ -80,6 +82,7 @@ class ClockSkew:
     def __init__(self, devices: int = 500, min_devices: int = 20, alert_ms: int = 120_000,
                  window_ms: int = 120_000) -> None:
         self._offsets: OrderedDict[str, tuple[int, int]] = OrderedDict()  # device → (largest offset, since)
+        self._lock = threading.Lock()  # ingest writes, the health probe's thread reads the median
         self._size = devices
         self.min_devices = min_devices
         self.alert_ms = alert_ms
@@ -88,26 +91,29 @@ class ClockSkew:
     def observe(self, device_id: str, device_ts_ms: int, received_ms: int, live: bool = False) -> None:
         """``live``: stamped the moment it was sent (an ``online``). Other telemetry may come from a buffer
         (stamped hours ago, legitimately): it counts only as evidence of a device *ahead* of the server."""
-        offsets = self._offsets
         offset = device_ts_ms - received_ms
         if abs(offset) > self.PLAUSIBLE_MS:
             return  # a broken device clock (or a hostile one), not evidence about the server's
-        held = offsets.get(device_id)
-        if live or held is None or received_ms - held[1] >= self.window_ms:
-            sample = offset if live else max(offset, 0)
-            offsets[device_id] = (sample, received_ms)
-        elif offset > held[0]:
-            offsets[device_id] = (offset, held[1])
-        offsets.move_to_end(device_id)
-        if len(offsets) > self._size:
-            offsets.popitem(last=False)
+        with self._lock:
+            offsets = self._offsets
+            held = offsets.get(device_id)
+            if live or held is None or received_ms - held[1] >= self.window_ms:
+                sample = offset if live else max(offset, 0)
+                offsets[device_id] = (sample, received_ms)
+            elif offset > held[0]:
+                offsets[device_id] = (offset, held[1])
+            offsets.move_to_end(device_id)
+            if len(offsets) > self._size:
+                offsets.popitem(last=False)
 
     @property
     def median_ms(self) -> int | None:
         """The devices' median offset (positive: they are ahead of the server), or None with too few devices."""
-        if len(self._offsets) < self.min_devices:
+        with self._lock:
+            samples = [o for o, _ in self._offsets.values()]
+        if len(samples) < self.min_devices:
             return None
-        return int(np.median(np.fromiter((o for o, _ in self._offsets.values()), np.int64, len(self._offsets))))
+        return int(np.median(np.array(samples, np.int64)))
 
     @property
     def offset_ms(self) -> int:
