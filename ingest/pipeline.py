@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -164,6 +165,7 @@ class IngestPipeline:
         self._spool_failed_until_ms = 0
         self.spool_refusal = ""  # why the spool refuses telemetry now ("" while it takes it)
         self._letters_by_device: Counter[str] = Counter()  # since the health check last took them
+        self._letters_lock = threading.Lock()  # the health probe's thread takes them while ingest counts (a leaf)
         # One noisy device cannot take the disk or the log: its telemetry past a rate is refused (events never),
         # its dead letters past a rate are sampled and counted (ingest/rate_limit.py); repeated log lines summed.
         self.rate_limits = rate_limits if rate_limits is not None else DeviceRateLimits()
@@ -216,7 +218,9 @@ class IngestPipeline:
         c.duplicates += duplicates
         c.seq_resets += resets
         c.rejected.update(d.reason for d in letters)
-        self._letters_by_device.update(d.device_id for d in letters)
+        if letters:
+            with self._letters_lock:
+                self._letters_by_device.update(d.device_id for d in letters)
         c.by_kind.update(r.kind for r in readings)
         for d in letters:  # once per device and reason, then a line per interval saying how many were not logged
             log_limited(log, self._log_limiter, (d.device_id, d.reason), now_ms, logging.WARNING,
@@ -257,7 +261,8 @@ class IngestPipeline:
 
     def take_letters_by_device(self) -> Counter[str]:
         """Dead letters per device since the last call (the system health check's flood detector)."""
-        taken, self._letters_by_device = self._letters_by_device, Counter()
+        with self._letters_lock:
+            taken, self._letters_by_device = self._letters_by_device, Counter()
         return taken
 
     # -- the spool's refusal ------------------------------------------------------------
