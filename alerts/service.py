@@ -65,7 +65,8 @@ from alerts.rules.hearing import hear
 from alerts.store import IncidentStore
 from alerts.system_faults import SYSTEM_CATEGORY
 from devices.hierarchy import Hierarchy, Location
-from devices.kinds.fire_station import contract as fs
+from devices.catalog import KINDS
+from devices.messages import DispatchAnswer
 from devices.reading import Reading
 from devices.registry import DeviceRecord
 from devices.topics import MessageClass
@@ -110,7 +111,7 @@ class AlertBatch:
         # the reading's own device placed from the registration it carries: no second registry lookup
         hearing = svc.reading_context() if svc.reading_context is not None else None
         signals = hear(readings, svc.rules_for_message, svc.ctx if hearing is None else hearing, self._now_ms,
-                       before=(fs.DispatchStep, self._station_step), heard=None if hearing is None else hearing.hear)
+                       before=(DispatchAnswer, self._station_step), heard=None if hearing is None else hearing.hear)
         registered = {r.device_id: r.registration for r in readings if r.registration is not None}
         self.apply(signals, registered)
 
@@ -133,10 +134,11 @@ class AlertBatch:
         station answering a dispatch that went to another station (or to none) moves nothing: its
         step is kept as a note saying so, on the incident its dispatch id names if that is active.
         """
-        msg: fs.DispatchStep = reading.message  # type: ignore[assignment]
+        msg: DispatchAnswer = reading.message  # type: ignore[assignment]
         station = reading.device_id
-        label = _STATION_LABELS[type(msg)]
-        actor = f"微型消防站 {station}" + (f"（{by}）" if by else "")
+        label = msg.STEP_ZH
+        kind = KINDS.get(reading.kind)
+        actor = f"{kind.label_zh if kind else reading.kind} {station}" + (f"（{by}）" if by else "")
         found = self._service.dispatched(msg.dispatch_id)
         refusal = refuse_answer(msg.dispatch_id, station, found)
         incident_id = found[1] if found else msg.dispatch_id.rsplit("-", 1)[0]
@@ -152,7 +154,7 @@ class AlertBatch:
             return None
         if current is None:
             return None
-        action = _STATION_ACTIONS[type(msg)]
+        action = Action(msg.ANSWERS)
         try:
             updated, entry = transition(current, action, actor, label, self._now_ms)
         except IllegalTransition:
@@ -216,14 +218,18 @@ class AlertBatch:
         return [IncidentChange(i, i.id in self.created) for i in self.pending.values()]
 
 
-_STATION_ACTIONS: dict[type, Action] = {
-    fs.DispatchAck: Action.ACKNOWLEDGE, fs.DispatchDepart: Action.DISPATCH,
-    fs.DispatchOnScene: Action.ARRIVE, fs.DispatchFinished: Action.RESOLVE,
-}
-_STATION_STEPS: dict[Action, type[fs.DispatchStep]] = {action: step for step, action in _STATION_ACTIONS.items()}
-_STATION_LABELS: dict[type, str] = {
-    fs.DispatchAck: "确认出动", fs.DispatchDepart: "出发", fs.DispatchOnScene: "到达现场", fs.DispatchFinished: "处置完毕",
-}
+def _answers() -> dict[Action, tuple[str, type[DispatchAnswer]]]:
+    """Each incident action a dispatch can be answered with, and the kind and message that answer it (the
+    kinds' contracts declare them: ``DispatchAnswer``)."""
+    found: dict[Action, tuple[str, type[DispatchAnswer]]] = {}
+    for kind in KINDS.values():
+        for message in kind.messages:
+            if issubclass(message, DispatchAnswer):
+                found[Action(message.ANSWERS)] = (kind.name, message)
+    return found
+
+
+_ANSWERS = _answers()
 
 
 def refuse_answer(dispatch_id: str, station_id: str, dispatched: tuple[str, str] | None,
@@ -540,8 +546,8 @@ class AlertService:
         """
         if not station_id:
             raise Invalid(f"答复派单 {dispatch_id} 须注明微型消防站（dispatch_id needs station_id）")
-        step = _STATION_STEPS.get(action)
-        if step is None:
+        answer = _ANSWERS.get(action)
+        if answer is None:
             raise Invalid(f"微型消防站只能确认、出发、到场、处置完毕（a station cannot {action.value}）")
         with self.batch(now_ms) as alerts:
             incident = next((i for i in self._active.values() if i.id == incident_id), None)
@@ -562,8 +568,9 @@ class AlertService:
                 log.warning("station answer refused device=%s dispatch=%s incident=%s: %s", station_id, dispatch_id,
                             incident_id, refusal)
                 raise Conflict(refusal)
+            kind, step = answer
             message = step(v=1, ts=now_ms, seq=0, dispatch_id=dispatch_id)
-            reading = Reading(incident.location.street_id, fs.KIND.name, station_id, MessageClass.EVENT, message, now_ms)
+            reading = Reading(incident.location.street_id, kind, station_id, MessageClass.EVENT, message, now_ms)
             updated = alerts.answer(reading, by)
             with self.store.transaction() as conn:
                 alerts.write(conn)

@@ -59,6 +59,22 @@ class Message(msgspec.Struct, kw_only=True, tag_field="type", frozen=True):
         return [({}, scalar_fields(self))]
 
 
+DispatchId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class DispatchAnswer(Message):
+    """A hook: a message answering a dispatch the alert engine sent (a micro fire station's steps). It moves the
+    incident the dispatch was for, when it comes from the place the dispatch went to. Each answer declares the
+    incident action it takes (``ANSWERS``: acknowledge, dispatch, arrive or resolve) and its words on the
+    incident's trail (``STEP_ZH``); the alert engine knows no kind's answers by name."""
+
+    CLASS = MessageClass.EVENT
+    ANSWERS: ClassVar[str]
+    STEP_ZH: ClassVar[str]
+
+    dispatch_id: DispatchId
+
+
 _ENVELOPE_SKIP = frozenset({"v", "ts"})
 _SCALAR_TYPES = frozenset({int, float, bool, str})
 _FIELD_NAMES: dict[tuple[type, frozenset[str]], tuple[str, ...]] = {}

@@ -45,3 +45,19 @@ def test_the_load_mix_is_the_simulators_streams_and_an_unknown_stream_is_refused
     assert LoadMix(smoke_alarm=0.0).smoke_alarm == 0.0 and LoadMix().smoke_alarm == 0.001
     with pytest.raises(ValueError, match=r"smoke_alrm.*the streams are: .*smoke_alarm"):
         LoadMix(smoke_alrm=0.5)
+
+
+def test_a_kinds_answers_to_a_dispatch_are_declared_in_its_contract_and_each_action_has_one():
+    """The alert engine knows no kind's answers by name: each ``DispatchAnswer`` in a contract names the incident
+    action it takes and its words; the engine's table of answers is built from them."""
+    from alerts.incidents import Action
+    from alerts.service import _ANSWERS
+    from devices.messages import DispatchAnswer
+
+    declared = [(name, m) for name, k in KINDS.items() for m in k.messages if issubclass(m, DispatchAnswer)]
+    assert declared, "no kind answers a dispatch"
+    assert len({m.ANSWERS for _, m in declared}) == len(declared)  # one answer per action
+    for name, message in declared:
+        assert Action(message.ANSWERS) in _ANSWERS and _ANSWERS[Action(message.ANSWERS)] == (name, message)
+        assert message.STEP_ZH and message.CLASS.value == "event"
+    assert set(_ANSWERS) == {Action.ACKNOWLEDGE, Action.DISPATCH, Action.ARRIVE, Action.RESOLVE}

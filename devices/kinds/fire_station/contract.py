@@ -10,11 +10,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from devices.messages import Count, DeviceKind, IsoDate, Message, ShortText
+from devices.messages import Count, DeviceKind, DispatchAnswer, IsoDate, Message, ShortText
 from devices.topics import MessageClass
-
-DispatchId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-
 
 class DutyStatus(Message, tag="duty_status"):
     CLASS = MessageClass.TELEMETRY
@@ -41,24 +38,28 @@ class ShiftChange(Message, tag="shift_change"):
     leader: ShortText = ""
 
 
-class DispatchStep(Message):
-    CLASS = MessageClass.EVENT
-    dispatch_id: DispatchId
+class DispatchStep(DispatchAnswer):
+    """The station's steps answering a dispatch (devices.messages.DispatchAnswer): each moves the incident."""
 
 
 class DispatchAck(DispatchStep, tag="dispatch_ack"):
-    pass
+    ANSWERS = "acknowledge"
+    STEP_ZH = "确认出动"
 
 
 class DispatchDepart(DispatchStep, tag="dispatch_depart"):
-    pass
+    ANSWERS = "dispatch"
+    STEP_ZH = "出发"
 
 
 class DispatchOnScene(DispatchStep, tag="dispatch_on_scene"):
-    pass
+    ANSWERS = "arrive"
+    STEP_ZH = "到达现场"
 
 
 class DispatchFinished(DispatchStep, tag="dispatch_finished"):
+    ANSWERS = "resolve"
+    STEP_ZH = "处置完毕"
     outcome: ShortText = ""
 
 
