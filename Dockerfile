@@ -10,6 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 # README.md is part of the package metadata (pyproject's `readme`).
 COPY pyproject.toml README.md ./
+COPY foundation ./foundation
 COPY wanli ./wanli
 COPY ingest ./ingest
 COPY devices ./devices

@@ -20,10 +20,10 @@ from collections.abc import Callable
 import httpx
 
 from alerts.outbox import CHANNEL_MQTT, Outbox
-from wanli.background import Backoff, WakeableLoop
-from wanli.mqtt import Client, MQTTMessage, Publisher
-from wanli.redact import redact_url
-from wanli.service_clock import ClockMs, wall_ms
+from foundation.background import Backoff, WakeableLoop
+from foundation.mqtt import Client, MQTTMessage, Publisher
+from foundation.redact import redact_url
+from foundation.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ Witnessed = Callable[[list[int]], "set[int] | None"]
 
 
 class NoticePublisher(Publisher):
-    """The dispatcher's connection (``wanli.mqtt.Publisher``): each notice QoS 1, confirmed on its own
+    """The dispatcher's connection (``foundation.mqtt.Publisher``): each notice QoS 1, confirmed on its own
     (``publish_confirmed``: the broker's acknowledgement awaited, no window in flight).
 
     **The witness** (with several instances, ``witness_filter`` set: one topic filter, or several comma-separated,

@@ -29,7 +29,7 @@ from enum import StrEnum
 from devices.catalog import KINDS
 from devices.drill import is_drill
 from devices.hierarchy import Location
-from wanli.errors import IllegalTransition, Invalid
+from foundation.errors import IllegalTransition, Invalid
 
 
 class Severity(StrEnum):

@@ -138,7 +138,7 @@ class Outbox:
         """The notice, locked for sending, in a transaction that marks it (``Claim``); None when it is sent or
         another instance's dispatcher holds it now.
 
-        With several instances (wanli/leases.py) the row lock, not only the lease, keeps a notice from
+        With several instances (foundation/leases.py) the row lock, not only the lease, keeps a notice from
         going twice: a dispatcher that froze mid-send (a paused VM) still holds its notice's lock, and the
         next holder skips it (SKIP LOCKED) instead of sending it again; the frozen one sends and marks it
         when it wakes, or, frozen longer than CLAIM_HOLD_S, its session is cut, the lock falls and the

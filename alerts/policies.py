@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from alerts.incidents import Severity
 from devices.hierarchy import ROLE_LABELS, Tier
-from wanli.errors import Invalid
+from foundation.errors import Invalid
 
 MIN_ACK_S = 10  # shorter than a person can read a message
 MAX_ACK_S = 7 * 24 * 3600  # a week: longer is not an escalation any more

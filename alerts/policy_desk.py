@@ -21,8 +21,8 @@ from alerts.policies import PolicySet, describe_changes, parse_policy_document
 from alerts.policy_store import PolicyStore, PolicyVersion
 from alerts.service import AlertService
 from devices.hierarchy import ROLE_LABELS, Hierarchy
-from wanli.errors import Conflict, Invalid
-from wanli.service_clock import ClockMs
+from foundation.errors import Conflict, Invalid
+from foundation.service_clock import ClockMs
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class PolicyDesk:
         return Applied(stored, len(rebased))
 
     def follow(self, _changed: object = None) -> None:
-        """Another instance applied a version (wanli/change_bus.py): follow it here too. That instance rebased
+        """Another instance applied a version (foundation/change_bus.py): follow it here too. That instance rebased
         the open incidents and wrote them (their changes arrive on their own); here the policies and thresholds
         in force are swapped only."""
         stored = self.store.current()

@@ -25,9 +25,9 @@ from alerts.policies import (
     describe_changes,
     parse_policy_document,
 )
-from wanli.change_bus import POLICIES, ChangeBus, LocalChangeBus
-from wanli.db import METADATA
-from wanli.errors import Conflict, Invalid, NotFound
+from foundation.change_bus import POLICIES, ChangeBus, LocalChangeBus
+from foundation.db import METADATA
+from foundation.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger(__name__)
 

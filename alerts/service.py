@@ -70,9 +70,9 @@ from devices.messages import DispatchAnswer
 from devices.reading import Reading
 from devices.registry import DeviceRecord
 from devices.topics import MessageClass
-from wanli.change_bus import INCIDENTS, ChangeBus, LocalChangeBus
-from wanli.errors import Conflict, IllegalTransition, Invalid, NotFound, StaleIncident
-from wanli.service_clock import ClockMs, wall_ms
+from foundation.change_bus import INCIDENTS, ChangeBus, LocalChangeBus
+from foundation.errors import Conflict, IllegalTransition, Invalid, NotFound, StaleIncident
+from foundation.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class AlertBatch:
                  fences: Sequence[Callable[[Connection], None]] = ()) -> None:
         self._service = service
         self._now_ms = now_ms
-        self._fences = fences  # the roles this batch writes for (wanli/leases.py): checked in its transaction
+        self._fences = fences  # the roles this batch writes for (foundation/leases.py): checked in its transaction
         self.pending: dict[str, Incident] = {}  # by dedup key
         self.audit: list[AuditEntry] = []
         self.notices: list[Notice] = []
@@ -348,7 +348,7 @@ class AlertService:
 
     def checkpoint(self, now_ms: int, fence: Callable[[Connection], None] | None = None) -> None:
         """Write every stateful rule's snapshot (the ticker does, every CHECKPOINT_EVERY_MS; so may a stop).
-        ``fence``: the ingest role's check (wanli/leases.py), in the same transaction."""
+        ``fence``: the ingest role's check (foundation/leases.py), in the same transaction."""
         with self._lock:
             snapshots = {rule.name: rule.snapshot() for rule in self.rules}
             for rule in self.rules:
@@ -441,7 +441,7 @@ class AlertService:
              escalate: Callable[[Connection], None] | None | bool = True) -> list[IncidentChange]:
         """Let every rule look at the time (silence, overdue steps), climb overdue escalations; store what they say.
 
-        With several instances (wanli/leases.py) the rules' clock belongs to the ``ingest`` role (their state
+        With several instances (foundation/leases.py) the rules' clock belongs to the ``ingest`` role (their state
         is where the readings are) and the escalations' to the ``escalation`` role: ``rules`` and ``escalate``
         are False where this instance does not hold the role, else True or the role's fence.
         """

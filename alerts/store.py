@@ -28,8 +28,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts.incidents import AuditEntry, Incident, Severity, State
 from devices.hierarchy import Location
-from wanli.db import METADATA, BigId
-from wanli.errors import NotFound, StaleIncident
+from foundation.db import METADATA, BigId
+from foundation.errors import NotFound, StaleIncident
 
 incidents_table = Table(
     "incidents",

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from alerts.rules.base import Rule
-from wanli.errors import Invalid
+from foundation.errors import Invalid
 
 
 class Thresholds:

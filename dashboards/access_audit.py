@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from sqlalchemy import BigInteger, Column, Engine, Index, String, Table, insert, select
 
-from wanli.db import METADATA, BigId
+from foundation.db import METADATA, BigId
 
 log = logging.getLogger(__name__)
 

@@ -41,8 +41,8 @@ from sqlalchemy import (
 )
 
 from dashboards.password_policy import MIN_PASSWORD_LENGTH, password_problem
-from wanli.db import METADATA
-from wanli.errors import Conflict, Invalid, NotFound
+from foundation.db import METADATA
+from foundation.errors import Conflict, Invalid, NotFound
 
 __all__ = ["MIN_PASSWORD_LENGTH"]  # re-exported for the schemas
 

@@ -31,7 +31,7 @@ from dashboards.routes import (
 )
 from dashboards.routes import auth as auth_routes
 from dashboards.routes import exports, notify
-from wanli.errors import Conflict, Invalid, NotFound, StoreUnavailable, TooLarge, WanliError
+from foundation.errors import Conflict, Invalid, NotFound, StoreUnavailable, TooLarge, WanliError
 
 _STATUS: list[tuple[type[WanliError], int]] = [(NotFound, 404), (TooLarge, 413), (Invalid, 422), (Conflict, 409), (StoreUnavailable, 503)]
 

@@ -37,8 +37,8 @@ from starlette.types import Scope
 from dashboards.access_audit import AccessAudit
 from dashboards.accounts import AccountStore, Principal, Role
 from dashboards.login_throttle import LoginThrottle
-from wanli.metrics import AccessCounters
-from wanli.service_clock import ClockMs
+from foundation.metrics import AccessCounters
+from foundation.service_clock import ClockMs
 from wanli.settings import Mode, Settings
 
 log = logging.getLogger(__name__)

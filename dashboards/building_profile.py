@@ -31,7 +31,7 @@ from devices.registry import (
     devices_table,
     health,
 )
-from wanli.errors import Invalid
+from foundation.errors import Invalid
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS

@@ -18,7 +18,7 @@ from devices.broker_access import BrokerAccess
 from devices.registry import DeviceRegistry
 from ingest.dead_letters import DeadLetterStore
 from ingest.telemetry import TelemetryStore
-from wanli.service_clock import ClockMs, wall_ms
+from foundation.service_clock import ClockMs, wall_ms
 from wanli.settings import Settings
 
 
@@ -41,7 +41,7 @@ class AppContext:
     # Charts over a range (ingest/retention.py): ``series(device, field, start_ms, end_ms, now_ms, port)``
     # -> (resolution, points), raw for short recent ranges and hourly aggregates beyond. None: not available.
     history: Any = None
-    # This instance and the roles it holds now (wanli/leases.py): {"instance": name, "held": [...], "leases": [...]}
+    # This instance and the roles it holds now (foundation/leases.py): {"instance": name, "held": [...], "leases": [...]}
     roles: Callable[[], dict[str, Any]] = lambda: {}
     policy_desk: Any = None  # alerts.policy_desk.PolicyDesk: the escalation policies' versions (None: not available)
 

@@ -75,9 +75,9 @@ from devices.credentials import (
     verify_mosquitto_password,
 )
 from devices.registry import DeviceRecord, DeviceRegistry, Lifecycle
-from wanli.background import Backoff
-from wanli.errors import Conflict, StoreUnavailable
-from wanli.service_clock import ClockMs
+from foundation.background import Backoff
+from foundation.errors import Conflict, StoreUnavailable
+from foundation.service_clock import ClockMs
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class MqttCanaryLogin:
         self.host, self.port = host, port
 
     def try_login(self, username: str, password: str, timeout_s: float) -> bool:
-        from wanli.mqtt import Client, new_client
+        from foundation.mqtt import Client, new_client
 
         answered = threading.Event()
         accepted: list[bool] = []

@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from devices.credentials import ServiceAccount
-from wanli.errors import StoreUnavailable
+from foundation.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class DynamicSecurity:
 
     def connect(self, timeout_s: float) -> bool:
         """Start the connection if it is not started; True once logged in and subscribed to the answers."""
-        from wanli.mqtt import new_client
+        from foundation.mqtt import new_client
 
         if self._client is None:
             client = new_client(self.username, username=self.username, password=self._password)

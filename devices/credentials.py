@@ -29,7 +29,7 @@ What, from the inside out:
   retired.
 
 Errors: a value that cannot go into the files raises ``ValueError``; revoking credentials
-that were never issued raises ``wanli.errors.NotFound``.
+that were never issued raises ``foundation.errors.NotFound``.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ from sqlalchemy import BigInteger, Column, Engine, String, Table, bindparam, sel
 
 from devices.drill import DRILL_TOPIC_ROOT, is_drill
 from devices.topics import MessageClass, device_topic, dispatch_topic, subscription
-from wanli.db import METADATA
-from wanli.errors import NotFound, TopicError
+from foundation.db import METADATA
+from foundation.errors import NotFound, TopicError
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from devices.registry import DeviceRecord, DeviceRegistry, RegisterOutcome
-from wanli.errors import Invalid, WanliError
+from foundation.errors import Invalid, WanliError
 
 REQUIRED_COLUMNS = ("device_id", "kind", "building_id")
 OPTIONAL_COLUMNS = ("floor", "unit", "label")

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from wanli.errors import Invalid
+from foundation.errors import Invalid
 
 if TYPE_CHECKING:  # the registry imports this module
     from devices.registry import DeviceRecord, DeviceRegistry

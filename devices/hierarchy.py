@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from wanli.errors import NotFound
+from foundation.errors import NotFound
 
 
 class Tier(IntEnum):

@@ -19,7 +19,7 @@ from typing import Annotated, ClassVar, Union
 import msgspec
 
 from devices.topics import MessageClass
-from wanli.errors import PayloadError
+from foundation.errors import PayloadError
 
 SCHEMA_VERSION = 1
 

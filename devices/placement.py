@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from devices.hierarchy import Building, Hierarchy
 from devices.kind_slice import Row, building_code
 from devices.kinds import SLICES
-from wanli.errors import NotFound
+from foundation.errors import NotFound
 
 __all__ = ["Row", "building_code", "building_rows", "household_rows", "place_rows"]
 

@@ -48,9 +48,9 @@ from devices.drill import is_drill
 from devices.reserved import normalised_logins, refuse_reserved
 from devices.topics import MessageClass, is_device_id
 from devices.sequence import JUMP_ABOVE, WINDOW, SeqState, Verdict, judge
-from wanli.change_bus import DEVICES, ChangeBus, LocalChangeBus
-from wanli.db import METADATA, BigId
-from wanli.errors import Conflict, Invalid, NotFound
+from foundation.change_bus import DEVICES, ChangeBus, LocalChangeBus
+from foundation.db import METADATA, BigId
+from foundation.errors import Conflict, Invalid, NotFound
 
 LOW_BATTERY_PCT = 20.0
 SILENT_INTERVALS = 3  # a device that missed this many heartbeats counts as offline
@@ -678,7 +678,7 @@ class DeviceRegistry:
                 chunk = [(d, self._states[d]) for d in ids[start:start + self.FLUSH_SLICE] if d in self._states]
                 try:
                     with self._engine.begin() as conn:
-                        for fence in fences:  # the ingest role's (wanli/leases.py): a lost role writes nothing
+                        for fence in fences:  # the ingest role's (foundation/leases.py): a lost role writes nothing
                             fence(conn)
                         write_states(conn, chunk)
                 except Exception:
@@ -709,7 +709,7 @@ class DeviceRegistry:
             self._by_id[rec.device_id] = rec
             self._states.setdefault(rec.device_id, DeviceState())
 
-    # -- other instances' changes (wanli/change_bus.py) --
+    # -- other instances' changes (foundation/change_bus.py) --
 
     def reload(self, device_ids: set[str] | None = None) -> int:
         """Read registrations again from the database (another instance changed them; None: all of them);

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from wanli.errors import Invalid
+from foundation.errors import Invalid
 
 RESERVED_PREFIX = "wanli-"
 # The service's MQTT connections by client-id (and login) suffix: ingest's main lane, its alarm lane, the dispatcher.

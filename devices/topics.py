@@ -17,7 +17,7 @@ from functools import lru_cache
 from enum import StrEnum
 
 from devices.drill import DRILL_TOPIC_ROOT
-from wanli.errors import TopicError
+from foundation.errors import TopicError
 
 ROOT = "safety"
 VERSION = "v1"

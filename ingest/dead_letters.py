@@ -24,7 +24,7 @@ from sqlalchemy import (BigInteger, Column, Connection, Engine, Index, Integer, 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from wanli.db import METADATA, BigId
+from foundation.db import METADATA, BigId
 
 KEEP_BYTES = 65_536
 QUARANTINE_REASONS = ("unregistered_device", "retired_device", "kind_mismatch")  # an oversized payload is kept truncated; its real size is recorded

@@ -11,7 +11,7 @@ import numpy as np
 from devices.messages import DeviceKind
 from devices.reading import Reading
 from devices.topics import TopicAddress, device_id_of_topic, parse_topic
-from wanli.errors import PayloadError, TopicError
+from foundation.errors import PayloadError, TopicError
 
 if TYPE_CHECKING:
     from devices.registry import DeviceRecord

@@ -29,7 +29,7 @@ import numpy as np
 from devices.reading import Reading
 from devices.topics import MessageClass
 from ingest.decode import DAY_MS, DecodeLimits
-from wanli.errors import PayloadError
+from foundation.errors import PayloadError
 
 
 def clock_flag(off_ms: int) -> str:

@@ -28,15 +28,15 @@ from devices.topics import device_id_of_topic
 from ingest.dead_letters import DeadLetter
 from ingest.pipeline import IngestPipeline, RawMessage, SpoolRefused, TelemetryHeld
 from ingest.receiver import BATCH, DISCONNECTED, SUBSCRIBED, ReceiverConfig, ReceiverProcess
-from wanli.background import Backoff
-from wanli.errors import StoreUnavailable
-from wanli.leases import Fenced
-from wanli.service_clock import ClockMs, wall_ms
+from foundation.background import Backoff
+from foundation.errors import StoreUnavailable
+from foundation.leases import Fenced
+from foundation.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
 
 # Failures that pass by themselves: wait and retry the same batch rather than give up on it.
-# Fenced: the ingest role was lost here (wanli/leases.py); nothing is acknowledged, and the lease keeper stops
+# Fenced: the ingest role was lost here (foundation/leases.py); nothing is acknowledged, and the lease keeper stops
 # this consumer while it waits.
 TRANSIENT = (StoreUnavailable, OperationalError, sqlite3.OperationalError, Fenced)
 
@@ -95,7 +95,7 @@ class MqttConsumer:
         lease_remaining: Callable[[], float] | None = None,
     ) -> None:
         """``lease_remaining``: with several instances, how long the ingest role's lease still runs here
-        (wanli/leases.py); the receivers stay connected only that long unless told again (ingest/receiver.py)."""
+        (foundation/leases.py); the receivers stay connected only that long unless told again (ingest/receiver.py)."""
         self._pipeline = pipeline
         self._lease_remaining = lease_remaining
 

@@ -24,7 +24,7 @@ one unit of work (``ingest/unit_of_work.py``): admit → spool → evaluate → 
    points the store already has, which it writes idempotently.
 
 **Alarms never wait on telemetry.** When the spool cannot take points (at its bound, its
-disk at the alarm reserve of ``wanli/disk_guard.py``, or a write that failed), telemetry is
+disk at the alarm reserve of ``foundation/disk_guard.py``, or a write that failed), telemetry is
 what degrades, by ``TelemetryOverflow``: ``hold`` leaves the batch's telemetry messages
 out (not judged, not acknowledged: ``TelemetryHeld``, and the broker keeps them for the
 persistent session) while its events are committed as usual; ``drop`` acknowledges them and
@@ -64,11 +64,11 @@ from ingest.rate_limit import RATE_LIMITED, DeviceRateLimits
 from devices.sequence import Verdict
 from ingest.spool import Spool, SpoolFull
 from ingest.unit_of_work import IngestUnitOfWork
-from wanli.disk_guard import DiskGuard
-from wanli.errors import PayloadError, RejectedMessage, UnregisteredDevice, WanliError
-from wanli.log_limit import LogLimiter, log_held_back, log_limited
-from wanli.metrics import LatencyWindow
-from wanli.service_clock import ClockMs, wall_ms
+from foundation.disk_guard import DiskGuard
+from foundation.errors import PayloadError, RejectedMessage, UnregisteredDevice, WanliError
+from foundation.log_limit import LogLimiter, log_held_back, log_limited
+from foundation.metrics import LatencyWindow
+from foundation.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class IngestPipeline:
         self._log_limiter = log_limiter if log_limiter is not None else LogLimiter()
         self._swept_ms = 0
         self.counters = IngestCounters()
-        # Several instances (wanli/leases.py): the ingest role's fence, checked in every batch's transaction
+        # Several instances (foundation/leases.py): the ingest role's fence, checked in every batch's transaction
         # that writes incidents or device states; a holder that lost the role (it froze) writes nothing.
         self.fences: list[Callable[[Connection], None]] = []
         # device clock → incident committed and points spooled: what an alarm waits before the screens see it

@@ -26,7 +26,7 @@ The pipe protocol, one ``send_bytes`` message each::
                         b"Q"  stop
 
 **Leave when ingest cannot say it still holds the role.** With several instances
-(wanli/leases.py) only the ``ingest`` role's holder may hold the MQTT sessions. With
+(foundation/leases.py) only the ``ingest`` role's holder may hold the MQTT sessions. With
 ``grant_s`` set, the receiver stays connected only while ingest keeps telling it (``G``) until
 when its lease runs; when that time passes without a word (ingest froze, or lost its lease) it
 disconnects and exits, before the lease can pass to another instance, so two instances never
@@ -58,9 +58,9 @@ from typing import Any
 
 import msgspec
 
-from wanli.background import Backoff
-from wanli.mqtt import Client, MQTTErrorCode, MQTTMessage, TopicFilters, new_client
-from wanli.service_clock import wall_ms
+from foundation.background import Backoff
+from foundation.mqtt import Client, MQTTErrorCode, MQTTMessage, TopicFilters, new_client
+from foundation.service_clock import wall_ms
 
 log = logging.getLogger(__name__)
 

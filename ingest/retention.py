@@ -41,8 +41,8 @@ from pathlib import Path
 
 import httpx
 
-from wanli.errors import StoreUnavailable
-from wanli.service_clock import ClockMs
+from foundation.errors import StoreUnavailable
+from foundation.service_clock import ClockMs
 
 log = logging.getLogger(__name__)
 

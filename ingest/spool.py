@@ -41,10 +41,10 @@ from devices.reading import Reading
 from ingest.line_protocol import encode_bytes, encode_readings, parse_bytes
 from ingest.points import TelemetryPoint, pack, points_of_all, unpack
 from ingest.telemetry import LineProtocolStore, TelemetryStore
-from wanli.background import Backoff, WakeableLoop
-from wanli.errors import StoreUnavailable, WanliError
-from wanli.metrics import LatencyWindow
-from wanli.service_clock import wall_ms
+from foundation.background import Backoff, WakeableLoop
+from foundation.errors import StoreUnavailable, WanliError
+from foundation.metrics import LatencyWindow
+from foundation.service_clock import wall_ms
 
 log = logging.getLogger(__name__)
 

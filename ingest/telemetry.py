@@ -27,7 +27,7 @@ import httpx
 
 from ingest.line_protocol import encode_bytes
 from ingest.points import TelemetryPoint
-from wanli.errors import StoreUnavailable
+from foundation.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ registry's ``DeviceBatch``), the incidents the rules open or update with the not
 escalation queues (the alert service's ``AlertBatch``), the dead letters of the messages it
 refused (stored, or only counted), and the rate limits' charges (``DeviceRateLimits``).
 ``IngestUnitOfWork`` opens all of them together; ``commit()`` writes them in ONE database
-transaction (the ingest role's fences checked first in it, ``wanli/leases.py``: a holder
+transaction (the ingest role's fences checked first in it, ``foundation/leases.py``: a holder
 that lost the role writes nothing) and returns what changed, ``Committed``. Memory (device
 states, active incidents, the rules' expected dispatches) takes the changes when the unit
 closes after its commit; then, every lock let go, the dispatcher is woken for the notices

@@ -19,8 +19,8 @@ from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
 from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from devices.registry import DeviceRecord
 from simulators.devices.base import Publication, SimulatedDevice
-from wanli.background import Backoff
-from wanli.service_clock import ClockMs, wall_ms
+from foundation.background import Backoff
+from foundation.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from simulators.clock import SimClock, shanghai
 from simulators.drill import drill_rows
 from simulators.player import ExternalClock
 from simulators.scenario import Progress
-from wanli.errors import WanliError
-from wanli.service_clock import wall_ms
+from foundation.errors import WanliError
+from foundation.service_clock import wall_ms
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -29,7 +29,7 @@ from devices.registry import DeviceRecord
 from simulators.devices import SIMULATORS
 from simulators.devices.base import LoadStream, Publication, SimulatedDevice
 from simulators.publisher import BrokerAddress, MqttPublisher
-from wanli.service_clock import wall_ms
+from foundation.service_clock import wall_ms
 
 TS_PLACEHOLDER = b'"ts":1000000000000'  # 13 digits, the same width as a real epoch-ms now
 _PLACEHOLDER_MS = 1_000_000_000_000

@@ -22,7 +22,7 @@ from simulators.clock import SimClock
 from simulators.population import Population
 from simulators.publisher import BrokerAddress, MqttPublisher
 from simulators.scenario import DispatchListener, Progress
-from wanli.service_clock import ClockMs
+from foundation.service_clock import ClockMs
 
 
 class ExternalClock(SimClock):

@@ -26,7 +26,7 @@ from devices.placement import Row, building_code, place_rows
 from devices.registry import DeviceRecord
 from simulators.devices import SIMULATORS
 from simulators.devices.base import Publication, SimulatedDevice
-from wanli.errors import NotFound
+from foundation.errors import NotFound
 
 __all__ = ["Population", "Row", "building_code", "building_rows", "place_rows"]
 

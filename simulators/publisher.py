@@ -1,6 +1,6 @@
 """Publishing simulated messages over MQTT, the way devices do: paho, QoS 1, a bounded window in flight.
 
-``MqttPublisher`` is one connection (a gateway, or the load generator; ``wanli.mqtt.Publisher``, the
+``MqttPublisher`` is one connection (a gateway, or the load generator; ``foundation.mqtt.Publisher``, the
 one publisher, as the dispatcher's is). At most
 ``inflight`` QoS 1 messages are unacknowledged at any time: ``publish`` blocks until the
 broker's PUBACKs make room. Without the bound a fast publisher queues without limit, and
@@ -28,9 +28,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from wanli.errors import StoreUnavailable
-from wanli.mqtt import MAX_INFLIGHT, Client, Publisher
-from wanli.service_clock import ClockMs, wall_ms
+from foundation.errors import StoreUnavailable
+from foundation.mqtt import MAX_INFLIGHT, Client, Publisher
+from foundation.service_clock import ClockMs, wall_ms
 
 __all__ = ["MAX_INFLIGHT", "BrokerAddress", "DevicePublishers", "MqttPublisher"]
 
@@ -46,7 +46,7 @@ class BrokerAddress:
 
 
 class MqttPublisher(Publisher):
-    """One connection (a gateway, or the load generator): ``wanli.mqtt.Publisher`` with a window of ``inflight``,
+    """One connection (a gateway, or the load generator): ``foundation.mqtt.Publisher`` with a window of ``inflight``,
     connected when made (``StoreUnavailable`` at once if the broker cannot be reached or refuses the login).
     ``listen``: (a topic filter, a handler) subscribed on every (re)connection, confirmed before it returns."""
 

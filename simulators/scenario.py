@@ -53,9 +53,9 @@ from simulators.drill import DrillView, drill_rows, drill_topic
 from simulators.expectations import Evidence, Expectation, Outcome, iso_ms
 from simulators.population import Population, Row, place_rows
 from simulators.publisher import BrokerAddress, DevicePublishers, MqttPublisher
-from wanli.errors import WanliError
-from wanli.mqtt import Subscriber
-from wanli.service_clock import wall_ms
+from foundation.errors import WanliError
+from foundation.mqtt import Subscriber
+from foundation.service_clock import wall_ms
 
 log = logging.getLogger(__name__)
 

@@ -65,11 +65,11 @@ from devices.credentials import (
 )
 from devices.hierarchy import load_hierarchy
 from devices.registry import DeviceRecord, DeviceRegistry
-from wanli import db
+from foundation import db
 from tooling.local_servers import MosquittoServer, free_port, secured_mosquitto
 from tooling.street_files import street_on_disk
-from wanli.mqtt import Client, new_client
-from wanli.service_clock import wall_ms
+from foundation.mqtt import Client, new_client
+from foundation.service_clock import wall_ms
 
 STREAM_HZ = 50
 # The niceness given to the brokers and the stream's processes (``--nice``): on this shared two-core machine the

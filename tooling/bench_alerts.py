@@ -53,12 +53,12 @@ from devices.reading import Reading
 from devices.registry import DeviceRecord, DeviceRegistry
 from ingest.decode import decode_message
 from simulators.load import LoadMix, build_messages, publish, stamp
-from wanli.db import create_schema, make_engine
+from foundation.db import create_schema, make_engine
 from tooling.local_servers import InfluxV1Server, MosquittoServer
 from tooling.street_files import street_on_disk
-from wanli.mqtt import new_client
+from foundation.mqtt import new_client
 from wanli.runtime import running_in_thread
-from wanli.service_clock import wall_ms
+from foundation.service_clock import wall_ms
 from wanli.settings import Settings, TelemetryBackend
 
 TELEMETRY = LoadMix(smoke_alarm=0.0)  # the background: everything a street sends but alarms

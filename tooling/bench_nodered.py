@@ -38,8 +38,8 @@ from simulators.load import build_messages, publish
 from tooling.bench_spool import _stored
 from tooling.local_servers import InfluxV1Server, MosquittoServer
 from tooling.street_files import street_records
-from wanli.ports import free_port
-from wanli.service_clock import wall_ms
+from foundation.ports import free_port
+from foundation.service_clock import wall_ms
 
 PACKAGES = ("node-red@4.1", "node-red-contrib-influxdb@0.7")
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "wanli-bench" / "node-red"

@@ -27,7 +27,7 @@ from alerts.notify.base import Channel, ContactKind
 from alerts.notify.gammu import GammuFolders, smsd_config
 from alerts.notify.rules import ContactPoint, NotifyRule, RuleStep
 from tooling.local_servers import free_port
-from wanli.service_clock import wall_ms
+from foundation.service_clock import wall_ms
 
 
 def _now() -> int:
@@ -59,7 +59,7 @@ def _pct(values: list[float], q: float) -> float:
 def main(args: argparse.Namespace) -> int:
     from simulators.building import BuildingSimulation
     from devices.kinds.elderly_alarm.simulator import ElderlyAlarmSim
-    from wanli.mqtt import new_client
+    from foundation.mqtt import new_client
     from wanli.runtime import running_in_thread
     from wanli.settings import Settings
 

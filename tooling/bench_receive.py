@@ -55,7 +55,7 @@ from ingest.receiver import pump
 from tooling.bench_stages import _cpu_s
 from tooling.local_servers import MosquittoServer
 from tooling.mqtt_frames import FrameBuffer
-from wanli.service_clock import wall_ms
+from foundation.service_clock import wall_ms
 
 BATCH = 2000  # the receiver's batch_size
 BATCH_WAIT_S = 0.02  # the receiver's batch_wait_s: a partial batch goes when nothing more came for this long
@@ -100,7 +100,7 @@ class PahoDrain:
     """The receiver's paho loop (``_Receiver._serve_connection``) minus the pipe: batches acknowledged at once."""
 
     def __init__(self, host: str, port: int, client_id: str) -> None:
-        from wanli.mqtt import new_client
+        from foundation.mqtt import new_client
 
         self.host, self.port = host, port
         self.client = new_client(client_id, clean_session=False, manual_ack=True)
@@ -136,7 +136,7 @@ class PahoDrain:
                 self.client.ack(mid, qos)
 
     def run_until(self, count: int, until: float) -> None:
-        from wanli.mqtt import MQTTErrorCode
+        from foundation.mqtt import MQTTErrorCode
 
         client = self.client
         client.connect(self.host, self.port, keepalive=30)
@@ -281,7 +281,7 @@ class BulkDrain:
 
 def _drain(name: str, receiver: PahoDrain | BulkDrain, count: int, qos: int, broker_pid: int) -> Drain:
     # The benchmark's own heap (the street's 50,000 records) kept out of the collector's way, as the service
-    # keeps its own (wanli/heap.py): a receiver process holds little, and a full collection here would walk it all.
+    # keeps its own (foundation/heap.py): a receiver process holds little, and a full collection here would walk it all.
     gc.collect()
     gc.freeze()
     result = Drain(name, qos, load=[os.getloadavg()[0]])

@@ -46,10 +46,10 @@ from ingest.points import TelemetryPoint, points_of_all
 from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import InfluxV1TelemetryStore
 from simulators.load import build_messages, stamp
-from wanli.errors import StoreUnavailable
+from foundation.errors import StoreUnavailable
 from tooling.local_servers import InfluxV1Server
 from tooling.street_files import street_records
-from wanli.service_clock import wall_ms
+from foundation.service_clock import wall_ms
 
 INGEST_BATCH = 2000  # messages per ingest batch: one spool append each
 

@@ -39,7 +39,7 @@ from devices.registry import DeviceBatch, DeviceRecord
 from simulators.load import build_messages, publish, stamp
 from tooling.local_servers import InfluxV1Server, MosquittoServer
 from tooling.street_files import street_on_disk
-from wanli.service_clock import wall_ms
+from foundation.service_clock import wall_ms
 
 BATCH = 2000  # ingest's batch (the receiver's batch_size)
 
@@ -202,7 +202,7 @@ def measure_pipeline(services: Any, records: list[DeviceRecord], count: int) -> 
     warm, untouched, timed = batches[:1], batches[1:1 + count // BATCH], batches[1 + count // BATCH:]
     for batch in warm:  # caches, first statements
         pipeline.process(batch)
-    gc.freeze()  # as the service keeps its heap (wanli/heap.py)
+    gc.freeze()  # as the service keeps its heap (foundation/heap.py)
     fig = StageFigures(messages=count, load=[os.getloadavg()[0]])
     started, cpu = time.perf_counter(), time.process_time()
     for batch in untouched:

@@ -46,7 +46,7 @@ from simulators.population import Population, place_rows
 from simulators.publisher import BrokerAddress, MqttPublisher
 from tooling.chaos import ServiceProcess
 from tooling.local_servers import InfluxV1Server, MosquittoServer
-from wanli.service_clock import wall_ms
+from foundation.service_clock import wall_ms
 
 _TS = re.compile(rb'"ts":(\d+)')
 _TYPE = re.compile(rb'"type":"(\w+)"')

@@ -45,7 +45,7 @@ from simulators.load import build_messages, publish, stamp
 from tooling.chaos import ServiceProcess
 from tooling.local_servers import MosquittoServer
 from tooling.street_files import street_on_disk
-from wanli.service_clock import wall_ms
+from foundation.service_clock import wall_ms
 
 ALL = "safety/#"
 SMOKE = "safety/v1/+/smoke_detector/#"

@@ -50,8 +50,8 @@ from devices.registry import DeviceRecord
 from simulators.devices.base import Publication
 from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from tooling.local_servers import InfluxV1Server, MosquittoServer, free_port
-from wanli.mqtt import Client, new_client
-from wanli.service_clock import wall_ms
+from foundation.mqtt import Client, new_client
+from foundation.service_clock import wall_ms
 
 READY_TIMEOUT_S = 60.0
 SMOKE_ALARM = "smoke_alarm"

@@ -1,7 +1,7 @@
 """Losing a host: two instances are one service, and the one that ingests dies or freezes mid-storm.
 
 Two ``wanli run`` processes on one PostgreSQL and one Mosquitto, with the same MQTT client id
-(one ingest, held by one of them at a time: wanli/leases.py) and a data directory each. Devices
+(one ingest, held by one of them at a time: foundation/leases.py) and a data directory each. Devices
 are registered through the first; the second must honour them within a second. A probe alarm
 is raised first, and the first fault is timed to fall on its escalation deadline. Then, while a
 storm of smoke alarms is published, the ingest holder is
@@ -48,7 +48,7 @@ from tooling.chaos import (
     wait_for,
 )
 from tooling.local_servers import MosquittoServer
-from wanli.mqtt import MQTTMessage, Subscriber
+from foundation.mqtt import MQTTMessage, Subscriber
 
 TAKEOVER_TARGET_S = 10.0
 

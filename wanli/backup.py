@@ -41,8 +41,8 @@ from typing import Any
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from wanli.errors import WanliError
-from wanli.service_clock import ClockMs, wall_ms
+from foundation.errors import WanliError
+from foundation.service_clock import ClockMs, wall_ms
 from wanli.settings import Settings
 
 FORMAT = 1
@@ -264,7 +264,7 @@ def restore(source: Path, settings: Settings, force: bool = False) -> BackupSumm
 
 
 def _forget_leases(url: str) -> None:
-    """A restored database carries the roles' leases of the service it was copied from (wanli/leases.py), taken
+    """A restored database carries the roles' leases of the service it was copied from (foundation/leases.py), taken
     while that one ran: none of them holds here. Left in, the restored service would wait for them to lapse
     before it ingests."""
     from sqlalchemy import create_engine, inspect, text

@@ -15,7 +15,7 @@ import logging
 import secrets
 import threading
 
-from wanli.mqtt import new_client
+from foundation.mqtt import new_client
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from simulators.cli import api_options, cmd_simulate_alarm
 from wanli.notify_commands import add_notify_commands
 from wanli.data_commands import add_data_commands
 from wanli.registry_commands import add_commands
-from wanli.errors import StoreUnavailable, WanliError
+from foundation.errors import StoreUnavailable, WanliError
 from wanli.settings import Settings
 from wanli.user_commands import add_user_commands
 

@@ -66,7 +66,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 def _cmd_archive(args: argparse.Namespace) -> int:
     from alerts.archive import export_month, month_bounds
     from devices.hierarchy import load_hierarchy
-    from wanli.db import make_engine
+    from foundation.db import make_engine
 
     settings = _settings(args)
     try:

@@ -28,7 +28,7 @@ from ingest.retention import (
     RetentionTarget,
     SqliteRetention,
 )
-from wanli.service_clock import ClockMs
+from foundation.service_clock import ClockMs
 from wanli.settings import Settings, TelemetryBackend
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from devices.street_generator import generate_street
 from simulators.clock import SimClock
 from simulators.publisher import BrokerAddress
 from simulators.scenario import ApiClient, Progress, Scenario, ScenarioResult, run_scenario, start_ms_for
-from wanli.ports import free_port
+from foundation.ports import free_port
 from wanli.runtime import running_in_thread
 from wanli.settings import Settings
 

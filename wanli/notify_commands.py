@@ -11,10 +11,10 @@ import sys
 
 from alerts.store import IncidentStore
 from devices.hierarchy import load_hierarchy
-from wanli.db import create_schema, make_engine
-from wanli.errors import NotFound
+from foundation.db import create_schema, make_engine
+from foundation.errors import NotFound
 from wanli.notify_setup import build_notifier
-from wanli.service_clock import wall_ms
+from foundation.service_clock import wall_ms
 from wanli.settings import Settings
 
 

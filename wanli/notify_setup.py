@@ -18,9 +18,9 @@ from alerts.notify.service import UNREACHABLE, IncidentFacts, NotifyConfig, Noti
 from alerts.notify.store import NotifyStore
 from alerts.store import IncidentStore
 from devices.hierarchy import Hierarchy
-from wanli.change_bus import ChangeBus
-from wanli.errors import IllegalTransition, NotFound
-from wanli.service_clock import ClockMs
+from foundation.change_bus import ChangeBus
+from foundation.errors import IllegalTransition, NotFound
+from foundation.service_clock import ClockMs
 from wanli.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -39,8 +39,8 @@ from devices.catalog import KINDS
 from devices.hierarchy import Hierarchy
 from devices.registry import DeviceRegistry
 from ingest.decode import decode_message
-from wanli.db import load_tables, make_engine
-from wanli.errors import WanliError
+from foundation.db import METADATA, make_engine
+from foundation.errors import WanliError
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class ReplayStage:
         self._now = start_ms_for(scenario, 1_767_225_600_000)  # a fixed day (2026-01-01): replays are repeatable
         self.started_ms = self._now
         engine = make_engine("sqlite://")
-        load_tables().create_all(engine)
+        METADATA.create_all(engine)  # the tables of the stores imported above
         self._engine = engine
         registry = DeviceRegistry(engine, self.hierarchy)
         registry.register_many(self.population.records, actor="replay", now_ms=self._now)

@@ -20,7 +20,7 @@ import httpx
 
 from devices.csv_import import decode_csv
 from devices.street_generator import device_rows, generate_street
-from wanli.errors import WanliError
+from foundation.errors import WanliError
 
 IMPORT_CHUNK_ROWS = 5000
 

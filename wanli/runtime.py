@@ -59,16 +59,16 @@ from ingest.telemetry import (InfluxV1TelemetryStore, InfluxV2TelemetryStore, Li
                               TelemetryStore)
 from simulators.building import BuildingSimulation, run_building
 from wanli.broker_check import refuse_open_broker
-from wanli.change_bus import DEVICES, INCIDENTS, NOTICES, POLICIES, ChangeBus, LocalChangeBus, PostgresChangeBus
+from foundation.change_bus import DEVICES, INCIDENTS, NOTICES, POLICIES, ChangeBus, LocalChangeBus, PostgresChangeBus
 from wanli.data_lifecycle import build_data_lifecycle
-from wanli.db import create_schema, make_engine
-from wanli.disk_guard import DiskGuard
-from wanli.errors import StaleIncident, StoreUnavailable
-from wanli.heap import HeapKeeper
-from wanli.leases import DISPATCH, ESCALATION, INGEST, Fenced, InstanceLock, LeaseKeeper, LeaseStore, instance_name
-from wanli.log_limit import LogLimiter
+from foundation.db import create_schema, make_engine
+from foundation.disk_guard import DiskGuard
+from foundation.errors import StaleIncident, StoreUnavailable
+from foundation.heap import HeapKeeper
+from foundation.leases import DISPATCH, ESCALATION, INGEST, Fenced, InstanceLock, LeaseKeeper, LeaseStore, instance_name
+from foundation.log_limit import LogLimiter
 from wanli.notify_setup import build_notifier
-from wanli.service_clock import ClockMs, ServiceClock, wall_ms
+from foundation.service_clock import ClockMs, ServiceClock, wall_ms
 from wanli.settings import Mode, Settings, TelemetryBackend
 from wanli.system_health import HealthThresholds, SystemHealth
 
@@ -134,8 +134,8 @@ class Services:
     disk_guard: DiskGuard
     notifier: Notifier | None = None
     policy_desk: PolicyDesk | None = None  # the escalation policies' versions: dry-run, apply, history
-    bus: ChangeBus = LocalChangeBus()  # what other instances change (wanli/change_bus.py)
-    leases: LeaseStore | None = None  # the roles' leases (wanli/leases.py)
+    bus: ChangeBus = LocalChangeBus()  # what other instances change (foundation/change_bus.py)
+    leases: LeaseStore | None = None  # the roles' leases (foundation/leases.py)
 
 
 def data_directories(settings: Settings) -> list[Path]:
@@ -281,7 +281,7 @@ class WanliService:
     def __init__(self, settings: Settings, clock_ms: ClockMs = wall_ms, *,
                  owns_process: bool = False) -> None:
         """``owns_process``: the process is the service's alone (``wanli run``, a benchmark), so it may set the
-        interpreter's switch interval and keep the heap (``wanli/heap.py``); a service hosted in a process that
+        interpreter's switch interval and keep the heap (``foundation/heap.py``); a service hosted in a process that
         does other things (the test run, a drill) leaves both as they are."""
         self.settings = settings
         self.clock: ServiceClock | None = None
@@ -300,7 +300,7 @@ class WanliService:
         svc = self.services
         self.shared = svc.bus.shared  # several instances may run on this database
         assert svc.leases is not None
-        # Which instance runs ingest, the escalation clock and the dispatcher (wanli/leases.py); on SQLite the only one.
+        # Which instance runs ingest, the escalation clock and the dispatcher (foundation/leases.py); on SQLite the only one.
         # Ingest is held per MQTT session (its client id): instances with the same client id are one ingest, held
         # by one of them at a time; instances with their own client ids (topic families) each ingest their own.
         self.ingest_role = f"{INGEST}:{settings.mqtt_client_id}"
@@ -408,7 +408,7 @@ class WanliService:
         elif s.simulate_building:
             self._start_simulated_building(*s.mqtt_host_port)
 
-    # -- the roles (wanli/leases.py) ---------------------------------------------------------
+    # -- the roles (foundation/leases.py) ---------------------------------------------------------
 
     def _ingest_ready(self) -> bool:
         """Ingest subscribed where this instance holds the role; an instance standing by is ready to serve."""
@@ -508,7 +508,7 @@ class WanliService:
             while not self._stop_ticker.wait(self.settings.alert_tick_s):
                 now_ms = self._clock_ms()
                 k = self.keeper
-                # the rules' clock where ingest is, the escalations' where the escalation role is (wanli/leases.py)
+                # the rules' clock where ingest is, the escalations' where the escalation role is (foundation/leases.py)
                 rules = (k.fence(self.ingest_role) if self.shared else True) if k.holds(self.ingest_role) else False
                 escalate = (k.fence(ESCALATION) if self.shared else True) if k.holds(ESCALATION) else False
                 if rules or escalate:

@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     fault_clock_skew_s: float = Field(default=120.0, gt=0)  # the devices' median clock this far from the server's
     fault_role_unheld_s: float = Field(default=15.0, ge=0)  # a role (ingest, escalation, dispatch) held by nobody
 
-    # Several instances as one service (wanli/leases.py, docs/scaling.md "High availability"): on one
+    # Several instances as one service (foundation/leases.py, docs/scaling.md "High availability"): on one
     # PostgreSQL, each role is held by one instance under a lease; the others stand by and take over.
     instance_name: str = Field(default="", max_length=120, pattern=r"^[A-Za-z0-9_.:@-]*$")  # "": host-pid-random
     roles: str = Field(default="ingest,escalation,dispatch", pattern=r"^[a-z,]*$")  # the roles this one may take
@@ -306,7 +306,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_leases(self) -> "Settings":
-        from wanli.leases import ROLES  # the role names live with the leases
+        from foundation.leases import ROLES  # the role names live with the leases
         unknown = [r for r in self.role_list if r not in ROLES]
         if unknown:
             raise ValueError(f"WANLI_ROLES: unknown role {', '.join(unknown)} (known: {', '.join(ROLES)})")

@@ -21,7 +21,7 @@ from alerts.system_faults import Fault
 from ingest.pipeline import IngestPipeline
 from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import TelemetryStore
-from wanli.disk_guard import DiskGuard
+from foundation.disk_guard import DiskGuard
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class SystemHealth:
         self._subscribed, self._restarts = ingest_subscribed, receiver_restarts
         self._notify_faults = notify_faults
         self._broker_access = broker_access
-        self._roles_unheld = roles_unheld  # (role, seconds without a holder), several instances (wanli/leases.py)
+        self._roles_unheld = roles_unheld  # (role, seconds without a holder), several instances (foundation/leases.py)
         self._m = _Memory()
         self.faults: list[Fault] = []  # as of the last check: what /readyz tells
 
@@ -205,7 +205,7 @@ class SystemHealth:
                       str(getattr(cond, "detail", cond)), severity=Severity.HIGH)]
 
     def _roles(self, now_ms: int) -> list[Fault]:
-        """A role no instance holds (wanli/leases.py): its work is not being done anywhere."""
+        """A role no instance holds (foundation/leases.py): its work is not being done anywhere."""
         return [Fault(f"role_unheld_{role}", f"无实例承担“{ROLE_ZH.get(role, role)}”职责",
                       f"no instance has held the {role} role for {seconds:.0f} s: {ROLE_DUTY.get(role, '')} Start an "
                       "instance that may take it (WANLI_ROLES), or see why the others cannot (their logs, "

@@ -30,13 +30,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from dashboards.accounts import AccountStore, Role
-from wanli.errors import WanliError
-from wanli.service_clock import wall_ms
+from foundation.errors import WanliError
+from foundation.service_clock import wall_ms
 
 
 @contextmanager
 def _store() -> Iterator[AccountStore]:
-    from wanli.db import create_schema, make_engine
+    from foundation.db import create_schema, make_engine
     from wanli.settings import Settings
 
     try:

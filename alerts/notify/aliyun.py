@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 import httpx
 
 from alerts.notify.base import Channel, Message, ProviderRejected, ProviderUnavailable, RateLimited, SendResult
-from wanli.service_clock import ClockMs, wall_ms
+from foundation.service_clock import ClockMs, wall_ms
 
 SMS_URL = "https://dysmsapi.aliyuncs.com/"
 VOICE_URL = "https://dyvmsapi.aliyuncs.com/"

@@ -1,6 +1,6 @@
 """One interface for every channel that reaches a person: ``Provider.send(message) -> SendResult``.
 
-Errors (all under ``wanli.errors.WanliError``)::
+Errors (all under ``foundation.errors.WanliError``)::
 
     NotifyError                  a notice could not go out on a channel; carries the channel and provider code
     ├── ProviderRejected         the provider refused it for good (bad number, bad signature, unknown robot):
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from wanli.errors import WanliError
+from foundation.errors import WanliError
 
 
 class Channel(StrEnum):

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from wanli.errors import Invalid
+from foundation.errors import Invalid
 
 
 @dataclass(frozen=True, slots=True)

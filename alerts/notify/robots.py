@@ -38,7 +38,7 @@ from alerts.notify.base import (
     SendResult,
     utf8_truncate,
 )
-from wanli.service_clock import ClockMs, wall_ms
+from foundation.service_clock import ClockMs, wall_ms
 
 WECOM_URL = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
 DINGTALK_URL = "https://oapi.dingtalk.com/robot/send"

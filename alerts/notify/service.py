@@ -60,9 +60,9 @@ from alerts.notify.store import (
     NotifyStore,
 )
 from devices.hierarchy import ROLE_LABELS
-from wanli.background import WakeableLoop
-from wanli.errors import NotFound
-from wanli.service_clock import ClockMs, wall_ms
+from foundation.background import WakeableLoop
+from foundation.errors import NotFound
+from foundation.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from sqlalchemy import (
 from alerts.notify.base import Channel, ContactKind
 from alerts.notify.rules import ContactPoint, NotifyRule, RuleStep
 from alerts.store import incident_rows_table
-from wanli.change_bus import NOTIFY_ROUTING, ChangeBus, LocalChangeBus
-from wanli.db import METADATA, BigId
+from foundation.change_bus import NOTIFY_ROUTING, ChangeBus, LocalChangeBus
+from foundation.db import METADATA, BigId
 
 # Where an attempt is. queued → sending → sent → delivered → answered; failed; cancelled.
 QUEUED, SENDING, SENT, DELIVERED, ANSWERED, FAILED, CANCELLED = (

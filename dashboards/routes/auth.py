@@ -27,8 +27,8 @@ from dashboards.accounts import Role
 from dashboards.auth import SESSION_COOKIE, Access, Admin, ErrorPublic, SignedInResetDue, get_access
 from dashboards.deps import Ctx
 from dashboards.schemas import ms_to_dt
-from wanli.errors import Conflict, Invalid
-from wanli.metrics import AccessCounters
+from foundation.errors import Conflict, Invalid
+from foundation.metrics import AccessCounters
 
 AccessDep = Annotated[Access, Depends(get_access)]
 

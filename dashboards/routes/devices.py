@@ -27,7 +27,7 @@ from devices.catalog import KINDS
 from devices.kinds import SLICES
 from devices.csv_import import decode_csv, import_csv
 from devices.registry import DeviceRecord, Health, Lifecycle, RegisterOutcome
-from wanli.errors import Invalid, NotFound, TooLarge
+from foundation.errors import Invalid, NotFound, TooLarge
 
 MAX_CSV_BYTES = 32 * 1024 * 1024
 

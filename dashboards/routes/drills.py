@@ -14,7 +14,7 @@ from dashboards.auth import VIEWER_ONLY, Tester
 from dashboards.deps import Ctx
 from devices.drill import active_drill_devices, end_drill, register_drill
 from devices.registry import DeviceRecord
-from wanli.errors import Conflict
+from foundation.errors import Conflict
 
 router = APIRouter(prefix="/api/drills", tags=["drills"], dependencies=VIEWER_ONLY)
 clock_router = APIRouter(prefix="/api/clock", tags=["drills"], dependencies=VIEWER_ONLY)

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from dashboards.deps import Ctx
-from wanli.metrics import AccessCollector, WanliCollector
+from foundation.metrics import AccessCollector, WanliCollector
 
 router = APIRouter(tags=["operations"])
 

@@ -16,7 +16,7 @@ from dashboards.routes.exports import _CSV_RESPONSE, INCIDENT_COLUMNS, _csv_resp
 from dashboards.schemas import AuditEntryPublic, IncidentActionRequest, IncidentDetail, IncidentPublic, ms_to_dt
 from dashboards.station_scope import StationBound, StationScope, check_answering_station
 from devices.hierarchy import ROLE_LABELS, Responder
-from wanli.errors import Invalid
+from foundation.errors import Invalid
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"], dependencies=VIEWER_ONLY)
 

@@ -18,7 +18,7 @@ from dashboards.personal_data import may_see_household_recipients
 from dashboards.station_scope import StationScope
 from dashboards.schemas import ms_to_dt
 from devices.hierarchy import ROLE_LABELS, Tier
-from wanli.errors import NotFound
+from foundation.errors import NotFound
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"], dependencies=VIEWER_ONLY)
 HIDDEN = "住户家属（hidden）"

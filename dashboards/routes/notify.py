@@ -17,7 +17,7 @@ from alerts.notify.service import ANSWERS, Notifier
 from dashboards.auth import Operator, Viewer, actor_of
 from dashboards.deps import AppContext, Ctx
 from devices.hierarchy import ROLE_LABELS
-from wanli.errors import Invalid, NotFound
+from foundation.errors import Invalid, NotFound
 
 router = APIRouter(prefix="/api/notify", tags=["notify"])
 answer_router = APIRouter(prefix="/api/answer", tags=["notify"])

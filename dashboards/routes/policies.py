@@ -17,7 +17,7 @@ from dashboards.auth import Admin, actor_of
 from dashboards.deps import AppContext, Ctx
 from dashboards.schemas import ms_to_dt
 from devices.hierarchy import ROLE_LABELS
-from wanli.errors import Invalid, NotFound
+from foundation.errors import Invalid, NotFound
 
 router = APIRouter(prefix="/api/policies", tags=["policies"])
 

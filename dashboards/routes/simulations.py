@@ -41,8 +41,8 @@ from simulators.scenario import (
 )
 from simulators.scenarios import get as get_scenario
 from simulators.scenarios import scenarios
-from wanli.errors import Conflict, Invalid, NotFound, StoreUnavailable
-from wanli.service_clock import wall_ms
+from foundation.errors import Conflict, Invalid, NotFound, StoreUnavailable
+from foundation.service_clock import wall_ms
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from tests.browser.conftest import (
     watched_page,
 )
 from tests.fixtures.service import now_ms, wait_for
-from wanli.mqtt import MQTTMessage, Subscriber
+from foundation.mqtt import MQTTMessage, Subscriber
 from wanli.runtime import WanliService
 
 pytestmark = pytest.mark.browser

@@ -23,8 +23,8 @@ from ingest.dead_letters import DeadLetterStore
 from ingest.decode import DAY_MS, MINUTE_MS
 from ingest.pipeline import IngestPipeline, RawMessage, SpoolRefused, TelemetryHeld, TelemetryOverflow
 from ingest.spool import Spool
-from wanli.db import create_schema, make_engine
-from wanli.disk_guard import DiskGuard
+from foundation.db import create_schema, make_engine
+from foundation.disk_guard import DiskGuard
 
 NOW = 1_795_000_000_000
 DEVICE = "SD-XQ01-0301"

@@ -15,7 +15,7 @@ from devices.kinds.fire_station import contract as fs
 from devices.kinds.smoke_detector import contract as sd
 from devices.reading import Reading
 from devices.registry import DeviceRecord, DeviceRegistry
-from wanli.db import create_schema, make_engine
+from foundation.db import create_schema, make_engine
 
 T0 = 1_795_000_000_000
 S, MIN = 1000, 60_000

@@ -16,7 +16,7 @@ from alerts.escalation import Notice
 from alerts.outbox import CHANNEL_WEBHOOK, Outbox, notifications_table
 from tests.fixtures.servers import free_port
 from tests.fixtures.service import wait_for
-from wanli.db import create_schema, make_engine
+from foundation.db import create_schema, make_engine
 
 SECRET = "SECRET-3f9a1c"
 NOW = 1_795_000_000_000

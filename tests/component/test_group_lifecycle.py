@@ -22,8 +22,8 @@ from devices.kinds.fire_station import contract as fs
 from devices.kinds.smoke_detector import contract as sd
 from devices.reading import Reading
 from devices.registry import DeviceRecord, DeviceRegistry
-from wanli.db import create_schema, make_engine
-from wanli.errors import Invalid
+from foundation.db import create_schema, make_engine
+from foundation.errors import Invalid
 
 T0 = 1_795_000_000_000
 S, MIN = 1000, 60_000

@@ -19,7 +19,7 @@ from alerts.notify.rules import ContactPoint, NotifyRule, RuleStep
 from alerts.notify.service import IncidentFacts, NotifyConfig, Notifier
 from alerts.notify.store import NotifyStore
 from tests.fixtures.notify_servers import ContractServer, SmtpInbox, contract_server, smtp_server  # noqa: F401
-from wanli.db import create_schema, make_engine
+from foundation.db import create_schema, make_engine
 
 T0 = 1_800_000_000_000
 

@@ -18,8 +18,8 @@ from ingest.pipeline import IngestPipeline, RawMessage, SpoolRefused
 from ingest.rate_limit import DeviceRateLimits, RateLimitPolicy
 from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import SqliteTelemetryStore
-from wanli.db import create_schema, make_engine
-from wanli.errors import StoreUnavailable
+from foundation.db import create_schema, make_engine
+from foundation.errors import StoreUnavailable
 
 NOW = 1_795_000_000_000
 ALARM_TOPIC = "safety/v1/wanli/smoke_detector/SD-XQ01-0301/event"

@@ -16,8 +16,8 @@ from devices.topics import MessageClass
 from ingest.pipeline import RawMessage
 from tests.component.test_pipeline import NOW, Env
 from tests.support.readings import reading as support_reading
-from wanli.db import create_schema, make_engine
-from wanli.errors import Conflict, Invalid, NotFound
+from foundation.db import create_schema, make_engine
+from foundation.errors import Conflict, Invalid, NotFound
 
 HEADER = "device_id,kind,building_id,floor,unit,label\n"
 

@@ -6,7 +6,7 @@ from alerts.rules import default_rules
 from alerts.thresholds import Thresholds
 from devices.hierarchy import load_hierarchy
 from devices.registry import DeviceRecord, DeviceRegistry
-from wanli.db import create_schema, make_engine
+from foundation.db import create_schema, make_engine
 
 NOW = 1_795_000_000_000
 

@@ -13,7 +13,7 @@ from ingest.points import TelemetryPoint, pack, points_of_all
 from ingest.spool import Spool, SpoolDrainer
 from ingest.telemetry import InfluxV1TelemetryStore, LineProtocolStore, SqliteTelemetryStore
 from tests.support.readings import reading
-from wanli.errors import StoreUnavailable
+from foundation.errors import StoreUnavailable
 
 NOW = 1_795_000_000_000
 

@@ -27,8 +27,8 @@ from ingest.pipeline import IngestPipeline, RawMessage
 from ingest.rate_limit import DeviceRateLimits
 from ingest.spool import Spool
 from ingest.unit_of_work import Committed, IngestUnitOfWork
-from wanli.db import create_schema, make_engine
-from wanli.leases import Fenced
+from foundation.db import create_schema, make_engine
+from foundation.leases import Fenced
 
 NOW = 1_795_000_000_000
 DEVICE = "SD-XQ01-0301"

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from dashboards.accounts import AccountStore, Role, sessions_table, tokens_table, users_table
-from wanli.errors import Conflict, NotFound
+from foundation.errors import Conflict, NotFound
 
 KEY = "k" * 40
 HOUR = 3_600_000

@@ -30,7 +30,7 @@ from devices.registry import DeviceRecord, DeviceRegistry
 from tests.fixtures.servers import MosquittoServer, free_port
 from tests.integration.test_broker_acl import Login, logged_in, refusal
 from tests.support.waiting import wait_until
-from wanli import db
+from foundation import db
 
 pytestmark = pytest.mark.mosquitto
 

@@ -35,7 +35,7 @@ from devices.credentials import (
 from devices.topics import MessageClass, device_topic
 from tests.fixtures.servers import MosquittoServer, free_port
 from tests.support.mqtt import TestClient
-from wanli import db
+from foundation import db
 
 pytestmark = pytest.mark.mosquitto
 

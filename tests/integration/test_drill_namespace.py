@@ -27,7 +27,7 @@ from devices.kinds.smoke_detector.simulator import SmokeDetectorSim
 from tests.fixtures.notify_servers import ContractServer, contract_server  # noqa: F401 - fixture
 from tests.fixtures.servers import MosquittoServer
 from tests.fixtures.service import ServiceFactory, new_token, now_ms, publish, register_building, wait_for
-from wanli.mqtt import Subscriber
+from foundation.mqtt import Subscriber
 
 pytestmark = pytest.mark.mosquitto
 

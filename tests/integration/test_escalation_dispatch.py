@@ -15,7 +15,7 @@ import pytest
 
 from tests.fixtures.servers import free_port
 from tests.fixtures.service import accounts, auth_headers, now_ms, publish, register_building, wait_for
-from wanli.mqtt import Subscriber
+from foundation.mqtt import Subscriber
 from wanli.runtime import running_in_thread
 from wanli.settings import Settings
 

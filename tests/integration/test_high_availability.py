@@ -49,8 +49,8 @@ def test_a_notice_the_broker_took_from_a_dispatcher_that_died_before_its_commit_
     from alerts.dispatch import Dispatcher, NoticePublisher, with_notice_id
     from alerts.escalation import Notice
     from alerts.outbox import Outbox
-    from wanli.db import create_schema, make_engine
-    from wanli.mqtt import Subscriber
+    from foundation.db import create_schema, make_engine
+    from foundation.mqtt import Subscriber
 
     engine = make_engine(postgres_url)
     create_schema(engine)

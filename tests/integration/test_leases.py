@@ -1,4 +1,4 @@
-"""Roles under leases with a fencing token (wanli/leases.py), instances kept in step (wanli/change_bus.py):
+"""Roles under leases with a fencing token (foundation/leases.py), instances kept in step (foundation/change_bus.py):
 on SQLite and on real PostgreSQL."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from alerts.incidents import Action, Severity, Signal, State, open_or_update
 from alerts.store import IncidentStore
 from devices.hierarchy import load_hierarchy
 from devices.registry import DeviceRecord, DeviceRegistry
-from wanli.change_bus import DEVICES, PostgresChangeBus
-from wanli.db import make_engine
-from wanli.leases import AlreadyRunning, Fenced, InstanceLock, LeaseKeeper, LeaseStore
+from foundation.change_bus import DEVICES, PostgresChangeBus
+from foundation.db import make_engine
+from foundation.leases import AlreadyRunning, Fenced, InstanceLock, LeaseKeeper, LeaseStore
 from wanli.runtime import running_in_thread
 from wanli.settings import Settings
 from tests.fixtures.servers import free_port
@@ -105,7 +105,7 @@ def test_wanli_run_refuses_a_second_instance_on_the_same_data(tmp_path):
 @pytest.mark.postgres
 def test_a_registration_through_one_instance_is_heard_by_the_other_within_a_second(postgres_url):
     engines = [make_engine(postgres_url) for _ in range(2)]
-    from wanli.db import create_schema
+    from foundation.db import create_schema
 
     create_schema(engines[0])
     buses = [PostgresChangeBus(e, f"host-{i}") for i, e in enumerate(engines)]
@@ -142,7 +142,7 @@ def test_an_instance_acting_on_an_incident_another_changed_meanwhile_acts_on_the
     from alerts.context import RegistryContext
     from alerts.thresholds import Thresholds
     from alerts.rules import default_rules
-    from wanli.db import create_schema
+    from foundation.db import create_schema
 
     engines = [make_engine(postgres_url) for _ in range(2)]
     create_schema(engines[0])

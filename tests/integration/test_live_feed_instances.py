@@ -11,8 +11,8 @@ import pytest
 
 from alerts.service import Listener
 from dashboards.live import NoticesChanged
-from wanli.change_bus import PostgresChangeBus
-from wanli.db import create_schema, make_engine
+from foundation.change_bus import PostgresChangeBus
+from foundation.db import create_schema, make_engine
 from wanli.runtime import live_feed
 
 

@@ -1,7 +1,7 @@
 """The Alembic revisions build exactly the tables the code declares, on SQLite and on PostgreSQL.
 
 A table changed in code without a new revision fails ``test_the_revisions_build_exactly_the_declared_tables``
-with the command that makes one (see wanli/migrations/env.py).
+with the command that makes one (see foundation/migrations/env.py).
 """
 
 import subprocess
@@ -17,7 +17,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import BigInteger, inspect
 
-from wanli.db import SchemaError, alembic_config, create_schema, load_tables, make_engine, schema_lock
+from foundation.db import SchemaError, alembic_config, create_schema, make_engine, schema_lock
+from wanli.schema import whole_schema
 
 MAKE_REVISION = '.venv/bin/python -m wanli.migrations revision --autogenerate -m "what changed"'
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +35,7 @@ def engine(database_url):
 def differences(engine):
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
-        return compare_metadata(context, load_tables())
+        return compare_metadata(context, whole_schema())
 
 
 def revision(engine):
@@ -46,10 +47,10 @@ def test_the_revisions_build_exactly_the_declared_tables(engine):
     create_schema(engine)
     found = differences(engine)
     assert not found, (
-        f"The tables declared in code differ from what wanli/migrations/versions builds on {engine.dialect.name}:\n"
+        f"The tables declared in code differ from what foundation/migrations/versions builds on {engine.dialect.name}:\n"
         f"{pformat(found)}\n"
         f"Add a revision, from the repository root:  {MAKE_REVISION}\n"
-        "then read and tidy the new file in wanli/migrations/versions/."
+        "then read and tidy the new file in foundation/migrations/versions/."
     )
     assert revision(engine) == HEAD
 
@@ -73,7 +74,7 @@ def test_downgrade_to_base_then_upgrade_again_rebuilds_the_schema(engine):
 def test_epoch_millisecond_columns_hold_64_bits(engine):
     """A 32-bit integer overflows on 2038-01-19 in seconds, and on 1970-01-25 in milliseconds."""
     create_schema(engine)
-    narrow = [f"{table}.{column['name']}" for table in load_tables().tables
+    narrow = [f"{table}.{column['name']}" for table in whole_schema().tables
               for column in inspect(engine).get_columns(table)
               if column["name"].endswith("_ms") and not isinstance(column["type"], BigInteger)]
     assert narrow == []
@@ -102,7 +103,7 @@ def test_two_processes_starting_at_once_both_find_the_schema_in_place(database_u
 
 
 def test_a_database_made_before_migrations_is_refused_with_what_to_do(engine):
-    load_tables().create_all(engine)
+    whole_schema().create_all(engine)
     with pytest.raises(SchemaError, match="no migration history"):
         create_schema(engine)
 

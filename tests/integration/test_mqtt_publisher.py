@@ -1,4 +1,4 @@
-"""The one publisher (wanli/mqtt.py ``Publisher``) against a real Mosquitto that goes away and comes back: it waits
+"""The one publisher (foundation/mqtt.py ``Publisher``) against a real Mosquitto that goes away and comes back: it waits
 its ``Backoff`` between attempts and takes the connection up again; a publish while the broker is away fails with
 ConnectionError (the dispatcher then keeps the notice pending); the dispatcher's connection is not taken up again
 while its role is held elsewhere; a cut connection leaves the last will, a closed one does not."""
@@ -14,10 +14,10 @@ from alerts.dispatch import NoticePublisher
 from simulators.publisher import BrokerAddress, MqttPublisher
 from tests.fixtures.service import wait_for
 from tooling.local_servers import MosquittoServer
-from wanli.background import Backoff
-from wanli.errors import StoreUnavailable
-from wanli.mqtt import MQTTMessage, Publisher, Subscriber
-from wanli.ports import free_port
+from foundation.background import Backoff
+from foundation.errors import StoreUnavailable
+from foundation.mqtt import MQTTMessage, Publisher, Subscriber
+from foundation.ports import free_port
 
 
 class CountedBackoff(Backoff):

@@ -13,7 +13,7 @@ from alerts.notify.store import NotifyStore
 from tests.fixtures.notify_servers import ContractServer, SmtpInbox, contract_server, smtp_server  # noqa: F401
 from tests.fixtures.servers import free_port
 from wanli.cli import main
-from wanli.db import create_schema, make_engine
+from foundation.db import create_schema, make_engine
 
 
 def test_notify_test_sends_through_every_contact_point_and_prints_each_answer(

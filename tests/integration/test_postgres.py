@@ -20,8 +20,8 @@ from devices.registry import DeviceRecord, DeviceRegistry, Health, Lifecycle, Re
 from ingest.dead_letters import KEEP_BYTES, DeadLetter, DeadLetterBounds, DeadLetterStore
 from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
 from tests.support.readings import reading as support_reading
-from wanli.db import make_engine
-from wanli.errors import Conflict, NotFound, StaleIncident
+from foundation.db import make_engine
+from foundation.errors import Conflict, NotFound, StaleIncident
 
 NOW = 1_795_000_000_000
 HIERARCHY = load_hierarchy()

@@ -7,7 +7,7 @@ from devices.registry import devices_table
 from devices.topics import MessageClass, device_topic
 from tests.fixtures.service import auth_headers, now_ms, new_token, publish, register_building, wait_for
 from wanli.cli import main
-from wanli.db import create_schema, make_engine
+from foundation.db import create_schema, make_engine
 
 
 def test_register_move_retire_and_history_through_the_api(service_factory):

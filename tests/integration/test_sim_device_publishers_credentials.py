@@ -29,8 +29,8 @@ from simulators.publisher import BrokerAddress, DevicePublishers
 from tests.fixtures.servers import MosquittoServer, free_port
 from tests.integration.test_broker_acl import logged_in
 from tests.support.waiting import wait_until
-from wanli import db
-from wanli.errors import StoreUnavailable
+from foundation import db
+from foundation.errors import StoreUnavailable
 
 pytestmark = pytest.mark.mosquitto
 

@@ -10,7 +10,7 @@ from devices.hierarchy import load_hierarchy
 from simulators.load import STREET_MIX, build_messages, publish
 from simulators.population import Population
 from simulators.publisher import BrokerAddress, MqttPublisher
-from wanli.mqtt import Subscriber
+from foundation.mqtt import Subscriber
 
 pytestmark = pytest.mark.mosquitto
 

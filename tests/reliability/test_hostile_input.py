@@ -29,8 +29,8 @@ from ingest.line_protocol import encode as line_protocol
 from ingest.line_protocol import encode_bytes, encode_readings
 from ingest.points import points_of
 from tests.reliability.strategies import MESSAGE_TYPES, encode, mutated, payloads, round_trip
-from wanli.db import create_schema, make_engine
-from wanli.errors import Invalid, PayloadError, RejectedMessage, TopicError
+from foundation.db import create_schema, make_engine
+from foundation.errors import Invalid, PayloadError, RejectedMessage, TopicError
 
 NOW = 1_795_000_000_000
 REPO = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from devices.catalog import KINDS
 from devices.topics import MessageClass, device_topic, parse_topic
 from tests.fixtures.service import now_ms, publish, register_building, wait_for
 from tests.reliability.test_hostile_input import DOCUMENTED
-from wanli.errors import TopicError
+from foundation.errors import TopicError
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
 

@@ -7,7 +7,7 @@ import pytest
 
 from dashboards.accounts import Principal, Role, parse_roles, permits
 from dashboards.auth import actor_of
-from wanli.errors import Invalid
+from foundation.errors import Invalid
 
 
 @pytest.mark.parametrize(("held", "needed", "allowed"), [

@@ -7,7 +7,7 @@ import pytest
 from ingest.mqtt_consumer import MqttConsumer, alarm_lane_filters
 from ingest.pipeline import TelemetryHeld
 from ingest.receiver import BATCH
-from wanli.mqtt import matches
+from foundation.mqtt import matches
 
 
 @pytest.mark.parametrize(("filters", "lane"), [

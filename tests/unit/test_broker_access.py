@@ -20,7 +20,7 @@ from devices.broker_access import CANARY_USERNAME, AccessState, BrokerAccess
 from devices.credentials import INGEST_ACCOUNT, BrokerAuthFiles, CredentialStore, verify_mosquitto_password
 from devices.hierarchy import load_hierarchy
 from devices.registry import DeviceRecord, DeviceRegistry
-from wanli import db
+from foundation import db
 
 NOW_MS = 1_795_000_000_000
 

@@ -28,8 +28,8 @@ from devices.credentials import (
     verify_mosquitto_password,
 )
 from tests.fixtures.servers import find_binary
-from wanli import db
-from wanli.errors import NotFound
+from foundation import db
+from foundation.errors import NotFound
 
 # Made by `mosquitto_passwd -b file alice s3cret` (Mosquitto 2.0.11): a known answer that
 # holds even where the binary is not installed.

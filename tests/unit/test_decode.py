@@ -13,7 +13,7 @@ from devices.kinds.smoke_detector import contract as smoke_detector
 from devices.topics import MessageClass
 from devices.topics import device_id_of_topic
 from ingest.decode import DecodeLimits, decode_message, nesting_depth
-from wanli.errors import PayloadError, RejectedMessage, TopicError
+from foundation.errors import PayloadError, RejectedMessage, TopicError
 
 NOW = 1_795_000_000_000
 TOPIC = "safety/v1/wanli/smoke_detector/SD-XQ01-0101/event"

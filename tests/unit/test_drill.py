@@ -16,8 +16,8 @@ from devices.reading import Reading
 from simulators.drill import DrillView, drill_rows, drill_topic
 from simulators.population import Population, place_rows
 from tests.support.rules import RuleWorld
-from wanli.errors import Invalid
-from wanli.service_clock import ServiceClock
+from foundation.errors import Invalid
+from foundation.service_clock import ServiceClock
 
 H = load_hierarchy()
 T0 = 1_795_000_000_000

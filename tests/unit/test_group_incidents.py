@@ -25,7 +25,7 @@ from devices.kinds.fire_station import contract as fs
 from devices.kinds.fire_station.rules import DispatchResponse
 from devices.reading import Reading
 from tests.support.rules import RuleWorld
-from wanli.errors import IllegalTransition, Invalid
+from foundation.errors import IllegalTransition, Invalid
 
 LOC = Location("wanli", "万里街道", building_id="xq-01", building="香泉 1号楼", floor=3, unit="0301")
 T0 = 1_795_000_000_000

@@ -1,11 +1,11 @@
-"""The heap keeper (wanli/heap.py) on the test process's own collector."""
+"""The heap keeper (foundation/heap.py) on the test process's own collector."""
 
 import gc
 import weakref
 
 import pytest
 
-from wanli.heap import HeapKeeper
+from foundation.heap import HeapKeeper
 
 
 class Node:

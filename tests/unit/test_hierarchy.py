@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from devices.hierarchy import Tier, hierarchy_from_dict, load_hierarchy
 from devices.street_generator import device_rows, generate_street
-from wanli.errors import NotFound
+from foundation.errors import NotFound
 
 
 @pytest.fixture(scope="module")

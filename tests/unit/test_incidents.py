@@ -2,7 +2,7 @@ import pytest
 
 from alerts.incidents import Action, Severity, Signal, State, open_or_update, transition
 from devices.hierarchy import Location
-from wanli.errors import IllegalTransition
+from foundation.errors import IllegalTransition
 
 LOC = Location("wanli", "万里街道", building_id="xq-01", building="香泉 1号楼", floor=3, unit="0301")
 

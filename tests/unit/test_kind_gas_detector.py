@@ -18,7 +18,7 @@ from simulators.devices import SIMULATORS
 from simulators.expectations import CONDITION_ZH, DEVICE_ZH, KIND_ZH
 from simulators.scenarios import scenarios
 from tests.support.rules import rule_context, run_rule
-from wanli.errors import PayloadError
+from foundation.errors import PayloadError
 
 T0 = 1_772_352_000_000
 KIND = "gas_detector"

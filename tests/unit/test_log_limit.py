@@ -1,6 +1,6 @@
-"""Rate-limited log lines (wanli/log_limit.py): pure, on a fake clock."""
+"""Rate-limited log lines (foundation/log_limit.py): pure, on a fake clock."""
 
-from wanli.log_limit import LogLimiter
+from foundation.log_limit import LogLimiter
 
 T0 = 1_795_000_000_000
 
@@ -42,7 +42,7 @@ def test_keys_are_bounded():
 def test_log_limited_writes_the_first_line_then_the_next_after_the_interval_with_the_count(caplog):
     import logging
 
-    from wanli.log_limit import log_held_back, log_limited
+    from foundation.log_limit import log_held_back, log_limited
 
     log = logging.getLogger("test.flood")
     limiter = LogLimiter(interval_ms=1000)

@@ -1,4 +1,4 @@
-"""The MQTT seam's pure parts (wanli/mqtt.py, wanli/background.py Backoff), with no broker."""
+"""The MQTT seam's pure parts (foundation/mqtt.py, foundation/background.py Backoff), with no broker."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from wanli.background import Backoff
-from wanli.mqtt import Subscriber, TopicFilters, matches, new_client, unshared
+from foundation.background import Backoff
+from foundation.mqtt import Subscriber, TopicFilters, matches, new_client, unshared
 
 EVENT = "safety/v1/wanli/smoke_detector/SD-XQ01-0101/event"
 

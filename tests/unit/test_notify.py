@@ -26,7 +26,7 @@ from alerts.notify.rules import (
     rule_for,
     urgency_of,
 )
-from wanli.errors import Invalid
+from foundation.errors import Invalid
 from wanli.notify_setup import parse_drill_contacts, people_of
 
 ALL = set(Channel)

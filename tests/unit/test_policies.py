@@ -16,7 +16,7 @@ from alerts.policies import default_document_text, describe_changes, parse_polic
 from alerts.rules import default_rules
 from alerts.thresholds import Thresholds
 from devices.hierarchy import load_hierarchy
-from wanli.errors import Invalid
+from foundation.errors import Invalid
 from wanli.policy_replay import Fired, compare, replay_history
 
 H = load_hierarchy()

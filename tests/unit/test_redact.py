@@ -1,8 +1,8 @@
-"""URLs in log lines keep no secret (wanli/redact.py)."""
+"""URLs in log lines keep no secret (foundation/redact.py)."""
 
 import pytest
 
-from wanli.redact import redact_url
+from foundation.redact import redact_url
 
 
 @pytest.mark.parametrize(("url", "shown"), [

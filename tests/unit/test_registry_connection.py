@@ -23,7 +23,7 @@ from devices.registry import (
     health,
 )
 from devices.sequence import Verdict
-from wanli.db import create_schema, make_engine
+from foundation.db import create_schema, make_engine
 from tests.support.readings import reading as support_reading
 
 NOW = 1_795_000_000_000

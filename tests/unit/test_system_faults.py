@@ -6,7 +6,7 @@ from alerts.incidents import Severity
 from alerts.system_faults import SERVICE_ID, SYSTEM_CATEGORY, Fault, SystemFaults
 from ingest.hygiene import ClockSkew, clock_flag
 from devices.sequence import JUMP_ABOVE, SeqState, Verdict, judge
-from wanli.disk_guard import DiskGuard
+from foundation.disk_guard import DiskGuard
 
 STORE_DOWN = Fault("telemetry_unreachable", "时序库不可用", "down", after_s=60)
 

@@ -11,7 +11,7 @@ from devices.topics import (
     parse_topic,
     subscription,
 )
-from wanli.errors import TopicError
+from foundation.errors import TopicError
 
 
 def test_parses_a_contract_topic():

@@ -120,7 +120,7 @@ class WanliCollector(Collector):
         roles = s.get("roles") or {}
         if roles:
             held = GaugeMetricFamily("wanli_role_held", "1 for each role this instance holds now, 0 for the others it "
-                                     "may take (wanli/leases.py)", labels=["role", "instance"])
+                                     "may take (foundation/leases.py)", labels=["role", "instance"])
             for role in roles.get("may_take", ()):  # type: ignore[union-attr]
                 held.add_metric([role, roles["instance"]], 1 if role in roles["held"] else 0)  # type: ignore[index]
             yield held

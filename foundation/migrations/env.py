@@ -1,16 +1,16 @@
 """Alembic's environment for wanli's SQL tables: how revisions are applied and generated.
 
-After changing a table declared on ``wanli.db.METADATA`` (in devices/, alerts/, ingest/),
+After changing a table declared on ``foundation.db.METADATA`` (in devices/, alerts/, ingest/),
 add a revision, from the repository root:
 
     .venv/bin/python -m wanli.migrations revision --autogenerate -m "what changed"
 
-then read the new file in ``wanli/migrations/versions/`` and tidy it: autogenerate sees a
+then read the new file in ``foundation/migrations/versions/`` and tidy it: autogenerate sees a
 rename as a drop plus an add, and cannot know how existing rows should be filled in.
 ``tests/integration/test_migrations.py`` fails until the revisions build exactly ``METADATA``,
 on SQLite and on PostgreSQL.
 
-Two ways in: ``wanli.db.create_schema`` (every start) hands over an open connection whose
+Two ways in: ``foundation.db.create_schema`` (every start) hands over an open connection whose
 transaction holds the schema lock; ``python -m wanli.migrations`` gives a URL instead.
 SQLite runs in batch mode: it cannot ALTER most things, so Alembic rebuilds the table;
 the batch operations a revision generated that way contains run unchanged on PostgreSQL.
@@ -21,10 +21,11 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from wanli.db import load_tables, make_engine, schema_lock
+from foundation.db import METADATA, make_engine, schema_lock
 
 config = context.config
-target_metadata = load_tables()
+# The tables registered so far: the whole service's when run by ``python -m wanli.migrations`` (wanli/schema.py).
+target_metadata = METADATA
 
 
 def run_migrations(connection: Connection) -> None:

@@ -1,16 +1,17 @@
 """One SQLAlchemy engine for the registry, incidents and dead letters, and its schema migrations.
 
 SQLite by default (a file under the data dir, WAL mode so the API reads while ingest
-writes); any SQLAlchemy URL (PostgreSQL in production) otherwise. Each domain module
-declares its tables on the shared ``METADATA``; the schema itself is built by the Alembic
-revisions in ``wanli/migrations/versions``, which ``create_schema`` applies on every start.
-After changing a table, add a revision (``wanli/migrations/env.py`` says how);
+writes); any SQLAlchemy URL (PostgreSQL in production) otherwise. Tables register themselves:
+each module that keeps rows declares its tables on the shared ``METADATA``, so importing it
+registers them (this module names none; ``wanli.schema`` gathers the whole service's). The
+schema itself is built by the Alembic revisions in ``foundation/migrations/versions``, which
+``create_schema`` applies on every start. After changing a table, add a revision
+(``foundation/migrations/env.py`` says how);
 ``tests/integration/test_migrations.py`` fails until the revisions match ``METADATA``.
 """
 
 from __future__ import annotations
 
-import importlib
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -30,12 +31,6 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Any fixed number works as long as nothing else in the database uses it: "wanli" in ASCII.
 _SCHEMA_LOCK_ID = 0x77616E6C69
-
-# The modules that declare tables on METADATA.
-_TABLE_MODULES = ("alerts.outbox", "alerts.store", "alerts.notify.store", "dashboards.accounts", "devices.credentials",
-                  "wanli.leases",
-                  "devices.registry", "ingest.dead_letters", "dashboards.access_audit",
-                  "alerts.policy_store")
 
 
 class SchemaError(RuntimeError):
@@ -77,13 +72,6 @@ def _set_wal(cur, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-d
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
-
-
-def load_tables() -> MetaData:
-    """Import every module that declares tables, so ``METADATA`` knows them all."""
-    for name in _TABLE_MODULES:
-        importlib.import_module(name)
-    return METADATA
 
 
 def create_schema(engine: Engine) -> None:
@@ -130,7 +118,7 @@ def schema_lock(engine: Engine) -> Iterator[Connection]:
 def _refuse_unversioned(conn: Connection) -> None:
     """Fail clearly, rather than on "table already exists", for a database made before migrations."""
     tables = set(inspect(conn).get_table_names())
-    if "alembic_version" not in tables and tables & set(load_tables().tables):
+    if "alembic_version" not in tables and tables & set(METADATA.tables):  # the tables registered so far
         url = conn.engine.url.render_as_string(hide_password=True)
         raise SchemaError(
             f"{url} has wanli's tables but no migration history (it was created before schema migrations). "

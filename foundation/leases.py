@@ -46,9 +46,9 @@ from pathlib import Path
 
 from sqlalchemy import BigInteger, Column, Connection, Engine, String, Table, text
 
-from wanli.db import METADATA
-from wanli.errors import WanliError
-from wanli.service_clock import ClockMs
+from foundation.db import METADATA
+from foundation.errors import WanliError
+from foundation.service_clock import ClockMs
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,14 @@ from alembic import command
 from alembic.config import CommandLine
 from alembic.script import ScriptDirectory
 
-from wanli.db import alembic_config, create_schema, make_engine
+from foundation.db import alembic_config, create_schema, make_engine
+from wanli.schema import whole_schema
 
 _COMPARING = (command.revision, command.check)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    whole_schema()  # revision and check compare the revisions with every table the service declares
     cli = CommandLine(prog="python -m wanli.migrations")
     options = cli.parser.parse_args(argv)
     if not hasattr(options, "cmd"):

@@ -38,7 +38,7 @@ class WakeableLoop:
 
     def __init__(self, name: str) -> None:
         # Whether a round may run now: with several instances, only where the loop's role is held
-        # (wanli/leases.py); the loop waits, awake, while it may not.
+        # (foundation/leases.py); the loop waits, awake, while it may not.
         self.gate: Callable[[], bool] = lambda: True
         self._stop = threading.Event()
         self._wake = threading.Event()

@@ -2,7 +2,7 @@
 
 Every connection of the service, the simulators and the tooling is made by ``new_client``: paho's
 version-2 callbacks, MQTT 3.1.1 (the broker ACL's ``%u`` patterns and the persistent sessions
-are 3.1.1's), the login when there is one. Reconnecting loops wait with ``wanli.background.Backoff``
+are 3.1.1's), the login when there is one. Reconnecting loops wait with ``foundation.background.Backoff``
 (doubling, capped, jittered).
 
 ``matches(topic_filter, topic)`` is paho's own ``topic_matches_sub`` (the MQTT rules: ``+`` one
@@ -30,7 +30,7 @@ from paho.mqtt.client import Client, MQTTMessage, topic_matches_sub
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.matcher import MQTTMatcher
 
-from wanli.background import Backoff
+from foundation.background import Backoff
 
 __all__ = ["MAX_INFLIGHT", "Client", "MQTTErrorCode", "MQTTMessage", "Publisher", "Subscriber", "TopicFilters", "matches",
            "new_client", "unshared"]
@@ -111,7 +111,7 @@ class Subscriber:
 class Publisher:
     """One connection that publishes: a paho client made by ``new_client`` (the login if any; no TLS, as every
     connection here), its network loop on a thread of its own, and reconnection after a lost connection or a failed
-    attempt, each wait from ``backoff`` (``wanli.background.Backoff``: jittered, so that many connections that lost
+    attempt, each wait from ``backoff`` (``foundation.background.Backoff``: jittered, so that many connections that lost
     one broker do not come back in step), reset once the broker accepts the connection.
 
     ``connect`` starts the connection (if it is not running) and waits until it is ready; ``publish`` sends

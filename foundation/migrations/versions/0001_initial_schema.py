@@ -18,7 +18,7 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-# wanli.db.BigId as it is today: BIGINT in PostgreSQL, INTEGER (the rowid alias) in SQLite.
+# foundation.db.BigId (then wanli.db.BigId) as it is today: BIGINT in PostgreSQL, INTEGER (the rowid alias) in SQLite.
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 # Epoch milliseconds are BIGINT everywhere: a 32-bit column overflows 25 days after 1970.
 EPOCH_MS = sa.BigInteger()

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from sqlalchemy import Connection, Engine, text
 
-from wanli.background import Backoff
+from foundation.background import Backoff
 
 log = logging.getLogger(__name__)
 

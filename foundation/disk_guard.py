@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from wanli.service_clock import ClockMs
+from foundation.service_clock import ClockMs
 
 StatVfs = Callable[[str], os.statvfs_result]
 
