@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tooling import (bench, bench_access, bench_alerts, bench_all, bench_nodered, bench_notify, bench_policies,
-                     bench_receive, bench_spool, bench_stages, bench_storage, bench_street, bench_workers)
+from tooling import (bench, bench_access, bench_alerts, bench_all, bench_dispatch, bench_nodered, bench_notify,
+                     bench_policies, bench_receive, bench_spool, bench_stages, bench_storage, bench_street, bench_workers)
 
 
 def add_commands(sub: Any) -> None:
@@ -26,4 +26,5 @@ def add_commands(sub: Any) -> None:
     bench_stages.add_commands(commands)  # wanli bench stages
     bench_nodered.add_commands(commands)  # wanli bench nodered
     bench_receive.add_commands(commands)  # wanli bench receive
+    bench_dispatch.add_commands(commands)  # wanli bench dispatch
     bench_all.add_commands(bench_parser, commands)  # wanli bench [all]

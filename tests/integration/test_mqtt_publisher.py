@@ -121,3 +121,17 @@ def test_a_simulated_device_without_a_broker_is_told_so_at_once() -> None:
     with pytest.raises(StoreUnavailable, match="cannot be reached"):
         MqttPublisher(BrokerAddress("127.0.0.1", free_port()), client_id="nobody-home", connect_timeout_s=30)
     assert time.monotonic() - began < 10  # the refusal of the first attempt, not the 30 s allowed for a handshake
+
+
+def test_every_connection_sends_small_packets_at_once(broker: MosquittoServer) -> None:
+    """TCP_NODELAY on the client's socket (foundation.mqtt.new_client): a PUBACK held back by Nagle's algorithm meets
+    the broker's delayed ACK and a notice's round trip takes 40 ms (wanli bench dispatch shows the broker's side)."""
+    import socket
+
+    publisher = NoticePublisher(broker.host, broker.port, client_id="nodelay-probe")
+    try:
+        publisher.connect()
+        sock = publisher._client.socket()  # noqa: SLF001 - the socket paho opened for it
+        assert sock is not None and sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        publisher.close()
