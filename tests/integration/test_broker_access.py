@@ -28,7 +28,8 @@ from devices.credentials import INGEST_ACCOUNT, BrokerAuthFiles, CredentialStore
 from devices.hierarchy import load_hierarchy
 from devices.registry import DeviceRecord, DeviceRegistry
 from tests.fixtures.servers import MosquittoServer, free_port
-from tests.integration.test_broker_acl import Login, logged_in, refusal
+from tests.integration.test_broker_acl import logged_in, refusal
+from tests.support.mqtt import TestClient
 from tests.support.waiting import wait_until
 from foundation import db
 
@@ -145,7 +146,7 @@ def test_twenty_credentials_issued_at_once_all_connect_within_two_seconds(manage
 def test_a_retired_device_is_dropped_and_refused_within_two_seconds(managed: ManagedBroker) -> None:
     creds = managed.access.issue("SD-T001")
     connects_within(managed.server, creds.username, creds.password, 2.0)
-    device = Login(managed.server, creds.username, creds.password)
+    device = TestClient(managed.server, username=creds.username, password=creds.password)
     try:
         assert not device.connect().is_failure
         retired_at = time.monotonic()
@@ -261,7 +262,7 @@ def test_a_retired_device_in_the_file_is_dropped_within_a_second_without_a_reloa
     creds = managed.access.issue("SD-T007")
     in_the_file(managed)
     reloads = managed.server.reloads_logged()
-    device = Login(managed.server, creds.username, creds.password)
+    device = TestClient(managed.server, username=creds.username, password=creds.password)
     try:
         assert not device.connect().is_failure
         retired_at = time.monotonic()
@@ -335,7 +336,7 @@ def test_a_restarted_writer_keeps_the_plugins_clients_that_agree_and_drops_those
         connects_within(managed.server, staying.username, staying.password, 1.0)
         connects_within(managed.server, stale.username, stale.password, 1.0)
         assert sorted(plugin_clients(managed)) == sorted([staying.username, stale.username])
-        device = Login(managed.server, staying.username, staying.password)
+        device = TestClient(managed.server, username=staying.username, password=staying.password)
         try:
             assert not device.connect().is_failure
             managed.access.stop()  # the service stops ...
@@ -443,7 +444,7 @@ def test_a_restarted_service_whose_broker_serves_the_table_already_starts_withou
         connects_within(managed.server, gone.username, gone.password, 1.0)
         managed.registry.retire("SD-T005", "test", NOW_MS + 1, "stolen")
         assert wait_until(lambda: managed.access.access("SD-T005").state is AccessState.REVOKED, 2.0)
-        device = Login(managed.server, in_plugin.username, in_plugin.password)
+        device = TestClient(managed.server, username=in_plugin.username, password=in_plugin.password)
         try:
             assert not device.connect().is_failure
             reloads = managed.server.reloads_logged()
