@@ -14,6 +14,7 @@ from dashboards.live import NoticesChanged
 from foundation.change_bus import PostgresChangeBus
 from foundation.db import create_schema, make_engine
 from wanli.runtime import live_feed
+from tests.support.waiting import run_in_own_loop
 
 
 class Alerts:
@@ -54,7 +55,7 @@ def test_notices_sent_by_one_instances_dispatcher_reach_the_other_instances_scre
 
     try:
         assert all(b.wait_connected(10) for b in buses)
-        assert asyncio.run(heard_on_the_other()) == NoticesChanged(frozenset({"inc_a", "inc_b"}))
+        assert run_in_own_loop(heard_on_the_other) == NoticesChanged(frozenset({"inc_a", "inc_b"}))
     finally:
         for b in buses:
             b.stop()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.02) -> Any:
@@ -27,3 +31,10 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s
             return True
         time.sleep(interval_s)
     return bool(predicate())
+
+
+def run_in_own_loop(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(main())`` on a thread of its own: the test process's main thread may already run an event
+    loop (playwright's sync API keeps one for the browser tests' session), and asyncio.run refuses to nest."""
+    with ThreadPoolExecutor(1, thread_name_prefix="test-loop") as pool:
+        return pool.submit(lambda: asyncio.run(main())).result()

@@ -12,6 +12,7 @@ from alerts.incidents import Incident, Severity, Signal, State, open_or_update
 from alerts.service import IncidentChange, Listener
 from dashboards.live import LiveFeed, NoticesChanged, follow
 from devices.hierarchy import load_hierarchy
+from tests.support.waiting import run_in_own_loop
 
 H = load_hierarchy()
 T0 = 1_760_000_000_000
@@ -57,7 +58,7 @@ def test_the_feed_carries_every_change_and_tells_of_notices_when_they_were_queue
                 events.append(q.get_nowait())
         return events
 
-    events = asyncio.run(run())
+    events = run_in_own_loop(run)
     said = [("notices", sorted(e.incident_ids)) if isinstance(e, NoticesChanged)
             else ("incident", e["incident"]["id"], e["created"], e["incident"]["escalation_step"]) for e in events]
     assert said == [
