@@ -542,6 +542,8 @@ def _play(scenario: Scenario, population: Population, *, api: ApiClient, broker:
         progress.done = True
         progress.left_s = 0.0 if progress.fraction is not None else None
         watcher.stop_event.set()
+        if watcher.is_alive():
+            watcher.join(10)  # its poll finished before the caller closes the API client it uses
         if listener is not None:
             listener.close()
         sink.close()
