@@ -112,7 +112,9 @@ class AlertBatch:
         hearing = svc.reading_context() if svc.reading_context is not None else None
         signals = hear(readings, svc.rules_for_message, svc.ctx if hearing is None else hearing, self._now_ms,
                        before=(DispatchAnswer, self._station_step), heard=None if hearing is None else hearing.hear)
-        registered = {r.device_id: r.registration for r in readings if r.registration is not None}
+        # the registrations, for locating the signals' incidents: built only when a rule said something (most
+        # batches are heartbeats that say nothing, and this ran over every reading of every batch)
+        registered = {r.device_id: r.registration for r in readings if r.registration is not None} if signals else {}
         self.apply(signals, registered)
 
     def answer(self, reading: Reading, by: str) -> Incident:
