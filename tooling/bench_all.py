@@ -7,9 +7,12 @@ Runs the parts, each with its own servers, at sizes that finish in a few minutes
    same backlog), and the service's peak memory (VmHWM of its process plus its receiver);
    beside it a Node-RED flow doing MQTT → InfluxDB on the same backlog (``wanli bench nodered``;
    ``--skip-nodered``, or a note in its row when npm cannot install it);
+   then an overload (``--overload-seconds``, QoS 1): publishers offer three times the full-path
+   rate (as near as the cores allow) while the service's memory is sampled; the row says what was
+   offered, what was lost and how memory moved after warm-up;
 2. ``wanli bench alerts``' live run: smoke alarms published → incident committed, p50 / p99,
-   under background telemetry at half the full-path rate just measured (``--background-rate``
-   to choose);
+   under background telemetry asked at 10,000 msg/s from two publisher processes (issue 18's
+   figure; ``--background-rate`` to choose), the rate reached printed beside it;
 3. ``wanli bench spool``: the spool's replay rate into InfluxDB 1.x after an outage;
 4. ``wanli bench access``' managed side: credentials → first connect and the broker's longest
    stall with the whole street credentialed (``--access-changes`` changes; 0 to skip).
@@ -44,12 +47,13 @@ class Row:
     load: str
 
 
-def run_all(workdir: Path, *, messages: int, qos: list[int], background_rate: float | None, seconds: float,
-            alarm_every_ms: int, spool_points: int, access_changes: int = 0, nodered: bool = True) -> list[Row]:
+def run_all(workdir: Path, *, messages: int, qos: list[int], background_rate: float, seconds: float,
+            alarm_every_ms: int, spool_points: int, access_changes: int = 0, nodered: bool = True,
+            overload_s: float = 0.0, publishers: int = 2) -> list[Row]:
     rows: list[Row] = []
     load = os.getloadavg()[0]
     (workdir / "ingest").mkdir(parents=True)
-    results, _ = run_ingest(messages, qos, workdir / "ingest")
+    results, overload = run_ingest(messages, qos, workdir / "ingest", overload_s)
     load_ingest = f"{load:.2f}→{os.getloadavg()[0]:.2f}"
     for r in results:
         rows.append(Row(f"full-path throughput, QoS {r.qos}", f"{r.full_rate:,.0f} msg/s",
@@ -62,15 +66,21 @@ def run_all(workdir: Path, *, messages: int, qos: list[int], background_rate: fl
     peak = max(r.peak_rss_mb for r in results)
     rows.append(Row("peak memory, service + receiver", f"{peak:.0f} MB", "VmHWM after the drains (50,615 devices "
                     "registered)", load_ingest))
+    if overload is not None:
+        o = overload
+        rows.append(Row("memory under overload, QoS 1", f"{o.growth_mb:+.0f} MB",
+                        f"RSS growth after 10 s warm-up ({o.rss_mb[0]:.0f} → {o.rss_mb[-1]:.0f} MB); offered "
+                        f"{o.offered_rate:,.0f} msg/s = {o.offered_rate / o.full_rate:.1f}x the full path for "
+                        f"{o.seconds:.0f} s; {o.published:,} published, {o.published - o.received:,} lost",
+                        f"{load:.2f}→{os.getloadavg()[0]:.2f}"))
 
     if nodered:
         rows.extend(_nodered_rows(workdir / "nodered", messages, results))
 
-    qos1 = next((r for r in results if r.qos == 1), results[-1])
-    rate = background_rate if background_rate is not None else round(qos1.full_rate / 2, -2)
+    rate = background_rate
     (workdir / "alerts").mkdir(parents=True)
     street_file, records = _street(workdir / "alerts")
-    lat = run_latency(workdir / "alerts", street_file, records, rate, seconds, alarm_every_ms, 1, 1)
+    lat = run_latency(workdir / "alerts", street_file, records, rate, seconds, alarm_every_ms, publishers, 1)
     rows.append(Row("smoke alarm → incident committed", f"{lat.p50_ms:.0f} / {lat.p99_ms:.0f} ms",
                     f"p50 / p99 (max {lat.max_ms:.0f}), {lat.alarms_committed}/{lat.alarms_sent} alarms, background "
                     f"telemetry {lat.background_rate:,.0f} msg/s (target {rate:,.0f})",
@@ -134,7 +144,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         rows = run_all(workdir, messages=args.messages, qos=args.qos, background_rate=args.background_rate,
                        seconds=args.seconds, alarm_every_ms=args.alarm_every_ms, spool_points=args.spool_points,
-                       access_changes=args.access_changes, nodered=not args.skip_nodered)
+                       access_changes=args.access_changes, nodered=not args.skip_nodered,
+                       overload_s=args.overload_seconds, publishers=args.publishers)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -145,8 +156,11 @@ def main(args: argparse.Namespace) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--messages", type=int, default=30_000, help="backlog for the throughput runs (default 30,000)")
     p.add_argument("--qos", type=int, nargs="+", default=[1], choices=[0, 1])
-    p.add_argument("--background-rate", type=float, help="telemetry msg/s behind the alarms (default: half the "
-                                                         "full-path rate measured)")
+    p.add_argument("--background-rate", type=float, default=10_000.0,
+                   help="telemetry msg/s asked for behind the alarms (default 10,000; the rate reached is printed)")
+    p.add_argument("--publishers", type=int, default=2, help="background publisher processes (default 2)")
+    p.add_argument("--overload-seconds", type=float, default=20.0,
+                   help="offer 3x the full-path rate at QoS 1 this long and watch memory (default 20; 0: skip)")
     p.add_argument("--seconds", type=float, default=20.0, help="how long alarms are sent (default 20)")
     p.add_argument("--alarm-every-ms", type=int, default=200)
     p.add_argument("--spool-points", type=int, default=100_000)
