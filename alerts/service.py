@@ -215,6 +215,14 @@ class AlertBatch:
             return len(self.notices)
         return 0
 
+    def commit_alone(self) -> None:
+        """Write the batch in a transaction of its own (none when nothing changed) and mark it committed: for the
+        callers outside ingest, whose unit of work (``ingest/unit_of_work.py``) writes its batch in its own."""
+        if self.pending or self.notices:
+            with self._service.store.transaction() as conn:
+                self.write(conn)
+        self.committed = True
+
     @property
     def changes(self) -> list[IncidentChange]:
         return [IncidentChange(i, i.id in self.created) for i in self.pending.values()]
@@ -328,13 +336,10 @@ class AlertService:
                     alerts.pending[incident.key] = rebased[0]
                     alerts.audit.append(rebased[1])
             try:
-                if alerts.pending:
-                    with self.store.transaction() as conn:
-                        alerts.write(conn)
+                alerts.commit_alone()
             except Exception:
                 self.policies = old
                 raise
-            alerts.committed = True
             set_thresholds = getattr(self.ctx, "set_policy_thresholds", None)
             if set_thresholds is not None:
                 set_thresholds(policies.thresholds)
@@ -453,10 +458,7 @@ class AlertService:
                 alerts.apply([s for rule in self.rules for s in rule.on_tick(self.ctx, now_ms)])
             if escalate:
                 alerts.escalate_due()
-            if alerts.pending:
-                with self.store.transaction() as conn:
-                    alerts.write(conn)
-            alerts.committed = True
+            alerts.commit_alone()
         if rules and now_ms >= self._next_checkpoint_ms:
             self._next_checkpoint_ms = now_ms + self.CHECKPOINT_EVERY_MS
             self.checkpoint(now_ms, rules if callable(rules) else None)
@@ -474,10 +476,7 @@ class AlertService:
                     closed, entry = clear_system(incident, now_ms, "系统已自动恢复，自动结案（the condition cleared）")
                     alerts.pending[incident.key] = closed
                     alerts.audit.append(entry)
-            if alerts.pending:
-                with self.store.transaction() as conn:
-                    alerts.write(conn)
-            alerts.committed = True
+            alerts.commit_alone()
         return alerts.changes
 
     @contextmanager
@@ -574,18 +573,14 @@ class AlertService:
             message = step(v=1, ts=now_ms, seq=0, dispatch_id=dispatch_id)
             reading = Reading(incident.location.street_id, kind, station_id, MessageClass.EVENT, message, now_ms)
             updated = alerts.answer(reading, by)
-            with self.store.transaction() as conn:
-                alerts.write(conn)
-            alerts.committed = True
+            alerts.commit_alone()
         return updated
 
     def handle_batch(self, readings: Sequence[Reading], now_ms: int) -> list[IncidentChange]:
         """Evaluate and store readings in a transaction of their own (for callers outside ingest)."""
         with self.batch(now_ms) as alerts:
             alerts.evaluate(readings)
-            with self.store.transaction() as conn:
-                alerts.write(conn)
-            alerts.committed = True
+            alerts.commit_alone()
         return alerts.changes
 
     PERSON_TRIES = 3  # a person's action meeting another instance's change is applied again to the fresh row
