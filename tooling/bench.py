@@ -62,6 +62,7 @@ class PathResult:
     stored_p50: float
     stored_p99: float
     peak_rss_mb: float
+    cpu: CpuSplit | None = None  # where the full path's CPU went
 
     @property
     def ratio(self) -> float:
@@ -99,10 +100,15 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
+    """The process's children, whichever of its threads started them (``/proc/PID/task/TID/children`` lists only
+    that thread's: the service starts its receivers from its consumer's thread, not its main one)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return found
 
 
 class ServiceProcess:
@@ -150,19 +156,77 @@ class ServiceProcess:
         self.log.close()
 
 
+def _ticks(path: Path) -> int:
+    """User + system clock ticks of a process or a thread (``/proc/PID[/task/TID]/stat``) so far; 0 once gone."""
+    try:
+        fields = path.read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+@dataclass
+class CpuSplit:
+    """Where the CPU of a full-path drain went, per message: each process, and the service's busiest thread
+    (its worker when the worker is the ceiling: then that thread's µs a message is near the wall's)."""
+    wall_us: float
+    service_us: float
+    busiest_thread_us: float
+    receivers_us: float
+    broker_us: float
+    influxdb_us: float
+
+    def line(self) -> str:
+        return (f"CPU µs a message while draining: service {self.service_us:.1f} (its busiest thread "
+                f"{self.busiest_thread_us:.1f}), receiver processes {self.receivers_us:.1f}, Mosquitto "
+                f"{self.broker_us:.1f}, InfluxDB {self.influxdb_us:.1f}; wall {self.wall_us:.1f} µs a message")
+
+
+class CpuSampler:
+    """Clock ticks of the service (each thread), its receivers, the broker and InfluxDB, read together."""
+
+    def __init__(self, service: ServiceProcess, broker_pid: int | None, influx_pid: int | None) -> None:
+        self._service = service.process.pid
+        self._others = (broker_pid, influx_pid)
+
+    def read(self) -> dict[str, Any]:
+        proc = Path("/proc")
+        threads = {t.name: _ticks(t / "stat") for t in (proc / str(self._service) / "task").glob("*")}
+        return {"at": time.monotonic(), "service": _ticks(proc / str(self._service) / "stat"), "threads": threads,
+                "receivers": sum(_ticks(proc / str(c) / "stat") for c in _children(self._service)),
+                "others": [_ticks(proc / str(p) / "stat") if p else 0 for p in self._others]}
+
+    @staticmethod
+    def split(a: dict[str, Any], b: dict[str, Any], messages: int) -> CpuSplit:
+        us = 1e6 / os.sysconf("SC_CLK_TCK") / max(messages, 1)
+        busiest = max((b["threads"][t] - a["threads"].get(t, 0) for t in b["threads"]), default=0)
+        return CpuSplit((b["at"] - a["at"]) * 1e6 / max(messages, 1), (b["service"] - a["service"]) * us,
+                        busiest * us, (b["receivers"] - a["receivers"]) * us,
+                        (b["others"][0] - a["others"][0]) * us, (b["others"][1] - a["others"][1]) * us)
+
+
 def _full_path(service: ServiceProcess, broker: MosquittoServer, messages: list[tuple[str, bytes]], qos: int,
-               expected_points: int) -> float:
-    """Messages per second the service drains a backlog of these messages at, stored in InfluxDB."""
+               expected_points: int, influx: InfluxV1Server | None = None) -> tuple[float, CpuSplit | None]:
+    """Messages per second the service drains a backlog of these messages at, stored in InfluxDB; and where the
+    CPU went meanwhile (from the first poll that saw messages received to the end: the service's start is not in
+    it)."""
     service.stop()
     publish(messages, broker.host, broker.port, qos=qos)  # queued at the broker for ingest's session
     service.start()
+    sampler = CpuSampler(service, broker.pid, influx.pid if influx is not None else None)
+    first: tuple[dict[str, Any], int] | None = None
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
+        sample = sampler.read()
         s = service.stats()
+        if first is None and s["received"]:
+            first = (sample, s["received"])
         if s["received"] >= len(messages) and s["drained_points"] >= expected_points and s["spool_points"] == 0:
             # The backlog starts flowing when the session resumes, before the service says it is ready:
             # time from the first message the service received (its clock and ours are the same machine's).
-            return len(messages) / (time.time() - s["first_received_ms"] / 1000)
+            rate = len(messages) / (time.time() - s["first_received_ms"] / 1000)
+            split = CpuSampler.split(first[0], sampler.read(), len(messages) - first[1]) if first else None
+            return rate, split
         time.sleep(0.1)
     raise RuntimeError(f"the full path did not finish within 600 s: {service.stats()}")
 
@@ -272,13 +336,13 @@ def run_ingest(count: int, qos_levels: list[int], workdir: Path,
         results = []
         for i, qos in enumerate(qos_levels):
             full_msgs = build_messages(records, count, seed=qos, start_seq=(i + 1) * 10**9)
-            full = _full_path(service, broker, full_msgs, qos, _points_of(full_msgs))
+            full, cpu = _full_path(service, broker, full_msgs, qos, _points_of(full_msgs), influx)
             peak = sum(_peak_rss_mb(p) for p in (service.process.pid, *_children(service.process.pid)))
             paced = build_messages(records, max(count // 4, 1000), seed=qos + 7, start_seq=(i + 1) * 10**9 + 5 * 10**8)
             rate, lat = _paced_latency(service, broker, paced, qos, full / 2, _points_of(paced))
             results.append(PathResult(qos, count, raw[qos], full, rate, lat["publish_to_committed"]["p50"],
                                       lat["publish_to_committed"]["p99"], lat["publish_to_stored"]["p50"],
-                                      lat["publish_to_stored"]["p99"], peak))
+                                      lat["publish_to_stored"]["p99"], peak, cpu))
         overload = None
         if overload_s > 0:
             qos1 = next((r for r in results if r.qos == 1), results[-1])
@@ -299,6 +363,9 @@ def print_table(results: list[PathResult]) -> None:
         print(f"{r.qos:>3} {r.messages:>9} {r.full_rate:>16,.0f} {r.raw_rate:>24,.0f} {r.ratio:>6.2f} "
               f"{r.publish_rate:>12,.0f} {r.committed_p50:>10.0f} / {r.committed_p99:<9.0f} "
               f"{r.stored_p50:>8.0f} / {r.stored_p99:<8.0f} {r.peak_rss_mb:>24.0f}")
+    for r in results:
+        if r.cpu is not None:
+            print(f"QoS {r.qos} full path, {r.cpu.line()}")
 
 
 def print_overload(o: OverloadResult) -> None:
