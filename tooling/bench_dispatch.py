@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,56 @@ def rate(server: MosquittoServer, notices: int, witness: bool) -> float:
         publisher.close()
 
 
+def drain_rate(server: MosquittoServer, database_url: str, notices: int, witness: bool) -> tuple[float, int, int]:
+    """The dispatcher emptying an outbox of ``notices`` pending notices: notices a second, and how many reached a
+    subscriber on the dispatch topics once and more than once (each must arrive once)."""
+    from collections import Counter
+
+    from alerts.dispatch import Dispatcher
+    from alerts.escalation import Notice
+    from alerts.outbox import Outbox
+    from foundation.db import create_schema, make_engine
+    from foundation.mqtt import Subscriber
+
+    engine = make_engine(database_url)
+    create_schema(engine)
+    outbox = Outbox(engine)
+    with engine.begin() as conn:
+        outbox.add([Notice(f"inc_{n}", 0, "building", f"b{n % 10}", "building_leader", "楼长", "",
+                           f"dispatch/v1/wanli/building/b{n % 10}/building_leader", '{"v":1,"bench":1}')
+                    for n in range(notices)], 1, conn)
+    copies: Counter[bytes] = Counter()
+    lock = threading.Lock()
+
+    def heard(message: Any) -> None:
+        with lock:
+            copies[message.payload] += 1
+
+    listener = Subscriber(server.host, server.port, "dispatch/v1/wanli/building/#", heard,
+                          client_id=f"bench-dispatch-ear-{time.time_ns()}")
+    listener.wait(10)
+    publisher = NoticePublisher(server.host, server.port, client_id=f"bench-dispatch-drain-{time.time_ns()}",
+                                witness_filter=WITNESS if witness else "",
+                                on_witnessed=(lambda ids: outbox.mark_witnessed(ids, 2)) if witness else None)
+    dispatcher = Dispatcher(outbox, publisher)
+    try:
+        publisher.connect()
+        started = time.perf_counter()
+        while outbox.pending(limit=1):
+            dispatcher.send_pending()
+        elapsed = time.perf_counter() - started
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sum(copies.values()) < notices:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        with lock:
+            return notices / elapsed, sum(1 for n in copies.values() if n == 1), sum(1 for n in copies.values() if n > 1)
+    finally:
+        dispatcher.stop()
+        listener.close()
+        engine.dispose()
+
+
 def main(args: argparse.Namespace) -> int:
     print(f"wanli bench dispatch: {args.notices:,} notices a row, Mosquitto on config/mosquitto/test.conf")
     print("| broker | read-back (witness) | notices/s |")
@@ -52,7 +103,32 @@ def main(args: argparse.Namespace) -> int:
                           f"{'yes' if witness else 'no'} | {figure:,.0f} |")
             finally:
                 server.stop()
+        if args.drain:
+            drain(Path(tmp), args.drain)
     return 0
+
+
+def drain(tmp: Path, notices: int) -> None:
+    """The whole dispatcher (``Dispatcher.send_pending``: claimed in the outbox, sent, marked) emptying an outbox,
+    on SQLite (one instance) and PostgreSQL (several: the witness reads every notice back)."""
+    from tooling.local_servers import PostgresServer
+
+    print(f"\nthe dispatcher emptying an outbox of {notices:,} notices (Mosquitto as configured)")
+    print("| database | read-back (witness) | notices/s | received once | more than once |")
+    print("|---|---|---|---|---|")
+    server = MosquittoServer(tmp / "broker-drain", port=free_port())
+    postgres = PostgresServer(tmp / "postgres", port=free_port())
+    server.start()
+    postgres.start()
+    try:
+        for name, url, witness in (("SQLite", f"sqlite:///{tmp / 'drain.db'}", False),
+                                   ("PostgreSQL", postgres.create_database("bench_dispatch"), True)):
+            figure, once, more = drain_rate(server, url, notices, witness)
+            print(f"| {name} | {'yes' if witness else 'no'} | {figure:,.0f} | {once:,} | {more:,} |")
+    finally:
+        server.stop()
+        postgres.stop()
+        postgres.remove_data()
 
 
 def add_commands(bench_subparsers: Any) -> None:
@@ -60,4 +136,6 @@ def add_commands(bench_subparsers: Any) -> None:
     p.add_argument("--notices", type=int, default=3000, help="notices a row")
     p.add_argument("--slow-notices", type=int, default=200,
                    help="notices for the read-back row without set_tcp_nodelay (about 40 ms each)")
+    p.add_argument("--drain", type=int, default=3000,
+                   help="notices in the outbox the whole dispatcher empties, on SQLite and PostgreSQL (0: skip)")
     p.set_defaults(func=main)
