@@ -214,6 +214,7 @@ class NoticePublisher(Publisher):
 class Dispatcher(WakeableLoop):
     BATCH = 100  # MQTT notices claimed, sent and marked together
     ROUND = 1000  # at most this many a round; a full round is followed by the next at once
+    WEBHOOK_TRIES = 3  # webhook notices failed in a row that end a round's webhook sends (one bad notice blocks none)
 
     def __init__(self, outbox: Outbox, publisher: NoticePublisher, webhook_url: str = "",
                  clock_ms: ClockMs = wall_ms, batch: int = BATCH) -> None:
@@ -266,19 +267,21 @@ class Dispatcher(WakeableLoop):
                     if not claim.rows:
                         break
                     if broker_down is not None:
-                        errors = [str(broker_down)] * len(claim.rows)
+                        errors = [f"ConnectionError: {broker_down}"] * len(claim.rows)
                     else:
                         try:
-                            errors = self._publisher.publish_notices(
-                                [(r.topic, with_notice_id(r.payload, r.id)) for r in claim.rows])
+                            errors = [f"ConnectionError: {e}" if e else "" for e in self._publisher.publish_notices(
+                                [(r.topic, with_notice_id(r.payload, r.id)) for r in claim.rows])]
                         except ConnectionError as exc:  # no connection to send on: none of the batch was sent
-                            errors = [str(exc)] * len(claim.rows)
+                            errors = [f"ConnectionError: {exc}"] * len(claim.rows)
                     confirmed = self._settle(claim, errors, tried)
                 went.update(confirmed)  # once committed
                 if len(confirmed) < len(claim.rows) or len(claim.rows) < self._batch:
                     break  # the broker is in trouble, or nothing more is pending
         if self._http is not None:
-            while len(went) < self.ROUND and self.gate():
+            in_a_row = 0  # failures in a row: the webhook is away, and each try may wait 10 s; the next round tries again
+            by_mqtt = len(went)  # the webhook has its own ROUND: a storm's MQTT notices never starve it
+            while len(went) - by_mqtt < self.ROUND and in_a_row < self.WEBHOOK_TRIES and self.gate():
                 with self._outbox.claim(CHANNEL_WEBHOOK, 1, tried) as claim:
                     if not claim.rows:
                         break
@@ -290,6 +293,7 @@ class Dispatcher(WakeableLoop):
                         errors = [f"{type(exc).__name__}: {exc}"]
                     confirmed = self._settle(claim, errors, tried)
                 went.update(confirmed)
+                in_a_row = 0 if confirmed else in_a_row + 1
         self.sent += len(went)
         if went:
             try:

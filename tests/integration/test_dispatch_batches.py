@@ -11,13 +11,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import select
 
 from alerts.dispatch import Dispatcher, NoticePublisher, notice_id_of
 from alerts.escalation import Notice
-from alerts.outbox import CHANNEL_MQTT, Outbox, notifications_table
+from alerts.outbox import CHANNEL_MQTT, CHANNEL_WEBHOOK, Outbox, notifications_table
 from foundation.db import create_schema, make_engine
 from foundation.mqtt import Subscriber
 from tests.support.mqtt_relay import CuttingRelay
@@ -207,3 +208,51 @@ def test_the_claim_skips_what_it_is_told_to_and_takes_the_oldest_first(tmp_path)
     state = rows(engine)
     assert [state[i] for i in ids[:4]] == [(9, 0, ""), (None, 0, ""), (None, 1, "ConnectionError: away"), (9, 0, "")]
     engine.dispose()
+
+
+class Webhook(BaseHTTPRequestHandler):
+    """The city platform's webhook: 400 for one notice (a payload it refuses), 200 for the rest."""
+
+    got: list[bytes] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server name
+        body = self.rfile.read(int(self.headers["content-length"]))
+        Webhook.got.append(body)
+        self.send_response(400 if b"inc_bad" in body else 200)
+        self.end_headers()
+
+    def log_message(self, *_args) -> None:
+        pass
+
+
+def test_a_webhook_notice_it_refuses_holds_up_none_of_the_others_and_a_dead_webhook_is_tried_three_times_a_round(
+        tmp_path, mosquitto):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/notices"
+    engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
+    create_schema(engine)
+    outbox = Outbox(engine, webhook=True)
+    with engine.begin() as conn:
+        outbox.add([Notice(incident, 0, "building", "xq-01", "building_leader", "楼长 张", "", TOPIC,
+                           f'{{"v":1,"incident_id":"{incident}"}}') for incident in ("inc_bad", "inc_1", "inc_2")],
+                   1, conn)
+    dispatcher = Dispatcher(outbox, NoticePublisher(mosquitto.host, mosquitto.port, client_id="webhook-dispatch"), url)
+    try:
+        Webhook.got = []
+        assert dispatcher.send_pending() == 5  # three on MQTT, two on the webhook; the refused one does not stop them
+        [stuck] = outbox.pending()
+        assert stuck.channel == CHANNEL_WEBHOOK and stuck.incident_id == "inc_bad"
+        assert len(Webhook.got) == 3
+
+        with engine.begin() as conn:
+            outbox.add([Notice(f"inc_later_{n}", 0, "building", "xq-01", "building_leader", "楼长 张", "", TOPIC,
+                               '{"v":1}') for n in range(5)], 2, conn)
+        server.shutdown()
+        server.server_close()  # the webhook is away: each try refused
+        assert dispatcher.send_pending() == 5  # the MQTT ones
+        state = rows(engine)
+        assert sum(attempts for _sent, attempts, _error in state.values()) == 1 + Dispatcher.WEBHOOK_TRIES
+    finally:
+        dispatcher.stop()
+        engine.dispose()
