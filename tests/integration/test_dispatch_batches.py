@@ -256,3 +256,57 @@ def test_a_webhook_notice_it_refuses_holds_up_none_of_the_others_and_a_dead_webh
     finally:
         dispatcher.stop()
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_notice_the_read_back_holds_undecided_is_not_claimed_when_the_dead_ones_lock_falls(
+        mosquitto, postgres_url):
+    """The dead dispatcher's last notice reached the broker; its transaction still holds the row (PostgreSQL has not
+    cut its session yet). The next holder's read-back sees the notice and cannot mark it; when the lock falls, the
+    next round must not take it ahead of the read-back (it would go twice): the read-back marks it. (Without
+    ``NoticePublisher.undecided`` the round took it in 2 of 3 runs; the read-back's next try, 0.1 s on, won the
+    third.)"""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from alerts.dispatch import with_notice_id
+
+    engine = make_engine(postgres_url)
+    create_schema(engine)
+    outbox = Outbox(engine)
+    first, second = fill(outbox, engine, 2)
+    ear = Ear(mosquitto, "undecided")
+
+    def publisher() -> NoticePublisher:  # each instance's: the same client id, the same persistent session
+        return NoticePublisher(mosquitto.host, mosquitto.port, client_id="wanli-u-dispatch", witness_filter=WITNESS,
+                               on_witnessed=lambda ids_: outbox.mark_witnessed(ids_, 2))
+
+    dead = publisher()
+    dead.publish_notice(TOPIC + "/_warmup", "{}")  # the session exists and reads the dispatch topics
+    dead.close()
+    dead_session = engine.connect()  # the dead one's transaction, holding its notice
+    held = dead_session.begin()
+    dead_session.execute(select(notifications_table.c.id).where(notifications_table.c.id == first).with_for_update())
+    [row] = [r for r in outbox.pending() if r.id == first]
+    raw = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="the-dead-ones-last-packet")
+    raw.connect(mosquitto.host, mosquitto.port)
+    raw.loop_start()
+    raw.publish(TOPIC, with_notice_id(row.payload, row.id).encode(), qos=1).wait_for_publish(5)
+    raw.disconnect()
+    raw.loop_stop()
+
+    successor = Dispatcher(outbox, publisher())
+    try:
+        assert successor.send_pending() == 1  # the second only: the first is locked
+        assert first in successor.publisher.undecided()
+        held.rollback()  # PostgreSQL cuts the dead one's session: the lock falls
+        assert successor.send_pending() == 0  # not taken ahead of the read-back
+        wait_for(lambda: outbox.pending() == [])  # the read-back marks it
+        assert rows(engine)[first][0] == 2
+        time.sleep(0.5)
+        assert ear.counts() == Counter({first: 1, second: 1})
+    finally:
+        dead_session.close()
+        successor.stop()
+        ear.close()
+        engine.dispose()
