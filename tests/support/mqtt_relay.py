@@ -107,8 +107,10 @@ class Connection:
                         deadline = time.monotonic() + 10
                         while self._pubacks < limit and time.monotonic() < deadline:
                             time.sleep(0.005)
-                    else:  # the broker takes the k-th in before the cut (a reset could discard it unread)
-                        time.sleep(0.3)
+                    # the client reads the PUBACKs, and the broker the k-th notice, before the cut: a connection
+                    # closed with data unread is reset, and a reset may discard what the other side had not read
+                    time.sleep(0.3)
+                    self._drain(self._client)
                     relay.armed = None
                     relay.cut.set()
                     self._close()
@@ -133,6 +135,16 @@ class Connection:
             if packet[0] >> 4 == PUBACK and self._relay.armed is not None:
                 self._pubacks += 1
         self._close()
+
+    @staticmethod
+    def _drain(sock: socket.socket) -> None:
+        """Read what the peer sent and nobody read (so that closing sends a FIN, not a reset)."""
+        sock.setblocking(False)
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
 
     def _close(self) -> None:
         for s in (self._client, self._broker):
