@@ -15,11 +15,11 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import httpx
 
-from alerts.outbox import CHANNEL_MQTT, Outbox
+from alerts.outbox import CHANNEL_MQTT, CHANNEL_WEBHOOK, Claim, Outbox, OutboxRow
 from foundation.background import Backoff, WakeableLoop
 from foundation.mqtt import Client, MQTTMessage, Publisher
 from foundation.redact import redact_url
@@ -50,8 +50,10 @@ Witnessed = Callable[[list[int]], "set[int] | None"]
 
 
 class NoticePublisher(Publisher):
-    """The dispatcher's connection (``foundation.mqtt.Publisher``): each notice QoS 1, confirmed on its own
-    (``publish_confirmed``: the broker's acknowledgement awaited, no window in flight).
+    """The dispatcher's connection (``foundation.mqtt.Publisher``): notices at QoS 1, a batch at a time, all of
+    it in flight at once and confirmed together (``publish_notices``: the broker's acknowledgement of each
+    awaited). What the broker had not acknowledged when a connection ended is not sent again by paho
+    (``resend=False``): its notice is still pending in the outbox, and the dispatcher sends it again itself.
 
     **The witness** (with several instances, ``witness_filter`` set: one topic filter, or several comma-separated,
     the first holding the marker): the connection also reads the notices back,
@@ -67,7 +69,9 @@ class NoticePublisher(Publisher):
                  timeout_s: float = 5.0, witness_filter: str = "", on_witnessed: Witnessed | None = None) -> None:
         self._witness = bool(witness_filter and on_witnessed)
         super().__init__(host, port, client_id=client_id, username=username, password=password, qos=1,
-                         clean_session=not self._witness, manual_ack=self._witness, backoff=Backoff(0.5, 10.0))
+                         clean_session=not self._witness, manual_ack=self._witness, backoff=Backoff(0.5, 10.0),
+                         resend=False)
+        self._client.max_inflight_messages_set(self.WINDOW)  # paho's default, 20, would halve a batch's pace
         self._timeout_s = timeout_s
         self._witness_filter = witness_filter
         self._on_witnessed = on_witnessed
@@ -77,6 +81,7 @@ class NoticePublisher(Publisher):
         self._seen: queue.Queue[tuple[int | None, int] | str] = queue.Queue()
         self._witness_thread: threading.Thread | None = None
         self._witnessing = False
+        self._undecided: frozenset[int] = frozenset()  # notices the witness holds, not yet marked (rows locked)
         self.witnessed = 0  # notices read back and decided (sent; by this dispatcher or one that died before its commit)
         # With several instances the dispatchers log in alike (one account, and the broker may take the username
         # as the client id): only the dispatch role's holder may be connected. A connection dropped while the
@@ -85,8 +90,17 @@ class NoticePublisher(Publisher):
         # publish, made only by a holder, connects anew.
         self.gate: Callable[[], bool] = lambda: True
 
+    WINDOW = 1000  # notices in flight at once, unacknowledged (the broker's own bound, max_inflight_messages, is higher)
+
     def may_reconnect(self) -> bool:
         return self.gate()
+
+    def undecided(self) -> frozenset[int]:
+        """Notices the witness saw on the broker but could not mark yet (their rows locked: a dispatcher between
+        its publish and its commit, or a dead one's whose session the database has not cut yet). The dispatcher
+        claims none of them: the witness marks each once its lock falls, and a round that took one first would
+        send it again."""
+        return self._undecided
 
     def on_connected(self, client: Client) -> None:
         if not self._witness:
@@ -142,6 +156,7 @@ class NoticePublisher(Publisher):
                     self.witnessed += 1
                     for mid in waiting.pop(notice):
                         self._client.ack(mid, 1)
+            self._undecided = frozenset(waiting)
             # ready once this connection's marker came back (a reconnection publishes a new one: its backlog is
             # read again first), and only while connected
             if came_back and came_back == self._marker and self.connected:
@@ -171,14 +186,24 @@ class NoticePublisher(Publisher):
         return super().connect(self._timeout_s if timeout_s is None else timeout_s)
 
     def publish_notice(self, topic: str, payload: str) -> None:
+        """One notice; ConnectionError if the broker did not acknowledge it."""
+        error = self.publish_notices([(topic, payload)])[0]
+        if error:
+            raise ConnectionError(error)
+
+    def publish_notices(self, notices: Sequence[tuple[str, str]]) -> list[str]:
+        """Send (topic, payload) each, all in flight at once, and wait for the broker's acknowledgements (the
+        connection's ``timeout_s`` in all); for each, ``""`` when acknowledged, else why not. ConnectionError
+        when there is no connection to send on (nothing was sent)."""
         self.connect()
-        self.publish_confirmed(topic, payload.encode(), self._timeout_s)
+        return self.publish_all_confirmed([(t, p.encode()) for t, p in notices], self._timeout_s)
 
     def _stop_witness(self) -> None:
         self._witnessing = False
         if self._witness_thread is not None:
             self._witness_thread.join(5)
             self._witness_thread = None
+        self._undecided = frozenset()
 
     def close(self) -> None:
         """Disconnect (a publish after it connects again)."""
@@ -187,9 +212,16 @@ class NoticePublisher(Publisher):
 
 
 class Dispatcher(WakeableLoop):
+    BATCH = 100  # MQTT notices claimed, sent and marked together
+    ROUND = 1000  # at most this many a round; a full round is followed by the next at once
+    WEBHOOK_TRIES = 3  # webhook notices failed in a row that end a round's webhook sends (one bad notice blocks none)
+
     def __init__(self, outbox: Outbox, publisher: NoticePublisher, webhook_url: str = "",
-                 clock_ms: ClockMs = wall_ms) -> None:
+                 clock_ms: ClockMs = wall_ms, batch: int = BATCH) -> None:
         super().__init__("dispatcher")
+        if batch < 1:
+            raise ValueError(f"a batch is at least 1 notice, got {batch}")
+        self._batch = batch
         self._outbox = outbox
         self._publisher = publisher
         self._webhook_url = webhook_url
@@ -215,47 +247,77 @@ class Dispatcher(WakeableLoop):
             self._http.close()
 
     def send_pending(self) -> int:
-        """One round: send what is pending, mark what went; return how many went."""
-        sent = 0
-        went: set[str] = set()  # the incidents whose notices went this round
-        rows = self._outbox.pending()
-        broker_down: ConnectionError | None = None
-        if any(r.channel == CHANNEL_MQTT for r in rows):
+        """One round: send what is pending (at most ``ROUND`` notices), mark what went; return how many went.
+
+        MQTT notices go a batch at a time (``Outbox.claim``: up to ``batch`` rows locked in one transaction),
+        all in flight at once, confirmed by the broker together and marked in one commit; what the broker did
+        not acknowledge stays pending with its error. The webhook's go one at a time: a POST may wait 10 s,
+        and one notice's lock, not a batch's, is held that long."""
+        went: dict[int, str] = {}  # notice → its incident, for those that went this round
+        tried: set[int] = set()  # notices that failed this round: not asked for again in it
+        if self._outbox.has_pending(CHANNEL_MQTT):
+            broker_down: ConnectionError | None = None
             try:  # the witness first: what it saw sent is marked before any notice is locked here
-                if self._publisher.connect():
-                    rows = self._outbox.pending()
+                self._publisher.connect()
             except ConnectionError as exc:  # the MQTT notices fail this round, each recorded; the webhook's go on
                 broker_down = exc
-        for row in rows:
-            if not self.gate():
-                break  # the dispatch role was lost meanwhile: the next holder sends the rest
-            # Each notice locked while it is sent and marked in the same transaction (Outbox.claim): with
-            # several instances, one sent by a dispatcher that froze mid-send is not sent again by the next.
-            with self._outbox.claim(row.id) as claim:
-                if claim is None:
-                    continue  # sent meanwhile, or in another dispatcher's hands now
-                try:
-                    if row.channel == CHANNEL_MQTT:
-                        if broker_down is not None:
-                            raise broker_down
-                        self._publisher.publish_notice(row.topic, with_notice_id(row.payload, row.id))
+            while len(went) < self.ROUND and self.gate():  # the role lost meanwhile: the next holder sends the rest
+                skip = tried | self._publisher.undecided()
+                with self._outbox.claim(CHANNEL_MQTT, self._batch, skip) as claim:
+                    if not claim.rows:
+                        break
+                    if broker_down is not None:
+                        errors = [f"ConnectionError: {broker_down}"] * len(claim.rows)
                     else:
+                        try:
+                            errors = [f"ConnectionError: {e}" if e else "" for e in self._publisher.publish_notices(
+                                [(r.topic, with_notice_id(r.payload, r.id)) for r in claim.rows])]
+                        except ConnectionError as exc:  # no connection to send on: none of the batch was sent
+                            errors = [f"ConnectionError: {exc}"] * len(claim.rows)
+                    confirmed = self._settle(claim, errors, tried)
+                went.update(confirmed)  # once committed
+                if len(confirmed) < len(claim.rows) or len(claim.rows) < self._batch:
+                    break  # the broker is in trouble, or nothing more is pending
+        if self._http is not None:
+            in_a_row = 0  # failures in a row: the webhook is away, and each try may wait 10 s; the next round tries again
+            by_mqtt = len(went)  # the webhook has its own ROUND: a storm's MQTT notices never starve it
+            while len(went) - by_mqtt < self.ROUND and in_a_row < self.WEBHOOK_TRIES and self.gate():
+                with self._outbox.claim(CHANNEL_WEBHOOK, 1, tried) as claim:
+                    if not claim.rows:
+                        break
+                    row = claim.rows[0]
+                    try:
                         self._post(with_notice_id(row.payload, row.id))
-                except Exception as exc:  # noqa: BLE001 - every failure is retried; say which
-                    self.failures += 1
-                    log.warning("notice %s for incident=%s via %s not sent: %s", row.id, row.incident_id,
-                                row.channel, exc)
-                    claim.failed(f"{type(exc).__name__}: {exc}")
-                    continue
-                claim.sent(self._clock_ms())
-            sent += 1
-            went.add(row.incident_id)
-        self.sent += sent
+                        errors = [""]
+                    except Exception as exc:  # noqa: BLE001 - every failure is retried; say which
+                        errors = [f"{type(exc).__name__}: {exc}"]
+                    confirmed = self._settle(claim, errors, tried)
+                went.update(confirmed)
+                in_a_row = 0 if confirmed else in_a_row + 1
+        self.sent += len(went)
         if went:
             try:
-                self.on_sent(went)
+                self.on_sent(set(went.values()))
             except Exception:  # a screen's news never stops a notice
                 log.exception("could not tell the live feed which notices went")
+        return len(went)
+
+    def _settle(self, claim: Claim, errors: Sequence[str], tried: set[int]) -> dict[int, str]:
+        """Mark the claimed notices sent (``""``) or failed (their error), in the claim's transaction; return
+        those sent (notice → incident)."""
+        sent = {row.id: row.incident_id for row, error in zip(claim.rows, errors, strict=True) if not error}
+        claim.sent(list(sent), self._clock_ms())
+        failed: dict[str, list[OutboxRow]] = {}
+        for row, error in zip(claim.rows, errors, strict=True):
+            if error:
+                failed.setdefault(error, []).append(row)
+        for error, rows in failed.items():
+            self.failures += len(rows)
+            tried.update(r.id for r in rows)
+            log.warning("%d notices via %s not sent (%s for incident=%s%s): %s", len(rows), rows[0].channel,
+                        rows[0].id, rows[0].incident_id, f" and {len(rows) - 1} more" if len(rows) > 1 else "",
+                        error)
+            claim.failed([r.id for r in rows], error)
         return sent
 
     def _post(self, payload: str) -> None:
@@ -277,13 +339,13 @@ class Dispatcher(WakeableLoop):
                 continue
             try:
                 failures = self.failures
-                self.send_pending()
+                sent = self.send_pending()
                 # Back off only while sends fail (the broker or the webhook away). A notice skipped because another
                 # dispatcher holds it (one that froze mid-send) is asked for again in a second.
                 if self.failures > failures:
                     delay = backoff.next_s()
                 else:
-                    delay = 1.0
+                    delay = 0.0 if sent >= self.ROUND else 1.0  # a full round: more may be pending
                     backoff.reset()
             except Exception:  # the database is away: try again later; nothing is marked sent
                 log.exception("dispatcher round failed")

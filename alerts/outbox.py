@@ -1,14 +1,15 @@
 """The notification outbox: what must be sent, kept in the same transaction as the incident change.
 
 An incident opened or escalated and its notices commit together, so a crash between the
-two cannot lose a notice; the dispatcher sends pending rows and marks them sent (a crash
-between sending and marking sends one again: receivers see the same incident id and step).
+two cannot lose a notice; the dispatcher claims pending rows a batch at a time, sends them and marks
+them sent (a crash between sending and marking sends one again: receivers see the same incident id
+and step; with several instances the dispatcher's witness reads them back and marks them instead).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
@@ -129,30 +130,41 @@ class Outbox:
             row = conn.execute(q).mappings().first()
         return _outbox_row(row) if row is not None else None
 
-    # A dispatcher that froze holding a notice keeps it this long before the database cuts its session and the
-    # next holder sends it (PostgreSQL's idle_in_transaction_session_timeout, for the claim's transaction only).
+    # A dispatcher that froze holding notices keeps them this long before the database cuts its session and the
+    # next holder sends them (PostgreSQL's idle_in_transaction_session_timeout, for the claim's transaction only).
     CLAIM_HOLD_S = 60
 
-    @contextmanager
-    def claim(self, row_id: int) -> Iterator[Claim | None]:
-        """The notice, locked for sending, in a transaction that marks it (``Claim``); None when it is sent or
-        another instance's dispatcher holds it now.
+    def has_pending(self, channel: str) -> bool:
+        t = notifications_table
+        with self._engine.connect() as conn:
+            return conn.execute(select(t.c.id).where(t.c.sent_ms.is_(None), t.c.channel == channel)
+                                .limit(1)).first() is not None
 
-        With several instances (foundation/leases.py) the row lock, not only the lease, keeps a notice from
-        going twice: a dispatcher that froze mid-send (a paused VM) still holds its notice's lock, and the
-        next holder skips it (SKIP LOCKED) instead of sending it again; the frozen one sends and marks it
-        when it wakes, or, frozen longer than CLAIM_HOLD_S, its session is cut, the lock falls and the
-        notice goes from the next holder. One killed between the broker's acknowledgement and its commit
-        leaves the notice unmarked: the next holder's dispatcher reads it back from the broker first and
-        marks it (``mark_witnessed``; alerts/dispatch.py), and every copy carries its ``notice_id``.
+    @contextmanager
+    def claim(self, channel: str, limit: int, skip: Collection[int] = ()) -> Iterator[Claim]:
+        """Up to ``limit`` pending notices of ``channel``, oldest first, locked for sending, in one transaction
+        that marks them (``Claim``: sent or failed, committed together when the block ends); none of ``skip``,
+        and none another instance's dispatcher holds now.
+
+        With several instances (foundation/leases.py) the row locks, not only the lease, keep a notice from
+        going twice: a dispatcher that froze mid-send (a paused VM) still holds its batch's locks, and the
+        next holder skips them (SKIP LOCKED) instead of sending them again; the frozen one sends and marks
+        them when it wakes, or, frozen longer than CLAIM_HOLD_S, its session is cut, the locks fall and the
+        notices go from the next holder. One killed between the broker's acknowledgements and its commit
+        leaves its batch unmarked: the next holder's dispatcher reads those notices back from the broker first
+        and marks them (``mark_witnessed``; alerts/dispatch.py), and every copy carries its ``notice_id``.
+        No lease fence here: a notice the broker acknowledged is marked sent even if the role left meanwhile
+        (unmarked, the next holder would send it again); the lock, not the role, is what keeps it one send.
         """
         t = notifications_table
         with self._engine.begin() as conn:
-            q = select(t.c.id).where(t.c.id == row_id, t.c.sent_ms.is_(None))
+            q = select(t).where(t.c.sent_ms.is_(None), t.c.channel == channel).order_by(t.c.id).limit(limit)
+            if skip:
+                q = q.where(t.c.id.not_in(list(skip)))
             if conn.dialect.name == "postgresql":
                 conn.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{self.CLAIM_HOLD_S}s'"))
                 q = q.with_for_update(skip_locked=True)
-            yield Claim(conn, row_id) if conn.execute(q).first() is not None else None
+            yield Claim(conn, [_outbox_row(r) for r in conn.execute(q).mappings()])
 
     def mark_witnessed(self, ids: Sequence[int], now_ms: int) -> set[int]:
         """Notices the dispatcher's witness saw on the broker (alerts/dispatch.py): sent, whoever sent them.
@@ -176,19 +188,21 @@ class Outbox:
 
 
 class Claim:
-    """A notice locked for sending (``Outbox.claim``): mark it sent, or failed, in the claim's transaction."""
+    """Notices locked for sending (``Outbox.claim``): mark them sent, or failed, in the claim's transaction."""
 
-    def __init__(self, conn: Connection, row_id: int) -> None:
-        self._conn, self.row_id = conn, row_id
+    def __init__(self, conn: Connection, rows: list[OutboxRow]) -> None:
+        self._conn, self.rows = conn, rows
 
-    def sent(self, now_ms: int) -> None:
-        self._conn.execute(update(notifications_table).where(notifications_table.c.id == self.row_id)
-                           .values(sent_ms=now_ms))
+    def sent(self, ids: Sequence[int], now_ms: int) -> None:
+        if ids:
+            self._conn.execute(update(notifications_table).where(notifications_table.c.id.in_(list(ids)))
+                               .values(sent_ms=now_ms))
 
-    def failed(self, error: str) -> None:
+    def failed(self, ids: Sequence[int], error: str) -> None:
         t = notifications_table
-        self._conn.execute(update(t).where(t.c.id == self.row_id).values(attempts=t.c.attempts + 1,
-                                                                          last_error=error[:500]))
+        if ids:
+            self._conn.execute(update(t).where(t.c.id.in_(list(ids))).values(attempts=t.c.attempts + 1,
+                                                                             last_error=error[:500]))
 
 
 def _row(n: Notice, channel: str, topic: str, now_ms: int) -> dict[str, object]:

@@ -23,7 +23,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -127,10 +127,16 @@ class Publisher:
     (QoS ``qos``; with a ``window`` at most that many QoS 1 messages unacknowledged, ``publish`` waiting for the
     broker's PUBACKs to make room: without a bound a fast publisher queues without limit, and past 65,535
     unacknowledged messages a paho client wedges); ``publish_confirmed`` sends one and waits for the broker's
-    acknowledgement. ``sent``, ``acked`` and ``lost`` count (at QoS 0 a message counts as acknowledged once
+    acknowledgement; ``publish_all_confirmed`` sends many, all in flight at once, and waits for their
+    acknowledgements together. ``sent``, ``acked`` and ``lost`` count (at QoS 0 a message counts as acknowledged once
     written to the socket; one published while disconnected is gone, ``lost``); ``flush`` waits until everything
     sent is acknowledged. ``close`` says goodbye (DISCONNECT: no last will); ``drop`` cuts the connection (the
     broker publishes the last will).
+
+    ``resend=False``: what the broker had not acknowledged when a connection ended is forgotten before the next
+    one is made (paho would send it again on reconnecting; it counts as ``lost``): for a caller that keeps
+    its messages and sends them again itself, as the dispatcher does from its outbox, a copy sent by paho too
+    would reach the receivers twice.
 
     For subclasses: ``on_connected(client)`` runs on each accepted connection (the default: ready now),
     ``may_reconnect()`` says whether a lost connection is taken up again (if not, the loop ends and the next
@@ -140,9 +146,11 @@ class Publisher:
     def __init__(self, host: str, port: int, *, client_id: str, username: str = "", password: str = "",
                  qos: int = 1, clean_session: bool = True, manual_ack: bool = False,
                  will: tuple[str, bytes] | None = None, window: int | None = None, keepalive_s: int = 30,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None, resend: bool = True) -> None:
         if window is not None and not 1 <= window <= MAX_INFLIGHT:
             raise ValueError(f"inflight must be 1..{MAX_INFLIGHT}, got {window}")
+        if window is not None and not resend:
+            raise ValueError("a window's places are freed by acknowledgements: it cannot forget what it sent")
         self.host, self.port, self.client_id, self.qos = host, port, client_id, qos
         self._client = new_client(client_id, username=username, password=password, clean_session=clean_session,
                                   manual_ack=manual_ack, reconnect_on_failure=False)  # reconnecting is ours (below)
@@ -166,6 +174,11 @@ class Publisher:
         self.sent = 0
         self.acked = 0
         self.lost = 0
+        self._resend = resend
+        # publish_all_confirmed's wait: told of each acknowledgement and of each connection that ended
+        self._settled = threading.Condition()
+        self._connection_ends = 0  # connections ended (or their unacknowledged messages forgotten) so far
+        self._acked_mids: set[int] | None = None  # while publish_all_confirmed waits: what the broker acknowledged
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
@@ -207,8 +220,8 @@ class Publisher:
     def connect(self, timeout_s: float, *, fail_fast: bool = False) -> bool:
         """Started and ready; ConnectionError if not within ``timeout_s`` (``fail_fast``: at once when the attempt
         is refused or cannot reach the broker). True if it was not ready when asked."""
+        fresh = not self._ready.is_set()  # asked before starting: a loop started now may be ready before the next line
         self.start()
-        fresh = not self._ready.is_set()
         if fail_fast:
             self._tried.wait(timeout_s)
             if self.refused or (self.unreachable and not self._ready.is_set()):
@@ -231,6 +244,23 @@ class Publisher:
 
     def _on_disconnect(self, *_args: object) -> None:
         self._ready.clear()
+        with self._settled:
+            self._connection_ends += 1
+            self._settled.notify_all()
+
+    def _forget_unacknowledged(self) -> None:
+        """``resend=False``: paho's queue emptied before a connection is made (network thread, no loop running)."""
+        client = self._client
+        with client._out_message_mutex:  # paho 2.x: no public way to drop what it keeps for resending
+            forgotten = len(client._out_messages)
+            client._out_messages.clear()
+            client._inflight_messages = 0
+        if forgotten:
+            with self._counts:
+                self.lost += forgotten
+            with self._settled:
+                self._connection_ends += 1
+                self._settled.notify_all()
 
     def _run(self) -> None:
         try:
@@ -247,6 +277,8 @@ class Publisher:
                 if self._stopping.is_set():
                     return
                 try:
+                    if not self._resend:
+                        self._forget_unacknowledged()
                     if first:
                         client.connect(self.host, self.port, keepalive=self._keepalive_s)
                     else:
@@ -295,10 +327,15 @@ class Publisher:
 
     # -- publishing -------------------------------------------------------------------------------------
 
-    def _on_publish(self, _c: object, _u: object, _mid: object, _rc: object, _p: object) -> None:
+    def _on_publish(self, _c: object, _u: object, mid: int, _rc: object, _p: object) -> None:
         # QoS 1: the broker's PUBACK, which frees a place in the window. QoS 0: written to the socket; it took none.
         with self._counts:
             self.acked += 1
+        if self._acked_mids is not None:  # publish_all_confirmed waits (paho marks the message published after this)
+            with self._settled:
+                if self._acked_mids is not None:
+                    self._acked_mids.add(mid)
+                    self._settled.notify_all()
         if self._window is not None and self.qos:
             self._window.release()
 
@@ -322,6 +359,46 @@ class Publisher:
             raise ConnectionError(f"the message on {topic} was not sent: {exc}") from None
         if not info.is_published():
             raise ConnectionError(f"the broker did not acknowledge the message on {topic} within {timeout_s} s")
+
+    def publish_all_confirmed(self, messages: Sequence[tuple[str, bytes]], timeout_s: float) -> list[str]:
+        """Send them all (as many in flight at once as paho allows: ``max_inflight_messages_set``) and wait for
+        the broker's acknowledgements together, ``timeout_s`` in all; for each message, ``""`` if the broker
+        acknowledged it, else why not. A connection that ends meanwhile ends the wait: what it had not
+        acknowledged by then is not (with ``resend=False`` paho will not send it again either). One caller at a
+        time."""
+        errors = [""] * len(messages)
+        mids: dict[int, int] = {}  # paho's message id → its place in ``messages``
+        with self._settled:
+            self._acked_mids = set()
+            ends = self._connection_ends
+        try:
+            for i, (topic, payload) in enumerate(messages):
+                try:
+                    mids[self.publish(topic, payload).mid] = i
+                except (OSError, RuntimeError, ValueError) as exc:  # paho: not connected now, or its queue full
+                    errors[i] = f"the message on {topic} was not sent: {exc}"
+            deadline = time.monotonic() + timeout_s
+            with self._settled:
+                while True:
+                    for mid in self._acked_mids & mids.keys():
+                        del mids[mid]
+                    self._acked_mids.clear()
+                    if not mids:
+                        break
+                    if self._connection_ends != ends:
+                        why = f"the connection to the broker at {self.host}:{self.port} ended before it acknowledged"
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        why = f"the broker did not acknowledge it within {timeout_s} s"
+                        break
+                    self._settled.wait(remaining)
+        finally:
+            with self._settled:
+                self._acked_mids = None
+        for i in mids.values():
+            errors[i] = f"the message on {messages[i][0]} was not sent: {why}"
+        return errors
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until the broker acknowledged everything sent (and not lost); False if it did not in time."""

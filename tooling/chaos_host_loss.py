@@ -68,6 +68,7 @@ class HostLossReport:
     escalation_late_s: float | None
     session_fights_after: int
     details: dict[str, Any] = field(default_factory=dict)
+    notice_wait_s: tuple[float, float, float] | None = None  # written → sent (MQTT): p50, p99, max
 
     @property
     def ok(self) -> bool:
@@ -80,15 +81,16 @@ class HostLossReport:
 def format_host_loss_table(reports: list[HostLossReport]) -> str:
     rows = ["| fault | takeover p50 / max | alarms published | incidents | lost | doubled | notices sent | "
             "notices doubled | unsent | registration seen by the other | escalation after its deadline | "
-            "session fights after | target met |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "session fights after | notice written → sent p50 / p99 / max | target met |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in reports:
         t = sorted(r.takeovers_s)
         p50 = t[len(t) // 2] if t else float("nan")
         late = "—" if r.escalation_late_s is None else f"{r.escalation_late_s:.1f} s"
+        wait = "—" if r.notice_wait_s is None else " / ".join(f"{w:.1f}" for w in r.notice_wait_s) + " s"
         rows.append(f"| {r.fault} | {p50:.1f} / {max(t, default=float('nan')):.1f} s | {r.published} | {r.opened} | "
                     f"{r.lost} | {r.doubled} | {r.notices_sent} | {r.notices_doubled} | {r.notices_unsent} | "
-                    f"{r.registration_seen_s * 1000:.0f} ms | {late} | {r.session_fights_after} | "
+                    f"{r.registration_seen_s * 1000:.0f} ms | {late} | {r.session_fights_after} | {wait} | "
                     f"{'yes' if r.ok else 'NO'} |")
     return "\n".join(rows)
 
@@ -240,6 +242,7 @@ def host_loss(workdir: Path, broker: MosquittoServer, database_url: str, *, kill
         time.sleep(2)  # anything sent twice late shows now
         unsent = _unsent_notices(notices)
         unsent_rows = _unsent_detail(notices) if unsent else []
+        notice_wait = _notice_wait_s(notices)
         notices.dispose()
         opened, lost, doubled = account_alarms(survivor, storm_records, 1)
         detail = survivor.get(f"/api/incidents/{probe_incident['id']}")
@@ -250,7 +253,7 @@ def host_loss(workdir: Path, broker: MosquittoServer, database_url: str, *, kill
             takeovers, published, opened, lost, doubled, listener.sent, listener.doubled, unsent,
             registration_seen_s, late, _fights(broker, client_id) - fights_mark,
             details={"instances": 2, "rate": rate, "storm_alarms": len(sims),
-                     **({"unsent": unsent_rows} if unsent else {})})
+                     **({"unsent": unsent_rows} if unsent else {})}, notice_wait_s=notice_wait)
     finally:
         if publisher is not None:
             publisher.close()
@@ -295,6 +298,17 @@ def _unsent_notices(engine: Engine, in_flight_ms: int = 5_000) -> int:
         return int(conn.execute(text("SELECT count(*) FROM notifications WHERE sent_ms IS NULL "
                                      "AND channel = 'mqtt' AND created_ms < :before"),
                                 {"before": now_ms() - in_flight_ms}).scalar_one())
+
+
+def _notice_wait_s(engine: Engine) -> tuple[float, float, float] | None:
+    """How long the MQTT notices waited in the outbox, from written to sent (its takeovers included): p50, p99,
+    max in seconds; None when none was sent."""
+    with engine.connect() as conn:
+        waits = sorted(int(w) for w in conn.execute(text(
+            "SELECT sent_ms - created_ms FROM notifications WHERE sent_ms IS NOT NULL AND channel = 'mqtt'")).scalars())
+    if not waits:
+        return None
+    return (waits[len(waits) // 2] / 1000, waits[min(len(waits) - 1, len(waits) * 99 // 100)] / 1000, waits[-1] / 1000)
 
 
 def _fights(broker: MosquittoServer, client_id: str) -> int:
