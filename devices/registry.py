@@ -187,6 +187,7 @@ def _health(kind: str, last_seen_ms: int | None, connected: bool | None, battery
     return frozenset(flags)
 
 
+_SEQ_MASK = (1 << WINDOW) - 1  # devices/sequence.py's window of WINDOW bits
 JUMP_FOLLOWS = WINDOW  # a jumped number followed this closely by the next one: the counter moved there
 
 # Each message class's sequence window in DeviceState: (highest, window) attribute names.
@@ -256,6 +257,21 @@ class DeviceState:
         windows where they were, unless it is the second number in a row up there (the counter
         really moved), which starts them again at it.
         """
+        if msg_class is MessageClass.TELEMETRY and not restarts:
+            # Most messages: telemetry with the next numbers of its window. What ``judge_whole_way`` makes of them
+            # (NEW, the window shifted), without its SeqState; the rest goes the whole way.
+            highest = self.seq_highest
+            if highest is not None and highest < seq <= highest + JUMP_ABOVE:
+                shift = seq - highest
+                self.seq_window = ((self.seq_window << shift) | 1) & _SEQ_MASK if shift < WINDOW else 1
+                self.seq_highest = seq
+                self.jump_seq = None
+                return Verdict.NEW
+        return self.judge_whole_way(seq, msg_class, restarts=restarts)
+
+    def judge_whole_way(self, seq: int, msg_class: MessageClass = MessageClass.TELEMETRY, *,
+                        restarts: bool = False) -> Verdict:
+        """``judge`` without its shortcut for the next telemetry number (its property test's reference)."""
         if restarts and self._restarted_counter(seq):
             self.forget_sequence()
             self.jump_seq = None
