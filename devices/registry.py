@@ -340,7 +340,7 @@ class DeviceState:
         tampered = msg.tampered()  # the kind's tamper event, if it has one
         if tampered is not None:
             self.tampered = tampered
-        if not isinstance(msg, Online | Offline):
+        if not isinstance(msg, (Online, Offline)):  # a tuple: isinstance takes it faster than a union
             self.connected = True  # it speaks, so it is connected (devices that never announce their connection)
 
 
