@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from operator import attrgetter
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -227,9 +227,7 @@ class DeviceState:
     FIELDS: ClassVar[tuple[str, ...]] = ()  # the stored fields, in order (every field but jump_seq): set below
 
     def copy(self) -> DeviceState:
-        state = DeviceState(*self.values())
-        state.jump_seq = self.jump_seq
-        return state
+        return _copy_state(self)  # made below from the fields: once a device a batch, on the hot path
 
     def values(self) -> tuple[object, ...]:
         """The stored fields' values, in ``FIELDS`` order."""
@@ -346,6 +344,19 @@ class DeviceState:
 
 DeviceState.FIELDS = tuple(f.name for f in fields(DeviceState) if f.init)
 _stored_values = attrgetter(*DeviceState.FIELDS)
+
+
+def _state_copier() -> Callable[[DeviceState], DeviceState]:
+    """A copy of a state, every slot (``jump_seq`` too) assigned straight: about half of ``DeviceState(*values)``."""
+    names = (*DeviceState.FIELDS, "jump_seq")
+    source = ("def copy(state):\n    new = make(DeviceState)\n"
+              + "".join(f"    new.{name} = state.{name}\n" for name in names) + "    return new\n")
+    scope: dict[str, Any] = {"make": object.__new__, "DeviceState": DeviceState}
+    exec(source, scope)  # noqa: S102 - our own field names
+    return scope["copy"]  # type: ignore[no-any-return]
+
+
+_copy_state = _state_copier()
 
 
 # -- the registry ----------------------------------------------------------------------

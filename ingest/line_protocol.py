@@ -95,8 +95,10 @@ def _reading_series(r: Reading) -> str:
     key = (r.kind, r.street, r.device_id, type(r.message), r.msg_class)
     prefix = _READING_SERIES.get(key)
     if prefix is None:
-        tags = {"street": r.street, "device": r.device_id, "type": r.type, "class": r.msg_class.value}
-        prefix = _series(TelemetryPoint(r.kind, tags, {}, 0))
+        # what ``_series`` makes of the point's four tags, all of them first tags (street, device, type, class)
+        prefix = (f"{r.kind.translate(_MEASUREMENT_ESCAPE)},street={r.street.translate(_TAG_ESCAPE)},"
+                  f"device={r.device_id.translate(_TAG_ESCAPE)},type={r.type.translate(_TAG_ESCAPE)},"
+                  f"class={r.msg_class.value.translate(_TAG_ESCAPE)}")
         if len(_READING_SERIES) >= _MAX_SERIES:
             _READING_SERIES.clear()
         _READING_SERIES[key] = prefix

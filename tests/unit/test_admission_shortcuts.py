@@ -81,3 +81,16 @@ def test_observe_many_is_observe_one_sample_at_a_time(samples, size, window_ms):
     many.observe_many(rows)
     assert list(many._offsets.items()) == list(one._offsets.items())
     assert many.median_ms == one.median_ms
+
+
+@hsettings(max_examples=100, deadline=None)
+@given(_state())
+def test_a_states_copy_holds_every_slot_and_is_its_own(state):
+    copy = state.copy()
+    assert copy is not state and type(copy) is DeviceState
+    assert {name: getattr(copy, name) for name in DeviceState.__slots__} == \
+        {name: getattr(state, name) for name in DeviceState.__slots__}
+    before = (state.values(), state.jump_seq)
+    copy.judge((state.seq_highest or 0) + 1)
+    copy.last_seen_ms = -1
+    assert (state.values(), state.jump_seq) == before  # the original untouched by the copy's changes
