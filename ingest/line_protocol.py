@@ -167,49 +167,6 @@ def encode_readings(readings: Sequence[Reading]) -> tuple[bytes, list[int]]:
     return "\n".join(out).encode(), times
 
 
-def encode_readings_one_by_one(readings: Sequence[Reading]) -> tuple[bytes, list[int]]:
-    """``encode_readings`` as it was before its formatters: a loop over each message's fields (kept as the
-    reference its property test compares with)."""
-    out: list[str] = []
-    times: list[int] = []
-    add, add_time = out.append, times.append
-    for r in readings:
-        msg = r.message
-        prefix = _reading_series(r)
-        ts = msg.ts
-        names = _ONE_POINT_FIELDS.get(type(msg))
-        if names is None:
-            names = _one_point_fields(type(msg))
-        if names:
-            parts = []
-            for name, key in names:
-                v = getattr(msg, name)
-                kind = type(v)
-                if kind is float:
-                    parts.append(key + repr(v))
-                elif kind is int:
-                    parts.append(f"{key}{v}i")
-                elif kind is bool or kind is str:
-                    parts.append(key + _field_value(v))
-            if parts:
-                add(f"{prefix} {','.join(parts)} {ts}")
-                add_time(ts)
-            continue
-        for extra, fields in msg.points():
-            if not fields:
-                continue
-            if not extra:
-                add(f"{prefix} {_fields_text(fields)} {ts}")
-            elif extra.keys() & _FIRST_TAGS_SET:
-                tags = {"street": r.street, "device": r.device_id, "type": r.type, "class": r.msg_class.value, **extra}
-                add(line(TelemetryPoint(r.kind, tags, fields, ts)))
-            else:
-                tag_text = "".join(f",{k.translate(_TAG_ESCAPE)}={extra[k].translate(_TAG_ESCAPE)}" for k in sorted(extra))
-                add(f"{prefix}{tag_text} {_fields_text(fields)} {ts}")
-            add_time(ts)
-    return "\n".join(out).encode(), times
-
-
 # A message type's line, by the exact types its fields hold now: (type, type of each field in ``astuple`` order) →
 # a function of (series prefix, the fields' values) → its line; _OWN_POINTS for a type with its own ``points``,
 # _NO_FIELDS when no field is a scalar (no point). A field's text depends only on its value's type and value

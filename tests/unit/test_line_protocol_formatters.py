@@ -5,6 +5,7 @@ fields hold anything (a struct built without validation: None, ints in float fie
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -13,10 +14,54 @@ from hypothesis import given, settings as hsettings, strategies as st
 from devices.messages import Message
 from devices.reading import Reading
 from devices.topics import MessageClass
-from ingest.line_protocol import (_FIELD_FORMATTERS, _FORMATTERS, _fields_formatter, _fields_text, encode_bytes,
-                                   encode_readings, encode_readings_one_by_one)
-from ingest.points import points_of_all
+from ingest.line_protocol import (_FIELD_FORMATTERS, _FIRST_TAGS_SET, _FORMATTERS, _ONE_POINT_FIELDS, _TAG_ESCAPE,
+                                   _field_value, _fields_formatter, _fields_text, _one_point_fields, _reading_series,
+                                   encode_bytes, encode_readings, line)
+from ingest.points import TelemetryPoint, points_of_all
 from tests.reliability.strategies import MESSAGE_TYPES, payloads
+
+
+def encode_readings_one_by_one(readings: Sequence[Reading]) -> tuple[bytes, list[int]]:
+    """``encode_readings`` as it was before its formatters: a loop over each message's fields."""
+    out: list[str] = []
+    times: list[int] = []
+    add, add_time = out.append, times.append
+    for r in readings:
+        msg = r.message
+        prefix = _reading_series(r)
+        ts = msg.ts
+        names = _ONE_POINT_FIELDS.get(type(msg))
+        if names is None:
+            names = _one_point_fields(type(msg))
+        if names:
+            parts = []
+            for name, key in names:
+                v = getattr(msg, name)
+                kind = type(v)
+                if kind is float:
+                    parts.append(key + repr(v))
+                elif kind is int:
+                    parts.append(f"{key}{v}i")
+                elif kind is bool or kind is str:
+                    parts.append(key + _field_value(v))
+            if parts:
+                add(f"{prefix} {','.join(parts)} {ts}")
+                add_time(ts)
+            continue
+        for extra, fields in msg.points():
+            if not fields:
+                continue
+            if not extra:
+                add(f"{prefix} {_fields_text(fields)} {ts}")
+            elif extra.keys() & _FIRST_TAGS_SET:
+                tags = {"street": r.street, "device": r.device_id, "type": r.type, "class": r.msg_class.value, **extra}
+                add(line(TelemetryPoint(r.kind, tags, fields, ts)))
+            else:
+                tag_text = "".join(f",{k.translate(_TAG_ESCAPE)}={extra[k].translate(_TAG_ESCAPE)}" for k in sorted(extra))
+                add(f"{prefix}{tag_text} {_fields_text(fields)} {ts}")
+            add_time(ts)
+    return "\n".join(out).encode(), times
+
 
 _ENVELOPE = ("v", "ts", "seq")
 _odd_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)
