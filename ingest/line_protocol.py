@@ -124,7 +124,7 @@ def encode_readings(readings: Sequence[Reading]) -> tuple[bytes, list[int]]:
     ``encode_bytes(points_of_all(readings))``, built without the points (the hot path's spool append).
 
     A message type that keeps ``Message.points`` becomes its line through a formatter made once per type and
-    per the types its fields hold (``_one_point_line``): one f-string in place of a loop over its fields."""
+    per the types its fields hold (``_formatter``): one f-string in place of a loop over its fields."""
     out: list[str] = []
     times: list[int] = []
     add, add_time = out.append, times.append
