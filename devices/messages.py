@@ -36,6 +36,9 @@ Scalar = int | float | bool | str
 Point = tuple[dict[str, str], dict[str, Scalar]]  # (extra tags, fields) of one time-series point
 
 
+_TAG_OF: dict[type, str] = {}  # a message class's ``type`` (its tag)
+
+
 class Message(msgspec.Struct, kw_only=True, tag_field="type", frozen=True):
     """Envelope fields. Subclasses set ``tag`` (the ``type`` value) and ``CLASS``."""
 
@@ -47,7 +50,12 @@ class Message(msgspec.Struct, kw_only=True, tag_field="type", frozen=True):
 
     @property
     def type(self) -> str:
-        return self.__struct_config__.tag  # type: ignore[return-value]
+        # ``__struct_config__`` builds a new config object at every access: the tag is kept per class
+        cls = self.__class__
+        tag = _TAG_OF.get(cls)
+        if tag is None:
+            tag = _TAG_OF[cls] = self.__struct_config__.tag  # type: ignore[assignment]
+        return tag  # type: ignore[return-value]
 
     def tampered(self) -> bool | None:
         """A health hook: what this message says about tampering (True: removed from its base, False: put

@@ -97,10 +97,12 @@ def decode_message(
     if len(payload) > limits.max_payload_bytes:
         raise PayloadError(f"payload of {len(payload)} bytes exceeds the limit of {limits.max_payload_bytes}",
                            topic=topic, device_id=addr.device_id, reason="oversized")
-    if (bad := _invalid_utf8(payload)) is not None:
+    # the cheap tests first, here (a call each saved on the hot path): ASCII is UTF-8, and a payload with no more
+    # openings than the limit cannot nest deeper than it
+    if not payload.isascii() and (bad := _invalid_utf8(payload)) is not None:
         raise PayloadError(f"not valid UTF-8: byte {payload[bad.start]:#04x} at offset {bad.start} ({bad.reason})",
                            topic=topic, device_id=addr.device_id, reason="bad_utf8")
-    if _too_deep(payload, limits.max_depth):
+    if payload.count(b"[") + payload.count(b"{") > limits.max_depth and _too_deep(payload, limits.max_depth):
         raise PayloadError(f"JSON nested deeper than {limits.max_depth} levels",
                            topic=topic, device_id=addr.device_id, reason="too_deep")
     try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import replace as dc_replace
 
 import msgspec
@@ -105,6 +106,26 @@ class ClockSkew:
             offsets.move_to_end(device_id)
             if len(offsets) > self._size:
                 offsets.popitem(last=False)
+
+    def observe_many(self, samples: Iterable[tuple[str, int, int, bool]]) -> None:
+        """``observe(device_id, device_ts_ms, received_ms, live)`` for each sample in order, the lock taken once
+        (ingest's batch: what it saw of the devices' clocks, after the batch's messages were judged against
+        ``offset_ms``, which it read before them)."""
+        plausible, window_ms, size = self.PLAUSIBLE_MS, self.window_ms, self._size
+        with self._lock:
+            offsets = self._offsets
+            for device_id, device_ts_ms, received_ms, live in samples:
+                offset = device_ts_ms - received_ms
+                if abs(offset) > plausible:
+                    continue
+                held = offsets.get(device_id)
+                if live or held is None or received_ms - held[1] >= window_ms:
+                    offsets[device_id] = (offset if live else max(offset, 0), received_ms)
+                elif offset > held[0]:
+                    offsets[device_id] = (offset, held[1])
+                offsets.move_to_end(device_id)
+                if len(offsets) > size:
+                    offsets.popitem(last=False)
 
     @property
     def median_ms(self) -> int | None:

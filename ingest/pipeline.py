@@ -48,6 +48,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
 from enum import StrEnum
+from operator import attrgetter
 
 import numpy as np
 from sqlalchemy import Connection, Engine
@@ -71,6 +72,10 @@ from foundation.metrics import LatencyWindow
 from foundation.service_clock import ClockMs, wall_ms
 
 log = logging.getLogger(__name__)
+
+
+_sent_ms = attrgetter("message.ts")  # a reading's device time, in C over a batch
+_kind = attrgetter("kind")
 
 
 class TelemetryOverflow(StrEnum):
@@ -201,7 +206,7 @@ class IngestPipeline:
             self._on_spooled()
         if readings:
             done_ms = self._clock_ms()
-            sent = np.fromiter((r.message.ts for r in readings), np.int64, len(readings))
+            sent = np.fromiter(map(_sent_ms, readings), np.int64, len(readings))
             self.publish_to_committed.add(done_ms - sent)
 
         c = self.counters
@@ -221,7 +226,7 @@ class IngestPipeline:
         if letters:
             with self._letters_lock:
                 self._letters_by_device.update(d.device_id for d in letters)
-        c.by_kind.update(r.kind for r in readings)
+        c.by_kind.update(map(_kind, readings))
         for d in letters:  # once per device and reason, then a line per interval saying how many were not logged
             log_limited(log, self._log_limiter, (d.device_id, d.reason), now_ms, logging.WARNING,
                         "rejected message topic=%s device=%s reason=%s: %s", d.topic, d.device_id, d.reason, d.detail)
@@ -293,11 +298,26 @@ class IngestPipeline:
                now_ms: int) -> tuple[list[Reading], list[DeadLetter], int, int, int]:
         readings: list[Reading] = []
         letters: list[DeadLetter] = []
-        duplicates = resets = held = 0
         skew = self.clock_skew
-        offset_ms = skew.offset_ms
+        offset_ms = skew.offset_ms  # read once: the batch's clocks are observed after it (``observe_many``)
+        clocks: list[tuple[str, int, int, bool]] = []
+        try:
+            duplicates, resets, held = self._admit_each(batch, devices, hold_telemetry, offset_ms, clocks, readings,
+                                                        letters)
+        finally:
+            skew.observe_many(clocks)
+        return readings, letters, duplicates, resets, held
+
+    def _admit_each(self, batch: Sequence[RawMessage], devices: DeviceBatch, hold_telemetry: bool, offset_ms: int,
+                    clocks: list[tuple[str, int, int, bool]], readings: list[Reading],
+                    letters: list[DeadLetter]) -> tuple[int, int, int]:
+        """Each message of the batch judged in order: its reading appended to ``readings`` or its dead letter to
+        ``letters``, what it said of its device's clock to ``clocks``; returns (duplicates, resets, held)."""
+        duplicates = resets = held = 0
         limits = self.rate_limits
         check_registered = self._check_registered
+        observe = clocks.append
+        telemetry = MessageClass.TELEMETRY
         c = self.counters
         for raw in batch:
             topic = raw.topic
@@ -310,9 +330,9 @@ class IngestPipeline:
                 reading = decode_message(raw.topic, raw.payload, raw.received_ms, self._kinds, self._limits,
                                          check_registered)
                 online = isinstance(reading.message, Online)
-                if online or reading.msg_class is MessageClass.TELEMETRY:
+                if online or reading.msg_class is telemetry:
                     # stamped as sent (a last will is stamped when its connection opened; an event may be buffered)
-                    skew.observe(reading.device_id, reading.message.ts, raw.received_ms, live=online)
+                    observe((reading.device_id, reading.message.ts, raw.received_ms, online))
                 judged = check_clock(reading, self._limits, offset_ms)
                 if judged is not reading:  # an event let through with its clock flagged
                     c.flags["clock"] += 1
@@ -352,7 +372,7 @@ class IngestPipeline:
             except RejectedMessage as exc:
                 letters.append(DeadLetter(raw.received_ms, raw.topic, exc.device_id, exc.reason, exc.detail,
                                           raw.payload, len(raw.payload)))
-        return readings, letters, duplicates, resets, held
+        return duplicates, resets, held
 
     def _check_registered(self, reading: TopicAddress | Reading, topic: str) -> DeviceRecord:
         """Only active devices publishing as what they were registered as get through; the rest wait in quarantine.

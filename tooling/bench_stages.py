@@ -216,6 +216,7 @@ def measure_pipeline(services: Any, records: list[DeviceRecord], count: int) -> 
         (pipeline_module, "decode_message", "decode + validate (msgspec, the kind's schema)"),
         (IngestPipeline, "_check_registered", "registry lookup (registered, kind, street)"),
         (ClockSkew, "observe", hygiene),
+        (ClockSkew, "observe_many", hygiene),  # the batch's clocks at once (issue 18)
         (pipeline_module, "check_clock", hygiene),
         (DeviceRateLimits, "admit", hygiene),
         (DeviceBatch, "admit", "sequence + device state (DeviceBatch.admit)"),

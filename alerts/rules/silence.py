@@ -136,6 +136,13 @@ class DeadMan(Rule):
 
     def note(self, readings: Sequence[Reading], ctx: RuleContext, now_ms: int) -> None:
         heard, alive = self._heard_since_tick, self.sign_of_life
+        if type(self).sign_of_life is DeadMan.sign_of_life:  # this class's sign of life, inline: every batch
+            offline, at = Offline, {}  # one (when, street) a street: the same values, not a tuple a reading
+            for reading in readings:
+                if not isinstance(reading.message, offline):
+                    street = reading.street
+                    heard[reading.device_id] = at.get(street) or at.setdefault(street, (now_ms, street))
+            return
         for reading in readings:
             if alive(reading):
                 heard[reading.device_id] = (now_ms, reading.street)

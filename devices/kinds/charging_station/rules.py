@@ -132,6 +132,10 @@ def temperature_slopes(t_ms: npt.ArrayLike, temps_c: npt.ArrayLike) -> npt.NDArr
     return np.where((n >= 3) & (sxx > 0), slope, np.nan)
 
 
+_NO_TIME_LOW = np.iinfo(np.int64).min  # in place of a time a port has no sample at (never its latest)
+_NO_TIME_HIGH = np.iinfo(np.int64).max
+
+
 class _PortTemperatures:
     """One station's recent port temperatures: rows are snapshots, columns are ports (NaN: not reported)."""
 
@@ -161,15 +165,25 @@ class _PortTemperatures:
 
     def rising(self, min_span_ms: int) -> list[tuple[int, float, float]]:
         """(port, slope °C/min, latest °C) of every port with a slope over samples spanning ``min_span_ms``."""
-        slopes = temperature_slopes(self.t_ms, self.temps)
+        if not self.column:
+            return []
+        slopes = temperature_slopes(self.t_ms, self.temps).tolist()
+        # every column at once (one snapshot of 10 ports asked numpy 70 times, one port at a time): the span of
+        # the times it has a sample at, and its sample at the latest of them (the first such row, as argmax)
+        have = ~np.isnan(self.temps)
+        t = self.t_ms[:, None]
+        when = np.where(have, t, _NO_TIME_LOW)
+        latest_row = when.argmax(axis=0)
+        # (a column without samples has a meaningless span here, and no slope)
+        span = (when.max(axis=0) - np.where(have, t, _NO_TIME_HIGH).min(axis=0)).tolist()
+        latest = self.temps[latest_row, np.arange(self.temps.shape[1])].tolist()
         out = []
         for port, col in self.column.items():
-            if np.isnan(slopes[col]):
+            slope = slopes[col]
+            if slope != slope:  # NaN: no slope
                 continue
-            have = ~np.isnan(self.temps[:, col])
-            t, temps = self.t_ms[have], self.temps[have, col]
-            if t.max() - t.min() >= min_span_ms:
-                out.append((port, float(slopes[col]), float(temps[np.argmax(t)])))
+            if span[col] >= min_span_ms:
+                out.append((port, slope, latest[col]))
         return out
 
     def dump(self) -> dict[str, Any]:
