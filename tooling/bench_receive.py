@@ -54,7 +54,7 @@ import mqtt5
 from ingest.receiver import pump
 from tooling.bench_stages import _cpu_s
 from tooling.local_servers import MosquittoServer
-from tooling.mqtt_frames import FrameBuffer
+from ingest.mqtt_frames import FrameBuffer
 from foundation.service_clock import wall_ms
 
 BATCH = 2000  # the receiver's batch_size
