@@ -89,6 +89,9 @@ class ReceiverConfig:
     leave_to_other_lane: tuple[str, ...] = ()
     # Seconds it may stay connected before ingest's first G frame; 0: for good (one instance, no lease).
     grant_s: float = 0.0
+    # "paho" (this module), or "bulk": a plain socket read in large chunks, MQTT 5 frames parsed in bulk by mqtt5
+    # (ingest/bulk_receiver.py); the same pipe protocol either way (WANLI_INGEST_RECEIVER).
+    implementation: str = "paho"
 
 
 class _Receiver:
@@ -108,6 +111,11 @@ class _Receiver:
         self._elsewhere = TopicFilters(cfg.leave_to_other_lane)
         # a cheap first test: every filter of the other lane ends in a fixed last level
         self._elsewhere_suffixes = tuple({"/" + f.rsplit("/", 1)[-1] for f in cfg.leave_to_other_lane})
+        self._setup_client()
+
+    def _setup_client(self) -> None:
+        """The MQTT side: paho here; the bulk receiver (ingest/bulk_receiver.py) has its own."""
+        cfg = self._cfg
         # persistent session: the broker keeps our QoS 1 messages while we are away
         self._client = new_client(cfg.client_id, username=cfg.username, password=cfg.password, clean_session=False,
                                   manual_ack=True)
@@ -289,8 +297,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     cfg = ReceiverConfig(**{**values, "leave_to_other_lane": tuple(values["leave_to_other_lane"])})
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s[receiver]: %(message)s")
+    receiver_type: type[_Receiver] = _Receiver
+    if cfg.implementation == "bulk":
+        from ingest.bulk_receiver import BulkReceiver
+
+        receiver_type = BulkReceiver
+    elif cfg.implementation != "paho":
+        raise SystemExit(f"ingest.receiver: unknown receiver implementation {cfg.implementation!r} (paho or bulk)")
     try:
-        _Receiver(conn, cfg).run()
+        receiver_type(conn, cfg).run()
     except KeyboardInterrupt:  # the terminal's Ctrl-C reaches the whole process group; ingest stops us
         pass
 

@@ -1,4 +1,7 @@
-"""The MQTT receiver process (ingest/receiver.py) against real Mosquitto: bounded, and nothing lost when a process dies."""
+"""The MQTT receiver process (ingest/receiver.py) against real Mosquitto: bounded, and nothing lost when a process dies.
+
+The tests about the receiver itself run for both of its implementations (``implementation``): paho, and the bulk
+receiver (ingest/bulk_receiver.py: MQTT 5, frames parsed in bulk by mqtt5); the same pipe, the same guarantees."""
 
 from __future__ import annotations
 
@@ -14,13 +17,20 @@ import httpx
 import pytest
 
 from devices.credentials import BrokerAuthFiles, platform_account, render_broker_auth
-from ingest.receiver import BATCH, SUBSCRIBED, ReceiverConfig, ReceiverProcess
+from ingest.receiver import BATCH, DISCONNECTED, SUBSCRIBED, ReceiverConfig, ReceiverProcess
 from tests.fixtures.servers import MosquittoServer, free_port
 from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
 from wanli.runtime import WanliService, running_in_thread
 from wanli.settings import Settings
 
 pytestmark = pytest.mark.mosquitto
+
+IMPLEMENTATIONS = ["paho", "bulk"]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def implementation(request) -> str:
+    return request.param
 
 
 def config(mosquitto, prefix: str, **overrides) -> ReceiverConfig:
@@ -46,9 +56,10 @@ def traffic(prefix: str, count: int, devices: int = 10) -> list[tuple[str, bytes
     return [(f"{prefix}/dev-{i % devices}", b"%d" % i) for i in range(count)]
 
 
-def test_the_receiver_holds_at_most_its_bound_and_delivers_everything_in_order_once_acknowledged(mosquitto):
+def test_the_receiver_holds_at_most_its_bound_and_delivers_everything_in_order_once_acknowledged(mosquitto,
+                                                                                                implementation):
     prefix = f"rx-{uuid.uuid4().hex[:8]}"
-    rx = ReceiverProcess(config(mosquitto, prefix))
+    rx = ReceiverProcess(config(mosquitto, prefix, implementation=implementation))
     rx.start()
     try:
         subscribed(rx)
@@ -81,9 +92,9 @@ def test_the_receiver_holds_at_most_its_bound_and_delivers_everything_in_order_o
         rx.stop()
 
 
-def test_what_a_receiver_held_unacknowledged_when_ingest_vanished_goes_to_the_next_one(mosquitto):
+def test_what_a_receiver_held_unacknowledged_when_ingest_vanished_goes_to_the_next_one(mosquitto, implementation):
     prefix = f"rx-{uuid.uuid4().hex[:8]}"
-    cfg = config(mosquitto, prefix)
+    cfg = config(mosquitto, prefix, implementation=implementation)
     first = ReceiverProcess(cfg)
     first.start()
     subscribed(first)
@@ -167,7 +178,8 @@ def test_an_alarm_overtakes_a_backlog_of_telemetry_and_is_handled_once(tmp_path,
     assert readings_before_the_alarm[0] < len(backlog) // 2, "the alarm waited behind the telemetry"
 
 
-def test_the_mqtt_password_is_neither_on_the_receivers_command_line_nor_in_its_environment(tmp_path, monkeypatch):
+def test_the_mqtt_password_is_neither_on_the_receivers_command_line_nor_in_its_environment(tmp_path, monkeypatch,
+                                                                                           implementation):
     """A broker that checks passwords: the receiver logs in with one it got over its socket, and ``ps`` cannot show it."""
     password = f"pw-{uuid.uuid4().hex}"
     (tmp_path / "auth").mkdir()
@@ -178,7 +190,8 @@ def test_the_mqtt_password_is_neither_on_the_receivers_command_line_nor_in_its_e
     broker.start()
     monkeypatch.setenv("WANLI_MQTT_PASSWORD", password)  # as an operator would pass it to `wanli run`
     rx = ReceiverProcess(ReceiverConfig(broker.host, broker.port, ["safety/#"], "rx-svc", username="rx-svc",
-                                        password=password, batch_size=50, batch_wait_s=0.01))
+                                        password=password, batch_size=50, batch_wait_s=0.01,
+                                        implementation=implementation))
     rx.start()
     try:
         subscribed(rx)  # so the password arrived and the broker took it
@@ -191,7 +204,7 @@ def test_the_mqtt_password_is_neither_on_the_receivers_command_line_nor_in_its_e
         broker.stop()
 
 
-def test_a_wrong_password_sent_over_the_socket_is_refused_by_the_broker(tmp_path):
+def test_a_wrong_password_sent_over_the_socket_is_refused_by_the_broker(tmp_path, implementation):
     """The password the receiver uses is the one sent over its socket, not something else that happens to work."""
     (tmp_path / "auth").mkdir()
     files = BrokerAuthFiles(tmp_path / "auth")
@@ -200,10 +213,16 @@ def test_a_wrong_password_sent_over_the_socket_is_refused_by_the_broker(tmp_path
                              acl_file=files.acl_path)
     broker.start()
     rx = ReceiverProcess(ReceiverConfig(broker.host, broker.port, ["safety/#"], "rx-svc", username="rx-svc",
-                                        password="a-wrong-one"))
+                                        password="a-wrong-one", implementation=implementation))
     rx.start()
     try:
-        assert not any(kind == SUBSCRIBED for kind, _ in frames(rx, 3)), "it subscribed with a wrong password"
+        seen = list(frames(rx, 3))
+        assert not any(kind == SUBSCRIBED for kind, _ in seen), "it subscribed with a wrong password"
+        reasons = [body for kind, body in seen if kind == DISCONNECTED]
+        assert reasons, "the refusal was not reported to ingest"
+        if implementation == "bulk":  # it names the broker's reason code
+            assert all("login refused: NOT_AUTHORIZED" in r for r in reasons), reasons
+        assert not any("a-wrong-one" in r for r in reasons)
     finally:
         rx.stop()
         broker.stop()
