@@ -56,7 +56,7 @@ import mqtt5
 from foundation.background import Backoff
 from foundation.service_clock import wall_ms
 from ingest.mqtt_frames import BUFFER_BYTES, FrameBuffer, MalformedFrame
-from ingest.receiver import DISCONNECTED, SUBSCRIBED, ReceiverConfig, _Receiver
+from ingest.receiver import DISCONNECTED, SUBSCRIBED, ReceiverConfig, _Receiver, main
 
 log = logging.getLogger(__name__)
 
@@ -351,3 +351,7 @@ class BulkReceiver(_Receiver):
             self._ping_if_due()
             if self._silent_too_long():
                 raise ConnectionLost(f"no PINGRESP, nor anything else, within {self._keepalive_s:.0f} s of a PINGREQ")
+
+
+if __name__ == "__main__":  # python -m ingest.bulk_receiver FD (ReceiverProcess starts it)
+    main(receiver_type=BulkReceiver)
