@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from devices.credentials import BrokerAuthFiles, platform_account, render_broker_auth
-from ingest.receiver import BATCH, DISCONNECTED, SUBSCRIBED, ReceiverConfig, ReceiverProcess
+from ingest.receiver import BATCH, DISCONNECTED, PENDING, SUBSCRIBED, ReceiverConfig, ReceiverProcess
 from tests.fixtures.servers import MosquittoServer, free_port
 from tests.fixtures.service import auth_headers, now_ms, publish, register_building, wait_for
 from wanli.runtime import WanliService, running_in_thread
@@ -227,3 +227,153 @@ def test_a_wrong_password_sent_over_the_socket_is_refused_by_the_broker(tmp_path
     finally:
         rx.stop()
         broker.stop()
+
+
+# -- the connection's corners, for both implementations ---------------------------------------------------------
+
+
+def batches(rx: ReceiverProcess, seconds: float, until_count: int | None = None) -> list[tuple[int, list]]:
+    """The batches the receiver hands over within ``seconds`` (sooner once ``until_count`` messages came)."""
+    out: list[tuple[int, list]] = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        frame = rx.next_frame(timeout_s=min(left, 0.1))
+        if frame is not None and frame[0] == BATCH:
+            out.append(frame[1])
+            if until_count is not None and sum(len(m) for _no, m in out) >= until_count:
+                break
+    return out
+
+
+def payloads(got: list[tuple[int, list]]) -> list[bytes]:
+    return sorted(p for _no, messages in got for _t, p, *_ in messages)
+
+
+def own_broker(tmp_path) -> MosquittoServer:
+    broker = MosquittoServer(tmp_path / "broker", port=free_port())
+    broker.start()
+    return broker
+
+
+def test_only_what_ingest_said_is_safe_is_acknowledged(mosquitto, implementation):
+    """Of three batches held, ingest makes one safe (A): the next receiver of the session gets exactly the other two
+    again; once those are made safe too, nothing more."""
+    prefix = f"rx-{uuid.uuid4().hex[:8]}"
+    cfg = config(mosquitto, prefix, implementation=implementation)
+    first = ReceiverProcess(cfg)
+    first.start()
+    subscribed(first)
+    sent = traffic(prefix, 150)
+    publish(mosquitto.host, mosquitto.port, sent)
+    held = batches(first, 10, until_count=len(sent))
+    assert payloads(held) == sorted(p for _t, p in sent)
+    safe_no, safe = held[0]
+    first.acknowledge(safe_no)
+    assert any(kind == PENDING for kind, _ in frames(first, 1.0)), "the receiver did not take the acknowledgement"
+    first.stop()  # a clean stop: the session keeps what was not acknowledged
+
+    second = ReceiverProcess(cfg)
+    second.start()
+    try:
+        again = batches(second, 10, until_count=len(sent) - len(safe))
+        assert payloads(again) == sorted(set(p for _t, p in sent) - {p for _t, p, *_ in safe})
+        for no, _messages in again:
+            second.acknowledge(no)
+        assert any(kind == PENDING for kind, _ in frames(second, 1.0))
+    finally:
+        second.stop()
+
+    third = ReceiverProcess(cfg)
+    third.start()
+    try:
+        subscribed(third)
+        assert batches(third, 1.5) == [], "something made safe was delivered again"
+    finally:
+        third.stop()
+
+
+def test_a_broker_restart_keeps_the_session_and_loses_nothing(tmp_path, implementation):
+    """Mosquitto restarts while the receiver holds messages ingest has not made safe: the receiver tells ingest it
+    lost the connection, connects again, subscribes again, and every message (held, and published after) arrives;
+    once all are made safe, the session holds nothing more."""
+    broker = own_broker(tmp_path)
+    prefix = f"rx-{uuid.uuid4().hex[:8]}"
+    cfg = config(broker, prefix, implementation=implementation, keepalive_s=5)
+    rx = ReceiverProcess(cfg)
+    rx.start()
+    try:
+        subscribed(rx)
+        before = traffic(prefix, 120)
+        publish(broker.host, broker.port, before)
+        held = batches(rx, 10, until_count=len(before))  # not acknowledged: ingest is "slow"
+        assert payloads(held) == sorted(p for _t, p in before)
+
+        broker.restart()
+        seen: list[bytes] = []
+        got: list[tuple[int, list]] = []
+        deadline = time.monotonic() + 20
+        while SUBSCRIBED not in seen and time.monotonic() < deadline:
+            frame = rx.next_frame(timeout_s=0.2)
+            if frame is None:
+                continue
+            seen.append(frame[0])
+            if frame[0] == BATCH:
+                got.append(frame[1])
+            if frame[0] == DISCONNECTED:
+                for no, _messages in held:  # ingest makes the old batches safe now, after the connection was lost
+                    rx.acknowledge(no)
+        assert DISCONNECTED in seen and SUBSCRIBED in seen and seen.index(DISCONNECTED) < seen.index(SUBSCRIBED), seen
+
+        after = [(t, b"after-" + p) for t, p in traffic(prefix, 60)]
+        publish(broker.host, broker.port, after)
+        expected = {p for _t, p in [*before, *after]}
+        for no, _messages in got:
+            rx.acknowledge(no)
+        deadline = time.monotonic() + 15
+        while set(payloads(got)) != expected and time.monotonic() < deadline:
+            for batch in batches(rx, 0.5):
+                got.append(batch)
+                rx.acknowledge(batch[0])
+        # everything arrives on the new connection: what was held unacknowledged is sent again
+        assert set(payloads(got)) == expected
+        assert any(kind == PENDING for kind, _ in frames(rx, 1.0))
+    finally:
+        rx.stop()
+    again = ReceiverProcess(cfg)
+    again.start()
+    try:
+        subscribed(again)
+        assert batches(again, 1.5) == [], "something made safe was delivered again"
+    finally:
+        again.stop()
+        broker.stop()
+
+
+def test_keepalive_holds_an_idle_connection_and_a_silent_broker_is_left(tmp_path, implementation):
+    """With a keepalive of 1 s the receiver pings an idle broker (Mosquitto drops a client silent for 1.5 s);
+    a broker that stops answering (SIGSTOP) is left within a few keepalives, reported to ingest, and the receiver
+    connects again once it answers."""
+    broker = own_broker(tmp_path)
+    prefix = f"rx-{uuid.uuid4().hex[:8]}"
+    rx = ReceiverProcess(config(broker, prefix, implementation=implementation, keepalive_s=1))
+    rx.start()
+    try:
+        subscribed(rx)
+        assert [kind for kind, _ in frames(rx, 4.0)] == [], "an idle connection was lost"
+        publish(broker.host, broker.port, [(f"{prefix}/a", b"1")])
+        assert payloads(batches(rx, 5, until_count=1)) == [b"1"]
+
+        assert broker.pid is not None
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            seen = [kind for kind, _ in frames(rx, 5.0)]
+            assert DISCONNECTED in seen, f"a silent broker was not noticed within 5 s: {seen}"
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        subscribed(rx)
+        publish(broker.host, broker.port, [(f"{prefix}/a", b"2")])
+        assert b"2" in payloads(batches(rx, 10, until_count=1))
+    finally:
+        rx.stop()
+        broker.stop()
+
