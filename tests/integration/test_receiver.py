@@ -141,10 +141,10 @@ def test_a_killed_receiver_is_replaced_and_every_alarm_it_held_still_becomes_one
         assert service.consumer.receiver_pids["alarms"] != first_pid
 
 
-def test_an_alarm_overtakes_a_backlog_of_telemetry_and_is_handled_once(tmp_path, mosquitto):
+def test_an_alarm_overtakes_a_backlog_of_telemetry_and_is_handled_once(tmp_path, mosquitto, implementation):
     settings = Settings(data_dir=tmp_path / "data", mqtt_url=mosquitto.url, mqtt_client_id=f"wanli-{uuid.uuid4().hex[:8]}",
                         http_port=free_port(), simulate_building=False, ingest_batch_size=200, ingest_queue_size=400,
-                        ingest_alarm_lane=True,
+                        ingest_alarm_lane=True, ingest_receiver=implementation,  # the main lane's; the alarm lane's is paho
                         # 20,000 heartbeats from 72 detectors stamped 1 ms apart: 14 a second each by their own
                         # clocks, past the per-device limit (10/s); this test is about the lanes, not that limit
                         ingest_device_messages_per_s=1000)
