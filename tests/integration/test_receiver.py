@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import os
 import signal
 import time
@@ -377,3 +378,34 @@ def test_keepalive_holds_an_idle_connection_and_a_silent_broker_is_left(tmp_path
         rx.stop()
         broker.stop()
 
+
+
+def test_the_receiver_leaves_the_session_when_the_grant_passes_without_a_word(mosquitto, implementation):
+    """With a grant (several instances: foundation/leases.py), the receiver stays while ingest extends it (G) and
+    leaves, disconnecting and exiting, once the deadline passes without a word; what it held stays in the session."""
+    prefix = f"rx-{uuid.uuid4().hex[:8]}"
+    cfg = config(mosquitto, prefix, implementation=implementation, grant_s=2.0)
+    rx = ReceiverProcess(cfg)
+    rx.start()
+    try:
+        subscribed(rx)
+        until = time.monotonic() + 3.0
+        rx.grant(until)
+        sent = traffic(prefix, 30)
+        publish(mosquitto.host, mosquitto.port, sent)
+        held = batches(rx, 2.0, until_count=len(sent))  # held, never made safe
+        assert payloads(held) == sorted(p for _t, p in sent)
+        assert rx.alive and time.monotonic() < until, "it left before its grant ran out"
+        deadline = until + 3.0
+        while rx.alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not rx.alive, "it stayed connected past its grant"
+        assert time.monotonic() >= until
+    finally:
+        rx.stop()
+    successor = ReceiverProcess(dataclasses.replace(cfg, grant_s=0.0))  # the next holder: the same session
+    successor.start()
+    try:
+        assert payloads(batches(successor, 10, until_count=len(sent))) == sorted(p for _t, p in sent)
+    finally:
+        successor.stop()
