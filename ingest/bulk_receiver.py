@@ -306,6 +306,9 @@ class BulkReceiver(_Receiver):
                 self._take_acks(timeout_s=delay)
                 continue
             backoff.reset()
+            self._take_acks(timeout_s=0)  # G frames that came during the handshake (a slow broker's) count first
+            if self._stopping or not self._permitted():
+                break
             self._report(SUBSCRIBED)
             try:
                 self._take(self._publishes)  # what came with the CONNACK and SUBACK
