@@ -96,6 +96,7 @@ class BulkReceiver(_Receiver):
         self._keepalive_s = float(self._cfg.keepalive_s)
         self._last_sent = self._last_received = time.monotonic()
         self._ping_sent: float | None = None
+        self._unread = False  # the socket went unread (a wait) since the serving loop last looked at it
         self._unsent = bytearray()  # PUBACKs of the alarm lane's topics, written at the end of the turn
         self._others: list[Any] = []
         self._publishes: list[tuple[str, bytes, int, int | None]] = []
@@ -137,7 +138,12 @@ class BulkReceiver(_Receiver):
 
     def _take_acks(self, timeout_s: float) -> None:
         super()._take_acks(timeout_s)
-        self._ping_if_due()  # also while waiting for ingest: a long wait does not cost the connection
+        if timeout_s > 0:  # waiting: for ingest (backpressure) or before a reconnection, the socket not read
+            # A PINGREQ each keepalive meanwhile, so that a long wait does not cost the connection (and a redelivery
+            # of the window); its answer waits behind the messages, so silence is judged only once the socket has
+            # been looked at again (``_serve_connection``).
+            self._unread = True
+            self._ping_if_due(unread=True)
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -199,20 +205,23 @@ class BulkReceiver(_Receiver):
 
     # -- keepalive ---------------------------------------------------------------------------
 
-    def _ping_if_due(self) -> None:
+    def _ping_if_due(self, unread: bool = False) -> None:
+        """A PINGREQ when nothing was sent for the keepalive: once until its answer, or each keepalive while the
+        socket goes ``unread`` (the answer waits behind the messages); the first unanswered one's time is kept."""
         if self._sock is None or not self._keepalive_s:
             return
         now = time.monotonic()
-        if self._ping_sent is None and now - self._last_sent >= self._keepalive_s:
+        if now - self._last_sent >= self._keepalive_s and (self._ping_sent is None or unread):
             try:
                 self._send(mqtt5.PingReqPacket().write())
             except (OSError, ConnectionLost):
                 self._drop_socket()
                 return
-            self._ping_sent = now
+            if self._ping_sent is None:
+                self._ping_sent = now
 
     def _silent_too_long(self) -> bool:
-        """A PINGREQ went out a keepalive ago and nothing at all has come back since."""
+        """A PINGREQ went out a keepalive ago and nothing at all has come back since (the socket read meanwhile)."""
         ping = self._ping_sent
         return (ping is not None and time.monotonic() - ping >= self._keepalive_s
                 and self._last_received < ping)
@@ -336,6 +345,7 @@ class BulkReceiver(_Receiver):
                 raise ConnectionLost("the connection broke while acknowledging")
             wait_s = cfg.batch_wait_s if self._batch else 0.1
             readable, _, _ = select.select([sock, self._conn], [], [], wait_s)
+            self._unread = False
             if sock in readable and self._read():
                 if self._others:
                     self._handle_others()
@@ -352,7 +362,7 @@ class BulkReceiver(_Receiver):
             if self._batch and (not self._in_flight or now - self._batch_started >= cfg.batch_wait_s):
                 self._ship()
             self._ping_if_due()
-            if self._silent_too_long():
+            if not self._unread and self._silent_too_long():
                 raise ConnectionLost(f"no PINGRESP, nor anything else, within {self._keepalive_s:.0f} s of a PINGREQ")
 
 

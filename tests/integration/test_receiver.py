@@ -260,7 +260,8 @@ def test_only_what_ingest_said_is_safe_is_acknowledged(mosquitto, implementation
     """Of three batches held, ingest makes one safe (A): the next receiver of the session gets exactly the other two
     again; once those are made safe too, nothing more."""
     prefix = f"rx-{uuid.uuid4().hex[:8]}"
-    cfg = config(mosquitto, prefix, implementation=implementation)
+    # room for all of it unacknowledged: a batch closes early when the worker is idle, so 4 batches may hold < 200
+    cfg = config(mosquitto, prefix, implementation=implementation, max_batches_in_flight=25)
     first = ReceiverProcess(cfg)
     first.start()
     subscribed(first)
@@ -306,7 +307,8 @@ def test_a_broker_restart_keeps_the_session_and_loses_nothing(tmp_path, implemen
 
 def restart_under_a_receiver(broker: MosquittoServer, implementation: str) -> None:
     prefix = f"rx-{uuid.uuid4().hex[:8]}"
-    cfg = config(broker, prefix, implementation=implementation, keepalive_s=5)
+    # room for all of it unacknowledged: a batch closes early when the worker is idle, so 4 batches may hold < 200
+    cfg = config(broker, prefix, implementation=implementation, keepalive_s=5, max_batches_in_flight=25)
     rx = ReceiverProcess(cfg)
     rx.start()
     try:
@@ -399,7 +401,7 @@ def test_the_receiver_leaves_the_session_when_the_grant_passes_without_a_word(mo
     """With a grant (several instances: foundation/leases.py), the receiver stays while ingest extends it (G) and
     leaves, disconnecting and exiting, once the deadline passes without a word; what it held stays in the session."""
     prefix = f"rx-{uuid.uuid4().hex[:8]}"
-    cfg = config(mosquitto, prefix, implementation=implementation, grant_s=2.0)
+    cfg = config(mosquitto, prefix, implementation=implementation, grant_s=2.0, max_batches_in_flight=25)
     rx = ReceiverProcess(cfg)
     rx.start()
     try:
@@ -424,3 +426,33 @@ def test_the_receiver_leaves_the_session_when_the_grant_passes_without_a_word(mo
         assert payloads(batches(successor, 10, until_count=len(sent))) == sorted(p for _t, p in sent)
     finally:
         successor.stop()
+
+
+def test_the_bulk_receiver_keeps_its_connection_through_a_long_wait_for_ingest(tmp_path):
+    """At its bound (ingest has made nothing safe) the receiver stops reading its socket; the bulk one still pings
+    each keepalive, so a wait of several keepalives does not cost the connection (and the window's redelivery).
+    (paho's receiver does not ping while it waits: Mosquitto drops it after 1.5 keepalives, and it reconnects.)"""
+    broker = own_broker(tmp_path)
+    prefix = f"rx-{uuid.uuid4().hex[:8]}"
+    rx = ReceiverProcess(config(broker, prefix, implementation="bulk", keepalive_s=1))
+    rx.start()
+    try:
+        subscribed(rx)
+        sent = traffic(prefix, 400)  # twice its bound of 4 batches of 50
+        publish(broker.host, broker.port, sent)
+        got = batches(rx, 5.0)  # held, not made safe, for 5 keepalives
+        assert len(got) == 4 and sum(len(m) for _no, m in got) <= 200  # its bound (a batch may close early)
+        assert [kind for kind, _ in frames(rx, 0.5) if kind != BATCH] == [], "the connection was lost while waiting"
+        acknowledged: set[int] = set()
+        deadline = time.monotonic() + 20
+        while len(set(payloads(got))) < len(sent) and time.monotonic() < deadline:
+            for no, _messages in got:
+                if no not in acknowledged:
+                    rx.acknowledge(no)
+                    acknowledged.add(no)
+            got += batches(rx, 0.5)
+        assert sorted(set(payloads(got))) == sorted(p for _t, p in sent)
+        assert len(payloads(got)) == len(sent), "something was delivered twice: the connection was lost"
+    finally:
+        rx.stop()
+        broker.stop()
