@@ -93,9 +93,11 @@ class MqttConsumer:
         alarm_slice: int = 250,
         clock_ms: ClockMs = wall_ms,
         lease_remaining: Callable[[], float] | None = None,
+        main_receiver: str = "paho",
     ) -> None:
         """``lease_remaining``: with several instances, how long the ingest role's lease still runs here
-        (foundation/leases.py); the receivers stay connected only that long unless told again (ingest/receiver.py)."""
+        (foundation/leases.py); the receivers stay connected only that long unless told again (ingest/receiver.py).
+        ``main_receiver``: the main lane's receiver, "paho" or "bulk" (ingest/bulk_receiver.py); the alarm lane's is paho."""
         self._pipeline = pipeline
         self._lease_remaining = lease_remaining
 
@@ -105,12 +107,12 @@ class MqttConsumer:
             return [f"$share/{share_group}/{f}" if share_group else f for f in filters]
 
         def receiver(filters: list[str], lane_client_id: str, lane_username: str,
-                     leave: tuple[str, ...] = ()) -> ReceiverProcess:
+                     leave: tuple[str, ...] = (), implementation: str = "paho") -> ReceiverProcess:
             return ReceiverProcess(ReceiverConfig(
                 host, port, shared(filters), lane_client_id, lane_username, password, batch_size=batch_size,
                 batch_wait_s=batch_wait_s, max_batches_in_flight=max(1, queue_size // batch_size),
                 log_level=logging.getLogger().getEffectiveLevel(), leave_to_other_lane=tuple(leave),
-                grant_s=self.FIRST_GRANT_S if lease_remaining is not None else 0.0,
+                grant_s=self.FIRST_GRANT_S if lease_remaining is not None else 0.0, implementation=implementation,
             ))
 
         # The alarm lane: events (alarms, presses, faults, dispatch answers) come on a session and
@@ -121,7 +123,7 @@ class MqttConsumer:
         # otherwise close one lane's connection whenever the other connects (Settings.mqtt_login).
         lane_username = username if alarm_lane_username is None else alarm_lane_username
         self._lanes = [Lane("alarms", receiver(events, f"{client_id}{ALARM_LANE_SUFFIX}", lane_username))] if events else []
-        self._lanes.append(Lane("main", receiver(topic_filters, client_id, username, tuple(events))))
+        self._lanes.append(Lane("main", receiver(topic_filters, client_id, username, tuple(events), main_receiver)))
         self._alarm_lane = self._lanes[0] if events else None
         self._alarm_slice = alarm_slice
         self._state_flush_s = state_flush_s

@@ -89,6 +89,9 @@ class ReceiverConfig:
     leave_to_other_lane: tuple[str, ...] = ()
     # Seconds it may stay connected before ingest's first G frame; 0: for good (one instance, no lease).
     grant_s: float = 0.0
+    # "paho" (this module), or "bulk": a plain socket read in large chunks, MQTT 5 frames parsed in bulk by mqtt5
+    # (ingest/bulk_receiver.py); the same pipe protocol either way (WANLI_INGEST_RECEIVER).
+    implementation: str = "paho"
 
 
 class _Receiver:
@@ -108,6 +111,11 @@ class _Receiver:
         self._elsewhere = TopicFilters(cfg.leave_to_other_lane)
         # a cheap first test: every filter of the other lane ends in a fixed last level
         self._elsewhere_suffixes = tuple({"/" + f.rsplit("/", 1)[-1] for f in cfg.leave_to_other_lane})
+        self._setup_client()
+
+    def _setup_client(self) -> None:
+        """The MQTT side: paho here; the bulk receiver (ingest/bulk_receiver.py) has its own."""
+        cfg = self._cfg
         # persistent session: the broker keeps our QoS 1 messages while we are away
         self._client = new_client(cfg.client_id, username=cfg.username, password=cfg.password, clean_session=False,
                                   manual_ack=True)
@@ -271,8 +279,13 @@ def pump(client: Client, readable: bool) -> MQTTErrorCode:
     return rc
 
 
-def main(argv: list[str] | None = None) -> None:
-    """The receiver process: ``python -m ingest.receiver FD`` (started by :class:`ReceiverProcess`).
+# The receiver process's module for each implementation (ReceiverConfig.implementation).
+MODULES = {"paho": "ingest.receiver", "bulk": "ingest.bulk_receiver"}
+
+
+def main(argv: list[str] | None = None, receiver_type: type[_Receiver] = _Receiver) -> None:
+    """The receiver process: ``python -m ingest.receiver FD`` (started by :class:`ReceiverProcess`; the bulk one
+    is ``python -m ingest.bulk_receiver FD``, which calls this with its own ``receiver_type``).
 
     Its configuration, password included, is the first message on the socket ``FD``: the
     command line of a process is readable by every user of the host (``ps``, /proc/PID/cmdline).
@@ -289,8 +302,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     cfg = ReceiverConfig(**{**values, "leave_to_other_lane": tuple(values["leave_to_other_lane"])})
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s[receiver]: %(message)s")
+    if receiver_type is _Receiver and cfg.implementation != "paho":
+        raise SystemExit(f"ingest.receiver: the {cfg.implementation!r} receiver is started as "
+                         f"python -m {MODULES.get(cfg.implementation)}")
     try:
-        _Receiver(conn, cfg).run()
+        receiver_type(conn, cfg).run()
     except KeyboardInterrupt:  # the terminal's Ctrl-C reaches the whole process group; ingest stops us
         pass
 
@@ -319,9 +335,12 @@ class ReceiverProcess:
         # script): it inherits one end of a socket pair and reads its settings, as JSON, from it:
         # the MQTT password must not be on its command line (or in its environment).
         self.pending = 0
+        module = MODULES.get(self._cfg.implementation)
+        if module is None:
+            raise ValueError(f"unknown MQTT receiver {self._cfg.implementation!r}: one of {', '.join(MODULES)}")
         ours, theirs = socket.socketpair()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "ingest.receiver", str(theirs.fileno())],
+            [sys.executable, "-m", module, str(theirs.fileno())],
             # the same sys.path as ours: the receiver runs the same code as the ingest that started it
             pass_fds=(theirs.fileno(),), env={**_without_secrets(os.environ), "PYTHONPATH": os.pathsep.join(sys.path)},
         )

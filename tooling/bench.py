@@ -380,6 +380,9 @@ def print_overload(o: OverloadResult) -> None:
 
 def main(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="wanli-bench-"))
+    if getattr(args, "receiver", None):  # the service under test reads its settings from the environment
+        os.environ["WANLI_INGEST_RECEIVER"] = args.receiver
+    print(f"main lane's receiver: {os.environ.get('WANLI_INGEST_RECEIVER', 'paho')} (WANLI_INGEST_RECEIVER)")
     try:
         results, overload = run_ingest(args.messages, args.qos, workdir, args.overload_seconds)
     finally:
@@ -400,5 +403,7 @@ def add_commands(sub: Any) -> tuple[Any, Any]:
     ingest.add_argument("--keep", action="store_true", help="keep the work dir (logs, data) for a look afterwards")
     ingest.add_argument("--overload-seconds", type=float, default=60.0,
                         help="offer 3x the full-path rate at QoS 1 this long and watch memory (0: skip)")
+    ingest.add_argument("--receiver", choices=["paho", "bulk"],
+                        help="the service's main-lane MQTT receiver (WANLI_INGEST_RECEIVER; default: as set, else paho)")
     ingest.set_defaults(func=main)
     return bench_parser, bench  # each bench module adds its own commands: tooling.bench_commands

@@ -5,7 +5,7 @@ of CPU a message (``wanli bench stages``), most of it paho's, which reads one pa
 and calls back into Python for each. This measures what a receiver that reads the socket in
 large chunks and parses every complete frame in bulk would cost instead, with ``mqtt5`` (a
 sans-I/O MQTT 5 packet codec written in Rust, by aiomqtt's maintainer) doing the parsing.
-It is a measurement, not the service's receiver: nothing here is wired into ingest.
+The service's bulk receiver (ingest/bulk_receiver.py) reads the same way, inside its receiver process.
 
 Against a real Mosquitto (the tests' configuration, ``max_queued_messages`` 1,000,000), two
 persistent sessions are made and subscribed to ``safety/#``, then disconnected; one backlog of N
@@ -16,7 +16,7 @@ published once and queues for both. Each session then drains its copy:
     call a message, up to 64 ``loop_read`` a wakeup, batches of 2,000 each acknowledged at
     once with ``client.ack`` per message, as ingest does once a batch is safe), in this process
     and without the pipe to ingest;
-(b) **bulk**: a plain socket, an MQTT 5 CONNECT (clean start false, a session expiry, the same
+(b) **bulk**: as ``ingest/bulk_receiver.py`` reads (``WANLI_INGEST_RECEIVER=bulk``), a plain socket, an MQTT 5 CONNECT (clean start false, a session expiry, the same
     receive window of 20,000 as paho's ``max_inflight_messages``) written by ``mqtt5``,
     ``recv_into`` a 4 MiB buffer, every complete frame parsed by ``mqtt5.read`` in a loop
     (``FrameBuffer``), (topic, payload, packet id) collected into batches of 2,000, and the PUBACKs
@@ -54,7 +54,7 @@ import mqtt5
 from ingest.receiver import pump
 from tooling.bench_stages import _cpu_s
 from tooling.local_servers import MosquittoServer
-from tooling.mqtt_frames import FrameBuffer
+from ingest.mqtt_frames import FrameBuffer
 from foundation.service_clock import wall_ms
 
 BATCH = 2000  # the receiver's batch_size
@@ -356,14 +356,15 @@ def run_receive(workdir: Path, count: int, with_qos0: bool, with_service_receive
         if with_service_receiver:
             from tooling.bench_stages import measure_receive
 
-            fig = measure_receive(workdir, broker, records, count)
-            service = Drain("the service's receiver process (paho + pipe)", 1, received=count,
-                            load=fig.load)
-            us = list(fig.us.values())
-            service.cpu_s, service.broker_cpu_s = us[0] * count / 1e6, us[1] * count / 1e6
-            service.distinct = -1  # counted by measure_receive, not checked for distinctness
-            notes.extend(f"service receiver: {n}" for n in fig.notes)
-            drains.append(service)
+            for implementation in ("paho", "bulk"):  # WANLI_INGEST_RECEIVER
+                fig = measure_receive(workdir, broker, records, count, implementation)
+                service = Drain(f"the service's receiver process ({implementation} + pipe)", 1, received=count,
+                                load=fig.load)
+                us = list(fig.us.values())
+                service.cpu_s, service.broker_cpu_s = us[0] * count / 1e6, us[1] * count / 1e6
+                service.distinct = -1  # counted by measure_receive, not checked for distinctness
+                notes.extend(f"service receiver ({implementation}): {n}" for n in fig.notes)
+                drains.append(service)
         return drains, notes
     finally:
         broker.stop()
@@ -410,6 +411,7 @@ def add_commands(bench_subparsers: Any) -> None:
     p.add_argument("--messages", type=int, default=100_000, help="messages in each backlog")
     p.add_argument("--no-qos0", action="store_true", help="skip the QoS 0 drain")
     p.add_argument("--service-receiver", action="store_true",
-                   help="also the service's receiver process with its pipe (wanli bench stages' receive step)")
+                   help="also the service's receiver process with its pipe (wanli bench stages' receive step), "
+                        "with each of its implementations (paho, bulk)")
     p.add_argument("--keep", action="store_true")
     p.set_defaults(func=main)

@@ -115,15 +115,18 @@ def _raw_batches(records: list[DeviceRecord], count: int, seed: int, now_ms: int
     return [raw[i:i + BATCH] for i in range(0, len(raw), BATCH)]
 
 
-def measure_receive(workdir: Path, broker: MosquittoServer, records: list[DeviceRecord], count: int) -> StageFigures:
-    """The receiver process draining a QoS 1 backlog; CPU per message of the receiver, the broker and ingest's side."""
+def measure_receive(workdir: Path, broker: MosquittoServer, records: list[DeviceRecord], count: int,
+                    implementation: str = "paho") -> StageFigures:
+    """The receiver process draining a QoS 1 backlog; CPU per message of the receiver, the broker and ingest's side.
+    ``implementation``: the receiver's (ReceiverConfig.implementation: paho, or bulk: ingest/bulk_receiver.py)."""
     from ingest.pipeline import RawMessage
     from ingest.receiver import BATCH as FRAME_BATCH
     from ingest.receiver import ReceiverConfig, ReceiverProcess
 
     fig = StageFigures(messages=count, load=[os.getloadavg()[0]])
     client_id = f"stages-{time.time_ns()}"
-    receiver = ReceiverProcess(ReceiverConfig(broker.host, broker.port, ["safety/#"], client_id))
+    receiver = ReceiverProcess(ReceiverConfig(broker.host, broker.port, ["safety/#"], client_id,
+                                              implementation=implementation))
     receiver.start()
     _wait_subscribed(receiver)
     assert receiver.pid is not None
@@ -150,7 +153,8 @@ def measure_receive(workdir: Path, broker: MosquittoServer, records: list[Device
         ingest_side_s += time.perf_counter() - t0
     seconds = time.perf_counter() - started
     time.sleep(0.3)  # the last acknowledgements reach the broker
-    fig.us["receive: receiver process (paho read, PUBACK, batch, pipe)"] = \
+    reads = "paho read" if implementation == "paho" else f"{implementation}: recv_into + mqtt5"
+    fig.us[f"receive: receiver process ({reads}, PUBACK, batch, pipe)"] = \
         (_cpu_s(pid) - startup_cpu) * 1e6 / max(got, 1)
     fig.us["receive: broker (Mosquitto delivering, taking PUBACKs)"] = \
         (_cpu_s(broker_pid) - broker_cpu) * 1e6 / max(got, 1)

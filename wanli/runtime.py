@@ -454,6 +454,7 @@ class WanliService:
                 batch_size=s.ingest_batch_size, batch_wait_s=s.ingest_batch_wait_ms / 1000,
                 queue_size=s.ingest_queue_size, alarm_lane=s.ingest_alarm_lane, clock_ms=self._clock_ms,
                 lease_remaining=(lambda: self.keeper.remaining_s(self.ingest_role)) if self.shared else None,
+                main_receiver=s.ingest_receiver,
             )
             consumer.start()
             self.consumer = consumer

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     ingest_queue_size: int = Field(default=50_000, ge=100)
     # Events (alarms, presses, faults) on a session of their own, served first (docs/scaling.md).
     ingest_alarm_lane: bool = True
+    # The main lane's MQTT receiver: paho (MQTT 3.1.1), or bulk (MQTT 5: large reads parsed by the mqtt5 codec,
+    # ingest/bulk_receiver.py). The alarm lane's is always paho.
+    ingest_receiver: str = Field(default="paho", pattern=r"^(paho|bulk)$")
     max_payload_bytes: int = Field(default=16_384, ge=256)
     # Points waiting on local disk while the telemetry store is away (about 100 bytes each).
     spool_max_points: int = Field(default=20_000_000, ge=1000)

@@ -30,12 +30,14 @@ def incidents(service) -> list[dict]:
     return [i for i in httpx.get(f"{service.http_url}/api/incidents", headers=auth_headers(service)).json() if i["condition"] == "smoke_alarm"]
 
 
-@pytest.fixture
-def settings(tmp_path, mosquitto, influxdb_v1) -> Settings:
-    """One service's settings; starting it twice resumes the same data and the same MQTT session."""
+@pytest.fixture(params=["paho", "bulk"])
+def settings(request, tmp_path, mosquitto, influxdb_v1) -> Settings:
+    """One service's settings; starting it twice resumes the same data and the same MQTT session. With each of the
+    main lane's receivers (WANLI_INGEST_RECEIVER: ingest/receiver.py, ingest/bulk_receiver.py)."""
     return Settings(data_dir=tmp_path / "data", mqtt_url=mosquitto.url, telemetry_backend="influxdb1",
                     influx_url=influxdb_v1.url, influx_database=f"lost_{uuid.uuid4().hex[:8]}",
-                    mqtt_client_id=f"wanli-{uuid.uuid4().hex[:8]}", http_port=free_port(), simulate_building=False)
+                    mqtt_client_id=f"wanli-{uuid.uuid4().hex[:8]}", http_port=free_port(), simulate_building=False,
+                    ingest_receiver=request.param)
 
 
 def street_traffic(sim, rounds: int, alarm_every: int = 7) -> list[tuple[str, bytes]]:

@@ -1,4 +1,4 @@
-"""The bulk frame parser of ``wanli bench receive`` (tooling/mqtt_frames.py): a byte stream of MQTT 5 packets,
+"""The bulk frame parser of the bulk receiver and ``wanli bench receive`` (ingest/mqtt_frames.py): a byte stream of MQTT 5 packets,
 cut anywhere, comes out as exactly the packets written into it, in order. The packets are written by the
 ``mqtt5`` codec itself, so the test checks the cutting and the buffer, not a hand-made encoding."""
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tooling.mqtt_frames import FrameBuffer, MalformedFrame
+from ingest.mqtt_frames import FrameBuffer, MalformedFrame
 
 # Remaining lengths of 1, 2 and 3 bytes (a payload of 0, 200 and 20,000 bytes), QoS 0 and 1, a non-ASCII topic,
 # and packets other than PUBLISH between them.
@@ -81,9 +81,9 @@ def test_the_buffer_is_reused_after_each_parse() -> None:
     b"\x36\x03\x00\x01a",  # PUBLISH with QoS 3
     b"\x30\x03\x00\x05a",  # a topic longer than the frame
     b"\x30\x80\x80\x80\x80\x01",  # a remaining length of five bytes
-    # A topic that is not UTF-8: mqtt5 0.8.0 reports the UnicodeDecodeError as "unraisable", then panics
-    # (pyo3's PanicException, a BaseException): the parser still turns it into MalformedFrame.
-    pytest.param(b"\x30\x03\x00\x01\xff",
+    # QoS 1 without room for its packet id, with a topic that is not UTF-8: the codec panics, and the frame
+    # cannot be read by hand either
+    pytest.param(b"\x32\x03\x00\x01\xff",
                  marks=pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")),
 ])
 def test_a_malformed_frame_is_refused_not_waited_for(frame: bytes) -> None:
@@ -119,3 +119,30 @@ def test_arbitrary_bytes_are_parsed_refused_or_held_only_while_incomplete(garbag
     if held:
         size = _size_from_header(held)
         assert size is None or size > len(held)
+
+
+def _bad_topic_publish(qos: int, packet_id: int, payload: bytes) -> bytes:
+    """An MQTT 5 PUBLISH whose topic holds a byte that is not UTF-8, written by hand (mqtt5 writes only str topics)."""
+    topic = b"safety/v1/wanli/smoke_detector/SD-\xff\xfe/telemetry"
+    body = len(topic).to_bytes(2, "big") + topic + (packet_id.to_bytes(2, "big") if qos else b"")
+    body += b"\x02\x01\x01" + payload  # properties: 2 bytes (payload format indicator 1)
+    return bytes([0x30 | qos << 1]) + bytes([len(body)]) + body
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("qos", [0, 1])
+def test_a_topic_that_is_not_utf8_is_passed_on_by_hand_and_the_stream_goes_on(qos: int) -> None:
+    """mqtt5 0.8.0 panics on it (pyo3's PanicException, a BaseException, after an "unraisable" UnicodeDecodeError).
+    The frame is read by hand instead: its topic with U+FFFD for the bad bytes (ingest dead-letters it, as it does
+    paho's), its packet id kept for the acknowledgement, and the frames around it parsed as usual: a poison message
+    neither stalls the session nor drops the connection."""
+    before = mqtt5.PublishPacket("a/b", b"1", qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=4).write()
+    after = mqtt5.PublishPacket("a/c", b"3", qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=6).write()
+    frames = FrameBuffer(1024)
+    publishes, others = _drain(frames, [before + _bad_topic_publish(qos, 5, b'{"seq":2}') + after])
+    assert publishes == [
+        ("a/b", b"1", 1, 4),
+        ("safety/v1/wanli/smoke_detector/SD-\ufffd\ufffd/telemetry", b'{"seq":2}', qos, 5 if qos else None),
+        ("a/c", b"3", 1, 6),
+    ]
+    assert others == [] and frames.bad_topics == 1 and frames.held() == b""

@@ -2,8 +2,15 @@
 
 A receiver reads its socket in large chunks (``recv_into`` the buffer's free space) and asks
 ``FrameBuffer.frames`` for every complete frame at once; the incomplete tail waits for the next
-read. Used by ``wanli bench receive`` (tooling/bench_receive.py) to measure a bulk receiver
-against paho; not (yet) the service's receiver.
+read. The bulk receiver (ingest/bulk_receiver.py, ``WANLI_INGEST_RECEIVER=bulk``) reads with it,
+and ``wanli bench receive`` (tooling/bench_receive.py) measures it against paho.
+
+A PUBLISH whose topic is not UTF-8 makes mqtt5 0.8 panic (pyo3's ``PanicException``, a
+``BaseException``). Such a frame is whole (its length is in its fixed header), so it is read by
+hand here instead (``_publish_with_bad_topic``): its topic decoded with U+FFFD in place of the bad
+bytes, as the paho receiver passes it on, so that ingest dead-letters it (the topic parser refuses
+it) and its packet id is acknowledged like any other once ingest said so. Dropping the connection
+instead would stall the session: the broker would send the same frame again after every reconnect.
 """
 
 from __future__ import annotations
@@ -34,6 +41,51 @@ def _declared_size(view: memoryview) -> int | None:
     return None
 
 
+def _variable_int(view: memoryview, pos: int) -> tuple[int, int]:
+    """MQTT's variable byte integer at ``pos``: (value, the position after it). MalformedFrame past the view."""
+    multiplier, value = 1, 0
+    for i in range(4):
+        if pos + i >= len(view):
+            break
+        byte = view[pos + i]
+        value += (byte & 0x7F) * multiplier
+        if not byte & 0x80:
+            return value, pos + i + 1
+        multiplier <<= 7
+    raise MalformedFrame("a variable byte integer runs past its frame or past 4 bytes")
+
+
+def _publish_with_bad_topic(frame: memoryview) -> tuple[str, bytes, int, int | None] | None:
+    """A whole MQTT 5 PUBLISH frame (QoS 0 or 1) whose topic is not UTF-8, read by hand: (topic with U+FFFD for the
+    bad bytes, payload, QoS, packet id). None when the frame is anything else (the caller refuses it)."""
+    if len(frame) < 2 or frame[0] >> 4 != 3 or (frame[0] >> 1) & 3 > 1:
+        return None
+    qos = (frame[0] >> 1) & 3
+    try:
+        _length, pos = _variable_int(frame, 1)
+        if pos + 2 > len(frame):
+            return None
+        topic_len = int.from_bytes(frame[pos:pos + 2], "big")
+        raw_topic = bytes(frame[pos + 2:pos + 2 + topic_len])
+        pos += 2 + topic_len
+        packet_id = None
+        if qos:
+            packet_id = int.from_bytes(frame[pos:pos + 2], "big")
+            pos += 2
+        properties_len, pos = _variable_int(frame, pos)
+        pos += properties_len
+    except MalformedFrame:
+        return None
+    if len(raw_topic) != topic_len or pos > len(frame) or (qos and not packet_id):
+        return None
+    try:
+        raw_topic.decode("utf-8")
+        return None  # the topic is fine: the codec refused the frame for another reason
+    except UnicodeDecodeError:
+        pass
+    return raw_topic.decode("utf-8", "replace"), bytes(frame[pos:]), qos, packet_id
+
+
 class FrameBuffer:
     """A byte stream from the broker, cut into MQTT 5 packets in bulk.
 
@@ -49,6 +101,7 @@ class FrameBuffer:
         self._buf = bytearray(size)
         self._view = memoryview(self._buf)
         self._end = 0
+        self.bad_topics = 0  # PUBLISH frames whose topic was not UTF-8, read by hand (the codec panics on them)
 
     def space(self) -> memoryview:
         return self._view[self._end:]
@@ -82,7 +135,16 @@ class FrameBuffer:
                 raise
             except BaseException as exc:  # noqa: BLE001 - ValueError, and the codec's panic on a topic that is not
                 # UTF-8 (mqtt5 0.8.0: pyo3's PanicException, a BaseException, with a Rust backtrace on stderr)
-                raise MalformedFrame(f"{type(exc).__name__}: {exc}") from exc
+                declared = _declared_size(view[pos:end])
+                salvaged = (_publish_with_bad_topic(view[pos:pos + declared])
+                            if declared is not None and declared <= end - pos else None)
+                if salvaged is None:
+                    raise MalformedFrame(f"{type(exc).__name__}: {exc}") from exc
+                publishes.append(salvaged)
+                self.bad_topics += 1
+                count += 1
+                pos += declared  # type: ignore[operator]
+                continue
             pos += size
             if type(packet) is publish_type:
                 publishes.append((packet.topic, packet.payload, int(packet.qos), packet.packet_id))  # QoS 0 is truthy
