@@ -57,7 +57,8 @@ def run_all(workdir: Path, *, messages: int, qos: list[int], background_rate: fl
     load_ingest = f"{load:.2f}→{os.getloadavg()[0]:.2f}"
     for r in results:
         rows.append(Row(f"full-path throughput, QoS {r.qos}", f"{r.full_rate:,.0f} msg/s",
-                        f"{r.messages:,} messages drained from a backlog, stored in InfluxDB", load_ingest))
+                        f"{r.messages:,} messages drained from a backlog, stored in InfluxDB; main lane's receiver "
+                        f"{os.environ.get('WANLI_INGEST_RECEIVER', 'paho')}", load_ingest))
         rows.append(Row(f"raw broker ceiling, QoS {r.qos}", f"{r.raw_rate:,.0f} msg/s",
                         "mosquitto_sub draining the same backlog", load_ingest))
         rows.append(Row(f"ratio full path / raw, QoS {r.qos}", f"{r.ratio:.3f}", "", load_ingest))
@@ -145,6 +146,8 @@ def print_rows(rows: list[Row]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.receiver:  # the services it starts read their settings from the environment
+        os.environ["WANLI_INGEST_RECEIVER"] = args.receiver
     workdir = Path(tempfile.mkdtemp(prefix="wanli-bench-all-"))
     try:
         rows = run_all(workdir, messages=args.messages, qos=args.qos, background_rate=args.background_rate,
@@ -173,6 +176,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="credential changes timed on the managed broker with the street credentialed (0: skip)")
     p.add_argument("--skip-nodered", action="store_true",
                    help="leave out the Node-RED flow beside the full path (wanli bench nodered)")
+    p.add_argument("--receiver", choices=["paho", "bulk"],
+                   help="the services' main-lane MQTT receiver (WANLI_INGEST_RECEIVER; default: as set, else paho)")
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, data)")
 
 
