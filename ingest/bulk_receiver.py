@@ -353,14 +353,7 @@ class BulkReceiver(_Receiver):
             if self._unsent:
                 unsent, self._unsent = bytes(self._unsent), bytearray()
                 self._send(unsent)
-            now = time.monotonic()
-            if self._conn in readable or (self._in_flight and now >= next_ack_check):
-                self._take_acks(timeout_s=0)
-                next_ack_check = now + 0.002
-            # A partial batch goes at once when ingest is idle (an alarm alone waits for nothing),
-            # else when it has waited batch_wait_s.
-            if self._batch and (not self._in_flight or now - self._batch_started >= cfg.batch_wait_s):
-                self._ship()
+            next_ack_check = self._serve_ingest(self._conn in readable, next_ack_check)
             self._ping_if_due()
             if not self._unread and self._silent_too_long():
                 raise ConnectionLost(f"no PINGRESP, nor anything else, within {self._keepalive_s:.0f} s of a PINGREQ")

@@ -202,6 +202,20 @@ class _Receiver:
             log.warning("ingest closed the pipe; the receiver stops")
             self._stopping = True
 
+    def _serve_ingest(self, pipe_readable: bool, next_ack_check: float) -> float:
+        """A turn's ingest side, once the socket was served (both receivers): ingest's word taken (its
+        acknowledgements at least every 2 ms while batches are out), the batch shipped when due; returns when
+        to look for acknowledgements next."""
+        now = time.monotonic()
+        if pipe_readable or (self._in_flight and now >= next_ack_check):
+            self._take_acks(timeout_s=0)
+            next_ack_check = now + 0.002
+        # A partial batch goes at once when ingest is idle (an alarm alone waits for nothing),
+        # else when it has waited batch_wait_s.
+        if self._batch and (not self._in_flight or now - self._batch_started >= self._cfg.batch_wait_s):
+            self._ship()
+        return next_ack_check
+
     def _permitted(self) -> bool:
         """Whether ingest still holds the role, as far as it last said; if not, stop (disconnecting)."""
         if time.monotonic() < self._permitted_until:
@@ -247,14 +261,7 @@ class _Receiver:
             wait_s = cfg.batch_wait_s if self._batch else 0.1
             readable, _, _ = select.select([sock, self._conn], [sock] if client.want_write() else [], [], wait_s)
             rc = pump(client, sock in readable)
-            now = time.monotonic()
-            if self._conn in readable or (self._in_flight and now >= next_ack_check):
-                self._take_acks(timeout_s=0)
-                next_ack_check = now + 0.002
-            # A partial batch goes at once when ingest is idle (an alarm alone waits for nothing),
-            # else when it has waited batch_wait_s.
-            if self._batch and (not self._in_flight or now - self._batch_started >= cfg.batch_wait_s):
-                self._ship()
+            next_ack_check = self._serve_ingest(self._conn in readable, next_ack_check)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 log.warning("MQTT connection to %s:%s lost (%s); reconnecting", cfg.host, cfg.port, rc)
                 break

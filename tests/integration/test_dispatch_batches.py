@@ -266,8 +266,7 @@ def test_a_notice_the_read_back_holds_undecided_is_not_claimed_when_the_dead_one
     next round must not take it ahead of the read-back (it would go twice): the read-back marks it. (Without
     ``NoticePublisher.undecided`` the round took it in 2 of 3 runs; the read-back's next try, 0.1 s on, won the
     third.)"""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    from tests.support.mqtt import connected
 
     from alerts.dispatch import with_notice_id
 
@@ -288,12 +287,8 @@ def test_a_notice_the_read_back_holds_undecided_is_not_claimed_when_the_dead_one
     held = dead_session.begin()
     dead_session.execute(select(notifications_table.c.id).where(notifications_table.c.id == first).with_for_update())
     [row] = [r for r in outbox.pending() if r.id == first]
-    raw = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="the-dead-ones-last-packet")
-    raw.connect(mosquitto.host, mosquitto.port)
-    raw.loop_start()
-    raw.publish(TOPIC, with_notice_id(row.payload, row.id).encode(), qos=1).wait_for_publish(5)
-    raw.disconnect()
-    raw.loop_stop()
+    with connected(mosquitto, "the-dead-ones-last-packet") as raw:
+        raw.publish(TOPIC, with_notice_id(row.payload, row.id).encode())
 
     successor = Dispatcher(outbox, publisher())
     try:

@@ -43,8 +43,7 @@ def test_a_notice_the_broker_took_from_a_dispatcher_that_died_before_its_commit_
     import time
     from collections import Counter
 
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    from tests.support.mqtt import connected
 
     from alerts.dispatch import Dispatcher, NoticePublisher, with_notice_id
     from alerts.escalation import Notice
@@ -75,12 +74,8 @@ def test_a_notice_the_broker_took_from_a_dispatcher_that_died_before_its_commit_
     dead = publisher()
     dead.publish_notice(topic + "/_warmup", "{}")  # connected once: the session exists and reads dispatch/v1/wanli/#
     dead.close()  # ... and the instance dies: what follows is its last publish, taken by the broker
-    raw = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="the-dead-ones-last-packet")
-    raw.connect(mosquitto.host, mosquitto.port)
-    raw.loop_start()
-    raw.publish(topic, with_notice_id(first.payload, first.id).encode(), qos=1).wait_for_publish(5)
-    raw.disconnect()
-    raw.loop_stop()
+    with connected(mosquitto, "the-dead-ones-last-packet") as raw:
+        raw.publish(topic, with_notice_id(first.payload, first.id).encode())
     assert [r.id for r in outbox.pending()] == [first.id, second.id]  # its commit never happened
 
     successor = Dispatcher(outbox, publisher())
