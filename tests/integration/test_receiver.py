@@ -294,6 +294,49 @@ def test_only_what_ingest_said_is_safe_is_acknowledged(mosquitto, implementation
         third.stop()
 
 
+@pytest.mark.parametrize(("before", "after"), [("paho", "bulk"), ("bulk", "paho")])
+def test_switching_the_receiver_keeps_the_session_and_what_it_held(mosquitto, before, after):
+    """WANLI_INGEST_RECEIVER changed across a restart (MQTT 3.1.1 to 5, or back), the same client id: the broker's
+    persistent session carries over, and the new receiver gets exactly what the old one held unacknowledged, then
+    nothing more once that is made safe: switching loses nothing and delivers nothing twice."""
+    prefix = f"rx-{uuid.uuid4().hex[:8]}"
+    cfg = config(mosquitto, prefix, implementation=before, max_batches_in_flight=25)
+    first = ReceiverProcess(cfg)
+    first.start()
+    subscribed(first)
+    sent = traffic(prefix, 150)
+    publish(mosquitto.host, mosquitto.port, sent)
+    held = batches(first, 10, until_count=len(sent))
+    assert payloads(held) == sorted(p for _t, p in sent)
+    safe_no, safe = held[0]
+    first.acknowledge(safe_no)
+    assert any(kind == PENDING for kind, _ in frames(first, 1.0)), "the receiver did not take the acknowledgement"
+    first.stop()  # a clean stop: the session keeps what was not acknowledged
+    late = [(f"{prefix}/late/dev-{i % 10}", b"late-%d" % i) for i in range(30)]
+    publish(mosquitto.host, mosquitto.port, late)  # queued for the session while no receiver is there
+
+    switched = dataclasses.replace(cfg, implementation=after)
+    second = ReceiverProcess(switched)
+    second.start()
+    try:
+        expected = sorted(set(p for _t, p in sent) - {p for _t, p, *_ in safe}) + [p for _t, p in late]
+        again = batches(second, 10, until_count=len(expected))
+        assert payloads(again) == sorted(expected)
+        for no, _messages in again:
+            second.acknowledge(no)
+        assert any(kind == PENDING for kind, _ in frames(second, 1.0))
+    finally:
+        second.stop()
+
+    third = ReceiverProcess(switched)
+    third.start()
+    try:
+        subscribed(third)
+        assert batches(third, 1.5) == [], "something made safe was delivered again"
+    finally:
+        third.stop()
+
+
 def test_a_broker_restart_keeps_the_session_and_loses_nothing(tmp_path, implementation):
     """Mosquitto restarts while the receiver holds messages ingest has not made safe: the receiver tells ingest it
     lost the connection, connects again, subscribes again, and every message (held, and published after) arrives;
