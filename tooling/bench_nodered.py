@@ -235,7 +235,8 @@ def run_nodered(red: Path, versions_: str, workdir: Path, messages: list[tuple[s
                 raise RuntimeError(f"the flow did not drain the backlog within 600 s: {s}")
             time.sleep(0.1)
         seconds = max((s["last"] - s["first"]) / 1000, 1e-3)
-        counted = _stored(influx, DATABASE, {topic.split("/")[3] for topic, _p in messages})
+        # InfluxDB of its own, its database made for this run: every point in it (since 0) is the flow's
+        counted = _stored(influx, DATABASE, {topic.split("/")[3] for topic, _p in messages}, 0)
         return NodeRedResult(qos, len(messages), len(messages) / seconds, s["stored"], s["errors"], counted, versions_,
                              load_before, os.getloadavg()[0])
     finally:
