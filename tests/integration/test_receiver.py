@@ -258,48 +258,24 @@ def own_broker(tmp_path) -> MosquittoServer:
 
 def test_only_what_ingest_said_is_safe_is_acknowledged(mosquitto, implementation):
     """Of three batches held, ingest makes one safe (A): the next receiver of the session gets exactly the other two
-    again; once those are made safe too, nothing more."""
-    prefix = f"rx-{uuid.uuid4().hex[:8]}"
-    # room for all of it unacknowledged: a batch closes early when the worker is idle, so 4 batches may hold < 200
-    cfg = config(mosquitto, prefix, implementation=implementation, max_batches_in_flight=25)
-    first = ReceiverProcess(cfg)
-    first.start()
-    subscribed(first)
-    sent = traffic(prefix, 150)
-    publish(mosquitto.host, mosquitto.port, sent)
-    held = batches(first, 10, until_count=len(sent))
-    assert payloads(held) == sorted(p for _t, p in sent)
-    safe_no, safe = held[0]
-    first.acknowledge(safe_no)
-    assert any(kind == PENDING for kind, _ in frames(first, 1.0)), "the receiver did not take the acknowledgement"
-    first.stop()  # a clean stop: the session keeps what was not acknowledged
-
-    second = ReceiverProcess(cfg)
-    second.start()
-    try:
-        again = batches(second, 10, until_count=len(sent) - len(safe))
-        assert payloads(again) == sorted(set(p for _t, p in sent) - {p for _t, p, *_ in safe})
-        for no, _messages in again:
-            second.acknowledge(no)
-        assert any(kind == PENDING for kind, _ in frames(second, 1.0))
-    finally:
-        second.stop()
-
-    third = ReceiverProcess(cfg)
-    third.start()
-    try:
-        subscribed(third)
-        assert batches(third, 1.5) == [], "something made safe was delivered again"
-    finally:
-        third.stop()
+    again (and what queued meanwhile); once those are made safe too, nothing more."""
+    hand_the_session_over(mosquitto, implementation, implementation)
 
 
 @pytest.mark.parametrize(("before", "after"), [("paho", "bulk"), ("bulk", "paho")])
 def test_switching_the_receiver_keeps_the_session_and_what_it_held(mosquitto, before, after):
     """WANLI_INGEST_RECEIVER changed across a restart (MQTT 3.1.1 to 5, or back), the same client id: the broker's
-    persistent session carries over, and the new receiver gets exactly what the old one held unacknowledged, then
-    nothing more once that is made safe: switching loses nothing and delivers nothing twice."""
+    persistent session carries over, and the new receiver gets exactly what the old one held unacknowledged and what
+    queued meanwhile, then nothing more once that is made safe: switching loses nothing and delivers nothing twice."""
+    hand_the_session_over(mosquitto, before, after)
+
+
+def hand_the_session_over(mosquitto, before: str, after: str) -> None:
+    """A receiver (``before``) holds a backlog, ingest makes its first batch safe, it stops cleanly; messages queue
+    for the session; the next receiver (``after``, the same client id) must get exactly the rest, and a third
+    nothing once the second's were made safe."""
     prefix = f"rx-{uuid.uuid4().hex[:8]}"
+    # room for all of it unacknowledged: a batch closes early when the worker is idle, so 4 batches may hold < 200
     cfg = config(mosquitto, prefix, implementation=before, max_batches_in_flight=25)
     first = ReceiverProcess(cfg)
     first.start()
