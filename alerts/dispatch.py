@@ -187,9 +187,8 @@ class NoticePublisher(Publisher):
 
     def publish_notice(self, topic: str, payload: str) -> None:
         """One notice; ConnectionError if the broker did not acknowledge it."""
-        error = self.publish_notices([(topic, payload)])[0]
-        if error:
-            raise ConnectionError(error)
+        self.connect()
+        self.publish_confirmed(topic, payload.encode(), self._timeout_s)
 
     def publish_notices(self, notices: Sequence[tuple[str, str]]) -> list[str]:
         """Send (topic, payload) each, all in flight at once, and wait for the broker's acknowledgements (the

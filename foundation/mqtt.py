@@ -351,14 +351,11 @@ class Publisher:
         return info
 
     def publish_confirmed(self, topic: str, payload: bytes, timeout_s: float) -> None:
-        """Send one and wait for the broker's acknowledgement; ConnectionError if it did not come in ``timeout_s``."""
-        try:
-            info = self.publish(topic, payload)
-            info.wait_for_publish(timeout_s)
-        except (OSError, RuntimeError, ValueError) as exc:  # paho: not connected now, or its queue full
-            raise ConnectionError(f"the message on {topic} was not sent: {exc}") from None
-        if not info.is_published():
-            raise ConnectionError(f"the broker did not acknowledge the message on {topic} within {timeout_s} s")
+        """Send one and wait for the broker's acknowledgement (``publish_all_confirmed`` of one); ConnectionError
+        if it did not come in ``timeout_s``, or the connection ended first."""
+        error = self.publish_all_confirmed([(topic, payload)], timeout_s)[0]
+        if error:
+            raise ConnectionError(error)
 
     def publish_all_confirmed(self, messages: Sequence[tuple[str, bytes]], timeout_s: float) -> list[str]:
         """Send them all (as many in flight at once as paho allows: ``max_inflight_messages_set``) and wait for
