@@ -156,7 +156,7 @@ class ServiceProcess:
         self.log.close()
 
 
-def _ticks(path: Path) -> int:
+def proc_ticks(path: Path) -> int:
     """User + system clock ticks of a process or a thread (``/proc/PID[/task/TID]/stat``) so far; 0 once gone."""
     try:
         fields = path.read_text().rsplit(")", 1)[1].split()
@@ -169,6 +169,7 @@ def _ticks(path: Path) -> int:
 class CpuSplit:
     """Where the CPU of a full-path drain went, per message: each process, and the service's busiest thread
     (its worker when the worker is the ceiling: then that thread's µs a message is near the wall's)."""
+    messages: int  # received between the two samples: what the figures are divided by
     wall_us: float
     service_us: float
     busiest_thread_us: float
@@ -179,7 +180,8 @@ class CpuSplit:
     def line(self) -> str:
         return (f"CPU µs a message while draining: service {self.service_us:.1f} (its busiest thread "
                 f"{self.busiest_thread_us:.1f}), receiver processes {self.receivers_us:.1f}, Mosquitto "
-                f"{self.broker_us:.1f}, InfluxDB {self.influxdb_us:.1f}; wall {self.wall_us:.1f} µs a message")
+                f"{self.broker_us:.1f}, InfluxDB {self.influxdb_us:.1f}; wall {self.wall_us:.1f} µs a message "
+                f"(over the last {self.messages:,} messages)")
 
 
 class CpuSampler:
@@ -191,18 +193,21 @@ class CpuSampler:
 
     def read(self) -> dict[str, Any]:
         proc = Path("/proc")
-        threads = {t.name: _ticks(t / "stat") for t in (proc / str(self._service) / "task").glob("*")}
-        return {"at": time.monotonic(), "service": _ticks(proc / str(self._service) / "stat"), "threads": threads,
-                "receivers": sum(_ticks(proc / str(c) / "stat") for c in _children(self._service)),
-                "others": [_ticks(proc / str(p) / "stat") if p else 0 for p in self._others]}
+        threads = {t.name: proc_ticks(t / "stat") for t in (proc / str(self._service) / "task").glob("*")}
+        return {"at": time.monotonic(), "service": proc_ticks(proc / str(self._service) / "stat"), "threads": threads,
+                "receivers": sum(proc_ticks(proc / str(c) / "stat") for c in _children(self._service)),
+                "others": [proc_ticks(proc / str(p) / "stat") if p else 0 for p in self._others]}
 
     @staticmethod
     def split(a: dict[str, Any], b: dict[str, Any], messages: int) -> CpuSplit:
         us = 1e6 / os.sysconf("SC_CLK_TCK") / max(messages, 1)
         busiest = max((b["threads"][t] - a["threads"].get(t, 0) for t in b["threads"]), default=0)
-        return CpuSplit((b["at"] - a["at"]) * 1e6 / max(messages, 1), (b["service"] - a["service"]) * us,
+        return CpuSplit(messages, (b["at"] - a["at"]) * 1e6 / max(messages, 1), (b["service"] - a["service"]) * us,
                         busiest * us, (b["receivers"] - a["receivers"]) * us,
                         (b["others"][0] - a["others"][0]) * us, (b["others"][1] - a["others"][1]) * us)
+
+
+MIN_SPLIT_MESSAGES = 2_000  # the fewest messages a CPU split is divided by (ticks are 10 ms each)
 
 
 def _full_path(service: ServiceProcess, broker: MosquittoServer, messages: list[tuple[str, bytes]], qos: int,
@@ -225,7 +230,9 @@ def _full_path(service: ServiceProcess, broker: MosquittoServer, messages: list[
             # The backlog starts flowing when the session resumes, before the service says it is ready:
             # time from the first message the service received (its clock and ours are the same machine's).
             rate = len(messages) / (time.time() - s["first_received_ms"] / 1000)
-            split = CpuSampler.split(first[0], sampler.read(), len(messages) - first[1]) if first else None
+            # a drain mostly over before the first poll saw it leaves too few messages to divide by: no split
+            counted = len(messages) - first[1] if first else 0
+            split = CpuSampler.split(first[0], sampler.read(), counted) if counted >= MIN_SPLIT_MESSAGES else None
             return rate, split
         time.sleep(0.1)
     raise RuntimeError(f"the full path did not finish within 600 s: {service.stats()}")
@@ -364,8 +371,8 @@ def print_table(results: list[PathResult]) -> None:
               f"{r.publish_rate:>12,.0f} {r.committed_p50:>10.0f} / {r.committed_p99:<9.0f} "
               f"{r.stored_p50:>8.0f} / {r.stored_p99:<8.0f} {r.peak_rss_mb:>24.0f}")
     for r in results:
-        if r.cpu is not None:
-            print(f"QoS {r.qos} full path, {r.cpu.line()}")
+        print(f"QoS {r.qos} full path, " + (r.cpu.line() if r.cpu is not None else
+                                           f"CPU not split: fewer than {MIN_SPLIT_MESSAGES:,} messages came after the first poll"))
 
 
 def print_overload(o: OverloadResult) -> None:

@@ -66,6 +66,7 @@ from devices.credentials import (
 from devices.hierarchy import load_hierarchy
 from devices.registry import DeviceRecord, DeviceRegistry
 from foundation import db
+from tooling.bench import proc_ticks
 from tooling.local_servers import MosquittoServer, free_port, secured_mosquitto
 from tooling.street_files import street_on_disk
 from foundation.mqtt import Client, new_client
@@ -384,8 +385,7 @@ def _change_cpu_ms(side: Managed, device_ids: list[str]) -> float:
     stat = Path(f"/proc/{side.broker.pid}/stat")
 
     def cpu() -> int:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime, stime
+        return proc_ticks(stat)  # utime + stime
 
     time.sleep(0.5)
     before = cpu()

@@ -66,7 +66,8 @@ def run_all(workdir: Path, *, messages: int, qos: list[int], background_rate: fl
             rows.append(Row(f"full path's CPU a message, QoS {r.qos}", f"{r.cpu.service_us + r.cpu.receivers_us:.0f} µs",
                             f"service {r.cpu.service_us:.1f} (busiest thread {r.cpu.busiest_thread_us:.1f}) + receivers "
                             f"{r.cpu.receivers_us:.1f}; Mosquitto {r.cpu.broker_us:.1f}, InfluxDB "
-                            f"{r.cpu.influxdb_us:.1f}; wall {r.cpu.wall_us:.1f}", load_ingest))
+                            f"{r.cpu.influxdb_us:.1f}; wall {r.cpu.wall_us:.1f}; over the drain's last {r.cpu.messages:,} "
+                            "messages (from the first poll once the service answers)", load_ingest))
         rows.append(Row(f"device clock → committed, QoS {r.qos}", f"{r.committed_p50:.0f} / {r.committed_p99:.0f} ms",
                         f"p50 / p99, every message, live at {r.publish_rate:,.0f} msg/s", load_ingest))
     peak = max(r.peak_rss_mb for r in results)

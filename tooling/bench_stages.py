@@ -37,6 +37,7 @@ from typing import Any
 
 from devices.registry import DeviceBatch, DeviceRecord
 from simulators.load import build_messages, publish, stamp
+from tooling.bench import proc_ticks
 from tooling.local_servers import InfluxV1Server, MosquittoServer
 from tooling.street_files import street_on_disk
 from foundation.service_clock import wall_ms
@@ -55,8 +56,7 @@ class StageFigures:
 
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return proc_ticks(Path(f"/proc/{pid}/stat")) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
